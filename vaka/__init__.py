@@ -1,0 +1,3 @@
+"""Vaka: software for municipal welfare-technology units (TV video visits, night-check cameras)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The thin central service: broker configuration, fleet registry, tickets, audit, staff console."""

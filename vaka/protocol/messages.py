@@ -1,0 +1,221 @@
+"""The versioned JSON envelope and the schema of every message type.
+
+Every message is ``{"v": 1, "type": ..., "id": ..., "ts": ..., "payload": {...}}``. Models reject
+unknown keys; :func:`decode` checks size, JSON, envelope and payload at once and raises
+:class:`~vaka.errors.BadMessage` with one readable sentence listing every problem.
+"""
+
+import json
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from vaka.errors import BadMessage
+from vaka.protocol.topics import Channel
+
+PROTOCOL_VERSION = 1
+
+#: Hard limit for any message on the wire (an SDP with many candidates is ~10 KiB).
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_SDP_CHARS = 32 * 1024
+
+ShortText = Annotated[str, Field(max_length=200)]
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def new_message_id() -> str:
+    """A fresh random message id."""
+    return uuid.uuid4().hex
+
+
+# ---------------------------------------------------------------- payloads
+
+
+class StatePayload(_Strict):
+    """Birth (``online``), will (``offline``) or clean exit (``stopped``) of one link session.
+
+    ``bdseq`` is the birth sequence of the session: the birth and the will of one session carry the
+    same number and a later session a higher one, so a late will never marks a newer session
+    offline (Sparkplug B's bdSeq).
+    """
+
+    status: Literal["online", "offline", "stopped"]
+    bdseq: int = Field(ge=0, lt=2**63)
+    profile: Literal["tv", "nightcam"] | None = None
+    agent_version: ShortText | None = None
+
+
+class LinkQuality(_Strict):
+    """Radio link of the unit, where it has one."""
+
+    interface: ShortText
+    kind: Literal["wifi", "ethernet", "other"]
+    signal_dbm: float | None = Field(default=None, ge=-150, le=0)
+    quality_pct: float | None = Field(default=None, ge=0, le=100)
+
+
+class HealthPayload(_Strict):
+    """One health sample. Optional fields are ``None`` where the unit cannot measure them."""
+
+    interval_s: float = Field(gt=0, le=86_400)
+    uptime_s: float = Field(ge=0)
+    load1: float = Field(ge=0)
+    mem_used_pct: float = Field(ge=0, le=100)
+    cpu_temp_c: float | None = Field(default=None, ge=-50, le=150)
+    link: LinkQuality | None = None
+    broker_rtt_ms: float | None = Field(default=None, ge=0)
+    camera_present: bool | None = None
+    shutter: Literal["closed", "opening", "open", "closing", "fault"] | None = None
+    tv: Literal["on", "standby", "absent", "unknown"] | None = None
+    clock_synced: bool
+    cert_expires_at: float | None = None
+    agent_version: ShortText
+    config_version: int = Field(ge=0)
+    last_call: ShortText | None = None
+    refused_messages: int = Field(default=0, ge=0)
+
+
+EventValue = str | int | float | bool | None
+
+
+class EventPayload(_Strict):
+    """Something happened on the unit: a button, hotplug, shutter movement, a refused message."""
+
+    kind: Literal["button", "hotplug", "shutter", "fault", "refused", "call", "info"]
+    detail: dict[Annotated[str, Field(max_length=64)], EventValue] = Field(
+        default_factory=dict, max_length=32
+    )
+
+
+class SignalPayload(_Strict):
+    """Call signalling between central and the unit (filled in by the call machinery)."""
+
+    kind: Literal["request", "offer", "answer", "hangup", "state", "error"]
+    call_id: Identifier
+    ticket: Annotated[str, Field(max_length=4096)] | None = None
+    sdp: Annotated[str, Field(max_length=MAX_SDP_CHARS)] | None = None
+    state: ShortText | None = None
+    reason: ShortText | None = None
+
+
+class ConfigPayload(_Strict):
+    """A signed configuration bundle (compact JWS) for one unit."""
+
+    version: int = Field(ge=0)
+    bundle: Annotated[str, Field(max_length=32 * 1024)]
+
+
+# ---------------------------------------------------------------- envelopes
+
+
+class _Envelope(_Strict):
+    v: Literal[1] = PROTOCOL_VERSION
+    id: Identifier = Field(default_factory=new_message_id)
+    ts: float = Field(default_factory=time.time, ge=0)
+
+
+class StateMessage(_Envelope):
+    """Envelope for :class:`StatePayload` on the ``state`` channel."""
+
+    type: Literal["state"] = "state"
+    payload: StatePayload
+
+
+class HealthMessage(_Envelope):
+    """Envelope for :class:`HealthPayload` on the ``health`` channel."""
+
+    type: Literal["health"] = "health"
+    payload: HealthPayload
+
+
+class EventMessage(_Envelope):
+    """Envelope for :class:`EventPayload` on the ``events`` channel."""
+
+    type: Literal["event"] = "event"
+    payload: EventPayload
+
+
+class SignalMessage(_Envelope):
+    """Envelope for :class:`SignalPayload` on the ``signal/in`` and ``signal/out`` channels."""
+
+    type: Literal["signal"] = "signal"
+    payload: SignalPayload
+
+
+class ConfigMessage(_Envelope):
+    """Envelope for :class:`ConfigPayload` on the ``config`` channel."""
+
+    type: Literal["config"] = "config"
+    payload: ConfigPayload
+
+
+AnyMessage = StateMessage | HealthMessage | EventMessage | SignalMessage | ConfigMessage
+_ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(Annotated[AnyMessage, Field(discriminator="type")])
+
+#: Which envelope type travels on which channel.
+CHANNEL_TYPES: dict[Channel, type[BaseModel]] = {
+    Channel.STATE: StateMessage,
+    Channel.HEALTH: HealthMessage,
+    Channel.EVENTS: EventMessage,
+    Channel.SIGNAL_OUT: SignalMessage,
+    Channel.SIGNAL_IN: SignalMessage,
+    Channel.CONFIG: ConfigMessage,
+}
+
+
+def encode(message: BaseModel) -> bytes:
+    """Serialise a message to compact JSON bytes, refusing anything over the size limit."""
+    raw = message.model_dump_json(exclude_none=True).encode()
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise BadMessage(f"message is {len(raw)} bytes, over the {MAX_MESSAGE_BYTES}-byte limit")
+    return raw
+
+
+def _describe(err: ValidationError) -> str:
+    problems = []
+    for item in err.errors(include_url=False)[:8]:
+        where = ".".join(str(p) for p in item["loc"]) or "message"
+        problems.append(f"{where}: {item['msg']}")
+    more = err.error_count() - len(problems)
+    if more > 0:
+        problems.append(f"and {more} more")
+    return "; ".join(problems)
+
+
+def decode(raw: bytes | bytearray | str, channel: Channel | None = None) -> AnyMessage:
+    """Parse and validate one message; with ``channel``, also check it belongs there.
+
+    Raises :class:`BadMessage` whose text says what was wrong.
+    """
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > MAX_MESSAGE_BYTES:
+        raise BadMessage(f"message is {size} bytes, over the {MAX_MESSAGE_BYTES}-byte limit")
+    if size == 0:
+        raise BadMessage("message is empty")
+    try:
+        data: Any = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadMessage(f"message is not valid UTF-8 JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise BadMessage(f"message must be a JSON object, got {type(data).__name__}")
+    if data.get("v") != PROTOCOL_VERSION:
+        raise BadMessage(
+            f"unsupported protocol version {data.get('v')!r}; this side speaks v{PROTOCOL_VERSION}"
+        )
+    try:
+        message = _ADAPTER.validate_python(data)
+    except ValidationError as err:
+        raise BadMessage(
+            f"invalid {str(data.get('type'))[:20]!r} message: {_describe(err)}"
+        ) from None
+    if channel is not None and not isinstance(message, CHANNEL_TYPES[channel]):
+        raise BadMessage(
+            f"a {message.type!r} message does not belong on the {channel.value!r} channel"
+        )
+    return message

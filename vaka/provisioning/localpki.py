@@ -1,0 +1,97 @@
+"""A small PKI kept in one directory, for the demo, the tests and a first installation.
+
+Layout (all PEM)::
+
+    client-ca.{crt,key}   signs unit and central client certificates, nothing else
+    server-ca.{crt,key}   signs the broker's TLS certificate
+    broker.{crt,key}      the broker's server certificate
+    clients/<cn>.{crt,key}
+
+The enrolment flow (units making their own keys) builds on the same CAs.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from vaka.provisioning import pki
+
+DEFAULT_CLIENT_LIFETIME = dt.timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class ClientFiles:
+    """Where one client identity's files are."""
+
+    cert: Path
+    key: Path
+    server_ca: Path  # to verify the broker
+
+
+class LocalPki:
+    """A client CA, a server CA and a broker certificate under ``root``; created on first use."""
+
+    def __init__(self, root: Path, broker_names: tuple[str, ...] = ("localhost", "127.0.0.1")):
+        self.root = root
+        self.broker_names = broker_names
+
+    @property
+    def client_ca_cert(self) -> Path:
+        """The CA the broker trusts for client certificates."""
+        return self.root / "client-ca.crt"
+
+    @property
+    def server_ca_cert(self) -> Path:
+        """The CA clients trust for the broker."""
+        return self.root / "server-ca.crt"
+
+    @property
+    def broker_cert(self) -> Path:
+        """The broker's certificate."""
+        return self.root / "broker.crt"
+
+    @property
+    def broker_key(self) -> Path:
+        """The broker's private key."""
+        return self.root / "broker.key"
+
+    def ensure(self) -> "LocalPki":
+        """Create the CAs and the broker certificate if they are missing."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)
+        for name in ("client-ca", "server-ca"):
+            if not (self.root / f"{name}.crt").exists():
+                pki.make_ca(f"Vaka {name}").write(
+                    self.root / f"{name}.crt", self.root / f"{name}.key"
+                )
+        if not self.broker_cert.exists():
+            key = pki.new_key()
+            cert = pki.issue_server_cert(self._ca("server-ca"), list(self.broker_names), key)
+            pki.write_cert(cert, self.broker_cert)
+            pki.write_key(key, self.broker_key)
+        return self
+
+    def _ca(self, name: str) -> pki.CertifiedKey:
+        return pki.CertifiedKey(
+            pki.load_cert(self.root / f"{name}.crt"), pki.load_key(self.root / f"{name}.key")
+        )
+
+    def client_ca(self) -> pki.CertifiedKey:
+        """The client-signing CA with its key."""
+        return self._ca("client-ca")
+
+    def client(
+        self, cn: str, lifetime: dt.timedelta = DEFAULT_CLIENT_LIFETIME, *, renew: bool = False
+    ) -> ClientFiles:
+        """Files of client identity ``cn``, issued now if missing (or if ``renew``)."""
+        files = ClientFiles(
+            self.root / "clients" / f"{cn}.crt",
+            self.root / "clients" / f"{cn}.key",
+            self.server_ca_cert,
+        )
+        if renew or not files.cert.exists():
+            key = pki.new_key()
+            cert = pki.issue_client_cert(self.client_ca(), cn, key.public_key(), lifetime)
+            pki.write_cert(cert, files.cert)
+            pki.write_key(key, files.key)
+        return files
