@@ -1,0 +1,88 @@
+"""The agent's local configuration file (TOML), validated once at start.
+
+This file says who the unit is and how it reaches the broker. What the municipality decides
+(schedules, call limits, auto-answer) arrives later as a signed bundle over MQTT.
+"""
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vaka.errors import ConfigError
+from vaka.protocol.topics import check_device_id
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UnitSection(_Section):
+    """``[unit]``: identity and profile."""
+
+    id: str
+    profile: Literal["tv", "nightcam"]
+    simulate: bool = False
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        return check_device_id(value)
+
+
+class BrokerSection(_Section):
+    """``[broker]``: where and how the unit connects."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=8883, ge=1, le=65535)
+    server_ca: Path
+    cert: Path
+    key: Path
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    reconnect_min_s: float = Field(default=0.5, gt=0, le=60)
+    reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)
+
+
+class HealthSection(_Section):
+    """``[health]``: how often health is reported."""
+
+    interval_s: float = Field(default=30.0, ge=1, le=3600)
+
+
+class AgentConfig(_Section):
+    """The whole agent configuration file."""
+
+    unit: UnitSection
+    broker: BrokerSection
+    health: HealthSection = HealthSection()
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for item in err.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "file"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def parse_config(data: dict[str, object], source: str = "config") -> AgentConfig:
+    """Validate a configuration mapping, reporting every problem in one :class:`ConfigError`."""
+    try:
+        config = AgentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{source} is invalid: {_describe(err)}") from None
+    if config.broker.reconnect_max_s < config.broker.reconnect_min_s:
+        raise ConfigError(f"{source} is invalid: broker.reconnect_max_s is below reconnect_min_s")
+    return config
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate the agent's TOML configuration file."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read agent configuration {path}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"agent configuration {path} is not valid TOML: {err}") from None
+    return parse_config(data, str(path))

@@ -1,0 +1,277 @@
+"""One MQTT 5 session at a time to the broker, kept up for as long as the agent runs.
+
+State machine: ``idle -> connecting -> online -> waiting -> connecting ... -> closed``. Each
+connection is a new *session* with a new birth sequence (``bdseq``); its retained birth and its
+will carry the same number, so central can tell a late will of an old session from the death of
+the current one. Inbound messages are checked (topic, size, schema) and routed to one handler per
+channel; refusals are logged with a reason, counted and reported as an event.
+"""
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import aiomqtt
+from pydantic import BaseModel
+
+from vaka import __version__
+from vaka.errors import LinkError, ProtocolError
+from vaka.protocol.backoff import backoff_delay
+from vaka.protocol.messages import (
+    AnyMessage,
+    EventMessage,
+    EventPayload,
+    StateMessage,
+    StatePayload,
+    decode,
+    encode,
+)
+from vaka.protocol.refusals import Refusals
+from vaka.protocol.topics import UNIT_READS, Channel, device_topic, parse_device_topic
+from vaka.provisioning.tls import client_tls_context
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AnyMessage], Awaitable[None]]
+StateListener = Callable[["LinkState"], None]
+
+
+class LinkState(Enum):
+    """Where the link is."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    WAITING = "waiting"  # between attempts
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """What the link needs to know. TLS files are re-read on every connect (renewal)."""
+
+    device_id: str
+    profile: str
+    host: str
+    port: int
+    server_ca: Path
+    cert: Path
+    key: Path
+    keepalive_s: int = 30
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 60.0
+    connect_timeout_s: float = 10.0
+
+
+class UnitLink:
+    """The unit's side of the broker connection."""
+
+    def __init__(self, settings: LinkSettings) -> None:
+        self.settings = settings
+        self.refusals = Refusals(log)
+        self.bdseq = 0
+        self.broker_rtt_ms: float | None = None
+        self._state = LinkState.IDLE
+        self._listeners: list[StateListener] = []
+        self._handlers: dict[Channel, Handler] = {}
+        self._client: aiomqtt.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._online = asyncio.Event()
+
+    # ---------------------------------------------------------------- state
+
+    @property
+    def state(self) -> LinkState:
+        """The current link state."""
+        return self._state
+
+    def subscribe_state(self, listener: StateListener) -> Callable[[], None]:
+        """Call ``listener`` on every state change; returns a function that unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _set_state(self, new: LinkState) -> None:
+        old, self._state = self._state, new
+        if old is new:
+            return
+        log.info("link %s -> %s", old.value, new.value)
+        if new is LinkState.ONLINE:
+            self._online.set()
+        else:
+            self._online.clear()
+        for listener in list(self._listeners):
+            try:
+                listener(new)
+            except Exception:
+                log.exception("link state listener failed")
+
+    async def wait_online(self, timeout: float | None = None) -> None:
+        """Wait until the link is online (raises :class:`TimeoutError`)."""
+        await asyncio.wait_for(self._online.wait(), timeout)
+
+    # ---------------------------------------------------------------- routing
+
+    def on(self, channel: Channel, handler: Handler) -> None:
+        """Route valid messages arriving on ``channel`` to ``handler``."""
+        if channel not in UNIT_READS:
+            raise ValueError(f"a unit does not receive on {channel.value!r}")
+        self._handlers[channel] = handler
+
+    async def _route(self, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        payload = message.payload
+        try:
+            parsed = parse_device_topic(topic)
+            if parsed.device_id != self.settings.device_id or parsed.channel not in UNIT_READS:
+                raise ProtocolError(f"topic {topic!r} is not one this unit reads")
+            if not isinstance(payload, bytes | bytearray):
+                raise ProtocolError("payload is not bytes")
+            inbound = decode(payload, parsed.channel)
+        except ProtocolError as err:
+            await self._refuse(type(err).__name__, str(err), topic)
+            return
+        handler = self._handlers.get(parsed.channel)
+        if handler is None:
+            await self._refuse("unhandled", f"no handler for {parsed.channel.value}", topic)
+            return
+        try:
+            await handler(inbound)
+        except Exception as err:
+            log.exception("handler for %s failed", parsed.channel.value)
+            await self._refuse("handler failed", f"{type(err).__name__}: {err}", topic)
+
+    async def _refuse(self, category: str, reason: str, topic: str) -> None:
+        self.refusals.refuse(category, reason, topic)
+        event = EventMessage(
+            payload=EventPayload(
+                kind="refused", detail={"topic": topic[-100:], "reason": reason[:200]}
+            )
+        )
+        with contextlib.suppress(LinkError):
+            await self.publish(Channel.EVENTS, event)
+
+    # ---------------------------------------------------------------- publishing
+
+    async def publish(
+        self, channel: Channel, message: BaseModel, *, retain: bool = False, qos: int = 1
+    ) -> None:
+        """Publish on one of this unit's channels; raises :class:`LinkError` when offline.
+
+        With QoS 1 the time to the broker's PUBACK is kept as the broker round-trip.
+        """
+        client = self._client
+        if client is None or self._state is not LinkState.ONLINE:
+            raise LinkError(f"cannot publish {channel.value}: link is {self._state.value}")
+        topic = device_topic(self.settings.device_id, channel)
+        started = time.perf_counter()
+        try:
+            await client.publish(topic, encode(message), qos=qos, retain=retain, timeout=10)
+        except aiomqtt.MqttError as err:
+            raise LinkError(f"publish to {channel.value} failed: {err}") from err
+        if qos:
+            self.broker_rtt_ms = (time.perf_counter() - started) * 1000
+
+    # ---------------------------------------------------------------- session loop
+
+    def _state_message(self, status: str) -> bytes:
+        return encode(
+            StateMessage(
+                payload=StatePayload(
+                    status=status,  # type: ignore[arg-type]
+                    bdseq=self.bdseq,
+                    profile=self.settings.profile,  # type: ignore[arg-type]
+                    agent_version=__version__,
+                )
+            )
+        )
+
+    def _next_bdseq(self) -> int:
+        # Milliseconds since the epoch: higher than any earlier session of this unit as long as
+        # the clock does not go backwards across reboots (see docs/architecture.md).
+        self.bdseq = max(time.time_ns() // 1_000_000, self.bdseq + 1)
+        return self.bdseq
+
+    def _tls(self) -> ssl.SSLContext:
+        s = self.settings
+        return client_tls_context(s.server_ca, s.cert, s.key)
+
+    async def run(self) -> None:
+        """Keep a session up until :meth:`close` (or cancellation)."""
+        self._task = asyncio.current_task()
+        s = self.settings
+        state_topic = device_topic(s.device_id, Channel.STATE)
+        attempt = 0
+        while not self._closing:
+            self._set_state(LinkState.CONNECTING)
+            self._next_bdseq()
+            try:
+                will = aiomqtt.Will(state_topic, self._state_message("offline"), qos=1, retain=True)
+                async with aiomqtt.Client(
+                    s.host,
+                    s.port,
+                    identifier=s.device_id,
+                    protocol=aiomqtt.ProtocolVersion.V5,
+                    will=will,
+                    tls_context=self._tls(),
+                    keepalive=s.keepalive_s,
+                    timeout=s.connect_timeout_s,
+                ) as client:
+                    await client.publish(
+                        state_topic, self._state_message("online"), qos=1, retain=True
+                    )
+                    for channel in sorted(UNIT_READS):
+                        await client.subscribe(device_topic(s.device_id, channel), qos=1)
+                    self._client = client
+                    self._set_state(LinkState.ONLINE)
+                    log.info("online as %s (bdseq %d)", s.device_id, self.bdseq)
+                    attempt = 0
+                    async for inbound in client.messages:
+                        await self._route(inbound)
+            except aiomqtt.MqttError as err:
+                log.warning("broker connection lost or refused: %s", err)
+            except Exception as err:  # e.g. unreadable certificate: keep trying, say why
+                log.error("cannot connect to the broker: %s", err)
+            finally:
+                self._client = None
+            if self._closing:
+                break
+            self._set_state(LinkState.WAITING)
+            delay = backoff_delay(attempt, s.reconnect_min_s, s.reconnect_max_s)
+            attempt += 1
+            log.info("reconnecting in %.1f s (attempt %d)", delay, attempt)
+            await asyncio.sleep(delay)
+        self._set_state(LinkState.CLOSED)
+
+    async def close(self) -> None:
+        """Announce "stopped" (retained), disconnect cleanly (no will), end :meth:`run`.
+
+        Safe to call twice.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        client = self._client
+        if client is not None and self._state is LinkState.ONLINE:
+            try:
+                await client.publish(
+                    device_topic(self.settings.device_id, Channel.STATE),
+                    self._state_message("stopped"),
+                    qos=1,
+                    retain=True,
+                    timeout=3,
+                )
+            except aiomqtt.MqttError as err:
+                log.warning("could not announce a clean stop: %s", err)
+        task = self._task
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._set_state(LinkState.CLOSED)

@@ -1,0 +1,67 @@
+"""Central's configuration file (TOML), validated once at start."""
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vaka.central.status import Thresholds
+from vaka.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttSection(_Section):
+    """``[mqtt]``: central's own broker connection (its identity is the certificate CN)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8883, ge=1, le=65535)
+    server_ca: Path
+    cert: Path
+    key: Path
+    identity: str = Field(default="central-1", pattern=r"^central-[a-z0-9-]{1,30}$")
+    share_group: str = Field(default="central", pattern=r"^[a-z0-9-]{1,30}$")
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    session_expiry_s: int = Field(default=3600, ge=0)
+
+
+class HttpSection(_Section):
+    """``[http]``: where the API and the console listen."""
+
+    bind: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class DatabaseSection(_Section):
+    """``[database]``: SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
+
+    url: str = "sqlite:////var/lib/vaka/central.db"
+
+
+class CentralConfig(_Section):
+    """The whole central configuration file."""
+
+    mqtt: MqttSection
+    http: HttpSection = HttpSection()
+    database: DatabaseSection = DatabaseSection()
+    fleet: Thresholds = Thresholds()
+
+
+def load_central_config(path: Path) -> CentralConfig:
+    """Read and validate central's TOML configuration, every problem in one error."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read central configuration {path}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"central configuration {path} is not valid TOML: {err}") from None
+    try:
+        return CentralConfig.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in err.errors(include_url=False)
+        )
+        raise ConfigError(f"central configuration {path} is invalid: {problems}") from None

@@ -1,0 +1,92 @@
+"""Central's broker session: shared subscriptions on every unit's outbound channels.
+
+Several central instances join the same share group, so each unit message is handled by exactly
+one of them. The session is persistent (``clean_start`` off, a session expiry), so messages that
+arrive while an instance restarts wait for it at the broker.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import BaseModel
+
+from vaka.central.config import MqttSection
+from vaka.errors import LinkError
+from vaka.protocol.backoff import backoff_delay
+from vaka.protocol.messages import encode
+from vaka.protocol.topics import UNIT_WRITES, Channel, device_filter, device_topic, shared
+from vaka.provisioning.tls import client_tls_context
+
+log = logging.getLogger(__name__)
+
+MessageSink = Callable[[str, Any], object]
+
+
+class CentralLink:
+    """Keeps central's MQTT session up and hands every inbound message to ``sink``."""
+
+    def __init__(self, settings: MqttSection, sink: MessageSink) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.connected = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+
+    def _properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.settings.session_expiry_s
+        return props
+
+    async def run(self) -> None:
+        """Connect, subscribe and deliver messages until cancelled; reconnect with backoff."""
+        s = self.settings
+        attempt = 0
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    s.host,
+                    s.port,
+                    identifier=s.identity,
+                    protocol=aiomqtt.ProtocolVersion.V5,
+                    tls_context=client_tls_context(s.server_ca, s.cert, s.key),
+                    keepalive=s.keepalive_s,
+                    clean_start=False,
+                    properties=self._properties(),
+                    timeout=10,
+                ) as client:
+                    for channel in sorted(UNIT_WRITES):
+                        await client.subscribe(shared(s.share_group, device_filter(channel)), qos=1)
+                    self._client = client
+                    self.connected.set()
+                    attempt = 0
+                    log.info("central %s subscribed (share group %s)", s.identity, s.share_group)
+                    async for message in client.messages:
+                        self.sink(message.topic.value, message.payload)
+            except aiomqtt.MqttError as err:
+                log.warning("central's broker connection lost or refused: %s", err)
+            except Exception as err:
+                log.error("central cannot connect to the broker: %s", err)
+            finally:
+                self._client = None
+                self.connected.clear()
+            delay = backoff_delay(attempt, 0.5, 30.0)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def publish_to_unit(
+        self, device_id: str, channel: Channel, message: BaseModel, *, retain: bool = False
+    ) -> None:
+        """Publish to a unit's inbound channel (``signal/in`` or ``config``)."""
+        client = self._client
+        if client is None:
+            raise LinkError("central is not connected to the broker")
+        try:
+            await client.publish(
+                device_topic(device_id, channel), encode(message), qos=1, retain=retain, timeout=10
+            )
+        except aiomqtt.MqttError as err:
+            raise LinkError(f"publish to {device_id} failed: {err}") from err
