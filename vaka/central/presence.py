@@ -2,9 +2,10 @@
 
 A unit's presence is ordered by ``(bdseq, rank)`` where ``rank`` is 0 for ``online``, 1 for
 ``offline`` (the will) and 2 for ``stopped`` (a clean exit). The newer session wins; within one
-session the end wins over the beginning. Taking the maximum is commutative, associative and idempotent, so births and wills
-that arrive late, twice or out of order — or at different central instances — converge on the
-same answer. The database applies the same rule in its upsert (see :mod:`vaka.central.store`).
+session the end wins over the beginning. Taking the maximum is commutative, associative and
+idempotent, so births and wills that arrive late, twice or out of order, or at different central
+instances, converge on the same answer. The database applies the same rule in its upsert (see
+:mod:`vaka.central.store`).
 """
 
 from dataclasses import dataclass
