@@ -3,12 +3,13 @@
 
 VENV := .venv/bin
 DEMO_SECONDS ?=
+DEMO_DIR ?=
 
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/vaka-central demo $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS))
+	$(VENV)/vaka-central demo $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS)) $(if $(DEMO_DIR),--dir $(DEMO_DIR))
 
 lint: setup
 	$(VENV)/ruff check .

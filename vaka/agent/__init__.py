@@ -1,0 +1,1 @@
+"""The device agent: one process per unit."""

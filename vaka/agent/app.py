@@ -1,0 +1,130 @@
+"""The agent: wires configuration, hardware, the broker link and health reporting together.
+
+Shutdown is orderly: the shutter closes first, then health stops, then the link announces a clean
+stop. Every part is started here and nowhere else.
+"""
+
+import asyncio
+import contextlib
+import logging
+
+from vaka.agent.health import HealthReporter, HealthSampler
+from vaka.agent.hw.hardware import Hardware, simulated
+
+from vaka.agent.config import AgentConfig
+from vaka.agent.link import LinkSettings, UnitLink
+from vaka.errors import ConfigError, LinkError
+from vaka.protocol.messages import (
+    AnyMessage,
+    ConfigMessage,
+    HealthMessage,
+    HealthPayload,
+    SignalMessage,
+    SignalPayload,
+)
+from vaka.protocol.topics import Channel
+
+log = logging.getLogger(__name__)
+
+
+def build_hardware(config: AgentConfig) -> Hardware:
+    """Fake hardware with ``simulate``; the real drivers arrive with their issues."""
+    if config.unit.simulate:
+        return simulated(config.unit.profile)
+    raise ConfigError(
+        "real hardware drivers are not available in this version: set unit.simulate = true "
+        "or start with --simulate"
+    )
+
+
+class Agent:
+    """One unit's agent."""
+
+    def __init__(self, config: AgentConfig, hardware: Hardware | None = None) -> None:
+        self.config = config
+        self.hardware = hardware or build_hardware(config)
+        b = config.broker
+        self.link = UnitLink(
+            LinkSettings(
+                device_id=config.unit.id,
+                profile=config.unit.profile,
+                host=b.host,
+                port=b.port,
+                server_ca=b.server_ca,
+                cert=b.cert,
+                key=b.key,
+                keepalive_s=b.keepalive_s,
+                reconnect_min_s=b.reconnect_min_s,
+                reconnect_max_s=b.reconnect_max_s,
+            )
+        )
+        self.config_version = 0
+        self.sampler = HealthSampler(
+            interval_s=config.health.interval_s,
+            hardware=self.hardware,
+            cert_path=b.cert,
+            broker_rtt_ms=lambda: self.link.broker_rtt_ms,
+            config_version=lambda: self.config_version,
+            refused_messages=lambda: self.link.refusals.total,
+            last_call=lambda: None,
+        )
+        self.reporter = HealthReporter(
+            self.sampler, interval_s=config.health.interval_s, hardware=self.hardware
+        )
+        self.link.on(Channel.SIGNAL_IN, self._on_signal)
+        self.link.on(Channel.CONFIG, self._on_config)
+        self._unsubscribe_link = self.link.subscribe_state(lambda _s: self.reporter.trigger())
+
+    async def _publish_health(self, payload: HealthPayload) -> None:
+        with contextlib.suppress(LinkError):  # offline: the next one goes out after reconnect
+            await self.link.publish(Channel.HEALTH, HealthMessage(payload=payload))
+
+    async def _on_signal(self, message: AnyMessage) -> None:
+        assert isinstance(message, SignalMessage)
+        log.warning("call signalling %s refused: calls are not enabled", message.payload.kind)
+        reply = SignalMessage(
+            payload=SignalPayload(
+                kind="error",
+                call_id=message.payload.call_id,
+                reason="this unit does not take calls yet",
+            )
+        )
+        await self.link.publish(Channel.SIGNAL_OUT, reply)
+
+    async def _on_config(self, message: AnyMessage) -> None:
+        assert isinstance(message, ConfigMessage)
+        log.info(
+            "config bundle version %d received; not applied (signed bundles are not enabled)",
+            message.payload.version,
+        )
+
+    async def run(self) -> None:
+        """Run until cancelled, then shut down in order."""
+        log.info(
+            "agent %s (%s) starting%s",
+            self.config.unit.id,
+            self.config.unit.profile,
+            " on simulated hardware" if self.config.unit.simulate else "",
+        )
+        tasks = [
+            asyncio.create_task(self.link.run(), name="link"),
+            asyncio.create_task(self.reporter.run(self._publish_health), name="health"),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            await self.shutdown(tasks)
+
+    async def shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Close the shutter first, then stop health, then leave the broker cleanly."""
+        if self.hardware.shutter is not None:
+            with contextlib.suppress(Exception):
+                await self.hardware.shutter.close()
+        for task in tasks:
+            if task.get_name() != "link":
+                task.cancel()
+        await asyncio.gather(*tasks[1:], return_exceptions=True)
+        await self.link.close()
+        self._unsubscribe_link()
+        self.hardware.close()
+        log.info("agent %s stopped", self.config.unit.id)

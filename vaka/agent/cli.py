@@ -1,0 +1,58 @@
+"""``vaka-agent``: run the unit's agent."""
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from vaka.agent.app import Agent
+from vaka.agent.config import load_config
+from vaka.errors import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vaka-agent", description="Run a Vaka unit's agent.")
+    p.add_argument("--config", type=Path, required=True, help="agent configuration (TOML)")
+    p.add_argument(
+        "--simulate", action="store_true", help="run on simulated hardware (no GPIO, camera, CEC)"
+    )
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+async def _run(agent: Agent) -> None:
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    runner = asyncio.create_task(agent.run())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runner.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await runner
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = load_config(args.config)
+        if args.simulate:
+            config = config.model_copy(
+                update={"unit": config.unit.model_copy(update={"simulate": True})}
+            )
+        agent = Agent(config)
+    except ConfigError as err:
+        print(f"vaka-agent: {err}", file=sys.stderr)
+        return 2
+    asyncio.run(_run(agent))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
