@@ -55,6 +55,7 @@ class Broker:
                 server_key=self.pki.broker_key,
                 persistence=False,
                 user=dev_broker_user(),
+                central_identities=("central-1", "central-2"),
             ),
         )
         self.process = MosquittoProcess(conf, self.host, self.port).start()

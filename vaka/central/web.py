@@ -1,5 +1,6 @@
 """Central's HTTP side: the fleet API and a plain fleet page for the support function."""
 
+import asyncio
 import html
 import time
 from typing import Any
@@ -26,7 +27,7 @@ def _error(status: int, reason: str) -> web.HTTPException:
 
 async def _views(request: web.Request) -> list[dict[str, Any]]:
     store = request.app[STORE]
-    records = await request.app.loop.run_in_executor(None, store.units)
+    records = await asyncio.to_thread(store.units)
     now = time.time()
     return [unit_view(r, now, request.app[THRESHOLDS]) for r in records]
 
@@ -53,11 +54,11 @@ async def get_unit(request: web.Request) -> web.Response:
     except BadTopic as err:
         raise _error(400, str(err).replace('"', "'")) from None
     store = request.app[STORE]
-    record = await request.app.loop.run_in_executor(None, store.unit, device_id)
+    record = await asyncio.to_thread(store.unit, device_id)
     if record is None:
         raise _error(404, f"no unit {device_id} in the registry")
     view = unit_view(record, time.time(), request.app[THRESHOLDS])
-    events = await request.app.loop.run_in_executor(None, store.recent_events, device_id, 20)
+    events = await asyncio.to_thread(store.recent_events, device_id, 20)
     view["events"] = [
         {"kind": e.kind, "detail": e.detail, "sent_at": e.sent_at, "received_at": e.received_at}
         for e in events
