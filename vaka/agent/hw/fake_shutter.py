@@ -53,7 +53,9 @@ class SimulatedShutter(Shutter):
             if self.state is ShutterState.FAULT:
                 raise ShutterFault(f"{self.name} jammed before reaching {target.value}")
             if self.state is not target:
-                raise HardwareError(f"{self.name}: {moving.value} was overridden by a later command")
+                raise HardwareError(
+                    f"{self.name}: {moving.value} was overridden by a later command"
+                )
             return
         self._movement += 1
         movement = self._movement

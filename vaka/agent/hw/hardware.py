@@ -54,4 +54,3 @@ def simulated(profile: str) -> Hardware:
             display=SimulatedDisplay(TvState.STANDBY),
         )
     raise ConfigError(f"unknown unit profile {profile!r}: expected 'tv' or 'nightcam'")
-

@@ -1,0 +1,59 @@
+"""``vaka-staff``: staff tools on the command line. This version lists the fleet."""
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vaka-staff", description="Vaka staff tools.")
+    p.add_argument("--central", default="http://127.0.0.1:8080", help="central's base URL")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = p.add_subparsers(dest="command", required=True)
+    units = sub.add_parser("units", help="list units and their status")
+    units.add_argument("--status", choices=["online", "degraded", "offline"])
+    return p
+
+
+def fetch_units(central: str, status: str | None = None) -> list[dict[str, Any]]:
+    """``GET /api/units`` from central; raises :class:`RuntimeError` with a readable reason."""
+    query = f"?{urllib.parse.urlencode({'status': status})}" if status else ""
+    url = f"{central.rstrip('/')}/api/units{query}"
+    if not url.startswith(("http://", "https://")):
+        raise RuntimeError(f"--central must be an http(s) URL, got {central!r}")
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 (scheme checked)
+            body: dict[str, Any] = json.load(resp)
+    except urllib.error.HTTPError as err:
+        raise RuntimeError(f"central refused the request ({err.code}): {err.read()!r}") from None
+    except (urllib.error.URLError, OSError) as err:
+        raise RuntimeError(f"cannot reach central at {central}: {err}") from None
+    units: list[dict[str, Any]] = body["units"]
+    return units
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        units = fetch_units(args.central, args.status)
+    except RuntimeError as err:
+        print(f"vaka-staff: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(units, indent=2))
+        return 0
+    for unit in units:
+        why = f"  ({'; '.join(unit['reasons'])})" if unit["reasons"] else ""
+        print(f"{unit['id']:<24} {unit['profile'] or '?':<9} {unit['status']}{why}")
+    if not units:
+        print("no units")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
