@@ -1,4 +1,4 @@
-"""A simulated unit's life as central sees it, over a real broker: birth, will, restart, bad input."""
+"""A simulated unit as central sees it, over a real broker: birth, will, restart, bad input."""
 
 import asyncio
 import json
@@ -7,7 +7,7 @@ import time
 
 from tests.conftest import AgentFactory, Broker, collecting, unit_status, wait_for
 from vaka.central.service import CentralService
-from vaka.protocol import SignalMessage, SignalPayload, encode
+from vaka.protocol import SignalMessage, SignalPayload, StateMessage, StatePayload, encode
 
 
 async def test_unit_appears_online_within_two_seconds(
@@ -91,7 +91,7 @@ async def test_bad_inbound_messages_are_refused_and_the_agent_keeps_serving(
     bad = [
         b"garbage",
         b'{"v":1,"type":"signal","payload":{"kind":"offer"}}',
-        b'{"v":1,"type":"health","payload":{}}',
+        encode(StateMessage(payload=StatePayload(status="online", bdseq=1))),  # wrong channel
         b'{"v":1,"pad":"' + b"x" * 70_000 + b'"}',
     ]
     async with broker.client("central-2") as operator:
@@ -122,6 +122,7 @@ async def test_bad_inbound_messages_are_refused_and_the_agent_keeps_serving(
             )
     reasons = [e["payload"]["detail"]["reason"] for e in payloads("/events")]
     assert any("not valid UTF-8 JSON" in r for r in reasons)
+    assert any("signal.payload.call_id: Field required" in r for r in reasons)
     assert any("over the 65536-byte limit" in r for r in reasons)
     assert any("does not belong on the 'signal/in' channel" in r for r in reasons)
     answer = payloads("/signal/out")[0]["payload"]

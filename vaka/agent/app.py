@@ -8,10 +8,9 @@ import asyncio
 import contextlib
 import logging
 
+from vaka.agent.config import AgentConfig
 from vaka.agent.health import HealthReporter, HealthSampler
 from vaka.agent.hw.hardware import Hardware, simulated
-
-from vaka.agent.config import AgentConfig
 from vaka.agent.link import LinkSettings, UnitLink
 from vaka.errors import ConfigError, LinkError
 from vaka.protocol.messages import (
@@ -111,7 +110,11 @@ class Agent:
             asyncio.create_task(self.reporter.run(self._publish_health), name="health"),
         ]
         try:
-            await asyncio.gather(*tasks)
+            # asyncio.wait, unlike gather, leaves the tasks running when this one is cancelled,
+            # so that shutdown() can still close the shutter and leave the broker cleanly.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
         finally:
             await self.shutdown(tasks)
 

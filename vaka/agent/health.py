@@ -109,7 +109,7 @@ def _default_route_interface(proc_root: Path) -> str | None:
     return None
 
 
-def _read(path: Path) -> str | None:
+def _read_text(path: Path) -> str | None:
     try:
         return path.read_text().strip()
     except (OSError, ValueError):
@@ -117,14 +117,14 @@ def _read(path: Path) -> str | None:
 
 
 def _is_up(iface: Path) -> bool:
-    if _read(iface / "type") == str(_ARPHRD_LOOPBACK):
+    if _read_text(iface / "type") == str(_ARPHRD_LOOPBACK):
         return False
-    state = _read(iface / "operstate")
+    state = _read_text(iface / "operstate")
     if state == "up":
         return True
     if state == "unknown":  # tunnels and some drivers never say "up"
-        flags = _read(iface / "flags") or "0"
-        return bool(int(flags, 16) & _IFF_UP) and _read(iface / "carrier") == "1"
+        flags = _read_text(iface / "flags") or "0"
+        return bool(int(flags, 16) & _IFF_UP) and _read_text(iface / "carrier") == "1"
     return False
 
 
@@ -153,7 +153,11 @@ def read_link(sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc")) ->
         quality, signal = wireless.get(name, (None, None))
         return LinkQuality(interface=name, kind="wifi", signal_dbm=signal, quality_pct=quality)
     physical = (net / name / "device").exists()
-    kind = "ethernet" if physical and _read(net / name / "type") == str(_ARPHRD_ETHER) else "other"
+    kind = (
+        "ethernet"
+        if physical and _read_text(net / name / "type") == str(_ARPHRD_ETHER)
+        else "other"
+    )
     return LinkQuality(interface=name[:200], kind=kind)
 
 
@@ -206,21 +210,13 @@ class SourceStatus:
             value = source()
         except Exception as err:
             if self.ok is not False:
-                log.warning("%s failed: %s", self.name, err or type(err).__name__)
+                log.warning("%s failed: %s", self.name, str(err) or type(err).__name__)
             self.ok = False
             return None
         if self.ok is False:
             log.info("%s: recovered", self.name)
         self.ok = True
         return value
-
-
-def _never() -> None:
-    return None
-
-
-def _zero() -> int:
-    return 0
 
 
 class HealthSampler:
@@ -236,10 +232,10 @@ class HealthSampler:
         interval_s: float = 30.0,
         hardware: Hardware | None = None,
         cert_path: Path | None = None,
-        broker_rtt_ms: Callable[[], float | None] = _never,
-        config_version: Callable[[], int] = _zero,
-        refused_messages: Callable[[], int] = _zero,
-        last_call: Callable[[], str | None] = _never,
+        broker_rtt_ms: Callable[[], float | None] = lambda: None,
+        config_version: Callable[[], int] = lambda: 0,
+        refused_messages: Callable[[], int] = lambda: 0,
+        last_call: Callable[[], str | None] = lambda: None,
         clock_synced: Callable[[], bool] = kernel_clock_synced,
         sys_root: Path = Path("/sys"),
         proc_root: Path = Path("/proc"),
@@ -251,7 +247,7 @@ class HealthSampler:
         self.proc_root = proc_root
         self._broker_rtt_ms = broker_rtt_ms
         self._config_version = config_version
-        self._refused_messages = refused_messages
+        self._refused = refused_messages
         self._last_call = last_call
         self._clock_synced = clock_synced
         self._status: dict[str, SourceStatus] = {}
@@ -291,56 +287,62 @@ class HealthSampler:
                 )
 
     def _collect(self) -> dict[str, Any]:
-        hw = self.hardware
-        camera, shutter, display = hw.camera, hw.shutter, hw.display
+        read = self._read
         return {
             "interval_s": self.interval_s,
-            "uptime_s": self._required(
-                "uptime", lambda: max(0.0, time.time() - psutil.boot_time())
-            ),
+            "uptime_s": self._required("uptime", _uptime),
             "load1": self._required("load", lambda: max(0.0, psutil.getloadavg()[0])),
-            "mem_used_pct": self._required(
-                "memory", lambda: _in_range("memory use", psutil.virtual_memory().percent, 0, 100)
-            ),
-            "cpu_temp_c": self._read(
-                "cpu temperature", lambda: read_cpu_temperature(self.sys_root)
-            ),
-            "link": self._read("link", lambda: read_link(self.sys_root, self.proc_root)),
-            "broker_rtt_ms": self._read("broker round-trip", self._checked_rtt),
-            "camera_present": None
-            if camera is None
-            else self._read("camera", lambda: camera.refresh() is CameraPresence.PRESENT),
-            "shutter": None
-            if shutter is None
-            else self._read("shutter", lambda: shutter.refresh().value),
-            "tv": None if display is None else self._read("tv", lambda: display.refresh().value),
-            "clock_synced": bool(self._read("clock sync", self._clock_synced)),
-            "cert_expires_at": None
-            if self.cert_path is None
-            else self._read("certificate", lambda: cert_expiry(self.cert_path)),  # type: ignore[arg-type]
+            "mem_used_pct": self._required("memory", _memory_used),
+            "cpu_temp_c": read("cpu temperature", lambda: read_cpu_temperature(self.sys_root)),
+            "link": read("link", lambda: read_link(self.sys_root, self.proc_root)),
+            "broker_rtt_ms": read("broker round-trip", self._rtt),
+            "camera_present": read("camera", self._camera_present),
+            "shutter": read("shutter", self._shutter),
+            "tv": read("tv", self._tv),
+            "clock_synced": read("clock sync", self._clock_synced) is True,
+            "cert_expires_at": read("certificate", self._cert_expiry),
             "agent_version": __version__[:200],
-            "config_version": self._read("config version", lambda: _count(self._config_version()))
-            or 0,
-            "refused_messages": self._read(
-                "refused messages", lambda: _count(self._refused_messages())
-            )
-            or 0,
-            "last_call": self._read("last call", lambda: _short(self._last_call())),
+            "config_version": read("config version", lambda: _count(self._config_version())) or 0,
+            "refused_messages": read("refused messages", lambda: _count(self._refused())) or 0,
+            "last_call": read("last call", self._last),
         }
 
-    def _checked_rtt(self) -> float | None:
+    def _rtt(self) -> float | None:
         rtt = self._broker_rtt_ms()
         return None if rtt is None else _in_range("broker round-trip", float(rtt), 0, math.inf)
+
+    def _camera_present(self) -> bool | None:
+        camera = self.hardware.camera
+        return None if camera is None else camera.refresh() is CameraPresence.PRESENT
+
+    def _shutter(self) -> str | None:
+        shutter = self.hardware.shutter
+        return None if shutter is None else shutter.refresh().value
+
+    def _tv(self) -> str | None:
+        display = self.hardware.display
+        return None if display is None else display.refresh().value
+
+    def _cert_expiry(self) -> float | None:
+        return None if self.cert_path is None else cert_expiry(self.cert_path)
+
+    def _last(self) -> str | None:
+        last = self._last_call()
+        return None if last is None else str(last)[:200]
+
+
+def _uptime() -> float:
+    return max(0.0, time.time() - psutil.boot_time())
+
+
+def _memory_used() -> float:
+    return _in_range("memory use", psutil.virtual_memory().percent, 0, 100)
 
 
 def _count(value: int) -> int:
     if value < 0:
         raise ValueError(f"count {value} is negative")
     return int(value)
-
-
-def _short(text: str | None) -> str | None:
-    return None if text is None else str(text)[:200]
 
 
 # ---------------------------------------------------------------- reporter
@@ -419,7 +421,7 @@ class HealthReporter:
             await publish(payload)
         except Exception as err:
             if self._publish_ok is not False:
-                log.warning("health publish failed: %s", err or type(err).__name__)
+                log.warning("health publish failed: %s", str(err) or type(err).__name__)
             self._publish_ok = False
             return
         if self._publish_ok is False:

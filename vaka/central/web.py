@@ -13,7 +13,7 @@ from vaka.central.store import FleetStore
 from vaka.errors import BadTopic
 from vaka.protocol.topics import check_device_id
 
-STORE: web.AppKey[FleetStore] = web.AppKey("store", FleetStore)  # type: ignore[type-abstract]
+STORE: web.AppKey[FleetStore] = web.AppKey("store", FleetStore)
 INGEST: web.AppKey[FleetIngest] = web.AppKey("ingest", FleetIngest)
 THRESHOLDS: web.AppKey[Thresholds] = web.AppKey("thresholds", Thresholds)
 

@@ -115,7 +115,7 @@ class ConfigPayload(_Strict):
 
 
 class _Envelope(_Strict):
-    v: Literal[1] = PROTOCOL_VERSION
+    v: Literal[1] = 1
     id: Identifier = Field(default_factory=new_message_id)
     ts: float = Field(default_factory=time.time, ge=0)
 

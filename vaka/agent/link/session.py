@@ -184,9 +184,9 @@ class UnitLink:
         return encode(
             StateMessage(
                 payload=StatePayload(
-                    status=status,  # type: ignore[arg-type]
+                    status=status,
                     bdseq=self.bdseq,
-                    profile=self.settings.profile,  # type: ignore[arg-type]
+                    profile=self.settings.profile,
                     agent_version=__version__,
                 )
             )
