@@ -10,6 +10,7 @@ APT_PACKAGES=(
   openssl            # `openssl verify` of issued chains
   python3-venv       # the project's .venv
   python3-dev gcc pkg-config
+  libgl1 libglib2.0-0  # OpenCV's GUI build (the TV screen)
 )
 
 missing=()
@@ -37,6 +38,6 @@ stamp=.venv/.vaka-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing the project into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[agent,central,dev]'
+  .venv/bin/python -m pip install -q -e '.[agent,central,staff,dev]'
   touch "$stamp"
 fi

@@ -1,11 +1,12 @@
 """The hardware base class and the simulated devices behave like the state machines they claim."""
 
 import asyncio
+import itertools
 import logging
 import threading
 from enum import Enum
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import pytest
 from hypothesis import given
@@ -125,7 +126,7 @@ def test_history_never_repeats_and_listeners_match_changes(sequence: list[Colour
     for colour in sequence:
         lamp.set(colour)
     recorded = states(lamp)
-    assert all(a is not b for a, b in zip(recorded, recorded[1:], strict=False))
+    assert all(a is not b for a, b in itertools.pairwise(recorded))
     assert recorded[1:] == calls
     assert lamp.state is (sequence[-1] if sequence else Colour.RED)
 
@@ -262,7 +263,14 @@ async def test_display_records_commands_and_follows_them() -> None:
     tv.plug()
     tv.press_power()
     assert tv.commands == [("wake",), ("standby",), ("wake",)]
-    assert [s.value for _, s in tv.history] == ["standby", "on", "standby", "absent", "standby", "on"]
+    assert [s.value for _, s in tv.history] == [
+        "standby",
+        "on",
+        "standby",
+        "absent",
+        "standby",
+        "on",
+    ]
 
 
 # ---------------------------------------------------------------- hardware
@@ -284,15 +292,19 @@ async def test_hardware_close_releases_shutter_first_and_is_safe_twice() -> None
     assert hardware.shutter is not None
     await hardware.shutter.open()
     order: list[str] = []
-    for device in hardware.sources():
-        device.subscribe(lambda _s, name=device.name: order.append(name))
+
+    def watch(device: StateSource[Any]) -> None:
         original = device._release
 
-        def recording(name: str = device.name, original=original) -> None:  # type: ignore[no-untyped-def]
-            order.append(f"release {name}")
+        def recording() -> None:
+            order.append(f"release {device.name}")
             original()
 
+        device.subscribe(lambda _state: order.append(device.name))
         device._release = recording  # type: ignore[method-assign]
+
+    for device in hardware.sources():
+        watch(device)
     hardware.close()
     hardware.close()
     assert order[0] == "release shutter"

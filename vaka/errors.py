@@ -45,3 +45,11 @@ class RegistryError(VakaError):
 
 class CallError(VakaError):
     """Call tickets, sessions and media."""
+
+
+class HardwareError(VakaError):
+    """A hardware device could not do what was asked."""
+
+
+class DeviceReleased(HardwareError, RuntimeError):
+    """A device was used after it was released."""

@@ -28,6 +28,7 @@ import psutil
 from pydantic import ValidationError
 
 from vaka import __version__
+from vaka.agent.hw.base import StateSource
 from vaka.agent.hw.camera import CameraPresence
 from vaka.agent.hw.hardware import Hardware
 from vaka.protocol.messages import HealthPayload, LinkQuality
@@ -152,12 +153,8 @@ def read_link(sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc")) ->
     if is_wifi(name):
         quality, signal = wireless.get(name, (None, None))
         return LinkQuality(interface=name, kind="wifi", signal_dbm=signal, quality_pct=quality)
-    physical = (net / name / "device").exists()
-    kind = (
-        "ethernet"
-        if physical and _read_text(net / name / "type") == str(_ARPHRD_ETHER)
-        else "other"
-    )
+    ether = _read_text(net / name / "type") == str(_ARPHRD_ETHER)
+    kind = "ethernet" if ether and (net / name / "device").exists() else "other"
     return LinkQuality(interface=name[:200], kind=kind)
 
 
@@ -240,6 +237,8 @@ class HealthSampler:
         sys_root: Path = Path("/sys"),
         proc_root: Path = Path("/proc"),
     ) -> None:
+        if not 0 < interval_s <= 86_400:
+            raise ValueError(f"health interval must be within 0..86400 s, got {interval_s}")
         self.interval_s = interval_s
         self.hardware = hardware or Hardware()
         self.cert_path = cert_path
@@ -287,7 +286,8 @@ class HealthSampler:
                 )
 
     def _collect(self) -> dict[str, Any]:
-        read = self._read
+        read, hw = self._read, self.hardware
+        camera = read("camera", lambda: _refreshed(hw.camera))
         return {
             "interval_s": self.interval_s,
             "uptime_s": self._required("uptime", _uptime),
@@ -296,9 +296,9 @@ class HealthSampler:
             "cpu_temp_c": read("cpu temperature", lambda: read_cpu_temperature(self.sys_root)),
             "link": read("link", lambda: read_link(self.sys_root, self.proc_root)),
             "broker_rtt_ms": read("broker round-trip", self._rtt),
-            "camera_present": read("camera", self._camera_present),
-            "shutter": read("shutter", self._shutter),
-            "tv": read("tv", self._tv),
+            "camera_present": None if camera is None else camera == CameraPresence.PRESENT.value,
+            "shutter": read("shutter", lambda: _refreshed(hw.shutter)),
+            "tv": read("tv", lambda: _refreshed(hw.display)),
             "clock_synced": read("clock sync", self._clock_synced) is True,
             "cert_expires_at": read("certificate", self._cert_expiry),
             "agent_version": __version__[:200],
@@ -311,24 +311,17 @@ class HealthSampler:
         rtt = self._broker_rtt_ms()
         return None if rtt is None else _in_range("broker round-trip", float(rtt), 0, math.inf)
 
-    def _camera_present(self) -> bool | None:
-        camera = self.hardware.camera
-        return None if camera is None else camera.refresh() is CameraPresence.PRESENT
-
-    def _shutter(self) -> str | None:
-        shutter = self.hardware.shutter
-        return None if shutter is None else shutter.refresh().value
-
-    def _tv(self) -> str | None:
-        display = self.hardware.display
-        return None if display is None else display.refresh().value
-
     def _cert_expiry(self) -> float | None:
         return None if self.cert_path is None else cert_expiry(self.cert_path)
 
     def _last(self) -> str | None:
         last = self._last_call()
         return None if last is None else str(last)[:200]
+
+
+def _refreshed(device: StateSource[Any] | None) -> Any:
+    """The device's state value after a refresh, ``None`` without a device."""
+    return None if device is None else device.refresh().value
 
 
 def _uptime() -> float:

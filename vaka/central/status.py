@@ -41,7 +41,7 @@ def _health_reasons(profile: str | None, h: dict[str, Any], t: Thresholds, now: 
     temp = h.get("cpu_temp_c")
     if temp is not None and temp >= t.cpu_temp_c:
         reasons.append(f"CPU temperature {temp:.0f} °C (limit {t.cpu_temp_c:.0f} °C)")
-    if h.get("mem_used_pct", 0) >= t.mem_used_pct:
+    if (h.get("mem_used_pct") or 0) >= t.mem_used_pct:
         reasons.append(f"memory {h['mem_used_pct']:.0f} % used")
     if h.get("camera_present") is False:
         reasons.append("camera not detected")

@@ -64,9 +64,9 @@ class HealthPayload(_Strict):
     """One health sample. Optional fields are ``None`` where the unit cannot measure them."""
 
     interval_s: float = Field(gt=0, le=86_400)
-    uptime_s: float = Field(ge=0)
-    load1: float = Field(ge=0)
-    mem_used_pct: float = Field(ge=0, le=100)
+    uptime_s: float | None = Field(default=None, ge=0)
+    load1: float | None = Field(default=None, ge=0)
+    mem_used_pct: float | None = Field(default=None, ge=0, le=100)
     cpu_temp_c: float | None = Field(default=None, ge=-50, le=150)
     link: LinkQuality | None = None
     broker_rtt_ms: float | None = Field(default=None, ge=0)

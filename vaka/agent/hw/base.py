@@ -13,7 +13,9 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Generic, TypeVar
 
-from vaka.errors import VakaError
+from vaka.errors import DeviceReleased, HardwareError
+
+__all__ = ["DeviceReleased", "HardwareError", "StateSource"]
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +23,6 @@ S = TypeVar("S", bound=Enum)
 
 #: How many state changes a source remembers (older entries are dropped).
 HISTORY_LIMIT = 1000
-
-
-class HardwareError(VakaError):
-    """A hardware device could not do what was asked."""
-
-
-class DeviceReleased(HardwareError, RuntimeError):
-    """A device was used after :meth:`StateSource.release`."""
 
 
 class StateSource(Generic[S]):
