@@ -21,7 +21,13 @@ from vaka.central.broker import (
     free_port,
     write_broker_config,
 )
-from vaka.central.config import CentralConfig, DatabaseSection, HttpSection, MqttSection
+from vaka.central.config import (
+    CentralConfig,
+    DatabaseSection,
+    HttpSection,
+    KeysSection,
+    MqttSection,
+)
 from vaka.central.demo import write_unit_config
 from vaka.central.service import CentralService
 from vaka.provisioning.localpki import LocalPki
@@ -106,6 +112,7 @@ def central_config(broker: Broker, tmp_path: Path, identity: str = "central-1") 
             identity=identity,
             keepalive_s=5,
         ),
+        keys=KeysSection(ticket_key=broker.pki.ticket_keys()[0]),
         http=HttpSection(port=0),
         database=DatabaseSection(url=f"sqlite:///{tmp_path / f'{identity}.db'}"),
     )

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from vaka.central.policy import CallLimits
 from vaka.central.status import Thresholds
 from vaka.errors import ConfigError
 
@@ -40,13 +41,22 @@ class DatabaseSection(_Section):
     url: str = "sqlite:////var/lib/vaka/central.db"
 
 
+class KeysSection(_Section):
+    """``[keys]``: central's signing keys."""
+
+    ticket_key: Path  # Ed25519 private key (PEM) that signs call tickets
+
+
 class CentralConfig(_Section):
     """The whole central configuration file."""
 
     mqtt: MqttSection
+    keys: KeysSection
     http: HttpSection = HttpSection()
     database: DatabaseSection = DatabaseSection()
     fleet: Thresholds = Thresholds()
+    calls: CallLimits = CallLimits()
+    session_ttl_s: float = Field(default=12 * 3600, gt=0)
 
 
 def load_central_config(path: Path) -> CentralConfig:

@@ -24,7 +24,13 @@ from vaka.central.broker import (
     free_port,
     write_broker_config,
 )
-from vaka.central.config import CentralConfig, DatabaseSection, HttpSection, MqttSection
+from vaka.central.config import (
+    CentralConfig,
+    DatabaseSection,
+    HttpSection,
+    KeysSection,
+    MqttSection,
+)
 from vaka.central.service import CentralService
 from vaka.central.status import derive_status
 from vaka.provisioning.localpki import LocalPki
@@ -127,6 +133,7 @@ def prepare_demo(directory: Path, http_port: int = 8080, interval_s: float = 5) 
             cert=central_files.cert,
             key=central_files.key,
         ),
+        keys=KeysSection(ticket_key=pki.ticket_keys()[0]),
         http=HttpSection(port=_port_or_free(http_port)),
         database=DatabaseSection(url=f"sqlite:///{db}"),
     )

@@ -13,12 +13,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from vaka.central.audit import AUDITED_EVENTS, AuditLog, audit_unit_event
 from vaka.central.presence import Presence
 from vaka.central.store import EventRecord, FleetStore, HealthUpdate, StateUpdate
 from vaka.errors import ProtocolError, RegistryError
 from vaka.protocol.messages import EventMessage, HealthMessage, StateMessage, decode
 from vaka.protocol.refusals import Refusals
-from vaka.protocol.topics import UNIT_WRITES, Channel, parse_device_topic
+from vaka.protocol.topics import UNIT_WRITES, parse_device_topic
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,15 @@ def _percentile(values: list[float], q: float) -> float | None:
 class FleetIngest:
     """Validates unit messages and writes them to a :class:`FleetStore` in batches."""
 
-    def __init__(self, store: FleetStore, flush_interval_s: float = 0.05, max_batch: int = 2000):
+    def __init__(
+        self,
+        store: FleetStore,
+        audit: AuditLog | None = None,
+        flush_interval_s: float = 0.05,
+        max_batch: int = 2000,
+    ):
         self.store = store
+        self.audit = audit
         self.refusals = Refusals(log)
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
@@ -98,8 +106,6 @@ class FleetIngest:
                     dict(message.payload.detail),
                 )
             )
-        elif where.channel is Channel.SIGNAL_OUT:
-            return True  # call signalling is routed elsewhere
         self.accepted += 1
         if len(self._pending) >= self.max_batch:
             self._wake.set()
@@ -135,6 +141,10 @@ class FleetIngest:
         self.store.apply_states(batch.states)
         self.store.put_health(batch.health)
         self.store.add_events(batch.events)
+        if self.audit is not None:
+            for event in batch.events:
+                if event.kind in AUDITED_EVENTS:
+                    audit_unit_event(self.audit, event)
 
     def stats(self) -> dict[str, Any]:
         """Counters and ingest latency over the most recent health messages."""

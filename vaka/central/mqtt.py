@@ -1,8 +1,9 @@
 """Central's broker session: shared subscriptions on every unit's outbound channels.
 
-Several central instances join the same share group, so each unit message is handled by exactly
-one of them. The session is persistent (``clean_start`` off, a session expiry), so messages that
-arrive while an instance restarts wait for it at the broker.
+Several central instances join the same share group, so each state, health and event message is
+handled by exactly one of them. ``signal/out`` is subscribed without sharing: every instance sees
+every answer and keeps those of the calls it set up. The session is persistent (``clean_start``
+off, a session expiry), so messages that arrive while an instance restarts wait at the broker.
 """
 
 import asyncio
@@ -28,11 +29,14 @@ MessageSink = Callable[[str, Any], object]
 
 
 class CentralLink:
-    """Keeps central's MQTT session up and hands every inbound message to ``sink``."""
+    """Keeps central's MQTT session up; unit reports go to ``sink``, call signals to ``signals``."""
 
-    def __init__(self, settings: MqttSection, sink: MessageSink) -> None:
+    def __init__(
+        self, settings: MqttSection, sink: MessageSink, signals: MessageSink | None = None
+    ) -> None:
         self.settings = settings
         self.sink = sink
+        self.signals = signals
         self.connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
 
@@ -65,7 +69,12 @@ class CentralLink:
                     attempt = 0
                     log.info("central %s subscribed (share group %s)", s.identity, s.share_group)
                     async for message in client.messages:
-                        self.sink(message.topic.value, message.payload)
+                        topic = message.topic.value
+                        if topic.endswith("/signal/out"):
+                            if self.signals is not None:
+                                self.signals(topic, message.payload)
+                        else:
+                            self.sink(topic, message.payload)
             except aiomqtt.MqttError as err:
                 log.warning("central's broker connection lost or refused: %s", err)
             except Exception as err:

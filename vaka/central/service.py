@@ -5,12 +5,20 @@ import contextlib
 import logging
 
 from aiohttp import web
+from pydantic import BaseModel
 
+from vaka.central.audit import AuditLog
+from vaka.central.calls import CallRelay
 from vaka.central.config import CentralConfig
+from vaka.central.db import open_engine
+from vaka.central.directory import Directory
 from vaka.central.ingest import FleetIngest
 from vaka.central.mqtt import CentralLink
+from vaka.central.staff_api import add_staff_routes
 from vaka.central.store import SqlFleetStore
 from vaka.central.web import make_app
+from vaka.protocol.topics import Channel
+from vaka.provisioning.tickets import load_ticket_key
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +28,20 @@ class CentralService:
 
     def __init__(self, config: CentralConfig) -> None:
         self.config = config
-        self.store = SqlFleetStore(config.database.url)
-        self.ingest = FleetIngest(self.store)
-        self.link = CentralLink(config.mqtt, self.ingest.handle)
+        self.engine = open_engine(config.database.url)
+        self.store = SqlFleetStore(self.engine)
+        self.directory = Directory(self.engine)
+        self.audit = AuditLog(self.engine)
+        self.ingest = FleetIngest(self.store, self.audit)
+        self.relay = CallRelay(
+            config.mqtt.identity,
+            self.directory,
+            self.audit,
+            load_ticket_key(config.keys.ticket_key),
+            config.calls,
+            self._publish,
+        )
+        self.link = CentralLink(config.mqtt, self.ingest.handle, self.relay.on_signal_out)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.http_port: int | None = None
@@ -38,9 +57,9 @@ class CentralService:
             asyncio.create_task(self.ingest.run(), name="ingest"),
             asyncio.create_task(self.link.run(), name="central-link"),
         ]
-        self._runner = web.AppRunner(
-            make_app(self.store, self.ingest, self.config.fleet), access_log=None
-        )
+        app = make_app(self.store, self.ingest, self.config.fleet)
+        add_staff_routes(app, self.directory, self.audit, self.relay, self.config.session_ttl_s)
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.bind, self.config.http.port)
         await site.start()
@@ -49,6 +68,9 @@ class CentralService:
         self.http_port = sockets[0].getsockname()[1] if sockets else self.config.http.port
         log.info("central serving %s", self.url)
         return self
+
+    async def _publish(self, device_id: str, channel: Channel, message: BaseModel) -> None:
+        await self.link.publish_to_unit(device_id, channel, message)
 
     async def stop(self) -> None:
         """Stop everything; writes still queued are flushed first. Safe twice."""

@@ -17,26 +17,21 @@ from sqlalchemy import (
     Column,
     Float,
     Integer,
-    MetaData,
     SmallInteger,
     String,
     Table,
     Text,
-    create_engine,
-    event,
     select,
     tuple_,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from vaka.central.db import metadata, open_engine, upsert
 from vaka.central.presence import RANK, Presence, merge
 from vaka.errors import RegistryError
 
 log = logging.getLogger(__name__)
-
-metadata = MetaData()
 
 units = Table(
     "units",
@@ -145,32 +140,14 @@ class FleetStore(Protocol):
         """Release connections."""
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
-
-
 class SqlFleetStore:
     """:class:`FleetStore` on SQLAlchemy Core. Blocking: call it from a worker thread."""
 
-    def __init__(self, url: str) -> None:
-        try:
-            self.engine: Engine = create_engine(url, future=True)
-        except (SQLAlchemyError, ImportError, ValueError) as err:
-            raise RegistryError(f"cannot open database {url!r}: {err}") from err
-        self._dialect = self.engine.dialect.name
-        if self._dialect == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        elif self._dialect != "postgresql":
-            raise RegistryError(f"unsupported database {self._dialect!r}: use sqlite or postgresql")
-        metadata.create_all(self.engine)
+    def __init__(self, engine: Engine | str) -> None:
+        self.engine: Engine = open_engine(engine) if isinstance(engine, str) else engine
 
     def _insert(self, table: Table) -> Any:
-        module = sqlite if self._dialect == "sqlite" else postgresql
-        return module.insert(table)
+        return upsert(self.engine, table)
 
     def apply_states(self, updates: Sequence[StateUpdate]) -> None:
         """Merge presence in one conditional upsert per unit (newest ``(bdseq, rank)`` wins)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaka.provisioning import pki
+from vaka.provisioning.tickets import new_ticket_key, write_ticket_keys
 
 DEFAULT_CLIENT_LIFETIME = dt.timedelta(days=7)
 
@@ -75,6 +76,13 @@ class LocalPki:
         return pki.CertifiedKey(
             pki.load_cert(self.root / f"{name}.crt"), pki.load_key(self.root / f"{name}.key")
         )
+
+    def ticket_keys(self) -> tuple[Path, Path]:
+        """Central's ticket-signing key and the public key units pin; created if missing."""
+        private, public = self.root / "ticket-key.pem", self.root / "ticket-key.pub.pem"
+        if not private.exists():
+            write_ticket_keys(new_ticket_key(), private, public)
+        return private, public
 
     def client_ca(self) -> pki.CertifiedKey:
         """The client-signing CA with its key."""

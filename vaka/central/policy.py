@@ -1,0 +1,128 @@
+"""The permission matrix applied to one call request: who may reach which unit, for what, when.
+
+A request is refused with a reason the staff member (and the audit trail) can read; an allowed
+one yields the window and limits that go into the ticket.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vaka.central.directory import Directory, StaffMember
+from vaka.errors import CallError
+
+
+class CallRefused(CallError, PermissionError):
+    """A call request was refused by central's policy."""
+
+
+class CallLimits(BaseModel):
+    """``[calls]`` in central's configuration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str = "Europe/Stockholm"
+    ticket_ttl_s: int = Field(default=60, ge=5, le=600)
+    answer_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    night_check_max_s: int = Field(default=300, gt=0, le=3600)
+    video_visit_max_s: int = Field(default=1800, gt=0, le=7200)
+    citizen_call_max_s: int = Field(default=1800, gt=0, le=7200)
+    break_glass_max_s: int = Field(default=600, gt=0, le=3600)
+    break_glass_min_reason: int = Field(default=10, ge=1)
+
+    def max_duration(self, purpose: str) -> int:
+        """The longest a call for ``purpose`` may last, in seconds."""
+        return int(getattr(self, f"{purpose}_max_s"))
+
+
+#: Which roles may make which calls to a unit.
+ROLE_PURPOSES = {
+    "night_staff": {"night_check", "video_visit", "citizen_call", "break_glass"},
+    "day_staff": {"video_visit", "citizen_call", "break_glass"},
+}
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """An allowed call request: what goes into the ticket."""
+
+    citizen: str
+    group: str
+    window: tuple[int, int]
+    max_duration_s: int
+    break_glass_reason: str | None = None
+
+
+def schedule_window(
+    schedule: list[tuple[int, int]], now: dt.datetime
+) -> tuple[dt.datetime, dt.datetime] | None:
+    """The scheduled check window that contains ``now`` (local time), if any.
+
+    Checks near midnight are found on either side of it.
+    """
+    for minute, tolerance in schedule:
+        for day in (-1, 0, 1):
+            base = now.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(days=day)
+            at = base + dt.timedelta(minutes=minute)
+            start, end = at - dt.timedelta(minutes=tolerance), at + dt.timedelta(minutes=tolerance)
+            if start <= now <= end:
+                return start, end
+    return None
+
+
+def _describe_schedule(schedule: list[tuple[int, int]]) -> str:
+    return ", ".join(f"{m // 60:02d}:{m % 60:02d} (±{t} min)" for m, t in schedule)
+
+
+def authorize_call(
+    directory: Directory,
+    caller: StaffMember,
+    device_id: str,
+    purpose: str,
+    now: float,
+    limits: CallLimits,
+    reason: str | None = None,
+) -> Authorization:
+    """Apply the permission matrix; raise :class:`CallRefused` with the reason."""
+    if purpose not in ROLE_PURPOSES.get(caller.role, set()):
+        raise CallRefused(f"the role {caller.role} may not make {purpose} calls")
+    citizen = directory.citizen_of(device_id)
+    if citizen is None:
+        raise CallRefused(f"unit {device_id} is not assigned to a citizen")
+    groups = directory.groups_of(caller.staff_id) & directory.permitting_groups(
+        citizen, purpose, "to_unit"
+    )
+    if not groups:
+        raise CallRefused(
+            f"staff {caller.staff_id} is not in a group allowed {purpose} calls "
+            f"to citizen {citizen}"
+        )
+    group = sorted(groups)[0]
+    max_s = limits.max_duration(purpose)
+    start = int(now)
+    if purpose == "break_glass":
+        text = (reason or "").strip()
+        if len(text) < limits.break_glass_min_reason:
+            raise CallRefused(
+                f"an emergency (break-glass) call needs a typed reason of at least "
+                f"{limits.break_glass_min_reason} characters"
+            )
+        return Authorization(citizen, group, (start, start + max_s), max_s, text)
+    if purpose == "night_check":
+        schedule = directory.schedule(citizen, "night_check")
+        if not schedule:
+            raise CallRefused(f"citizen {citizen} has no night checks in their care decision")
+        local = dt.datetime.fromtimestamp(now, ZoneInfo(limits.timezone))
+        window = schedule_window(schedule, local)
+        if window is None:
+            raise CallRefused(
+                f"outside the night-check schedule for citizen {citizen}: "
+                f"{_describe_schedule(schedule)}"
+            )
+        # The call may run past the window's end by at most its maximum duration.
+        return Authorization(
+            citizen, group, (int(window[0].timestamp()), int(window[1].timestamp())), max_s
+        )
+    return Authorization(citizen, group, (start, start + max_s), max_s)

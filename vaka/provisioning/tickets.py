@@ -1,0 +1,124 @@
+"""Call tickets: short-lived signed tokens (JWT, JWS with Ed25519) that let one caller reach one
+unit for one purpose, once.
+
+Central signs (:func:`sign_ticket`); the unit verifies with central's pinned public key
+(:func:`verify_ticket`) and refuses anything that is not exactly right. The algorithm is
+``Ed25519`` (EdDSA over Curve25519, the fully specified JOSE name of RFC 9864).
+"""
+
+import time
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import OKPKey
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vaka.errors import CallError
+
+ALGORITHM = "Ed25519"
+ISSUER = "vaka-central"
+#: Clock difference tolerated between central and a unit.
+LEEWAY_S = 30
+
+Purpose = Literal["night_check", "video_visit", "citizen_call", "break_glass"]
+
+
+class BadTicket(CallError, ValueError):
+    """A ticket was missing, malformed, wrongly signed, expired or not meant for this unit."""
+
+
+class TicketClaims(BaseModel):
+    """What a ticket says. Short names keep the token small; the docstrings say what they are."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    iss: Literal["vaka-central"] = ISSUER
+    aud: str  # the unit id
+    sub: str  # pseudonymous staff id
+    name: str = Field(max_length=120)  # the caller's display name, shown on a TV
+    role: str = Field(max_length=32)
+    grp: str | None = Field(default=None, max_length=64)  # the caller's permitting group
+    purpose: Purpose
+    cid: str = Field(max_length=80)  # call id
+    jti: str = Field(default_factory=lambda: uuid.uuid4().hex, max_length=64)  # nonce
+    iat: int
+    nbf: int
+    exp: int
+    win: tuple[int, int]  # the window the call may run in (schedule window, Unix seconds)
+    maxd: int = Field(gt=0, le=4 * 3600)  # maximum duration in seconds
+    fp: str = Field(max_length=200)  # caller's DTLS fingerprint, "sha-256 AB:CD:..."
+    brk: str | None = Field(default=None, max_length=500)  # break-glass reason
+
+
+def new_ticket_key() -> OKPKey:
+    """A fresh Ed25519 key for signing tickets."""
+    return OKPKey.generate_key("Ed25519")
+
+
+def write_ticket_keys(key: OKPKey, private_path: Path, public_path: Path) -> None:
+    """Write central's private key (0600) and the public key units pin."""
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    private_path.touch(mode=0o600, exist_ok=True)
+    private_path.chmod(0o600)
+    private_path.write_bytes(key.as_pem(private=True))
+    public_path.write_bytes(key.as_pem(private=False))
+
+
+def load_ticket_key(path: Path) -> OKPKey:
+    """Read an Ed25519 key (private or public PEM)."""
+    try:
+        key = OKPKey.import_key(path.read_bytes())
+    except OSError as err:
+        raise CallError(f"cannot read ticket key {path}: {err.strerror}") from None
+    except (JoseError, ValueError) as err:
+        raise CallError(f"ticket key {path} is not an Ed25519 key: {err}") from None
+    return key
+
+
+def sign_ticket(claims: TicketClaims, key: OKPKey) -> str:
+    """The compact JWS of ``claims``."""
+    return jwt.encode(
+        {"alg": ALGORITHM, "typ": "vaka-ticket+jwt"},
+        claims.model_dump(exclude_none=True),
+        key,
+        algorithms=[ALGORITHM],
+    )
+
+
+def verify_ticket(
+    token: str | None, key: OKPKey, device_id: str, now: float | None = None
+) -> TicketClaims:
+    """Check signature, audience, issuer, validity period and window; return the claims.
+
+    Raises :class:`BadTicket` with the reason a support person can act on.
+    """
+    if not token:
+        raise BadTicket("no ticket")
+    if len(token) > 4096:
+        raise BadTicket("ticket is over 4096 characters")
+    try:
+        decoded = jwt.decode(token, key, algorithms=[ALGORITHM])
+    except JoseError as err:
+        reason = "bad signature" if "signature" in str(err) else f"unreadable ticket ({err})"
+        raise BadTicket(reason) from None
+    if decoded.header.get("typ") != "vaka-ticket+jwt":
+        raise BadTicket("not a call ticket")
+    try:
+        claims = TicketClaims.model_validate(decoded.claims)
+    except ValidationError as err:
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in err.errors())
+        raise BadTicket(f"ticket claims invalid: {fields}") from None
+    now = time.time() if now is None else now
+    if claims.aud != device_id:
+        raise BadTicket(f"ticket is for unit {claims.aud}, not this unit ({device_id})")
+    if now < claims.nbf - LEEWAY_S:
+        raise BadTicket("ticket is not valid yet")
+    if now > claims.exp + LEEWAY_S:
+        raise BadTicket("ticket expired")
+    start, end = claims.win
+    if not start - LEEWAY_S <= now <= end + LEEWAY_S:
+        raise BadTicket("outside the ticket's schedule window")
+    return claims
