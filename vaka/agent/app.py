@@ -7,21 +7,30 @@ stop. Every part is started here and nowhere else.
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
+from vaka.agent.call.guard import OfferGuard
+from vaka.agent.call.manager import CallManager
 from vaka.agent.config import AgentConfig
 from vaka.agent.health import HealthReporter, HealthSampler
 from vaka.agent.hw.hardware import Hardware, simulated
+from vaka.agent.hw.shutter import ShutterState
 from vaka.agent.link import LinkSettings, UnitLink
+from vaka.agent.media.settings import apply_process_settings
 from vaka.errors import ConfigError, LinkError
 from vaka.protocol.messages import (
     AnyMessage,
     ConfigMessage,
+    EventMessage,
+    EventPayload,
     HealthMessage,
     HealthPayload,
     SignalMessage,
     SignalPayload,
 )
 from vaka.protocol.topics import Channel
+from vaka.provisioning.tickets import load_ticket_key
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +74,27 @@ class Agent:
             broker_rtt_ms=lambda: self.link.broker_rtt_ms,
             config_version=lambda: self.config_version,
             refused_messages=lambda: self.link.refusals.total,
-            last_call=lambda: None,
+            last_call=lambda: self.calls.last_result if self.calls else None,
         )
         self.reporter = HealthReporter(
             self.sampler, interval_s=config.health.interval_s, hardware=self.hardware
         )
-        self.link.on(Channel.SIGNAL_IN, self._on_signal)
+        self.calls: CallManager | None = None
+        if config.calls is not None:
+            guard = OfferGuard(
+                config.unit.id,
+                config.unit.profile,
+                load_ticket_key(config.calls.ticket_key),
+                config.calls.max_duration_s,
+            )
+            self.calls = CallManager(self.link, guard, self.hardware, config.media)
+        else:
+            self.link.on(Channel.SIGNAL_IN, self._on_signal)
         self.link.on(Channel.CONFIG, self._on_config)
         self._unsubscribe_link = self.link.subscribe_state(lambda _s: self.reporter.trigger())
+        self._unsubscribe_shutter: Callable[[], None] = lambda: None
+        self._background: set[asyncio.Task[None]] = set()
+        apply_process_settings(config.media)
 
     async def _publish_health(self, payload: HealthPayload) -> None:
         with contextlib.suppress(LinkError):  # offline: the next one goes out after reconnect
@@ -80,13 +102,10 @@ class Agent:
 
     async def _on_signal(self, message: AnyMessage) -> None:
         assert isinstance(message, SignalMessage)
-        log.warning("call signalling %s refused: calls are not enabled", message.payload.kind)
+        reason = "this unit takes no calls: no ticket key in its configuration ([calls])"
+        log.warning("call signalling %s refused: %s", message.payload.kind, reason)
         reply = SignalMessage(
-            payload=SignalPayload(
-                kind="error",
-                call_id=message.payload.call_id,
-                reason="this unit does not take calls yet",
-            )
+            payload=SignalPayload(kind="error", call_id=message.payload.call_id, reason=reason)
         )
         await self.link.publish(Channel.SIGNAL_OUT, reply)
 
@@ -105,6 +124,7 @@ class Agent:
             self.config.unit.profile,
             " on simulated hardware" if self.config.unit.simulate else "",
         )
+        self._watch_shutter()
         tasks = [
             asyncio.create_task(self.link.run(), name="link"),
             asyncio.create_task(self.reporter.run(self._publish_health), name="health"),
@@ -118,8 +138,43 @@ class Agent:
         finally:
             await self.shutdown(tasks)
 
+    def _watch_shutter(self) -> None:
+        """Report every shutter movement that ends somewhere (open, closed, fault) as an event."""
+        shutter = self.hardware.shutter
+        if shutter is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def changed(state: ShutterState) -> None:
+            if state in (ShutterState.OPEN, ShutterState.CLOSED, ShutterState.FAULT):
+                session = self.calls.session if self.calls else None
+                detail: dict[str, str | None] = {
+                    "state": state.value,
+                    "call_id": session.call_id if session else None,
+                    "caller": session.claims.sub if session else None,
+                    "purpose": session.claims.purpose if session else None,
+                }
+                event = EventMessage(
+                    payload=EventPayload(
+                        kind="shutter", detail={k: v for k, v in detail.items() if v is not None}
+                    )
+                )
+                loop.call_soon_threadsafe(
+                    self._spawn, self.link.publish_reliably(Channel.EVENTS, event)
+                )
+
+        self._unsubscribe_shutter = shutter.subscribe(changed)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
-        """Close the shutter first, then stop health, then leave the broker cleanly."""
+        """End any call and close the shutter first, then stop health, then leave the broker."""
+        if self.calls is not None:
+            with contextlib.suppress(Exception):
+                await self.calls.close()
         if self.hardware.shutter is not None:
             with contextlib.suppress(Exception):
                 await self.hardware.shutter.close()
@@ -128,6 +183,8 @@ class Agent:
                 task.cancel()
         await asyncio.gather(*tasks[1:], return_exceptions=True)
         await self.link.close()
+        await asyncio.sleep(0)  # let queued shutter events reach the outbox
         self._unsubscribe_link()
+        self._unsubscribe_shutter()
         self.hardware.close()
         log.info("agent %s stopped", self.config.unit.id)

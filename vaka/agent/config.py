@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from vaka.agent.media.settings import MediaSettings
 from vaka.errors import ConfigError
 from vaka.protocol.topics import check_device_id
 
@@ -50,12 +51,21 @@ class HealthSection(_Section):
     interval_s: float = Field(default=30.0, ge=1, le=3600)
 
 
+class CallsSection(_Section):
+    """``[calls]``: central's pinned ticket key and the unit's own limit."""
+
+    ticket_key: Path  # central's Ed25519 public key (PEM)
+    max_duration_s: int = Field(default=1800, gt=0, le=4 * 3600)
+
+
 class AgentConfig(_Section):
     """The whole agent configuration file."""
 
     unit: UnitSection
     broker: BrokerSection
     health: HealthSection = HealthSection()
+    calls: CallsSection | None = None
+    media: MediaSettings = MediaSettings()
 
 
 def _describe(err: ValidationError) -> str:

@@ -16,6 +16,18 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     units = sub.add_parser("units", help="list units and their status")
     units.add_argument("--status", choices=["online", "degraded", "offline"])
+    dial = sub.add_parser("dial", help="dial in to a unit and receive its video")
+    dial.add_argument("unit", help="unit id, e.g. u-demo-nightcam")
+    dial.add_argument("--user", required=True, help="your staff id")
+    dial.add_argument(
+        "--purpose", default="night_check", choices=["night_check", "video_visit", "break_glass"]
+    )
+    dial.add_argument("--reason", help="typed reason (required for break_glass)")
+    dial.add_argument("--seconds", type=float, default=5.0, help="how long to stay in the call")
+    dial.add_argument("--show", action="store_true", help="show the video in a window")
+    dial.add_argument(
+        "--ice-address", action="append", help="gather ICE candidates only on this address"
+    )
     return p
 
 
@@ -39,6 +51,10 @@ def fetch_units(central: str, status: str | None = None) -> list[dict[str, Any]]
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "dial":
+        from vaka.staff.dial import run_dial
+
+        return run_dial(args)
     try:
         units = fetch_units(args.central, args.status)
     except RuntimeError as err:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -39,6 +40,7 @@ from vaka.provisioning.tls import client_tls_context
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AnyMessage], Awaitable[None]]
+OUTBOX_LIMIT = 200
 StateListener = Callable[["LinkState"], None]
 
 
@@ -84,6 +86,8 @@ class UnitLink:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._online = asyncio.Event()
+        #: Events kept while offline (call ended, shutter closed), sent after reconnecting.
+        self._outbox: deque[tuple[Channel, BaseModel]] = deque(maxlen=OUTBOX_LIMIT)
 
     # ---------------------------------------------------------------- state
 
@@ -178,6 +182,21 @@ class UnitLink:
         if qos:
             self.broker_rtt_ms = (time.perf_counter() - started) * 1000
 
+    async def publish_reliably(self, channel: Channel, message: BaseModel) -> None:
+        """Publish now, or keep the message (bounded) and send it after the next connect."""
+        try:
+            await self.publish(channel, message)
+        except LinkError:
+            if len(self._outbox) == self._outbox.maxlen:
+                log.warning("outbox full: dropping the oldest kept message")
+            self._outbox.append((channel, message))
+
+    async def _flush_outbox(self) -> None:
+        while self._outbox:
+            channel, message = self._outbox[0]
+            await self.publish(channel, message)
+            self._outbox.popleft()
+
     # ---------------------------------------------------------------- session loop
 
     def _state_message(self, status: str) -> bytes:
@@ -232,6 +251,7 @@ class UnitLink:
                     self._set_state(LinkState.ONLINE)
                     log.info("online as %s (bdseq %d)", s.device_id, self.bdseq)
                     attempt = 0
+                    await self._flush_outbox()
                     async for inbound in client.messages:
                         await self._route(inbound)
             except aiomqtt.MqttError as err:

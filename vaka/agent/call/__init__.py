@@ -1,0 +1,1 @@
+"""Call sessions on the unit: ticket check, RTCPeerConnection lifecycle, limits, teardown."""

@@ -1,0 +1,86 @@
+"""The unit's own checks of a call offer, before anything moves.
+
+A compromised broker or central alone cannot turn the camera on: the ticket must be signed by
+central's pinned key, name this unit and this call, be fresh, unused, inside its window, for a
+purpose this unit's profile allows, and name the DTLS fingerprint the offer actually carries.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+from joserfc.jwk import OKPKey
+
+from vaka.errors import BadMessage, CallError
+from vaka.protocol.sdp import check_sdp, preferred_fingerprint
+from vaka.provisioning.tickets import BadTicket, TicketClaims, verify_ticket
+
+#: What each profile may be called for.
+PROFILE_PURPOSES = {
+    "nightcam": frozenset({"night_check", "break_glass"}),
+    "tv": frozenset({"video_visit", "citizen_call", "break_glass"}),
+}
+
+
+class OfferRefused(CallError, PermissionError):
+    """The unit refused an offer; the message is the reason sent back and audited."""
+
+
+@dataclass
+class NonceCache:
+    """Ticket nonces already used, kept in memory until the ticket would have expired anyway.
+
+    After a restart the cache is empty; a replayed ticket still fails, because the caller's DTLS
+    key, which the ticket names, is not the replayer's.
+    """
+
+    _seen: dict[str, float] = field(default_factory=dict)
+
+    def use(self, nonce: str, expires_at: float, now: float) -> bool:
+        """Record ``nonce``; ``False`` if it was already used."""
+        for old in [n for n, exp in self._seen.items() if exp < now]:
+            del self._seen[old]
+        if nonce in self._seen:
+            return False
+        self._seen[nonce] = expires_at
+        return True
+
+
+class OfferGuard:
+    """Checks offers for one unit."""
+
+    def __init__(self, device_id: str, profile: str, ticket_key: OKPKey, max_duration_s: int):
+        self.device_id = device_id
+        self.purposes = PROFILE_PURPOSES[profile]
+        self.profile = profile
+        self.ticket_key = ticket_key
+        self.max_duration_s = max_duration_s
+        self.nonces = NonceCache()
+
+    def check(self, call_id: str, ticket: str | None, sdp: str | None) -> TicketClaims:
+        """Return the ticket's claims, or raise :class:`OfferRefused` with the reason."""
+        now = time.time()
+        try:
+            offer = check_sdp(sdp)
+        except BadMessage as err:
+            raise OfferRefused(f"bad offer: {err}") from None
+        try:
+            claims = verify_ticket(ticket, self.ticket_key, self.device_id, now)
+        except BadTicket as err:
+            raise OfferRefused(str(err)) from None
+        if claims.cid != call_id:
+            raise OfferRefused("ticket is for another call")
+        if claims.purpose not in self.purposes:
+            raise OfferRefused(f"{claims.purpose} calls are not allowed on a {self.profile} unit")
+        try:
+            offered = preferred_fingerprint(offer)
+        except BadMessage as err:
+            raise OfferRefused(f"bad offer: {err}") from None
+        if offered != claims.fp:
+            raise OfferRefused("DTLS fingerprint in the offer does not match the ticket")
+        if not self.nonces.use(claims.jti, claims.exp + 60, now):
+            raise OfferRefused("ticket already used (replayed nonce)")
+        return claims
+
+    def duration_limit(self, claims: TicketClaims) -> float:
+        """How long this call may last: the ticket's limit, capped by the unit's own."""
+        return float(min(claims.maxd, self.max_duration_s))

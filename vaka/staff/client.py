@@ -1,0 +1,202 @@
+"""The staff side of a call, in Python: log in to central, dial a unit, receive its video.
+
+This is the reference peer for tests and benchmarks (the browser console speaks the same
+WebSocket protocol). Frames are kept in memory only.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import av
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+
+from vaka.errors import CallError
+from vaka.rtc.ice import rtc_configuration
+
+log = logging.getLogger(__name__)
+
+
+class StaffError(CallError, RuntimeError):
+    """Central refused or could not be reached; the message says why."""
+
+
+@dataclass
+class CallTimings:
+    """Where the time of a call set-up went (``time.perf_counter`` seconds)."""
+
+    started: float = 0.0
+    offer_ready: float = 0.0  # local description with gathered candidates
+    answered: float = 0.0  # answer from the unit arrived
+    connected: float = 0.0  # ICE + DTLS up
+    first_frame: float = 0.0  # first decoded frame
+
+    def as_ms(self) -> dict[str, float]:
+        """Each step in milliseconds from :attr:`started`."""
+        return {
+            name: round((getattr(self, name) - self.started) * 1000, 1)
+            for name in ("offer_ready", "answered", "connected", "first_frame")
+            if getattr(self, name)
+        }
+
+
+@dataclass
+class StaffCall:
+    """A call in progress from the staff side."""
+
+    call_id: str
+    pc: RTCPeerConnection
+    ws: aiohttp.ClientWebSocketResponse
+    timings: CallTimings
+    track: "asyncio.Future[MediaStreamTrack]"
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    end_reason: str | None = None
+    _reader: "asyncio.Task[None] | None" = None
+
+    async def next_frame(self, timeout: float = 10.0) -> av.VideoFrame:
+        """The next decoded video frame from the unit."""
+        track = await asyncio.wait_for(asyncio.shield(self.track), timeout)
+        frame = await asyncio.wait_for(track.recv(), timeout)
+        assert isinstance(frame, av.VideoFrame)
+        if not self.timings.first_frame:
+            self.timings.first_frame = time.perf_counter()
+        return frame
+
+    async def hangup(self, timeout: float = 5.0) -> str | None:
+        """Hang up and wait for central to confirm; returns the end reason."""
+        if not self.ended.is_set() and not self.ws.closed:
+            with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+                await self.ws.send_json({"type": "hangup"})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ended.wait(), timeout)
+        await self.close()
+        return self.end_reason
+
+    async def close(self) -> None:
+        """Close the peer connection and the WebSocket. Safe twice."""
+        if self._reader is not None:
+            self._reader.cancel()
+        await self.pc.close()
+        await self.ws.close()
+        self.ended.set()
+
+
+class StaffClient:
+    """A logged-in staff member's connection to central."""
+
+    def __init__(self, central_url: str) -> None:
+        self.central_url = central_url.rstrip("/")
+        self._http: aiohttp.ClientSession | None = None
+        self._token: str | None = None
+        self.staff: dict[str, Any] = {}
+
+    async def __aenter__(self) -> "StaffClient":
+        self._http = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The HTTP session (use the client as an async context manager first)."""
+        if self._http is None:
+            raise StaffError("use `async with StaffClient(...)` first")
+        return self._http
+
+    async def login(self, staff_id: str, password: str) -> None:
+        """Log in; raises :class:`StaffError` with central's reason."""
+        try:
+            async with self.http.post(
+                f"{self.central_url}/api/login", json={"staff_id": staff_id, "password": password}
+            ) as resp:
+                body = await resp.json(content_type=None)
+        except aiohttp.ClientError as err:
+            raise StaffError(f"cannot reach central at {self.central_url}: {err}") from None
+        if resp.status != 200:
+            raise StaffError(f"log-in refused: {body.get('error', resp.status)}")
+        self._token = body["token"]
+        self.staff = body["staff"]
+
+    async def dial(
+        self,
+        unit: str,
+        purpose: str = "night_check",
+        reason: str | None = None,
+        timeout: float = 15.0,
+    ) -> StaffCall:
+        """Ask central for a ticket and set up the call in one round trip."""
+        if self._token is None:
+            raise StaffError("log in first")
+        timings = CallTimings(started=time.perf_counter())
+        pc = RTCPeerConnection(rtc_configuration())
+        pc.addTransceiver("video", direction="recvonly")
+        loop = asyncio.get_running_loop()
+        track: asyncio.Future[MediaStreamTrack] = loop.create_future()
+
+        @pc.on("track")
+        def _on_track(remote: MediaStreamTrack) -> None:
+            if remote.kind == "video" and not track.done():
+                track.set_result(remote)
+
+        @pc.on("connectionstatechange")
+        def _on_state() -> None:
+            if pc.connectionState == "connected" and not timings.connected:
+                timings.connected = time.perf_counter()
+
+        await pc.setLocalDescription(await pc.createOffer())
+        timings.offer_ready = time.perf_counter()
+        try:
+            ws = await self.http.ws_connect(
+                f"{self.central_url}/api/calls",
+                headers={"Authorization": f"Bearer {self._token}"},
+                heartbeat=10,
+            )
+        except aiohttp.ClientError as err:
+            await pc.close()
+            raise StaffError(f"cannot open the call channel: {err}") from None
+        await ws.send_json(
+            {
+                "type": "dial",
+                "unit": unit,
+                "purpose": purpose,
+                "sdp": pc.localDescription.sdp,
+                **({"reason": reason} if reason else {}),
+            }
+        )
+        try:
+            reply = await ws.receive_json(timeout=timeout)
+        except (TimeoutError, TypeError, ValueError) as err:
+            await pc.close()
+            await ws.close()
+            raise StaffError(f"no answer from central: {err!r}") from None
+        if reply.get("type") != "answer":
+            await pc.close()
+            await ws.close()
+            raise StaffError(f"call refused: {reply.get('reason', reply)}")
+        timings.answered = time.perf_counter()
+        await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
+        call = StaffCall(reply["call_id"], pc, ws, timings, track)
+        call._reader = asyncio.create_task(_read_until_ended(call))
+        return call
+
+
+async def _read_until_ended(call: StaffCall) -> None:
+    async for msg in call.ws:
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            continue
+        with contextlib.suppress(ValueError):
+            data = json.loads(msg.data)
+            if data.get("type") == "ended":
+                call.end_reason = data.get("reason")
+                break
+    if call.end_reason is None:
+        call.end_reason = "call channel closed"
+    call.ended.set()
+    await call.pc.close()
