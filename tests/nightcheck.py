@@ -1,0 +1,116 @@
+"""Helpers for night-check tests: a directory, an in-process agent, forged offers."""
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from aiortc import RTCPeerConnection
+
+from tests.conftest import Broker
+from vaka.agent.app import Agent
+from vaka.agent.config import parse_config
+from vaka.central.directory import DirectorySpec
+from vaka.central.service import CentralService
+from vaka.protocol.sdp import preferred_fingerprint
+from vaka.rtc.ice import rtc_configuration
+
+PASSWORD = "correct horse battery"
+UNIT = "u-cam"
+OTHER_UNIT = "u-cam-two"
+
+
+def hhmm(offset_min: int, tz: str = "Europe/Stockholm") -> str:
+    """Local time ``offset_min`` minutes from now, as HH:MM."""
+    local = dt.datetime.now(ZoneInfo(tz)) + dt.timedelta(minutes=offset_min)
+    return local.strftime("%H:%M")
+
+
+def directory_spec() -> DirectorySpec:
+    """Night nurse in g-night may check c-1001 (u-cam) now; c-2002 is checked at another time."""
+    return DirectorySpec.model_validate(
+        {
+            "group": [{"id": "g-night", "name": "Night patrol"}, {"id": "g-other", "name": "Other"}],
+            "staff": [
+                {"id": "s-nurse", "name": "Nina Night", "role": "night_staff",
+                 "groups": ["g-night"], "password": PASSWORD},
+                {"id": "s-stranger", "name": "Sam Stranger", "role": "night_staff",
+                 "groups": ["g-other"], "password": PASSWORD},
+            ],
+            "citizen": [{"id": "c-1001", "units": [UNIT]}, {"id": "c-2002", "units": [OTHER_UNIT]}],
+            "permission": [
+                {"group": "g-night", "citizen": "c-1001", "purposes": ["night_check", "break_glass"]},
+                {"group": "g-night", "citizen": "c-2002", "purposes": ["night_check"]},
+            ],
+            "schedule": [
+                {"citizen": "c-1001", "times": [hhmm(0)], "tolerance_min": 120},
+                {"citizen": "c-2002", "times": [hhmm(12 * 60)], "tolerance_min": 30},
+            ],
+        }
+    )
+
+
+def agent_config(broker: Broker, device_id: str = UNIT, **media: object) -> dict:
+    files = broker.pki.client(device_id)
+    return {
+        "unit": {"id": device_id, "profile": "nightcam", "simulate": True},
+        "broker": {
+            "host": broker.host, "port": broker.port, "server_ca": str(files.server_ca),
+            "cert": str(files.cert), "key": str(files.key), "keepalive_s": 5,
+            "reconnect_min_s": 0.2, "reconnect_max_s": 1.0,
+        },
+        "health": {"interval_s": 30},
+        "calls": {"ticket_key": str(broker.pki.ticket_keys()[1])},
+        "media": {"width": 320, "height": 240, "fps": 15, "ice_addresses": ["127.0.0.1"], **media},
+    }
+
+
+@dataclass
+class RunningAgent:
+    agent: Agent
+    task: "asyncio.Task[None]"
+
+    @property
+    def shutter_states(self) -> list[str]:
+        shutter = self.agent.hardware.shutter
+        assert shutter is not None
+        return [state.value for _, state in shutter.history]
+
+
+@contextlib.asynccontextmanager
+async def running_agent(broker: Broker, device_id: str = UNIT, **media: object) -> AsyncIterator[RunningAgent]:
+    """An agent in this process (so its fake hardware can be inspected), on the real broker."""
+    agent = Agent(parse_config(agent_config(broker, device_id, **media)))
+    task = asyncio.create_task(agent.run())
+    try:
+        await agent.link.wait_online(10)
+        yield RunningAgent(agent, task)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def make_offer() -> tuple[RTCPeerConnection, str, str]:
+    """A real recvonly offer, its SDP and its sha-256 fingerprint."""
+    pc = RTCPeerConnection(rtc_configuration())
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    return pc, sdp, preferred_fingerprint(sdp)
+
+
+async def audit_kinds(central: CentralService, call_id: str | None = None) -> list[str]:
+    entries = await asyncio.to_thread(central.audit.entries)
+    return [e.kind for e in entries if call_id is None or e.call_id == call_id]
+
+
+async def load_directory(central: CentralService) -> None:
+    await asyncio.to_thread(central.directory.load, directory_spec())
+
+
+def now() -> int:
+    return int(time.time())
