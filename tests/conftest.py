@@ -59,7 +59,9 @@ class Broker:
                 client_ca=self.pki.client_ca_cert,
                 server_cert=self.pki.broker_cert,
                 server_key=self.pki.broker_key,
-                persistence=False,
+                # As in production: central's persistent session (and the messages queued for
+                # it) survives a broker restart.
+                persistence=True,
                 user=dev_broker_user(),
                 central_identities=("central-1", "central-2"),
             ),

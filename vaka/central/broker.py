@@ -8,6 +8,7 @@ the whole tree. Nothing anonymous.
 
 import logging
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -130,8 +131,29 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
             time.sleep(0.02)
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on ``host``."""
+    """A TCP port that is free right now on ``host``, outside the kernel's ephemeral range.
+
+    A listener on an ephemeral port can be taken, while it restarts, by a client's own outgoing
+    connection to it (TCP self-connect on loopback); ports below the range avoid that.
+    """
+    low, _high = _ephemeral_range()
+    for _ in range(200):
+        port = random.randint(10_000, max(10_001, low - 1))
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

@@ -99,6 +99,7 @@ class FleetIngest:
         elif isinstance(message, EventMessage):
             self._pending.events.append(
                 EventRecord(
+                    message.id,
                     where.device_id,
                     message.ts,
                     received_at,
@@ -140,9 +141,9 @@ class FleetIngest:
     def _write(self, batch: _Batch) -> None:
         self.store.apply_states(batch.states)
         self.store.put_health(batch.health)
-        self.store.add_events(batch.events)
+        new_events = self.store.add_events(batch.events)
         if self.audit is not None:
-            for event in batch.events:
+            for event in new_events:
                 if event.kind in AUDITED_EVENTS:
                     audit_unit_event(self.audit, event)
 

@@ -1,9 +1,13 @@
 """Central's broker session: shared subscriptions on every unit's outbound channels.
 
-Several central instances join the same share group, so each state, health and event message is
-handled by exactly one of them. ``signal/out`` is subscribed without sharing: every instance sees
-every answer and keeps those of the calls it set up. The session is persistent (``clean_start``
-off, a session expiry), so messages that arrive while an instance restarts wait at the broker.
+Health, the bulk of the traffic, goes to a shared subscription: several central instances in
+the same share group each take a part. State, events and ``signal/out`` are subscribed without
+sharing: every instance sees every one. Presence merges idempotently, events are stored once by
+their message id (whoever stores one audits it), and each instance keeps only the answers to
+the calls it set up. The session is persistent (``clean_start`` off, a session expiry), so
+messages that arrive while an instance restarts wait at the broker. Mosquitto 2.0 does not
+restore *shared* subscriptions from its persistence file after a broker restart (normal ones it
+does), which is why nothing that must not be lost rides on a shared subscription.
 """
 
 import asyncio
@@ -20,7 +24,7 @@ from vaka.central.config import MqttSection
 from vaka.errors import LinkError
 from vaka.protocol.backoff import backoff_delay
 from vaka.protocol.messages import encode
-from vaka.protocol.topics import UNIT_WRITES, Channel, device_filter, device_topic, shared
+from vaka.protocol.topics import Channel, device_filter, device_topic, shared
 from vaka.provisioning.tls import client_tls_context
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,16 @@ class CentralLink:
         self.signals = signals
         self.connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
+
+    def subscriptions(self) -> list[str]:
+        """The topic filters central subscribes to."""
+        share = self.settings.share_group
+        return [
+            shared(share, device_filter(Channel.HEALTH)),
+            device_filter(Channel.STATE),
+            device_filter(Channel.EVENTS),
+            device_filter(Channel.SIGNAL_OUT),
+        ]
 
     def _properties(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)
@@ -62,8 +76,8 @@ class CentralLink:
                     properties=self._properties(),
                     timeout=10,
                 ) as client:
-                    for channel in sorted(UNIT_WRITES):
-                        await client.subscribe(shared(s.share_group, device_filter(channel)), qos=1)
+                    for topic_filter in self.subscriptions():
+                        await client.subscribe(topic_filter, qos=1)
                     self._client = client
                     self.connected.set()
                     attempt = 0

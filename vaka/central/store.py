@@ -60,6 +60,9 @@ events = Table(
     "events",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    # The unit's message id: every central instance receives every event; the first to store it
+    # wins and audits it, the others find it there.
+    Column("message_id", String(64), nullable=False, unique=True),
     Column("device_id", String(64), nullable=False, index=True),
     Column("sent_at", Float, nullable=False),
     Column("received_at", Float, nullable=False),
@@ -93,6 +96,7 @@ class HealthUpdate:
 class EventRecord:
     """One event as received."""
 
+    message_id: str
     device_id: str
     sent_at: float
     received_at: float
@@ -124,8 +128,8 @@ class FleetStore(Protocol):
     def put_health(self, samples: Sequence[HealthUpdate]) -> None:
         """Keep the newest health sample per unit."""
 
-    def add_events(self, records: Sequence[EventRecord]) -> None:
-        """Append events."""
+    def add_events(self, records: Sequence[EventRecord]) -> list[EventRecord]:
+        """Append events not stored yet (by message id); returns those that were new."""
 
     def units(self) -> list[UnitRecord]:
         """Every known unit."""
@@ -236,21 +240,29 @@ class SqlFleetStore:
         )
         self._write(stmt, rows, (seen_stmt, seen_rows))
 
-    def add_events(self, records: Sequence[EventRecord]) -> None:
-        """Append events."""
-        if not records:
-            return
-        rows = [
-            {
-                "device_id": r.device_id,
-                "sent_at": r.sent_at,
-                "received_at": r.received_at,
-                "kind": r.kind,
-                "detail": json.dumps(r.detail, separators=(",", ":")),
-            }
-            for r in records
-        ]
-        self._write(events.insert(), rows)
+    def add_events(self, records: Sequence[EventRecord]) -> list[EventRecord]:
+        """Append events not stored yet (by message id); returns those that were new."""
+        new: list[EventRecord] = []
+        try:
+            with self.engine.begin() as conn:
+                for r in records:
+                    stmt = (
+                        self._insert(events)
+                        .values(
+                            message_id=r.message_id,
+                            device_id=r.device_id,
+                            sent_at=r.sent_at,
+                            received_at=r.received_at,
+                            kind=r.kind,
+                            detail=json.dumps(r.detail, separators=(",", ":")),
+                        )
+                        .on_conflict_do_nothing(index_elements=["message_id"])
+                    )
+                    if conn.execute(stmt).rowcount:
+                        new.append(r)
+        except SQLAlchemyError as err:
+            raise RegistryError(f"registry write failed: {err}") from err
+        return new
 
     def _write(self, stmt: Any, rows: list[dict[str, Any]], *more: tuple[Any, list[Any]]) -> None:
         try:
@@ -305,7 +317,12 @@ class SqlFleetStore:
             rows = conn.execute(query).mappings().all()
         return [
             EventRecord(
-                r["device_id"], r["sent_at"], r["received_at"], r["kind"], json.loads(r["detail"])
+                r["message_id"],
+                r["device_id"],
+                r["sent_at"],
+                r["received_at"],
+                r["kind"],
+                json.loads(r["detail"]),
             )
             for r in rows
         ]

@@ -1,0 +1,138 @@
+"""Whatever ends a call, the shutter closes: maximum duration, broker lost, staff client gone."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+from tests.conftest import Broker, central_config, wait_for
+from tests.nightcheck import PASSWORD, UNIT, audit_kinds, load_directory, running_agent
+from vaka.central.service import CentralService
+from vaka.staff.client import StaffClient
+
+
+async def test_max_duration_ends_the_call_and_closes_the_shutter(broker: Broker, tmp_path) -> None:
+    config = central_config(broker, tmp_path)
+    config = config.model_copy(
+        update={"calls": config.calls.model_copy(update={"night_check_max_s": 2})}
+    )
+    async with CentralService(config) as central:
+        await asyncio.wait_for(central.link.connected.wait(), 10)
+        await load_directory(central)
+        async with running_agent(broker) as unit, StaffClient(central.url) as staff:
+            await staff.login("s-nurse", PASSWORD)
+            call = await staff.dial(UNIT, "night_check")
+            await call.next_frame()
+            await asyncio.wait_for(call.ended.wait(), 6)
+            assert call.end_reason == "maximum duration reached"
+            await wait_for(lambda: unit.shutter_states[-1] == "closed", 3, what="shutter closed")
+            await call.close()
+        await wait_for(lambda: _kinds_include(central, "call_ended"), 5)
+
+
+async def test_losing_the_broker_mid_call_closes_the_shutter(
+    broker: Broker, central: CentralService
+) -> None:
+    await load_directory(central)
+    async with running_agent(broker) as unit, StaffClient(central.url) as staff:
+        await staff.login("s-nurse", PASSWORD)
+        call = await staff.dial(UNIT, "night_check")
+        await call.next_frame()
+        assert unit.shutter_states[-1] == "open"
+        broker.stop()
+        took = await wait_for(
+            lambda: unit.shutter_states[-1] == "closed", 5, what="shutter closed after broker loss"
+        )
+        print(f"shutter closed {took:.2f} s after the broker went away")
+        await call.close()
+        broker.start()
+        # The unit kept its call-ended and shutter events and delivers them after reconnecting.
+        await wait_for(lambda: _kinds_include(central, "shutter_closed"), 15)
+        assert "broker link lost" in (unit.agent.calls.last_result or "")  # type: ignore[union-attr]
+
+
+async def test_killing_the_staff_client_mid_call_closes_the_shutter(
+    broker: Broker, central: CentralService
+) -> None:
+    await load_directory(central)
+    async with running_agent(broker) as unit:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "vaka.staff.cli",
+                "--central",
+                central.url,
+                "dial",
+                UNIT,
+                "--user",
+                "s-nurse",
+                "--seconds",
+                "60",
+                "--ice-address",
+                "127.0.0.1",
+            ],
+            env={**os.environ, "VAKA_PASSWORD": PASSWORD},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            await wait_for(lambda: unit.shutter_states[-1] == "open", 20, what="call streaming")
+            proc.send_signal(signal.SIGKILL)
+            took = await wait_for(
+                lambda: unit.shutter_states[-1] == "closed",
+                10,
+                what="shutter closed after the client died",
+            )
+            print(f"shutter closed {took:.2f} s after kill -9 of the staff client")
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+async def test_frozen_staff_client_is_noticed_by_ice_consent(
+    broker: Broker, central: CentralService
+) -> None:
+    """A client that hangs (its WebSocket still open) is dropped by ICE consent freshness."""
+    await load_directory(central)
+    async with running_agent(broker) as unit:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "vaka.staff.cli",
+                "--central",
+                central.url,
+                "dial",
+                UNIT,
+                "--user",
+                "s-nurse",
+                "--seconds",
+                "60",
+                "--ice-address",
+                "127.0.0.1",
+            ],
+            env={**os.environ, "VAKA_PASSWORD": PASSWORD},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            await wait_for(lambda: unit.shutter_states[-1] == "open", 20, what="call streaming")
+            proc.send_signal(signal.SIGSTOP)
+            took = await wait_for(
+                lambda: unit.shutter_states[-1] == "closed",
+                15,
+                what="shutter closed after ICE consent failed",
+            )
+            print(f"shutter closed {took:.2f} s after the staff client froze")
+            calls = unit.agent.calls
+            assert calls is not None
+            await wait_for(lambda: "ICE/DTLS" in (calls.last_result or ""), 5, what="end reason")
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+async def _kinds_include(central: CentralService, kind: str) -> bool:
+    return kind in await audit_kinds(central)
