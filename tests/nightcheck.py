@@ -33,16 +33,33 @@ def directory_spec() -> DirectorySpec:
     """Night nurse in g-night may check c-1001 (u-cam) now; c-2002 is checked at another time."""
     return DirectorySpec.model_validate(
         {
-            "group": [{"id": "g-night", "name": "Night patrol"}, {"id": "g-other", "name": "Other"}],
+            "group": [
+                {"id": "g-night", "name": "Night patrol"},
+                {"id": "g-other", "name": "Other"},
+            ],
             "staff": [
-                {"id": "s-nurse", "name": "Nina Night", "role": "night_staff",
-                 "groups": ["g-night"], "password": PASSWORD},
-                {"id": "s-stranger", "name": "Sam Stranger", "role": "night_staff",
-                 "groups": ["g-other"], "password": PASSWORD},
+                {
+                    "id": "s-nurse",
+                    "name": "Nina Night",
+                    "role": "night_staff",
+                    "groups": ["g-night"],
+                    "password": PASSWORD,
+                },
+                {
+                    "id": "s-stranger",
+                    "name": "Sam Stranger",
+                    "role": "night_staff",
+                    "groups": ["g-other"],
+                    "password": PASSWORD,
+                },
             ],
             "citizen": [{"id": "c-1001", "units": [UNIT]}, {"id": "c-2002", "units": [OTHER_UNIT]}],
             "permission": [
-                {"group": "g-night", "citizen": "c-1001", "purposes": ["night_check", "break_glass"]},
+                {
+                    "group": "g-night",
+                    "citizen": "c-1001",
+                    "purposes": ["night_check", "break_glass"],
+                },
                 {"group": "g-night", "citizen": "c-2002", "purposes": ["night_check"]},
             ],
             "schedule": [
@@ -58,9 +75,14 @@ def agent_config(broker: Broker, device_id: str = UNIT, **media: object) -> dict
     return {
         "unit": {"id": device_id, "profile": "nightcam", "simulate": True},
         "broker": {
-            "host": broker.host, "port": broker.port, "server_ca": str(files.server_ca),
-            "cert": str(files.cert), "key": str(files.key), "keepalive_s": 5,
-            "reconnect_min_s": 0.2, "reconnect_max_s": 1.0,
+            "host": broker.host,
+            "port": broker.port,
+            "server_ca": str(files.server_ca),
+            "cert": str(files.cert),
+            "key": str(files.key),
+            "keepalive_s": 5,
+            "reconnect_min_s": 0.2,
+            "reconnect_max_s": 1.0,
         },
         "health": {"interval_s": 30},
         "calls": {"ticket_key": str(broker.pki.ticket_keys()[1])},
@@ -81,7 +103,9 @@ class RunningAgent:
 
 
 @contextlib.asynccontextmanager
-async def running_agent(broker: Broker, device_id: str = UNIT, **media: object) -> AsyncIterator[RunningAgent]:
+async def running_agent(
+    broker: Broker, device_id: str = UNIT, **media: object
+) -> AsyncIterator[RunningAgent]:
     """An agent in this process (so its fake hardware can be inspected), on the real broker."""
     agent = Agent(parse_config(agent_config(broker, device_id, **media)))
     task = asyncio.create_task(agent.run())

@@ -53,7 +53,13 @@ async def test_authorised_night_check_streams_the_pattern_and_is_audited(
     assert unit.shutter_states.count("open") == 1
     await wait_for(lambda: _has(central, "call_ended"), 5, what="call_ended in the audit")
     kinds = await audit_kinds(central, call.call_id)
-    for expected in ("ticket_issued", "call_started", "shutter_open", "shutter_closed", "call_ended"):
+    for expected in (
+        "ticket_issued",
+        "call_started",
+        "shutter_open",
+        "shutter_closed",
+        "call_ended",
+    ):
         assert expected in kinds, kinds
     ended = [e for e in await asyncio.to_thread(central.audit.entries) if e.kind == "call_ended"]
     assert ended[0].actor == "s-nurse" and ended[0].purpose == "night_check"

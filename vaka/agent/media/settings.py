@@ -1,0 +1,65 @@
+"""Media settings (a section of the agent's configuration) and the choice of camera backend."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from vaka.agent.media.picamera2_source import Picamera2Source
+from vaka.agent.media.source import FrameSource
+from vaka.agent.media.synthetic import SyntheticSource
+from vaka.agent.media.v4l2 import V4l2Source
+from vaka.rtc.bitrate import cap_video_bitrate
+from vaka.rtc.ice import configure_ice
+
+log = logging.getLogger(__name__)
+
+
+class MediaSettings(BaseModel):
+    """Camera, encoder and ICE settings. Unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Literal["synthetic", "v4l2", "picamera2"] = "synthetic"
+    "Camera backend: the synthetic test pattern, a V4L2 device, or the Pi camera."
+    device: str = Field(default="/dev/video0", min_length=1)
+    "V4L2 device node (``source = 'v4l2'`` only)."
+    width: int = Field(default=640, ge=64, le=1920, multiple_of=2)
+    height: int = Field(default=480, ge=48, le=1080, multiple_of=2)
+    fps: int = Field(default=15, ge=1, le=30)
+    max_bitrate_bps: int = Field(default=1_000_000, ge=50_000, le=10_000_000)
+    "Upper bound for the VP8/H.264 encoder (process-wide)."
+    enhance_low_light: bool = True
+    "Apply CLAHE to dark (IR/night) frames."
+    ice_addresses: list[str] | None = None
+    "Gather ICE host candidates on exactly these addresses; ``None``: every interface."
+    ice_gather_timeout_s: float = Field(default=1.0, gt=0, le=30)
+    "Longest wait for STUN/TURN candidates."
+
+    @field_validator("ice_addresses")
+    @classmethod
+    def _ip_addresses(cls, value: list[str] | None) -> list[str] | None:
+        for address in value or ():
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"{address!r} is not an IP address") from None
+        return value
+
+
+def make_source(settings: MediaSettings) -> FrameSource:
+    """The frame source ``settings`` ask for (not opened yet)."""
+    if settings.source == "v4l2":
+        return V4l2Source(settings.device, settings.width, settings.height, settings.fps)
+    if settings.source == "picamera2":
+        return Picamera2Source(settings.width, settings.height, settings.fps)
+    return SyntheticSource(settings.width, settings.height, settings.fps, night=True)
+
+
+def apply_process_settings(settings: MediaSettings) -> None:
+    """Apply the process-wide parts: the encoder bitrate cap and the ICE settings."""
+    cap_video_bitrate(settings.max_bitrate_bps)
+    configure_ice(settings.ice_addresses, settings.ice_gather_timeout_s)
