@@ -2,16 +2,21 @@
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import signal
 import sys
 from pathlib import Path
 
+from vaka.central.audit import AuditLog
 from vaka.central.broker import BrokerSettings, write_broker_config
 from vaka.central.config import load_central_config
+from vaka.central.db import open_engine
 from vaka.central.demo import demo_seconds_from_env, prepare_demo, run_demo
+from vaka.central.directory import Directory, load_directory_file
+from vaka.central.reports import supervisions, supervisions_csv
 from vaka.central.service import CentralService
-from vaka.errors import VakaError
+from vaka.errors import ConfigError, VakaError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +42,28 @@ def _parser() -> argparse.ArgumentParser:
         help="certificate CN of a central instance (repeatable; default central-1)",
     )
 
+    audit = sub.add_parser("audit", help="check the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="recompute the hash chain")
+    verify.add_argument("--database", required=True, help="SQLAlchemy URL, e.g. sqlite:///c.db")
+    verify.add_argument("--expect-head", help="SEQ:HASH anchored earlier (`audit head`)")
+    head = audit_sub.add_parser("head", help="print the newest SEQ:HASH to anchor elsewhere")
+    head.add_argument("--database", required=True)
+
+    report = sub.add_parser("report", help="reports")
+    report_sub = report.add_subparsers(dest="report_command", required=True)
+    sup = report_sub.add_parser("supervisions", help="performed night checks as CSV")
+    sup.add_argument("--database", required=True)
+    sup.add_argument("--from", dest="since", required=True, type=_date, help="YYYY-MM-DD")
+    sup.add_argument("--to", dest="until", required=True, type=_date, help="YYYY-MM-DD (excl.)")
+    sup.add_argument("--out", type=Path, help="write here instead of standard output")
+
+    directory = sub.add_parser("directory", help="staff, groups, citizens, permissions")
+    directory_sub = directory.add_subparsers(dest="directory_command", required=True)
+    load = directory_sub.add_parser("load", help="load a directory TOML file")
+    load.add_argument("file", type=Path)
+    load.add_argument("--database", required=True)
+
     demo = sub.add_parser("demo", help="broker, central and simulated units on this machine")
     demo.add_argument("--dir", type=Path, default=Path(".vaka-demo"))
     demo.add_argument(
@@ -54,6 +81,52 @@ async def _serve(config_path: Path) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with service:
         await stop.wait()
+
+
+def _date(text: str) -> float:
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+    return dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
+
+
+def _offline_command(args: argparse.Namespace) -> int:
+    """Commands that work on the database directly (no broker needed)."""
+    engine = open_engine(args.database)
+    if args.command == "directory":
+        spec = load_directory_file(args.file)
+        Directory(engine).load(spec)
+        print(
+            f"loaded {len(spec.staff)} staff, {len(spec.group)} groups, "
+            f"{len(spec.citizen)} citizens, {len(spec.permission)} permissions, "
+            f"{len(spec.schedule)} schedules"
+        )
+        return 0
+    audit = AuditLog(engine)
+    if args.command == "report":
+        text = supervisions_csv(supervisions(audit, args.since, args.until))
+        if args.out:
+            args.out.write_text(text)
+        else:
+            sys.stdout.write(text)
+        return 0
+    if args.audit_command == "head":
+        seq, digest = audit.head()
+        print(f"{seq}:{digest}")
+        return 0
+    expect = None
+    if args.expect_head:
+        seq_text, _, digest = args.expect_head.partition(":")
+        if not seq_text.isdigit() or len(digest) != 64:
+            raise ConfigError("--expect-head must be SEQ:HASH as printed by `audit head`")
+        expect = (int(seq_text), digest)
+    result = audit.verify(expect)
+    if result.ok:
+        print(f"audit trail intact: {result.entries} entries")
+        return 0
+    print(f"audit trail BROKEN: {result.problem}", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             )
             print(f"wrote {path}")
+        elif args.command in ("audit", "report", "directory"):
+            return _offline_command(args)
         elif args.command == "demo":
             seconds = args.seconds if args.seconds is not None else demo_seconds_from_env()
             return asyncio.run(run_demo(prepare_demo(args.dir, args.http_port), seconds))

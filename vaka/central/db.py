@@ -28,7 +28,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def open_engine(url: str) -> Engine:
     """An engine for ``url`` with every table created."""
     # Import the modules that define tables so that create_all sees all of them.
-    from vaka.central import audit, directory, store  # noqa: F401
+    import vaka.central.audit
+    import vaka.central.directory
+    import vaka.central.store  # noqa: F401
 
     try:
         engine = create_engine(url)

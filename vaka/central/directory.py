@@ -186,11 +186,11 @@ def load_directory_file(path: Path) -> DirectorySpec:
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"directory file {path} is not valid TOML: {err}") from None
     except ValidationError as err:
-        problems = "; ".join(
+        described = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
             for e in err.errors(include_url=False)
         )
-        raise ConfigError(f"directory file {path} is invalid: {problems}") from None
+        raise ConfigError(f"directory file {path} is invalid: {described}") from None
     problems = _cross_check(spec)
     if problems:
         raise ConfigError(f"directory file {path} is inconsistent: {'; '.join(problems)}")

@@ -35,7 +35,7 @@ class TicketClaims(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    iss: Literal["vaka-central"] = ISSUER
+    iss: Literal["vaka-central"] = "vaka-central"
     aud: str  # the unit id
     sub: str  # pseudonymous staff id
     name: str = Field(max_length=120)  # the caller's display name, shown on a TV

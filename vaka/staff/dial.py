@@ -28,7 +28,7 @@ async def dial_once(args: argparse.Namespace, password: str) -> dict[str, Any]:
                 frames += 1
                 image = frame.to_ndarray(format="bgr24")
                 size = (image.shape[1], image.shape[0])
-                if decode_pattern(image) is not None:  # type: ignore[arg-type]
+                if decode_pattern(image) is not None:
                     decoded += 1
                 if args.show:
                     import cv2

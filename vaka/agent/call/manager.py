@@ -52,7 +52,7 @@ class CallManager:
 
     async def _event(self, kind: str, detail: dict[str, Any]) -> None:
         clean = {k: v for k, v in detail.items() if v is not None}
-        event = EventMessage(payload=EventPayload(kind=kind, detail=clean))  # type: ignore[arg-type]
+        event = EventMessage(payload=EventPayload(kind=kind, detail=clean))
         await self.link.publish_reliably(Channel.EVENTS, event)
 
     async def _signal(self, payload: SignalPayload) -> None:

@@ -1,0 +1,128 @@
+"""The audit trail is tamper-evident and is the record the care provider is paid on."""
+
+import asyncio
+import csv
+import datetime as dt
+import io
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Broker, wait_for
+from tests.nightcheck import PASSWORD, UNIT, audit_kinds, load_directory, running_agent
+from vaka.central.service import CentralService
+from vaka.staff.client import StaffClient
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vaka.central.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+async def real_log(broker: Broker, central: CentralService) -> Path:
+    """An audit trail written by a real night check; returns the database file."""
+    await load_directory(central)
+    async with running_agent(broker) as _unit, StaffClient(central.url) as staff:
+        await staff.login("s-nurse", PASSWORD)
+        call = await staff.dial(UNIT, "night_check")
+        await call.next_frame()
+        await call.hangup()
+
+    async def ended() -> bool:
+        return "call_ended" in await audit_kinds(central)
+
+    await wait_for(ended, 5, what="call_ended")
+    url = central.config.database.url
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def test_verify_passes_on_a_real_log(real_log: Path) -> None:
+    result = cli("audit", "verify", "--database", f"sqlite:///{real_log}")
+    assert result.returncode == 0, result.stderr
+    assert "audit trail intact" in result.stdout
+
+
+def _tamper(db: Path, sql: str) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute(sql)
+
+
+def test_verify_detects_an_edited_entry(real_log: Path) -> None:
+    _tamper(real_log, "UPDATE audit SET actor = 's-someone-else' WHERE kind = 'call_ended'")
+    result = cli("audit", "verify", "--database", f"sqlite:///{real_log}")
+    assert result.returncode == 1
+    assert "was changed" in result.stderr
+
+
+def test_verify_detects_a_removed_entry(real_log: Path) -> None:
+    _tamper(real_log, "DELETE FROM audit WHERE kind = 'shutter_open'")
+    result = cli("audit", "verify", "--database", f"sqlite:///{real_log}")
+    assert result.returncode == 1
+    assert "is missing (the sequence jumps" in result.stderr
+
+
+def test_verify_detects_a_cut_tail_against_an_anchor(real_log: Path) -> None:
+    url = f"sqlite:///{real_log}"
+    anchor = cli("audit", "head", "--database", url).stdout.strip()
+    _tamper(real_log, "DELETE FROM audit WHERE seq = (SELECT MAX(seq) FROM audit)")
+    assert cli("audit", "verify", "--database", url).returncode == 0  # a shorter chain is valid...
+    result = cli("audit", "verify", "--database", url, "--expect-head", anchor)
+    assert result.returncode == 1  # ...but not against the anchored head
+    assert "are missing (anchored head is" in result.stderr
+
+
+def test_supervision_report_contains_the_night_check(real_log: Path, tmp_path: Path) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    out = tmp_path / "report.csv"
+    result = cli(
+        "report",
+        "supervisions",
+        "--database",
+        f"sqlite:///{real_log}",
+        "--from",
+        str(today - dt.timedelta(days=1)),
+        "--to",
+        str(today + dt.timedelta(days=1)),
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["unit"], row["citizen"], row["staff"], row["purpose"]) == (
+        UNIT,
+        "c-1001",
+        "s-nurse",
+        "night_check",
+    )
+    assert float(row["duration_s"]) > 0
+
+
+def test_report_refuses_a_bad_date() -> None:
+    result = cli(
+        "report",
+        "supervisions",
+        "--database",
+        "sqlite://",
+        "--from",
+        "yesterday",
+        "--to",
+        "2026-01-01",
+    )
+    assert result.returncode == 2
+    assert "'yesterday' is not a date (YYYY-MM-DD)" in result.stderr
+
+
+async def test_concurrent_appends_keep_one_chain(central: CentralService) -> None:
+    await asyncio.gather(*(asyncio.to_thread(central.audit.append, "test", n=i) for i in range(40)))
+    result = await asyncio.to_thread(central.audit.verify)
+    assert result.ok and result.entries == 40
