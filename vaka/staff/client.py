@@ -9,12 +9,13 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import av
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from vaka.errors import CallError
 from vaka.rtc.ice import rtc_configuration
@@ -89,8 +90,9 @@ class StaffCall:
 class StaffClient:
     """A logged-in staff member's connection to central."""
 
-    def __init__(self, central_url: str) -> None:
+    def __init__(self, central_url: str, ice_servers: Sequence[RTCIceServer] = ()) -> None:
         self.central_url = central_url.rstrip("/")
+        self.ice_servers = list(ice_servers)
         self._http: aiohttp.ClientSession | None = None
         self._token: str | None = None
         self.staff: dict[str, Any] = {}
@@ -135,7 +137,7 @@ class StaffClient:
         if self._token is None:
             raise StaffError("log in first")
         timings = CallTimings(started=time.perf_counter())
-        pc = RTCPeerConnection(rtc_configuration())
+        pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
         pc.addTransceiver("video", direction="recvonly")
         loop = asyncio.get_running_loop()
         track: asyncio.Future[MediaStreamTrack] = loop.create_future()

@@ -61,7 +61,7 @@ class CallSession:
         self.started_at = time.monotonic()
         self.end_reason: str | None = None
         self.ended = asyncio.Event()
-        self._pc = RTCPeerConnection(rtc_configuration())
+        self._pc = RTCPeerConnection(rtc_configuration(media.rtc_ice_servers()))
         self._capture: Capture | None = None
         self._track: CameraTrack | None = None
         self._tasks: list[asyncio.Task[None]] = []

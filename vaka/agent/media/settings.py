@@ -6,6 +6,7 @@ import ipaddress
 import logging
 from typing import Literal
 
+from aiortc import RTCIceServer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vaka.agent.media.picamera2_source import Picamera2Source
@@ -16,6 +17,24 @@ from vaka.rtc.bitrate import cap_video_bitrate
 from vaka.rtc.ice import configure_ice
 
 log = logging.getLogger(__name__)
+
+
+class IceServer(BaseModel):
+    """One STUN or TURN server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    urls: list[str] = Field(min_length=1)
+    username: str | None = None
+    credential: str | None = None
+
+    @field_validator("urls")
+    @classmethod
+    def _stun_or_turn(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("stun:", "turn:", "turns:")):
+                raise ValueError(f"{url!r} is not a stun:, turn: or turns: URL")
+        return value
 
 
 class MediaSettings(BaseModel):
@@ -38,6 +57,15 @@ class MediaSettings(BaseModel):
     "Gather ICE host candidates on exactly these addresses; ``None``: every interface."
     ice_gather_timeout_s: float = Field(default=1.0, gt=0, le=30)
     "Longest wait for STUN/TURN candidates."
+    ice_servers: list[IceServer] = []
+    "STUN/TURN servers (none by default: the unit contacts nobody it was not told to)."
+
+    def rtc_ice_servers(self) -> list[RTCIceServer]:
+        """The configured servers as aiortc wants them."""
+        return [
+            RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+            for s in self.ice_servers
+        ]
 
     @field_validator("ice_addresses")
     @classmethod
