@@ -28,7 +28,7 @@ from vaka.central.config import (
     KeysSection,
     MqttSection,
 )
-from vaka.central.demo import write_unit_config
+from vaka.demo.run import write_unit_config
 from vaka.central.service import CentralService
 from vaka.provisioning.localpki import LocalPki
 from vaka.provisioning.tls import client_tls_context

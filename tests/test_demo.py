@@ -20,6 +20,11 @@ def test_make_demo_runs_and_exits_zero(tmp_path: Path) -> None:
     assert re.search(r"u-demo-tv\s+tv\s+online", out), out
     assert re.search(r"u-demo-nightcam\s+nightcam\s+online", out), out
     assert re.search(r"Staff console \(fleet page\): http://127\.0\.0\.1:\d+/", out), out
+    # The night check was dialled in end to end and audited.
+    assert re.search(r"\d+ frames received \([1-9]\d* pixel-checked\)", out), out
+    assert (
+        "audit trail: ticket_issued, call_started, shutter_open, shutter_closed, call_ended" in out
+    )
     # The agents stopped cleanly: each logged its orderly stop.
     for unit in ("u-demo-tv", "u-demo-nightcam"):
         log = (tmp_path / "demo" / "logs" / f"{unit}.log").read_text()

@@ -12,10 +12,10 @@ from vaka.central.audit import AuditLog
 from vaka.central.broker import BrokerSettings, write_broker_config
 from vaka.central.config import load_central_config
 from vaka.central.db import open_engine
-from vaka.central.demo import demo_seconds_from_env, prepare_demo, run_demo
 from vaka.central.directory import Directory, load_directory_file
 from vaka.central.reports import supervisions, supervisions_csv
 from vaka.central.service import CentralService
+from vaka.demo.run import demo_seconds_from_env, prepare_demo, run_demo
 from vaka.errors import ConfigError, VakaError
 
 

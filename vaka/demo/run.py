@@ -77,6 +77,9 @@ def write_unit_config(
             **broker_options,
         },
         "health": {"interval_s": interval_s},
+        "calls": {"ticket_key": str(pki.ticket_keys()[1])},
+        # Media stays on this machine's loopback (see vaka.rtc.ice).
+        "media": {"ice_addresses": ["127.0.0.1"]},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(tomli_w.dumps(config))
@@ -171,6 +174,8 @@ async def run_demo(plan: DemoPlan, seconds: float | None) -> int:
                 if not ok:
                     print("Some units did not come online; see the logs above.", file=sys.stderr)
                     return 1
+                if not await _night_check(central):
+                    return 1
                 await _wait(seconds)
                 return 0
             finally:
@@ -182,6 +187,33 @@ async def run_demo(plan: DemoPlan, seconds: float | None) -> int:
                         proc.wait(10)
                     except subprocess.TimeoutExpired:
                         proc.kill()
+
+
+async def _night_check(central: CentralService) -> bool:
+    """Load the demo directory and dial in to the night camera as the demo nurse."""
+    from vaka.demo.nightcheck import NURSE, PASSWORD, demo_directory, dial_night_check
+    from vaka.rtc.ice import configure_ice
+    from vaka.staff.client import StaffError
+
+    await asyncio.to_thread(central.directory.load, demo_directory(central.config.calls.timezone))
+    configure_ice(["127.0.0.1"])
+    print("\nNight check: demo nurse dials in to u-demo-nightcam ...")
+    try:
+        seen = await dial_night_check(central.url, "u-demo-nightcam")
+    except (StaffError, TimeoutError) as err:
+        print(f"Night check failed: {err}", file=sys.stderr)
+        return False
+    t = seen["timings_ms"]
+    print(
+        f"  {seen['frames']} frames received ({seen['pattern_frames']} pixel-checked), "
+        f"first frame {t.get('first_frame', '?')} ms after dialling, "
+        f"camera-to-screen latency {seen['median_latency_ms']} ms; ended: {seen['ended']}"
+    )
+    await asyncio.sleep(0.5)  # the unit's call-ended and shutter events reach the audit trail
+    entries = await asyncio.to_thread(central.audit.entries)
+    print("  audit trail:", ", ".join(e.kind for e in entries if e.call_id == seen["call_id"]))
+    print(f"  staff log-in for your own try: {NURSE} / {PASSWORD}")
+    return seen["pattern_frames"] > 0
 
 
 async def _wait_online(central: CentralService, ids: list[str], timeout: float) -> bool:
