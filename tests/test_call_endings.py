@@ -28,6 +28,9 @@ async def test_max_duration_ends_the_call_and_closes_the_shutter(broker: Broker,
             assert call.end_reason == "maximum duration reached"
             await wait_for(lambda: unit.shutter_states[-1] == "closed", 3, what="shutter closed")
             await call.close()
+            # A scene that is not dark never switches the IR light on.
+            ir = unit.agent.hardware.ir_light
+            assert ir is not None and [s.value for _, s in ir.history] == ["off"]
         await wait_for(lambda: _kinds_include(central, "call_ended"), 5)
 
 

@@ -8,7 +8,7 @@ from tests.conftest import Broker, wait_for
 from tests.nightcheck import PASSWORD, UNIT, audit_kinds, load_directory, running_agent
 from vaka.central.service import CentralService
 from vaka.protocol.sdp import preferred_fingerprint
-from vaka.rtc.pattern import decode_pattern
+from vaka.rtc.pattern import PatternReading, decode_pattern
 from vaka.staff.client import StaffClient
 
 #: Largest per-channel difference between a received bar and the drawn one that we accept after
@@ -20,12 +20,16 @@ async def test_authorised_night_check_streams_the_pattern_and_is_audited(
     broker: Broker, central: CentralService
 ) -> None:
     await load_directory(central)
-    async with running_agent(broker) as unit:
+    # A dark scene (the threshold says every frame is dark): the IR light must come on.
+    async with running_agent(broker, dark_below=255) as unit:
         assert unit.shutter_states == ["closed"]
+        hw = unit.agent.hardware
+        assert hw.led is not None and hw.ir_light is not None
+        assert not hw.led.is_on and not hw.ir_light.is_on
         async with StaffClient(central.url) as staff:
             await staff.login("s-nurse", PASSWORD)
             call = await staff.dial(UNIT, "night_check")
-            readings = []
+            readings: list[PatternReading] = []
             while len(readings) < 10:
                 frame = await call.next_frame(timeout=10)
                 reading = decode_pattern(frame.to_ndarray(format="bgr24"))
@@ -33,6 +37,10 @@ async def test_authorised_night_check_streams_the_pattern_and_is_audited(
                     readings.append(reading)
             received_at = time.time()
             assert unit.shutter_states[-1] == "open"
+            assert hw.led.is_on  # the camera runs: the indicator is on
+            await wait_for(
+                lambda: hw.ir_light.is_on, 3, what="IR light on while streaming in the dark"
+            )
             session = unit.agent.calls.session
             assert session is not None
             # The fingerprint in the staff client's offer is the one the ticket named and the unit saw.
@@ -41,6 +49,12 @@ async def test_authorised_night_check_streams_the_pattern_and_is_audited(
             reason = await call.hangup()
         assert reason == "you hung up"
         await wait_for(lambda: unit.shutter_states[-1] == "closed", 5, what="shutter closed")
+        await wait_for(lambda: not hw.led.is_on and not hw.ir_light.is_on, 3, what="lights off")
+        # The indicator was on exactly while the camera could see: after the shutter opened,
+        # and off again before it reported closed... at the latest right after.
+        led_on = [t for t, s in hw.led.history if s.value == "on"]
+        opened = [t for t, s in unit.agent.hardware.shutter.history if s.value == "open"]
+        assert len(led_on) == 1 and led_on[0] >= opened[0]
 
     counters = [r.counter for r in readings]
     assert counters == sorted(counters) and len(set(counters)) == len(counters)

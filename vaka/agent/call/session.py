@@ -80,7 +80,9 @@ class CallSession:
 
     async def start(self, offer_sdp: str) -> str:
         """Open shutter and camera, answer the offer; returns the answer SDP."""
-        capture = Capture(make_source(self.media), self.media.fps)
+        capture = Capture(
+            make_source(self.media), self.media.fps, dark_threshold=self.media.dark_below
+        )
         self._capture = capture
         self._track = CameraTrack(capture, enhance=self.media.enhance_low_light)
         pc = self._pc

@@ -51,6 +51,8 @@ class MediaSettings(BaseModel):
     fps: int = Field(default=15, ge=1, le=30)
     max_bitrate_bps: int = Field(default=1_000_000, ge=50_000, le=10_000_000)
     "Upper bound for the VP8/H.264 encoder (process-wide)."
+    dark_below: float = Field(default=50.0, ge=0, le=255)
+    "Mean luma (0-255) under which a scene counts as dark: the IR light goes on while streaming."
     enhance_low_light: bool = True
     "Apply CLAHE to dark (IR/night) frames."
     ice_addresses: list[str] | None = None
