@@ -28,8 +28,8 @@ from vaka.central.config import (
     KeysSection,
     MqttSection,
 )
-from vaka.demo.run import write_unit_config
 from vaka.central.service import CentralService
+from vaka.demo.run import write_unit_config
 from vaka.provisioning.localpki import LocalPki
 from vaka.provisioning.tls import client_tls_context
 

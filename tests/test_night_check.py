@@ -43,7 +43,7 @@ async def test_authorised_night_check_streams_the_pattern_and_is_audited(
             )
             session = unit.agent.calls.session
             assert session is not None
-            # The fingerprint in the staff client's offer is the one the ticket named and the unit saw.
+            # The staff client's offer fingerprint is the one the ticket named and the unit saw.
             assert session.claims.fp == preferred_fingerprint(call.pc.localDescription.sdp)
             assert "a=fingerprint:sha-256" in call.pc.remoteDescription.sdp
             reason = await call.hangup()
