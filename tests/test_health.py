@@ -13,15 +13,11 @@ from pathlib import Path
 import pytest
 
 from vaka import __version__
-from vaka.agent.health import (
-    HealthReporter,
-    HealthSampler,
-    kernel_clock_synced,
-    read_cpu_temperature,
-    read_link,
-)
+from vaka.agent import health
+from vaka.agent.health import HealthReporter, HealthSampler
 from vaka.agent.hw.fake_camera import SimulatedCameraDevice
 from vaka.agent.hw.hardware import Hardware, simulated
+from vaka.agent.sysinfo import kernel_clock_synced, read_cpu_temperature, read_link
 from vaka.protocol.messages import HealthMessage, HealthPayload, LinkQuality, decode, encode
 from vaka.provisioning import pki
 
@@ -176,7 +172,9 @@ def test_sample_of_this_machine_is_a_valid_payload() -> None:
     round_trip = decode(encode(HealthMessage(payload=payload)))
     assert isinstance(round_trip, HealthMessage) and round_trip.payload == payload
     assert payload.interval_s == 12.5
-    assert payload.uptime_s > 0 and 0 < payload.mem_used_pct <= 100
+    assert payload.uptime_s is not None and payload.uptime_s > 0
+    assert payload.mem_used_pct is not None and 0 < payload.mem_used_pct <= 100
+    assert payload.load1 is not None and payload.load1 >= 0
     assert isinstance(payload.clock_synced, bool)
     assert (payload.camera_present, payload.shutter, payload.tv) == (True, "closed", "standby")
     assert payload.agent_version == __version__
@@ -239,6 +237,31 @@ def test_failing_callables_give_none_never_an_exception(
         "shutter",
         "tv",
     ]
+
+
+def test_failing_uptime_load_and_memory_give_none_not_stale_values(
+    roots: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sampler = fake_sampler(roots)
+    first = sampler.sample()
+    assert None not in (first.uptime_s, first.load1, first.mem_used_pct)
+
+    def broken() -> float:
+        raise OSError(5, "Input/output error")
+
+    for reader in ("read_uptime", "read_load1", "read_memory_used"):
+        monkeypatch.setattr(health, reader, broken)
+    with caplog.at_level(logging.WARNING, logger="vaka.agent.health"):
+        payload = sampler.sample()
+    assert (payload.uptime_s, payload.load1, payload.mem_used_pct) == (None, None, None)
+    assert sorted(r.getMessage() for r in caplog.records) == [
+        "load failed: [Errno 5] Input/output error",
+        "memory failed: [Errno 5] Input/output error",
+        "uptime failed: [Errno 5] Input/output error",
+    ]
+    monkeypatch.undo()
+    again = sampler.sample()
+    assert None not in (again.uptime_s, again.load1, again.mem_used_pct)
 
 
 # ---------------------------------------------------------------- reporter

@@ -1,14 +1,16 @@
 """The hardware base class and the simulated devices behave like the state machines they claim."""
 
-import asyncio
 import itertools
 import logging
 import threading
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Any, get_args
 
 import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockPWMPin
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,9 +19,12 @@ from vaka.agent.hw.camera import CameraPresence, V4l2CameraDevice
 from vaka.agent.hw.display import TvState
 from vaka.agent.hw.fake_camera import SimulatedCameraDevice
 from vaka.agent.hw.fake_display import SimulatedDisplay
-from vaka.agent.hw.fake_shutter import SimulatedShutter
 from vaka.agent.hw.hardware import Hardware, simulated
-from vaka.agent.hw.shutter import ShutterFault, ShutterState
+from vaka.agent.hw.indicator import IndicatorLed
+from vaka.agent.hw.ir_light import IrLight
+from vaka.agent.hw.light import LightState
+from vaka.agent.hw.shutter import ShutterState
+from vaka.agent.hw.shutter_gpio import GpioShutter
 from vaka.errors import ConfigError, VakaError
 from vaka.protocol.messages import HealthPayload
 
@@ -179,75 +184,6 @@ def test_v4l2_camera_follows_its_device_node(tmp_path: Path) -> None:
     assert [s.value for _, s in camera.history] == ["absent", "present", "absent"]
 
 
-# ---------------------------------------------------------------- shutter
-
-
-async def test_shutter_opens_and_closes_through_the_intermediate_states() -> None:
-    shutter = SimulatedShutter(travel_s=0.02)
-    assert shutter.state is ShutterState.CLOSED
-    await shutter.open()
-    assert shutter.is_open
-    await shutter.close()
-    assert [s.value for _, s in shutter.history] == [
-        "closed",
-        "opening",
-        "open",
-        "closing",
-        "closed",
-    ]
-    times = [t for t, _ in shutter.history]
-    assert times[2] - times[1] >= 0.015  # the travel time is real
-
-
-async def test_close_during_opening_wins() -> None:
-    shutter = SimulatedShutter(travel_s=0.05)
-    opening = asyncio.create_task(shutter.open())
-    await asyncio.sleep(0.01)
-    assert shutter.state is ShutterState.OPENING
-    await shutter.close()
-    with pytest.raises(HardwareError, match="opening was overridden"):
-        await opening
-    assert shutter.state is ShutterState.CLOSED
-    assert ShutterState.OPEN not in [s for _, s in shutter.history]
-
-
-async def test_two_opens_share_one_movement() -> None:
-    shutter = SimulatedShutter(travel_s=0.03)
-    await asyncio.gather(shutter.open(), shutter.open())
-    assert [s.value for _, s in shutter.history] == ["closed", "opening", "open"]
-
-
-async def test_jammed_shutter_faults_until_unjammed() -> None:
-    shutter = SimulatedShutter(travel_s=0.05)
-    opening = asyncio.create_task(shutter.open())
-    await asyncio.sleep(0.01)
-    shutter.jam()
-    with pytest.raises(ShutterFault, match="jammed before reaching open"):
-        await opening
-    assert shutter.state is ShutterState.FAULT
-    with pytest.raises(ShutterFault, match="is jammed"):
-        await shutter.close()
-    shutter.unjam()
-    await shutter.close()
-    assert [s.value for _, s in shutter.history] == [
-        "closed",
-        "opening",
-        "fault",
-        "closing",
-        "closed",
-    ]
-
-
-async def test_released_shutter_springs_closed_and_refuses_to_open() -> None:
-    shutter = SimulatedShutter(travel_s=0.01)
-    await shutter.open()
-    shutter.release()
-    assert shutter.state is ShutterState.CLOSED
-    await shutter.close()  # closing is always allowed
-    with pytest.raises(DeviceReleased):
-        await shutter.open()
-
-
 # ---------------------------------------------------------------- display
 
 
@@ -273,18 +209,94 @@ async def test_display_records_commands_and_follows_them() -> None:
     ]
 
 
+# ---------------------------------------------------------------- lights
+
+
+@pytest.fixture
+def mock_pins() -> Iterator[MockFactory]:
+    """gpiozero's mock pins as the default pin factory, restored after the test."""
+    saved = Device.pin_factory
+    factory = MockFactory(pin_class=MockPWMPin)
+    Device.pin_factory = factory
+    try:
+        yield factory
+    finally:
+        Device.pin_factory = saved
+        factory.close()
+
+
+def test_indicator_led_switches_its_pin_and_goes_dark_on_release(mock_pins: MockFactory) -> None:
+    led = IndicatorLed(25)
+    pin = mock_pins.pin(25)
+    assert led.state is LightState.OFF and not pin.state
+    led.on()
+    led.on()
+    assert led.is_on and pin.state
+    led.off()
+    led.on()
+    led.release()
+    assert not pin.state
+    assert [s.value for _, s in led.history] == ["off", "on", "off", "on", "off"]
+    led.off()  # switching off is always allowed
+    with pytest.raises(DeviceReleased, match="led has been released"):
+        led.on()
+
+
+def test_ir_light_active_low_and_a_bad_pin(mock_pins: MockFactory) -> None:
+    light = IrLight(17, active_high=False)
+    try:
+        assert mock_pins.pin(17).state  # off: held high
+        light.on()
+        assert not mock_pins.pin(17).state and light.is_on
+    finally:
+        light.release()
+    with pytest.raises(HardwareError, match=r"^cannot set up the ir_light on GPIO99: "):
+        IrLight(99)
+
+
 # ---------------------------------------------------------------- hardware
 
 
-def test_simulated_profiles() -> None:
+def test_simulated_profiles_have_their_devices() -> None:
     night = simulated("nightcam")
-    assert night.camera is not None and night.shutter is not None and night.display is None
+    try:
+        assert night.camera is not None and night.shutter is not None and night.display is None
+        assert night.led is not None and night.ir_light is not None
+        assert isinstance(night.shutter, GpioShutter) and night.mechanism is not None
+        assert isinstance(night.led, IndicatorLed) and isinstance(night.ir_light, IrLight)
+        assert (night.shutter.servo_pin, night.led.pin, night.ir_light.pin) == (18, 25, 17)
+        assert [d.kind for d in night.sources()] == ["shutter", "camera", "led", "ir_light"]
+    finally:
+        night.close()
     tv = simulated("tv")
-    assert tv.display is not None and tv.display.state is TvState.STANDBY
-    assert tv.camera is not None and tv.camera.present
-    assert tv.shutter is not None and tv.shutter.state is ShutterState.CLOSED
+    try:
+        assert tv.display is not None and tv.display.state is TvState.STANDBY
+        assert tv.camera is not None and tv.camera.present
+        assert tv.shutter is not None and tv.shutter.state is ShutterState.CLOSED
+        assert tv.led is not None and not tv.led.is_on and tv.ir_light is None
+        assert [d.kind for d in tv.sources()] == ["shutter", "camera", "tv", "led"]
+    finally:
+        tv.close()
     with pytest.raises(ConfigError, match="unknown unit profile 'toaster'"):
         simulated("toaster")
+
+
+def test_simulated_hardware_runs_on_its_own_mock_pins() -> None:
+    saved = Device.pin_factory
+    Device.pin_factory = None
+    try:
+        hardware = simulated("nightcam")
+        assert isinstance(hardware.pin_factory, MockFactory)
+        assert hardware.pin_factory.pin_class is MockPWMPin
+        assert hardware.led is not None and hardware.ir_light is not None
+        hardware.led.on()
+        hardware.ir_light.on()
+        assert hardware.pin_factory.pin(25).state and hardware.pin_factory.pin(17).state
+        assert Device.pin_factory is None  # gpiozero's global default was left alone
+        hardware.close()
+        assert [s.value for _, s in hardware.led.history] == ["off", "on", "off"]
+    finally:
+        Device.pin_factory = saved
 
 
 async def test_hardware_close_releases_shutter_first_and_is_safe_twice() -> None:
@@ -307,8 +319,8 @@ async def test_hardware_close_releases_shutter_first_and_is_safe_twice() -> None
         watch(device)
     hardware.close()
     hardware.close()
-    assert order[0] == "release shutter"
-    assert order[1] == "shutter"  # it sprang closed, and said so
-    assert order.count("release camera") == 1 and order.count("release tv") == 1
+    assert order[:4] == ["release shutter", "shutter", "shutter", "release camera"]
+    assert hardware.shutter.state is ShutterState.CLOSED  # it was driven closed, and said so
+    assert order.count("release tv") == 1 and order.count("release led") == 1
     assert all(device.released for device in hardware.sources())
     assert Hardware().sources() == []

@@ -335,3 +335,17 @@ def test_enhance_low_light() -> None:
     assert np.array_equal(image, original)  # the input is kept
     assert mean_luma(out) > 1.5 * mean_luma(image)
     assert _luma_std(out) > 1.5 * _luma_std(image)
+
+
+async def test_a_consumer_waiting_before_start_gets_the_first_frame() -> None:
+    """The peer connection may be up before the shutter opened and the capture started."""
+    capture = Capture(SyntheticSource(320, 240, 15))
+    waiter = asyncio.create_task(capture.next_frame())
+    await asyncio.sleep(0.1)
+    assert not waiter.done()
+    await capture.start()
+    try:
+        frame = await asyncio.wait_for(waiter, 2)
+        assert frame.index == 0
+    finally:
+        await capture.stop()

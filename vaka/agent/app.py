@@ -8,17 +8,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from vaka.agent.call.guard import OfferGuard
 from vaka.agent.call.manager import CallManager
 from vaka.agent.config import AgentConfig
 from vaka.agent.health import HealthReporter, HealthSampler
-from vaka.agent.hw.hardware import Hardware, simulated
+from vaka.agent.hw.camera import V4l2CameraDevice
+from vaka.agent.hw.hardware import Hardware, gpio_hardware, simulated
+from vaka.agent.hw.pins import load_pin_map
 from vaka.agent.hw.shutter import ShutterState
 from vaka.agent.link import LinkSettings, UnitLink
 from vaka.agent.media.settings import apply_process_settings
-from vaka.errors import ConfigError, LinkError
+from vaka.errors import LinkError
 from vaka.protocol.messages import (
     AnyMessage,
     ConfigMessage,
@@ -36,13 +39,14 @@ log = logging.getLogger(__name__)
 
 
 def build_hardware(config: AgentConfig) -> Hardware:
-    """Fake hardware with ``simulate``; the real drivers arrive with their issues."""
+    """Fake hardware with ``simulate``; else the GPIO devices of the packaged pin map and the
+    camera device the media settings name (the TV/CEC driver arrives with the TV profile)."""
     if config.unit.simulate:
         return simulated(config.unit.profile)
-    raise ConfigError(
-        "real hardware drivers are not available in this version: set unit.simulate = true "
-        "or start with --simulate"
-    )
+    hardware = gpio_hardware(load_pin_map(config.unit.profile))
+    if config.media.source == "v4l2":
+        hardware.camera = V4l2CameraDevice(Path(config.media.device))
+    return hardware
 
 
 class Agent:

@@ -66,6 +66,7 @@ class Capture:
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._consumers: set[object] = set()
+        self._stopped = False
 
     # -- state ------------------------------------------------------------------------------
 
@@ -111,6 +112,7 @@ class Capture:
                 return
             await self.stop()
         loop = asyncio.get_running_loop()
+        self._stopped = False
         opened: asyncio.Future[None] = loop.create_future()
         self._loop = loop
         self.error = None
@@ -135,8 +137,10 @@ class Capture:
 
         Safe to call twice and on a capture that never started.
         """
+        self._stopped = True
         thread, self._thread = self._thread, None
         if thread is None:
+            self._wake()
             return
         self._stopping.set()
         await asyncio.to_thread(thread.join, JOIN_TIMEOUT_S)
@@ -167,13 +171,16 @@ class Capture:
     async def next_frame(self, after: int = -1) -> Frame:
         """Wait for and return the newest frame whose index is greater than ``after``.
 
-        :raises CameraUnavailable: the capture is not running, was stopped while waiting, or
-            the camera failed (:attr:`error`).
+        A consumer may start waiting before :meth:`start` (a peer connection can be up before
+        the shutter has opened); it gets the first frame once the capture runs.
+
+        :raises CameraUnavailable: the capture was stopped (before or while waiting), or the
+            camera failed (:attr:`error`).
         """
         while True:
             if self.error is not None:
                 raise self.error
-            if self._thread is None:
+            if self._thread is None and self._stopped:
                 raise CameraUnavailable(f"capture of {self.source.name} is not running")
             latest = self._latest
             if latest is not None and latest.index > after:
