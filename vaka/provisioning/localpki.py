@@ -84,6 +84,13 @@ class LocalPki:
             write_ticket_keys(new_ticket_key(), private, public)
         return private, public
 
+    def config_keys(self) -> tuple[Path, Path]:
+        """Central's config-bundle signing key and the public key units pin; created if missing."""
+        private, public = self.root / "config-key.pem", self.root / "config-key.pub.pem"
+        if not private.exists():
+            write_ticket_keys(new_ticket_key(), private, public)
+        return private, public
+
     def client_ca(self) -> pki.CertifiedKey:
         """The client-signing CA with its key."""
         return self._ca("client-ca")
