@@ -27,6 +27,7 @@ from vaka.central.config import (
     HttpSection,
     KeysSection,
     MqttSection,
+    PkiSection,
 )
 from vaka.central.service import CentralService
 from vaka.demo.run import write_unit_config
@@ -63,6 +64,8 @@ class Broker:
                 # it) survives a broker restart.
                 persistence=True,
                 user=dev_broker_user(),
+                crl=self.pki.crl_path,
+                pid_file=self.directory / "mosquitto.pid",
                 central_identities=("central-1", "central-2"),
             ),
         )
@@ -115,6 +118,12 @@ def central_config(broker: Broker, tmp_path: Path, identity: str = "central-1") 
             keepalive_s=5,
         ),
         keys=KeysSection(ticket_key=broker.pki.ticket_keys()[0]),
+        pki=PkiSection(
+            issuing_cert=broker.pki.issuing_ca_cert,
+            issuing_key=broker.pki.root / "client-ca.key",
+            broker_crl=broker.directory / "crl.pem",
+            broker_pid_file=broker.directory / "mosquitto.pid",
+        ),
         http=HttpSection(port=0),
         database=DatabaseSection(url=f"sqlite:///{tmp_path / f'{identity}.db'}"),
     )

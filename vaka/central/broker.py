@@ -10,6 +10,7 @@ import logging
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -35,6 +36,8 @@ class BrokerSettings:
     central_identities: tuple[str, ...] = ("central-1",)
     crl: Path | None = None
     persistence: bool = True
+    #: where Mosquitto writes its pid, so central can make it reload its CRL (SIGHUP)
+    pid_file: Path | None = None
     #: the broker drops anything larger; the protocol's own limit is lower so apps see and count it
     max_packet_size: int = 4 * MAX_MESSAGE_BYTES
     #: user the broker drops to when started as root; ``None`` leaves Mosquitto's default
@@ -112,6 +115,8 @@ def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
     if settings.crl is not None:
         shutil.copyfile(settings.crl, directory / "crl.pem")
         conf.append(f"crlfile {directory / 'crl.pem'}")
+    if settings.pid_file is not None:
+        conf.insert(2, f"pid_file {settings.pid_file}")
     conf += list(settings.extra_lines)
     path = directory / "mosquitto.conf"
     path.write_text("\n".join(conf) + "\n")
@@ -190,6 +195,11 @@ class MosquittoProcess:
             ) from None
         log.info("mosquitto listening on %s:%s (pid %s)", self.host, self.port, self._proc.pid)
         return self
+
+    def reload(self) -> None:
+        """Make the broker re-read its configuration, certificates and CRL (SIGHUP)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGHUP)
 
     @property
     def running(self) -> bool:

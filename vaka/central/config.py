@@ -47,6 +47,15 @@ class KeysSection(_Section):
     ticket_key: Path  # Ed25519 private key (PEM) that signs call tickets
 
 
+class PkiSection(_Section):
+    """``[pki]``: the issuing CA central holds, and how the broker learns about revocations."""
+
+    issuing_cert: Path
+    issuing_key: Path
+    broker_crl: Path  # the CRL file the broker's `crlfile` points at
+    broker_pid_file: Path | None = None  # to make the broker reload it (SIGHUP)
+
+
 class CentralConfig(_Section):
     """The whole central configuration file."""
 
@@ -56,6 +65,7 @@ class CentralConfig(_Section):
     database: DatabaseSection = DatabaseSection()
     fleet: Thresholds = Thresholds()
     calls: CallLimits = CallLimits()
+    pki: PkiSection | None = None
     session_ttl_s: float = Field(default=12 * 3600, gt=0)
 
 

@@ -2,10 +2,14 @@
 
 Layout (all PEM)::
 
-    client-ca.{crt,key}   signs unit and central client certificates, nothing else
-    server-ca.{crt,key}   signs the broker's TLS certificate
-    broker.{crt,key}      the broker's server certificate
-    clients/<cn>.{crt,key}
+    client-root.{crt,key}  root of the client hierarchy; in production kept offline, used only
+                           to sign (and re-sign) the issuing CA. The broker trusts only this.
+    client-ca.{crt,key}    issuing CA held by central: signs unit and central client
+                           certificates and the CRL, nothing else
+    client-ca.crl          the revocation list the broker loads
+    server-ca.{crt,key}    a separate hierarchy that signs only the broker's TLS certificate
+    broker.{crt,key}       the broker's server certificate
+    clients/<cn>.{crt,key} client certificate (leaf + issuing CA) and key
 
 The enrolment flow (units making their own keys) builds on the same CAs.
 """
@@ -38,8 +42,23 @@ class LocalPki:
 
     @property
     def client_ca_cert(self) -> Path:
-        """The CA the broker trusts for client certificates."""
+        """What the broker trusts for client certificates: the client root, nothing else."""
+        return self.root / "client-root.crt"
+
+    @property
+    def issuing_ca_cert(self) -> Path:
+        """The issuing CA's certificate (the intermediate in every client chain)."""
         return self.root / "client-ca.crt"
+
+    @property
+    def crl_path(self) -> Path:
+        """The CRL of the issuing CA, as the broker loads it."""
+        return self.root / "client-ca.crl"
+
+    def write_crl(self, revoked: list[tuple[int, float]], *, days: float = 7) -> Path:
+        """(Re)write the CRL with ``(serial, revoked_at)`` entries, valid for ``days``."""
+        pki.write_crl(self.client_ca(), revoked, self.crl_path, lifetime=dt.timedelta(days=days))
+        return self.crl_path
 
     @property
     def server_ca_cert(self) -> Path:
@@ -60,11 +79,21 @@ class LocalPki:
         """Create the CAs and the broker certificate if they are missing."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o700)
-        for name in ("client-ca", "server-ca"):
-            if not (self.root / f"{name}.crt").exists():
-                pki.make_ca(f"Vaka {name}").write(
-                    self.root / f"{name}.crt", self.root / f"{name}.key"
-                )
+        if not (self.root / "client-root.crt").exists():
+            pki.make_ca("Vaka client root", path_length=1).write(
+                self.root / "client-root.crt", self.root / "client-root.key"
+            )
+        if not (self.root / "client-ca.crt").exists():
+            issuing = pki.make_ca(
+                "Vaka client issuing CA", days=5 * 365, issuer=self._ca("client-root")
+            )
+            issuing.write(self.root / "client-ca.crt", self.root / "client-ca.key")
+        if not (self.root / "server-ca.crt").exists():
+            pki.make_ca("Vaka server CA").write(
+                self.root / "server-ca.crt", self.root / "server-ca.key"
+            )
+        if not self.crl_path.exists():
+            self.write_crl([])
         if not self.broker_cert.exists():
             key = pki.new_key()
             cert = pki.issue_server_cert(self._ca("server-ca"), list(self.broker_names), key)
@@ -106,7 +135,8 @@ class LocalPki:
         )
         if renew or not files.cert.exists():
             key = pki.new_key()
-            cert = pki.issue_client_cert(self.client_ca(), cn, key.public_key(), lifetime)
-            pki.write_cert(cert, files.cert)
+            issuing = self.client_ca()
+            cert = pki.issue_client_cert(issuing, cn, key.public_key(), lifetime)
+            pki.write_cert(cert, files.cert, issuing.cert)
             pki.write_key(key, files.key)
         return files

@@ -186,6 +186,38 @@ def write_key(key: PrivateKey, path: Path) -> None:
         out.write(pem)
 
 
+def write_crl(
+    ca: CertifiedKey,
+    revoked: list[tuple[int, float]],
+    path: Path,
+    lifetime: dt.timedelta = dt.timedelta(days=7),
+) -> None:
+    """Write a CRL signed by ``ca`` listing ``(serial, revoked_at)``; valid for ``lifetime``.
+
+    Mosquitto refuses every client once the CRL's ``nextUpdate`` has passed: whoever keeps the
+    CRL must re-issue it well before then.
+    """
+    now = _now()
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.cert.subject)
+        .last_update(now - dt.timedelta(minutes=5))
+        .next_update(now + lifetime)
+    )
+    for serial, revoked_at in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(dt.datetime.fromtimestamp(revoked_at, dt.UTC))
+            .build()
+        )
+    crl = builder.sign(ca.key, hashes.SHA256())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    os.replace(tmp, path)
+
+
 def load_cert(path: Path) -> x509.Certificate:
     """Read one PEM certificate, translating errors into :class:`CertificateError`."""
     try:

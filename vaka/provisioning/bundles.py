@@ -1,0 +1,183 @@
+"""Signed config bundles: what central decides for one unit, as a JWS (JWT, Ed25519).
+
+Central signs each unit's configuration (:func:`sign_bundle`) with its config-signing key; the
+unit verifies it with the pinned public key (:func:`verify_bundle`) before it applies anything.
+A bundle names the one unit it is for and carries a version that only goes up, so a bundle for
+another unit, an old bundle replayed, or one not signed by central is refused with a reason a
+support person can read, and the unit keeps its last good configuration.
+
+The claims are the bundle's fields themselves (:class:`UnitConfigBundle`), unknown keys refused.
+The JOSE header says ``typ: vaka-config+jwt``, so a call ticket (``vaka-ticket+jwt``) can never
+pass for a config bundle, nor the other way round.
+"""
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import OKPKey
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vaka.errors import ConfigError, ProvisioningError
+from vaka.protocol.topics import check_device_id
+from vaka.provisioning.tickets import ALGORITHM, Purpose
+
+TOKEN_TYPE = "vaka-config+jwt"
+#: Same limit as the ``bundle`` field of the config message on the wire.
+MAX_BUNDLE_CHARS = 32 * 1024
+
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class BadBundle(ProvisioningError, ValueError):
+    """A config bundle was malformed, wrongly signed, for another unit or not newer."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AutoAnswerRule(_Strict):
+    """Calls of ``purpose`` from one of ``caller_groups`` are answered after ``countdown_s``.
+
+    Used by the TV profile: the citizen sees who is calling and a countdown, and may decline.
+    """
+
+    purpose: Purpose
+    caller_groups: list[Name] = Field(min_length=1, max_length=32)
+    countdown_s: int = Field(default=10, ge=0, le=120)
+
+
+class IceServer(_Strict):
+    """One STUN or TURN server (as ``RTCIceServer``); TURN needs a username and credential."""
+
+    urls: list[Annotated[str, Field(min_length=6, max_length=256)]] = Field(
+        min_length=1, max_length=8
+    )
+    username: Annotated[str, Field(max_length=256)] | None = None
+    # A TURN secret: kept out of ``repr`` so it never reaches a log by accident.
+    credential: Annotated[str, Field(max_length=256)] | None = Field(default=None, repr=False)
+
+    @field_validator("urls")
+    @classmethod
+    def _known_schemes(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
+                raise ValueError(f"{url!r} is not a stun:, stuns:, turn: or turns: URL")
+        return urls
+
+
+class UnitConfigBundle(_Strict):
+    """One unit's configuration as central decided it. These are the signed JWT claims."""
+
+    unit: str
+    version: int = Field(ge=1, lt=2**53)
+    issued_at: int = Field(ge=0)  # Unix seconds
+    profile: Literal["tv", "nightcam"]
+    health_interval_s: float = Field(default=30.0, ge=1, le=3600)
+    call_max_duration_s: int = Field(default=1800, gt=0, le=4 * 3600)
+    auto_answer: list[AutoAnswerRule] = Field(default_factory=list, max_length=16)
+    ice_servers: list[IceServer] = Field(default_factory=list, max_length=8)
+    ticket_key: str = Field(max_length=1024)  # central's Ed25519 ticket public key (PEM)
+    language: Literal["sv", "da", "en"] = "sv"
+
+    @field_validator("unit")
+    @classmethod
+    def _valid_unit(cls, value: str) -> str:
+        return check_device_id(value)
+
+    @field_validator("ticket_key")
+    @classmethod
+    def _public_ed25519(cls, value: str) -> str:
+        public_ticket_key(value)
+        return value
+
+    def ticket_public_key(self) -> OKPKey:
+        """Central's ticket key from this bundle, ready to verify tickets with."""
+        return public_ticket_key(self.ticket_key)
+
+
+def public_ticket_key(pem: str) -> OKPKey:
+    """Parse a PEM Ed25519 *public* key; :class:`ValueError` if it is anything else."""
+    try:
+        key = OKPKey.import_key(pem)
+    except (JoseError, ValueError, TypeError) as err:
+        raise ValueError(f"not an Ed25519 public key in PEM ({err})") from None
+    if key.curve_name != "Ed25519":
+        raise ValueError(f"not an Ed25519 key but {key.curve_name}")
+    if key.is_private:
+        raise ValueError("a private key; only central's public ticket key belongs in a bundle")
+    return key
+
+
+def sign_bundle(bundle: UnitConfigBundle, key: OKPKey) -> str:
+    """The compact JWS of ``bundle``, signed with central's config key."""
+    token = jwt.encode(
+        {"alg": ALGORITHM, "typ": TOKEN_TYPE},
+        bundle.model_dump(mode="json", exclude_none=True),
+        key,
+        algorithms=[ALGORITHM],
+    )
+    if len(token) > MAX_BUNDLE_CHARS:
+        raise BadBundle(f"signed config is {len(token)} characters, over {MAX_BUNDLE_CHARS}")
+    return token
+
+
+def describe_problems(err: ValidationError) -> str:
+    """Every problem of a bundle's validation in one readable line (at most eight listed)."""
+    problems = []
+    for item in err.errors(include_url=False)[:8]:
+        where = ".".join(str(p) for p in item["loc"]) or "bundle"
+        problems.append(f"{where}: {item['msg']}")
+    more = err.error_count() - len(problems)
+    if more > 0:
+        problems.append(f"and {more} more")
+    return "; ".join(problems)
+
+
+def verify_bundle(
+    token: str | None, key: OKPKey, device_id: str, current_version: int = 0
+) -> UnitConfigBundle:
+    """Check signature, type, schema, unit and version; return the bundle.
+
+    ``current_version`` is the version the unit runs now (0 for none): only a newer one passes.
+    Raises :class:`BadBundle` with the reason a support person can act on.
+    """
+    if not token:
+        raise BadBundle("no config bundle")
+    if len(token) > MAX_BUNDLE_CHARS:
+        raise BadBundle(f"config bundle is over {MAX_BUNDLE_CHARS} characters")
+    try:
+        decoded = jwt.decode(token, key, algorithms=[ALGORITHM])
+    except JoseError as err:
+        reason = "bad signature" if "signature" in str(err) else f"unreadable config ({err})"
+        raise BadBundle(reason) from None
+    if decoded.header.get("typ") != TOKEN_TYPE:
+        raise BadBundle("not a config bundle")
+    try:
+        bundle = UnitConfigBundle.model_validate(decoded.claims)
+    except ValidationError as err:
+        raise BadBundle(f"config bundle is invalid: {describe_problems(err)}") from None
+    if bundle.unit != device_id:
+        raise BadBundle(f"config is for unit {bundle.unit}, not this unit ({device_id})")
+    if bundle.version <= current_version:
+        raise BadBundle(
+            f"config version {bundle.version} is not newer than the active version "
+            f"{current_version}"
+        )
+    return bundle
+
+
+
+def load_config_key(path: Path) -> OKPKey:
+    """Read central's pinned config-signing key (PEM); :class:`ConfigError` if unusable."""
+    try:
+        key = OKPKey.import_key(path.read_bytes())
+    except OSError as err:
+        raise ConfigError(f"cannot read config key {path}: {err.strerror}") from None
+    except (JoseError, ValueError, TypeError) as err:
+        raise ConfigError(f"config key {path} is not an Ed25519 key: {err}") from None
+    if key.curve_name != "Ed25519":
+        raise ConfigError(f"config key {path} is not an Ed25519 key but {key.curve_name}")
+    return key
