@@ -182,3 +182,22 @@ async def test_unit_refuses_a_bad_offer_with_its_own_reason(
 
         await wait_for(audited, 5, what=f"'{expected}' in the audit trail")
     await pc.close()
+
+
+async def test_a_valid_ticket_without_the_callers_dtls_key_never_opens_the_shutter(
+    broker: Broker, central: CentralService
+) -> None:
+    """A captured ticket and offer replayed by someone else (say, after the unit restarted and
+    forgot the nonce) gets an answer, but the shutter opens only once DTLS proves the peer holds
+    the key the ticket names — which the replayer does not."""
+    key = load_ticket_key(broker.pki.ticket_keys()[0])
+    pc, sdp, fp = await make_offer()
+    ticket = sign_ticket(claims(fp), key)
+    async with running_agent(broker) as agent:
+        reply = await offer_directly(broker, agent, ticket, sdp)
+        assert reply["kind"] == "answer"  # the offer itself was in order
+        await asyncio.sleep(3)  # the replayer cannot complete ICE/DTLS with the answer
+        assert agent.shutter_states == ["closed"]
+        led = agent.agent.hardware.led
+        assert led is not None and not led.is_on
+    await pc.close()

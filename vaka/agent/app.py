@@ -14,6 +14,7 @@ from typing import Any
 from vaka.agent.call.guard import OfferGuard
 from vaka.agent.call.manager import CallManager
 from vaka.agent.config import AgentConfig
+from vaka.agent.config_store import ConfigStore
 from vaka.agent.health import HealthReporter, HealthSampler
 from vaka.agent.hw.camera import V4l2CameraDevice
 from vaka.agent.hw.hardware import Hardware, gpio_hardware, simulated
@@ -21,7 +22,7 @@ from vaka.agent.hw.pins import load_pin_map
 from vaka.agent.hw.shutter import ShutterState
 from vaka.agent.link import LinkSettings, UnitLink
 from vaka.agent.media.settings import apply_process_settings
-from vaka.errors import LinkError
+from vaka.errors import ConfigError, LinkError
 from vaka.protocol.messages import (
     AnyMessage,
     ConfigMessage,
@@ -33,6 +34,7 @@ from vaka.protocol.messages import (
     SignalPayload,
 )
 from vaka.protocol.topics import Channel
+from vaka.provisioning.bundles import BadBundle, UnitConfigBundle, load_config_key
 from vaka.provisioning.tickets import load_ticket_key
 
 log = logging.getLogger(__name__)
@@ -70,13 +72,19 @@ class Agent:
                 reconnect_max_s=b.reconnect_max_s,
             )
         )
-        self.config_version = 0
+        trust, storage = config.trust, config.storage
+        self.config_store = ConfigStore(
+            storage.credentials_dir,
+            load_config_key(trust.config_key) if trust.config_key else None,
+            config.unit.id,
+            profile=config.unit.profile,
+        )
         self.sampler = HealthSampler(
             interval_s=config.health.interval_s,
             hardware=self.hardware,
             cert_path=b.cert,
             broker_rtt_ms=lambda: self.link.broker_rtt_ms,
-            config_version=lambda: self.config_version,
+            config_version=lambda: self.config_store.version,
             refused_messages=lambda: self.link.refusals.total,
             last_call=lambda: self.calls.last_result if self.calls else None,
         )
@@ -95,6 +103,9 @@ class Agent:
         else:
             self.link.on(Channel.SIGNAL_IN, self._on_signal)
         self.link.on(Channel.CONFIG, self._on_config)
+        self.config_store.subscribe(self._use_bundle)
+        if self.config_store.active is not None:
+            self._use_bundle(self.config_store.active)
         self._unsubscribe_link = self.link.subscribe_state(lambda _s: self.reporter.trigger())
         self._unsubscribe_shutter: Callable[[], None] = lambda: None
         self._background: set[asyncio.Task[None]] = set()
@@ -114,11 +125,35 @@ class Agent:
         await self.link.publish(Channel.SIGNAL_OUT, reply)
 
     async def _on_config(self, message: AnyMessage) -> None:
+        """Verify and apply a signed bundle; report the outcome as an event either way."""
         assert isinstance(message, ConfigMessage)
-        log.info(
-            "config bundle version %d received; not applied (signed bundles are not enabled)",
-            message.payload.version,
-        )
+        store, token = self.config_store, message.payload.bundle
+        if store.is_active(token):  # the retained bundle again, after a reconnect
+            log.debug("config version %d is already active", store.version)
+            return
+        try:
+            bundle = await asyncio.to_thread(store.apply, token, message.payload.version)
+        except (BadBundle, ConfigError) as err:
+            reason = f"{err} (version {store.version} stays active)"
+            self.link.refusals.refuse("config bundle", reason, "config")
+            detail = {"topic": "config", "reason": reason[:200]}
+            refused = EventMessage(payload=EventPayload(kind="refused", detail=detail))
+            await self.link.publish_reliably(Channel.EVENTS, refused)
+            return
+        log.info("config version %d applied", bundle.version)
+        detail_ok: dict[str, str | int] = {"config": "applied", "version": bundle.version}
+        applied = EventMessage(payload=EventPayload(kind="info", detail=detail_ok))
+        await self.link.publish_reliably(Channel.EVENTS, applied)
+
+    def _use_bundle(self, bundle: UnitConfigBundle) -> None:
+        """Put a verified bundle's values into the running parts: health interval, ticket key,
+        call limit (capped by ``[calls] max_duration_s``). Runs on the applying thread."""
+        self.sampler.interval_s = self.reporter.interval_s = bundle.health_interval_s
+        if self.calls is not None and self.config.calls is not None:
+            guard = self.calls.guard
+            guard.ticket_key = bundle.ticket_public_key()
+            guard.max_duration_s = min(self.config.calls.max_duration_s, bundle.call_max_duration_s)
+        self.reporter.trigger()
 
     async def run(self) -> None:
         """Run until cancelled, then shut down in order."""

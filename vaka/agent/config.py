@@ -58,6 +58,18 @@ class CallsSection(_Section):
     max_duration_s: int = Field(default=1800, gt=0, le=4 * 3600)
 
 
+class TrustSection(_Section):
+    """``[trust]``: central's public keys this unit pins (besides the ticket key in ``[calls]``)."""
+
+    config_key: Path | None = None  # central's Ed25519 config-signing public key (PEM)
+
+
+class StorageSection(_Section):
+    """``[storage]``: where the unit keeps its few persistent files (key, certificate, config)."""
+
+    credentials_dir: Path | None = None  # None: the signed config is kept in memory only
+
+
 class AgentConfig(_Section):
     """The whole agent configuration file."""
 
@@ -66,6 +78,8 @@ class AgentConfig(_Section):
     health: HealthSection = HealthSection()
     calls: CallsSection | None = None
     media: MediaSettings = MediaSettings()
+    trust: TrustSection = TrustSection()
+    storage: StorageSection = StorageSection()
 
 
 def _describe(err: ValidationError) -> str:

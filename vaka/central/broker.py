@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaka.errors import ConfigError
+from vaka.protocol.enrolment import ENROL_ROOT
 from vaka.protocol.messages import MAX_MESSAGE_BYTES
 from vaka.protocol.topics import DEVICE_ROOT, TOPIC_ROOT, UNIT_READS, UNIT_WRITES
 
@@ -36,6 +37,8 @@ class BrokerSettings:
     central_identities: tuple[str, ...] = ("central-1",)
     crl: Path | None = None
     persistence: bool = True
+    #: the enrolment listener (claim identities); ``None``: no enrolment on this broker
+    claim_port: int | None = None
     #: where Mosquitto writes its pid, so central can make it reload its CRL (SIGHUP)
     pid_file: Path | None = None
     #: the broker drops anything larger; the protocol's own limit is lower so apps see and count it
@@ -69,9 +72,36 @@ def acl_text(central_identities: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
-    """Write ``mosquitto.conf``, the ACL and copies of the TLS files into ``directory``.
+CLAIM_ACL = f"""# Written by vaka-central. The enrolment listener: whoever connects here (the
+# claim identity of a generic image) may only post its signing request and read the answer,
+# under its client id, which is its enrolment code.
+pattern write {ENROL_ROOT}/%c/csr
+pattern read {ENROL_ROOT}/%c/cert
+"""
 
+
+def _tls_lines(directory: Path, settings: BrokerSettings) -> list[str]:
+    lines = [
+        "protocol mqtt",
+        "allow_anonymous false",
+        f"cafile {directory / 'client-ca.crt'}",
+        f"certfile {directory / 'broker.crt'}",
+        f"keyfile {directory / 'broker.key'}",
+        "tls_version tlsv1.2",
+        "require_certificate true",
+        "use_identity_as_username true",
+    ]
+    if settings.crl is not None:
+        lines.append(f"crlfile {directory / 'crl.pem'}")
+    return lines
+
+
+def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
+    """Write ``mosquitto.conf``, the ACLs and copies of the TLS files into ``directory``.
+
+    Two listeners: the main one for units and central (client id forced to the certificate
+    CN, so no unit can take over another's session) and, with ``claim_port``, the enrolment
+    listener (client id = enrolment code, ACL limited to the enrolment subtree).
     Returns the path of ``mosquitto.conf``.
     """
     directory.mkdir(parents=True, exist_ok=True)
@@ -85,12 +115,14 @@ def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
         shutil.copyfile(src, directory / name)
     (directory / "broker.key").chmod(0o600)
     (directory / "acl").write_text(acl_text(settings.central_identities))
+    (directory / "acl-claim").write_text(CLAIM_ACL)
+    if settings.crl is not None:
+        shutil.copyfile(settings.crl, directory / "crl.pem")
     conf = [
         "# Written by vaka-central; changes here are overwritten.",
-        "per_listener_settings false",
+        "per_listener_settings true",
         *([f"user {settings.user}"] if settings.user else []),
-        "allow_anonymous false",
-        f"acl_file {directory / 'acl'}",
+        *([f"pid_file {settings.pid_file}"] if settings.pid_file else []),
         f"max_packet_size {settings.max_packet_size}",
         "max_queued_messages 1000",
         "log_dest stderr",
@@ -103,20 +135,17 @@ def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
         f"persistence_location {directory}/",
         "",
         f"listener {settings.port} {settings.bind}",
-        "protocol mqtt",
-        f"cafile {directory / 'client-ca.crt'}",
-        f"certfile {directory / 'broker.crt'}",
-        f"keyfile {directory / 'broker.key'}",
-        "tls_version tlsv1.2",
-        "require_certificate true",
-        "use_identity_as_username true",
+        f"acl_file {directory / 'acl'}",
+        *_tls_lines(directory, settings),
         "use_username_as_clientid true",
     ]
-    if settings.crl is not None:
-        shutil.copyfile(settings.crl, directory / "crl.pem")
-        conf.append(f"crlfile {directory / 'crl.pem'}")
-    if settings.pid_file is not None:
-        conf.insert(2, f"pid_file {settings.pid_file}")
+    if settings.claim_port is not None:
+        conf += [
+            "",
+            f"listener {settings.claim_port} {settings.bind}",
+            f"acl_file {directory / 'acl-claim'}",
+            *_tls_lines(directory, settings),
+        ]
     conf += list(settings.extra_lines)
     path = directory / "mosquitto.conf"
     path.write_text("\n".join(conf) + "\n")

@@ -1,4 +1,4 @@
-"""Central's broker session: shared subscriptions on every unit's outbound channels.
+"""Central's broker session: what it subscribes to, shared or not, and why.
 
 Health, the bulk of the traffic, goes to a shared subscription: several central instances in
 the same share group each take a part. State, events and ``signal/out`` are subscribed without

@@ -8,7 +8,7 @@ unknown keys; :func:`decode` checks size, JSON, envelope and payload at once and
 import json
 import time
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -16,6 +16,8 @@ from vaka.errors import BadMessage
 from vaka.protocol.topics import Channel
 
 PROTOCOL_VERSION = 1
+
+M = TypeVar("M", bound=BaseModel)
 
 #: Hard limit for any message on the wire (an SDP with many candidates is ~10 KiB).
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -186,6 +188,14 @@ def _describe(err: ValidationError) -> str:
     if more > 0:
         problems.append(f"and {more} more")
     return "; ".join(problems)
+
+
+def decode_model(raw: bytes | bytearray, model: type[M]) -> M:
+    """Parse and validate ``raw`` as exactly ``model``; :class:`BadMessage` says what is wrong."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as err:
+        raise BadMessage(f"invalid {model.__name__}: {_describe(err)}") from None
 
 
 def decode(raw: bytes | bytearray | str, channel: Channel | None = None) -> AnyMessage:

@@ -23,7 +23,7 @@ from vaka.errors import ConfigError, ProvisioningError
 from vaka.protocol.topics import check_device_id
 from vaka.provisioning.tickets import ALGORITHM, Purpose
 
-TOKEN_TYPE = "vaka-config+jwt"
+BUNDLE_TYP = "vaka-config+jwt"
 #: Same limit as the ``bundle`` field of the config message on the wire.
 MAX_BUNDLE_CHARS = 32 * 1024
 
@@ -114,7 +114,7 @@ def public_ticket_key(pem: str) -> OKPKey:
 def sign_bundle(bundle: UnitConfigBundle, key: OKPKey) -> str:
     """The compact JWS of ``bundle``, signed with central's config key."""
     token = jwt.encode(
-        {"alg": ALGORITHM, "typ": TOKEN_TYPE},
+        {"alg": ALGORITHM, "typ": BUNDLE_TYP},
         bundle.model_dump(mode="json", exclude_none=True),
         key,
         algorithms=[ALGORITHM],
@@ -153,7 +153,7 @@ def verify_bundle(
     except JoseError as err:
         reason = "bad signature" if "signature" in str(err) else f"unreadable config ({err})"
         raise BadBundle(reason) from None
-    if decoded.header.get("typ") != TOKEN_TYPE:
+    if decoded.header.get("typ") != BUNDLE_TYP:
         raise BadBundle("not a config bundle")
     try:
         bundle = UnitConfigBundle.model_validate(decoded.claims)
@@ -167,7 +167,6 @@ def verify_bundle(
             f"{current_version}"
         )
     return bundle
-
 
 
 def load_config_key(path: Path) -> OKPKey:

@@ -1,7 +1,8 @@
 """One call on the unit, from a verified offer to a closed shutter.
 
 State machine: ``connecting -> streaming -> ending -> ended``. The shutter opens and the camera
-starts only after the offer passed :class:`~vaka.agent.call.guard.OfferGuard`; whatever ends the
+starts only after the offer passed :class:`~vaka.agent.call.guard.OfferGuard` *and* the peer
+connection is up (DTLS with the fingerprint the ticket names); whatever ends the
 call — hang-up, maximum duration, ICE/DTLS failure, loss of the broker link, the agent stopping,
 a shutter fault — runs the same :meth:`CallSession.end`, which always closes the shutter.
 """
@@ -91,11 +92,15 @@ class CallSession:
         async def _on_state() -> None:
             state = pc.connectionState
             if state == "connected" and self.state is CallState.CONNECTING:
+                # Only now does the shutter open: DTLS has proven that the peer holds the key
+                # whose fingerprint the ticket names, so a replayed ticket never opens it.
                 self._set_state(CallState.STREAMING)
+                self._tasks.append(
+                    asyncio.create_task(self._open_camera(), name=f"open-{self.call_id}")
+                )
             elif state in ("failed", "closed"):
                 await self.end(f"connection {state} (ICE/DTLS)")
 
-        self._tasks.append(asyncio.create_task(self._open_camera(), name=f"open-{self.call_id}"))
         self._tasks.append(asyncio.create_task(self._limit(), name=f"limit-{self.call_id}"))
         await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         pc.addTrack(self._track)
