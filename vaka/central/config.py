@@ -54,6 +54,8 @@ class PkiSection(_Section):
     issuing_key: Path
     broker_crl: Path  # the CRL file the broker's `crlfile` points at
     broker_pid_file: Path | None = None  # to make the broker reload it (SIGHUP)
+    unit_cert_days: float = Field(default=7, gt=0, le=90)
+    code_ttl_s: float = Field(default=24 * 3600, gt=0)
 
 
 class CentralConfig(_Section):

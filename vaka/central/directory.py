@@ -55,6 +55,8 @@ assignments = Table(
     metadata,
     Column("device_id", String(64), primary_key=True),
     Column("citizen_id", String(64), nullable=False, index=True),
+    Column("group_id", String(64)),  # the staff group responsible for the unit (night watch)
+    Column("profile", String(16)),
 )
 permissions = Table(
     "permissions",
@@ -335,6 +337,39 @@ class Directory:
         digest = hashlib.sha256(token.encode()).hexdigest()
         with self.engine.begin() as conn:
             conn.execute(delete(staff_sessions).where(staff_sessions.c.token_hash == digest))
+
+    def assign_unit(
+        self, device_id: str, citizen_id: str, group_id: str | None, profile: str
+    ) -> list[str]:
+        """Put a unit in a citizen's home; returns the citizen's other units of that profile
+        (a replaced card), which are unassigned in the same step."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                upsert(self.engine, citizens).values(citizen_id=citizen_id).on_conflict_do_nothing()
+            )
+            replaced = [
+                r[0]
+                for r in conn.execute(
+                    select(assignments.c.device_id).where(
+                        assignments.c.citizen_id == citizen_id,
+                        assignments.c.profile == profile,
+                        assignments.c.device_id != device_id,
+                    )
+                )
+            ]
+            conn.execute(delete(assignments).where(assignments.c.device_id.in_(replaced)))
+            values = {"citizen_id": citizen_id, "group_id": group_id, "profile": profile}
+            ins = upsert(self.engine, assignments).values(device_id=device_id, **values)
+            conn.execute(ins.on_conflict_do_update(index_elements=["device_id"], set_=values))
+        return replaced
+
+    def group_exists(self, group_id: str) -> bool:
+        """Whether a staff group of that id exists."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(staff_groups.c.group_id).where(staff_groups.c.group_id == group_id)
+            ).first()
+        return found is not None
 
     def citizen_of(self, device_id: str) -> str | None:
         """The citizen pseudonym a unit is assigned to."""

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from vaka.central.config import MqttSection
 from vaka.errors import LinkError
 from vaka.protocol.backoff import backoff_delay
+from vaka.protocol.enrolment import ENROL_ROOT
 from vaka.protocol.messages import encode
 from vaka.protocol.topics import Channel, device_filter, device_topic, shared
 from vaka.provisioning.tls import client_tls_context
@@ -32,15 +33,25 @@ log = logging.getLogger(__name__)
 MessageSink = Callable[[str, Any], object]
 
 
+def enrol_topic_filter() -> str:
+    """Every unit's enrolment request."""
+    return f"{ENROL_ROOT}/+/csr"
+
+
 class CentralLink:
     """Keeps central's MQTT session up; unit reports go to ``sink``, call signals to ``signals``."""
 
     def __init__(
-        self, settings: MqttSection, sink: MessageSink, signals: MessageSink | None = None
+        self,
+        settings: MqttSection,
+        sink: MessageSink,
+        signals: MessageSink | None = None,
+        enrolments: MessageSink | None = None,
     ) -> None:
         self.settings = settings
         self.sink = sink
         self.signals = signals
+        self.enrolments = enrolments
         self.connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
 
@@ -52,6 +63,7 @@ class CentralLink:
             device_filter(Channel.STATE),
             device_filter(Channel.EVENTS),
             device_filter(Channel.SIGNAL_OUT),
+            *([enrol_topic_filter()] if self.enrolments is not None else []),
         ]
 
     def _properties(self) -> Properties:
@@ -84,7 +96,10 @@ class CentralLink:
                     log.info("central %s subscribed (share group %s)", s.identity, s.share_group)
                     async for message in client.messages:
                         topic = message.topic.value
-                        if topic.endswith("/signal/out"):
+                        if topic.startswith(ENROL_ROOT + "/"):
+                            if self.enrolments is not None:
+                                self.enrolments(topic, message.payload)
+                        elif topic.endswith("/signal/out"):
                             if self.signals is not None:
                                 self.signals(topic, message.payload)
                         else:
@@ -99,6 +114,16 @@ class CentralLink:
             delay = backoff_delay(attempt, 0.5, 30.0)
             attempt += 1
             await asyncio.sleep(delay)
+
+    async def publish_raw(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish already-encoded bytes (the enrolment answers)."""
+        client = self._client
+        if client is None:
+            raise LinkError("central is not connected to the broker")
+        try:
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=10)
+        except aiomqtt.MqttError as err:
+            raise LinkError(f"publish to {topic} failed: {err}") from err
 
     async def publish_to_unit(
         self, device_id: str, channel: Channel, message: BaseModel, *, retain: bool = False

@@ -3,8 +3,6 @@
 import asyncio
 import contextlib
 import logging
-import tempfile
-from pathlib import Path
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -16,14 +14,13 @@ from vaka.central.db import open_engine
 from vaka.central.directory import Directory
 from vaka.central.ingest import FleetIngest
 from vaka.central.mqtt import CentralLink
-from vaka.central.revocation import BrokerControl, CertificateRegistry, cut_session
+from vaka.central.provisioner import Provisioner, issuing_ca
+from vaka.central.revocation import CertificateRegistry
 from vaka.central.staff_api import add_staff_routes
 from vaka.central.store import SqlFleetStore
 from vaka.central.tech_api import add_technician_routes
 from vaka.central.web import make_app
-from vaka.errors import ProvisioningError
 from vaka.protocol.topics import Channel
-from vaka.provisioning import pki
 from vaka.provisioning.tickets import load_ticket_key
 
 log = logging.getLogger(__name__)
@@ -47,14 +44,24 @@ class CentralService:
             config.calls,
             self._publish,
         )
-        self.link = CentralLink(config.mqtt, self.ingest.handle, self.relay.on_signal_out)
         self.certs: CertificateRegistry | None = None
+        self.provisioner: Provisioner | None = None
         if config.pki is not None:
-            issuing = pki.CertifiedKey(
-                pki.load_cert(config.pki.issuing_cert), pki.load_key(config.pki.issuing_key)
+            self.certs = CertificateRegistry(self.engine, issuing_ca(config.pki))
+            self.provisioner = Provisioner(
+                config.pki,
+                config.mqtt,
+                self.certs,
+                self.directory,
+                self.audit,
+                self._publish_raw,
             )
-            self.certs = CertificateRegistry(self.engine, issuing)
-            self.broker_control = BrokerControl(config.pki.broker_crl, config.pki.broker_pid_file)
+        self.link = CentralLink(
+            config.mqtt,
+            self.ingest.handle,
+            self.relay.on_signal_out,
+            self.provisioner.on_request if self.provisioner else None,
+        )
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.http_port: int | None = None
@@ -86,29 +93,8 @@ class CentralService:
     async def _publish(self, device_id: str, channel: Channel, message: BaseModel) -> None:
         await self.link.publish_to_unit(device_id, channel, message)
 
-    async def revoke_unit(self, unit_id: str, reason: str, actor: str) -> list[str]:
-        """Revoke a unit: its certificates into the CRL, its live session cut, all audited."""
-        if self.certs is None:
-            raise ProvisioningError("central has no [pki] section: it cannot revoke certificates")
-        certs, control = self.certs, self.broker_control
-        serials = await asyncio.to_thread(certs.revoke_cn, unit_id, reason)
-        if not serials:
-            raise ProvisioningError(f"no unrevoked certificate of {unit_id} is known to central")
-        await asyncio.to_thread(certs.write_crl, control)  # new connections are refused...
-        await asyncio.sleep(0.5)  # ...once the broker has re-read the CRL
-        with tempfile.TemporaryDirectory() as workdir:
-            m = self.config.mqtt
-            await cut_session(certs, unit_id, m.host, m.port, m.server_ca, Path(workdir))
-        await asyncio.to_thread(certs.write_crl, control)  # and the one-time certificate too
-        await asyncio.to_thread(
-            self.audit.append,
-            "unit_revoked",
-            actor=actor,
-            unit=unit_id,
-            serials=serials,
-            reason=reason,
-        )
-        return serials
+    async def _publish_raw(self, topic: str, payload: bytes, retain: bool) -> None:
+        await self.link.publish_raw(topic, payload, retain=retain)
 
     async def stop(self) -> None:
         """Stop everything; writes still queued are flushed first. Safe twice."""

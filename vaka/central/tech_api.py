@@ -42,8 +42,11 @@ async def revoke(request: web.Request) -> web.Response:
     except ValidationError as err:
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in err.errors())
         raise _json(web.HTTPBadRequest, f"invalid revoke request: {fields}") from None
+    provisioner = request.app[SERVICE].provisioner
+    if provisioner is None:
+        raise _json(web.HTTPConflict, "central has no [pki] section: it cannot revoke")
     try:
-        serials = await request.app[SERVICE].revoke_unit(unit, body.reason, member.staff_id)
+        serials = await provisioner.revoke(unit, body.reason, member.staff_id)
     except ProvisioningError as err:
         raise _json(web.HTTPConflict, str(err)) from None
     return web.json_response({"unit": unit, "revoked": serials})

@@ -1,0 +1,183 @@
+"""Central's side of a unit's life: enrolment approval, revocation (and, later, renewal and
+decommissioning). Every step is audited."""
+
+import asyncio
+import datetime as dt
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from vaka.central.audit import AuditLog
+from vaka.central.config import MqttSection, PkiSection
+from vaka.central.directory import Directory
+from vaka.central.enrolment import EnrolmentQueue, EnrolmentRefused, check_csr
+from vaka.central.revocation import BrokerControl, CertificateRegistry, cut_session
+from vaka.errors import ProtocolError, ProvisioningError
+from vaka.protocol.enrolment import (
+    EnrolRequestMessage,
+    EnrolResponseMessage,
+    EnrolResponsePayload,
+    decode_enrolment,
+    display_code,
+    enrol_topic,
+    parse_enrol_topic,
+)
+from vaka.protocol.messages import encode
+from vaka.protocol.refusals import Refusals
+from vaka.protocol.topics import DEVICE_ID_PATTERN
+from vaka.provisioning import pki
+
+log = logging.getLogger(__name__)
+
+PublishRaw = Callable[[str, bytes, bool], Awaitable[None]]
+
+
+class Provisioner:
+    """Approves enrolments and revokes units for one central instance."""
+
+    def __init__(
+        self,
+        settings: PkiSection,
+        mqtt: MqttSection,
+        certs: CertificateRegistry,
+        directory: Directory,
+        audit: AuditLog,
+        publish: PublishRaw,
+    ) -> None:
+        self.settings = settings
+        self.mqtt = mqtt
+        self.certs = certs
+        self.directory = directory
+        self.audit = audit
+        self.publish = publish
+        self.control = BrokerControl(settings.broker_crl, settings.broker_pid_file)
+        self.queue = EnrolmentQueue(certs.engine, settings.code_ttl_s)
+        self.refusals = Refusals(log, "enrolment request")
+
+    # ------------------------------------------------------------ requests from units
+
+    def on_request(self, topic: str, payload: Any) -> None:
+        """An enrolment request arrived (every instance sees it; storing is idempotent)."""
+        try:
+            code, leaf = parse_enrol_topic(topic)
+            if leaf != "csr" or not isinstance(payload, bytes | bytearray):
+                raise ProtocolError("not a signing request")
+            message = decode_enrolment(payload, "csr")
+        except ProtocolError as err:
+            self.refusals.refuse(type(err).__name__, str(err), topic[:80])
+            return
+        assert isinstance(message, EnrolRequestMessage)
+        p = message.payload
+        asyncio.get_running_loop().run_in_executor(
+            None, self.queue.record, code, p.csr, p.profile, p.agent_version, time.time()
+        )
+        log.info("unit waiting for enrolment with code %s (%s)", display_code(code), p.profile)
+
+    # ------------------------------------------------------------ approval
+
+    async def approve(
+        self,
+        code: str,
+        profile: str,
+        citizen: str,
+        group: str | None,
+        actor: str,
+        unit_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Check the request, sign its certificate, assign the unit, answer the unit."""
+        now = time.time()
+        try:
+            enrolment = await asyncio.to_thread(self.queue.check_approvable, code, now)
+            public_key = check_csr(enrolment.csr, code)
+            if enrolment.profile != profile:
+                raise EnrolmentRefused(
+                    f"the unit runs the {enrolment.profile} image, not {profile}"
+                )
+            if group is not None and not await asyncio.to_thread(
+                self.directory.group_exists, group
+            ):
+                raise EnrolmentRefused(f"there is no staff group {group}")
+            unit = unit_id or f"u-{code.lower()}"
+            if not re.fullmatch(DEVICE_ID_PATTERN, unit):
+                raise EnrolmentRefused(f"{unit!r} is not a unit id (u-...)")
+        except EnrolmentRefused as err:
+            await asyncio.to_thread(
+                self.audit.append, "enrolment_refused", actor=actor, code=code, reason=str(err)
+            )
+            raise
+        cert = await asyncio.to_thread(
+            self.certs.issue,
+            unit,
+            public_key,
+            dt.timedelta(days=self.settings.unit_cert_days),
+            "unit",
+        )
+        replaced = await asyncio.to_thread(
+            self.directory.assign_unit, unit, citizen, group, profile
+        )
+        for old in replaced:
+            try:
+                await self.revoke(old, f"replaced by {unit}", actor)
+            except ProvisioningError as err:
+                log.warning("replaced unit %s: %s", old, err)
+        await asyncio.to_thread(self.queue.mark_approved, code, unit, actor, now)
+        chain = b"".join(
+            c.public_bytes(serialization.Encoding.PEM) for c in (cert, self.certs.issuing.cert)
+        ).decode()
+        answer = EnrolResponseMessage(payload=EnrolResponsePayload(unit_id=unit, cert_chain=chain))
+        await self.publish(enrol_topic(code, "cert"), encode(answer), True)
+        await asyncio.to_thread(
+            self.audit.append,
+            "unit_enrolled",
+            actor=actor,
+            unit=unit,
+            code=code,
+            citizen=citizen,
+            group=group,
+            profile=profile,
+            serial=format(cert.serial_number, "x"),
+            replaced=replaced,
+        )
+        return {
+            "unit": unit,
+            "citizen": citizen,
+            "profile": profile,
+            "replaced": replaced,
+            "expires_at": cert.not_valid_after_utc.timestamp(),
+        }
+
+    # ------------------------------------------------------------ revocation
+
+    async def revoke(self, unit_id: str, reason: str, actor: str) -> list[str]:
+        """Revoke a unit: its certificates into the CRL, its live session cut, all audited."""
+        serials = await asyncio.to_thread(self.certs.revoke_cn, unit_id, reason)
+        if not serials:
+            raise ProvisioningError(f"no unrevoked certificate of {unit_id} is known to central")
+        await asyncio.to_thread(self.certs.write_crl, self.control)  # new connections refused...
+        await asyncio.sleep(0.5)  # ...once the broker has re-read the CRL
+        with tempfile.TemporaryDirectory() as workdir:
+            m = self.mqtt
+            await cut_session(self.certs, unit_id, m.host, m.port, m.server_ca, Path(workdir))
+        await asyncio.to_thread(self.certs.write_crl, self.control)  # the one-time cert too
+        await asyncio.to_thread(
+            self.audit.append,
+            "unit_revoked",
+            actor=actor,
+            unit=unit_id,
+            serials=serials,
+            reason=reason,
+        )
+        return serials
+
+
+def issuing_ca(settings: PkiSection) -> pki.CertifiedKey:
+    """Central's issuing CA from its files."""
+    return pki.CertifiedKey(
+        pki.load_cert(settings.issuing_cert), pki.load_key(settings.issuing_key)
+    )
