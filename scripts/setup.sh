@@ -11,6 +11,9 @@ APT_PACKAGES=(
   python3-venv       # the project's .venv
   python3-dev gcc pkg-config
   libgl1 libglib2.0-0  # OpenCV's GUI build (the TV screen)
+  libsystemd-dev     # systemd-python builds from source against libsystemd.pc
+  systemd            # systemd-analyze security/verify for the unit tests
+  nftables           # `nft --check` of firmware_config's ruleset in the tests
 )
 
 missing=()

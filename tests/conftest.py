@@ -50,6 +50,7 @@ class Broker:
     port: int
     host: str = "127.0.0.1"
     process: MosquittoProcess | None = None
+    claim_port: int = field(default_factory=free_port)
 
     def start(self) -> None:
         """(Re)start on the same port."""
@@ -66,6 +67,7 @@ class Broker:
                 user=dev_broker_user(),
                 crl=self.pki.crl_path,
                 pid_file=self.directory / "mosquitto.pid",
+                claim_port=self.claim_port,
                 central_identities=("central-1", "central-2"),
             ),
         )

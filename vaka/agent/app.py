@@ -58,15 +58,17 @@ class Agent:
         self.config = config
         self.hardware = hardware or build_hardware(config)
         b = config.broker
+        device_id, cert, key = config.identity()
+        self.device_id = device_id
         self.link = UnitLink(
             LinkSettings(
-                device_id=config.unit.id,
+                device_id=device_id,
                 profile=config.unit.profile,
                 host=b.host,
                 port=b.port,
                 server_ca=b.server_ca,
-                cert=b.cert,
-                key=b.key,
+                cert=cert,
+                key=key,
                 keepalive_s=b.keepalive_s,
                 reconnect_min_s=b.reconnect_min_s,
                 reconnect_max_s=b.reconnect_max_s,
@@ -76,13 +78,13 @@ class Agent:
         self.config_store = ConfigStore(
             storage.credentials_dir,
             load_config_key(trust.config_key) if trust.config_key else None,
-            config.unit.id,
+            device_id,
             profile=config.unit.profile,
         )
         self.sampler = HealthSampler(
             interval_s=config.health.interval_s,
             hardware=self.hardware,
-            cert_path=b.cert,
+            cert_path=cert,
             broker_rtt_ms=lambda: self.link.broker_rtt_ms,
             config_version=lambda: self.config_store.version,
             refused_messages=lambda: self.link.refusals.total,
@@ -94,7 +96,7 @@ class Agent:
         self.calls: CallManager | None = None
         if config.calls is not None:
             guard = OfferGuard(
-                config.unit.id,
+                device_id,
                 config.unit.profile,
                 load_ticket_key(config.calls.ticket_key),
                 config.calls.max_duration_s,
@@ -159,7 +161,7 @@ class Agent:
         """Run until cancelled, then shut down in order."""
         log.info(
             "agent %s (%s) starting%s",
-            self.config.unit.id,
+            self.device_id,
             self.config.unit.profile,
             " on simulated hardware" if self.config.unit.simulate else "",
         )
@@ -226,4 +228,4 @@ class Agent:
         self._unsubscribe_link()
         self._unsubscribe_shutter()
         self.hardware.close()
-        log.info("agent %s stopped", self.config.unit.id)
+        log.info("agent %s stopped", self.device_id)

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from vaka.agent.app import Agent
-from vaka.agent.config import load_config
+from vaka.agent.config import AgentConfig, load_config
+from vaka.agent.enrol import resolve_identity
 from vaka.errors import ConfigError
 
 
@@ -23,11 +24,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _run(agent: Agent) -> None:
+async def _run(config: AgentConfig) -> None:
+    """Enrol first if the unit has no identity, then run the agent until SIGTERM/SIGINT."""
     loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-    assert main is not None
-    runner = asyncio.create_task(agent.run())
+
+    async def life() -> None:
+        resolved = await resolve_identity(config)
+        await Agent(resolved).run()
+
+    runner = asyncio.create_task(life())
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runner.cancel)
     with contextlib.suppress(asyncio.CancelledError):
@@ -46,11 +51,10 @@ def main(argv: list[str] | None = None) -> int:
             config = config.model_copy(
                 update={"unit": config.unit.model_copy(update={"simulate": True})}
             )
-        agent = Agent(config)
+        asyncio.run(_run(config))
     except ConfigError as err:
         print(f"vaka-agent: {err}", file=sys.stderr)
         return 2
-    asyncio.run(_run(agent))
     return 0
 
 

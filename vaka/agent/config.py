@@ -20,16 +20,17 @@ class _Section(BaseModel):
 
 
 class UnitSection(_Section):
-    """``[unit]``: identity and profile."""
+    """``[unit]``: identity and profile. A generic image has no id: it enrols and takes the id
+    from the certificate central issues."""
 
-    id: str
+    id: str | None = None
     profile: Literal["tv", "nightcam"]
     simulate: bool = False
 
     @field_validator("id")
     @classmethod
-    def _valid_id(cls, value: str) -> str:
-        return check_device_id(value)
+    def _valid_id(cls, value: str | None) -> str | None:
+        return None if value is None else check_device_id(value)
 
 
 class BrokerSection(_Section):
@@ -38,8 +39,8 @@ class BrokerSection(_Section):
     host: str = Field(min_length=1)
     port: int = Field(default=8883, ge=1, le=65535)
     server_ca: Path
-    cert: Path
-    key: Path
+    cert: Path | None = None  # default: unit.crt in [storage] credentials_dir
+    key: Path | None = None  # default: unit.key in [storage] credentials_dir
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     reconnect_min_s: float = Field(default=0.5, gt=0, le=60)
     reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)
@@ -70,6 +71,16 @@ class StorageSection(_Section):
     credentials_dir: Path | None = None  # None: the signed config is kept in memory only
 
 
+class EnrolmentSection(_Section):
+    """``[enrolment]``: how a unit without a certificate asks for one."""
+
+    claim_cert: Path  # the generic image's low-privilege claim identity (chain)
+    claim_key: Path
+    port: int = Field(default=8884, ge=1, le=65535)  # the broker's enrolment listener
+    repeat_s: float = Field(default=30.0, gt=0, le=3600)  # resend the request this often
+    rotate_after_s: float = Field(default=23 * 3600, gt=0)  # new key (and code) after this
+
+
 class AgentConfig(_Section):
     """The whole agent configuration file."""
 
@@ -80,6 +91,14 @@ class AgentConfig(_Section):
     media: MediaSettings = MediaSettings()
     trust: TrustSection = TrustSection()
     storage: StorageSection = StorageSection()
+    enrolment: EnrolmentSection | None = None
+
+    def identity(self) -> tuple[str, Path, Path]:
+        """``(unit id, certificate, key)``; only for a configuration with its identity resolved
+        (see :func:`vaka.agent.enrol.resolve_identity`)."""
+        if self.unit.id is None or self.broker.cert is None or self.broker.key is None:
+            raise ConfigError("the unit has no identity yet: it must enrol first")
+        return self.unit.id, self.broker.cert, self.broker.key
 
 
 def _describe(err: ValidationError) -> str:
@@ -98,6 +117,13 @@ def parse_config(data: dict[str, object], source: str = "config") -> AgentConfig
         raise ConfigError(f"{source} is invalid: {_describe(err)}") from None
     if config.broker.reconnect_max_s < config.broker.reconnect_min_s:
         raise ConfigError(f"{source} is invalid: broker.reconnect_max_s is below reconnect_min_s")
+    if (config.broker.cert is None) != (config.broker.key is None):
+        raise ConfigError(f"{source} is invalid: give both broker.cert and broker.key, or neither")
+    if config.broker.cert is None and config.storage.credentials_dir is None:
+        raise ConfigError(
+            f"{source} is invalid: without broker.cert the unit needs storage.credentials_dir "
+            "(where its key and certificate live)"
+        )
     return config
 
 

@@ -1,0 +1,219 @@
+"""Enrolment on the unit: from a generic image to an identity of its own.
+
+The unit makes its key pair here (the private key file is 0600 and is never sent anywhere),
+derives its enrolment code from the public key, shows the code (text and QR for a label, the
+serial console or the TV), and asks for a certificate over the broker's enrolment listener with
+the image's claim identity, repeating the request until a technician approves the code. The
+answer is checked (our key, a unit id, a chain) and the certificate stored beside the key.
+"""
+
+import asyncio
+import io
+import logging
+import os
+import ssl
+import time
+from pathlib import Path
+
+import aiomqtt
+import qrcode
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+
+from vaka import __version__
+from vaka.agent.config import AgentConfig, EnrolmentSection
+from vaka.errors import CertificateError, ConfigError, ProtocolError
+from vaka.protocol.backoff import backoff_delay
+from vaka.protocol.enrolment import (
+    EnrolRequestMessage,
+    EnrolRequestPayload,
+    EnrolResponseMessage,
+    decode_enrolment,
+    display_code,
+    enrol_topic,
+    enrolment_code,
+)
+from vaka.protocol.messages import encode
+from vaka.protocol.topics import check_device_id
+from vaka.provisioning import pki
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "unit.key"
+CERT_FILE = "unit.crt"
+
+
+def unit_code(key: pki.PrivateKey) -> str:
+    """The enrolment code of this unit's key."""
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return enrolment_code(spki)
+
+
+def signing_request(key: pki.PrivateKey, code: str) -> str:
+    """A CSR with subject CN=<code> and no extensions, as PEM."""
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, code)]))
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def qr_text(code: str) -> str:
+    """The code as a QR code drawn in text (for the serial console and logs)."""
+    qr = qrcode.QRCode(border=1)
+    qr.add_data(f"VAKA-ENROL:{code}")
+    out = io.StringIO()
+    qr.print_ascii(out=out, invert=True)
+    return out.getvalue()
+
+
+def prepare_key(directory: Path, rotate_after_s: float, now: float | None = None) -> pki.PrivateKey:
+    """This unit's key: made on first boot (0600), made anew when its code may have expired."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / KEY_FILE
+    now = time.time() if now is None else now
+    if path.exists() and now - path.stat().st_mtime < rotate_after_s:
+        return pki.load_key(path)
+    if path.exists():
+        log.info("enrolment code not approved in time: making a new key and code")
+    key = pki.new_key()
+    pki.write_key(key, path)
+    return key
+
+
+def check_answer(answer: EnrolResponseMessage, key: pki.PrivateKey) -> list[x509.Certificate]:
+    """The certificate chain of an answer if it is for our key, else :class:`CertificateError`."""
+    chain = x509.load_pem_x509_certificates(answer.payload.cert_chain.encode())
+    if not chain:
+        raise CertificateError("the answer carries no certificate")
+    leaf = chain[0]
+    ours = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    theirs = leaf.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if ours != theirs:
+        raise CertificateError("the certificate in the answer is not for this unit's key")
+    if pki.common_name(leaf) != check_device_id(answer.payload.unit_id):
+        raise CertificateError("the certificate's name is not the unit id in the answer")
+    return chain
+
+
+class Enroller:
+    """Runs the enrolment of one unit until it has a certificate."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        if config.enrolment is None or config.storage.credentials_dir is None:
+            raise ConfigError(
+                "this unit has no certificate and cannot enrol: its configuration needs "
+                "[enrolment] (claim identity) and [storage] credentials_dir"
+            )
+        self.config = config
+        self.settings: EnrolmentSection = config.enrolment
+        self.directory: Path = config.storage.credentials_dir
+        self.key = prepare_key(self.directory, self.settings.rotate_after_s)
+        self.code = unit_code(self.key)
+
+    def announce(self) -> None:
+        """Show the code where the support function can read it."""
+        shown = display_code(self.code)
+        log.warning("this unit is not enrolled; enrolment code %s", shown)
+        print(f"\nEnrolment code: {shown}\n{qr_text(self.code)}", flush=True)
+
+    def _tls(self) -> ssl.SSLContext:
+        s = self.settings
+        ctx = ssl.create_default_context(cafile=str(self.config.broker.server_ca))
+        ctx.load_cert_chain(str(s.claim_cert), str(s.claim_key))
+        return ctx
+
+    async def run(self) -> tuple[str, Path, Path]:
+        """Ask until answered; returns ``(unit id, certificate path, key path)``."""
+        self.announce()
+        request = encode(
+            EnrolRequestMessage(
+                payload=EnrolRequestPayload(
+                    csr=signing_request(self.key, self.code),
+                    profile=self.config.unit.profile,
+                    agent_version=__version__,
+                )
+            )
+        )
+        attempt = 0
+        while True:
+            try:
+                return await self._session(request)
+            except aiomqtt.MqttError as err:
+                log.warning("enrolment listener not reachable: %s", err)
+            delay = backoff_delay(attempt, 1.0, 60.0)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _session(self, request: bytes) -> tuple[str, Path, Path]:
+        async with aiomqtt.Client(
+            self.config.broker.host,
+            self.settings.port,
+            identifier=self.code,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            tls_context=self._tls(),
+            timeout=10,
+        ) as client:
+            await client.subscribe(enrol_topic(self.code, "cert"), qos=1)
+            repeat = asyncio.create_task(self._repeat(client, request))
+            try:
+                async for message in client.messages:
+                    result = self._accept(message.payload)
+                    if result is not None:
+                        return result
+            finally:
+                repeat.cancel()
+        raise aiomqtt.MqttError("enrolment session ended")
+
+    async def _repeat(self, client: aiomqtt.Client, request: bytes) -> None:
+        while True:
+            await client.publish(enrol_topic(self.code, "csr"), request, qos=1)
+            await asyncio.sleep(self.settings.repeat_s)
+
+    def _accept(self, payload: object) -> tuple[str, Path, Path] | None:
+        if not isinstance(payload, bytes | bytearray):
+            return None
+        try:
+            answer = decode_enrolment(payload, "cert")
+            assert isinstance(answer, EnrolResponseMessage)
+            chain = check_answer(answer, self.key)
+        except (ProtocolError, CertificateError, ValueError) as err:
+            log.warning("enrolment answer refused: %s", err)
+            return None
+        cert_path = self.directory / CERT_FILE
+        tmp = cert_path.with_suffix(".tmp")
+        pki.write_cert(chain[0], tmp, *chain[1:])
+        os.replace(tmp, cert_path)
+        log.info("enrolled as %s", answer.payload.unit_id)
+        return answer.payload.unit_id, cert_path, self.directory / KEY_FILE
+
+
+async def resolve_identity(config: AgentConfig) -> AgentConfig:
+    """The configuration with the unit's identity filled in, enrolling first if it has none."""
+    if config.broker.cert is not None:
+        return config
+    directory = config.storage.credentials_dir
+    assert directory is not None  # parse_config guarantees it
+    cert, key = directory / CERT_FILE, directory / KEY_FILE
+    if cert.exists() and key.exists():
+        unit_id = pki.common_name(pki.load_cert(cert))
+    else:
+        unit_id, cert, key = await Enroller(config).run()
+    if config.unit.id is not None and config.unit.id != unit_id:
+        raise ConfigError(
+            f"the certificate is for {unit_id}, the configuration says {config.unit.id}"
+        )
+    return config.model_copy(
+        update={
+            "unit": config.unit.model_copy(update={"id": unit_id}),
+            "broker": config.broker.model_copy(update={"cert": cert, "key": key}),
+        }
+    )
