@@ -119,7 +119,9 @@ def central_config(broker: Broker, tmp_path: Path, identity: str = "central-1") 
             identity=identity,
             keepalive_s=5,
         ),
-        keys=KeysSection(ticket_key=broker.pki.ticket_keys()[0]),
+        keys=KeysSection(
+            ticket_key=broker.pki.ticket_keys()[0], config_key=broker.pki.config_keys()[0]
+        ),
         pki=PkiSection(
             issuing_cert=broker.pki.issuing_ca_cert,
             issuing_key=broker.pki.root / "client-ca.key",

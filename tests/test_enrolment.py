@@ -35,6 +35,7 @@ def generic_config(broker: Broker, creds: Path) -> dict:
     del config["broker"]["cert"], config["broker"]["key"]
     claim = broker.pki.client("claim")
     config["storage"] = {"credentials_dir": str(creds)}
+    config["trust"] = {"config_key": str(broker.pki.config_keys()[1])}
     config["enrolment"] = {
         "claim_cert": str(claim.cert),
         "claim_key": str(claim.key),

@@ -20,6 +20,7 @@ from vaka.agent.hw.camera import V4l2CameraDevice
 from vaka.agent.hw.hardware import Hardware, gpio_hardware, simulated
 from vaka.agent.hw.pins import load_pin_map
 from vaka.agent.hw.shutter import ShutterState
+from vaka.agent.lifecycle import UnitLifecycle
 from vaka.agent.link import LinkSettings, UnitLink
 from vaka.agent.media.settings import apply_process_settings
 from vaka.errors import ConfigError, LinkError
@@ -105,6 +106,14 @@ class Agent:
         else:
             self.link.on(Channel.SIGNAL_IN, self._on_signal)
         self.link.on(Channel.CONFIG, self._on_config)
+        self.lifecycle = UnitLifecycle(
+            self.link,
+            device_id,
+            cert,
+            key,
+            load_config_key(trust.config_key) if trust.config_key else None,
+            storage.credentials_dir,
+        )
         self.config_store.subscribe(self._use_bundle)
         if self.config_store.active is not None:
             self._use_bundle(self.config_store.active)
@@ -157,8 +166,11 @@ class Agent:
             guard.max_duration_s = min(self.config.calls.max_duration_s, bundle.call_max_duration_s)
         self.reporter.trigger()
 
-    async def run(self) -> None:
-        """Run until cancelled, then shut down in order."""
+    async def run(self) -> bool:
+        """Run until cancelled or decommissioned, then shut down in order.
+
+        Returns ``True`` when central decommissioned the unit (its credentials are wiped then).
+        """
         log.info(
             "agent %s (%s) starting%s",
             self.device_id,
@@ -169,15 +181,25 @@ class Agent:
         tasks = [
             asyncio.create_task(self.link.run(), name="link"),
             asyncio.create_task(self.reporter.run(self._publish_health), name="health"),
+            asyncio.create_task(self.lifecycle.run(), name="lifecycle"),
         ]
+        decommissioned = asyncio.create_task(self.lifecycle.decommissioned.wait())
         try:
             # asyncio.wait, unlike gather, leaves the tasks running when this one is cancelled,
             # so that shutdown() can still close the shutter and leave the broker cleanly.
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            done, _ = await asyncio.wait(
+                [*tasks, decommissioned], return_when=asyncio.FIRST_COMPLETED
+            )
             for task in done:
-                task.result()
+                if task is not decommissioned:
+                    task.result()
         finally:
+            decommissioned.cancel()
             await self.shutdown(tasks)
+        if self.lifecycle.decommissioned.is_set():
+            self.lifecycle.wipe()
+            return True
+        return False
 
     def _watch_shutter(self) -> None:
         """Report every shutter movement that ends somewhere (open, closed, fault) as an event."""

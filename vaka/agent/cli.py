@@ -29,8 +29,9 @@ async def _run(config: AgentConfig) -> None:
     loop = asyncio.get_running_loop()
 
     async def life() -> None:
-        resolved = await resolve_identity(config)
-        await Agent(resolved).run()
+        # A decommissioned unit wipes its credentials and enrols again, without a restart.
+        while await Agent(await resolve_identity(config)).run():
+            logging.getLogger(__name__).warning("decommissioned: back to enrolment")
 
     runner = asyncio.create_task(life())
     for sig in (signal.SIGTERM, signal.SIGINT):

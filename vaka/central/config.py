@@ -45,6 +45,7 @@ class KeysSection(_Section):
     """``[keys]``: central's signing keys."""
 
     ticket_key: Path  # Ed25519 private key (PEM) that signs call tickets
+    config_key: Path | None = None  # Ed25519 private key that signs config bundles and orders
 
 
 class PkiSection(_Section):
@@ -55,6 +56,7 @@ class PkiSection(_Section):
     broker_crl: Path  # the CRL file the broker's `crlfile` points at
     broker_pid_file: Path | None = None  # to make the broker reload it (SIGHUP)
     unit_cert_days: float = Field(default=7, gt=0, le=90)
+    silent_days: float = Field(default=30, gt=0)  # silent this long: decommission candidate
     code_ttl_s: float = Field(default=24 * 3600, gt=0)
 
 

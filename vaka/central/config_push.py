@@ -9,14 +9,17 @@ it with central's pinned config key and reports the outcome as an event (``info`
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from joserfc.jwk import OKPKey
 from pydantic import ValidationError
 
-from vaka.central.service import CentralService
 from vaka.protocol.messages import ConfigMessage, ConfigPayload
 from vaka.protocol.topics import Channel
 from vaka.provisioning.bundles import BadBundle, UnitConfigBundle, describe_problems, sign_bundle
+
+if TYPE_CHECKING:
+    from vaka.central.service import CentralService
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ def config_message(bundle: UnitConfigBundle, key: OKPKey) -> ConfigMessage:
 
 
 async def push_config(
-    central: CentralService,
+    central: "CentralService",
     unit_id: str,
     bundle: UnitConfigBundle,
     key: OKPKey,

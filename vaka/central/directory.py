@@ -363,6 +363,11 @@ class Directory:
             conn.execute(ins.on_conflict_do_update(index_elements=["device_id"], set_=values))
         return replaced
 
+    def unassign_unit(self, device_id: str) -> None:
+        """Take a unit out of the citizen's home (decommissioning)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(assignments).where(assignments.c.device_id == device_id))
+
     def group_exists(self, group_id: str) -> bool:
         """Whether a staff group of that id exists."""
         with self.engine.connect() as conn:

@@ -53,8 +53,12 @@ class Enrolment:
     unit_id: str | None
 
 
-def check_csr(csr_pem: str, code: str) -> ec.EllipticCurvePublicKey:
-    """The request's public key if the request is acceptable for ``code``, else refuse."""
+def check_csr(csr_pem: str, code: str, *, subject: str | None = None) -> ec.EllipticCurvePublicKey:
+    """The request's public key if the request is acceptable for ``code``, else refuse.
+
+    For a renewal, ``subject`` is the unit id the request must name and ``code`` is not bound
+    to the key (pass the unit id as ``code`` too).
+    """
     try:
         csr = x509.load_pem_x509_csr(csr_pem.encode())
     except ValueError:
@@ -65,10 +69,12 @@ def check_csr(csr_pem: str, code: str) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise EnrolmentRefused("the signing request's key must be ECDSA P-256")
     names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if len(csr.subject) != 1 or len(names) != 1 or names[0].value != code:
+    expected = subject or code
+    if len(csr.subject) != 1 or len(names) != 1 or names[0].value != expected:
+        what = f"unit {subject}" if subject else f"code {display_code(code)}"
         raise EnrolmentRefused(
             f"the signing request's subject ({csr.subject.rfc4514_string()}) does not match its "
-            f"code {display_code(code)}"
+            f"{what}"
         )
     if len(csr.extensions):
         oids = ", ".join(ext.oid.dotted_string for ext in csr.extensions)
@@ -76,7 +82,7 @@ def check_csr(csr_pem: str, code: str) -> ec.EllipticCurvePublicKey:
     spki = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    if enrolment_code(spki) != code:
+    if subject is None and enrolment_code(spki) != code:
         raise EnrolmentRefused(
             f"the signing request's key does not belong to code {display_code(code)}"
         )

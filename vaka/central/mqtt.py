@@ -47,11 +47,13 @@ class CentralLink:
         sink: MessageSink,
         signals: MessageSink | None = None,
         enrolments: MessageSink | None = None,
+        renewals: MessageSink | None = None,
     ) -> None:
         self.settings = settings
         self.sink = sink
         self.signals = signals
         self.enrolments = enrolments
+        self.renewals = renewals
         self.connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
 
@@ -64,6 +66,7 @@ class CentralLink:
             device_filter(Channel.EVENTS),
             device_filter(Channel.SIGNAL_OUT),
             *([enrol_topic_filter()] if self.enrolments is not None else []),
+            *([shared(share, device_filter(Channel.RENEW))] if self.renewals is not None else []),
         ]
 
     def _properties(self) -> Properties:
@@ -99,6 +102,9 @@ class CentralLink:
                         if topic.startswith(ENROL_ROOT + "/"):
                             if self.enrolments is not None:
                                 self.enrolments(topic, message.payload)
+                        elif topic.endswith("/renew"):
+                            if self.renewals is not None:
+                                self.renewals(topic, message.payload)
                         elif topic.endswith("/signal/out"):
                             if self.signals is not None:
                                 self.signals(topic, message.payload)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from joserfc.jwk import OKPKey
 
 from vaka.central.audit import AuditLog
 from vaka.central.config import MqttSection, PkiSection
@@ -28,10 +29,19 @@ from vaka.protocol.enrolment import (
     enrol_topic,
     parse_enrol_topic,
 )
-from vaka.protocol.messages import encode
+from vaka.protocol.messages import (
+    CertMessage,
+    CertPayload,
+    CommandMessage,
+    CommandPayload,
+    RenewMessage,
+    decode,
+    encode,
+)
 from vaka.protocol.refusals import Refusals
-from vaka.protocol.topics import DEVICE_ID_PATTERN
+from vaka.protocol.topics import DEVICE_ID_PATTERN, Channel, device_topic, parse_device_topic
 from vaka.provisioning import pki
+from vaka.provisioning.orders import sign_order
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +69,7 @@ class Provisioner:
         self.control = BrokerControl(settings.broker_crl, settings.broker_pid_file)
         self.queue = EnrolmentQueue(certs.engine, settings.code_ttl_s)
         self.refusals = Refusals(log, "enrolment request")
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ requests from units
 
@@ -78,6 +89,51 @@ class Provisioner:
             None, self.queue.record, code, p.csr, p.profile, p.agent_version, time.time()
         )
         log.info("unit waiting for enrolment with code %s (%s)", display_code(code), p.profile)
+
+    def on_renew(self, topic: str, payload: Any) -> None:
+        """A unit asks for a certificate for a new key (shared subscription: one instance)."""
+        try:
+            where = parse_device_topic(topic)
+            if not isinstance(payload, bytes | bytearray):
+                raise ProtocolError("payload is not bytes")
+            message = decode(payload, Channel.RENEW)
+        except ProtocolError as err:
+            self.refusals.refuse(type(err).__name__, str(err), topic[:80])
+            return
+        assert isinstance(message, RenewMessage)
+        task = asyncio.get_running_loop().create_task(
+            self.renew(where.device_id, message.payload.csr)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def renew(self, unit: str, csr: str) -> None:
+        """Issue a certificate for a unit's new key, if the unit is still in good standing."""
+        try:
+            key = check_csr(csr, unit, subject=unit)
+            if not await asyncio.to_thread(self.certs.has_active, unit):
+                raise EnrolmentRefused(f"{unit} has no valid certificate left: enrol it again")
+        except EnrolmentRefused as err:
+            log.warning("renewal of %s refused: %s", unit, err)
+            await asyncio.to_thread(
+                self.audit.append, "renewal_refused", unit=unit, reason=str(err)
+            )
+            return
+        cert = await asyncio.to_thread(
+            self.certs.issue, unit, key, dt.timedelta(days=self.settings.unit_cert_days), "unit"
+        )
+        chain = b"".join(
+            c.public_bytes(serialization.Encoding.PEM) for c in (cert, self.certs.issuing.cert)
+        ).decode()
+        answer = CertMessage(payload=CertPayload(cert_chain=chain))
+        await self.publish(device_topic(unit, Channel.CERT), encode(answer), False)
+        await asyncio.to_thread(
+            self.audit.append,
+            "cert_renewed",
+            unit=unit,
+            serial=format(cert.serial_number, "x"),
+            expires_at=cert.not_valid_after_utc.timestamp(),
+        )
 
     # ------------------------------------------------------------ approval
 
@@ -151,6 +207,37 @@ class Provisioner:
             "replaced": replaced,
             "expires_at": cert.not_valid_after_utc.timestamp(),
         }
+
+    # ------------------------------------------------------------ decommissioning
+
+    async def decommission(
+        self, unit: str, reason: str, actor: str, order_key: OKPKey | None, wait_s: float = 5.0
+    ) -> dict[str, Any]:
+        """Order the unit to wipe itself, revoke it, take it out of the directory; audited."""
+        topic = device_topic(unit, Channel.COMMAND)
+        ordered = order_key is not None
+        if order_key is not None:
+            order = sign_order(unit, "decommission", order_key, reason)
+            message = CommandMessage(payload=CommandPayload(order=order))
+            await self.publish(topic, encode(message), True)
+            await asyncio.sleep(wait_s)  # the unit reports "wiping" and stops
+            await self.publish(topic, b"", True)  # clear the retained order
+        try:
+            serials = await self.revoke(unit, f"decommissioned: {reason}", actor)
+        except ProvisioningError as err:
+            log.warning("decommission of %s: %s", unit, err)
+            serials = []
+        await asyncio.to_thread(self.directory.unassign_unit, unit)
+        await asyncio.to_thread(
+            self.audit.append,
+            "unit_decommissioned",
+            actor=actor,
+            unit=unit,
+            reason=reason,
+            wipe_ordered=ordered,
+            serials=serials,
+        )
+        return {"unit": unit, "wipe_ordered": ordered, "revoked": serials}
 
     # ------------------------------------------------------------ revocation
 

@@ -88,6 +88,19 @@ class CertificateRegistry:
         self.register(cert, kind)
         return cert
 
+    def has_active(self, cn: str) -> bool:
+        """Whether ``cn`` holds an unrevoked, unexpired certificate issued or registered here."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(certificates.c.serial).where(
+                    certificates.c.cn == cn,
+                    certificates.c.kind == "unit",
+                    certificates.c.revoked_at.is_(None),
+                    certificates.c.not_after > time.time(),
+                )
+            ).first()
+        return found is not None
+
     def revoke_cn(self, cn: str, reason: str) -> list[str]:
         """Revoke every unrevoked certificate of ``cn``; returns their serials."""
         now = time.time()

@@ -21,6 +21,7 @@ from vaka.central.store import SqlFleetStore
 from vaka.central.tech_api import add_technician_routes
 from vaka.central.web import make_app
 from vaka.protocol.topics import Channel
+from vaka.provisioning.bundles import load_config_key
 from vaka.provisioning.tickets import load_ticket_key
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,12 @@ class CentralService:
             config.calls,
             self._publish,
         )
+        ticket_key = load_ticket_key(config.keys.ticket_key)
+        #: central's ticket public key (PEM), which config bundles carry to the units
+        self.ticket_public_pem = ticket_key.as_pem(private=False).decode()
+        self.config_key = (
+            load_config_key(config.keys.config_key) if config.keys.config_key else None
+        )
         self.certs: CertificateRegistry | None = None
         self.provisioner: Provisioner | None = None
         if config.pki is not None:
@@ -61,6 +68,7 @@ class CentralService:
             self.ingest.handle,
             self.relay.on_signal_out,
             self.provisioner.on_request if self.provisioner else None,
+            self.provisioner.on_renew if self.provisioner else None,
         )
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []

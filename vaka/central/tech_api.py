@@ -1,17 +1,21 @@
 """Technician-facing HTTP: enrolment approval and revocation (decommissioning grows here)."""
 
 import asyncio
-from typing import TYPE_CHECKING, Literal
+import time
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from vaka.central.config_push import build_bundle, push_config
 from vaka.central.directory import StaffMember
 from vaka.central.enrolment import EnrolmentRefused
 from vaka.central.staff_api import authenticate
 from vaka.errors import BadTopic, ProvisioningError
 from vaka.protocol.enrolment import display_code, normalise_code
-from vaka.protocol.topics import check_device_id
+from vaka.protocol.messages import CommandMessage, CommandPayload
+from vaka.protocol.topics import Channel, check_device_id
+from vaka.provisioning.orders import sign_order
 
 if TYPE_CHECKING:
     from vaka.central.provisioner import Provisioner
@@ -99,18 +103,29 @@ async def approve(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
-async def revoke(request: web.Request) -> web.Response:
-    """Revoke a unit's certificates and cut its live session (technicians only)."""
-    member = await _technician(request, "revoke units")
+M = TypeVar("M", bound=BaseModel)
+
+
+async def _unit_request(
+    request: web.Request, model: type[M], what: str
+) -> tuple[StaffMember, str, M]:
+    """The technician, the unit id from the path and the validated body, or a 4xx."""
+    member = await _technician(request, what)
     unit = request.match_info["id"]
     try:
         check_device_id(unit)
-        body = RevokeRequest.model_validate_json(await request.read())
+        body = model.model_validate_json(await request.read() or b"{}")
     except BadTopic as err:
         raise _json(web.HTTPBadRequest, str(err)) from None
     except ValidationError as err:
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in err.errors())
-        raise _json(web.HTTPBadRequest, f"invalid revoke request: {fields}") from None
+        raise _json(web.HTTPBadRequest, f"invalid request: {fields}") from None
+    return member, unit, body
+
+
+async def revoke(request: web.Request) -> web.Response:
+    """Revoke a unit's certificates and cut its live session (technicians only)."""
+    member, unit, body = await _unit_request(request, RevokeRequest, "revoke units")
     try:
         serials = await _provisioner(request).revoke(unit, body.reason, member.staff_id)
     except ProvisioningError as err:
@@ -118,9 +133,128 @@ async def revoke(request: web.Request) -> web.Response:
     return web.json_response({"unit": unit, "revoked": serials})
 
 
+async def decommission(request: web.Request) -> web.Response:
+    """Order the unit to wipe itself, revoke it and take it out of the directory."""
+    member, unit, body = await _unit_request(request, RevokeRequest, "decommission units")
+    service = request.app[SERVICE]
+    result = await _provisioner(request).decommission(
+        unit, body.reason, member.staff_id, service.config_key
+    )
+    return web.json_response(result)
+
+
+class NoBody(BaseModel):
+    """An empty body."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+async def rotate(request: web.Request) -> web.Response:
+    """Ask the unit to renew its key and certificate now."""
+    member, unit, _ = await _unit_request(request, NoBody, "rotate unit keys")
+    service = request.app[SERVICE]
+    if service.config_key is None:
+        raise _json(web.HTTPConflict, "central has no config key: it cannot sign orders")
+    order = sign_order(unit, "renew", service.config_key, f"requested by {member.staff_id}")
+    await service.link.publish_to_unit(
+        unit, Channel.COMMAND, CommandMessage(payload=CommandPayload(order=order))
+    )
+    await asyncio.to_thread(
+        service.audit.append, "rotate_ordered", actor=member.staff_id, unit=unit
+    )
+    return web.json_response({"unit": unit, "ordered": "renew"})
+
+
+class AssignRequest(BaseModel):
+    """``POST /api/units/{id}/assign`` body."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    citizen: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    group: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    profile: Literal["tv", "nightcam"]
+
+
+async def assign(request: web.Request) -> web.Response:
+    """Assign a unit to a citizen (and the staff group responsible for it)."""
+    member, unit, body = await _unit_request(request, AssignRequest, "assign units")
+    service = request.app[SERVICE]
+    await asyncio.to_thread(
+        service.directory.assign_unit, unit, body.citizen, body.group, body.profile
+    )
+    await asyncio.to_thread(
+        service.audit.append,
+        "unit_assigned",
+        actor=member.staff_id,
+        unit=unit,
+        citizen=body.citizen,
+        group=body.group,
+    )
+    return web.json_response({"unit": unit, "citizen": body.citizen, "group": body.group})
+
+
+class PushConfigRequest(BaseModel):
+    """``POST /api/units/{id}/config`` body: the settings to change (others keep defaults)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    profile: Literal["tv", "nightcam"]
+    health_interval_s: float | None = Field(default=None, ge=1, le=3600)
+    call_max_duration_s: int | None = Field(default=None, gt=0, le=4 * 3600)
+
+
+async def push(request: web.Request) -> web.Response:
+    """Sign and publish the unit's next config version."""
+    member, unit, body = await _unit_request(request, PushConfigRequest, "push configs")
+    service = request.app[SERVICE]
+    if service.config_key is None:
+        raise _json(web.HTTPConflict, "central has no config key: it cannot sign configs")
+    pushed = await asyncio.to_thread(service.audit.entries, kind="config_pushed")
+    version = 1 + max((e.detail.get("version", 0) for e in pushed if e.unit == unit), default=0)
+    settings = body.model_dump(exclude_none=True, exclude={"profile"})
+    bundle = build_bundle(unit, version, body.profile, service.ticket_public_pem, **settings)
+    await push_config(service, unit, bundle, service.config_key, actor=member.staff_id)
+    return web.json_response({"unit": unit, "version": version})
+
+
+async def candidates(request: web.Request) -> web.Response:
+    """``GET /api/decommission-candidates``: units silent long enough to be decommissioned."""
+    await _technician(request, "see decommission candidates")
+    service = request.app[SERVICE]
+    days = service.config.pki.silent_days if service.config.pki else 30.0
+    since = time.time() - days * 86400
+    units = await asyncio.to_thread(service.store.units)
+    silent = [
+        {
+            "id": u.device_id,
+            "last_seen": u.last_seen,
+            "silent_days": round((time.time() - u.last_seen) / 86400, 1),
+        }
+        for u in units
+        if u.last_seen < since
+    ]
+    return web.json_response(
+        {
+            "silent_days": days,
+            "candidates": silent,
+            "warning": (
+                f"{len(silent)} unit(s) silent for more than {days:g} days: decommission them or "
+                "find out why"
+                if silent
+                else None
+            ),
+        }
+    )
+
+
 def add_technician_routes(app: web.Application, service: "CentralService") -> None:
     """Mount the technician API on ``app``."""
     app[SERVICE] = service
+    app.router.add_get("/api/decommission-candidates", candidates)
     app.router.add_post("/api/units/{id}/revoke", revoke)
+    app.router.add_post("/api/units/{id}/decommission", decommission)
+    app.router.add_post("/api/units/{id}/rotate", rotate)
+    app.router.add_post("/api/units/{id}/assign", assign)
+    app.router.add_post("/api/units/{id}/config", push)
     app.router.add_get("/api/enrolments", list_enrolments)
     app.router.add_post("/api/enrolments/{code}/approve", approve)

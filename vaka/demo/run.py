@@ -136,7 +136,7 @@ def prepare_demo(directory: Path, http_port: int = 8080, interval_s: float = 5) 
             cert=central_files.cert,
             key=central_files.key,
         ),
-        keys=KeysSection(ticket_key=pki.ticket_keys()[0]),
+        keys=KeysSection(ticket_key=pki.ticket_keys()[0], config_key=pki.config_keys()[0]),
         http=HttpSection(port=_port_or_free(http_port)),
         database=DatabaseSection(url=f"sqlite:///{db}"),
     )

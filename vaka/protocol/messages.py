@@ -113,6 +113,24 @@ class ConfigPayload(_Strict):
     bundle: Annotated[str, Field(max_length=32 * 1024)]
 
 
+class RenewPayload(_Strict):
+    """A unit's signing request for a new key (subject CN = its unit id)."""
+
+    csr: Annotated[str, Field(min_length=1, max_length=8 * 1024)]
+
+
+class CertPayload(_Strict):
+    """A renewed certificate chain (leaf + issuing CA, PEM)."""
+
+    cert_chain: Annotated[str, Field(min_length=1, max_length=8 * 1024)]
+
+
+class CommandPayload(_Strict):
+    """A signed order for the unit (compact JWS, see :mod:`vaka.provisioning.orders`)."""
+
+    order: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
 # ---------------------------------------------------------------- envelopes
 
 
@@ -157,7 +175,37 @@ class ConfigMessage(_Envelope):
     payload: ConfigPayload
 
 
-AnyMessage = StateMessage | HealthMessage | EventMessage | SignalMessage | ConfigMessage
+class RenewMessage(_Envelope):
+    """Envelope for :class:`RenewPayload` on the ``renew`` channel."""
+
+    type: Literal["renew"] = "renew"
+    payload: RenewPayload
+
+
+class CertMessage(_Envelope):
+    """Envelope for :class:`CertPayload` on the ``cert`` channel."""
+
+    type: Literal["cert"] = "cert"
+    payload: CertPayload
+
+
+class CommandMessage(_Envelope):
+    """Envelope for :class:`CommandPayload` on the ``command`` channel."""
+
+    type: Literal["command"] = "command"
+    payload: CommandPayload
+
+
+AnyMessage = (
+    StateMessage
+    | HealthMessage
+    | EventMessage
+    | SignalMessage
+    | ConfigMessage
+    | RenewMessage
+    | CertMessage
+    | CommandMessage
+)
 _ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(Annotated[AnyMessage, Field(discriminator="type")])
 
 #: Which envelope type travels on which channel.
@@ -168,6 +216,9 @@ CHANNEL_TYPES: dict[Channel, type[BaseModel]] = {
     Channel.SIGNAL_OUT: SignalMessage,
     Channel.SIGNAL_IN: SignalMessage,
     Channel.CONFIG: ConfigMessage,
+    Channel.RENEW: RenewMessage,
+    Channel.CERT: CertMessage,
+    Channel.COMMAND: CommandMessage,
 }
 
 

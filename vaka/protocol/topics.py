@@ -28,11 +28,16 @@ class Channel(StrEnum):
     SIGNAL_OUT = "signal/out"  # unit: answers, call state
     SIGNAL_IN = "signal/in"  # central: call requests, offers, hang-ups
     CONFIG = "config"  # central: retained signed config bundle
+    RENEW = "renew"  # unit: certificate renewal request (CSR for a new key)
+    CERT = "cert"  # central: the renewed certificate
+    COMMAND = "command"  # central: retained signed orders (decommission, renew now)
 
 
 #: Channels a unit publishes on; the others it only reads.
-UNIT_WRITES = frozenset({Channel.STATE, Channel.HEALTH, Channel.EVENTS, Channel.SIGNAL_OUT})
-UNIT_READS = frozenset({Channel.SIGNAL_IN, Channel.CONFIG})
+UNIT_WRITES = frozenset(
+    {Channel.STATE, Channel.HEALTH, Channel.EVENTS, Channel.SIGNAL_OUT, Channel.RENEW}
+)
+UNIT_READS = frozenset({Channel.SIGNAL_IN, Channel.CONFIG, Channel.CERT, Channel.COMMAND})
 
 
 def check_device_id(device_id: str) -> str:
