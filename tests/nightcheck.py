@@ -93,7 +93,7 @@ def agent_config(broker: Broker, device_id: str = UNIT, **media: object) -> dict
 @dataclass
 class RunningAgent:
     agent: Agent
-    task: "asyncio.Task[None]"
+    task: "asyncio.Task[bool]"
 
     @property
     def shutter_states(self) -> list[str]:

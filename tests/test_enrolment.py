@@ -50,7 +50,9 @@ async def generic_unit(broker: Broker, creds: Path) -> AsyncIterator["asyncio.Ta
     config = parse_config(generic_config(broker, creds))
 
     async def life() -> None:
-        await Agent(await resolve_identity(config)).run()
+        # As vaka-agent does: a decommissioned unit enrols again.
+        while await Agent(await resolve_identity(config)).run():
+            pass
 
     task = asyncio.create_task(life())
     try:

@@ -20,6 +20,8 @@ without the separate fields.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import os
 import re
@@ -62,7 +64,7 @@ def structured_sender(send: Sender) -> Sender:
     lower-case attributes (``msg``, ``args``, ``levelname``...) are left out.
     """
 
-    def sender(message: str, **fields: Any) -> Any:
+    def sender(message: str, /, **fields: Any) -> Any:
         out: dict[str, Any] = {}
         for key, value in fields.items():
             if key in FIELDS:
@@ -101,7 +103,7 @@ def journal_handler(unit_id: str | None, send: Sender | None = None) -> logging.
     ``send`` defaults to ``systemd.journal.send``; raises :class:`ImportError` without
     systemd-python.
     """
-    from systemd import journal
+    journal = importlib.import_module("systemd.journal")  # by name: see vaka.agent.watchdog
 
     fields: dict[str, str] = {"SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER}
     if unit_id is not None:
@@ -128,10 +130,8 @@ def setup_logging(
         journal = journal_stream_is_stderr()
     handler: logging.Handler | None = None
     if journal:
-        try:
+        with contextlib.suppress(ImportError):
             handler = journal_handler(unit_id)
-        except ImportError:
-            pass
     fell_back = journal and handler is None
     if handler is None:
         handler = logging.StreamHandler(stream or sys.stderr)

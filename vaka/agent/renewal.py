@@ -111,8 +111,8 @@ class CertificateRenewal:
         self._done.set()
 
     def _store(self, key: pki.PrivateKey, chain: list[x509.Certificate]) -> None:
-        new_key = self.key_path.with_suffix(".new")
-        new_cert = self.cert_path.with_suffix(".new")
+        new_key = self.key_path.with_name(self.key_path.name + ".new")
+        new_cert = self.cert_path.with_name(self.cert_path.name + ".new")
         pki.write_key(key, new_key)
         pki.write_cert(chain[0], new_cert, *chain[1:])
         os.replace(new_key, self.key_path)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib
 import logging
 import os
 import socket
@@ -85,8 +86,11 @@ def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
 
 
 def _systemd_notify() -> Callable[[str], bool] | None:
+    """systemd-python's ``notify``, or ``None`` when it is not installed."""
     try:
-        from systemd import daemon
+        # By name: the repository's own systemd/ folder (unit files) would shadow the package
+        # for a type checker run from the checkout.
+        daemon = importlib.import_module("systemd.daemon")
     except ImportError:
         return None
     notify: Callable[[str], bool] = daemon.notify

@@ -1,6 +1,10 @@
-"""``vaka-provision``: the technician's tool. This version manages a local PKI directory.
+"""``vaka-provision``: the technician's tool.
 
-Exit status: 0 on success, 2 with a reason on stderr when something is refused.
+Unit commands talk to central (``--central URL --user ID``, password from ``VAKA_PASSWORD`` or
+asked): ``list``, ``status``, ``approve``, ``assign``, ``push-config``, ``rotate``, ``revoke``,
+``decommission``. ``pki-init``/``pki-issue`` manage a local PKI directory for a first
+installation. Exit status: 0 on success, 2 with the reason on stderr when refused; ``--json``
+prints machine-readable output.
 """
 
 import argparse
@@ -14,6 +18,7 @@ from vaka.errors import VakaError
 from vaka.protocol.topics import DEVICE_ID_PATTERN
 from vaka.provisioning import pki
 from vaka.provisioning.localpki import LocalPki
+from vaka.provisioning.technician import UNIT_COMMANDS, add_unit_commands, run_unit_command
 
 IDENTITY = re.compile(rf"{DEVICE_ID_PATTERN}|central-[a-z0-9-]{{1,30}}")
 
@@ -29,12 +34,15 @@ def _parser() -> argparse.ArgumentParser:
     issue.add_argument("identity", help="u-... for a unit, central-... for a central instance")
     issue.add_argument("--dir", type=Path, required=True)
     issue.add_argument("--days", type=float, default=7.0)
+    add_unit_commands(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command in UNIT_COMMANDS:
+        return run_unit_command(args)
     try:
         if args.command == "pki-init":
             names = tuple(args.broker_name or ["localhost", "127.0.0.1"])

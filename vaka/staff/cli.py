@@ -3,10 +3,10 @@
 import argparse
 import json
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
+
+from vaka.central_api import ApiError, CentralApi
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,19 +32,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def fetch_units(central: str, status: str | None = None) -> list[dict[str, Any]]:
-    """``GET /api/units`` from central; raises :class:`RuntimeError` with a readable reason."""
+    """``GET /api/units`` from central; :class:`ApiError` with a readable reason."""
     query = f"?{urllib.parse.urlencode({'status': status})}" if status else ""
-    url = f"{central.rstrip('/')}/api/units{query}"
-    if not url.startswith(("http://", "https://")):
-        raise RuntimeError(f"--central must be an http(s) URL, got {central!r}")
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 (scheme checked)
-            body: dict[str, Any] = json.load(resp)
-    except urllib.error.HTTPError as err:
-        raise RuntimeError(f"central refused the request ({err.code}): {err.read()!r}") from None
-    except (urllib.error.URLError, OSError) as err:
-        raise RuntimeError(f"cannot reach central at {central}: {err}") from None
-    units: list[dict[str, Any]] = body["units"]
+    units: list[dict[str, Any]] = CentralApi(central).request("GET", f"/api/units{query}")["units"]
     return units
 
 
@@ -57,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_dial(args)
     try:
         units = fetch_units(args.central, args.status)
-    except RuntimeError as err:
+    except ApiError as err:
         print(f"vaka-staff: {err}", file=sys.stderr)
         return 2
     if args.json:

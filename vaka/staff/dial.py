@@ -2,13 +2,12 @@
 
 import argparse
 import asyncio
-import getpass
 import json
-import os
 import sys
 import time
 from typing import Any
 
+from vaka.central_api import password_from_env_or_prompt
 from vaka.rtc.ice import configure_ice
 from vaka.rtc.pattern import decode_pattern
 from vaka.staff.client import StaffClient, StaffError
@@ -57,7 +56,7 @@ async def dial_once(args: argparse.Namespace, password: str) -> dict[str, Any]:
 
 def run_dial(args: argparse.Namespace) -> int:
     """Run ``dial`` and print the result; exit status 2 with a reason when refused."""
-    password = os.environ.get("VAKA_PASSWORD") or getpass.getpass(f"password for {args.user}: ")
+    password = password_from_env_or_prompt(args.user)
     if args.ice_address:
         configure_ice(args.ice_address)
     try:

@@ -1,0 +1,63 @@
+"""A small blocking client for central's HTTP API, for the command-line tools.
+
+Errors come back as :class:`ApiError` carrying central's own reason, ready to print.
+"""
+
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+
+from vaka.errors import VakaError
+
+
+class ApiError(VakaError, RuntimeError):
+    """Central refused a request or could not be reached; the message says why."""
+
+
+class CentralApi:
+    """Talks to one central over HTTP(S), with a session token after :meth:`login`."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ApiError(f"central's address must be an http(s) URL, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One request; the decoded JSON answer, or :class:`ApiError` with central's reason."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(  # noqa: S310 (scheme checked in __init__)
+            self.base_url + path, data=data, method=method
+        )
+        req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                return json.load(resp)
+        except urllib.error.HTTPError as err:
+            try:
+                reason = json.loads(err.read()).get("error", err.reason)
+            except ValueError:
+                reason = err.reason
+            raise ApiError(f"central refused ({err.code}): {reason}") from None
+        except (urllib.error.URLError, OSError) as err:
+            raise ApiError(f"cannot reach central at {self.base_url}: {err}") from None
+
+    def login(self, staff_id: str, password: str) -> dict[str, Any]:
+        """Log in; keeps the session token for the next requests."""
+        answer: dict[str, Any] = self.request(
+            "POST", "/api/login", {"staff_id": staff_id, "password": password}
+        )
+        self.token = answer["token"]
+        return answer
+
+
+def password_from_env_or_prompt(user: str) -> str:
+    """``VAKA_PASSWORD`` if set (scripts), else asked on the terminal."""
+    import getpass
+
+    return os.environ.get("VAKA_PASSWORD") or getpass.getpass(f"password for {user}: ")

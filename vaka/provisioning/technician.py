@@ -1,0 +1,132 @@
+"""The technician's unit commands of ``vaka-provision``, over central's HTTP API."""
+
+import argparse
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+from vaka.central_api import ApiError, CentralApi, password_from_env_or_prompt
+
+UNIT_COMMANDS = (
+    "list",
+    "status",
+    "approve",
+    "assign",
+    "push-config",
+    "rotate",
+    "revoke",
+    "decommission",
+)
+
+
+def add_unit_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add the unit commands to ``vaka-provision``'s parser."""
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--central", default="http://127.0.0.1:8080", help="central's base URL")
+        p.add_argument("--user", required=True, help="your staff id (technician)")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    command("list", "units waiting to enrol, silent units, the fleet")
+    command("status", "one unit in detail").add_argument("unit")
+    p = command("approve", "approve a waiting unit's enrolment code")
+    p.add_argument("code", help="the code the unit shows, e.g. ABCDE-FGH23")
+    p.add_argument("--profile", required=True, choices=["nightcam", "tv"])
+    p.add_argument("--citizen", required=True, help="the citizen pseudonym")
+    p.add_argument("--group", help="the staff group responsible for the unit")
+    p.add_argument("--unit-id", help="the unit id to give (default: from the code)")
+    p = command("assign", "assign a unit to a citizen")
+    p.add_argument("unit")
+    p.add_argument("--profile", required=True, choices=["nightcam", "tv"])
+    p.add_argument("--citizen", required=True)
+    p.add_argument("--group")
+    p = command("push-config", "sign and send the unit's next config version")
+    p.add_argument("unit")
+    p.add_argument("--profile", required=True, choices=["nightcam", "tv"])
+    p.add_argument("--health-interval", type=float, dest="health_interval_s")
+    p.add_argument("--call-max-duration", type=int, dest="call_max_duration_s")
+    command("rotate", "make the unit renew its key and certificate now").add_argument("unit")
+    for name, what in (
+        ("revoke", "revoke a unit now (stolen, compromised)"),
+        ("decommission", "wipe a unit and take it out of service"),
+    ):
+        p = command(name, what)
+        p.add_argument("unit")
+        p.add_argument("--reason", required=True)
+
+
+def _call(api: CentralApi, args: argparse.Namespace) -> Any:
+    cmd = args.command
+    if cmd == "list":
+        return {
+            "pending": api.request("GET", "/api/enrolments")["pending"],
+            "candidates": api.request("GET", "/api/decommission-candidates"),
+            "units": api.request("GET", "/api/units")["units"],
+        }
+    if cmd == "status":
+        return api.request("GET", f"/api/units/{args.unit}")
+    if cmd == "approve":
+        body = {
+            "profile": args.profile,
+            "citizen": args.citizen,
+            "group": args.group,
+            "unit_id": args.unit_id,
+        }
+        return api.request("POST", f"/api/enrolments/{args.code}/approve", body)
+    if cmd == "assign":
+        body = {"profile": args.profile, "citizen": args.citizen, "group": args.group}
+        return api.request("POST", f"/api/units/{args.unit}/assign", body)
+    if cmd == "push-config":
+        body = {"profile": args.profile}
+        for key in ("health_interval_s", "call_max_duration_s"):
+            if getattr(args, key) is not None:
+                body[key] = getattr(args, key)
+        return api.request("POST", f"/api/units/{args.unit}/config", body)
+    if cmd == "rotate":
+        return api.request("POST", f"/api/units/{args.unit}/rotate", {})
+    return api.request("POST", f"/api/units/{args.unit}/{cmd}", {"reason": args.reason})
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _print(command: str, result: Any) -> None:
+    if command == "list":
+        print(f"Waiting to enrol ({len(result['pending'])}):")
+        for e in result["pending"]:
+            print(f"  {e['code']}  {e['profile']:<9} since {_when(e['first_seen'])}")
+        print(f"Units ({len(result['units'])}):")
+        for u in result["units"]:
+            why = f"  ({'; '.join(u['reasons'])})" if u["reasons"] else ""
+            print(f"  {u['id']:<22} {u['profile'] or '?':<9} {u['status']}{why}")
+        warning = result["candidates"].get("warning")
+        if warning:
+            print(f"WARNING: {warning}")
+            for c in result["candidates"]["candidates"]:
+                print(f"  {c['id']:<22} silent {c['silent_days']} days")
+        return
+    for key, value in result.items():
+        if key not in ("health", "events"):
+            print(f"{key:<16} {value}")
+
+
+def run_unit_command(args: argparse.Namespace) -> int:
+    """Log in and run one unit command; 2 with central's reason when refused."""
+    try:
+        api = CentralApi(args.central)
+        api.login(args.user, password_from_env_or_prompt(args.user))
+        result = _call(api, args)
+    except ApiError as err:
+        print(f"vaka-provision: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print(args.command, result)
+    return 0
