@@ -211,7 +211,13 @@ async def push(request: web.Request) -> web.Response:
         raise _json(web.HTTPConflict, "central has no config key: it cannot sign configs")
     pushed = await asyncio.to_thread(service.audit.entries, kind="config_pushed")
     version = 1 + max((e.detail.get("version", 0) for e in pushed if e.unit == unit), default=0)
-    settings = body.model_dump(exclude_none=True, exclude={"profile"})
+    settings: dict[str, object] = body.model_dump(exclude_none=True, exclude={"profile"})
+    citizen = await asyncio.to_thread(service.directory.citizen_of, unit)
+    if citizen is not None:
+        checks = await asyncio.to_thread(service.directory.schedule, citizen)
+        settings["schedules"] = [
+            {"at": f"{m // 60:02d}:{m % 60:02d}", "tolerance_min": t} for m, t in checks
+        ]
     bundle = build_bundle(unit, version, body.profile, service.ticket_public_pem, **settings)
     await push_config(service, unit, bundle, service.config_key, actor=member.staff_id)
     return web.json_response({"unit": unit, "version": version})

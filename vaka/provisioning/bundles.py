@@ -68,6 +68,15 @@ class IceServer(_Strict):
         return urls
 
 
+class ScheduledCheck(_Strict):
+    """One check time of the care decision (local time) and its tolerance; informational on
+    the unit (central enforces the schedule when it issues tickets, the ticket carries the
+    window)."""
+
+    at: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    tolerance_min: int = Field(default=30, ge=0, le=180)
+
+
 class UnitConfigBundle(_Strict):
     """One unit's configuration as central decided it. These are the signed JWT claims."""
 
@@ -81,6 +90,7 @@ class UnitConfigBundle(_Strict):
     ice_servers: list[IceServer] = Field(default_factory=list, max_length=8)
     ticket_key: str = Field(max_length=1024)  # central's Ed25519 ticket public key (PEM)
     language: Literal["sv", "da", "en"] = "sv"
+    schedules: list[ScheduledCheck] = Field(default_factory=list, max_length=48)
 
     @field_validator("unit")
     @classmethod
