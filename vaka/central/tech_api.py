@@ -218,7 +218,7 @@ async def push(request: web.Request) -> web.Response:
         settings["schedules"] = [
             {"at": f"{m // 60:02d}:{m % 60:02d}", "tolerance_min": t} for m, t in checks
         ]
-    bundle = build_bundle(unit, version, body.profile, service.ticket_public_pem, **settings)
+    bundle = build_bundle(unit, version, body.profile, service.ticket_public_pem, **settings)  # type: ignore[arg-type]
     await push_config(service, unit, bundle, service.config_key, actor=member.staff_id)
     return web.json_response({"unit": unit, "version": version})
 
