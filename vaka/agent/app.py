@@ -23,6 +23,7 @@ from vaka.agent.hw.shutter import ShutterState
 from vaka.agent.lifecycle import UnitLifecycle
 from vaka.agent.link import LinkSettings, UnitLink
 from vaka.agent.media.settings import apply_process_settings
+from vaka.agent.watchdog import LinkReadiness, SystemdNotifier, run_watchdog
 from vaka.errors import ConfigError, LinkError
 from vaka.protocol.messages import (
     AnyMessage,
@@ -76,6 +77,8 @@ class Agent:
             )
         )
         trust, storage = config.trust, config.storage
+        self.notifier = SystemdNotifier()
+        self._unsubscribe_ready = self.link.subscribe_state(LinkReadiness(self.notifier))
         self.config_store = ConfigStore(
             storage.credentials_dir,
             load_config_key(trust.config_key) if trust.config_key else None,
@@ -182,17 +185,20 @@ class Agent:
             asyncio.create_task(self.link.run(), name="link"),
             asyncio.create_task(self.reporter.run(self._publish_health), name="health"),
             asyncio.create_task(self.lifecycle.run(), name="lifecycle"),
+            asyncio.create_task(run_watchdog(self.notifier), name="watchdog"),
         ]
         decommissioned = asyncio.create_task(self.lifecycle.decommissioned.wait())
         try:
             # asyncio.wait, unlike gather, leaves the tasks running when this one is cancelled,
             # so that shutdown() can still close the shutter and leave the broker cleanly.
-            done, _ = await asyncio.wait(
-                [*tasks, decommissioned], return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done:
-                if task is not decommissioned:
-                    task.result()
+            # Until decommissioned or a part fails; a part that simply finishes (the watchdog
+            # outside systemd) is let go.
+            waiting: set[asyncio.Task[Any]] = {*tasks, decommissioned}
+            while decommissioned in waiting:
+                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is not decommissioned:
+                        task.result()
         finally:
             decommissioned.cancel()
             await self.shutdown(tasks)
@@ -235,6 +241,7 @@ class Agent:
 
     async def shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         """End any call and close the shutter first, then stop health, then leave the broker."""
+        self.notifier.stopping("stopping: closing the shutter")
         if self.calls is not None:
             with contextlib.suppress(Exception):
                 await self.calls.close()
@@ -250,4 +257,6 @@ class Agent:
         self._unsubscribe_link()
         self._unsubscribe_shutter()
         self.hardware.close()
+        self._unsubscribe_ready()
+        self.notifier.close()
         log.info("agent %s stopped", self.device_id)

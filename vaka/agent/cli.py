@@ -11,6 +11,7 @@ from pathlib import Path
 from vaka.agent.app import Agent
 from vaka.agent.config import AgentConfig, load_config
 from vaka.agent.enrol import resolve_identity
+from vaka.agent.journal import setup_logging
 from vaka.errors import ConfigError
 
 
@@ -43,11 +44,10 @@ async def _run(config: AgentConfig) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(args.log_level)
     try:
         config = load_config(args.config)
+        setup_logging(args.log_level, config.unit.id)
         if args.simulate:
             config = config.model_copy(
                 update={"unit": config.unit.model_copy(update={"simulate": True})}
