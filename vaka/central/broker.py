@@ -125,6 +125,8 @@ def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
         *([f"pid_file {settings.pid_file}"] if settings.pid_file else []),
         f"max_packet_size {settings.max_packet_size}",
         "max_queued_messages 1000",
+        # Small messages (signalling) go out at once instead of waiting for Nagle/delayed ACK.
+        "set_tcp_nodelay true",
         "log_dest stderr",
         "log_type error",
         "log_type warning",

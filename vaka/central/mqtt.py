@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from vaka.central.config import MqttSection
 from vaka.errors import LinkError
-from vaka.protocol.backoff import backoff_delay
+from vaka.protocol.backoff import TCP_NODELAY, backoff_delay
 from vaka.protocol.enrolment import ENROL_ROOT
 from vaka.protocol.messages import encode
 from vaka.protocol.topics import Channel, device_filter, device_topic, shared
@@ -90,6 +90,7 @@ class CentralLink:
                     clean_start=False,
                     properties=self._properties(),
                     timeout=10,
+                    socket_options=TCP_NODELAY,
                 ) as client:
                     for topic_filter in self.subscriptions():
                         await client.subscribe(topic_filter, qos=1)

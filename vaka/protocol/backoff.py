@@ -1,6 +1,11 @@
 """Reconnect delays: exponential backoff with jitter."""
 
 import random
+import socket
+
+#: Socket options for every MQTT connection: signalling is small and latency-bound, so Nagle's
+#: algorithm (with the peer's delayed ACK) would hold messages back by tens of milliseconds.
+TCP_NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 
 def backoff_delay(

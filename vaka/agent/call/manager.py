@@ -110,6 +110,7 @@ class CallManager:
             self.session = None
             return
         await self._signal(SignalPayload(kind="answer", call_id=p.call_id, sdp=answer))
+        await session.report_started()
         self._background(self._forget_when_ended(session))
 
     async def _forget_when_ended(self, session: CallSession) -> None:

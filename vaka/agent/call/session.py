@@ -105,6 +105,10 @@ class CallSession:
         await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         pc.addTrack(self._track)
         await pc.setLocalDescription(await pc.createAnswer())
+        return pc.localDescription.sdp
+
+    async def report_started(self) -> None:
+        """Report the call as started (after the answer went out, so as not to delay it)."""
         await self._report(
             "call",
             {
@@ -114,7 +118,6 @@ class CallSession:
                 "break_glass": self.claims.brk,
             },
         )
-        return pc.localDescription.sdp
 
     async def _open_camera(self) -> None:
         hw = self.hardware

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from vaka import __version__
 from vaka.errors import LinkError, ProtocolError
-from vaka.protocol.backoff import backoff_delay
+from vaka.protocol.backoff import TCP_NODELAY, backoff_delay
 from vaka.protocol.messages import (
     AnyMessage,
     EventMessage,
@@ -241,6 +241,7 @@ class UnitLink:
                     tls_context=self._tls(),
                     keepalive=s.keepalive_s,
                     timeout=s.connect_timeout_s,
+                    socket_options=TCP_NODELAY,
                 ) as client:
                     await client.publish(
                         state_topic, self._state_message("online"), qos=1, retain=True

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from vaka.agent.media.source import BgrImage
+
+if TYPE_CHECKING:
+    import cv2
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,9 @@ _local = threading.local()
 
 
 def _clahe() -> cv2.CLAHE:
+    # OpenCV is imported when first needed: it costs ~25 MB of memory on the unit.
+    import cv2
+
     # A CLAHE object is not safe to share between threads; keep one per thread.
     clahe: cv2.CLAHE | None = getattr(_local, "clahe", None)
     if clahe is None:
@@ -51,6 +56,8 @@ def mean_luma(image: npt.NDArray[Any]) -> float:
 
 def enhance_low_light(image: BgrImage) -> BgrImage:
     """Return a new BGR frame with CLAHE applied to its luma (Y of YCrCb); the input is kept."""
+    import cv2
+
     luma, cr, cb = cv2.split(cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb))
     merged = cv2.merge((_clahe().apply(luma), cr, cb))
     return np.asarray(cv2.cvtColor(merged, cv2.COLOR_YCrCb2BGR), dtype=np.uint8)

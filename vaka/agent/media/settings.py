@@ -57,7 +57,7 @@ class MediaSettings(BaseModel):
     "Apply CLAHE to dark (IR/night) frames."
     ice_addresses: list[str] | None = None
     "Gather ICE host candidates on exactly these addresses; ``None``: every interface."
-    ice_gather_timeout_s: float = Field(default=1.0, gt=0, le=30)
+    ice_gather_timeout_s: float = Field(default=0.3, gt=0, le=30)
     "Longest wait for STUN/TURN candidates."
     ice_servers: list[IceServer] = []
     "STUN/TURN servers (none by default: the unit contacts nobody it was not told to)."

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import Any
 
-import cv2
 import numpy as np
 
 from vaka.agent.media.source import BgrImage, CameraUnavailable, FrameSource
@@ -27,7 +27,7 @@ class V4l2Source(FrameSource):
         super().__init__(width, height, fps)
         self.device = device
         self.name = f"camera at {device}"
-        self._capture: cv2.VideoCapture | None = None
+        self._capture: Any = None  # cv2.VideoCapture, imported lazily
 
     def _open(self) -> None:
         if not os.path.exists(self.device):
@@ -35,6 +35,8 @@ class V4l2Source(FrameSource):
                 f"no camera at {self.device}: the device node does not exist "
                 "(is the camera plugged in and its driver loaded?)"
             )
+        import cv2  # only on units with a USB camera
+
         capture = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
         if not capture.isOpened():
             capture.release()
@@ -69,6 +71,8 @@ class V4l2Source(FrameSource):
         if not ok or image is None:
             raise CameraUnavailable(f"{self.name} stopped delivering frames (unplugged?)")
         if image.ndim == 2:  # some IR cameras deliver greyscale
+            import cv2
+
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         return np.asarray(image, dtype=np.uint8), captured_at
 
