@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -89,6 +90,24 @@ class Broker:
             tls_context=client_tls_context(files.server_ca, files.cert, files.key),
             timeout=5,
             **kwargs,  # type: ignore[arg-type]
+        )
+
+    def client_with(
+        self,
+        tls_context: ssl.SSLContext,
+        identifier: str,
+        *,
+        port: int | None = None,
+        timeout: float = 5,
+    ) -> aiomqtt.Client:
+        """An MQTT 5 client with a TLS context of the test's making (foreign CA, no cert...)."""
+        return aiomqtt.Client(
+            self.host,
+            port or self.port,
+            identifier=identifier,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            tls_context=tls_context,
+            timeout=timeout,
         )
 
     def log(self) -> str:

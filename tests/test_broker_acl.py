@@ -57,14 +57,7 @@ async def test_certificate_from_a_foreign_ca_is_refused(broker: Broker, tmp_path
     files = foreign.client("u-a")
     # Trust our broker, but present a certificate the broker's client CA never signed.
     ctx = client_tls_context(broker.pki.server_ca_cert, files.cert, files.key)
-    client = aiomqtt.Client(
-        broker.host,
-        broker.port,
-        identifier="u-a",
-        protocol=aiomqtt.ProtocolVersion.V5,
-        tls_context=ctx,
-        timeout=2,
-    )
+    client = broker.client_with(ctx, "u-a", timeout=2)
     with pytest.raises(aiomqtt.MqttError):
         async with client:
             pass
@@ -75,14 +68,7 @@ async def test_client_without_certificate_is_refused(broker: Broker) -> None:
     import ssl
 
     ctx = ssl.create_default_context(cafile=str(broker.pki.server_ca_cert))
-    client = aiomqtt.Client(
-        broker.host,
-        broker.port,
-        identifier="anon",
-        protocol=aiomqtt.ProtocolVersion.V5,
-        tls_context=ctx,
-        timeout=2,
-    )
+    client = broker.client_with(ctx, "anon", timeout=2)
     with pytest.raises(aiomqtt.MqttError):
         async with client:
             pass
@@ -94,14 +80,7 @@ async def test_client_id_is_forced_to_the_certificate_cn(broker: Broker) -> None
     files = broker.pki.client("u-a")
     ctx = client_tls_context(files.server_ca, files.cert, files.key)
     async with broker.client("u-b") as unit_b:
-        impostor = aiomqtt.Client(
-            broker.host,
-            broker.port,
-            identifier="u-b",
-            protocol=aiomqtt.ProtocolVersion.V5,
-            tls_context=ctx,
-            timeout=5,
-        )
+        impostor = broker.client_with(ctx, "u-b")
         async with impostor:
             await settle()
         # u-b's session survived: it can still publish and the broker logged u-a under its own id.

@@ -1,10 +1,12 @@
 """Whatever ends a call, the shutter closes: maximum duration, broker lost, staff client gone."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 
 from tests.conftest import Broker, central_config, wait_for
 from tests.nightcheck import PASSWORD, UNIT, audit_kinds, load_directory, running_agent
@@ -55,32 +57,42 @@ async def test_losing_the_broker_mid_call_closes_the_shutter(
         assert "broker link lost" in (unit.agent.calls.last_result or "")  # type: ignore[union-attr]
 
 
+@contextlib.contextmanager
+def staff_dial_process(central: CentralService) -> Iterator[subprocess.Popen[bytes]]:
+    """`vaka-staff dial` in its own process (so that the test can kill or freeze it)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vaka.staff.cli",
+            "--central",
+            central.url,
+            "dial",
+            UNIT,
+            "--user",
+            "s-nurse",
+            "--seconds",
+            "60",
+            "--ice-address",
+            "127.0.0.1",
+        ],
+        env={**os.environ, "VAKA_PASSWORD": PASSWORD},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 async def test_killing_the_staff_client_mid_call_closes_the_shutter(
     broker: Broker, central: CentralService
 ) -> None:
     await load_directory(central)
     async with running_agent(broker) as unit:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "vaka.staff.cli",
-                "--central",
-                central.url,
-                "dial",
-                UNIT,
-                "--user",
-                "s-nurse",
-                "--seconds",
-                "60",
-                "--ice-address",
-                "127.0.0.1",
-            ],
-            env={**os.environ, "VAKA_PASSWORD": PASSWORD},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        try:
+        with staff_dial_process(central) as proc:
             await wait_for(lambda: unit.shutter_states[-1] == "open", 20, what="call streaming")
             proc.send_signal(signal.SIGKILL)
             took = await wait_for(
@@ -89,9 +101,6 @@ async def test_killing_the_staff_client_mid_call_closes_the_shutter(
                 what="shutter closed after the client died",
             )
             print(f"shutter closed {took:.2f} s after kill -9 of the staff client")
-        finally:
-            proc.kill()
-            proc.wait()
 
 
 async def test_frozen_staff_client_is_noticed_by_ice_consent(
@@ -100,27 +109,7 @@ async def test_frozen_staff_client_is_noticed_by_ice_consent(
     """A client that hangs (its WebSocket still open) is dropped by ICE consent freshness."""
     await load_directory(central)
     async with running_agent(broker) as unit:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "vaka.staff.cli",
-                "--central",
-                central.url,
-                "dial",
-                UNIT,
-                "--user",
-                "s-nurse",
-                "--seconds",
-                "60",
-                "--ice-address",
-                "127.0.0.1",
-            ],
-            env={**os.environ, "VAKA_PASSWORD": PASSWORD},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        try:
+        with staff_dial_process(central) as proc:
             await wait_for(lambda: unit.shutter_states[-1] == "open", 20, what="call streaming")
             proc.send_signal(signal.SIGSTOP)
             took = await wait_for(
@@ -132,9 +121,6 @@ async def test_frozen_staff_client_is_noticed_by_ice_consent(
             calls = unit.agent.calls
             assert calls is not None
             await wait_for(lambda: "ICE/DTLS" in (calls.last_result or ""), 5, what="end reason")
-        finally:
-            proc.kill()
-            proc.wait()
 
 
 async def _kinds_include(central: CentralService, kind: str) -> bool:

@@ -182,16 +182,8 @@ async def test_refusals(broker: Broker, central: CentralService, tmp_path: Path)
         wrong = signing_request(key, "BBBBBBBBBB")
         claim = broker.pki.client("claim")
         ctx = client_tls_context(broker.pki.server_ca_cert, claim.cert, claim.key)
-        import aiomqtt
 
-        async with aiomqtt.Client(
-            broker.host,
-            broker.claim_port,
-            identifier=real,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            tls_context=ctx,
-            timeout=5,
-        ) as rogue:
+        async with broker.client_with(ctx, real, port=broker.claim_port) as rogue:
             request = EnrolRequestMessage(
                 payload=EnrolRequestPayload(csr=wrong, profile="nightcam", agent_version="x")
             )
@@ -212,17 +204,9 @@ async def _pending_other(central: CentralService, *exclude: str) -> list[str]:
 async def test_claim_identity_is_confined_to_the_enrolment_subtree(broker: Broker) -> None:
     claim = broker.pki.client("claim")
     ctx = client_tls_context(broker.pki.server_ca_cert, claim.cert, claim.key)
-    import aiomqtt
 
     async with broker.client("central-2") as watcher, collecting(watcher, "vaka/v1/#") as seen:
-        async with aiomqtt.Client(
-            broker.host,
-            broker.claim_port,
-            identifier="CCCCCCCCCC",
-            protocol=aiomqtt.ProtocolVersion.V5,
-            tls_context=ctx,
-            timeout=5,
-        ) as claim_client:
+        async with broker.client_with(ctx, "CCCCCCCCCC", port=broker.claim_port) as claim_client:
             await claim_client.publish("vaka/v1/dev/u-victim/health", b"forged", qos=1)
             await claim_client.publish("vaka/v1/dev/u-victim/state", b"forged", qos=1)
             await claim_client.publish("vaka/v1/enrol/DDDDDDDDDD/csr", b"not mine", qos=1)

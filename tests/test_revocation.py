@@ -105,14 +105,7 @@ async def test_revoking_cuts_the_live_session_and_refuses_the_next(
     assert "certificate revoked" in agent.log() or "revoked" in broker.log()
     ctx = client_tls_context(broker.pki.server_ca_cert, saved_cert, saved_key)
     with pytest.raises(aiomqtt.MqttError):
-        async with aiomqtt.Client(
-            broker.host,
-            broker.port,
-            identifier=unit,
-            tls_context=ctx,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            timeout=3,
-        ):
+        async with broker.client_with(ctx, unit, timeout=3):
             pass
     entries = await asyncio.to_thread(central.audit.entries, kind="unit_revoked")
     assert entries and entries[0].unit == unit and entries[0].actor == "t-tech"

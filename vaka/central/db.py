@@ -30,6 +30,7 @@ def open_engine(url: str) -> Engine:
     # Import the modules that define tables so that create_all sees all of them.
     import vaka.central.audit
     import vaka.central.directory
+    import vaka.central.sessions
     import vaka.central.store  # noqa: F401
 
     try:

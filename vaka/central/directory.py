@@ -5,10 +5,7 @@ Loaded from a TOML file by ``vaka-central directory load`` (the care provider's 
 feed the same tables). Nothing here names a citizen: a citizen is a pseudonym.
 """
 
-import hashlib
 import re
-import secrets
-import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +14,7 @@ from typing import Literal
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Boolean, Column, Float, Integer, String, Table, delete, select
+from sqlalchemy import Boolean, Column, Integer, String, Table, delete, select
 from sqlalchemy.engine import Engine
 
 from vaka.central.db import metadata, upsert
@@ -74,14 +71,6 @@ schedules = Table(
     Column("at_minute", Integer, primary_key=True),
     Column("tolerance_min", Integer, nullable=False),
 )
-staff_sessions = Table(
-    "staff_sessions",
-    metadata,
-    Column("token_hash", String(64), primary_key=True),
-    Column("staff_id", String(64), nullable=False),
-    Column("expires_at", Float, nullable=False),
-)
-
 _hasher = PasswordHasher()
 
 # ---------------------------------------------------------------- the file format
@@ -303,40 +292,6 @@ class Directory:
         if not row["active"]:
             return None
         return StaffMember(row["staff_id"], row["display_name"], row["role"], row["active"])
-
-    def create_session(self, staff_id: str, ttl_s: float) -> tuple[str, float]:
-        """A new random session token (only its hash is stored) and its expiry."""
-        token = secrets.token_urlsafe(32)
-        expires = time.time() + ttl_s
-        with self.engine.begin() as conn:
-            conn.execute(
-                staff_sessions.insert().values(
-                    token_hash=hashlib.sha256(token.encode()).hexdigest(),
-                    staff_id=staff_id,
-                    expires_at=expires,
-                )
-            )
-        return token, expires
-
-    def session_staff(self, token: str) -> StaffMember | None:
-        """The staff member a live session token belongs to, or ``None``."""
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        with self.engine.connect() as conn:
-            row = (
-                conn.execute(select(staff_sessions).where(staff_sessions.c.token_hash == digest))
-                .mappings()
-                .first()
-            )
-        if row is None or row["expires_at"] < time.time():
-            return None
-        member = self.staff_member(row["staff_id"])
-        return member if member is not None and member.active else None
-
-    def end_session(self, token: str) -> None:
-        """Log out: forget the session."""
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        with self.engine.begin() as conn:
-            conn.execute(delete(staff_sessions).where(staff_sessions.c.token_hash == digest))
 
     def assign_unit(
         self, device_id: str, citizen_id: str, group_id: str | None, profile: str

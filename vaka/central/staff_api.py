@@ -13,10 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vaka.central.audit import AuditLog
 from vaka.central.calls import CallRelay
 from vaka.central.directory import Directory, StaffMember
+from vaka.central.sessions import StaffSessions
 
 DIRECTORY: web.AppKey[Directory] = web.AppKey("directory", Directory)
 AUDIT: web.AppKey[AuditLog] = web.AppKey("audit", AuditLog)
 RELAY: web.AppKey[CallRelay] = web.AppKey("relay", CallRelay)
+SESSIONS: web.AppKey[StaffSessions] = web.AppKey("sessions", StaffSessions)
 SESSION_TTL: web.AppKey[float] = web.AppKey("session_ttl", float)
 
 
@@ -45,7 +47,7 @@ async def authenticate(request: web.Request) -> StaffMember:
     token = _token(request)
     if token is None:
         raise _json_error(web.HTTPUnauthorized, "log in first (no session token)")
-    member = await asyncio.to_thread(request.app[DIRECTORY].session_staff, token)
+    member = await asyncio.to_thread(request.app[SESSIONS].staff_for, token)
     if member is None:
         raise _json_error(web.HTTPUnauthorized, "session expired or unknown: log in again")
     return member
@@ -65,7 +67,7 @@ async def login(request: web.Request) -> web.Response:
         await asyncio.to_thread(audit.append, "login_failed", actor=body.staff_id, address=peer)
         raise _json_error(web.HTTPUnauthorized, "wrong staff id or password")
     token, expires = await asyncio.to_thread(
-        directory.create_session, member.staff_id, request.app[SESSION_TTL]
+        request.app[SESSIONS].create, member.staff_id, request.app[SESSION_TTL]
     )
     await asyncio.to_thread(audit.append, "login", actor=member.staff_id, address=peer)
     staff: dict[str, Any] = {
@@ -81,7 +83,7 @@ async def logout(request: web.Request) -> web.Response:
     member = await authenticate(request)
     token = _token(request)
     assert token is not None
-    await asyncio.to_thread(request.app[DIRECTORY].end_session, token)
+    await asyncio.to_thread(request.app[SESSIONS].end, token)
     await asyncio.to_thread(request.app[AUDIT].append, "logout", actor=member.staff_id)
     return web.json_response({"ok": True})
 
@@ -101,6 +103,7 @@ def add_staff_routes(
 ) -> None:
     """Mount the staff API on ``app``."""
     app[DIRECTORY] = directory
+    app[SESSIONS] = StaffSessions(directory.engine, directory)
     app[AUDIT] = audit
     app[RELAY] = relay
     app[SESSION_TTL] = session_ttl_s
