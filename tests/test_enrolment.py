@@ -80,8 +80,10 @@ async def technician(central: CentralService) -> aiohttp.ClientSession:
     return http
 
 
-async def approve(http: aiohttp.ClientSession, code: str, citizen: str = "c-9") -> tuple[int, dict]:
-    body = {"profile": "nightcam", "citizen": citizen, "group": "g-night"}
+async def approve(
+    http: aiohttp.ClientSession, code: str, citizen: str = "c-9", replaces: str | None = None
+) -> tuple[int, dict]:
+    body = {"profile": "nightcam", "citizen": citizen, "group": "g-night", "replaces": replaces}
     async with http.post(f"/api/enrolments/{code}/approve", json=body) as resp:
         return resp.status, await resp.json(content_type=None)
 
@@ -201,7 +203,9 @@ async def _pending_other(central: CentralService, *exclude: str) -> list[str]:
     return [e.code for e in pending if e.code not in exclude]
 
 
-async def test_claim_identity_is_confined_to_the_enrolment_subtree(broker: Broker) -> None:
+async def test_claim_identity_is_confined_to_the_enrolment_subtree(
+    broker: Broker, central: CentralService
+) -> None:
     claim = broker.pki.client("claim")
     ctx = client_tls_context(broker.pki.server_ca_cert, claim.cert, claim.key)
 
@@ -209,10 +213,37 @@ async def test_claim_identity_is_confined_to_the_enrolment_subtree(broker: Broke
         async with broker.client_with(ctx, "CCCCCCCCCC", port=broker.claim_port) as claim_client:
             await claim_client.publish("vaka/v1/dev/u-victim/health", b"forged", qos=1)
             await claim_client.publish("vaka/v1/dev/u-victim/state", b"forged", qos=1)
-            await claim_client.publish("vaka/v1/enrol/DDDDDDDDDD/csr", b"not mine", qos=1)
             await claim_client.publish("vaka/v1/enrol/CCCCCCCCCC/cert", b"self-answer", qos=1)
             await asyncio.sleep(0.5)
+        # Claiming central's client id does not take its session over: the broker forces the
+        # client id to the claim certificate's name.
+        async with broker.client_with(ctx, "central-1", port=broker.claim_port):
+            await asyncio.sleep(0.3)
     assert [m.topic.value for m in seen] == []
+    assert central.link.connected.is_set()
+    assert "as claim (" in broker.log() and "closing old connection" not in broker.log()
+
+
+async def test_a_request_under_someone_elses_code_is_refused(
+    broker: Broker, central: CentralService
+) -> None:
+    """Anyone with the claim identity may post a request, but only under its key's own code."""
+    key = pki.new_key()
+    victim_code = "DDDDDDDDDD"
+    claim = broker.pki.client("claim")
+    ctx = client_tls_context(broker.pki.server_ca_cert, claim.cert, claim.key)
+    async with broker.client_with(ctx, "x", port=broker.claim_port) as rogue:
+        request = EnrolRequestMessage(
+            payload=EnrolRequestPayload(
+                csr=signing_request(key, victim_code), profile="nightcam", agent_version="x"
+            )
+        )
+        await rogue.publish(f"vaka/v1/enrol/{victim_code}/csr", encode(request), qos=1)
+        await wait_for(lambda: _pending_other(central), 5, what="the request stored")
+    http = await technician(central)
+    async with http:
+        status, body = await approve(http, victim_code)
+    assert status == 409 and "key does not belong to code DDDDD-DDDDD" in body["error"]
 
 
 async def test_replaced_card_enrols_under_the_same_citizen_and_revokes_the_old(
@@ -228,7 +259,7 @@ async def test_replaced_card_enrols_under_the_same_citizen_and_revokes_the_old(
             async with generic_unit(broker, tmp_path / "new"):
                 await wait_for(lambda: _pending_other(central, old_code), 10)
                 new_code = (await _pending_other(central, old_code))[0]
-                status, body = await approve(http, new_code, citizen="c-77")
+                status, body = await approve(http, new_code, citizen="c-77", replaces=old_unit)
                 assert status == 200 and body["replaced"] == [old_unit]
                 new_unit = f"u-{new_code.lower()}"
                 await wait_for(lambda: _is(central, new_unit, "online"), 15)

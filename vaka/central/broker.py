@@ -73,10 +73,12 @@ def acl_text(central_identities: tuple[str, ...]) -> str:
 
 
 CLAIM_ACL = f"""# Written by vaka-central. The enrolment listener: whoever connects here (the
-# claim identity of a generic image) may only post its signing request and read the answer,
-# under its client id, which is its enrolment code.
-pattern write {ENROL_ROOT}/%c/csr
-pattern read {ENROL_ROOT}/%c/cert
+# claim identity of a generic image) may only post signing requests and read the answers.
+# Central accepts a request only under the code its key hashes to, and the answers are
+# certificates (public), so neither can be abused. The client id is forced to the claim
+# certificate's CN, so a claim identity cannot take over a unit's or central's session.
+pattern write {ENROL_ROOT}/+/csr
+pattern read {ENROL_ROOT}/+/cert
 """
 
 
@@ -90,6 +92,7 @@ def _tls_lines(directory: Path, settings: BrokerSettings) -> list[str]:
         "tls_version tlsv1.2",
         "require_certificate true",
         "use_identity_as_username true",
+        "use_username_as_clientid true",
     ]
     if settings.crl is not None:
         lines.append(f"crlfile {directory / 'crl.pem'}")
@@ -99,9 +102,9 @@ def _tls_lines(directory: Path, settings: BrokerSettings) -> list[str]:
 def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
     """Write ``mosquitto.conf``, the ACLs and copies of the TLS files into ``directory``.
 
-    Two listeners: the main one for units and central (client id forced to the certificate
-    CN, so no unit can take over another's session) and, with ``claim_port``, the enrolment
-    listener (client id = enrolment code, ACL limited to the enrolment subtree).
+    Two listeners, both forcing the client id to the certificate CN (so nobody can take over
+    another's session): the main one for units and central and, with ``claim_port``, the
+    enrolment listener, whose ACL allows only the enrolment subtree.
     Returns the path of ``mosquitto.conf``.
     """
     directory.mkdir(parents=True, exist_ok=True)
@@ -139,7 +142,6 @@ def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
         f"listener {settings.port} {settings.bind}",
         f"acl_file {directory / 'acl'}",
         *_tls_lines(directory, settings),
-        "use_username_as_clientid true",
     ]
     if settings.claim_port is not None:
         conf += [

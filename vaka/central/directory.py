@@ -295,28 +295,15 @@ class Directory:
 
     def assign_unit(
         self, device_id: str, citizen_id: str, group_id: str | None, profile: str
-    ) -> list[str]:
-        """Put a unit in a citizen's home; returns the citizen's other units of that profile
-        (a replaced card), which are unassigned in the same step."""
+    ) -> None:
+        """Put a unit in a citizen's home (a citizen may have several units)."""
         with self.engine.begin() as conn:
             conn.execute(
                 upsert(self.engine, citizens).values(citizen_id=citizen_id).on_conflict_do_nothing()
             )
-            replaced = [
-                r[0]
-                for r in conn.execute(
-                    select(assignments.c.device_id).where(
-                        assignments.c.citizen_id == citizen_id,
-                        assignments.c.profile == profile,
-                        assignments.c.device_id != device_id,
-                    )
-                )
-            ]
-            conn.execute(delete(assignments).where(assignments.c.device_id.in_(replaced)))
             values = {"citizen_id": citizen_id, "group_id": group_id, "profile": profile}
             ins = upsert(self.engine, assignments).values(device_id=device_id, **values)
             conn.execute(ins.on_conflict_do_update(index_elements=["device_id"], set_=values))
-        return replaced
 
     def unassign_unit(self, device_id: str) -> None:
         """Take a unit out of the citizen's home (decommissioning)."""

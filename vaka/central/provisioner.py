@@ -145,8 +145,13 @@ class Provisioner:
         group: str | None,
         actor: str,
         unit_id: str | None = None,
+        replaces: str | None = None,
     ) -> dict[str, Any]:
-        """Check the request, sign its certificate, assign the unit, answer the unit."""
+        """Check the request, sign its certificate, assign the unit, answer the unit.
+
+        ``replaces`` names the unit whose card this one replaces: it must be the same citizen's,
+        and its identity is revoked in the same step.
+        """
         now = time.time()
         try:
             enrolment = await asyncio.to_thread(self.queue.check_approvable, code, now)
@@ -162,6 +167,12 @@ class Provisioner:
             unit = unit_id or f"u-{code.lower()}"
             if not re.fullmatch(DEVICE_ID_PATTERN, unit):
                 raise EnrolmentRefused(f"{unit!r} is not a unit id (u-...)")
+            if replaces is not None:
+                owner = await asyncio.to_thread(self.directory.citizen_of, replaces)
+                if owner != citizen:
+                    raise EnrolmentRefused(
+                        f"{replaces} is not a unit of citizen {citizen}: nothing to replace"
+                    )
         except EnrolmentRefused as err:
             await asyncio.to_thread(
                 self.audit.append, "enrolment_refused", actor=actor, code=code, reason=str(err)
@@ -174,10 +185,10 @@ class Provisioner:
             dt.timedelta(days=self.settings.unit_cert_days),
             "unit",
         )
-        replaced = await asyncio.to_thread(
-            self.directory.assign_unit, unit, citizen, group, profile
-        )
+        await asyncio.to_thread(self.directory.assign_unit, unit, citizen, group, profile)
+        replaced = [replaces] if replaces else []
         for old in replaced:
+            await asyncio.to_thread(self.directory.unassign_unit, old)
             try:
                 await self.revoke(old, f"replaced by {unit}", actor)
             except ProvisioningError as err:

@@ -42,6 +42,7 @@ class ApproveRequest(BaseModel):
     citizen: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
     group: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
     unit_id: str | None = None
+    replaces: str | None = Field(default=None, max_length=64)  # the unit whose card it replaces
 
 
 def _json(cls: type[web.HTTPException], reason: str) -> web.HTTPException:
@@ -95,7 +96,13 @@ async def approve(request: web.Request) -> web.Response:
         raise _json(web.HTTPBadRequest, f"invalid approval: {fields}") from None
     try:
         result = await _provisioner(request).approve(
-            code, body.profile, body.citizen, body.group, member.staff_id, body.unit_id
+            code,
+            body.profile,
+            body.citizen,
+            body.group,
+            member.staff_id,
+            body.unit_id,
+            body.replaces,
         )
     except EnrolmentRefused as err:
         status = web.HTTPNotFound if str(err).startswith("no unit is waiting") else web.HTTPConflict

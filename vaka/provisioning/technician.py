@@ -4,6 +4,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+import urllib.parse
 from typing import Any
 
 from vaka.central_api import ApiError, CentralApi, password_from_env_or_prompt
@@ -38,6 +39,7 @@ def add_unit_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("--citizen", required=True, help="the citizen pseudonym")
     p.add_argument("--group", help="the staff group responsible for the unit")
     p.add_argument("--unit-id", help="the unit id to give (default: from the code)")
+    p.add_argument("--replaces", help="the unit whose card this one replaces (it is revoked)")
     p = command("assign", "assign a unit to a citizen")
     p.add_argument("unit")
     p.add_argument("--profile", required=True, choices=["nightcam", "tv"])
@@ -74,8 +76,10 @@ def _call(api: CentralApi, args: argparse.Namespace) -> Any:
             "citizen": args.citizen,
             "group": args.group,
             "unit_id": args.unit_id,
+            "replaces": args.replaces,
         }
-        return api.request("POST", f"/api/enrolments/{args.code}/approve", body)
+        code = urllib.parse.quote(args.code.replace(" ", ""), safe="")
+        return api.request("POST", f"/api/enrolments/{code}/approve", body)
     if cmd == "assign":
         body = {"profile": args.profile, "citizen": args.citizen, "group": args.group}
         return api.request("POST", f"/api/units/{args.unit}/assign", body)
