@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from tests.conftest import Broker, collecting, unit_status, wait_for
 from tests.nightcheck import agent_config
 from vaka.agent.app import Agent
-from vaka.agent.config import parse_config
+from vaka.agent.config import AgentConfig, parse_config
 from vaka.agent.enrol import resolve_identity, signing_request, unit_code
 from vaka.central.directory import DirectorySpec
 from vaka.central.service import CentralService
@@ -45,9 +46,13 @@ def generic_config(broker: Broker, creds: Path) -> dict:
     return config
 
 
+def generic_unit(broker: Broker, creds: Path) -> "contextlib.AbstractAsyncContextManager[Any]":
+    """A generic simulated unit in this process: enrols, then runs, until the block ends."""
+    return generic_unit_from(parse_config(generic_config(broker, creds)))
+
+
 @contextlib.asynccontextmanager
-async def generic_unit(broker: Broker, creds: Path) -> AsyncIterator["asyncio.Task[None]"]:
-    config = parse_config(generic_config(broker, creds))
+async def generic_unit_from(config: AgentConfig) -> AsyncIterator["asyncio.Task[None]"]:
 
     async def life() -> None:
         # As vaka-agent does: a decommissioned unit enrols again.
@@ -282,3 +287,15 @@ def test_a_code_is_refused_when_malformed() -> None:
     assert normalise_code("abcde-fgh23") == "ABCDEFGH23"
     with pytest.raises(BadTopic, match="is not an enrolment code"):
         normalise_code("ABCDE-FGH11")
+
+
+async def test_an_unapproved_code_is_replaced_by_a_new_one(
+    broker: Broker, central: CentralService, tmp_path: Path
+) -> None:
+    config = generic_config(broker, tmp_path / "creds")
+    config["enrolment"]["rotate_after_s"] = 1.0
+    async with generic_unit_from(parse_config(config)):
+        first = await pending_code(central)
+        await wait_for(lambda: _pending_other(central, first), 10, what="a new code")
+    key = pki.load_key(tmp_path / "creds" / "unit.key")
+    assert unit_code(key) != first

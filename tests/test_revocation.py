@@ -134,4 +134,4 @@ async def test_revoking_an_unknown_unit_says_so(central: CentralService) -> None
     token = await _technician_token(central)
     status, body = await _post_revoke(central, token, "u-unknown")
     assert status == 409
-    assert body["error"] == "no unrevoked certificate of u-unknown is known to central"
+    assert body["error"] == "no certificate of u-unknown is known to central"

@@ -145,8 +145,17 @@ class Enroller:
         )
         attempt = 0
         while True:
+            # A code that nobody approved expires at central: make a new key (and code) then.
+            key_age = time.time() - (self.directory / KEY_FILE).stat().st_mtime
+            remaining = self.settings.rotate_after_s - key_age
+            if remaining <= 0:
+                self.key = prepare_key(self.directory, self.settings.rotate_after_s)
+                self.code = unit_code(self.key)
+                return await self.run()  # announces the new code
             try:
-                return await self._session(request)
+                return await asyncio.wait_for(self._session(request), remaining)
+            except TimeoutError:
+                continue
             except aiomqtt.MqttError as err:
                 log.warning("enrolment listener not reachable: %s", err)
             delay = backoff_delay(attempt, 1.0, 60.0)

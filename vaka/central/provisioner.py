@@ -219,6 +219,17 @@ class Provisioner:
             "expires_at": cert.not_valid_after_utc.timestamp(),
         }
 
+    async def refresh_crl(self, every_s: float) -> None:
+        """Re-issue the CRL now and every ``every_s``: Mosquitto refuses every client once the
+        CRL's next update has passed (it is valid for 7 days)."""
+        while True:
+            try:
+                await asyncio.to_thread(self.certs.write_crl, self.control)
+                log.info("CRL re-issued (%d revoked certificates)", len(self.certs.revoked()))
+            except ProvisioningError as err:
+                log.error("CRL could not be re-issued: %s", err)
+            await asyncio.sleep(every_s)
+
     # ------------------------------------------------------------ decommissioning
 
     async def decommission(
@@ -255,8 +266,10 @@ class Provisioner:
     async def revoke(self, unit_id: str, reason: str, actor: str) -> list[str]:
         """Revoke a unit: its certificates into the CRL, its live session cut, all audited."""
         serials = await asyncio.to_thread(self.certs.revoke_cn, unit_id, reason)
-        if not serials:
-            raise ProvisioningError(f"no unrevoked certificate of {unit_id} is known to central")
+        if not serials and not await asyncio.to_thread(self.certs.known, unit_id):
+            raise ProvisioningError(f"no certificate of {unit_id} is known to central")
+        # With nothing left to revoke (a retry after a failed broker reload) the CRL is written
+        # and the session cut again: revoking is idempotent.
         await asyncio.to_thread(self.certs.write_crl, self.control)  # new connections refused...
         await asyncio.sleep(0.5)  # ...once the broker has re-read the CRL
         with tempfile.TemporaryDirectory() as workdir:

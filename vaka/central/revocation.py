@@ -101,6 +101,12 @@ class CertificateRegistry:
             ).first()
         return found is not None
 
+    def known(self, cn: str) -> bool:
+        """Whether any certificate of ``cn`` was issued or registered here."""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(certificates.c.serial).where(certificates.c.cn == cn))
+            return found.first() is not None
+
     def revoke_cn(self, cn: str, reason: str) -> list[str]:
         """Revoke every unrevoked certificate of ``cn``; returns their serials."""
         now = time.time()

@@ -85,6 +85,10 @@ class CentralService:
             asyncio.create_task(self.ingest.run(), name="ingest"),
             asyncio.create_task(self.link.run(), name="central-link"),
         ]
+        if self.provisioner is not None:
+            self._tasks.append(
+                asyncio.create_task(self.provisioner.refresh_crl(6 * 3600), name="crl-refresh")
+            )
         app = make_app(self.store, self.ingest, self.config.fleet)
         add_staff_routes(app, self.directory, self.audit, self.relay, self.config.session_ttl_s)
         add_technician_routes(app, self)
