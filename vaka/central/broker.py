@@ -127,7 +127,9 @@ def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
         *([f"user {settings.user}"] if settings.user else []),
         *([f"pid_file {settings.pid_file}"] if settings.pid_file else []),
         f"max_packet_size {settings.max_packet_size}",
-        "max_queued_messages 1000",
+        # Messages kept for a client that is slow or briefly away (central restarting): at 20 000
+        # units a 1000-message queue holds only ~1.5 s of health reports.
+        "max_queued_messages 100000",
         # Small messages (signalling) go out at once instead of waiting for Nagle/delayed ACK.
         "set_tcp_nodelay true",
         "log_dest stderr",

@@ -36,7 +36,7 @@ from aiortc import RTCConfiguration, RTCIceServer
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GATHER_TIMEOUT_S = 1.0
+DEFAULT_GATHER_TIMEOUT_S = 0.3
 """How long to wait for STUN/TURN candidates unless told otherwise (aioice's own is 5 s)."""
 
 

@@ -1,0 +1,250 @@
+"""Starting, asking and stopping every process of the benchmark: broker, central, load workers."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing as mp
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from vaka.central.broker import (
+    BrokerSettings,
+    MosquittoProcess,
+    dev_broker_user,
+    free_port,
+    write_broker_config,
+)
+from vaka.central.config import (
+    CentralConfig,
+    DatabaseSection,
+    HttpSection,
+    KeysSection,
+    MqttSection,
+)
+from vaka.provisioning.localpki import LocalPki
+
+from .central_proc import central_main
+from .common import HOST, log, percentiles
+from .loadgen import worker_main
+from .loadplan import WorkerPlan
+from .measure import Proc
+
+
+class BenchProcesses:
+    """Sets everything up, talks to the child processes, and tears it all down."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.dir = Path(tempfile.mkdtemp(prefix="vaka-fleet-"))
+        self.broker: MosquittoProcess | None = None
+        self.centrals: list[tuple[mp.process.BaseProcess, Connection]] = []
+        self.central_ps: list[Proc] = []
+        self.workers: list[tuple[mp.process.BaseProcess, Connection]] = []
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.result: dict[str, Any] = {}
+        self.ctx = mp.get_context("spawn")
+
+    # -- plumbing
+
+    def ask_central(self, *request: Any, timeout: float = 30) -> list[Any]:
+        """Send a request to every central process and gather the answers."""
+        for _, conn in self.centrals:
+            conn.send(request)
+        answers = []
+        for _, conn in self.centrals:
+            if not conn.poll(timeout):
+                raise TimeoutError(f"central did not answer {request[0]!r} within {timeout} s")
+            answers.append(conn.recv())
+        return answers
+
+    def central_stats(self) -> dict[str, Any]:
+        """Ingest counters summed over the central instances (their own latency figures listed)."""
+        answers = self.ask_central("stats")
+        out: dict[str, Any] = {
+            k: sum(int(a[k]) for a in answers)
+            for k in ("accepted", "written", "pending", "refused_total")
+        }
+        out["health_latency_ms"] = [a["health_latency_ms"] for a in answers]
+        return out
+
+    def central_window(self) -> dict[str, Any]:
+        """Publish-to-commit latency percentiles since the last call, over every instance."""
+        return percentiles([v for answer in self.ask_central("window") for v in answer])
+
+    def ask_workers(self, *request: Any, timeout: float = 30) -> list[Any]:
+        """Send a request to every worker and gather the answers."""
+        for _, conn in self.workers:
+            conn.send(request)
+        answers = []
+        for _, conn in self.workers:
+            if not conn.poll(timeout):
+                raise TimeoutError(f"a worker did not answer {request[0]!r} within {timeout} s")
+            answers.append(conn.recv())
+        return answers
+
+    @staticmethod
+    def total(answers: list[dict[str, Any]], key: str) -> int:
+        """Sum of one counter over the workers."""
+        return sum(int(a[key]) for a in answers)
+
+    # -- phases
+
+    def setup(self) -> None:
+        """PKI, broker, central, load workers (certificates issued in the workers)."""
+        a = self.args
+        local = LocalPki(self.dir / "pki").ensure()
+        self.pki = local
+        identities = tuple(f"central-{i + 1}" for i in range(a.centrals))
+        port = free_port(HOST)
+        self.port = port
+        conf = write_broker_config(
+            self.dir / "broker",
+            BrokerSettings(
+                port=port,
+                client_ca=local.client_ca_cert,
+                server_cert=local.broker_cert,
+                server_key=local.broker_key,
+                # as in production: persistent sessions, and the CRL checked on every handshake
+                persistence=True,
+                crl=local.crl_path,
+                user=dev_broker_user(),
+                central_identities=identities,
+                extra_lines=tuple(a.broker_line),
+            ),
+        )
+        self.broker = MosquittoProcess(conf, HOST, port).start()
+        mosq = [c for c in psutil.Process().children() if c.name() == "mosquitto"]
+        self.broker_ps = Proc("broker", mosq[0])
+
+        for identity in identities:
+            self.start_central(identity, port)
+
+        # Every unit is one socket in the broker: the fleet must fit its RLIMIT_NOFILE.
+        broker_limit = self.broker_ps.ps.rlimit(psutil.RLIMIT_NOFILE)[0]
+        room = broker_limit - self.broker_ps.ps.num_fds() - a.centrals - 3  # + agent, spare
+        self.result["params"]["units_requested"] = a.units
+        if a.units > room:
+            log(
+                f"the broker's RLIMIT_NOFILE is {broker_limit}: it can hold {room} unit "
+                f"connections, not {a.units}; running {room} units"
+            )
+            a.units = room
+            self.result["params"]["units"] = room
+            self.result["params"]["units_capped_by_broker_nofile"] = broker_limit
+        per_worker = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 200
+        a.workers = max(a.workers, -(-a.units // per_worker))
+        self.result["params"]["workers"] = a.workers
+
+        units = [f"u-fleet-{i:05d}" for i in range(a.units)]
+        rate = a.ramp_rate
+        keepalive = a.keepalive
+        for w in range(a.workers):
+            mine = tuple(range(w, a.units, a.workers))
+            plan = WorkerPlan(
+                index=w,
+                units=tuple(units[i] for i in mine),
+                slots=tuple(i / rate for i in mine),
+                port=port,
+                pki_root=str(local.root),
+                interval_s=a.interval,
+                keepalive_s=keepalive,
+                seed=a.seed * 1000 + w,
+            )
+            parent_w, child_w = self.ctx.Pipe()
+            proc = self.ctx.Process(target=worker_main, args=(plan, child_w), name=f"loadgen-{w}")
+            proc.start()
+            self.workers.append((proc, parent_w))
+        setup = []
+        for _, conn in self.workers:
+            if not conn.poll(600):
+                raise RuntimeError("a load worker did not issue its certificates within 600 s")
+            setup.append(conn.recv()[1])
+        self.loadgen_ps = [
+            Proc(f"loadgen-{i}", psutil.Process(p.pid))
+            for i, (p, _) in enumerate(self.workers)
+            if p.pid is not None
+        ]
+        self.result["setup"] = {"certificates_s": round(max(setup), 1)}
+        log(f"setup done: {a.units} unit certificates in {max(setup):.1f} s")
+
+    def start_central(self, identity: str, port: int) -> None:
+        """One central instance in its own process; all share one SQLite file and share group."""
+        files = self.pki.client(identity)
+        config = CentralConfig(
+            mqtt=MqttSection(
+                port=port,
+                server_ca=files.server_ca,
+                cert=files.cert,
+                key=files.key,
+                identity=identity,
+            ),
+            keys=KeysSection(ticket_key=self.pki.ticket_keys()[0]),
+            http=HttpSection(port=0),
+            database=DatabaseSection(url=f"sqlite:///{self.dir / 'central.db'}"),
+        )
+        profile = self.args.profile_central
+        if profile is not None and identity != "central-1":
+            profile = f"{profile}.{identity}"
+        parent, child = self.ctx.Pipe()
+        proc = self.ctx.Process(
+            target=central_main,
+            args=(child, config.model_dump_json(), profile),
+            name=identity,
+        )
+        proc.start()
+        self.centrals.append((proc, parent))
+        deadline = time.monotonic() + 60
+        while not parent.poll(0.2):
+            if not proc.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"{identity} did not come up (see its traceback above)")
+        ready = parent.recv()
+        assert ready[0] == "ready" and proc.pid is not None
+        self.central_ps.append(Proc(identity, psutil.Process(proc.pid)))
+
+    def broker_log(self) -> str:
+        """What the broker has logged so far."""
+        try:
+            return (self.dir / "broker" / "mosquitto.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def teardown(self) -> None:
+        """Stop everything this benchmark started; safe after partial setup."""
+        if self.agent is not None and self.agent.poll() is None:
+            self.agent.terminate()
+            try:
+                self.agent.wait(10)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+                self.agent.wait()
+        for _proc, conn in self.workers:
+            with contextlib.suppress(OSError):
+                conn.send(("stop",))
+        for proc, _ in self.workers:
+            proc.join(20)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+        for _, conn in self.centrals:
+            with contextlib.suppress(OSError):
+                conn.send(("stop",))
+        for proc, _ in self.centrals:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+        if self.broker is not None:
+            self.broker.stop()
+        if self.args.keep:
+            log(f"kept {self.dir}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
