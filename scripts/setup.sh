@@ -14,6 +14,11 @@ APT_PACKAGES=(
   libsystemd-dev     # systemd-python builds from source against libsystemd.pc
   systemd            # systemd-analyze security/verify for the unit tests
   nftables           # `nft --check` of firmware_config's ruleset in the tests
+  bubblewrap         # tests/test_storage_free.py: the agent in a read-only view of the file system
+  xvfb xdotool imagemagick  # tests/test_tv_screen.py: the TV screen under Xvfb, real clicks, screenshots
+  fonts-dejavu-core  # the TV screen's TrueType text (å/ä/ö/æ/ø)
+  v4l-utils          # cec-ctl: the TV unit wakes the TV over HDMI-CEC
+  libudev1           # pyudev loads libudev: device discovery and hotplug
 )
 
 missing=()
