@@ -1,5 +1,5 @@
 # The two commands: `make demo` and `make test`. Both install what is missing first.
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup demo test lint typecheck unit bench clean image image-test
 
 VENV := .venv/bin
 DEMO_SECONDS ?=
@@ -25,6 +25,17 @@ test: lint typecheck unit
 
 bench: setup
 	$(VENV)/python bench/fleet.py
+
+# The unit's OS image (image/, docs/image.md): `make image VARIANT=nightcam SITE=dir` (root).
+VARIANT ?= amd64
+SITE ?=
+image: setup
+	bash image/build.sh $(VARIANT) $(if $(SITE),--site $(SITE)) --disk
+
+# Builds the amd64 variant from Debian's packages and checks it offline (slow, root, network);
+# not part of `make test`.
+image-test: setup
+	VAKA_IMAGE_TEST=1 $(VENV)/pytest -v -s tests/test_image.py
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .vaka-demo

@@ -44,7 +44,7 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,8 +133,7 @@ def volatile_writable(mounts: list[Mount]) -> set[str]:
 
 
 def listing(root: Path, hashes: bool = False) -> dict[str, str]:
-    """Every entry under ``root`` (not crossing into other file systems' devices is not needed:
-    the mounts walked are small): relative path -> kind, size and, if asked, a content hash."""
+    """Every entry under ``root``: relative path -> kind, size, mode and, if asked, a hash."""
     entries: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in [*dirnames, *filenames]:
@@ -173,7 +172,7 @@ def probe_main() -> int:
         try:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as err:
-            tries[place] = errno.errorcode.get(err.errno, str(err.errno))
+            tries[place] = errno.errorcode.get(err.errno or 0, str(err.errno))
         else:
             os.close(fd)
             os.unlink(target)
@@ -323,19 +322,13 @@ def allowed(path: str, creds: Path) -> bool:
     return inside or path in SINKS
 
 
-@pytest.fixture
-def unit(broker: Broker, tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    yield unit_files(broker, tmp_path)
-
-
 async def test_night_check_with_a_read_only_file_system_writes_nothing_at_rest(
     sandbox_ok: None,
     broker: Broker,
     central: CentralService,
-    unit: tuple[Path, Path],
     tmp_path: Path,
 ) -> None:
-    config, creds = unit
+    config, creds = unit_files(broker, tmp_path)
     unit_dir = config.parent
     before_unit_dir = listing(unit_dir, hashes=True)
 

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Assemble a card image from a root file system made by image/build.sh, without loop devices or
+# mounts (works unprivileged, in containers and CI):
+#
+#   image/disk.sh ROOTFS OUT.img
+#
+# MBR partition table (what the Raspberry Pi firmware reads on every model):
+#   1  FAT32  256 MiB  label VAKA-BOOT  /boot/firmware: firmware, kernel, config.txt, cmdline.txt
+#   2  ext4   sized    label vaka-root  / (mounted read-only)
+#   3  ext4   16 MiB   label vaka-cred  /var/lib/vaka/credentials: key, certificate, signed config
+# The credentials partition is created empty (owned by the image's vaka user); the unit fills it
+# at enrolment. cmdline.txt gets root=PARTUUID=<disk id>-02 in front.
+set -euo pipefail
+rootfs=${1:?usage: disk.sh ROOTFS OUT.img}
+img=${2:?usage: disk.sh ROOTFS OUT.img}
+BOOT_MB=256
+CRED_MB=16
+ALIGN_MB=4  # erase-block friendly start of every partition
+
+for tool in sfdisk mkfs.ext4 mkfs.vfat mcopy; do
+  command -v "$tool" >/dev/null || { echo "disk: $tool is missing" >&2; exit 1; }
+done
+work=$(mktemp -d)
+aside=$work/firmware
+put_back() {
+  # The firmware files go back into the root file system tree once its ext4 image is made.
+  if [ -d "$aside" ]; then
+    find "$aside" -mindepth 1 -maxdepth 1 -exec mv -t "$rootfs/boot/firmware/" {} +
+    rmdir "$aside"
+  fi
+}
+trap 'put_back; rm -rf "$work"' EXIT
+
+# A random disk id (the PARTUUIDs): no two cards share one.
+disk_id=$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+
+# --- 1: the firmware partition ---------------------------------------------------------------
+mkfs.vfat -F 32 -n VAKA-BOOT -C "$work/boot.img" $((BOOT_MB * 1024)) >/dev/null
+if [ -n "$(ls -A "$rootfs/boot/firmware")" ]; then
+  mcopy -s -p -m -i "$work/boot.img" "$rootfs"/boot/firmware/* ::/
+fi
+if [ -f "$rootfs/boot/firmware/cmdline.txt" ]; then
+  printf 'root=PARTUUID=%s-02 rootfstype=ext4 %s\n' "$disk_id" \
+    "$(tr -d '\n' <"$rootfs/boot/firmware/cmdline.txt")" >"$work/cmdline.txt"
+  mcopy -o -i "$work/boot.img" "$work/cmdline.txt" ::/cmdline.txt
+fi
+
+# --- 2: the root file system, without the firmware files (they live on partition 1) -----------
+mkdir "$aside"
+find "$rootfs/boot/firmware" -mindepth 1 -maxdepth 1 -exec mv -t "$aside/" {} +
+used_mb=$(du -sm --apparent-size "$rootfs" | cut -f1)
+root_mb=$(( (used_mb * 5 / 4 + 128 + ALIGN_MB - 1) / ALIGN_MB * ALIGN_MB ))
+truncate -s "${root_mb}M" "$work/root.img"
+mkfs.ext4 -q -L vaka-root -d "$rootfs" -E root_owner=0:0 "$work/root.img"
+put_back
+
+# --- 3: the credentials partition, empty, for the vaka user -------------------------------------
+uid=$(awk -F: '$1 == "vaka" { print $3 }' "$rootfs/etc/passwd")
+gid=$(awk -F: '$1 == "vaka" { print $3 }' "$rootfs/etc/group")
+truncate -s "${CRED_MB}M" "$work/cred.img"
+mkfs.ext4 -q -L vaka-cred -m 0 -E "root_owner=$uid:$gid" "$work/cred.img"
+if command -v debugfs >/dev/null; then
+  debugfs -w -R "sif / mode 040700" "$work/cred.img" >/dev/null 2>&1  # tmpfiles.d sets it too
+fi
+
+# --- the card ----------------------------------------------------------------------------------
+p1=$ALIGN_MB
+p2=$((p1 + BOOT_MB))
+p3=$((p2 + root_mb))
+total=$((p3 + CRED_MB))
+rm -f "$img"
+truncate -s "${total}M" "$img"
+sfdisk --quiet "$img" <<EOF
+label: dos
+label-id: 0x$disk_id
+unit: sectors
+
+start=$((p1 * 2048)), size=$((BOOT_MB * 2048)), type=c
+start=$((p2 * 2048)), size=$((root_mb * 2048)), type=83
+start=$((p3 * 2048)), size=$((CRED_MB * 2048)), type=83
+EOF
+dd if="$work/boot.img" of="$img" bs=1M seek="$p1" conv=notrunc,sparse status=none
+dd if="$work/root.img" of="$img" bs=1M seek="$p2" conv=notrunc,sparse status=none
+dd if="$work/cred.img" of="$img" bs=1M seek="$p3" conv=notrunc,sparse status=none
+echo "disk: $img (${total} MiB: boot ${BOOT_MB}, root ${root_mb}, credentials ${CRED_MB}; disk id $disk_id)" >&2
