@@ -1,0 +1,389 @@
+"""The TV unit's screen: catalogs, layout rules, drawing, and the real window under Xvfb.
+
+The window tests start their own Xvfb on a free display (``-displayfd``), take screenshots with
+ImageMagick's ``import -window root`` and click with real X events from ``xdotool``. Set
+``VAKA_UPDATE_SCREENS=1`` to write the screenshots to ``docs/screens/tv-<state>.png``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vaka.agent.media.source import BgrImage
+from vaka.agent.ui import (
+    LANGUAGES,
+    ButtonId,
+    Calling,
+    Catalog,
+    CatalogError,
+    HeadlessScreen,
+    Idle,
+    InCall,
+    Incoming,
+    Message,
+    ScreenError,
+    ScreenState,
+    Trouble,
+    TvScreen,
+    hit_test,
+    render,
+)
+from vaka.agent.ui.catalog import REFERENCE, load_messages
+from vaka.agent.ui.drawing import fit_text
+from vaka.agent.ui.layout import MIN_TEXT_PX, buttons, describe, min_target_px
+from vaka.agent.ui.spec import BLACK, YELLOW, Rgb, contrast_ratio
+from vaka.agent.ui.x11 import screen_pixels, window_manager_running
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENS = ROOT / "docs" / "screens"
+MESSAGES = ROOT / "vaka" / "agent" / "ui" / "messages"
+
+
+def _picture(w: int, h: int, back: Rgb, front: Rgb) -> BgrImage:
+    """A flat synthetic 'camera' picture: a round shape on a plain background (BGR)."""
+    image = np.empty((h, w, 3), np.uint8)
+    image[:] = back[::-1]
+    yy, xx = np.ogrid[:h, :w]
+    inside = ((xx - w / 2) / (w / 5)) ** 2 + ((yy - h / 2.3) / (h / 3.2)) ** 2 <= 1
+    image[inside] = front[::-1]
+    return image
+
+
+REMOTE = _picture(640, 480, (96, 140, 176), (232, 190, 160))
+SELF = _picture(640, 480, (70, 90, 70), (210, 170, 140))
+STATES: dict[str, ScreenState] = {
+    "idle": Idle(datetime(2025, 3, 3, 14, 5)),
+    "incoming": Incoming("Anna Lindqvist", "nurse", 5),
+    "calling": Calling(),
+    "in-call": InCall(REMOTE, SELF),
+    "trouble": Trouble("no_connection"),
+    "message": Message("Kom ihåg att ta dina mediciner klockan 14:00."),
+}
+MORE_STATES: list[ScreenState] = [
+    Incoming("Bo", "someone from elsewhere", None),
+    Incoming("Maria Magdalena Johansson-Øhlenschläger", "night_staff", 1),
+    InCall(None, None),
+    Trouble("no_answer"),
+    Trouble("no_such_reason"),
+    Message("Ett mycket långt meddelande " * 12),
+]
+
+
+# -- catalogs -----------------------------------------------------------------------------------
+
+
+def test_catalogs_have_identical_keys_and_placeholders() -> None:
+    reference = load_messages(REFERENCE)
+    for language in LANGUAGES:
+        messages = load_messages(language)
+        assert messages.keys() == reference.keys(), language
+        for key, text in messages.items():
+            assert text.strip(), (language, key)
+            assert ("{" in text) == ("{" in reference[key]), (language, key)
+        assert Catalog(language).keys() == reference.keys()
+
+
+def test_a_catalog_that_does_not_match_is_refused_at_load(tmp_path: Path) -> None:
+    for language in LANGUAGES:
+        shutil.copy(MESSAGES / f"{language}.toml", tmp_path)
+    da = tmp_path / "da.toml"
+    text = da.read_text(encoding="utf-8")
+    text = text.replace('hang_up = "Læg på"\n', "").replace("{name} ringer", "{navn} ringer")
+    da.write_text(text + '\n[extra]\nword = "ord"\n', encoding="utf-8")
+    with pytest.raises(CatalogError) as caught:
+        Catalog("da", directory=tmp_path)
+    message = str(caught.value)
+    assert "missing call.hang_up" in message
+    assert "unknown extra.word" in message
+    assert "incoming.calling uses {navn}, the en catalog {name}" in message
+    Catalog("sv", directory=tmp_path)  # the others are fine
+
+    with pytest.raises(CatalogError, match="no message catalog for language 'fi'"):
+        Catalog("fi")
+
+
+def test_catalog_texts() -> None:
+    sv = Catalog("sv")
+    assert sv.text("incoming.calling", name="Anna") == "Anna ringer"
+    assert sv.text("idle.call_staff") == "Ring nattpersonalen"
+    assert sv.text("trouble.alarm") == "Vid nödsituation: använd ditt trygghetslarm."
+    assert Catalog("da").text("call.hang_up") == "Læg på"
+    with pytest.raises(CatalogError, match="no text 'nope' in the sv message catalog"):
+        sv.text("nope")
+    with pytest.raises(CatalogError, match="needs the parameter 'name'"):
+        sv.text("incoming.calling")
+
+
+# -- layout rules -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_layout_is_large_high_contrast_and_clickable(language: str) -> None:
+    catalog = Catalog(language)
+    for state in [*STATES.values(), *MORE_STATES]:
+        layout = describe(state, catalog)
+        for spec in layout.texts:
+            assert fit_text(spec).size >= MIN_TEXT_PX, (state, spec.text)
+            ratio = contrast_ratio(spec.ink, spec.background)
+            assert ratio >= 7.0, (state, spec.text, round(ratio, 1))
+        targets = buttons(state)
+        for button in targets:
+            assert any(
+                t.background == button.fill and t.box.x > button.rect.x for t in layout.texts
+            )
+            side = min(button.rect.w, button.rect.h)
+            assert side >= 160 >= min_target_px(), (state, button.id)
+            assert button.rect.x >= 0 and button.rect.x + button.rect.w <= 1280
+            assert button.rect.y >= 0 and button.rect.y + button.rect.h <= 720
+            assert hit_test(state, *button.rect.center) == button.id
+        for a, b in combinations(targets, 2):
+            apart = (a.rect.x + a.rect.w <= b.rect.x or b.rect.x + b.rect.w <= a.rect.x) or (
+                a.rect.y + a.rect.h <= b.rect.y or b.rect.y + b.rect.h <= a.rect.y
+            )
+            assert apart, (state, a.id, b.id)
+        assert hit_test(state, 2, 2) is None
+    assert min_target_px() == 87  # 15 mm on a 125 mm (10.1") tall 720-line panel
+
+
+def test_layout_scales_to_a_1080p_tv() -> None:
+    state = STATES["incoming"]
+    small, large = buttons(state), buttons(state, (1920, 1080))
+    for a, b in zip(small, large, strict=True):
+        assert (b.rect.w, b.rect.h) == (a.rect.w * 3 // 2, a.rect.h * 3 // 2)
+        assert hit_test(state, *b.rect.center, size=(1920, 1080)) == b.id
+    assert render(state, Catalog("en"), (1920, 1080)).shape == (1080, 1920, 3)
+
+
+def test_nordic_letters_render() -> None:
+    catalog = Catalog("sv")
+    images = {ch: render(Message(ch), catalog) for ch in "aoåäöæøÅÄÖÆØ"}
+    box = describe(Message("x"), catalog).texts[0].box
+    for ch, image in images.items():
+        glyph = image[box.y : box.y + box.h, box.x : box.x + box.w]
+        assert (glyph.max(axis=2) > 128).sum() > 200, f"{ch!r} drew nothing"
+    for a, b in combinations(images, 2):
+        assert not np.array_equal(images[a], images[b]), f"{a!r} and {b!r} look the same"
+
+
+def test_render_time_per_frame() -> None:
+    import cv2  # as on the unit, where the window has loaded it  # noqa: F401
+
+    catalog = Catalog("sv")
+    timings: dict[str, float] = {}
+    for name, state in [("in-call", STATES["in-call"]), ("idle", Idle())]:
+        render(state, catalog)
+        runs = []
+        for _ in range(30):
+            started = time.perf_counter()
+            render(InCall(REMOTE, SELF) if name == "in-call" else state, catalog)
+            runs.append((time.perf_counter() - started) * 1000)
+        timings[name] = statistics.median(runs)
+    print(f"render 1280x720, median ms: {timings}")
+    assert timings["in-call"] < 20 and timings["idle"] < 20
+
+
+# -- the headless screen ------------------------------------------------------------------------
+
+
+async def test_headless_screen_records_and_presses() -> None:
+    presses: asyncio.Queue[ButtonId] = asyncio.Queue()
+    screen = HeadlessScreen(Catalog("en"), presses.put_nowait)
+    with pytest.raises(ValueError, match="no 'answer' button on nothing"):
+        screen.press("answer")
+    screen.show(STATES["idle"])
+    screen.show(STATES["incoming"])
+    assert [type(s) for _, s in screen.history] == [Idle, Incoming]
+    screen.press(ButtonId.CANCEL_AUTO_ANSWER)
+    assert await asyncio.wait_for(presses.get(), 1) is ButtonId.CANCEL_AUTO_ANSWER
+    with pytest.raises(ValueError, match="no 'hang_up' button on the Incoming screen"):
+        screen.press("hang_up")
+    assert screen.image().shape == (720, 1280, 3)
+    screen.close()
+    screen.close()
+    with pytest.raises(ScreenError, match="is closed"):
+        screen.show(STATES["idle"])
+
+
+def test_no_display_is_refused_not_aborted(monkeypatch: pytest.MonkeyPatch) -> None:
+    screen = TvScreen(Catalog("en"), print)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    with pytest.raises(ScreenError, match="DISPLAY is not set"):
+        screen.start()
+    monkeypatch.setenv("DISPLAY", ":4711")
+    with pytest.raises(ScreenError, match="cannot connect to the X display :4711"):
+        screen.start()
+    screen.close()
+
+
+# -- the real window under Xvfb -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def xdisplay() -> Iterator[str]:
+    """A private Xvfb at 1280x720 on a display number it picks itself; DISPLAY points to it."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (Debian package xvfb; scripts/setup.sh installs it)")
+    read, write = os.pipe()
+    xvfb = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+        pass_fds=(write,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write)
+    number = b""
+    while not number.endswith(b"\n") and select.select([read], [], [], 10)[0]:
+        chunk = os.read(read, 16)
+        if not chunk:
+            break
+        number += chunk
+    os.close(read)
+    old = os.environ.get("DISPLAY")
+    try:
+        assert number.strip().isdigit(), "Xvfb did not start"
+        os.environ["DISPLAY"] = f":{number.decode().strip()}"
+        yield os.environ["DISPLAY"]
+    finally:
+        if old is None:
+            os.environ.pop("DISPLAY", None)
+        else:
+            os.environ["DISPLAY"] = old
+        xvfb.terminate()
+        xvfb.wait(5)
+
+
+@dataclass
+class Tv:
+    screen: TvScreen
+    presses: asyncio.Queue[ButtonId]
+
+    async def show(self, state: ScreenState) -> None:
+        self.screen.show(state)
+        assert await asyncio.to_thread(self.screen.wait_shown, 5.0)
+
+    async def screenshot(self, path: Path) -> np.ndarray:
+        """The whole X screen, RGB."""
+        await asyncio.to_thread(
+            subprocess.run, ["import", "-window", "root", str(path)], check=True
+        )
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+
+    async def xdotool(self, *args: str) -> None:
+        await asyncio.to_thread(subprocess.run, ["xdotool", *args], check=True)
+
+    async def click(self, button: ButtonId) -> ButtonId:
+        state = self.screen.state
+        assert state is not None
+        (x, y) = next(b.rect.center for b in buttons(state) if b.id == button)
+        await self.xdotool("mousemove", "--sync", str(x), str(y), "click", "1")
+        return await asyncio.wait_for(self.presses.get(), 3)
+
+
+@pytest.fixture
+async def tv(xdisplay: str) -> AsyncIterator[Tv]:
+    presses: asyncio.Queue[ButtonId] = asyncio.Queue()
+    screen = TvScreen(Catalog("sv"), presses.put_nowait)  # presses come on this test's loop
+    await asyncio.to_thread(screen.start)
+    try:
+        yield Tv(screen, presses)
+    finally:
+        await asyncio.to_thread(screen.close)
+        screen.close()  # safe twice
+
+
+async def test_every_state_on_screen(tv: Tv, tmp_path: Path) -> None:
+    save = os.environ.get("VAKA_UPDATE_SCREENS") == "1"
+    for name, state in STATES.items():
+        await tv.show(state)
+        shot = await tv.screenshot(tmp_path / f"tv-{name}.png")
+        assert shot.shape == (720, 1280, 3)
+        layout = describe(state, Catalog("sv"))
+        for button in layout.buttons:  # the button's face, beside its white frame
+            x, y = button.rect.x + 14, button.rect.center[1]
+            assert tuple(shot[y, x]) == button.fill, (name, button.id)
+        for spec in layout.texts:  # something is written where each text goes
+            area = shot[spec.box.y : spec.box.y + spec.box.h, spec.box.x : spec.box.x + spec.box.w]
+            inked = (np.abs(area.astype(int) - spec.ink).sum(axis=2) < 60).sum()
+            assert inked > 300, (name, spec.text)
+        if isinstance(state, InCall):
+            assert tuple(shot[360, 640]) == (232, 190, 160)  # the remote picture, scaled up
+            assert tuple(shot[30, 960]) == (70, 90, 70)  # the self view
+        elif isinstance(state, Trouble):
+            assert tuple(shot[4, 640]) == YELLOW and tuple(shot[100, 100]) == BLACK
+        if save:
+            SCREENS.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(shot).save(SCREENS / f"tv-{name}.png", optimize=True)
+            assert (SCREENS / f"tv-{name}.png").stat().st_size < 200_000
+
+
+async def test_clicks_arrive_as_presses(tv: Tv) -> None:
+    await tv.show(STATES["incoming"])
+    assert await tv.click(ButtonId.ANSWER) is ButtonId.ANSWER
+    assert await tv.click(ButtonId.DECLINE) is ButtonId.DECLINE
+    assert await tv.click(ButtonId.CANCEL_AUTO_ANSWER) is ButtonId.CANCEL_AUTO_ANSWER
+    await tv.show(Incoming("Anna Lindqvist", "nurse", None))  # cancelled: no Cancel button left
+    # (xdotool's --sync waits ~15 s for a move to where the pointer already is: always move)
+    await tv.xdotool("mousemove", "--sync", "700", "650", "click", "1")
+    await tv.show(InCall(REMOTE, SELF))
+    assert await tv.click(ButtonId.HANG_UP) is ButtonId.HANG_UP
+    await tv.show(STATES["idle"])
+    assert await tv.click(ButtonId.CALL_STAFF) is ButtonId.CALL_STAFF
+    await tv.show(STATES["message"])
+    assert await tv.click(ButtonId.ACKNOWLEDGE) is ButtonId.ACKNOWLEDGE
+    # A finger that slides off the button before letting go presses nothing.
+    await tv.xdotool("mousemove", "--sync", "600", "600", "mousedown", "1")
+    await tv.xdotool("mousemove", "--sync", "600", "300", "mouseup", "1")
+    await asyncio.sleep(0.2)
+    assert tv.presses.empty()
+    assert await tv.click(ButtonId.ACKNOWLEDGE) is ButtonId.ACKNOWLEDGE  # still works
+    await tv.show(Trouble())  # no buttons: clicks anywhere do nothing
+    await tv.xdotool("mousemove", "--sync", "620", "580", "click", "1")
+    await asyncio.sleep(0.2)
+    assert tv.presses.empty()
+
+
+async def test_only_the_newest_frame_is_drawn(tv: Tv, tmp_path: Path) -> None:
+    colours = [(i, 255 - i, 40) for i in range(0, 250, 2)]
+
+    def feed() -> None:  # another thread pushing frames as fast as it can
+        for colour in colours:
+            tv.screen.show(InCall(_picture(640, 480, colour, colour), None))
+
+    thread = threading.Thread(target=feed)
+    thread.start()
+    await asyncio.to_thread(thread.join)
+    await tv.show(InCall(_picture(640, 480, colours[-1], colours[-1]), None))
+    shot = await tv.screenshot(tmp_path / "last.png")
+    assert tuple(shot[100, 640]) == colours[-1]
+    assert tv.screen.frames < len(colours)  # it skipped frames instead of queueing them
+    assert tv.screen.render_ms < 50
+
+
+async def test_the_screen_reads_back_what_it_shows(tv: Tv, tmp_path: Path) -> None:
+    display = os.environ["DISPLAY"]
+    assert not window_manager_running(display)  # bare Xvfb: no fullscreen asked for
+    assert tv.screen.fullscreen is False
+    await tv.show(STATES["incoming"])
+    pixels = screen_pixels(display, 1280, 720)
+    assert pixels is not None
+    shot = await tv.screenshot(tmp_path / "incoming.png")
+    assert np.array_equal(pixels[..., ::-1], shot)
+    assert np.array_equal(pixels, render(STATES["incoming"], Catalog("sv")))
+    assert screen_pixels(":4711", 10, 10) is None

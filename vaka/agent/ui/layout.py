@@ -1,0 +1,229 @@
+"""Where everything on the TV screen goes: one description per state, used to draw and to click.
+
+:func:`buttons` (the touch targets) and :func:`describe` (everything on the screen) feed both
+:func:`render` and :func:`hit_test`, so what is drawn and what a press hits cannot disagree.
+Positions are designed on a 1280x720 canvas and scaled uniformly (and centred) to other sizes;
+the video of a call always fills the whole screen.
+
+Sizes, for frail and often old eyes and hands:
+
+- **Text** is at least :data:`MIN_TEXT_PX` (48 px of 720 lines, 1/15 of the screen height); the
+  clock is 190 px, titles 80-88 px, button labels 72 px. Long texts shrink to fit, never below
+  the minimum, and wrap.
+- **Touch targets** are at least :data:`MIN_TARGET_MM` (15 mm) on the smallest screen we assume,
+  a 10.1" 16:9 touch panel (:data:`SMALLEST_PANEL_HEIGHT_MM`, 125 mm tall), where 15 mm is 87 px
+  of 720 (:func:`min_target_px`). Our buttons are 160-240 px tall: 28-42 mm on that panel,
+  88-133 mm on a 32" TV.
+- **Contrast** of every text on its background is at least 7:1 (WCAG AAA, checked by the tests
+  with :func:`~vaka.agent.ui.spec.contrast_ratio`): white on black 21:1, black on yellow
+  14.8:1, white on the green and red buttons above 7.5:1. A white frame round every button sets
+  it off from the black background and from video.
+- The screen is dark (black background): it is often seen at night.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime
+
+from vaka.agent.media.source import BgrImage
+from vaka.agent.ui.catalog import Catalog
+from vaka.agent.ui.drawing import draw
+from vaka.agent.ui.spec import (
+    BASE,
+    BLACK,
+    GREEN,
+    GREY,
+    LIGHT,
+    RED,
+    WHITE,
+    YELLOW,
+    ButtonSpec,
+    Layout,
+    Rect,
+    Rgb,
+    Scale,
+    Size,
+    TextSpec,
+    VideoSpec,
+)
+from vaka.agent.ui.states import (
+    ButtonId,
+    Calling,
+    Idle,
+    InCall,
+    Incoming,
+    Message,
+    ScreenState,
+    Trouble,
+)
+
+log = logging.getLogger(__name__)
+
+MIN_TEXT_PX = 48
+"""Smallest text height, in pixels of the 720-line design canvas."""
+MIN_TARGET_MM = 15.0
+"""Smallest side of a touch target."""
+SMALLEST_PANEL_HEIGHT_MM = 125.0
+"""Height of the smallest screen we design for (10.1" 16:9); a larger TV makes all bigger."""
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+MONTHS = (
+    "january", "february", "march", "april", "may", "june",
+    "july", "august", "september", "october", "november", "december",
+)  # fmt: skip
+
+# The buttons of each kind of screen: id, rectangle on the design canvas, label key, colours.
+# Answer and Decline are in the same place with or without a countdown, so nothing moves under
+# the citizen's finger when auto-answer is cancelled.
+_Button = tuple[ButtonId, tuple[int, int, int, int], str, Rgb, Rgb]
+_CALL_STAFF: _Button = (
+    ButtonId.CALL_STAFF,
+    (140, 420, 1000, 240),
+    "idle.call_staff",
+    YELLOW,
+    BLACK,
+)
+_ANSWER: _Button = (ButtonId.ANSWER, (60, 290, 560, 210), "incoming.answer", GREEN, WHITE)
+_DECLINE: _Button = (ButtonId.DECLINE, (660, 290, 560, 210), "incoming.decline", RED, WHITE)
+_CANCEL: _Button = (
+    ButtonId.CANCEL_AUTO_ANSWER, (340, 540, 600, 160), "incoming.cancel", LIGHT, BLACK
+)  # fmt: skip
+_STOP_CALLING: _Button = (ButtonId.HANG_UP, (340, 440, 600, 200), "calling.cancel", RED, WHITE)
+_HANG_UP: _Button = (ButtonId.HANG_UP, (440, 520, 400, 180), "call.hang_up", RED, WHITE)
+_ACKNOWLEDGE: _Button = (
+    ButtonId.ACKNOWLEDGE, (290, 510, 700, 190), "message.acknowledge", LIGHT, BLACK
+)  # fmt: skip
+
+
+def min_target_px(height: int = BASE[1]) -> int:
+    """Pixels making :data:`MIN_TARGET_MM` on the smallest panel, for a screen ``height`` tall."""
+    return math.ceil(MIN_TARGET_MM / SMALLEST_PANEL_HEIGHT_MM * height)
+
+
+def _buttons_of(state: ScreenState) -> tuple[_Button, ...]:
+    match state:
+        case Idle():
+            return (_CALL_STAFF,)
+        case Incoming(countdown_s=None):
+            return (_ANSWER, _DECLINE)
+        case Incoming():
+            return (_ANSWER, _DECLINE, _CANCEL)
+        case Calling():
+            return (_STOP_CALLING,)
+        case InCall():
+            return (_HANG_UP,)
+        case Trouble():
+            return ()
+        case Message():
+            return (_ACKNOWLEDGE,)
+    raise TypeError(f"not a screen state: {state!r}")
+
+
+def buttons(state: ScreenState, size: Size = BASE) -> tuple[ButtonSpec, ...]:
+    """The touch targets of ``state`` on a screen of ``size``, in screen pixels."""
+    sc = Scale(size)
+    return tuple(
+        ButtonSpec(bid, sc.rect(*box), key, fill, ink)
+        for bid, box, key, fill, ink in _buttons_of(state)
+    )
+
+
+def hit_test(state: ScreenState, x: int, y: int, size: Size = BASE) -> ButtonId | None:
+    """The button of ``state`` under the screen pixel ``(x, y)``, or ``None``."""
+    for button in buttons(state, size):
+        if button.rect.contains(x, y):
+            return button.id
+    return None
+
+
+def _date_text(now: datetime, catalog: Catalog) -> str:
+    text = catalog.text(
+        "idle.date",
+        weekday=catalog.text(f"weekday.{WEEKDAYS[now.weekday()]}"),
+        day=now.day,
+        month=catalog.text(f"month.{MONTHS[now.month - 1]}"),
+    )
+    return text[:1].upper() + text[1:]
+
+
+def _trouble_key(reason: str, catalog: Catalog) -> str:
+    key = f"trouble.{reason}"
+    if catalog.has(key) and reason != "alarm":
+        return key
+    log.warning("no text for the trouble %r: showing no_connection", reason)
+    return "trouble.no_connection"
+
+
+def describe(state: ScreenState, catalog: Catalog, size: Size = BASE) -> Layout:
+    """Everything :func:`render` draws for ``state`` on a screen of ``size``, in ``catalog``'s
+    language."""
+    sc = Scale(size)
+    low = sc.px(MIN_TEXT_PX)
+
+    def text(
+        t: str, box: tuple[int, int, int, int], px: int, ink: Rgb = WHITE, n: int = 1
+    ) -> TextSpec:
+        return TextSpec(t, sc.rect(*box), sc.px(px), low, ink, BLACK, n)
+
+    targets = buttons(state, size)
+    labels = tuple(
+        TextSpec(
+            catalog.text(b.label_key), b.rect.inset(sc.px(24)), sc.px(72), low, b.ink, b.fill, 2
+        )
+        for b in targets
+    )
+    videos: tuple[VideoSpec, ...] = ()
+    texts: tuple[TextSpec, ...] = ()
+    frame: Rgb | None = None
+    match state:
+        case Idle(now=now):
+            now = now or datetime.now()
+            texts = (
+                text(f"{now:%H:%M}", (0, 30, 1280, 210), 190),
+                text(_date_text(now, catalog), (40, 250, 1200, 100), 68),
+            )
+        case Incoming(caller_name=name, caller_role=role, countdown_s=countdown):
+            role_key = f"role.{role}"
+            texts = (
+                text(catalog.text("incoming.calling", name=name), (40, 20, 1200, 110), 88),
+                text(
+                    catalog.text(role_key) if catalog.has(role_key) else role,
+                    (40, 130, 1200, 80),
+                    60,
+                    GREY,
+                ),
+            )
+            if countdown is not None:
+                seconds = max(0, countdown)
+                key = "incoming.countdown_one" if seconds == 1 else "incoming.countdown"
+                texts += (
+                    text(catalog.text(key, seconds=seconds), (40, 212, 1200, 72), 52, YELLOW),
+                )
+        case Calling():
+            texts = (
+                text(catalog.text("calling.title"), (40, 110, 1200, 180), 80, n=2),
+                text(catalog.text("calling.hint"), (40, 300, 1200, 90), 60, GREY),
+            )
+        case InCall(remote_frame=remote, self_frame=own):
+            if remote is not None:
+                videos += (VideoSpec(remote, Rect(0, 0, size[0], size[1])),)
+            else:
+                texts = (text(catalog.text("call.connecting"), (0, 260, 1280, 120), 72),)
+            if own is not None:
+                videos += (VideoSpec(own, sc.rect(944, 16, 320, 240), sc.px(4)),)
+        case Trouble(reason_key=reason):
+            texts = (
+                text(catalog.text(_trouble_key(reason, catalog)), (60, 120, 1160, 170), 88, n=2),
+                text(catalog.text("trouble.alarm"), (60, 320, 1160, 300), 80, YELLOW, 3),
+            )
+            frame = YELLOW
+        case Message(text=body):
+            texts = (text(body, (60, 40, 1160, 440), 80, n=6),)
+    return Layout(size, BLACK, videos, targets, texts + labels, frame)
+
+
+def render(state: ScreenState, catalog: Catalog, size: Size = BASE) -> BgrImage:
+    """The picture of ``state`` on a screen of ``size``: BGR ``uint8``, shape ``(h, w, 3)``."""
+    return draw(describe(state, catalog, size))

@@ -1,0 +1,86 @@
+"""What the TV screen can show: one immutable value per screen, and the ids of its buttons.
+
+The agent decides *what* to show by passing one of these to ``Screen.show``; how it looks and where
+its buttons are is :mod:`vaka.agent.ui.layout`'s business. Presses come back as a
+:class:`ButtonId`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from vaka.agent.media.source import BgrImage
+
+
+class ButtonId(StrEnum):
+    """Every button the screen can have. The value is what a press reports (and logs)."""
+
+    CALL_STAFF = "call_staff"
+    "Idle: call the night staff."
+    ANSWER = "answer"
+    "Incoming call: take it."
+    DECLINE = "decline"
+    "Incoming call: refuse it."
+    CANCEL_AUTO_ANSWER = "cancel_auto_answer"
+    "Incoming call: stop the auto-answer countdown (the call keeps ringing)."
+    HANG_UP = "hang_up"
+    "In a call, or while calling the night staff: end it."
+    ACKNOWLEDGE = "acknowledge"
+    "A message or reminder: the citizen has seen it."
+
+
+@dataclass(frozen=True)
+class Idle:
+    """Nothing going on: the clock, the date and the night-staff button."""
+
+    now: datetime | None = None
+    "The time to show; ``None`` shows the current local time whenever the screen is drawn."
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """Somebody is calling the citizen."""
+
+    caller_name: str
+    "Who is calling, as central names them (e.g. ``Anna``)."
+    caller_role: str
+    "Their role: a catalog key under ``role.`` (``nurse``) or, if there is none, shown as given."
+    countdown_s: int | None = None
+    "Seconds until the call is answered by itself; ``None`` when it only rings."
+
+
+@dataclass(frozen=True)
+class Calling:
+    """The citizen pressed the night-staff button and the staff are being rung."""
+
+
+@dataclass(frozen=True, eq=False)
+class InCall:
+    """A call is up. Compared by identity: each video frame makes a new state."""
+
+    remote_frame: BgrImage | None = None
+    "The latest picture from the caller, BGR; ``None`` until the first one arrives."
+    self_frame: BgrImage | None = None
+    "The latest picture from the unit's own camera, BGR; ``None`` hides the self view."
+
+
+@dataclass(frozen=True)
+class Trouble:
+    """A call cannot be made or taken: say so, and point to the safety alarm."""
+
+    reason_key: str = "no_connection"
+    "What is wrong: a catalog key under ``trouble.`` (``no_connection``, ``no_camera``, ...)."
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message or reminder from the staff, shown until the citizen acknowledges it."""
+
+    text: str
+    "The message, already in the citizen's language (it comes from the staff)."
+
+
+ScreenState = Idle | Incoming | Calling | InCall | Trouble | Message
+"""Anything the screen can show."""
