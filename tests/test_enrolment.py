@@ -96,7 +96,7 @@ async def approve(
 async def pending_code(central: CentralService) -> str:
     assert central.provisioner is not None
     queue = central.provisioner.queue
-    await wait_for(lambda: asyncio.to_thread(queue.pending), 10, what="a unit waiting to enrol")
+    await wait_for(lambda: asyncio.to_thread(queue.pending), 30, what="a unit waiting to enrol")
     return (await asyncio.to_thread(queue.pending))[0].code
 
 
@@ -172,7 +172,7 @@ async def test_refusals(broker: Broker, central: CentralService, tmp_path: Path)
         # An expired code.
         async with generic_unit(broker, tmp_path / "two"):
             assert central.provisioner is not None
-            await wait_for(lambda: _pending_other(central, code), 10)
+            await wait_for(lambda: _pending_other(central, code), 30)
             other = (await _pending_other(central, code))[0]
             db = Path(central.config.database.url.removeprefix("sqlite:///"))
             with sqlite3.connect(db) as conn:
@@ -262,7 +262,7 @@ async def test_replaced_card_enrols_under_the_same_citizen_and_revokes_the_old(
             old_unit = f"u-{old_code.lower()}"
             await wait_for(lambda: _is(central, old_unit, "online"), 15)
             async with generic_unit(broker, tmp_path / "new"):
-                await wait_for(lambda: _pending_other(central, old_code), 10)
+                await wait_for(lambda: _pending_other(central, old_code), 30)
                 new_code = (await _pending_other(central, old_code))[0]
                 status, body = await approve(http, new_code, citizen="c-77", replaces=old_unit)
                 assert status == 200 and body["replaced"] == [old_unit]
