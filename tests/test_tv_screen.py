@@ -333,6 +333,10 @@ async def test_every_state_on_screen(tv: Tv, tmp_path: Path) -> None:
             assert (SCREENS / f"tv-{name}.png").stat().st_size < 200_000
 
 
+# Real X events through Xvfb: now and then (about 1 run in 10 here) a click right after a new
+# state is shown is lost by the X server/Qt pair; the behaviour under test is which button a
+# delivered click presses, so a lost click gets the test run again.
+@pytest.mark.flaky(reruns=2)
 async def test_clicks_arrive_as_presses(tv: Tv) -> None:
     await tv.show(STATES["incoming"])
     assert await tv.click(ButtonId.ANSWER) is ButtonId.ANSWER
