@@ -15,7 +15,6 @@ from vaka.central.db import open_engine
 from vaka.central.directory import Directory, load_directory_file
 from vaka.central.reports import supervisions, supervisions_csv
 from vaka.central.service import CentralService
-from vaka.demo.run import demo_seconds_from_env, prepare_demo, run_demo
 from vaka.errors import ConfigError, VakaError
 
 
@@ -161,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("audit", "report", "directory"):
             return _offline_command(args)
         elif args.command == "demo":
+            # The demo ties every side together; central itself never depends on it.
+            from vaka.demo.run import demo_seconds_from_env, prepare_demo, run_demo
+
             seconds = args.seconds if args.seconds is not None else demo_seconds_from_env()
             return asyncio.run(run_demo(prepare_demo(args.dir, args.http_port), seconds))
     except VakaError as err:
