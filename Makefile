@@ -38,7 +38,7 @@ image: setup
 # Builds the amd64 variant from Debian's packages and checks it offline (slow, root, network);
 # not part of `make test`.
 image-test: setup
-	VAKA_IMAGE_TEST=1 $(VENV)/pytest -v -s tests/test_image.py
+	VAKA_IMAGE_TEST=1 $(VENV)/pytest -v -s tests/test_image.py tests/test_image_units.py
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .vaka-demo

@@ -1,38 +1,21 @@
-"""vaka.agent.watchdog and vaka.agent.journal: how the agent talks to systemd.
+"""vaka.agent.watchdog: sd_notify messages and watchdog pings, received by a faithful harness.
 
-sd_notify messages and watchdog pings are received by a faithful harness;
-the journal handler is checked without a journal (its fields, and when it is chosen).
-
-:class:`NotifyHarness` is the service manager's end of the notify protocol, as systemd implements
-it: an ``AF_UNIX`` datagram socket (a path in a temporary directory, or an abstract name) with
-``SO_PASSCRED``, one message per datagram, ``KEY=VALUE`` lines, the sender's pid taken from the
-kernel's ``SCM_CREDENTIALS`` (what ``NotifyAccess=main`` checks). It receives on its own thread and
-stamps each message with ``time.monotonic()``, so a frozen event loop under test cannot hide a gap.
+The harness (:mod:`tests.notify_harness`) is the service manager's end of the notify protocol;
+the real agent process and the journal handler are in ``test_watchdog_agent.py``.
 """
 
 import asyncio
 import contextlib
-import io
-import itertools
 import logging
 import os
-import signal
-import socket
-import struct
-import subprocess
-import sys
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Broker
-from vaka.agent import journal, watchdog
-from vaka.agent.journal import journal_stream_is_stderr, setup_logging
+from tests.notify_harness import NotifyHarness, gaps, running_harness
+from vaka.agent import watchdog
 from vaka.agent.watchdog import (
     LinkReadiness,
     SystemdNotifier,
@@ -40,110 +23,22 @@ from vaka.agent.watchdog import (
     socket_address,
     watchdog_interval,
 )
-from vaka.demo.run import write_unit_config
 
 BACKENDS = ["socket", "systemd"]
-
-
-@dataclass(frozen=True)
-class Notification:
-    """One datagram as the service manager sees it."""
-
-    at: float
-    pid: int
-    fields: dict[str, str]
-
-
-class NotifyHarness:
-    """A notify socket like PID 1's: records every message with its sender pid and arrival time."""
-
-    def __init__(self, path: Path | None = None) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        if path is None:
-            abstract = f"vaka-test-{uuid.uuid4().hex}"
-            self.sock.bind(b"\0" + abstract.encode())
-            self.name = "@" + abstract
-        else:
-            self.sock.bind(str(path))
-            self.name = str(path)
-        self.sock.settimeout(0.02)
-        self._messages: list[Notification] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._receive, daemon=True)
-        self._thread.start()
-
-    def _receive(self) -> None:
-        creds_size = struct.calcsize("3i")
-        while not self._stop.is_set():
-            try:
-                data, ancdata, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(creds_size))
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            at = time.monotonic()
-            pid = -1
-            for level, kind, payload in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                    pid = struct.unpack("3i", payload[:creds_size])[0]
-            fields = dict(line.split("=", 1) for line in data.decode().split("\n") if "=" in line)
-            with self._lock:
-                self._messages.append(Notification(at, pid, fields))
-
-    @property
-    def messages(self) -> list[Notification]:
-        """Everything received so far, in order."""
-        with self._lock:
-            return list(self._messages)
-
-    def with_field(self, key: str, value: str = "1") -> list[Notification]:
-        """The messages carrying ``key=value``."""
-        return [m for m in self.messages if m.fields.get(key) == value]
-
-    def wait_for(
-        self, predicate: Callable[[list[Notification]], bool], timeout: float, what: str
-    ) -> list[Notification]:
-        """Block until ``predicate(messages)`` holds; the messages then."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            messages = self.messages
-            if predicate(messages):
-                return messages
-            time.sleep(0.01)
-        raise AssertionError(f"no {what} within {timeout} s; got {self.messages}")
-
-    def close(self) -> None:
-        """Stop receiving."""
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-
-def gaps(messages: list[Notification]) -> list[float]:
-    """Seconds between consecutive messages."""
-    return [b.at - a.at for a, b in itertools.pairwise(messages)]
 
 
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[NotifyHarness]:
     """A notify socket at a path in ``tmp_path``."""
-    h = NotifyHarness(tmp_path / "notify")
-    try:
+    with running_harness(tmp_path / "notify") as h:
         yield h
-    finally:
-        h.close()
 
 
 @pytest.fixture
 def abstract_harness() -> Iterator[NotifyHarness]:
     """A notify socket with an abstract name (``NOTIFY_SOCKET=@...``)."""
-    h = NotifyHarness()
-    try:
+    with running_harness() as h:
         yield h
-    finally:
-        h.close()
 
 
 def use(monkeypatch: pytest.MonkeyPatch, harness: NotifyHarness, watchdog_usec: int) -> None:
@@ -353,161 +248,3 @@ def test_an_unreachable_broker_still_counts_as_started(
     listener("waiting")
     messages = harness.wait_for(lambda m: len(m) == 2, 2, "two messages")
     assert messages[1].fields == {"READY": "1", "STATUS": "link waiting"}
-
-
-# -- the real agent -----------------------------------------------------------------------------
-
-
-def test_agent_process_notifies_ready_and_pings(
-    broker: Broker, harness: NotifyHarness, tmp_path: Path
-) -> None:
-    """``vaka-agent --simulate`` under the harness: READY=1 once online, pings, STOPPING=1."""
-    config = write_unit_config(
-        tmp_path / "unit.toml", broker.pki, "u-watchdog", "nightcam", broker.port, 30
-    )
-    env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "WATCHDOG_PID")}
-    env.update(NOTIFY_SOCKET=harness.name, WATCHDOG_USEC="1000000", PYTHONUNBUFFERED="1")
-    log_path = tmp_path / "agent.log"
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "vaka.agent.cli", "--config", str(config), "--simulate"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + 15
-        while "online as u-watchdog" not in log_path.read_text():
-            assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "the agent did not come online"
-            time.sleep(0.05)
-        ready = harness.wait_for(lambda m: bool(harness.with_field("READY")), 2, "READY=1")
-        first = next(m for m in ready if m.fields.get("READY") == "1")
-        assert first.fields.get("STATUS") == "link online"
-        assert first.pid == proc.pid, "NotifyAccess=main: only the main process may notify"
-
-        pings = harness.wait_for(lambda m: len(harness.with_field("WATCHDOG")) >= 3, 3, "pings")
-        assert {m.pid for m in pings} == {proc.pid}
-        # Freeze the whole process: the pings stop for as long.
-        proc.send_signal(signal.SIGSTOP)
-        time.sleep(1.5)
-        proc.send_signal(signal.SIGCONT)
-        before = len(harness.with_field("WATCHDOG"))
-        harness.wait_for(lambda m: len(harness.with_field("WATCHDOG")) >= before + 2, 3, "more")
-        assert max(gaps(harness.with_field("WATCHDOG"))) >= 1.4
-
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
-        assert harness.with_field("STOPPING"), "STOPPING=1 on an orderly shutdown"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-# -- the journal --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def root_logger() -> Iterator[logging.Logger]:
-    """The root logger, with its handlers and level restored afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        yield root
-    finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                root.removeHandler(handler)
-                handler.close()
-        root.setLevel(level)
-
-
-def stderr_stream_id() -> str:
-    """``JOURNAL_STREAM`` as systemd would set it for this process's stderr."""
-    st = os.fstat(2)
-    return f"{st.st_dev}:{st.st_ino}"
-
-
-def test_plain_lines_carry_the_fields(root_logger: logging.Logger) -> None:
-    out = io.StringIO()
-    handler = setup_logging("INFO", "u-night-1", journal=False, stream=out)
-    assert isinstance(handler, logging.StreamHandler)
-    log = logging.getLogger("vaka.agent.call")
-    log.warning("call refused", extra={"call_id": "c-42", "reason": "ticket expired"})
-    log.info("health sent")
-    log.debug("not at INFO")
-    try:
-        raise RuntimeError("boom")
-    except RuntimeError:
-        log.exception("camera failed", extra={"unit_id": "u-other"})
-    lines = out.getvalue().splitlines()
-    assert lines[0].endswith(
-        " WARNING vaka.agent.call: call refused "
-        "[unit_id=u-night-1 call_id=c-42 reason=ticket expired]"
-    )
-    assert lines[1].endswith(" INFO vaka.agent.call: health sent [unit_id=u-night-1]")
-    assert lines[2].endswith("camera failed [unit_id=u-other]")
-    assert lines[3] == "Traceback (most recent call last):"
-    assert lines[-1] == "RuntimeError: boom"
-    assert "not at INFO" not in out.getvalue()
-    # Called again (unit id now known): replaces its own handler, does not add a second one.
-    setup_logging("INFO", "u-night-2", journal=False, stream=out)
-    assert sum(h.get_name() == "vaka" for h in root_logger.handlers) == 1
-
-
-def test_journal_handler_chosen_when_stderr_is_the_journal(
-    root_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    systemd_journal = pytest.importorskip("systemd.journal")
-    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
-    assert not journal_stream_is_stderr()
-    assert isinstance(setup_logging("INFO", "u-1"), logging.StreamHandler)
-    monkeypatch.setenv("JOURNAL_STREAM", "1:1")  # inherited, but stderr was redirected
-    assert not journal_stream_is_stderr()
-    monkeypatch.setenv("JOURNAL_STREAM", stderr_stream_id())
-    assert journal_stream_is_stderr()
-    handler = setup_logging("INFO", "u-1")
-    assert isinstance(handler, systemd_journal.JournalHandler)
-    assert [h for h in root_logger.handlers if h.get_name() == "vaka"] == [handler]
-
-
-def test_journal_entries_have_upper_case_fields() -> None:
-    pytest.importorskip("systemd.journal")
-    sent: list[tuple[str, dict[str, object]]] = []
-
-    def capture(message: str, /, **fields: object) -> None:
-        sent.append((message, fields))
-
-    handler = journal.journal_handler("u-night-1", send=capture)
-    record = logging.LogRecord(
-        "vaka.agent.call", logging.WARNING, __file__, 1, "refused %s", ("x",), None
-    )
-    record.call_id = "c-42"
-    record.reason = "ticket expired"
-    handler.handle(record)
-    message, fields = sent[0]
-    assert message == "refused x"
-    assert fields["UNIT_ID"] == "u-night-1"
-    assert fields["CALL_ID"] == "c-42"
-    assert fields["REASON"] == "ticket expired"
-    assert fields["SYSLOG_IDENTIFIER"] == "vaka-agent"
-    assert fields["PRIORITY"] == "4"
-    assert fields["LOGGER"] == "vaka.agent.call"
-    # The record's other attributes (msg, args, levelname...) are not journal field names.
-    assert all(key == key.upper() and not key.startswith("_") for key in fields), fields
-
-
-def test_falls_back_to_stderr_without_systemd_python(
-    root_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def missing(unit_id: str | None) -> logging.Handler:
-        raise ImportError("No module named 'systemd'")
-
-    monkeypatch.setattr(journal, "journal_handler", missing)
-    out = io.StringIO()
-    handler = setup_logging("INFO", "u-1", journal=True, stream=out)
-    assert isinstance(handler, logging.StreamHandler)
-    assert "systemd-python is not installed: logging to stderr without journal fields" in (
-        out.getvalue()
-    )
