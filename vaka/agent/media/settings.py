@@ -18,6 +18,9 @@ from vaka.rtc.ice import configure_ice
 
 log = logging.getLogger(__name__)
 
+AUDIO_DEVICE_PATTERN = r"^[A-Za-z0-9_.:,=@/-]+$"
+"""What an audio device name may contain (ALSA ``plughw:CARD=Speak,DEV=0``, a pulse node name)."""
+
 
 class IceServer(BaseModel):
     """One STUN or TURN server."""
@@ -61,6 +64,16 @@ class MediaSettings(BaseModel):
     "Longest wait for STUN/TURN candidates."
     ice_servers: list[IceServer] = []
     "STUN/TURN servers (none by default: the unit contacts nobody it was not told to)."
+    audio: Literal["none", "synthetic", "pulse", "alsa"] | None = None
+    """Two-way audio (``tv``): none, a synthetic tone, or a real device through PulseAudio
+    (PipeWire's pulse server) or ALSA. ``None``: ``synthetic`` with ``--simulate``, else ``none``
+    (the nightcam sends no sound). See docs/audio.md and :mod:`vaka.agent.media.audio`."""
+    audio_input: str = Field(default="default", max_length=200, pattern=AUDIO_DEVICE_PATTERN)
+    "Microphone device name for ``audio = 'pulse'`` or ``'alsa'``."
+    audio_output: str = Field(default="default", max_length=200, pattern=AUDIO_DEVICE_PATTERN)
+    "Loudspeaker device name for ``audio = 'pulse'`` or ``'alsa'``."
+    audio_tone_hz: float = Field(default=440.0, ge=20.0, le=20_000.0)
+    "Frequency of the synthetic microphone's tone (``audio = 'synthetic'``)."
 
     def rtc_ice_servers(self) -> list[RTCIceServer]:
         """The configured servers as aiortc wants them."""
