@@ -5,6 +5,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from vaka.central.alerts import AlertSettings
 from vaka.central.policy import CallLimits
 from vaka.central.status import Thresholds
 from vaka.errors import ConfigError
@@ -70,6 +71,7 @@ class CentralConfig(_Section):
     fleet: Thresholds = Thresholds()
     calls: CallLimits = CallLimits()
     pki: PkiSection | None = None
+    alerts: AlertSettings = AlertSettings()
     session_ttl_s: float = Field(default=12 * 3600, gt=0)
 
 

@@ -72,6 +72,33 @@ def schedule_window(
     return None
 
 
+@dataclass(frozen=True)
+class ScheduledCheck:
+    """One occurrence of a scheduled check: its time and its window (local time)."""
+
+    at: dt.datetime
+    start: dt.datetime
+    end: dt.datetime
+
+
+def next_check(schedule: list[tuple[int, int]], now: dt.datetime) -> ScheduledCheck | None:
+    """The earliest scheduled check whose window has not closed at ``now`` (local time).
+
+    A check whose window is still open counts even if its time has passed (it can still be done);
+    across midnight, yesterday's late checks and tomorrow's early ones are found. ``None`` only
+    for an empty schedule.
+    """
+    found: list[ScheduledCheck] = []
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    for minute, tolerance in schedule:
+        for day in (-1, 0, 1):
+            at = midnight + dt.timedelta(days=day, minutes=minute)
+            spread = dt.timedelta(minutes=tolerance)
+            if at + spread >= now:
+                found.append(ScheduledCheck(at, at - spread, at + spread))
+    return min(found, key=lambda c: c.at) if found else None
+
+
 def _describe_schedule(schedule: list[tuple[int, int]]) -> str:
     return ", ".join(f"{m // 60:02d}:{m % 60:02d} (±{t} min)" for m, t in schedule)
 

@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 from pydantic import BaseModel
 
+from vaka.central.alerts import AlertWatch, add_alert_routes, notifier_for
 from vaka.central.audit import AuditLog
 from vaka.central.calls import CallRelay
 from vaka.central.config import CentralConfig
@@ -36,6 +37,18 @@ class CentralService:
         self.store = SqlFleetStore(self.engine)
         self.directory = Directory(self.engine)
         self.audit = AuditLog(self.engine)
+        #: ``await service.notifier.notify(kind, detail)``: events for the external notifier
+        self.notifier = notifier_for(config.alerts, self.audit)
+        self.alerts = AlertWatch(
+            self.engine,
+            self.store,
+            self.directory,
+            self.audit,
+            self.notifier,
+            config.alerts,
+            config.fleet,
+            config.calls.timezone,
+        )
         self.ingest = FleetIngest(self.store, self.audit)
         self.relay = CallRelay(
             config.mqtt.identity,
@@ -84,6 +97,8 @@ class CentralService:
         self._tasks = [
             asyncio.create_task(self.ingest.run(), name="ingest"),
             asyncio.create_task(self.link.run(), name="central-link"),
+            asyncio.create_task(self.notifier.run(), name="notifier"),
+            asyncio.create_task(self.alerts.run(), name="alert-watch"),
         ]
         if self.provisioner is not None:
             self._tasks.append(
@@ -92,6 +107,7 @@ class CentralService:
         app = make_app(self.store, self.ingest, self.config.fleet)
         add_staff_routes(app, self.directory, self.audit, self.relay, self.config.session_ttl_s)
         add_technician_routes(app, self)
+        add_alert_routes(app, self.alerts)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.bind, self.config.http.port)
