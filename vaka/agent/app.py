@@ -23,6 +23,7 @@ from vaka.agent.hw.shutter import ShutterState
 from vaka.agent.lifecycle import UnitLifecycle
 from vaka.agent.link import LinkSettings, UnitLink
 from vaka.agent.media.settings import apply_process_settings
+from vaka.agent.messages import MessageInbox, event_reporter
 from vaka.agent.watchdog import LinkReadiness, SystemdNotifier, run_watchdog
 from vaka.errors import ConfigError, LinkError
 from vaka.protocol.messages import (
@@ -109,6 +110,13 @@ class Agent:
         else:
             self.link.on(Channel.SIGNAL_IN, self._on_signal)
         self.link.on(Channel.CONFIG, self._on_config)
+        self.messages: MessageInbox | None = None  # messages and reminders on the TV
+        if config.unit.profile == "tv":
+            report = event_reporter(self.link.publish_reliably)
+            self.messages = MessageInbox(
+                device_id, self.config_store.key, report, refusals=self.link.refusals
+            )
+            self.link.on(Channel.MESSAGE, self.messages.handle)
         self.lifecycle = UnitLifecycle(
             self.link,
             device_id,
@@ -248,6 +256,8 @@ class Agent:
         if self.hardware.shutter is not None:
             with contextlib.suppress(Exception):
                 await self.hardware.shutter.close()
+        if self.messages is not None:
+            self.messages.close()
         for task in tasks:
             if task.get_name() != "link":
                 task.cancel()

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,8 @@ class FleetIngest:
         self.refusals = Refusals(log)
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
+        #: Called (on the writing thread) with each event stored for the first time.
+        self.event_hooks: list[Callable[[EventRecord], None]] = []
         self.accepted = 0
         self.written = 0
         self._pending = _Batch()
@@ -142,6 +145,12 @@ class FleetIngest:
         self.store.apply_states(batch.states)
         self.store.put_health(batch.health)
         new_events = self.store.add_events(batch.events)
+        for event in new_events:
+            for hook in self.event_hooks:
+                try:
+                    hook(event)
+                except Exception:
+                    log.exception("event hook failed on %s from %s", event.kind, event.device_id)
         if self.audit is not None:
             for event in new_events:
                 if event.kind in AUDITED_EVENTS:

@@ -7,13 +7,13 @@ import logging
 from aiohttp import web
 from pydantic import BaseModel
 
-from vaka.central.alerts import AlertWatch, add_alert_routes, notifier_for
 from vaka.central.audit import AuditLog
 from vaka.central.calls import CallRelay
 from vaka.central.config import CentralConfig
 from vaka.central.db import open_engine
 from vaka.central.directory import Directory
 from vaka.central.ingest import FleetIngest
+from vaka.central.messages import MessageDesk, add_message_routes
 from vaka.central.mqtt import CentralLink
 from vaka.central.provisioner import Provisioner, issuing_ca
 from vaka.central.revocation import CertificateRegistry
@@ -37,18 +37,6 @@ class CentralService:
         self.store = SqlFleetStore(self.engine)
         self.directory = Directory(self.engine)
         self.audit = AuditLog(self.engine)
-        #: ``await service.notifier.notify(kind, detail)``: events for the external notifier
-        self.notifier = notifier_for(config.alerts, self.audit)
-        self.alerts = AlertWatch(
-            self.engine,
-            self.store,
-            self.directory,
-            self.audit,
-            self.notifier,
-            config.alerts,
-            config.fleet,
-            config.calls.timezone,
-        )
         self.ingest = FleetIngest(self.store, self.audit)
         self.relay = CallRelay(
             config.mqtt.identity,
@@ -64,6 +52,11 @@ class CentralService:
         self.config_key = (
             load_config_key(config.keys.config_key) if config.keys.config_key else None
         )
+        self.messages = MessageDesk(
+            self.engine, self.directory, self.audit, self.config_key, self._publish,
+            config.calls.timezone,
+        )  # fmt: skip
+        self.ingest.event_hooks.append(self.messages.on_event_record)
         self.certs: CertificateRegistry | None = None
         self.provisioner: Provisioner | None = None
         if config.pki is not None:
@@ -97,8 +90,7 @@ class CentralService:
         self._tasks = [
             asyncio.create_task(self.ingest.run(), name="ingest"),
             asyncio.create_task(self.link.run(), name="central-link"),
-            asyncio.create_task(self.notifier.run(), name="notifier"),
-            asyncio.create_task(self.alerts.run(), name="alert-watch"),
+            asyncio.create_task(self.messages.run(), name="messages"),
         ]
         if self.provisioner is not None:
             self._tasks.append(
@@ -107,7 +99,7 @@ class CentralService:
         app = make_app(self.store, self.ingest, self.config.fleet)
         add_staff_routes(app, self.directory, self.audit, self.relay, self.config.session_ttl_s)
         add_technician_routes(app, self)
-        add_alert_routes(app, self.alerts)
+        add_message_routes(app, self.messages)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.bind, self.config.http.port)

@@ -89,7 +89,7 @@ EventValue = str | int | float | bool | None
 class EventPayload(_Strict):
     """Something happened on the unit: a button, hotplug, shutter movement, a refused message."""
 
-    kind: Literal["button", "hotplug", "shutter", "fault", "refused", "call", "info"]
+    kind: Literal["button", "hotplug", "shutter", "fault", "refused", "call", "info", "message"]
     detail: dict[Annotated[str, Field(max_length=64)], EventValue] = Field(
         default_factory=dict, max_length=32
     )
@@ -129,6 +129,13 @@ class CommandPayload(_Strict):
     """A signed order for the unit (compact JWS, see :mod:`vaka.provisioning.orders`)."""
 
     order: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class MessagePayload(_Strict):
+    """A signed message or reminder for the TV (compact JWS, see
+    :mod:`vaka.provisioning.messages`)."""
+
+    token: Annotated[str, Field(min_length=1, max_length=60 * 1024)]
 
 
 # ---------------------------------------------------------------- envelopes
@@ -196,6 +203,13 @@ class CommandMessage(_Envelope):
     payload: CommandPayload
 
 
+class MessageMessage(_Envelope):
+    """Envelope for :class:`MessagePayload` on the ``message`` channel."""
+
+    type: Literal["message"] = "message"
+    payload: MessagePayload
+
+
 AnyMessage = (
     StateMessage
     | HealthMessage
@@ -205,6 +219,7 @@ AnyMessage = (
     | RenewMessage
     | CertMessage
     | CommandMessage
+    | MessageMessage
 )
 _ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(Annotated[AnyMessage, Field(discriminator="type")])
 
@@ -219,6 +234,7 @@ CHANNEL_TYPES: dict[Channel, type[BaseModel]] = {
     Channel.RENEW: RenewMessage,
     Channel.CERT: CertMessage,
     Channel.COMMAND: CommandMessage,
+    Channel.MESSAGE: MessageMessage,
 }
 
 

@@ -31,13 +31,16 @@ class Channel(StrEnum):
     RENEW = "renew"  # unit: certificate renewal request (CSR for a new key)
     CERT = "cert"  # central: the renewed certificate
     COMMAND = "command"  # central: retained signed orders (decommission, renew now)
+    MESSAGE = "message"  # central: signed messages and reminders for the TV (not retained)
 
 
 #: Channels a unit publishes on; the others it only reads.
 UNIT_WRITES = frozenset(
     {Channel.STATE, Channel.HEALTH, Channel.EVENTS, Channel.SIGNAL_OUT, Channel.RENEW}
 )
-UNIT_READS = frozenset({Channel.SIGNAL_IN, Channel.CONFIG, Channel.CERT, Channel.COMMAND})
+UNIT_READS = frozenset(
+    {Channel.SIGNAL_IN, Channel.CONFIG, Channel.CERT, Channel.COMMAND, Channel.MESSAGE}
+)
 
 
 def check_device_id(device_id: str) -> str:
