@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 from pydantic import BaseModel
 
+from vaka.central.alerts import AlertWatch, add_alert_routes, notifier_for
 from vaka.central.audit import AuditLog
 from vaka.central.calls import CallRelay
 from vaka.central.config import CentralConfig
@@ -37,6 +38,18 @@ class CentralService:
         self.store = SqlFleetStore(self.engine)
         self.directory = Directory(self.engine)
         self.audit = AuditLog(self.engine)
+        #: ``await service.notifier.notify(kind, detail)``: events for the external notifier
+        self.notifier = notifier_for(config.alerts, self.audit)
+        self.alerts = AlertWatch(
+            self.engine,
+            self.store,
+            self.directory,
+            self.audit,
+            self.notifier,
+            config.alerts,
+            config.fleet,
+            config.calls.timezone,
+        )
         self.ingest = FleetIngest(self.store, self.audit)
         self.relay = CallRelay(
             config.mqtt.identity,
@@ -91,6 +104,8 @@ class CentralService:
             asyncio.create_task(self.ingest.run(), name="ingest"),
             asyncio.create_task(self.link.run(), name="central-link"),
             asyncio.create_task(self.messages.run(), name="messages"),
+            asyncio.create_task(self.notifier.run(), name="notifier"),
+            asyncio.create_task(self.alerts.run(), name="alert-watch"),
         ]
         if self.provisioner is not None:
             self._tasks.append(
@@ -100,6 +115,7 @@ class CentralService:
         add_staff_routes(app, self.directory, self.audit, self.relay, self.config.session_ttl_s)
         add_technician_routes(app, self)
         add_message_routes(app, self.messages)
+        add_alert_routes(app, self.alerts)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.bind, self.config.http.port)
