@@ -79,6 +79,11 @@ install -m 0644 "$fw/$VAKA_PROFILE/config.txt" "$fw/$VAKA_PROFILE/cmdline.txt" "
 install -m 0644 "$fw"/common/udev/*.rules "$root/etc/udev/rules.d/"
 install -m 0644 "$fw"/common/sysctl.d/*.conf "$root/etc/sysctl.d/"
 install -m 0755 "$fw/common/nftables.conf" "$root/etc/nftables.conf"
+# PipeWire drop-ins of the profile (tv: the echo canceller for two-way calls, docs/audio.md).
+if [ -d "$fw/$VAKA_PROFILE/pipewire/pipewire.conf.d" ]; then
+  install -d "$root/etc/pipewire/pipewire.conf.d"
+  install -m 0644 "$fw/$VAKA_PROFILE"/pipewire/pipewire.conf.d/*.conf "$root/etc/pipewire/pipewire.conf.d/"
+fi
 
 # --- the image's own files (fstab, network, sshd, technician account) ------------------------
 cp -a --no-preserve=ownership "$VAKA_HERE/overlay/." "$root/"
