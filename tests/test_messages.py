@@ -1,0 +1,477 @@
+"""Messages and reminders on the TV: staff send, central signs and schedules, the unit shows,
+the citizen acknowledges (or misses), central follows the status.
+
+The inbox is tested in memory first; the end-to-end tests run a real Mosquitto, central and a
+``tv`` agent in this process (so its inbox's ``show``/``hide`` can be captured).
+"""
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+from joserfc.jwk import OKPKey
+
+from tests.conftest import Broker, central_config, wait_for
+from tests.nightcheck import PASSWORD, agent_config
+from tests.test_message_tokens import b64, jpeg
+from vaka.agent.app import Agent
+from vaka.agent.config import parse_config
+from vaka.agent.messages import QUEUE_LIMIT, MessageInbox
+from vaka.central.directory import DirectorySpec
+from vaka.central.messages import BadMessageRequest, resolve_at
+from vaka.central.service import CentralService
+from vaka.protocol.messages import EventValue, MessageMessage, MessagePayload
+from vaka.protocol.topics import Channel
+from vaka.provisioning.messages import SignedMessage, make_message, sign_message
+from vaka.provisioning.tickets import new_ticket_key
+
+UNIT = "u-tv"
+TZ = "Europe/Stockholm"
+
+# ---------------------------------------------------------------- the inbox in memory
+
+
+class Screen:
+    """What the inbox asked the screen to do, and what it reported."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+        self.hidden: list[str] = []
+        self.reports: list[tuple[str, dict[str, EventValue]]] = []
+
+    def show(self, message: SignedMessage) -> None:
+        self.shown.append(message.mid)
+
+    def hide(self, mid: str) -> None:
+        self.hidden.append(mid)
+
+    async def report(self, action: str, detail: dict[str, EventValue]) -> None:
+        self.reports.append((action, detail))
+
+    def actions(self) -> list[tuple[str, Any]]:
+        return [(action, detail.get("mid")) for action, detail in self.reports]
+
+
+@pytest.fixture(scope="module")
+def key() -> OKPKey:
+    return new_ticket_key()
+
+
+def envelope(key: OKPKey, mid: str, unit: str = UNIT, **claims: Any) -> MessageMessage:
+    now = int(time.time())
+    fields: dict[str, Any] = {
+        "unit": unit,
+        "mid": mid,
+        "kind": "reminder",
+        "text": f"text of {mid}",
+        "sender_name": "Anna",
+        "exp": now + 600,
+        **claims,
+    }
+    token = sign_message(make_message(**fields), key)
+    return MessageMessage(payload=MessagePayload(token=token))
+
+
+def inbox(key: OKPKey | None, screen: Screen) -> MessageInbox:
+    public = None if key is None else OKPKey.import_key(key.as_pem(private=False))
+    return MessageInbox(UNIT, public, screen.report, screen.show, screen.hide)
+
+
+async def test_inbox_shows_one_at_a_time_in_order(key: OKPKey) -> None:
+    screen = Screen()
+    box = inbox(key, screen)
+    for mid in ("m-a", "m-b", "m-c"):
+        await box.handle(envelope(key, mid))
+    await box.handle(envelope(key, "m-a"))  # delivered twice: ignored
+    assert screen.shown == ["m-a"]
+    assert box.current is not None and box.current.mid == "m-a"
+    assert [m.mid for m in box.waiting] == ["m-b", "m-c"]
+
+    assert box.acknowledge("m-b") is False  # not on screen
+    assert box.acknowledge("m-a") is True
+    assert box.acknowledge("m-a") is False  # pressed twice
+    await wait_for(lambda: screen.shown == ["m-a", "m-b"], 2, what="next message shown")
+    assert box.acknowledge("m-b")
+    await wait_for(lambda: screen.shown == ["m-a", "m-b", "m-c"], 2, what="third shown")
+    assert box.acknowledge("m-c")
+    await wait_for(lambda: box.current is None and len(screen.reports) == 6, 2, what="reports")
+    assert screen.hidden == ["m-a", "m-b", "m-c"]
+    assert screen.actions() == [
+        ("shown", "m-a"),
+        ("acknowledged", "m-a"),
+        ("shown", "m-b"),
+        ("acknowledged", "m-b"),
+        ("shown", "m-c"),
+        ("acknowledged", "m-c"),
+    ]
+    await box.handle(envelope(key, "m-b"))  # a repeat after it was shown: still ignored
+    assert box.current is None
+    box.close()
+
+
+async def test_inbox_reports_a_missed_reminder_and_shows_the_next(key: OKPKey) -> None:
+    screen = Screen()
+    box = inbox(key, screen)
+    await box.handle(envelope(key, "m-late", ack_within_s=1))
+    await box.handle(envelope(key, "m-next"))
+    await wait_for(lambda: ("missed", "m-late") in screen.actions(), 5, what="missed")
+    assert screen.hidden == ["m-late"]
+    assert dict(screen.reports[1][1]) == {
+        "mid": "m-late",
+        "kind": "reminder",
+        "reason": "not acknowledged in time",
+    }
+    await wait_for(lambda: screen.shown == ["m-late", "m-next"], 2, what="next shown")
+    box.close()
+    box.close()  # safe twice
+    assert screen.hidden == ["m-late", "m-next"]  # taken off the screen on close
+
+
+async def test_inbox_refuses_and_shows_nothing(key: OKPKey) -> None:
+    screen = Screen()
+    box = inbox(key, screen)
+    await box.handle(envelope(new_ticket_key(), "m-forged"))
+    await box.handle(envelope(key, "m-elsewhere", unit="u-tv-next-door"))
+    assert screen.shown == []
+    assert screen.reports == [
+        ("refused", {"reason": "bad signature"}),
+        (
+            "refused",
+            {
+                "reason": "message is for unit u-tv-next-door, not this unit (u-tv)",
+                "mid": "m-elsewhere",
+            },
+        ),
+    ]
+    assert box.refusals.total == 2
+
+    keyless = Screen()
+    box = inbox(None, keyless)
+    await box.handle(envelope(key, "m-1"))
+    assert keyless.shown == []
+    assert keyless.reports == [
+        ("refused", {"reason": "no pinned config key ([trust] config_key): cannot verify"})
+    ]
+
+
+async def test_inbox_keeps_at_most_twenty_waiting(key: OKPKey) -> None:
+    screen = Screen()
+    box = inbox(key, screen)
+    for n in range(QUEUE_LIMIT + 2):
+        await box.handle(envelope(key, f"m-{n}"))
+    assert len(box.waiting) == QUEUE_LIMIT
+    assert screen.reports[-1] == (
+        "refused",
+        {"reason": "20 messages are already waiting to be shown", "mid": f"m-{QUEUE_LIMIT + 1}"},
+    )
+    box.close()
+    assert box.waiting == [] and box.current is None
+
+
+def test_at_is_today_or_tomorrow_local_time() -> None:
+    zone = ZoneInfo(TZ)
+    noon = dt.datetime(2026, 3, 2, 12, 0, tzinfo=zone).timestamp()
+    assert dt.datetime.fromtimestamp(resolve_at("14:00", noon, TZ), zone) == dt.datetime(
+        2026, 3, 2, 14, 0, tzinfo=zone
+    )
+    assert dt.datetime.fromtimestamp(resolve_at("09:30", noon, TZ), zone) == dt.datetime(
+        2026, 3, 3, 9, 30, tzinfo=zone
+    )
+    assert resolve_at(None, noon, TZ) == noon
+    assert resolve_at("2026-03-02T12:00:05", noon, TZ) == noon + 5
+    for bad, reason in (
+        ("25:00", "is neither HH:MM nor an ISO 8601 time"),
+        ("soon", "is neither HH:MM nor an ISO 8601 time"),
+        ("2026-03-01T12:00:00", "is in the past"),
+        ("2026-04-01T12:00:00+00:00", "is more than 7 days ahead"),
+    ):
+        with pytest.raises(BadMessageRequest, match=reason):
+            resolve_at(bad, noon, TZ)
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def spec() -> DirectorySpec:
+    """s-day (g-day) looks after c-1001, whose TV is u-tv; s-stranger (g-other) does not."""
+    return DirectorySpec.model_validate(
+        {
+            "group": [{"id": "g-day", "name": "Day team"}, {"id": "g-other", "name": "Other"}],
+            "staff": [
+                {
+                    "id": "s-day",
+                    "name": "Dana Day",
+                    "role": "day_staff",
+                    "groups": ["g-day"],
+                    "password": PASSWORD,
+                },
+                {
+                    "id": "s-stranger",
+                    "name": "Sam Stranger",
+                    "role": "day_staff",
+                    "groups": ["g-other"],
+                    "password": PASSWORD,
+                },
+            ],
+            "citizen": [{"id": "c-1001", "units": [UNIT]}],
+            "permission": [{"group": "g-day", "citizen": "c-1001", "purposes": ["video_visit"]}],
+        }
+    )
+
+
+def tv_config(broker: Broker, credentials: Path) -> dict[str, Any]:
+    data = agent_config(broker, UNIT)
+    data["unit"]["profile"] = "tv"
+    del data["calls"]
+    data["trust"] = {"config_key": str(broker.pki.config_keys()[1])}
+    data["storage"] = {"credentials_dir": str(credentials)}
+    return data
+
+
+class Tv:
+    """An in-process tv agent with its screen captured."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.shown: list[tuple[float, SignedMessage]] = []
+        self.hidden: list[str] = []
+        assert agent.messages is not None
+        self.inbox = agent.messages
+        self.inbox.show = lambda m: self.shown.append((time.time(), m))
+        self.inbox.hide = self.hidden.append
+
+    def mids(self) -> list[str]:
+        return [m.mid for _, m in self.shown]
+
+
+@contextlib.asynccontextmanager
+async def running_tv(broker: Broker, credentials: Path) -> AsyncIterator[Tv]:
+    agent = Agent(parse_config(tv_config(broker, credentials)))
+    tv = Tv(agent)
+    task = asyncio.create_task(agent.run())
+    try:
+        await agent.link.wait_online(10)
+        yield tv
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def staff(central: CentralService, staff_id: str) -> AsyncIterator["Api"]:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{central.url}/api/login", json={"staff_id": staff_id, "password": PASSWORD}
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+            token = (await resp.json())["token"]
+        yield Api(http, central.url, token)
+
+
+class Api:
+    def __init__(self, http: aiohttp.ClientSession, url: str, token: str) -> None:
+        self.http, self.url = http, url
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def send(self, **body: Any) -> tuple[int, dict[str, Any]]:
+        async with self.http.post(
+            f"{self.url}/api/messages", json={"unit": UNIT, **body}, headers=self.headers
+        ) as resp:
+            return resp.status, await resp.json()
+
+    async def statuses(self, unit: str = UNIT) -> tuple[int, dict[str, Any]]:
+        async with self.http.get(
+            f"{self.url}/api/messages", params={"unit": unit}, headers=self.headers
+        ) as resp:
+            return resp.status, await resp.json()
+
+
+async def status_of(central: CentralService, mid: str) -> str | None:
+    rows = await asyncio.to_thread(central.messages.statuses, UNIT)
+    return next((r["status"] for r in rows if r["mid"] == mid), None)
+
+
+async def audit(central: CentralService) -> list[tuple[str, str | None, Any]]:
+    entries = await asyncio.to_thread(central.audit.entries)
+    return [(e.kind, e.actor, e.detail.get("mid")) for e in entries if "message" in e.kind]
+
+
+def listing(directory: Path) -> list[tuple[str, int, int]]:
+    return sorted(
+        (str(p.relative_to(directory)), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in directory.rglob("*")
+    )
+
+
+@pytest.fixture
+async def directory_loaded(broker: Broker, tmp_path: Path) -> AsyncIterator[CentralService]:
+    """Central with the directory loaded; staff log in with a password alone."""
+    config = central_config(broker, tmp_path)
+    if "staff_access" in type(config).model_fields:
+        access = type(config).model_fields["staff_access"].annotation
+        update = {"staff_access": access.model_validate({"require_totp": False})}  # type: ignore[union-attr]
+        config = config.model_copy(update=update)
+    service = CentralService(config)
+    await service.start()
+    try:
+        await asyncio.wait_for(service.link.connected.wait(), 10)
+        await asyncio.to_thread(service.directory.load, spec())
+        yield service
+    finally:
+        await service.stop()
+
+
+async def test_message_shown_acknowledged_and_nothing_stored(
+    broker: Broker, directory_loaded: CentralService, tmp_path: Path
+) -> None:
+    central = directory_loaded
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "unit.key").write_text("stand-in for the unit's key")
+    async with running_tv(broker, credentials) as tv, staff(central, "s-day") as api:
+        before = listing(credentials)
+        picture = jpeg()
+        status, created = await api.send(
+            kind="message", text="Hej! Vi kommer kl. 15.", picture=b64(picture)
+        )
+        assert status == 201, created
+        mid = created["mid"]
+        assert created["has_picture"] is True
+        await wait_for(lambda: tv.mids() == [mid], 10, what="message on the TV")
+        message = tv.shown[0][1]
+        assert (message.text, message.sender_name, message.kind) == (
+            "Hej! Vi kommer kl. 15.",
+            "Dana Day",
+            "message",
+        )
+        assert message.picture_bytes() == picture
+        await wait_for(lambda: status_of(central, mid), 10, what="status")
+        await wait_for(lambda: _is(status_of(central, mid), "shown"), 10, what="shown at central")
+
+        assert tv.inbox.acknowledge(mid)
+        await wait_for(
+            lambda: _is(status_of(central, mid), "acknowledged"), 10, what="acknowledged"
+        )
+        assert tv.hidden == [mid]
+        assert listing(credentials) == before  # nothing written to the unit's storage
+
+        status, listed = await api.statuses()
+        assert status == 200
+        assert [(m["mid"], m["status"], m["sender"]) for m in listed["messages"]] == [
+            (mid, "acknowledged", "s-day")
+        ]
+    assert await audit(central) == [
+        ("message_created", "s-day", mid),
+        ("message_shown", None, mid),
+        ("message_acknowledged", None, mid),
+    ]
+    rows = await asyncio.to_thread(_tokens, central)
+    assert rows == [None]  # the signed token (and the picture in it) is gone once sent
+
+
+def _tokens(central: CentralService) -> list[Any]:
+    from vaka.central.messages import messages
+
+    with central.engine.connect() as conn:
+        return [r[0] for r in conn.execute(messages.select().with_only_columns(messages.c.token))]
+
+
+async def _is(value: Any, expected: str) -> bool:
+    return (await value) == expected
+
+
+async def test_scheduled_reminder_arrives_at_its_time_and_is_missed(
+    broker: Broker, directory_loaded: CentralService, tmp_path: Path
+) -> None:
+    central = directory_loaded
+    async with running_tv(broker, tmp_path) as tv, staff(central, "s-day") as api:
+        at = dt.datetime.now(ZoneInfo(TZ)) + dt.timedelta(seconds=2)
+        status, created = await api.send(
+            kind="reminder", text="Medicin kl. 14", at=at.isoformat(), ack_within_s=1
+        )
+        assert status == 201, created
+        mid = created["mid"]
+        assert created["status"] == "scheduled"
+        assert abs(created["send_at"] - at.timestamp()) < 0.01
+        assert tv.shown == []
+        await wait_for(lambda: tv.mids() == [mid], 10, what="reminder delivered")
+        assert tv.shown[0][0] >= created["send_at"]  # not before its time
+        assert tv.shown[0][1].ack_within_s == 1
+        await wait_for(lambda: _is(status_of(central, mid), "missed"), 10, what="missed")
+        assert tv.hidden == [mid]
+        rows = await asyncio.to_thread(central.messages.statuses, UNIT)
+        assert rows[0]["reason"] == "not acknowledged in time"
+    kinds = [k for k, _, m in await audit(central) if m == mid]
+    assert kinds == ["message_created", "message_shown", "message_missed"]
+
+
+async def test_a_message_signed_with_another_key_is_refused(
+    broker: Broker, directory_loaded: CentralService, tmp_path: Path
+) -> None:
+    central = directory_loaded
+    async with running_tv(broker, tmp_path) as tv:
+        forged = envelope(new_ticket_key(), "m-forged")
+        await central.link.publish_to_unit(UNIT, Channel.MESSAGE, forged)
+
+        async def refused() -> list[dict[str, Any]]:
+            events = await asyncio.to_thread(central.store.recent_events, UNIT)
+            return [
+                e.detail
+                for e in events
+                if e.kind == "message" and e.detail.get("action") == "refused"
+            ]
+
+        await wait_for(refused, 10, what="refusal reported")
+        assert await refused() == [{"action": "refused", "reason": "bad signature"}]
+        assert tv.shown == [] and tv.inbox.current is None
+        assert tv.agent.link.refusals.by_category["message"] == 1
+
+
+async def test_staff_outside_the_citizens_groups_are_refused(
+    directory_loaded: CentralService,
+) -> None:
+    central = directory_loaded
+    reason = "staff s-stranger is not in a group assigned to citizen c-1001"
+    async with staff(central, "s-stranger") as api:
+        assert await api.send(text="Hej") == (403, {"error": reason})
+        assert await api.statuses() == (403, {"error": reason})
+    assert await audit(central) == [("message_refused", "s-stranger", None)]
+    entries = await asyncio.to_thread(central.audit.entries, kind="message_refused")
+    assert entries[0].detail["reason"] == reason and entries[0].unit == UNIT
+    assert await asyncio.to_thread(central.messages.statuses, UNIT) == []
+
+
+async def test_bad_requests_are_refused_with_a_reason(directory_loaded: CentralService) -> None:
+    central = directory_loaded
+    async with staff(central, "s-day") as api:
+        status, body = await api.send(text="Hej", picture=b64(b"GIF89a" + bytes(100)))
+        assert (status, body["error"]) == (
+            400,
+            "message is invalid: picture: Value error, picture is not a JPEG image",
+        )
+        status, body = await api.send(text="Hej", at="yesterday")
+        assert status == 400 and "is neither HH:MM nor an ISO 8601 time" in body["error"]
+        status, body = await api.send(text="", colour="red")
+        assert status == 400 and body["error"].startswith("invalid message request: ")
+        status, body = await api.send(unit="u-unknown", text="Hej")
+        assert (status, body["error"]) == (403, "unit u-unknown is not assigned to a citizen")
+
+        key, central.messages.config_key = central.messages.config_key, None
+        try:
+            assert await api.send(text="Hej") == (
+                409,
+                {"error": "central has no config key: messages cannot be signed"},
+            )
+        finally:
+            central.messages.config_key = key
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{central.url}/api/messages", json={"unit": UNIT}) as resp:
+            assert resp.status == 401
