@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
 import shutil
 import statistics
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import combinations
@@ -25,6 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.xserver import xdisplay  # noqa: F401 - a fixture
 from vaka.agent.media.source import BgrImage
 from vaka.agent.ui import (
     LANGUAGES,
@@ -234,40 +234,6 @@ def test_no_display_is_refused_not_aborted(monkeypatch: pytest.MonkeyPatch) -> N
 # -- the real window under Xvfb -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def xdisplay() -> Iterator[str]:
-    """A private Xvfb at 1280x720 on a display number it picks itself; DISPLAY points to it."""
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (Debian package xvfb; scripts/setup.sh installs it)")
-    read, write = os.pipe()
-    xvfb = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
-        pass_fds=(write,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write)
-    number = b""
-    while not number.endswith(b"\n") and select.select([read], [], [], 10)[0]:
-        chunk = os.read(read, 16)
-        if not chunk:
-            break
-        number += chunk
-    os.close(read)
-    old = os.environ.get("DISPLAY")
-    try:
-        assert number.strip().isdigit(), "Xvfb did not start"
-        os.environ["DISPLAY"] = f":{number.decode().strip()}"
-        yield os.environ["DISPLAY"]
-    finally:
-        if old is None:
-            os.environ.pop("DISPLAY", None)
-        else:
-            os.environ["DISPLAY"] = old
-        xvfb.terminate()
-        xvfb.wait(5)
-
-
 @dataclass
 class Tv:
     screen: TvScreen
@@ -297,7 +263,7 @@ class Tv:
 
 
 @pytest.fixture
-async def tv(xdisplay: str) -> AsyncIterator[Tv]:
+async def tv(xdisplay: str) -> AsyncIterator[Tv]:  # noqa: F811
     presses: asyncio.Queue[ButtonId] = asyncio.Queue()
     screen = TvScreen(Catalog("sv"), presses.put_nowait)  # presses come on this test's loop
     await asyncio.to_thread(screen.start)

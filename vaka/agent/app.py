@@ -16,14 +16,18 @@ from vaka.agent.call.manager import CallManager
 from vaka.agent.config import AgentConfig
 from vaka.agent.config_store import ConfigStore
 from vaka.agent.health import HealthReporter, HealthSampler
+from vaka.agent.hotplug_report import HotplugReporter
 from vaka.agent.hw.camera import V4l2CameraDevice
+from vaka.agent.hw.cec import CecDisplay
 from vaka.agent.hw.hardware import Hardware, gpio_hardware, simulated
+from vaka.agent.hw.hotplug import HotplugMonitor
 from vaka.agent.hw.pins import load_pin_map
 from vaka.agent.hw.shutter import ShutterState
 from vaka.agent.lifecycle import UnitLifecycle
 from vaka.agent.link import LinkSettings, UnitLink
 from vaka.agent.media.settings import apply_process_settings
 from vaka.agent.messages import MessageInbox, event_reporter
+from vaka.agent.tv.controller import ShownMessage, TvController
 from vaka.agent.watchdog import LinkReadiness, SystemdNotifier, run_watchdog
 from vaka.errors import ConfigError, LinkError
 from vaka.protocol.messages import (
@@ -37,20 +41,28 @@ from vaka.protocol.messages import (
     SignalPayload,
 )
 from vaka.protocol.topics import Channel
-from vaka.provisioning.bundles import BadBundle, UnitConfigBundle, load_config_key
+from vaka.provisioning.bundles import (
+    AutoAnswerRule,
+    BadBundle,
+    UnitConfigBundle,
+    load_config_key,
+)
 from vaka.provisioning.tickets import load_ticket_key
 
 log = logging.getLogger(__name__)
 
 
 def build_hardware(config: AgentConfig) -> Hardware:
-    """Fake hardware with ``simulate``; else the GPIO devices of the packaged pin map and the
-    camera device the media settings name (the TV/CEC driver arrives with the TV profile)."""
+    """Fake hardware with ``simulate``; else the GPIO devices of the packaged pin map, the
+    camera device the media settings name, the TV over HDMI-CEC (``tv``) and udev hotplug."""
     if config.unit.simulate:
         return simulated(config.unit.profile)
     hardware = gpio_hardware(load_pin_map(config.unit.profile))
     if config.media.source == "v4l2":
         hardware.camera = V4l2CameraDevice(Path(config.media.device))
+    if config.unit.profile == "tv":
+        hardware.display = CecDisplay(config.tv.cec_device, osd_name=config.tv.osd_name)
+    hardware.hotplug = HotplugMonitor()
     return hardware
 
 
@@ -99,6 +111,8 @@ class Agent:
             self.sampler, interval_s=config.health.interval_s, hardware=self.hardware
         )
         self.calls: CallManager | None = None
+        #: The TV unit's screen and ringing (``tv`` profile with calls configured).
+        self.tv: TvController | None = None
         if config.calls is not None:
             guard = OfferGuard(
                 device_id,
@@ -106,7 +120,18 @@ class Agent:
                 load_ticket_key(config.calls.ticket_key),
                 config.calls.max_duration_s,
             )
-            self.calls = CallManager(self.link, guard, self.hardware, config.media)
+            if config.unit.profile == "tv":
+                self.tv = TvController(
+                    settings=config.tv,
+                    media=config.media,
+                    link=self.link,
+                    hardware=self.hardware,
+                    auto_answer=self._auto_answer_rules,
+                    simulate=config.unit.simulate,
+                )
+            self.calls = CallManager(self.link, guard, self.hardware, config.media, self.tv)
+            if self.tv is not None:
+                self.tv.calls = self.calls
         else:
             self.link.on(Channel.SIGNAL_IN, self._on_signal)
         self.link.on(Channel.CONFIG, self._on_config)
@@ -117,6 +142,11 @@ class Agent:
                 device_id, self.config_store.key, report, refusals=self.link.refusals
             )
             self.link.on(Channel.MESSAGE, self.messages.handle)
+            if self.tv is not None:  # shown on the TV, acknowledged with its button
+                tv, inbox = self.tv, self.messages
+                inbox.show = lambda m: tv.post_message(ShownMessage(m.mid, m.text))
+                inbox.hide = tv.hide_message
+                tv.on_acknowledge = inbox.acknowledge
         self.lifecycle = UnitLifecycle(
             self.link,
             device_id,
@@ -130,12 +160,20 @@ class Agent:
             self._use_bundle(self.config_store.active)
         self._unsubscribe_link = self.link.subscribe_state(lambda _s: self.reporter.trigger())
         self._unsubscribe_shutter: Callable[[], None] = lambda: None
+        self.hotplug = HotplugReporter(self.hardware, self._publish_event)
         self._background: set[asyncio.Task[None]] = set()
         apply_process_settings(config.media)
 
     async def _publish_health(self, payload: HealthPayload) -> None:
         with contextlib.suppress(LinkError):  # offline: the next one goes out after reconnect
             await self.link.publish(Channel.HEALTH, HealthMessage(payload=payload))
+
+    async def _publish_event(self, message: EventMessage) -> None:
+        await self.link.publish_reliably(Channel.EVENTS, message)
+
+    def _auto_answer_rules(self) -> list[AutoAnswerRule]:
+        bundle = self.config_store.active
+        return list(bundle.auto_answer) if bundle is not None else []
 
     async def _on_signal(self, message: AnyMessage) -> None:
         assert isinstance(message, SignalMessage)
@@ -175,6 +213,8 @@ class Agent:
             guard = self.calls.guard
             guard.ticket_key = bundle.ticket_public_key()
             guard.max_duration_s = min(self.config.calls.max_duration_s, bundle.call_max_duration_s)
+        if self.tv is not None:
+            self.tv.set_language(bundle.language)
         self.reporter.trigger()
 
     async def run(self) -> bool:
@@ -189,12 +229,18 @@ class Agent:
             " on simulated hardware" if self.config.unit.simulate else "",
         )
         self._watch_shutter()
+        await self.hotplug.start()
+        if self.tv is not None:
+            await self.tv.start()
         tasks = [
             asyncio.create_task(self.link.run(), name="link"),
             asyncio.create_task(self.reporter.run(self._publish_health), name="health"),
             asyncio.create_task(self.lifecycle.run(), name="lifecycle"),
             asyncio.create_task(run_watchdog(self.notifier), name="watchdog"),
         ]
+        watch = getattr(self.hardware.display, "watch", None)  # the real TV: poll its power
+        if watch is not None:
+            tasks.append(asyncio.create_task(watch(), name="tv-power"))
         decommissioned = asyncio.create_task(self.lifecycle.decommissioned.wait())
         try:
             # asyncio.wait, unlike gather, leaves the tasks running when this one is cancelled,
@@ -258,6 +304,11 @@ class Agent:
                 await self.hardware.shutter.close()
         if self.messages is not None:
             self.messages.close()
+        if self.tv is not None:
+            with contextlib.suppress(Exception):
+                await self.tv.close()
+        with contextlib.suppress(Exception):
+            await self.hotplug.stop()
         for task in tasks:
             if task.get_name() != "link":
                 task.cancel()

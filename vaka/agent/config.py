@@ -81,6 +81,30 @@ class EnrolmentSection(_Section):
     rotate_after_s: float = Field(default=23 * 3600, gt=0)  # new key (and code) after this
 
 
+class TvSection(_Section):
+    """``[tv]``: the TV unit's screen and how it treats the TV set."""
+
+    #: ``window``: the fullscreen OpenCV window on ``$DISPLAY`` (the unit's kiosk session);
+    #: ``headless``: no window (simulation, tests); ``auto``: a window when ``$DISPLAY`` is set.
+    screen: Literal["auto", "window", "headless"] = "auto"
+    #: The screen's language until a signed configuration names one.
+    language: Literal["sv", "da", "en"] = "sv"
+    width: int = Field(default=1280, ge=320, le=3840)
+    height: int = Field(default=720, ge=240, le=2160)
+    #: After a call or message, the TV goes back to standby after this long without activity
+    #: (only if the unit switched it on).
+    idle_standby_s: float = Field(default=120.0, ge=0, le=3600)
+    #: How long the citizen waits for the night staff before the unit gives up on its own
+    #: (central normally answers sooner: ``[calls] citizen_call_ring_s``).
+    request_timeout_s: float = Field(default=120.0, gt=0, le=900)
+    #: How long a "nobody could answer" message stays before the idle screen returns.
+    notice_s: float = Field(default=30.0, gt=0, le=600)
+    #: The CEC device (``/dev/cec0``); found with udev when not given.
+    cec_device: str | None = None
+    #: The name the TV shows for the unit's input.
+    osd_name: str = Field(default="Vaka", max_length=14)
+
+
 class AgentConfig(_Section):
     """The whole agent configuration file."""
 
@@ -92,6 +116,7 @@ class AgentConfig(_Section):
     trust: TrustSection = TrustSection()
     storage: StorageSection = StorageSection()
     enrolment: EnrolmentSection | None = None
+    tv: TvSection = TvSection()
 
     def identity(self) -> tuple[str, Path, Path]:
         """``(unit id, certificate, key)``; only for a configuration with its identity resolved

@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import WSMsgType, web
 from joserfc.jwk import OKPKey
@@ -32,6 +32,9 @@ from vaka.protocol.sdp import check_sdp, preferred_fingerprint
 from vaka.protocol.topics import Channel, parse_device_topic
 from vaka.provisioning.tickets import TicketClaims, sign_ticket
 
+if TYPE_CHECKING:
+    from vaka.central.citizen_calls import CitizenCallDesk
+
 log = logging.getLogger(__name__)
 
 Publish = Callable[[str, Channel, BaseModel], Awaitable[None]]
@@ -45,9 +48,10 @@ class DialRequest(BaseModel):
 
     type: Literal["dial"]
     unit: str = Field(max_length=64)
-    purpose: Literal["night_check", "video_visit", "break_glass"]
+    purpose: Literal["night_check", "video_visit", "break_glass", "citizen_call"]
     sdp: str = Field(max_length=64 * 1024)
     reason: str | None = Field(default=None, max_length=500)
+    request: str | None = Field(default=None, max_length=80)  # the citizen's request (REQ)
 
 
 class CallRelay:
@@ -69,6 +73,8 @@ class CallRelay:
         self.limits = limits
         self.publish = publish
         self._pending: dict[str, asyncio.Queue[SignalPayload]] = {}
+        #: takes the citizens' requests (see :mod:`vaka.central.citizen_calls`), if set
+        self.citizen_calls: CitizenCallDesk | None = None
 
     # ------------------------------------------------------------ from the units
 
@@ -85,6 +91,8 @@ class CallRelay:
         assert isinstance(message, SignalMessage)
         queue = self._pending.get(message.payload.call_id)
         if queue is None:
+            if self.citizen_calls is not None and message.payload.kind in ("request", "hangup"):
+                self.citizen_calls.on_unit_signal(where.device_id, message.payload)
             return  # another instance's call, or one that has ended
         log.debug("signal %s from %s", message.payload.kind, where.device_id)
         queue.put_nowait(message.payload)
@@ -122,8 +130,12 @@ class CallRelay:
             "purpose": dial.purpose,
             "call_id": call_id,
         }
+        if dial.request is not None:
+            fields["request"] = dial.request
         now = time.time()
         try:
+            if dial.purpose == "citizen_call":
+                await self._accept_citizen_call(caller, dial)
             allowed = await asyncio.to_thread(
                 authorize_call,
                 self.directory,
@@ -133,6 +145,8 @@ class CallRelay:
                 now,
                 self.limits,
                 dial.reason,
+                dial.request,
+                self.citizen_calls,
             )
         except CallRefused as err:
             await self._audit("ticket_refused", **fields, reason=str(err))
@@ -153,6 +167,7 @@ class CallRelay:
             maxd=allowed.max_duration_s,
             fp=fingerprint,
             brk=allowed.break_glass_reason,
+            req=dial.request if dial.purpose == "citizen_call" else None,
         )
         ticket = sign_ticket(claims, self.ticket_key)
         await self._audit(
@@ -172,6 +187,14 @@ class CallRelay:
         finally:
             self._pending.pop(call_id, None)
         return ws
+
+    async def _accept_citizen_call(self, caller: StaffMember, dial: DialRequest) -> None:
+        """Win the citizen's request for ``caller`` (first accept wins) or raise CallRefused."""
+        if self.citizen_calls is None:
+            raise CallRefused("citizen calls are not taken on this central")
+        if not dial.request:
+            raise CallRefused("a citizen call answers a citizen's request: name the request")
+        await self.citizen_calls.accept(caller, dial.request, dial.unit)
 
     async def _send_unit(self, unit: str, payload: SignalPayload) -> None:
         with contextlib.suppress(LinkError):

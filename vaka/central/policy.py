@@ -6,6 +6,7 @@ one yields the window and limits that go into the ticket.
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +32,7 @@ class CallLimits(BaseModel):
     citizen_call_max_s: int = Field(default=1800, gt=0, le=7200)
     break_glass_max_s: int = Field(default=600, gt=0, le=3600)
     break_glass_min_reason: int = Field(default=10, ge=1)
+    citizen_call_ring_s: float = Field(default=60, ge=5, le=600)
 
     def max_duration(self, purpose: str) -> int:
         """The longest a call for ``purpose`` may last, in seconds."""
@@ -46,6 +48,16 @@ ROLE_PURPOSES = {
 
 @dataclass(frozen=True)
 class Authorization:
+class CitizenCallLedger(Protocol):
+    """What the policy needs to know about duty and citizen-call requests (blocking)."""
+
+    def on_duty(self, staff_id: str) -> bool:
+        """Whether ``staff_id`` is on duty."""
+
+    def holder(self, request_id: str) -> tuple[str, str] | None:
+        """``(staff id, unit)`` of whoever accepted ``request_id``, or ``None``."""
+
+
     """An allowed call request: what goes into the ticket."""
 
     citizen: str
@@ -112,7 +124,13 @@ def authorize_call(
     limits: CallLimits,
     reason: str | None = None,
 ) -> Authorization:
-    """Apply the permission matrix; raise :class:`CallRefused` with the reason."""
+    """Apply the permission matrix; raise :class:`CallRefused` with the reason.
+
+    A ``citizen_call`` answers the citizen's request ``request``: it needs a ``ledger`` (the
+    citizen-call desk) that says the caller is on duty and accepted that request.
+    """
+    request: str | None = None,
+    ledger: CitizenCallLedger | None = None,
     if purpose not in ROLE_PURPOSES.get(caller.role, set()):
         raise CallRefused(f"the role {caller.role} may not make {purpose} calls")
     citizen = directory.citizen_of(device_id)
@@ -120,6 +138,10 @@ def authorize_call(
         raise CallRefused(f"unit {device_id} is not assigned to a citizen")
     groups = directory.groups_of(caller.staff_id) & directory.permitting_groups(
         citizen, purpose, "to_unit"
+    if purpose == "citizen_call":
+        return _authorize_citizen_call(
+            directory, caller, device_id, citizen, now, limits, request, ledger
+        )
     )
     if not groups:
         raise CallRefused(
@@ -153,3 +175,42 @@ def authorize_call(
             citizen, group, (int(window[0].timestamp()), int(window[1].timestamp())), max_s
         )
     return Authorization(citizen, group, (start, start + max_s), max_s)
+
+
+def citizen_call_groups(directory: Directory, caller: StaffMember, citizen: str) -> set[str]:
+    """The caller's groups that may take ``citizen``'s calls; :class:`CallRefused` if none."""
+    groups = directory.groups_of(caller.staff_id) & directory.permitting_groups(
+        citizen, "citizen_call", "from_unit"
+    )
+    if not groups:
+        raise CallRefused(
+            f"staff {caller.staff_id} is not in a group that takes citizen calls "
+            f"from citizen {citizen}"
+        )
+    return groups
+
+
+def _authorize_citizen_call(
+    directory: Directory,
+    caller: StaffMember,
+    device_id: str,
+    citizen: str,
+    now: float,
+    limits: CallLimits,
+    request: str | None,
+    ledger: CitizenCallLedger | None,
+) -> Authorization:
+    groups = citizen_call_groups(directory, caller, citizen)
+    if not request:
+        raise CallRefused("a citizen call answers a citizen's request: name the request")
+    if ledger is None:
+        raise CallRefused("citizen calls are not taken on this central")
+    if not ledger.on_duty(caller.staff_id):
+        raise CallRefused(f"staff {caller.staff_id} is not on duty")
+    holder = ledger.holder(request)
+    if holder is None or holder[0] != caller.staff_id:
+        raise CallRefused(f"staff {caller.staff_id} has not accepted the request {request}")
+    if holder[1] != device_id:
+        raise CallRefused(f"the request {request} came from another unit")
+    max_s = limits.citizen_call_max_s
+    return Authorization(citizen, sorted(groups)[0], (int(now), int(now) + max_s), max_s)

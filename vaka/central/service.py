@@ -10,9 +10,11 @@ from pydantic import BaseModel
 from vaka.central.alerts import AlertWatch, add_alert_routes, notifier_for
 from vaka.central.audit import AuditLog
 from vaka.central.calls import CallRelay
+from vaka.central.citizen_calls import CitizenCallDesk, Notify, add_citizen_call_routes, no_notify
 from vaka.central.config import CentralConfig
 from vaka.central.db import open_engine
 from vaka.central.directory import Directory
+from vaka.central.duty import DutyRoster, add_duty_routes
 from vaka.central.ingest import FleetIngest
 from vaka.central.messages import MessageDesk, add_message_routes
 from vaka.central.mqtt import CentralLink
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 class CentralService:
     """One central instance. ``async with CentralService(config) as svc: ...``."""
 
-    def __init__(self, config: CentralConfig) -> None:
+    def __init__(self, config: CentralConfig, notify: Notify = no_notify) -> None:
         self.config = config
         self.engine = open_engine(config.database.url)
         self.store = SqlFleetStore(self.engine)
@@ -59,6 +61,17 @@ class CentralService:
             config.calls,
             self._publish,
         )
+        self.duty = DutyRoster(self.engine, self.directory)
+        self.citizen_calls = CitizenCallDesk(
+            config.mqtt.identity,
+            self.directory,
+            self.duty,
+            self.audit,
+            config.calls,
+            self._publish,
+            notify,
+        )
+        self.relay.citizen_calls = self.citizen_calls
         ticket_key = load_ticket_key(config.keys.ticket_key)
         #: central's ticket public key (PEM), which config bundles carry to the units
         self.ticket_public_pem = ticket_key.as_pem(private=False).decode()
@@ -113,6 +126,8 @@ class CentralService:
             )
         app = make_app(self.store, self.ingest, self.config.fleet)
         add_staff_routes(app, self.directory, self.audit, self.relay, self.config.session_ttl_s)
+        add_duty_routes(app, self.duty, self.audit)
+        add_citizen_call_routes(app, self.citizen_calls)
         add_technician_routes(app, self)
         add_message_routes(app, self.messages)
         add_alert_routes(app, self.alerts)
@@ -150,4 +165,5 @@ class CentralService:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.citizen_calls.close()
         await self.stop()

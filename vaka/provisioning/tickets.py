@@ -51,6 +51,7 @@ class TicketClaims(BaseModel):
     maxd: int = Field(gt=0, le=4 * 3600)  # maximum duration in seconds
     fp: str = Field(max_length=200)  # caller's DTLS fingerprint, "sha-256 AB:CD:..."
     brk: str | None = Field(default=None, max_length=500)  # break-glass reason
+    req: str | None = Field(default=None, max_length=80)  # the citizen's request a call answers
 
 
 def new_ticket_key() -> OKPKey:

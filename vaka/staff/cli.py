@@ -1,8 +1,10 @@
 """``vaka-staff``: staff tools on the command line. This version lists the fleet."""
 
 import argparse
+import asyncio
 import json
 import sys
+import time
 import urllib.parse
 from typing import Any
 
@@ -28,6 +30,16 @@ def _parser() -> argparse.ArgumentParser:
     dial.add_argument(
         "--ice-address", action="append", help="gather ICE candidates only on this address"
     )
+    duty = sub.add_parser("duty", help="go on or off duty, see the watch, listen for rings")
+    duty.add_argument("action", choices=["on", "off", "status", "listen"])
+    duty.add_argument("--user", required=True, help="your staff id")
+    duty.add_argument("--answer", action="store_true", help="listen: answer the first ring")
+    duty.add_argument(
+        "--seconds", type=float, default=0, help="listen: stop after this long (0: never)"
+    )
+    duty.add_argument(
+        "--ice-address", action="append", help="gather ICE candidates only on this address"
+    )
     return p
 
 
@@ -38,6 +50,85 @@ def fetch_units(central: str, status: str | None = None) -> list[dict[str, Any]]
     return units
 
 
+async def _duty(args: argparse.Namespace, password: str) -> dict[str, Any]:
+    from vaka.staff.client import StaffClient
+
+    async with StaffClient(args.central) as client:
+        await client.login(args.user, password)
+        if args.action in ("on", "off"):
+            return await client.duty(args.action == "on")
+        if args.action == "status":
+            return await client.duty_status()
+        rings: list[dict[str, Any]] = []
+        answered: dict[str, Any] | None = None
+        deadline = time.monotonic() + args.seconds if args.seconds > 0 else None
+        async with client.ring_socket() as socket:
+            print("on duty and listening for rings", flush=True)
+            while deadline is None or time.monotonic() < deadline:
+                left = 60.0 if deadline is None else max(0.01, deadline - time.monotonic())
+                try:
+                    message = await socket.next(min(left, 60.0))
+                except TimeoutError:
+                    continue
+                if not args.json:
+                    print(_describe_ring(message), flush=True)
+                if message.get("type") == "off_duty":
+                    break
+                if message.get("type") != "ring":
+                    continue
+                rings.append(message)
+                if args.answer and answered is None:
+                    call = await client.answer(message["request_id"], message["unit"])
+                    answered = {"request_id": message["request_id"], "call_id": call.call_id}
+                    if not args.json:
+                        print(f"answered: call {call.call_id}", flush=True)
+                    await call.hangup()
+                    break
+        return {"rings": rings, "answered": answered}
+
+
+def _describe_ring(message: dict[str, Any]) -> str:
+    kind = message.get("type")
+    if kind == "ring":
+        return (
+            f"RING {message.get('request_id')}: citizen {message.get('citizen')} "
+            f"on unit {message.get('unit')} ({message.get('group')})"
+        )
+    if kind == "stop_ringing":
+        return f"stopped ringing {message.get('request_id')}: {message.get('reason')}"
+    return f"{kind}: {message.get('reason', '')}"
+
+
+def run_duty(args: argparse.Namespace) -> int:
+    """``vaka-staff duty on|off|status|listen``; exit status 2 with a reason when refused."""
+    from vaka.central_api import password_from_env_or_prompt
+    from vaka.staff.client import StaffError
+
+    password = password_from_env_or_prompt(args.user)
+    if args.ice_address:
+        from vaka.rtc.ice import configure_ice
+
+        configure_ice(args.ice_address)
+    try:
+        result = asyncio.run(_duty(args, password))
+    except StaffError as err:
+        print(f"vaka-staff: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.action in ("on", "off"):
+        since = result.get("since")
+        when = time.strftime(" since %H:%M:%S", time.localtime(since)) if since else ""
+        print(f"{args.user} is {'on' if result['on'] else 'off'} duty{when}")
+    elif args.action == "status":
+        me = result["me"]
+        print(f"you are {'on' if me['on'] else 'off'} duty")
+        for watch in result["watch"]:
+            names = ", ".join(s["name"] for s in watch["staff"]) or "nobody"
+            print(f"{watch['group']:<16} {names}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -45,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         from vaka.staff.dial import run_dial
 
         return run_dial(args)
+    if args.command == "duty":
+        return run_duty(args)
     try:
         units = fetch_units(args.central, args.status)
     except ApiError as err:

@@ -9,16 +9,23 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import av
-from aiortc import MediaStreamTrack, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
 
 from vaka.errors import CallError
 from vaka.rtc.ice import rtc_configuration
+from vaka.rtc.pattern import draw_pattern
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +139,27 @@ class StaffClient:
         purpose: str = "night_check",
         reason: str | None = None,
         timeout: float = 15.0,
+        *,
+        request: str | None = None,
+        send_video: MediaStreamTrack | None = None,
+        send_audio: MediaStreamTrack | None = None,
     ) -> StaffCall:
-        """Ask central for a ticket and set up the call in one round trip."""
+        """Ask central for a ticket and set up the call in one round trip.
+
+        By default the call only receives the unit's video. With ``send_video`` (and
+        ``send_audio``) the staff side sends too: video both ways, audio both ways.
+        ``request`` names the citizen's request a ``citizen_call`` answers.
+        """
         if self._token is None:
             raise StaffError("log in first")
         timings = CallTimings(started=time.perf_counter())
         pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
-        pc.addTransceiver("video", direction="recvonly")
+        if send_video is None:
+            pc.addTransceiver("video", direction="recvonly")
+        else:
+            pc.addTransceiver(send_video, direction="sendrecv")
+        if send_audio is not None:
+            pc.addTransceiver(send_audio, direction="sendrecv")
         loop = asyncio.get_running_loop()
         track: asyncio.Future[MediaStreamTrack] = loop.create_future()
 
@@ -181,6 +202,7 @@ class StaffClient:
         if reply.get("type") != "answer":
             await pc.close()
             await ws.close()
+                **({"request": request} if request else {}),
             raise StaffError(f"call refused: {reply.get('reason', reply)}")
         timings.answered = time.perf_counter()
         await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
@@ -201,4 +223,128 @@ async def _read_until_ended(call: StaffCall) -> None:
     if call.end_reason is None:
         call.end_reason = "call channel closed"
     call.ended.set()
+    # ------------------------------------------------------------ duty and citizen calls
+
+    def _headers(self) -> dict[str, str]:
+        if self._token is None:
+            raise StaffError("log in first")
+        return {"Authorization": f"Bearer {self._token}"}
+
+    async def _api(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            async with self.http.request(
+                method, f"{self.central_url}{path}", json=body, headers=self._headers()
+            ) as resp:
+                data = await resp.json(content_type=None)
+        except (aiohttp.ClientError, ValueError) as err:
+            raise StaffError(f"cannot reach central at {self.central_url}: {err}") from None
+        if resp.status != 200:
+            reason = data.get("error", resp.status) if isinstance(data, dict) else resp.status
+            raise StaffError(f"refused: {reason}")
+        return data
+
+    async def duty(self, on: bool) -> dict[str, Any]:
+        """Go on or off duty: ``{"on": bool, "since": ts | None}``."""
+        result: dict[str, Any] = await self._api("POST", "/api/duty", {"on": on})
+        return result
+
+    async def duty_status(self) -> dict[str, Any]:
+        """Whether I am on duty, and who holds the watch in each of my groups."""
+        result: dict[str, Any] = await self._api("GET", "/api/duty")
+        return result
+
+    async def escalations(self) -> list[dict[str, Any]]:
+        """Recent escalations of citizen calls in my groups, newest first."""
+        result: list[dict[str, Any]] = (await self._api("GET", "/api/escalations"))["escalations"]
+        return result
+
+    @contextlib.asynccontextmanager
+    async def ring_socket(self, timeout: float = 10.0) -> AsyncIterator["RingSocket"]:
+        """The ring socket of a staff member on duty (``StaffError`` if central refuses)."""
+        try:
+            ws = await self.http.ws_connect(
+                f"{self.central_url}/api/duty/ring", headers=self._headers(), heartbeat=10
+            )
+        except aiohttp.ClientError as err:
+            raise StaffError(f"cannot open the ring socket: {err}") from None
+        rings = RingSocket(ws)
+        try:
+            hello = await rings.next(timeout)
+            if hello.get("type") != "ready":
+                raise StaffError(f"ring socket refused: {hello.get('reason', hello)}")
+            yield rings
+        finally:
+            await ws.close()
+
+    async def answer(
+        self,
+        request_id: str,
+        unit: str,
+        *,
+        send_video: MediaStreamTrack | None = None,
+        send_audio: MediaStreamTrack | None = None,
+        timeout: float = 15.0,
+    ) -> StaffCall:
+        """Accept a citizen's call (the first to accept takes it) and set it up, two-way:
+        without ``send_video`` a synthetic pattern is sent as the staff member's picture."""
+        return await self.dial(
+            unit,
+            "citizen_call",
+            timeout=timeout,
+            request=request_id,
+            send_video=send_video if send_video is not None else PatternVideoTrack(),
+            send_audio=send_audio,
+        )
+
+
+class RingSocket:
+    """Rings for a staff member on duty: ``ring``, ``stop_ringing`` and ``off_duty`` messages."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    async def next(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The next message; ``TimeoutError`` if none comes, ``StaffError`` if the socket
+        closes."""
+        while True:
+            msg = await self.ws.receive(timeout=timeout)
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                with contextlib.suppress(ValueError):
+                    data = json.loads(msg.data)
+                    if isinstance(data, dict):
+                        return data
+                continue
+            if msg.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSING,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.ERROR,
+            ):
+                raise StaffError("the ring socket closed")
+
+    async def next_ring(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The next ``ring`` (other messages are skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = await self.next(max(0.01, deadline - time.monotonic()))
+            if message.get("type") == "ring":
+                return message
+
+
+class PatternVideoTrack(VideoStreamTrack):
+    """The synthetic test pattern (:mod:`vaka.rtc.pattern`) as the staff member's picture."""
+
+    def __init__(self, width: int = 320, height: int = 240) -> None:
+        super().__init__()
+        self.width, self.height = width, height
+        self.counter = 0
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        image = draw_pattern(self.width, self.height, self.counter, int(time.time() * 1000))
+        self.counter += 1
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
     await call.pc.close()

@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
+from vaka.agent.call.observer import CallObserver
 from vaka.agent.hw.hardware import Hardware
 from vaka.agent.media.capture import Capture
 from vaka.agent.media.settings import MediaSettings, make_source
@@ -50,6 +51,7 @@ class CallSession:
         media: MediaSettings,
         report: Report,
         hangup: Hangup,
+        observer: CallObserver | None = None,
     ) -> None:
         self.claims = claims
         self.call_id = claims.cid
@@ -58,6 +60,7 @@ class CallSession:
         self.media = media
         self._report = report
         self._hangup = hangup
+        self.observer = observer or CallObserver()
         self.state = CallState.CONNECTING
         self.started_at = time.monotonic()
         self.end_reason: str | None = None
@@ -66,6 +69,12 @@ class CallSession:
         self._capture: Capture | None = None
         self._track: CameraTrack | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._extra: list[MediaStreamTrack] = []
+
+    @property
+    def capture(self) -> Capture | None:
+        """The camera capture of this call (for a self view), once started."""
+        return self._capture
 
     def _set_state(self, new: CallState) -> None:
         old, self.state = self.state, new
@@ -98,12 +107,24 @@ class CallSession:
                 self._tasks.append(
                     asyncio.create_task(self._open_camera(), name=f"open-{self.call_id}")
                 )
+                self.observer.call_connected(self)
             elif state in ("failed", "closed"):
                 await self.end(f"connection {state} (ICE/DTLS)")
+
+        @pc.on("track")
+        def _on_track(track: MediaStreamTrack) -> None:
+            self.observer.remote_track(self, track)
 
         self._tasks.append(asyncio.create_task(self._limit(), name=f"limit-{self.call_id}"))
         await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         pc.addTrack(self._track)
+        offered = frozenset(
+            line[2:].split(" ", 1)[0] for line in offer_sdp.splitlines() if line.startswith("m=")
+        )
+        for track in self.observer.extra_tracks(self.claims, offered):
+            if track.kind in offered:
+                self._extra.append(track)
+                pc.addTrack(track)
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
 
@@ -164,6 +185,8 @@ class CallSession:
                 log.error("call %s: shutter did not close: %s", self.call_id, err)
         if self._track is not None:
             self._track.stop()
+        for track in self._extra:
+            track.stop()
         if self._capture is not None:
             await self._capture.stop()
         if hw.ir_light is not None:
@@ -183,3 +206,7 @@ class CallSession:
             )
         self._set_state(CallState.ENDED)
         self.ended.set()
+        try:
+            self.observer.call_ended(self)
+        except Exception:
+            log.exception("call %s: the end of the call was not shown", self.call_id)

@@ -17,9 +17,11 @@ from vaka.agent.hw.base import StateSource
 from vaka.agent.hw.camera import CameraDevice
 from vaka.agent.hw.display import Display, TvState
 from vaka.agent.hw.fake_camera import SimulatedCameraDevice
-from vaka.agent.hw.fake_display import SimulatedDisplay
+from vaka.agent.hw.fake_cec import FakeCecBus, FakeCecDisplay
+from vaka.agent.hw.fake_hotplug import FakeHotplug
 from vaka.agent.hw.fake_mechanism import FakeMechanism
 from vaka.agent.hw.gpio import close_quietly
+from vaka.agent.hw.hotplug import Hotplug, HotplugKind
 from vaka.agent.hw.indicator import IndicatorLed
 from vaka.agent.hw.ir_light import IrLight
 from vaka.agent.hw.pins import PinMap, load_pin_map
@@ -44,6 +46,8 @@ class Hardware:
     display: Display | None = None
     led: IndicatorLed | None = None
     ir_light: IrLight | None = None
+    #: Where devices appearing and disappearing are reported (udev, or the fake one).
+    hotplug: Hotplug | None = None
     #: The simulated shutter mechanism (only from :func:`simulated`): tests ``jam()`` it.
     mechanism: FakeMechanism | None = None
     #: A pin factory these devices own, closed last by :meth:`close` (the mock one from
@@ -124,7 +128,9 @@ def simulated(
 ) -> Hardware:
     """Fake hardware for a profile, the GPIO parts on gpiozero's mock pins.
 
-    ``nightcam``: camera, shutter, LED and IR light; ``tv``: camera, shutter, LED and a TV. The
+    ``nightcam``: camera, shutter, LED and IR light; ``tv``: camera, shutter, LED and a TV on a
+    fake CEC bus (:class:`~vaka.agent.hw.fake_cec.FakeCecBus` records what was sent). Both get a
+    :class:`~vaka.agent.hw.fake_hotplug.FakeHotplug` that plugs the camera (and the TV's HDMI). The
     pins come from the packaged pin map (or ``pin_map``); the simulated shutter takes ``travel_s``
     to move and faults after ``timeout_s`` (see :attr:`Hardware.mechanism` to jam it).
     """
@@ -150,6 +156,11 @@ def simulated(
         raise
     hardware.mechanism, hardware.pin_factory = mechanism, factory
     hardware.camera = SimulatedCameraDevice()
+    hotplug = FakeHotplug()
+    hotplug.attach(HotplugKind.CAMERA, hardware.camera)
     if profile == "tv":
-        hardware.display = SimulatedDisplay(TvState.STANDBY)
+        display = FakeCecDisplay(FakeCecBus(TvState.STANDBY))
+        hotplug.attach(HotplugKind.HDMI, display)
+        hardware.display = display
+    hardware.hotplug = hotplug
     return hardware

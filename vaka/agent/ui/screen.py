@@ -33,7 +33,7 @@ from vaka.agent.ui.drawing import font_path
 from vaka.agent.ui.gui import GuiThread, ScreenError, display_problem
 from vaka.agent.ui.layout import buttons, hit_test, render
 from vaka.agent.ui.spec import BASE, Size
-from vaka.agent.ui.states import ButtonId, Idle, ScreenState
+from vaka.agent.ui.states import ButtonId, Idle, InCall, ScreenState
 from vaka.agent.ui.x11 import screen_pixels, window_manager_running
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,9 @@ honours), ~1 in 50 when settled first and not set fullscreen. Opening it again c
 without a window manager the screen reads its pixels back once after opening (:func:`_painted`)
 and re-opens a black window, up to :data:`OPEN_ATTEMPTS` times."""
 OPEN_ATTEMPTS = 3
+
+HISTORY_LIMIT = 1000
+"""How many states a :class:`HeadlessScreen` remembers."""
 
 _EVENT_LBUTTONDOWN = 1  # cv2.EVENT_LBUTTONDOWN, without importing OpenCV here
 _EVENT_LBUTTONUP = 4  # cv2.EVENT_LBUTTONUP
@@ -153,7 +156,14 @@ class HeadlessScreen(Screen):
         "Every state shown, with ``time.monotonic()`` when it was."
 
     def _show(self, state: ScreenState) -> None:
-        self.history.append((time.monotonic(), state))
+        # A call shows a new state per video frame: keep only the newest of a run of them, so
+        # that the history (and the pictures it holds) stays small.
+        if self.history and isinstance(state, InCall) and isinstance(self.history[-1][1], InCall):
+            self.history[-1] = (time.monotonic(), state)
+        else:
+            self.history.append((time.monotonic(), state))
+        if len(self.history) > HISTORY_LIMIT:
+            del self.history[0]
 
     def press(self, button: ButtonId | str) -> None:
         """Press ``button`` on the current screen, as the citizen would (refused if it has none)."""

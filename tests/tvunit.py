@@ -1,0 +1,129 @@
+"""Helpers for TV-unit tests: a directory with a TV unit, an in-process TV agent with its
+signed configuration, and what its screen and fake CEC bus saw."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from tests.conftest import Broker, wait_for
+from tests.nightcheck import PASSWORD
+from vaka.agent.app import Agent
+from vaka.agent.config import parse_config
+from vaka.agent.hw.fake_cec import FakeCecBus, FakeCecDisplay
+from vaka.agent.ui import HeadlessScreen, ScreenState
+from vaka.central.config_push import build_bundle, push_config
+from vaka.central.directory import DirectorySpec
+from vaka.central.service import CentralService
+
+TV = "u-tv"
+CITIZEN = "c-3003"
+DAY = "s-day"
+NIGHT = "s-night"
+NIGHT_TWO = "s-night-two"
+OUTSIDER = "s-outsider"
+
+
+def tv_directory() -> DirectorySpec:
+    """Day staff (g-day) visit c-3003's TV; night staff (g-night) take c-3003's calls."""
+    staff = [
+        (DAY, "Dana Day", "day_staff", "g-day"),
+        (NIGHT, "Nils Night", "night_staff", "g-night"),
+        (NIGHT_TWO, "Nora Night", "night_staff", "g-night"),
+        (OUTSIDER, "Otto Other", "day_staff", "g-other"),
+    ]
+    return DirectorySpec.model_validate(
+        {
+            "group": [
+                {"id": "g-day", "name": "Home care, day"},
+                {"id": "g-night", "name": "Night patrol"},
+                {"id": "g-other", "name": "Other district"},
+            ],
+            "staff": [
+                {"id": i, "name": n, "role": r, "groups": [g], "password": PASSWORD}
+                for i, n, r, g in staff
+            ],
+            "citizen": [{"id": CITIZEN, "units": [TV]}],
+            "permission": [
+                {"group": "g-day", "citizen": CITIZEN, "purposes": ["video_visit"]},
+                {"group": "g-other", "citizen": CITIZEN, "purposes": ["video_visit"]},
+                {
+                    "group": "g-night",
+                    "citizen": CITIZEN,
+                    "purposes": ["citizen_call"],
+                    "direction": "from_unit",
+                },
+            ],
+        }
+    )
+
+
+def tv_agent_config(broker: Broker, *, screen: str = "headless", **tv: Any) -> dict[str, Any]:
+    files = broker.pki.client(TV)
+    return {
+        "unit": {"id": TV, "profile": "tv", "simulate": True},
+        "broker": {
+            "host": broker.host,
+            "port": broker.port,
+            "server_ca": str(files.server_ca),
+            "cert": str(files.cert),
+            "key": str(files.key),
+            "keepalive_s": 5,
+            "reconnect_min_s": 0.2,
+            "reconnect_max_s": 1.0,
+        },
+        "health": {"interval_s": 30},
+        "calls": {"ticket_key": str(broker.pki.ticket_keys()[1])},
+        "trust": {"config_key": str(broker.pki.config_keys()[1])},
+        "media": {
+            "width": 320,
+            "height": 240,
+            "fps": 15,
+            "ice_addresses": ["127.0.0.1"],
+            "audio": "synthetic",
+        },
+        "tv": {"screen": screen, "language": "en", "idle_standby_s": 2, **tv},
+    }
+
+
+async def push_tv_config(
+    central: CentralService, agent: Agent, version: int = 1, **settings: Any
+) -> None:
+    """Sign and push a TV bundle (English screen by default) and wait until the unit uses it."""
+    assert central.config_key is not None
+    settings.setdefault("language", "en")
+    bundle = build_bundle(TV, version, "tv", central.ticket_public_pem, **settings)
+    await push_config(central, TV, bundle, central.config_key)
+    await wait_for(lambda: agent.config_store.version == version, 10)
+
+
+@contextlib.asynccontextmanager
+async def running_tv(broker: Broker, **options: Any) -> AsyncIterator[Agent]:
+    """A simulated TV unit in this process, online."""
+    agent = Agent(parse_config(tv_agent_config(broker, **options)))
+    task = asyncio.create_task(agent.run())
+    try:
+        await agent.link.wait_online(10)
+        await wait_for(lambda: agent.tv is not None and agent.tv.screen is not None, 10)
+        yield agent
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def screen_of(agent: Agent) -> HeadlessScreen:
+    assert agent.tv is not None and isinstance(agent.tv.screen, HeadlessScreen)
+    return agent.tv.screen
+
+
+def shown(agent: Agent) -> list[ScreenState]:
+    """Every state the TV's (headless) screen showed, oldest first."""
+    return [state for _, state in screen_of(agent).history]
+
+
+def cec_bus(agent: Agent) -> FakeCecBus:
+    """The fake CEC bus the simulated TV hangs on (it records what the unit sent)."""
+    display = agent.hardware.display
+    assert isinstance(display, FakeCecDisplay)
+    return display.bus
