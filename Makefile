@@ -18,11 +18,12 @@ lint: setup
 typecheck: setup
 	$(VENV)/mypy
 
-# The TV screen's tests get a process of their own: OpenCV's Qt GUI is bound to one display for
-# the life of a process, and other suites' process-wide state has kept it from starting.
+# The TV window's tests get a process each: OpenCV's Qt GUI is bound to one display for the life
+# of a process, and other suites' process-wide state has kept it from starting.
+WINDOW_TESTS := tests/test_tv_screen.py tests/test_tv_window.py
 unit: setup
-	$(VENV)/pytest -q --ignore=tests/test_tv_screen.py
-	$(VENV)/pytest -q tests/test_tv_screen.py
+	$(VENV)/pytest -q $(addprefix --ignore=,$(WINDOW_TESTS))
+	$(foreach t,$(WINDOW_TESTS),$(VENV)/pytest -q $(t) &&) true
 
 test: lint typecheck unit
 
