@@ -30,9 +30,9 @@ class CallLimits(BaseModel):
     night_check_max_s: int = Field(default=300, gt=0, le=3600)
     video_visit_max_s: int = Field(default=1800, gt=0, le=7200)
     citizen_call_max_s: int = Field(default=1800, gt=0, le=7200)
+    citizen_call_ring_s: float = Field(default=60, ge=5, le=600)
     break_glass_max_s: int = Field(default=600, gt=0, le=3600)
     break_glass_min_reason: int = Field(default=10, ge=1)
-    citizen_call_ring_s: float = Field(default=60, ge=5, le=600)
 
     def max_duration(self, purpose: str) -> int:
         """The longest a call for ``purpose`` may last, in seconds."""
@@ -46,8 +46,6 @@ ROLE_PURPOSES = {
 }
 
 
-@dataclass(frozen=True)
-class Authorization:
 class CitizenCallLedger(Protocol):
     """What the policy needs to know about duty and citizen-call requests (blocking)."""
 
@@ -58,6 +56,8 @@ class CitizenCallLedger(Protocol):
         """``(staff id, unit)`` of whoever accepted ``request_id``, or ``None``."""
 
 
+@dataclass(frozen=True)
+class Authorization:
     """An allowed call request: what goes into the ticket."""
 
     citizen: str
@@ -123,25 +123,25 @@ def authorize_call(
     now: float,
     limits: CallLimits,
     reason: str | None = None,
+    request: str | None = None,
+    ledger: CitizenCallLedger | None = None,
 ) -> Authorization:
     """Apply the permission matrix; raise :class:`CallRefused` with the reason.
 
     A ``citizen_call`` answers the citizen's request ``request``: it needs a ``ledger`` (the
     citizen-call desk) that says the caller is on duty and accepted that request.
     """
-    request: str | None = None,
-    ledger: CitizenCallLedger | None = None,
     if purpose not in ROLE_PURPOSES.get(caller.role, set()):
         raise CallRefused(f"the role {caller.role} may not make {purpose} calls")
     citizen = directory.citizen_of(device_id)
     if citizen is None:
         raise CallRefused(f"unit {device_id} is not assigned to a citizen")
-    groups = directory.groups_of(caller.staff_id) & directory.permitting_groups(
-        citizen, purpose, "to_unit"
     if purpose == "citizen_call":
         return _authorize_citizen_call(
             directory, caller, device_id, citizen, now, limits, request, ledger
         )
+    groups = directory.groups_of(caller.staff_id) & directory.permitting_groups(
+        citizen, purpose, "to_unit"
     )
     if not groups:
         raise CallRefused(

@@ -155,6 +155,7 @@ class CentralService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.citizen_calls.close()
         await self.ingest.flush()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -165,5 +166,4 @@ class CentralService:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.citizen_calls.close()
         await self.stop()

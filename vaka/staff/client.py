@@ -191,6 +191,7 @@ class StaffClient:
                 "purpose": purpose,
                 "sdp": pc.localDescription.sdp,
                 **({"reason": reason} if reason else {}),
+                **({"request": request} if request else {}),
             }
         )
         try:
@@ -202,7 +203,6 @@ class StaffClient:
         if reply.get("type") != "answer":
             await pc.close()
             await ws.close()
-                **({"request": request} if request else {}),
             raise StaffError(f"call refused: {reply.get('reason', reply)}")
         timings.answered = time.perf_counter()
         await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
@@ -210,19 +210,6 @@ class StaffClient:
         call._reader = asyncio.create_task(_read_until_ended(call))
         return call
 
-
-async def _read_until_ended(call: StaffCall) -> None:
-    async for msg in call.ws:
-        if msg.type is not aiohttp.WSMsgType.TEXT:
-            continue
-        with contextlib.suppress(ValueError):
-            data = json.loads(msg.data)
-            if data.get("type") == "ended":
-                call.end_reason = data.get("reason")
-                break
-    if call.end_reason is None:
-        call.end_reason = "call channel closed"
-    call.ended.set()
     # ------------------------------------------------------------ duty and citizen calls
 
     def _headers(self) -> dict[str, str]:
@@ -347,4 +334,17 @@ class PatternVideoTrack(VideoStreamTrack):
         frame.pts, frame.time_base = pts, time_base
         return frame
 
+
+async def _read_until_ended(call: StaffCall) -> None:
+    async for msg in call.ws:
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            continue
+        with contextlib.suppress(ValueError):
+            data = json.loads(msg.data)
+            if data.get("type") == "ended":
+                call.end_reason = data.get("reason")
+                break
+    if call.end_reason is None:
+        call.end_reason = "call channel closed"
+    call.ended.set()
     await call.pc.close()

@@ -1,0 +1,615 @@
+"""The citizen's one button: ring the night staff on duty; the first to accept takes the call.
+
+A ``tv`` unit publishes ``SignalPayload(kind="request", call_id=REQ, state="citizen_call")`` on
+its ``signal/out``, REQ being ``<unit id>.<12 hex>``. Central finds the groups that take
+``citizen_call`` from that citizen (direction ``from_unit``) and everyone on duty in them, and
+rings each ring socket (``GET /api/duty/ring``) at once. The unit hears ``state=ringing``.
+
+A staff member accepts by dialling ``purpose=citizen_call`` with ``request=REQ`` over the call
+WebSocket (:mod:`vaka.central.calls`). The first accept wins a conditional UPDATE on the
+request's row; every other ring socket gets ``stop_ringing``. Nobody on duty, or nobody accepting
+within ``[calls] citizen_call_ring_s``, raises an escalation: an audit entry, a row in
+``escalations`` and a call to the injected ``notify`` hook. The unit may cancel with a
+``hangup`` for REQ while it rings.
+
+Several central instances: each sees every ``signal/out``; inserting the request row is
+idempotent, and the instance that created it tells the unit and escalates. Every instance rings
+its own ring sockets and watches the row (every 0.25 s) to stop them when it leaves ``ringing``.
+"""
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from sqlalchemy import Column, Float, Integer, String, Table, select, update
+from sqlalchemy.engine import Engine
+
+from vaka.central.audit import AuditLog
+from vaka.central.calls import Publish
+from vaka.central.db import metadata, upsert
+from vaka.central.directory import Directory, StaffMember
+from vaka.central.duty import RING_REFRESH_S, DutyRoster
+from vaka.central.policy import ROLE_PURPOSES, CallLimits, CallRefused, citizen_call_groups
+from vaka.central.staff_api import authenticate
+from vaka.errors import LinkError
+from vaka.protocol.messages import SignalMessage, SignalPayload
+from vaka.protocol.topics import Channel
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
+#: What the unit shows when nobody can be rung (the audit trail has the exact reason).
+NO_STAFF = "nobody from the night staff is on duty"
+#: How often an instance looks at a ringing request's row.
+POLL_S = 0.25
+
+_REQUEST_SUFFIX = re.compile(r"[0-9a-f]{12}")
+
+citizen_call_requests = Table(
+    "citizen_call_requests",
+    metadata,
+    Column("request_id", String(80), primary_key=True),
+    Column("unit", String(64), nullable=False),
+    Column("citizen", String(64)),
+    Column("groups", String(400), nullable=False),  # comma-separated group ids
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(64), nullable=False),  # the central instance
+    Column("state", String(16), nullable=False),  # ringing accepted no_staff unanswered cancelled
+    Column("accepted_by", String(64)),
+    Column("accepted_name", String(120)),
+    Column("accepted_at", Float),
+    Column("reason", String(200)),
+)
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("unit", String(64), nullable=False),
+    Column("citizen", String(64)),
+    Column("group", String(400)),  # comma-separated group ids
+    Column("reason", String(200), nullable=False),
+    Column("request_id", String(80)),
+)
+
+
+async def no_notify(kind: str, detail: dict[str, Any]) -> None:
+    """The default ``notify`` hook: nothing beyond the audit trail and the table."""
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """One row of ``citizen_call_requests``."""
+
+    request_id: str
+    unit: str
+    citizen: str | None
+    groups: frozenset[str]
+    created_at: float
+    state: str
+    accepted_by: str | None
+    accepted_name: str | None
+    reason: str | None
+
+
+class RequestBook:
+    """The request and escalation tables. Blocking: call from a worker thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, request: CallRequest, instance: str) -> bool:
+        """Insert the request unless it exists; whether this call created it."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                upsert(self.engine, citizen_call_requests)
+                .values(
+                    request_id=request.request_id,
+                    unit=request.unit,
+                    citizen=request.citizen,
+                    groups=",".join(sorted(request.groups)),
+                    created_at=request.created_at,
+                    created_by=instance,
+                    state=request.state,
+                )
+                .on_conflict_do_nothing()
+            )
+        return bool(result.rowcount)
+
+    def get(self, request_id: str) -> CallRequest | None:
+        """The request, or ``None``."""
+        table = citizen_call_requests
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(select(table).where(table.c.request_id == request_id))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        return CallRequest(
+            row["request_id"],
+            row["unit"],
+            row["citizen"],
+            frozenset(g for g in row["groups"].split(",") if g),
+            row["created_at"],
+            row["state"],
+            row["accepted_by"],
+            row["accepted_name"],
+            row["reason"],
+        )
+
+    def accept(self, request_id: str, staff_id: str, name: str, now: float) -> bool:
+        """Atomically take a ringing request; ``False`` if someone was first or it ended."""
+        table = citizen_call_requests
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(table)
+                .where(
+                    table.c.request_id == request_id,
+                    table.c.state == "ringing",
+                    table.c.accepted_by.is_(None),
+                )
+                .values(state="accepted", accepted_by=staff_id, accepted_name=name, accepted_at=now)
+            )
+        return bool(result.rowcount)
+
+    def finish(self, request_id: str, state: str, reason: str) -> bool:
+        """Move a ringing request to ``state``; ``False`` if it was no longer ringing."""
+        table = citizen_call_requests
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(table)
+                .where(table.c.request_id == request_id, table.c.state == "ringing")
+                .values(state=state, reason=reason[:200])
+            )
+        return bool(result.rowcount)
+
+    def holder(self, request_id: str) -> tuple[str, str] | None:
+        """``(staff id, unit)`` of whoever accepted the request."""
+        found = self.get(request_id)
+        if found is None or found.accepted_by is None:
+            return None
+        return found.accepted_by, found.unit
+
+    def add_escalation(
+        self, at: float, unit: str, citizen: str | None, groups: set[str], reason: str, req: str
+    ) -> int:
+        """Record an escalation; its id."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                escalations.insert().values(
+                    at=at,
+                    unit=unit,
+                    citizen=citizen,
+                    group=",".join(sorted(groups)) or None,
+                    reason=reason[:200],
+                    request_id=req,
+                )
+            )
+        key = result.inserted_primary_key
+        return int(key[0]) if key else 0
+
+    def recent_escalations(self, groups: set[str], limit: int = 100) -> list[dict[str, Any]]:
+        """The newest escalations concerning any of ``groups``, newest first."""
+        query = select(escalations).order_by(escalations.c.at.desc()).limit(1000)
+        found: list[dict[str, Any]] = []
+        with self.engine.connect() as conn:
+            for row in conn.execute(query).mappings():
+                mine = {g for g in (row["group"] or "").split(",") if g} & groups
+                if mine:
+                    found.append(dict(row))
+                if len(found) >= limit:
+                    break
+        return found
+
+
+@dataclass
+class _Ring:
+    """One request ringing on this instance's ring sockets."""
+
+    request: CallRequest
+    sockets: dict[web.WebSocketResponse, str] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str | None = None
+    stopped: bool = False
+
+    def stop(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.done.set()
+
+
+class CitizenCallDesk:
+    """Rings the watch for citizens' requests and settles who takes them, for one instance."""
+
+    def __init__(
+        self,
+        identity: str,
+        directory: Directory,
+        roster: DutyRoster,
+        audit: AuditLog,
+        limits: CallLimits,
+        publish: Publish,
+        notify: Notify = no_notify,
+    ) -> None:
+        self.identity = identity
+        self.directory = directory
+        self.roster = roster
+        self.audit = audit
+        self.limits = limits
+        self.publish = publish
+        self.notify = notify
+        self.book = RequestBook(directory.engine)
+        self._sockets: dict[str, set[web.WebSocketResponse]] = {}
+        self._rings: dict[str, _Ring] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------ the policy's ledger
+
+    def on_duty(self, staff_id: str) -> bool:
+        """Whether ``staff_id`` is on duty (blocking)."""
+        return self.roster.since(staff_id) is not None
+
+    def holder(self, request_id: str) -> tuple[str, str] | None:
+        """Who accepted ``request_id`` and from which unit it came (blocking)."""
+        return self.book.holder(request_id)
+
+    # ------------------------------------------------------------ from the units
+
+    def on_unit_signal(self, device_id: str, payload: SignalPayload) -> bool:
+        """A ``request`` or ``hangup`` on a unit's ``signal/out`` that no call of this instance
+        claims; whether the desk took it."""
+        if payload.kind == "request":
+            self._spawn(self._on_request(device_id, payload))
+            return True
+        if payload.kind == "hangup" and payload.call_id.startswith(f"{device_id}."):
+            self._spawn(self._on_cancel(device_id, payload))
+            return True
+        return False
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: "asyncio.Task[None]") -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("citizen call task failed", exc_info=task.exception())
+
+    async def _audit(self, kind: str, **fields: Any) -> None:
+        await asyncio.to_thread(self.audit.append, kind, **fields)
+
+    async def _send_unit(self, unit: str, payload: SignalPayload) -> None:
+        try:
+            await self.publish(unit, Channel.SIGNAL_IN, SignalMessage(payload=payload))
+        except LinkError as err:
+            log.warning("cannot tell unit %s about %s: %s", unit, payload.call_id, err)
+
+    async def _on_request(self, unit: str, payload: SignalPayload) -> None:
+        req = payload.call_id
+        prefix, _, suffix = req.rpartition(".")
+        if prefix != unit or not _REQUEST_SUFFIX.fullmatch(suffix):
+            log.warning("refused citizen call request %r from %s: bad request id", req, unit)
+            await self._send_unit(
+                unit,
+                SignalPayload(
+                    kind="error",
+                    call_id=req,
+                    state="refused",
+                    reason=f"a request id is {unit}.<12 hex digits>",
+                ),
+            )
+            return
+        if req in self._rings:
+            return  # the same request delivered twice
+        citizen = await asyncio.to_thread(self.directory.citizen_of, unit)
+        groups: set[str] = set()
+        if citizen is not None:
+            groups = await asyncio.to_thread(
+                self.directory.permitting_groups, citizen, "citizen_call", "from_unit"
+            )
+        request = CallRequest(
+            req, unit, citizen, frozenset(groups), time.time(), "ringing", None, None, None
+        )
+        if not await asyncio.to_thread(self.book.create, request, self.identity):
+            existing = await asyncio.to_thread(self.book.get, req)
+            if existing is not None and existing.state == "ringing":
+                await self._ring(existing, creator=False)
+            return
+        await self._audit(
+            "citizen_call_requested",
+            unit=unit,
+            call_id=req,
+            purpose="citizen_call",
+            citizen=citizen,
+            groups=sorted(groups),
+        )
+        watch = await asyncio.to_thread(self.roster.watch, groups)
+        live = {w.staff_id for w in watch if w.ringable}
+        problem = None
+        if citizen is None:
+            problem = f"unit {unit} is not assigned to a citizen"
+        elif not groups:
+            problem = f"no staff group takes citizen calls from citizen {citizen}"
+        elif not watch:
+            problem = NO_STAFF
+        elif not live:
+            problem = "nobody from the night staff on duty is connected"
+        if problem is not None:
+            if await asyncio.to_thread(self.book.finish, req, "no_staff", problem):
+                await self._send_unit(
+                    unit,
+                    SignalPayload(kind="error", call_id=req, state="no_staff", reason=NO_STAFF),
+                )
+                await self._escalate(request, problem)
+            return
+        await self._ring(request, creator=True, live=len(live))
+
+    async def _on_cancel(self, unit: str, payload: SignalPayload) -> None:
+        req = payload.call_id
+        reason = payload.reason or "cancelled"
+        if await asyncio.to_thread(self.book.finish, req, "cancelled", reason):
+            await self._audit(
+                "citizen_call_cancelled",
+                unit=unit,
+                call_id=req,
+                purpose="citizen_call",
+                reason=reason,
+            )
+        ring = self._rings.get(req)
+        if ring is not None:
+            ring.stop("cancelled by the citizen")
+
+    # ------------------------------------------------------------ ringing
+
+    async def _ring(self, request: CallRequest, creator: bool, live: int = 0) -> None:
+        """Ring this instance's sockets for ``request`` until it is taken, cancelled or late."""
+        ring = _Ring(request)
+        self._rings[request.request_id] = ring
+        try:
+            await self._start(ring)
+            if creator:
+                await self._send_unit(
+                    request.unit,
+                    SignalPayload(
+                        kind="state",
+                        call_id=request.request_id,
+                        state="ringing",
+                        reason=f"ringing {live} night staff",
+                    ),
+                )
+            await self._watch(ring, creator)
+        finally:
+            await self._stop(ring)
+            self._rings.pop(request.request_id, None)
+
+    async def _start(self, ring: _Ring) -> None:
+        request = ring.request
+        watch = await asyncio.to_thread(self.roster.watch, set(request.groups))
+        rung: dict[str, str] = {}
+        for entry in watch:
+            if entry.staff_id in rung:
+                continue
+            for ws in list(self._sockets.get(entry.staff_id, ())):
+                message = {
+                    "type": "ring",
+                    "request_id": request.request_id,
+                    "unit": request.unit,
+                    "citizen": request.citizen,
+                    "group": entry.group,
+                    "since": request.created_at,
+                }
+                if await _send(ws, message):
+                    ring.sockets[ws] = entry.staff_id
+                    rung[entry.staff_id] = entry.group
+        if rung:
+            await self._audit(
+                "citizen_call_rang",
+                unit=request.unit,
+                call_id=request.request_id,
+                purpose="citizen_call",
+                staff=sorted(rung),
+                instance=self.identity,
+            )
+
+    async def _watch(self, ring: _Ring, creator: bool) -> None:
+        req = ring.request.request_id
+        ring_s = self.limits.citizen_call_ring_s
+        deadline = ring.request.created_at + ring_s
+        while not ring.done.is_set():
+            remaining = deadline - time.time()
+            if remaining <= 0 and creator:
+                reason = f"nobody from the night staff answered within {ring_s:.0f} s"
+                if await asyncio.to_thread(self.book.finish, req, "unanswered", reason):
+                    ring.stop("unanswered")
+                    await self._send_unit(
+                        ring.request.unit,
+                        SignalPayload(kind="error", call_id=req, state="unanswered", reason=reason),
+                    )
+                    await self._escalate(ring.request, reason)
+                    return
+            elif remaining < -2 * POLL_S - 5:
+                ring.stop("no longer ringing")  # the creating instance is gone
+                return
+            pause = min(POLL_S, max(remaining, 0.01)) if remaining > 0 else POLL_S
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ring.done.wait(), pause)
+            if ring.done.is_set():
+                return
+            row = await asyncio.to_thread(self.book.get, req)
+            if row is None or row.state != "ringing":
+                ring.stop(_ended_reason(row))
+
+    async def _stop(self, ring: _Ring) -> None:
+        if ring.stopped:
+            return
+        ring.stopped = True
+        message = {
+            "type": "stop_ringing",
+            "request_id": ring.request.request_id,
+            "reason": ring.reason or "no longer ringing",
+        }
+        await asyncio.gather(*(_send(ws, message) for ws in ring.sockets))
+
+    async def _escalate(self, request: CallRequest, reason: str) -> None:
+        at = time.time()
+        groups = set(request.groups)
+        escalation_id = await asyncio.to_thread(
+            self.book.add_escalation,
+            at,
+            request.unit,
+            request.citizen,
+            groups,
+            reason,
+            request.request_id,
+        )
+        group = ",".join(sorted(groups)) or None
+        await self._audit(
+            "citizen_call_escalated",
+            unit=request.unit,
+            call_id=request.request_id,
+            purpose="citizen_call",
+            citizen=request.citizen,
+            group=group,
+            reason=reason,
+        )
+        detail = {
+            "id": escalation_id,
+            "at": at,
+            "unit": request.unit,
+            "citizen": request.citizen,
+            "group": group,
+            "reason": reason,
+            "request_id": request.request_id,
+        }
+        try:
+            await self.notify("citizen_call_escalated", detail)
+        except Exception:  # the hook is someone else's code: log, never lose the escalation
+            log.exception("notifying escalation %s failed", escalation_id)
+
+    # ------------------------------------------------------------ from the staff
+
+    async def accept(self, caller: StaffMember, request_id: str, unit: str) -> CallRequest:
+        """Take ``request_id`` for ``caller``; :class:`CallRefused` with the reason if not."""
+        if "citizen_call" not in ROLE_PURPOSES.get(caller.role, set()):
+            raise CallRefused(f"the role {caller.role} may not take citizen calls")
+        request = await asyncio.to_thread(self.book.get, request_id)
+        if request is None:
+            raise CallRefused(f"no citizen call request {request_id}")
+        if request.unit != unit:
+            raise CallRefused(f"the request {request_id} came from unit {request.unit}, not {unit}")
+        if request.citizen is None:
+            raise CallRefused(f"unit {unit} is not assigned to a citizen")
+        await asyncio.to_thread(citizen_call_groups, self.directory, caller, request.citizen)
+        if not await asyncio.to_thread(self.on_duty, caller.staff_id):
+            raise CallRefused(f"staff {caller.staff_id} is not on duty")
+        won = request.state == "ringing" and await asyncio.to_thread(
+            self.book.accept, request_id, caller.staff_id, caller.display_name, time.time()
+        )
+        if not won:
+            now = await asyncio.to_thread(self.book.get, request_id)
+            raise CallRefused(_ended_reason(now))
+        ring = self._rings.get(request_id)
+        if ring is not None:
+            ring.stop(f"answered by {caller.display_name}")
+        await self._audit(
+            "citizen_call_accepted",
+            actor=caller.staff_id,
+            unit=unit,
+            call_id=request_id,
+            purpose="citizen_call",
+            citizen=request.citizen,
+        )
+        return request
+
+    async def ring_socket(self, request: web.Request) -> web.WebSocketResponse:
+        """``GET /api/duty/ring`` (WebSocket): rings for a staff member on duty."""
+        member = await authenticate(request)
+        ws = web.WebSocketResponse(heartbeat=10)
+        await ws.prepare(request)
+        staff_id = member.staff_id
+        if not await asyncio.to_thread(self.roster.mark_ringable, staff_id, self.identity):
+            await _send(ws, {"type": "refused", "reason": f"staff {staff_id} is not on duty"})
+            await ws.close()
+            return ws
+        self._sockets.setdefault(staff_id, set()).add(ws)
+        since = await asyncio.to_thread(self.roster.since, staff_id)
+        try:
+            await ws.send_json({"type": "ready", "staff": staff_id, "since": since})
+            while not ws.closed:
+                try:
+                    msg = await ws.receive(timeout=RING_REFRESH_S)
+                except TimeoutError:
+                    if not await asyncio.to_thread(
+                        self.roster.mark_ringable, staff_id, self.identity
+                    ):
+                        await _send(ws, {"type": "off_duty", "reason": "you went off duty"})
+                        break
+                    continue
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    break
+                if msg.type is WSMsgType.ERROR:
+                    break
+        except ConnectionError:
+            pass
+        finally:
+            sockets = self._sockets.get(staff_id, set())
+            sockets.discard(ws)
+            if not sockets:
+                self._sockets.pop(staff_id, None)
+                await asyncio.to_thread(self.roster.clear_ringable, staff_id, self.identity)
+            await ws.close()
+        return ws
+
+    async def escalations_view(self, request: web.Request) -> web.Response:
+        """``GET /api/escalations``: recent escalations concerning the caller's groups."""
+        member = await authenticate(request)
+        groups = await asyncio.to_thread(self.directory.groups_of, member.staff_id)
+        rows = await asyncio.to_thread(self.book.recent_escalations, groups)
+        return web.json_response({"escalations": rows})
+
+    async def close(self) -> None:
+        """Stop ringing and background work. Safe twice."""
+        for ring in list(self._rings.values()):
+            ring.stop("central is shutting down")
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _ended_reason(request: CallRequest | None) -> str:
+    if request is None:
+        return "the citizen's request is unknown"
+    if request.accepted_by is not None:
+        return f"already answered by {request.accepted_name}"
+    if request.state == "cancelled":
+        return "the citizen cancelled the call"
+    if request.state == "unanswered":
+        return "the citizen's call was not answered in time and has been escalated"
+    if request.state == "no_staff":
+        return "the citizen's call found nobody on duty and has been escalated"
+    return f"the citizen's call is {request.state}"
+
+
+async def _send(ws: web.WebSocketResponse, message: dict[str, Any]) -> bool:
+    if ws.closed:
+        return False
+    try:
+        await ws.send_json(message)
+    except (ConnectionError, RuntimeError):
+        return False
+    return True
+
+
+def add_citizen_call_routes(app: web.Application, desk: CitizenCallDesk) -> None:
+    """Mount the ring socket and the escalation list on ``app``."""
+    app.router.add_get("/api/duty/ring", desk.ring_socket)
+    app.router.add_get("/api/escalations", desk.escalations_view)
