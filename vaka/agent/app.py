@@ -144,7 +144,7 @@ class Agent:
             self.link.on(Channel.MESSAGE, self.messages.handle)
             if self.tv is not None:  # shown on the TV, acknowledged with its button
                 tv, inbox = self.tv, self.messages
-                inbox.show = lambda m: tv.post_message(ShownMessage(m.mid, m.text))
+                inbox.show = lambda m: tv.post_message(ShownMessage.of(m))
                 inbox.hide = tv.hide_message
                 tv.on_acknowledge = inbox.acknowledge
         self.lifecycle = UnitLifecycle(

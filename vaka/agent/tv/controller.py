@@ -31,6 +31,7 @@ from vaka.agent.hw.cec import StandbyTimer
 from vaka.agent.hw.hardware import Hardware
 from vaka.agent.link import LinkState, UnitLink
 from vaka.agent.media.settings import MediaSettings
+from vaka.agent.media.source import BgrImage
 from vaka.agent.tv.autoanswer import auto_answer_countdown
 from vaka.agent.ui import (
     ButtonId,
@@ -50,6 +51,7 @@ from vaka.errors import ConfigError, HardwareError, LinkError
 from vaka.protocol.messages import EventMessage, EventPayload
 from vaka.protocol.topics import Channel
 from vaka.provisioning.bundles import AutoAnswerRule
+from vaka.provisioning.messages import SignedMessage
 from vaka.provisioning.tickets import TicketClaims
 
 if TYPE_CHECKING:
@@ -63,12 +65,35 @@ log = logging.getLogger(__name__)
 DECLINED = "declined by the citizen"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ShownMessage:
     """A message or reminder on the TV until the citizen acknowledges it."""
 
     mid: str
     text: str
+    picture: BgrImage | None = None
+
+    @classmethod
+    def of(cls, message: SignedMessage) -> ShownMessage:
+        """What the screen shows of a verified message (its picture decoded)."""
+        data = message.picture_bytes()
+        return cls(message.mid, message.text, None if data is None else decode_jpeg(data))
+
+
+def decode_jpeg(data: bytes) -> BgrImage | None:
+    """A JPEG as a BGR picture; ``None`` (logged) if it does not decode."""
+    import io
+
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            rgb = np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as err:
+        log.warning("the message's picture cannot be shown: %s", err)
+        return None
+    return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
 class TvController(CallObserver):
@@ -183,7 +208,7 @@ class TvController(CallObserver):
         if self._calling:
             return Calling()
         if self._message is not None:
-            return Message(self._message.text)
+            return Message(self._message.text, self._message.picture)
         trouble = self._trouble()
         if trouble is not None:
             return Trouble(trouble)

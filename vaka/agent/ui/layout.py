@@ -219,6 +219,9 @@ def describe(state: ScreenState, catalog: Catalog, size: Size = BASE) -> Layout:
                 text(catalog.text("trouble.alarm"), (60, 320, 1160, 300), 80, YELLOW, 3),
             )
             frame = YELLOW
+        case Message(text=body, picture=picture) if picture is not None:
+            videos = (VideoSpec(picture, sc.rect(40, 40, 560, 440), sc.px(4)),)
+            texts = (text(body, (640, 40, 600, 440), 72, n=6),)
         case Message(text=body):
             texts = (text(body, (60, 40, 1160, 440), 80, n=6),)
     return Layout(size, BLACK, videos, targets, texts + labels, frame)

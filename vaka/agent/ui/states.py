@@ -74,12 +74,14 @@ class Trouble:
     "What is wrong: a catalog key under ``trouble.`` (``no_connection``, ``no_camera``, ...)."
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Message:
     """A message or reminder from the staff, shown until the citizen acknowledges it."""
 
     text: str
     "The message, already in the citizen's language (it comes from the staff)."
+    picture: BgrImage | None = None
+    "A picture sent with it (BGR), shown beside the text; ``None`` for text only."
 
 
 ScreenState = Idle | Incoming | Calling | InCall | Trouble | Message
