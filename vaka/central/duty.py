@@ -68,8 +68,9 @@ class DutyRoster:
         self.engine = engine
         self.directory = directory
 
-    def go_on(self, member: StaffMember, now: float | None = None) -> float:
-        """Put ``member`` on duty (idempotent); returns since when they are on duty."""
+    def go_on(self, member: StaffMember, now: float | None = None) -> tuple[float, bool]:
+        """Put ``member`` on duty (idempotent): since when they are on duty, and whether they
+        just went on."""
         if not may_take_citizen_calls(member):
             raise DutyRefused(
                 f"the role {member.role} does not take citizen calls and cannot go on duty"
@@ -78,14 +79,14 @@ class DutyRoster:
             raise DutyRefused(f"staff {member.staff_id} is in no staff group")
         at = time.time() if now is None else now
         with self.engine.begin() as conn:
-            conn.execute(
+            result = conn.execute(
                 upsert(self.engine, duty)
                 .values(staff_id=member.staff_id, on_since=at)
                 .on_conflict_do_nothing()
             )
         since = self.since(member.staff_id)
         assert since is not None
-        return since
+        return since, bool(result.rowcount)
 
     def go_off(self, staff_id: str) -> bool:
         """Take ``staff_id`` off duty; whether they were on."""
@@ -182,13 +183,14 @@ async def set_duty(request: web.Request) -> web.Response:
         raise _json_error(web.HTTPBadRequest, 'send {"on": true} or {"on": false}') from None
     if body.on:
         try:
-            since = await asyncio.to_thread(roster.go_on, member)
+            since, went_on = await asyncio.to_thread(roster.go_on, member)
         except DutyRefused as err:
             await asyncio.to_thread(
                 audit.append, "duty_refused", actor=member.staff_id, reason=str(err)
             )
             raise _json_error(web.HTTPForbidden, str(err)) from None
-        await asyncio.to_thread(audit.append, "duty_on", actor=member.staff_id, since=since)
+        if went_on:
+            await asyncio.to_thread(audit.append, "duty_on", actor=member.staff_id, since=since)
         return web.json_response({"on": True, "since": since})
     was_on = await asyncio.to_thread(roster.go_off, member.staff_id)
     if was_on:
