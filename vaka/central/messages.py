@@ -435,7 +435,7 @@ async def post_message(request: web.Request) -> web.Response:
         status = web.HTTPConflict if "no config key" in str(err) else web.HTTPBadRequest
         raise _json(status, str(err)) from None
     desk.wake()
-    return web.json_response(created, status=201)
+    return web.json_response(created)
 
 
 async def list_messages(request: web.Request) -> web.Response:

@@ -5,10 +5,12 @@ WebSocket protocol). Frames are kept in memory only.
 """
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -282,6 +284,42 @@ class StaffClient:
             send_video=send_video if send_video is not None else PatternVideoTrack(),
             send_audio=send_audio,
         )
+
+    # ------------------------------------------------------------ messages and reminders
+
+    async def send_message(
+        self,
+        unit: str,
+        text: str,
+        *,
+        reminder: bool = False,
+        at: str | None = None,
+        picture: bytes | None = None,
+        ack_within_s: int | None = None,
+    ) -> dict[str, Any]:
+        """``POST /api/messages``: a message (or ``reminder``) for a TV unit, now or ``at``
+        ("HH:MM" local time, or an ISO 8601 time); ``picture`` is JPEG bytes. Returns central's
+        record (``mid``, ``status``, ``send_at``, ...); :class:`StaffError` with its reason."""
+        body: dict[str, Any] = {
+            "unit": unit,
+            "kind": "reminder" if reminder else "message",
+            "text": text,
+        }
+        if at is not None:
+            body["at"] = at
+        if picture is not None:
+            body["picture"] = base64.b64encode(picture).decode()
+        if ack_within_s is not None:
+            body["ack_within_s"] = ack_within_s
+        record: dict[str, Any] = await self._api("POST", "/api/messages", body)
+        return record
+
+    async def messages(self, unit: str) -> list[dict[str, Any]]:
+        """``GET /api/messages?unit=...``: the unit's messages with their status, newest first."""
+        query = urllib.parse.urlencode({"unit": unit})
+        answer = await self._api("GET", f"/api/messages?{query}")
+        rows: list[dict[str, Any]] = answer["messages"]
+        return rows
 
 
 class RingSocket:
