@@ -358,8 +358,11 @@ class TvController(CallObserver):
             except ConfigError as err:
                 log.error("the caller cannot be heard: %s", err)
                 self._speaker = None
-            if self._speaker is not None:
-                self._speaker.start(track)
+            if self._speaker is None:  # drain it anyway: an unread track queues up in aiortc
+                from vaka.agent.media.audio import AudioSink
+
+                self._speaker = AudioSink()
+            self._speaker.start(track)
 
     def _remote_frame(self) -> None:
         if self._session is None:
@@ -414,8 +417,7 @@ class TvController(CallObserver):
     def _stop_media(self) -> None:
         for part in (self._remote, self._speaker):
             if part is not None:
-                with contextlib.suppress(Exception):
-                    part.stop()
+                self._spawn(part.stop())
         self._remote = self._speaker = None
 
     # ------------------------------------------------------------ the night-staff button
