@@ -510,3 +510,26 @@ async def test_vaka_staff_message_command(
         await asyncio.to_thread(main, [*argv, "s-day", "--picture", str(tmp_path / "no.jpg")]) == 2
     )
     assert "cannot read" in capsys.readouterr().err
+
+
+async def test_a_message_for_an_offline_unit_is_missed_once_expired(
+    directory_loaded: CentralService,
+) -> None:
+    central = directory_loaded
+    async with staff(central, "s-day") as api:
+        status, created = await api.send(kind="reminder", text="Medicin", ack_within_s=60)
+        assert status == 200, created
+    mid = created["mid"]
+    await wait_for(lambda: _is(status_of(central, mid), "sent"), 10, what="sent (nobody listens)")
+    assert await central.messages.send_due(now=created["exp"] + 60) == 0  # still within slack
+    assert await status_of(central, mid) == "sent"
+    await central.messages.send_due(now=created["exp"] + 600)
+    (row,) = await asyncio.to_thread(central.messages.statuses, UNIT)
+    assert (row["status"], row["reason"]) == (
+        "missed",
+        "the unit did not report it before it expired (offline?)",
+    )
+    assert [k for k, _, m in await audit(central) if m == mid] == [
+        "message_created",
+        "message_missed",
+    ]

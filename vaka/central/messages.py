@@ -53,6 +53,8 @@ Publish = Callable[[str, Channel, BaseModel], Awaitable[None]]
 
 #: How long after its time a message may still be shown, beyond the time to acknowledge it.
 EXPIRY_SLACK_S = {"message": 3600, "reminder": 600}
+#: How long after a message's expiry central waits for the unit's report before calling it missed.
+REPORT_SLACK_S = 120
 #: How far ahead a message may be scheduled.
 MAX_AHEAD_S = 7 * 86400
 #: The statuses a unit's report may move a message from, per reported action.
@@ -324,8 +326,11 @@ class MessageDesk:
         return bool(result.rowcount)
 
     async def send_due(self, now: float | None = None) -> int:
-        """Publish every due message this instance can take; how many went out."""
+        """Publish every due message this instance can take; how many went out. Messages that
+        expired without a report from their unit are marked missed first."""
         now = time.time() if now is None else now
+        for mid in await asyncio.to_thread(self._overdue, now):
+            log.warning("message %s expired without a report from its unit", mid)
         sent = 0
         for mid, unit, token in await asyncio.to_thread(self._due, now):
             expired = await asyncio.to_thread(self._expired, mid, now)
@@ -349,6 +354,24 @@ class MessageDesk:
             log.info("message %s sent to %s", mid, unit)
             sent += 1
         return sent
+
+    def _overdue(self, now: float) -> list[str]:
+        """Mark messages the unit never reported on although they expired (the unit was offline
+        or lost them) as missed; their ids."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(messages.c.mid, messages.c.unit).where(
+                    messages.c.status.in_(("sent", "shown")),
+                    messages.c.exp < now - REPORT_SLACK_S,
+                )
+            ).all()
+        reason = "the unit did not report it before it expired (offline?)"
+        overdue = []
+        for mid, unit in rows:
+            if self._set(mid, ("sent", "shown"), status="missed", updated_at=now, reason=reason):
+                self.audit.append("message_missed", unit=unit, mid=mid, reason=reason)
+                overdue.append(mid)
+        return overdue
 
     def _expired(self, mid: str, now: float) -> bool:
         """Mark a scheduled message that expired before it could be sent (central was down)."""
