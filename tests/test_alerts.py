@@ -3,22 +3,29 @@ a webhook endpoint on loopback."""
 
 import asyncio
 import contextlib
+import datetime as dt
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
+from sqlalchemy.engine import Engine
 
 from tests.conftest import Broker, central_config, unit_status, wait_for
 from tests.nightcheck import PASSWORD, agent_config, hhmm
 from tests.test_notify import SECRET, WebhookReceiver, webhook_server
 from vaka.agent.app import Agent
 from vaka.agent.config import parse_config
-from vaka.central.alerts import AlertSettings
-from vaka.central.directory import DirectorySpec
+from vaka.central.alerts import AlertSettings, AlertWatch
+from vaka.central.audit import AuditLog
+from vaka.central.db import open_engine
+from vaka.central.directory import Directory, DirectorySpec, ScheduleSpec
 from vaka.central.service import CentralService
-from vaka.central.status import derive_status
+from vaka.central.status import Thresholds, derive_status
+from vaka.central.store import SqlFleetStore
 
 SOON = "u-soon"  # the citizen's night check is a few minutes away
 FAR = "u-far"  # the citizen's night check is twelve hours away
@@ -247,3 +254,73 @@ async def test_flaky_webhook_is_retried_and_a_dead_one_is_audited(
         assert first["detail"]["alert_id"] == second["detail"]["alert_id"]
         assert first["id"] != second["id"]
         assert second["detail"]["reasons"] in (["agent stopped"], ["connection lost"])
+
+
+# -- the watch on its own, with a controlled clock (two instances sharing one database) ----------
+
+
+@dataclass
+class Recorder:
+    """A notifier that keeps what it was given."""
+
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    async def notify(self, kind: str, detail: dict[str, Any]) -> None:
+        self.events.append((kind, detail))
+
+    async def run(self) -> None:
+        """Nothing to deliver."""
+
+
+def watch(engine: Engine, recorder: Recorder) -> AlertWatch:
+    directory = Directory(engine)
+    return AlertWatch(
+        engine,
+        SqlFleetStore(engine),
+        directory,
+        AuditLog(engine),
+        recorder,
+        AlertSettings(lead_min=60),
+        Thresholds(),
+        "Europe/Stockholm",
+    )
+
+
+async def test_alerts_are_raised_once_across_instances_and_expire(tmp_path: Path) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'central.db'}")
+    spec = directory_spec().model_copy(
+        update={"schedule": [ScheduleSpec(citizen="c-1001", times=["00:10"], tolerance_min=20)]}
+    )
+    Directory(engine).load(spec)
+    one, two = Recorder(), Recorder()
+    first, second = watch(engine, one), watch(engine, two)
+    check = dt.datetime(2025, 1, 11, 0, 10, tzinfo=ZoneInfo("Europe/Stockholm")).timestamp()
+
+    await first.check_once(check - 61 * 60)  # outside the lead time: nothing
+    assert first.store.open_alerts() == []
+    for w in (first, second, first):  # 23:20 the evening before: both instances see it
+        await w.check_once(check - 50 * 60)
+    (alert,) = first.store.open_alerts()
+    assert (alert.unit, alert.check_at, alert.reasons) == (
+        SOON,
+        check,
+        ["never connected to central"],
+    )
+    assert [k for k, _ in one.events + two.events] == ["unit_down_before_check"]
+    assert one.events[0][1]["check_at"] == "2025-01-11T00:10+01:00"
+
+    await second.check_once(check + 19 * 60)  # the window is still open
+    assert len(first.store.open_alerts()) == 1
+    await second.check_once(check + 21 * 60)  # closed: the alert expires without an event
+    assert first.store.open_alerts() == []
+    (closed,) = first.store.recent()
+    assert closed.cleared_reason == "check time passed"
+    assert [k for k, _ in one.events + two.events] == ["unit_down_before_check"]
+    audit = AuditLog(engine)
+    assert [e.kind for e in audit.entries() if e.kind.startswith("alert")] == [
+        "alert_raised",
+        "alert_cleared",
+    ]
+    # The next occurrence (tomorrow 00:10) is far away: no new alert.
+    await first.check_once(check + 22 * 60)
+    assert first.store.open_alerts() == []
