@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from tests.conftest import Broker, wait_for
+from tests.conftest import TOTP_SECRET, Broker, wait_for
 from tests.nightcheck import PASSWORD
 from tests.tvunit import DAY, OUTSIDER, TV, cec_bus, push_tv_config, running_tv, screen_of, shown
 from vaka.agent.hw.display import TvState
@@ -37,7 +37,7 @@ async def test_call_to_sleeping_tv_wakes_it_rings_and_auto_answers(
         bus = cec_bus(agent)
         assert bus.state is TvState.STANDBY and bus.sent == []
         async with StaffClient(central.url) as staff:
-            await staff.login(DAY, PASSWORD)
+            await staff.login(DAY, PASSWORD, totp_secret=TOTP_SECRET)
             call = await staff.dial(TV, purpose="video_visit")
             # Woken over CEC and switched to the unit's input before it rang.
             assert bus.sent[:2] == [("image-view-on",), ("active-source", "1.0.0.0")]
@@ -62,7 +62,7 @@ async def test_caller_outside_the_rules_only_rings_and_decline_refuses(
     async with running_tv(broker) as agent:
         await push_tv_config(central, agent, auto_answer=RULES)
         async with StaffClient(central.url) as staff:
-            await staff.login(OUTSIDER, PASSWORD)
+            await staff.login(OUTSIDER, PASSWORD, totp_secret=TOTP_SECRET)
             dial = asyncio.create_task(staff.dial(TV, purpose="video_visit"))
             await wait_for(lambda: bool(incoming(agent)), 10)
             await asyncio.sleep(2.5)  # longer than the g-day countdown: nothing answers
@@ -88,7 +88,7 @@ async def test_cancel_stops_the_countdown_and_answer_takes_the_call(
             auto_answer=[{"purpose": "video_visit", "caller_groups": ["g-day"], "countdown_s": 3}],
         )
         async with StaffClient(central.url) as staff:
-            await staff.login(DAY, PASSWORD)
+            await staff.login(DAY, PASSWORD, totp_secret=TOTP_SECRET)
             dial = asyncio.create_task(staff.dial(TV, purpose="video_visit"))
             await wait_for(lambda: bool(incoming(agent)), 10)
             screen_of(agent).press(ButtonId.CANCEL_AUTO_ANSWER)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import Broker, wait_for
+from tests.conftest import TOTP_SECRET, Broker, wait_for
 from tests.nightcheck import PASSWORD
 from tests.tvunit import DAY, TV, cec_bus, push_tv_config, running_tv, tv_directory
 from tests.xserver import screenshot, xdisplay, xdotool  # noqa: F401 - xdisplay is a fixture
@@ -67,7 +67,7 @@ async def test_call_rings_on_the_tv_and_clicks_do_what_they_say(
     async with running_tv(broker, screen="window") as agent:
         await push_tv_config(central, agent, auto_answer=RULES)
         async with StaffClient(central.url) as staff:
-            await staff.login(DAY, PASSWORD)
+            await staff.login(DAY, PASSWORD, totp_secret=TOTP_SECRET)
             dial = asyncio.create_task(staff.dial(TV, purpose="video_visit"))
             await wait_for(lambda: isinstance(_window(agent).state, Incoming), 10)
             assert cec_bus(agent).sent[:2] == [("image-view-on",), ("active-source", "1.0.0.0")]

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from tests.conftest import Broker, wait_for
+from tests.conftest import TOTP_SECRET, Broker, wait_for
 from tests.nightcheck import PASSWORD
 from vaka.agent.app import Agent
 from vaka.agent.config import parse_config
@@ -40,7 +40,14 @@ def tv_directory() -> DirectorySpec:
                 {"id": "g-other", "name": "Other district"},
             ],
             "staff": [
-                {"id": i, "name": n, "role": r, "groups": [g], "password": PASSWORD}
+                {
+                    "id": i,
+                    "name": n,
+                    "role": r,
+                    "groups": [g],
+                    "password": PASSWORD,
+                    "totp_secret": TOTP_SECRET,
+                }
                 for i, n, r, g in staff
             ],
             "citizen": [{"id": CITIZEN, "units": [TV]}],

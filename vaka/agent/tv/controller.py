@@ -309,7 +309,7 @@ class TvController(CallObserver):
 
     async def _count_down(self, seconds: int) -> None:
         for left in range(seconds, 0, -1):
-            if self._incoming is not None:
+            if self._incoming is not None and self._incoming.countdown_s != left:
                 self._incoming = replace(self._incoming, countdown_s=left)
                 self.refresh()
             await asyncio.sleep(1.0)
