@@ -19,6 +19,7 @@ APT_PACKAGES=(
   fonts-dejavu-core  # the TV screen's TrueType text (å/ä/ö/æ/ø)
   v4l-utils          # cec-ctl: the TV unit wakes the TV over HDMI-CEC
   libudev1           # pyudev loads libudev: device discovery and hotplug
+  chromium           # tests/test_console_login.py: the staff console in a real browser (Playwright)
 )
 
 missing=()

@@ -7,6 +7,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -280,3 +281,33 @@ async def collecting(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+# ---------------------------------------------------------------- staff log-in
+
+#: the TOTP secret test staff accounts are enrolled with (``totp_secret`` in a directory spec)
+TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+_secret_file: Path | None = None
+
+
+def totp_secret_file() -> Path:
+    """A file holding :data:`TOTP_SECRET` (for ``VAKA_TOTP_SECRET_FILE``)."""
+    global _secret_file
+    if _secret_file is None or not _secret_file.exists():
+        fd, name = tempfile.mkstemp(prefix="vaka-test-totp-")
+        os.write(fd, TOTP_SECRET.encode())
+        os.close(fd)
+        _secret_file = Path(name)
+    return _secret_file
+
+
+async def staff_token(
+    central_url: str, staff_id: str, password: str, secret: str = TOTP_SECRET
+) -> str:
+    """Log in through the API with a code from ``secret``; the bearer token."""
+    from vaka.staff.client import StaffClient
+
+    async with StaffClient(central_url) as client:
+        await client.login(staff_id, password, totp_secret=secret)
+        assert client.token is not None
+        return client.token

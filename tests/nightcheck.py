@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from aiortc import RTCPeerConnection
 
-from tests.conftest import Broker
+from tests.conftest import TOTP_SECRET, Broker
 from vaka.agent.app import Agent
 from vaka.agent.config import parse_config
 from vaka.central.directory import DirectorySpec
@@ -44,6 +44,7 @@ def directory_spec() -> DirectorySpec:
                     "role": "night_staff",
                     "groups": ["g-night"],
                     "password": PASSWORD,
+                    "totp_secret": TOTP_SECRET,
                 },
                 {
                     "id": "s-stranger",
@@ -51,6 +52,7 @@ def directory_spec() -> DirectorySpec:
                     "role": "night_staff",
                     "groups": ["g-other"],
                     "password": PASSWORD,
+                    "totp_secret": TOTP_SECRET,
                 },
             ],
             "citizen": [{"id": "c-1001", "units": [UNIT]}, {"id": "c-2002", "units": [OTHER_UNIT]}],

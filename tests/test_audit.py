@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Broker, wait_for
+from tests.conftest import TOTP_SECRET, Broker, wait_for
 from tests.nightcheck import PASSWORD, UNIT, audit_kinds, load_directory, running_agent
 from vaka.central.service import CentralService
 from vaka.staff.client import StaffClient
@@ -31,7 +31,7 @@ async def real_log(broker: Broker, central: CentralService) -> Path:
     """An audit trail written by a real night check; returns the database file."""
     await load_directory(central)
     async with running_agent(broker) as _unit, StaffClient(central.url) as staff:
-        await staff.login("s-nurse", PASSWORD)
+        await staff.login("s-nurse", PASSWORD, totp_secret=TOTP_SECRET)
         call = await staff.dial(UNIT, "night_check")
         await call.next_frame()
         await call.hangup()

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-from tests.conftest import Broker, central_config, wait_for
+from tests.conftest import TOTP_SECRET, Broker, central_config, totp_secret_file, wait_for
 from tests.nightcheck import PASSWORD, UNIT, audit_kinds, load_directory, running_agent
 from vaka.central.service import CentralService
 from vaka.staff.client import StaffClient
@@ -23,7 +23,7 @@ async def test_max_duration_ends_the_call_and_closes_the_shutter(broker: Broker,
         await asyncio.wait_for(central.link.connected.wait(), 10)
         await load_directory(central)
         async with running_agent(broker) as unit, StaffClient(central.url) as staff:
-            await staff.login("s-nurse", PASSWORD)
+            await staff.login("s-nurse", PASSWORD, totp_secret=TOTP_SECRET)
             call = await staff.dial(UNIT, "night_check")
             await call.next_frame()
             await asyncio.wait_for(call.ended.wait(), 6)
@@ -41,7 +41,7 @@ async def test_losing_the_broker_mid_call_closes_the_shutter(
 ) -> None:
     await load_directory(central)
     async with running_agent(broker) as unit, StaffClient(central.url) as staff:
-        await staff.login("s-nurse", PASSWORD)
+        await staff.login("s-nurse", PASSWORD, totp_secret=TOTP_SECRET)
         call = await staff.dial(UNIT, "night_check")
         await call.next_frame()
         assert unit.shutter_states[-1] == "open"
@@ -76,7 +76,11 @@ def staff_dial_process(central: CentralService) -> Iterator[subprocess.Popen[byt
             "--ice-address",
             "127.0.0.1",
         ],
-        env={**os.environ, "VAKA_PASSWORD": PASSWORD},
+        env={
+            **os.environ,
+            "VAKA_PASSWORD": PASSWORD,
+            "VAKA_TOTP_SECRET_FILE": str(totp_secret_file()),
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.conftest import Broker, collecting, wait_for
+from tests.conftest import TOTP_SECRET, Broker, collecting, wait_for
 from tests.nightcheck import (
     OTHER_UNIT,
     PASSWORD,
@@ -72,7 +72,7 @@ async def test_central_refuses_a_ticket_with_a_reason(
     await load_directory(central)
     async with running_agent(broker) as agent:
         async with StaffClient(central.url) as staff:
-            await staff.login(staff_id, PASSWORD)
+            await staff.login(staff_id, PASSWORD, totp_secret=TOTP_SECRET)
             with pytest.raises(StaffError, match="call refused") as err:
                 await staff.dial(unit, purpose, reason)
         assert expected in str(err.value)

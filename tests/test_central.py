@@ -6,7 +6,8 @@ import time
 import aiohttp
 import pytest
 
-from tests.conftest import Broker, central_config, unit_status, wait_for
+from tests.conftest import TOTP_SECRET, Broker, central_config, staff_token, unit_status, wait_for
+from vaka.central.directory import DirectorySpec
 from vaka.central.presence import Presence
 from vaka.central.service import CentralService
 from vaka.central.status import Thresholds, derive_status
@@ -26,8 +27,32 @@ HEALTH = HealthPayload(
 )
 
 
+SUPPORT = {
+    "id": "s-support",
+    "name": "Sara Support",
+    "role": "support",
+    "password": "correct horse battery",
+    "totp_secret": TOTP_SECRET,
+}
+_tokens: dict[str, str] = {}
+
+
+async def support_headers(central: CentralService) -> dict[str, str]:
+    """Log in as support staff (once per central) for the fleet API."""
+    key = central.config.database.url
+    if key not in _tokens:
+        spec = DirectorySpec.model_validate({"staff": [SUPPORT]})
+        await asyncio.to_thread(central.directory.load, spec)
+        _tokens[key] = await staff_token(central.url, "s-support", SUPPORT["password"])
+    return {"Authorization": f"Bearer {_tokens[key]}"}
+
+
 async def get_json(central: CentralService, path: str) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as http, http.get(central.url + path) as resp:
+    headers = await support_headers(central)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(central.url + path, headers=headers) as resp,
+    ):
         return resp.status, await resp.json(content_type=None)
 
 
@@ -91,7 +116,11 @@ async def test_fleet_page_lists_units(broker: Broker, central: CentralService) -
         birth = StateMessage(payload=StatePayload(status="online", bdseq=1, profile="tv"))
         await unit.publish("vaka/v1/dev/u-page/state", encode(birth), qos=1)
         await wait_for(lambda: unit_status(central, "u-page"), 5)
-    async with aiohttp.ClientSession() as http, http.get(central.url + "/") as resp:
+    headers = await support_headers(central)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(central.url + "/fleet", headers=headers) as resp,
+    ):
         page = await resp.text()
     assert resp.status == 200
     assert "u-page" in page and "1 units: 1 online" in page

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import Broker, collecting, unit_status, wait_for
+from tests.conftest import TOTP_SECRET, Broker, collecting, staff_token, unit_status, wait_for
 from tests.nightcheck import agent_config
 from vaka.agent.app import Agent
 from vaka.agent.config import AgentConfig, parse_config
@@ -73,14 +73,19 @@ async def technician(central: CentralService) -> aiohttp.ClientSession:
         {
             "group": [{"id": "g-night", "name": "Night patrol"}],
             "staff": [
-                {"id": "t-tech", "name": "Tina Tech", "role": "technician", "password": PASSWORD}
+                {
+                    "id": "t-tech",
+                    "name": "Tina Tech",
+                    "role": "technician",
+                    "password": PASSWORD,
+                    "totp_secret": TOTP_SECRET,
+                }
             ],
         }
     )
     await asyncio.to_thread(central.directory.load, spec)
     http = aiohttp.ClientSession(base_url=central.url)
-    async with http.post("/api/login", json={"staff_id": "t-tech", "password": PASSWORD}) as r:
-        token = (await r.json())["token"]
+    token = await staff_token(central.url, "t-tech", PASSWORD)
     http.headers["Authorization"] = f"Bearer {token}"
     return http
 

@@ -4,7 +4,7 @@
 import asyncio
 import time
 
-from tests.conftest import Broker, wait_for
+from tests.conftest import TOTP_SECRET, Broker, wait_for
 from tests.nightcheck import PASSWORD, UNIT, audit_kinds, load_directory, running_agent
 from vaka.central.service import CentralService
 from vaka.protocol.sdp import preferred_fingerprint
@@ -27,7 +27,7 @@ async def test_authorised_night_check_streams_the_pattern_and_is_audited(
         assert hw.led is not None and hw.ir_light is not None
         assert not hw.led.is_on and not hw.ir_light.is_on
         async with StaffClient(central.url) as staff:
-            await staff.login("s-nurse", PASSWORD)
+            await staff.login("s-nurse", PASSWORD, totp_secret=TOTP_SECRET)
             call = await staff.dial(UNIT, "night_check")
             readings: list[PatternReading] = []
             while len(readings) < 10:

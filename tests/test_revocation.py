@@ -11,7 +11,7 @@ import aiohttp
 import aiomqtt
 import pytest
 
-from tests.conftest import AgentFactory, Broker, unit_status, wait_for
+from tests.conftest import TOTP_SECRET, AgentFactory, Broker, staff_token, unit_status, wait_for
 from vaka.central.directory import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.provisioning import pki
@@ -49,19 +49,25 @@ async def _technician_token(central: CentralService) -> str:
     spec = DirectorySpec.model_validate(
         {
             "staff": [
-                {"id": "t-tech", "name": "Tina Tech", "role": "technician", "password": PASSWORD},
-                {"id": "s-nurse", "name": "Nina", "role": "night_staff", "password": PASSWORD},
+                {
+                    "id": "t-tech",
+                    "name": "Tina Tech",
+                    "role": "technician",
+                    "password": PASSWORD,
+                    "totp_secret": TOTP_SECRET,
+                },
+                {
+                    "id": "s-nurse",
+                    "name": "Nina",
+                    "role": "night_staff",
+                    "password": PASSWORD,
+                    "totp_secret": TOTP_SECRET,
+                },
             ]
         }
     )
     await asyncio.to_thread(central.directory.load, spec)
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            central.url + "/api/login", json={"staff_id": "t-tech", "password": PASSWORD}
-        ) as resp,
-    ):
-        return str((await resp.json())["token"])
+    return await staff_token(central.url, "t-tech", PASSWORD)
 
 
 async def _post_revoke(central: CentralService, token: str, unit: str) -> tuple[int, dict]:
@@ -121,12 +127,8 @@ async def test_revoking_cuts_the_live_session_and_refuses_the_next(
 
 async def test_only_technicians_may_revoke(central: CentralService) -> None:
     await _technician_token(central)
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
-            central.url + "/api/login", json={"staff_id": "s-nurse", "password": PASSWORD}
-        ) as resp:
-            token = (await resp.json())["token"]
-        status, body = await _post_revoke(central, token, "u-any")
+    token = await staff_token(central.url, "s-nurse", PASSWORD)
+    status, body = await _post_revoke(central, token, "u-any")
     assert status == 403 and "may not revoke units" in body["error"]
 
 

@@ -51,7 +51,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from tests.conftest import Broker, unit_status, wait_for
+from tests.conftest import TOTP_SECRET, Broker, unit_status, wait_for
 from tests.nightcheck import PASSWORD, UNIT, agent_config, audit_kinds, load_directory
 from vaka.agent.config_store import CONFIG_FILE
 from vaka.agent.enrol import CERT_FILE, KEY_FILE
@@ -368,7 +368,7 @@ async def test_night_check_with_a_read_only_file_system_writes_nothing_at_rest(
 
         # The night check itself.
         async with StaffClient(central.url) as staff:
-            await staff.login("s-nurse", PASSWORD)
+            await staff.login("s-nurse", PASSWORD, totp_secret=TOTP_SECRET)
             call = await staff.dial(UNIT, "night_check")
             readings = 0
             while readings < 5:

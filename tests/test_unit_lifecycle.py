@@ -9,7 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import Broker, central_config, unit_status, wait_for
+from tests.conftest import (
+    TOTP_SECRET,
+    Broker,
+    central_config,
+    totp_secret_file,
+    unit_status,
+    wait_for,
+)
 from tests.nightcheck import hhmm
 from tests.test_enrolment import PASSWORD, generic_unit, pending_code, technician
 from vaka.central.directory import DirectorySpec
@@ -36,7 +43,11 @@ def provision(central: CentralService, *args: str) -> subprocess.CompletedProces
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "VAKA_PASSWORD": PASSWORD},
+        env={
+            **os.environ,
+            "VAKA_PASSWORD": PASSWORD,
+            "VAKA_TOTP_SECRET_FILE": str(totp_secret_file()),
+        },
     )
 
 
@@ -190,6 +201,7 @@ async def test_renewal_with_a_short_lifetime_does_not_drop_a_call(
                             "role": "night_staff",
                             "groups": ["g-night"],
                             "password": PASSWORD,
+                            "totp_secret": TOTP_SECRET,
                         }
                     ],
                     "citizen": [{"id": "c-9"}],
@@ -202,7 +214,7 @@ async def test_renewal_with_a_short_lifetime_does_not_drop_a_call(
             await asyncio.to_thread(central.directory.load, spec)
             serial = pki.load_cert(creds / "unit.crt").serial_number
             async with StaffClient(central.url) as staff:
-                await staff.login("s-nurse", PASSWORD)
+                await staff.login("s-nurse", PASSWORD, totp_secret=TOTP_SECRET)
                 call = await staff.dial(unit, "night_check")
                 await call.next_frame()
                 await wait_for(

@@ -5,10 +5,12 @@ Errors come back as :class:`ApiError` carrying central's own reason, ready to pr
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 from typing import Any
 
+from vaka import otp
 from vaka.errors import VakaError
 
 
@@ -47,12 +49,47 @@ class CentralApi:
         except (urllib.error.URLError, OSError) as err:
             raise ApiError(f"cannot reach central at {self.base_url}: {err}") from None
 
-    def login(self, staff_id: str, password: str) -> dict[str, Any]:
-        """Log in; keeps the session token for the next requests."""
-        answer: dict[str, Any] = self.request(
-            "POST", "/api/login", {"staff_id": staff_id, "password": password}
-        )
+    def login(
+        self,
+        staff_id: str,
+        password: str,
+        totp: str | None = None,
+        totp_secret: str | None = None,
+    ) -> dict[str, Any]:
+        """Log in; keeps the session token for the next requests.
+
+        The one-time code: ``totp``, else computed from ``totp_secret`` or the file
+        ``$VAKA_TOTP_SECRET_FILE`` names, else asked on the terminal when central wants one.
+        """
+        secret = totp_secret or otp.secret_from_env()
+        if totp is None and secret is not None:
+            answer = self._login_with_secret(staff_id, password, secret)
+        else:
+            try:
+                answer = self._login_once(staff_id, password, totp)
+            except ApiError as err:
+                if totp is not None or not otp.may_ask(str(err)):
+                    raise
+                answer = self._login_once(staff_id, password, otp.ask_code(staff_id))
         self.token = answer["token"]
+        return answer
+
+    def _login_with_secret(self, staff_id: str, password: str, secret: str) -> dict[str, Any]:
+        for _round in range(2):
+            for code in otp.candidates(secret):
+                try:
+                    return self._login_once(staff_id, password, code)
+                except ApiError as err:
+                    if otp.REUSED not in str(err):
+                        raise
+            time.sleep(otp.seconds_to_next_step() + 0.05)
+        raise ApiError("every one-time code of this step was already used")
+
+    def _login_once(self, staff_id: str, password: str, totp: str | None) -> dict[str, Any]:
+        body = {"staff_id": staff_id, "password": password}
+        if totp:
+            body["totp"] = totp
+        answer: dict[str, Any] = self.request("POST", "/api/login", body)
         return answer
 
 

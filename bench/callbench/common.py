@@ -13,6 +13,7 @@ HOST = "127.0.0.1"
 UNIT = "u-bench-cam"
 STAFF = "s-bench"
 PASSWORD = "correct horse battery"
+TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # the bench nurse's pre-enrolled second factor
 FPS = 15
 SMALL = (640, 480)
 LARGE = (1280, 720)

@@ -20,6 +20,7 @@ from .common import (
     PASSWORD,
     SMALL,
     STAFF,
+    TOTP_SECRET,
     log,
 )
 from .figures import SetupSample, median_total, ratio, summarise_setups
@@ -176,7 +177,7 @@ async def run(plan: Plan, directory: Path) -> dict[str, Any]:
                 try:
                     with_stun = StaffClient(bench.central.url, ice_servers=servers)
                     async with with_stun:
-                        await with_stun.login(STAFF, PASSWORD)
+                        await with_stun.login(STAFF, PASSWORD, totp_secret=TOTP_SECRET)
                         bench.staff, plain = with_stun, bench.staff
                         try:
                             samples, failed = await timed_calls(

@@ -29,6 +29,7 @@ from .common import (
     PASSWORD,
     SMALL,
     STAFF,
+    TOTP_SECRET,
     UNIT,
     log,
     stop_process,
@@ -57,6 +58,7 @@ def directory_spec_data() -> dict[str, Any]:
                 "role": "night_staff",
                 "groups": ["g-night"],
                 "password": PASSWORD,
+                "totp_secret": TOTP_SECRET,
             }
         ],
         "citizen": [{"id": "c-bench", "units": [UNIT]}],
@@ -300,7 +302,7 @@ async def running_bench(
                 central.directory.load, DirectorySpec.model_validate(directory_spec_data())
             )
             async with StaffClient(central.url) as staff:
-                await staff.login(STAFF, PASSWORD)
+                await staff.login(STAFF, PASSWORD, totp_secret=TOTP_SECRET)
                 bench = Bench(directory, pki, port, central, staff, dict(agent_env or {}))
                 try:
                     yield bench

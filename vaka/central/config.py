@@ -1,7 +1,9 @@
 """Central's configuration file (TOML), validated once at start."""
 
 import tomllib
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -61,6 +63,34 @@ class PkiSection(_Section):
     code_ttl_s: float = Field(default=24 * 3600, gt=0)
 
 
+StaffRole = Literal["night_staff", "day_staff", "support", "technician", "administrator"]
+Network = IPv4Network | IPv6Network
+#: Where staff may log in from when ``[staff_access] allow`` does not name their role: this
+#: machine only. Set your municipality's networks.
+LOOPBACK: tuple[Network, ...] = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
+
+
+class StaffAccessSection(_Section):
+    """``[staff_access]``: second factor, idle time-out, password age, lock-out, networks."""
+
+    idle_timeout_s: float = Field(default=900, gt=0, le=24 * 3600)
+    password_max_age_days: float = Field(default=90, gt=0)
+    lockout_failures: int = Field(default=5, ge=1, le=100)
+    lockout_window_s: float = Field(default=900, gt=0)
+    lockout_s: float = Field(default=900, gt=0)
+    require_totp: bool = True
+    #: role -> the networks (CIDR) its staff may log in and work from; a role not named here
+    #: may use loopback only. Set your municipality's networks.
+    allow: dict[StaffRole, list[Network]] = {}
+    #: reverse proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` central believes
+    trusted_proxies: list[Network] = []
+
+    def networks_for(self, role: str) -> tuple[Network, ...]:
+        """The networks staff of ``role`` may use."""
+        named = self.allow.get(role)  # type: ignore[call-overload]
+        return LOOPBACK if named is None else tuple(named)
+
+
 class CentralConfig(_Section):
     """The whole central configuration file."""
 
@@ -73,6 +103,7 @@ class CentralConfig(_Section):
     pki: PkiSection | None = None
     alerts: AlertSettings = AlertSettings()
     session_ttl_s: float = Field(default=12 * 3600, gt=0)
+    staff_access: StaffAccessSection = StaffAccessSection()
 
 
 def load_central_config(path: Path) -> CentralConfig:

@@ -5,7 +5,9 @@ Loaded from a TOML file by ``vaka-central directory load`` (the care provider's 
 feed the same tables). Nothing here names a citizen: a citizen is a pseudonym.
 """
 
+import datetime as dt
 import re
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +16,8 @@ from typing import Literal
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Boolean, Column, Integer, String, Table, delete, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import Boolean, Column, Float, Integer, String, Table, delete, select
+from sqlalchemy.engine import Connection, Engine
 
 from vaka.central.db import metadata, upsert
 from vaka.errors import ConfigError
@@ -33,6 +35,17 @@ staff = Table(
     Column("role", String(32), nullable=False),
     Column("password_hash", String(200), nullable=False),
     Column("active", Boolean, nullable=False, default=True),
+)
+#: Log-in state beside each staff account (see :mod:`vaka.central.accounts`): when the password
+#: was last set, the TOTP secret (confirmed or waiting for its first code).
+staff_auth = Table(
+    "staff_auth",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("password_changed_at", Float, nullable=False),
+    Column("totp_secret", String(64)),
+    Column("totp_pending", String(64)),
+    Column("totp_enrolled_at", Float),
 )
 staff_groups = Table(
     "staff_groups",
@@ -93,6 +106,10 @@ class StaffSpec(_Spec):
     password: str | None = Field(default=None, min_length=12)
     password_hash: str | None = None
     active: bool = True
+    #: a pre-enrolled TOTP secret (base32), for tests and the demo; else enrolled at first log-in
+    totp_secret: str | None = Field(default=None, pattern=r"^[A-Z2-7]{16,64}$")
+    #: when the password was set (default: when it is loaded, unless it is unchanged)
+    password_changed_at: dt.datetime | None = None
 
 
 class GroupSpec(_Spec):
@@ -201,6 +218,38 @@ class StaffMember:
     active: bool
 
 
+def _load_auth(conn: Connection, engine: Engine, s: StaffSpec) -> None:
+    """Upsert one account's log-in state: a loaded password counts as set now unless it is the
+    one already stored; a loaded TOTP secret is enrolled; an unnamed one is left as it is."""
+    row = (
+        conn.execute(
+            select(staff.c.password_hash, staff_auth.c.password_changed_at)
+            .select_from(staff.outerjoin(staff_auth, staff.c.staff_id == staff_auth.c.staff_id))
+            .where(staff.c.staff_id == s.id)
+        )
+        .mappings()
+        .first()
+    )
+    changed_at = time.time()
+    if s.password_changed_at is not None:
+        stamp = s.password_changed_at
+        changed_at = (stamp if stamp.tzinfo else stamp.astimezone()).timestamp()
+    elif row is not None and row["password_changed_at"] is not None:
+        same = row["password_hash"] == s.password_hash
+        if s.password is not None:
+            try:
+                same = _hasher.verify(row["password_hash"], s.password)
+            except (VerificationError, InvalidHashError):
+                same = False
+        if same:
+            changed_at = row["password_changed_at"]
+    values: dict[str, object] = {"password_changed_at": changed_at}
+    if s.totp_secret is not None:
+        values.update(totp_secret=s.totp_secret, totp_pending=None, totp_enrolled_at=time.time())
+    ins = upsert(engine, staff_auth).values(staff_id=s.id, **values)
+    conn.execute(ins.on_conflict_do_update(index_elements=["staff_id"], set_=values))
+
+
 def _minutes(hhmm: str) -> int:
     hours, minutes = hhmm.split(":")
     return int(hours) * 60 + int(minutes)
@@ -222,6 +271,7 @@ class Directory:
                     ins.on_conflict_do_update(index_elements=["group_id"], set_={"name": g.name})
                 )
             for s in spec.staff:
+                _load_auth(conn, self.engine, s)
                 hashed = s.password_hash or _hasher.hash(s.password or "")
                 values = {
                     "display_name": s.name,
@@ -269,6 +319,18 @@ class Directory:
                             tolerance_min=sch.tolerance_min,
                         )
                     )
+
+    def set_password(self, staff_id: str, password: str) -> None:
+        """Store a new password (hashed) and when it was set."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                staff.update()
+                .where(staff.c.staff_id == staff_id)
+                .values(password_hash=_hasher.hash(password))
+            )
+            values = {"password_changed_at": time.time()}
+            ins = upsert(self.engine, staff_auth).values(staff_id=staff_id, **values)
+            conn.execute(ins.on_conflict_do_update(index_elements=["staff_id"], set_=values))
 
     def staff_member(self, staff_id: str) -> StaffMember | None:
         """One staff account, or ``None``."""

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from vaka.central.alerts import AlertWatch, add_alert_routes, notifier_for
 from vaka.central.audit import AuditLog
 from vaka.central.calls import CallRelay
-from vaka.central.citizen_calls import CitizenCallDesk, Notify, add_citizen_call_routes, no_notify
+from vaka.central.citizen_calls import CitizenCallDesk, Notify, add_citizen_call_routes
 from vaka.central.config import CentralConfig
 from vaka.central.db import open_engine
 from vaka.central.directory import Directory
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 class CentralService:
     """One central instance. ``async with CentralService(config) as svc: ...``."""
 
-    def __init__(self, config: CentralConfig, notify: Notify = no_notify) -> None:
+    def __init__(self, config: CentralConfig, notify: Notify | None = None) -> None:
         self.config = config
         self.engine = open_engine(config.database.url)
         self.store = SqlFleetStore(self.engine)
@@ -69,7 +69,7 @@ class CentralService:
             self.audit,
             config.calls,
             self._publish,
-            notify,
+            notify or self.notifier.notify,  # escalations go to the external notifier
         )
         self.relay.citizen_calls = self.citizen_calls
         ticket_key = load_ticket_key(config.keys.ticket_key)
@@ -125,7 +125,15 @@ class CentralService:
                 asyncio.create_task(self.provisioner.refresh_crl(6 * 3600), name="crl-refresh")
             )
         app = make_app(self.store, self.ingest, self.config.fleet)
-        add_staff_routes(app, self.directory, self.audit, self.relay, self.config.session_ttl_s)
+        add_staff_routes(
+            app,
+            self.directory,
+            self.audit,
+            self.relay,
+            self.config.session_ttl_s,
+            self.config.staff_access,
+            self.config.calls.timezone,
+        )
         add_duty_routes(app, self.duty, self.audit)
         add_citizen_call_routes(app, self.citizen_calls)
         add_technician_routes(app, self)

@@ -50,10 +50,7 @@ def _json(cls: type[web.HTTPException], reason: str) -> web.HTTPException:
 
 
 async def _technician(request: web.Request, what: str) -> StaffMember:
-    member = await authenticate(request)
-    if member.role not in TECHNICIAN_ROLES:
-        raise _json(web.HTTPForbidden, f"the role {member.role} may not {what}")
-    return member
+    return await authenticate(request, TECHNICIAN_ROLES, action=what)
 
 
 def _provisioner(request: web.Request) -> "Provisioner":

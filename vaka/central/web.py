@@ -1,13 +1,21 @@
-"""Central's HTTP side: the fleet API and a plain fleet page for the support function."""
+"""Central's HTTP side: the fleet API, a plain fleet page for the support function, the staff
+console's static files, and the security headers on every answer.
+
+The fleet API and page are for support, technicians and administrators (see
+:func:`vaka.central.staff_api.authenticate`).
+"""
 
 import asyncio
 import html
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from vaka.central.ingest import FleetIngest
+from vaka.central.staff_api import authenticate
 from vaka.central.status import Thresholds, unit_view
 from vaka.central.store import FleetStore
 from vaka.errors import BadTopic
@@ -18,6 +26,12 @@ INGEST: web.AppKey[FleetIngest] = web.AppKey("ingest", FleetIngest)
 THRESHOLDS: web.AppKey[Thresholds] = web.AppKey("thresholds", Thresholds)
 
 STATUSES = ("online", "degraded", "offline")
+FLEET_ROLES = frozenset({"support", "technician", "administrator"})
+CONSOLE_DIR = Path(__file__).with_name("console")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
 
 
 def _error(status: int, reason: str) -> web.HTTPException:
@@ -34,6 +48,7 @@ async def _views(request: web.Request) -> list[dict[str, Any]]:
 
 async def list_units(request: web.Request) -> web.Response:
     """``GET /api/units[?status=online|degraded|offline]``."""
+    await authenticate(request, FLEET_ROLES, action="see the fleet")
     wanted = request.query.get("status")
     unknown = set(request.query) - {"status"}
     if unknown:
@@ -48,6 +63,7 @@ async def list_units(request: web.Request) -> web.Response:
 
 async def get_unit(request: web.Request) -> web.Response:
     """``GET /api/units/{id}``: one unit with its recent events."""
+    await authenticate(request, FLEET_ROLES, action="see the fleet")
     device_id = request.match_info["id"]
     try:
         check_device_id(device_id)
@@ -68,6 +84,7 @@ async def get_unit(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     """``GET /api/stats``: ingest counters, refusals and latency."""
+    await authenticate(request, FLEET_ROLES, action="see the fleet")
     return web.json_response(request.app[INGEST].stats())
 
 
@@ -83,7 +100,15 @@ def _ago(seconds: float) -> str:
 
 
 async def fleet_page(request: web.Request) -> web.Response:
-    """``GET /``: a plain, auto-refreshing fleet table."""
+    """``GET /fleet``: a plain, auto-refreshing fleet table (no script)."""
+    try:
+        await authenticate(request, FLEET_ROLES, action="see the fleet")
+    except web.HTTPException as err:
+        return web.Response(
+            status=err.status,
+            content_type="text/html",
+            text=REFUSED_PAGE.format(reason=html.escape(_reason(err))),
+        )
     views = await _views(request)
     now = time.time()
     counts = {s: sum(v["status"] == s for v in views) for s in STATUSES}
@@ -115,13 +140,9 @@ PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="refresh" content="5">
 <title>Vaka — fleet</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 1rem; font-size: 18px; }}
-table {{ border-collapse: collapse; width: 100%; }}
-td, th {{ padding: .5rem; border-bottom: 1px solid #ccc; text-align: left; }}
-tr.online b {{ color: #05683a; }} tr.degraded b {{ color: #8a5a00; }}
-tr.offline b {{ color: #b00020; }}
-</style></head><body>
+<link rel="stylesheet" href="/console/console.css">
+</head><body class="plain">
+<p><a href="/">Back to the console</a></p>
 <h1>Fleet</h1>
 <p>{total} units: {online} online, {degraded} degraded, {offline} offline.</p>
 <table><thead><tr><th>Unit</th><th>Profile</th><th>Status</th><th>Why</th><th>Agent</th></tr>
@@ -131,13 +152,49 @@ tr.offline b {{ color: #b00020; }}
 """
 
 
+def _reason(err: web.HTTPException) -> str:
+    try:
+        return str(json.loads(err.text or "{}")["error"])
+    except (ValueError, KeyError):
+        return err.reason
+
+
+REFUSED_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Vaka — log in first</title>
+<link rel="stylesheet" href="/console/console.css">
+</head><body class="plain"><h1>Fleet</h1><p class="error">{reason}</p>
+<p><a class="button" href="/">Log in to the console</a></p></body></html>
+"""
+
+
+async def console_page(request: web.Request) -> web.FileResponse:
+    """``GET /``: the staff console (a static page; its scripts use the API)."""
+    return web.FileResponse(CONSOLE_DIR / "index.html")
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every answer: no framing, no referrer, no inline script; no caching of the API."""
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.path.startswith("/api/") or request.path in ("/", "/fleet"):
+        headers["Cache-Control"] = "no-store"
+
+
 def make_app(store: FleetStore, ingest: FleetIngest, thresholds: Thresholds) -> web.Application:
     """The aiohttp application (API and pages)."""
     app = web.Application(client_max_size=64 * 1024)
     app[STORE] = store
     app[INGEST] = ingest
     app[THRESHOLDS] = thresholds
-    app.router.add_get("/", fleet_page)
+    app.on_response_prepare.append(security_headers)
+    app.router.add_get("/", console_page)
+    app.router.add_static("/console/", CONSOLE_DIR, follow_symlinks=False)
+    app.router.add_get("/fleet", fleet_page)
     app.router.add_get("/api/units", list_units)
     app.router.add_get("/api/units/{id}", get_unit)
     app.router.add_get("/api/stats", stats)

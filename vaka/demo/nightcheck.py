@@ -10,7 +10,10 @@ from vaka.rtc.pattern import decode_pattern
 from vaka.staff.client import StaffClient
 
 NURSE = "s-demo-nurse"
+ADMIN = "a-demo-admin"  # sees every page of the console, the fleet too
 PASSWORD = "demo-password-change-me"  # noqa: S105 (the demo's own account, printed for the user)
+#: the demo nurse's second factor, pre-enrolled (printed for the user to add to an app)
+TOTP_SECRET = "KVKFKRCPNZQUYMLXOVYDSQKJKZDTSRLD"  # noqa: S105
 
 
 def demo_directory(timezone: str = "Europe/Stockholm") -> DirectorySpec:
@@ -26,7 +29,15 @@ def demo_directory(timezone: str = "Europe/Stockholm") -> DirectorySpec:
                     "role": "night_staff",
                     "groups": ["g-demo-night"],
                     "password": PASSWORD,
-                }
+                    "totp_secret": TOTP_SECRET,
+                },
+                {
+                    "id": ADMIN,
+                    "name": "Demo Administrator",
+                    "role": "administrator",
+                    "password": PASSWORD,
+                    "totp_secret": TOTP_SECRET,
+                },
             ],
             "citizen": [
                 {"id": "c-demo-1", "units": ["u-demo-nightcam"]},
@@ -50,7 +61,7 @@ def demo_directory(timezone: str = "Europe/Stockholm") -> DirectorySpec:
 async def dial_night_check(central_url: str, unit: str, seconds: float = 2.0) -> dict[str, Any]:
     """Log in as the demo nurse, dial in, watch for ``seconds``, hang up; what was seen."""
     async with StaffClient(central_url) as staff:
-        await staff.login(NURSE, PASSWORD)
+        await staff.login(NURSE, PASSWORD, totp_secret=TOTP_SECRET)
         call = await staff.dial(unit, "night_check")
         frames, checked, latencies = 0, 0, []
         deadline = time.monotonic() + seconds

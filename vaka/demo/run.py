@@ -191,7 +191,14 @@ async def run_demo(plan: DemoPlan, seconds: float | None) -> int:
 
 async def _night_check(central: CentralService) -> bool:
     """Load the demo directory and dial in to the night camera as the demo nurse."""
-    from vaka.demo.nightcheck import NURSE, PASSWORD, demo_directory, dial_night_check
+    from vaka.demo.nightcheck import (
+        ADMIN,
+        NURSE,
+        PASSWORD,
+        TOTP_SECRET,
+        demo_directory,
+        dial_night_check,
+    )
     from vaka.rtc.ice import configure_ice
     from vaka.staff.client import StaffError
 
@@ -212,7 +219,8 @@ async def _night_check(central: CentralService) -> bool:
     await asyncio.sleep(0.5)  # the unit's call-ended and shutter events reach the audit trail
     entries = await asyncio.to_thread(central.audit.entries)
     print("  audit trail:", ", ".join(e.kind for e in entries if e.call_id == seen["call_id"]))
-    print(f"  staff log-in for your own try: {NURSE} / {PASSWORD}")
+    print(f"  staff log-in for your own try: {NURSE} or {ADMIN} / {PASSWORD}")
+    print(f"  one-time codes: add the key {TOTP_SECRET} to an authenticator app (TOTP, 30 s)")
     return seen["pattern_frames"] > 0
 
 

@@ -3,21 +3,28 @@
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 import urllib.parse
 from typing import Any
 
-from vaka.central_api import ApiError, CentralApi
+from vaka import otp
+from vaka.central_api import ApiError, CentralApi, password_from_env_or_prompt
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vaka-staff", description="Vaka staff tools.")
     p.add_argument("--central", default="http://127.0.0.1:8080", help="central's base URL")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--totp-secret-file",
+        help="file with your TOTP secret, to compute the one-time code (else it is asked)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     units = sub.add_parser("units", help="list units and their status")
     units.add_argument("--status", choices=["online", "degraded", "offline"])
+    units.add_argument("--user", required=True, help="your staff id (support, technician, admin)")
     dial = sub.add_parser("dial", help="dial in to a unit and receive its video")
     dial.add_argument("unit", help="unit id, e.g. u-demo-nightcam")
     dial.add_argument("--user", required=True, help="your staff id")
@@ -55,10 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def fetch_units(central: str, status: str | None = None) -> list[dict[str, Any]]:
-    """``GET /api/units`` from central; :class:`ApiError` with a readable reason."""
+def fetch_units(
+    central: str, status: str | None = None, api: CentralApi | None = None
+) -> list[dict[str, Any]]:
+    """``GET /api/units`` from central (``api`` logged in); :class:`ApiError` with a reason."""
     query = f"?{urllib.parse.urlencode({'status': status})}" if status else ""
-    units: list[dict[str, Any]] = CentralApi(central).request("GET", f"/api/units{query}")["units"]
+    api = api or CentralApi(central)
+    units: list[dict[str, Any]] = api.request("GET", f"/api/units{query}")["units"]
     return units
 
 
@@ -189,6 +199,8 @@ def run_message(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.totp_secret_file:
+        os.environ[otp.SECRET_FILE_ENV] = args.totp_secret_file
     if args.command == "dial":
         from vaka.staff.dial import run_dial
 
@@ -198,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "message":
         return run_message(args)
     try:
-        units = fetch_units(args.central, args.status)
+        api = CentralApi(args.central)
+        api.login(args.user, password_from_env_or_prompt(args.user))
+        units = fetch_units(args.central, args.status, api)
     except ApiError as err:
         print(f"vaka-staff: {err}", file=sys.stderr)
         return 2

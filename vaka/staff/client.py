@@ -25,6 +25,7 @@ from aiortc import (
     VideoStreamTrack,
 )
 
+from vaka import otp
 from vaka.errors import CallError
 from vaka.rtc.ice import rtc_configuration
 from vaka.rtc.pattern import draw_pattern
@@ -105,6 +106,8 @@ class StaffClient:
         self._http: aiohttp.ClientSession | None = None
         self._token: str | None = None
         self.staff: dict[str, Any] = {}
+        self.must_change_password = False
+        self.must_enrol_totp = False
 
     async def __aenter__(self) -> "StaffClient":
         self._http = aiohttp.ClientSession()
@@ -115,25 +118,79 @@ class StaffClient:
             await self._http.close()
 
     @property
+    def token(self) -> str | None:
+        """The session's bearer token once logged in."""
+        return self._token
+
+    @property
     def http(self) -> aiohttp.ClientSession:
         """The HTTP session (use the client as an async context manager first)."""
         if self._http is None:
             raise StaffError("use `async with StaffClient(...)` first")
         return self._http
 
-    async def login(self, staff_id: str, password: str) -> None:
-        """Log in; raises :class:`StaffError` with central's reason."""
-        try:
-            async with self.http.post(
-                f"{self.central_url}/api/login", json={"staff_id": staff_id, "password": password}
-            ) as resp:
-                body = await resp.json(content_type=None)
-        except aiohttp.ClientError as err:
-            raise StaffError(f"cannot reach central at {self.central_url}: {err}") from None
-        if resp.status != 200:
-            raise StaffError(f"log-in refused: {body.get('error', resp.status)}")
+    async def login(
+        self,
+        staff_id: str,
+        password: str,
+        totp: str | None = None,
+        totp_secret: str | None = None,
+        *,
+        recovery_code: str | None = None,
+    ) -> None:
+        """Log in; raises :class:`StaffError` with central's reason.
+
+        The second factor: ``totp`` (a code), or ``totp_secret`` (base32) to compute one — a
+        code central saw before is replaced by the next one it accepts — or ``recovery_code``;
+        without any, the secret in ``$VAKA_TOTP_SECRET_FILE``, else the code is asked on the
+        terminal if central wants one and there is a terminal.
+        After log-in, :attr:`must_change_password` and :attr:`must_enrol_totp` tell whether
+        the session is restricted to that.
+        """
+        secret = totp_secret or (None if totp or recovery_code else otp.secret_from_env())
+        if secret is not None and totp is None:
+            body = await self._login_with_secret(staff_id, password, secret)
+        else:
+            try:
+                body = await self._login_once(staff_id, password, totp, recovery_code)
+            except StaffError as err:
+                if totp or recovery_code or not otp.may_ask(str(err)):
+                    raise
+                code = await asyncio.to_thread(otp.ask_code, staff_id)
+                body = await self._login_once(staff_id, password, code, None)
         self._token = body["token"]
         self.staff = body["staff"]
+        self.must_change_password = bool(body.get("must_change_password"))
+        self.must_enrol_totp = bool(body.get("must_enrol_totp"))
+
+    async def _login_with_secret(self, staff_id: str, password: str, secret: str) -> Any:
+        for _round in range(2):
+            for code in otp.candidates(secret):
+                try:
+                    return await self._login_once(staff_id, password, code, None)
+                except StaffError as err:
+                    if otp.REUSED not in str(err):
+                        raise
+            await asyncio.sleep(otp.seconds_to_next_step() + 0.05)
+        raise StaffError("log-in refused: every one-time code of this step was already used")
+
+    async def _login_once(
+        self, staff_id: str, password: str, totp: str | None, recovery_code: str | None
+    ) -> Any:
+        request: dict[str, str] = {"staff_id": staff_id, "password": password}
+        if totp:
+            request["totp"] = totp
+        if recovery_code:
+            request["recovery_code"] = recovery_code
+        try:
+            async with self.http.post(f"{self.central_url}/api/login", json=request) as resp:
+                body = await resp.json(content_type=None)
+        except (aiohttp.ClientError, ValueError) as err:
+            raise StaffError(f"cannot reach central at {self.central_url}: {err}") from None
+        if resp.status != 200:
+            reason = body.get("error", resp.status) if isinstance(body, dict) else resp.status
+            raise StaffError(f"log-in refused: {reason}")
+        return body
 
     async def dial(
         self,
@@ -141,12 +198,14 @@ class StaffClient:
         purpose: str = "night_check",
         reason: str | None = None,
         timeout: float = 15.0,
+        ring_timeout: float = 60.0,
         *,
         request: str | None = None,
         send_video: MediaStreamTrack | None = None,
         send_audio: MediaStreamTrack | None = None,
     ) -> StaffCall:
-        """Ask central for a ticket and set up the call in one round trip.
+        """Ask central for a ticket and set up the call in one round trip (a TV unit may ring
+        up to ``ring_timeout`` seconds before it answers).
 
         By default the call only receives the unit's video. With ``send_video`` (and
         ``send_audio``) the staff side sends too: video both ways, audio both ways.
@@ -198,6 +257,8 @@ class StaffClient:
         )
         try:
             reply = await ws.receive_json(timeout=timeout)
+            while reply.get("type") == "ringing":  # a TV unit rings until it is answered
+                reply = await ws.receive_json(timeout=timeout + ring_timeout)
         except (TimeoutError, TypeError, ValueError) as err:
             await pc.close()
             await ws.close()

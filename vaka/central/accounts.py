@@ -1,0 +1,460 @@
+"""Staff accounts: log-in checks beyond the password.
+
+A log-in passes, in order: the lock-out (too many recent failures), the password (argon2, in
+:mod:`vaka.central.directory`), the networks allowed for the staff member's role, and the second
+factor (a TOTP code, ±1 step, each step's code usable once; or a one-time recovery code). An
+account without TOTP (when it is required) or with a password older than the maximum age logs in
+only into a restricted session that may set up the code or change the password.
+
+Every log-in, failure (with its reason), lock-out, TOTP enrolment and password change is in the
+audit trail. State lives in the database, so any central instance can take the next request.
+"""
+
+import datetime as dt
+import hashlib
+import hmac
+import ipaddress
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import pyotp
+import qrcode
+import qrcode.image.svg
+from sqlalchemy import BigInteger, Column, Float, Integer, String, Table, delete, func, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from vaka.central.audit import AuditLog
+from vaka.central.config import StaffAccessSection
+from vaka.central.db import metadata, upsert
+from vaka.central.directory import Directory, StaffMember, staff_auth
+from vaka.errors import VakaError
+
+log = logging.getLogger(__name__)
+
+ISSUER = "Vaka"
+TOTP_STEP_S = 30
+RECOVERY_CODES = 10
+PASSWORD_MIN_LENGTH = 12
+_RECOVERY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+login_failures = Table(
+    "staff_login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("staff_id", String(64), nullable=False, index=True),
+    Column("ts", Float, nullable=False),
+)
+lockouts = Table(
+    "staff_lockouts",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("until", Float, nullable=False),
+)
+totp_used = Table(
+    "staff_totp_used",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("counter", BigInteger, primary_key=True, autoincrement=False),
+)
+recovery_codes = Table(
+    "staff_recovery_codes",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("code_hash", String(64), primary_key=True),
+    Column("used_at", Float),
+)
+
+
+class AccessRefused(VakaError, PermissionError):
+    """A log-in or request refused; ``str()`` is the reason for the staff member, ``status``
+    the HTTP status to answer with."""
+
+    def __init__(self, reason: str, status: int = 401) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """What a staff member's session may do right now."""
+
+    must_enrol_totp: bool
+    must_change_password: bool
+    totp_enrolled: bool
+    password_changed_at: float | None
+
+    @property
+    def restriction(self) -> str | None:
+        """``"enrol_totp"``, ``"change_password"`` or ``None`` (a full session)."""
+        if self.must_enrol_totp:
+            return "enrol_totp"
+        if self.must_change_password:
+            return "change_password"
+        return None
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """A TOTP secret waiting for its first code: show the QR, then confirm a code."""
+
+    secret: str
+    uri: str
+    qr_svg: str
+
+
+def role_label(role: str) -> str:
+    """``night_staff`` -> ``night staff``."""
+    return role.replace("_", " ")
+
+
+def address_allowed(address: str, networks: tuple[object, ...]) -> bool:
+    """Whether ``address`` (IPv4, IPv6 or IPv4-mapped IPv6) is in one of ``networks``."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in networks)  # type: ignore[operator]
+
+
+def _recovery_hash(code: str) -> str:
+    normal = re.sub(r"[\s-]", "", code).upper()
+    return hashlib.sha256(normal.encode()).hexdigest()
+
+
+def new_recovery_code() -> str:
+    """A random one-time recovery code, ``XXXX-XXXX-XXXX-XXXX`` (80 bits)."""
+    raw = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(16))
+    return "-".join(raw[i : i + 4] for i in range(0, 16, 4))
+
+
+def qr_svg(text: str) -> str:
+    """``text`` as a QR code in SVG."""
+    image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, border=2)
+    svg: bytes = image.to_string()
+    return svg.decode()
+
+
+class Accounts:
+    """Log-in checks, lock-out, TOTP and passwords. Blocking: call from a worker thread."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        directory: Directory,
+        audit: AuditLog,
+        policy: StaffAccessSection,
+        timezone: str = "Europe/Stockholm",
+    ) -> None:
+        self.engine = engine
+        self.directory = directory
+        self.audit = audit
+        self.policy = policy
+        self.timezone = ZoneInfo(timezone)
+
+    # ------------------------------------------------------------ log-in
+
+    def log_in(
+        self,
+        staff_id: str,
+        password: str,
+        address: str,
+        totp: str | None = None,
+        recovery_code: str | None = None,
+    ) -> tuple[StaffMember, AccountState]:
+        """Check everything; the member and what their session may do, or :class:`AccessRefused`
+        (audited)."""
+        now = time.time()
+        until = self._locked_until(staff_id, now)
+        if until is not None:
+            self._failed(staff_id, address, "account locked", count=False)
+            raise AccessRefused(self._locked_message(until), 429)
+        member = self.directory.check_password(staff_id, password)
+        if member is None:
+            self._failed(staff_id, address, "wrong staff id or password")
+            raise AccessRefused("wrong staff id or password")
+        self.check_address(member, address, during="log-in")
+        state = self.state(staff_id, now)
+        if state.totp_enrolled:
+            self._second_factor(member, address, totp, recovery_code, now)
+        with self.engine.begin() as conn:
+            conn.execute(delete(login_failures).where(login_failures.c.staff_id == staff_id))
+        self.audit.append(
+            "login",
+            actor=staff_id,
+            address=address,
+            second_factor=_factor(state, totp, recovery_code),
+            restriction=state.restriction,
+        )
+        return member, state
+
+    def _second_factor(
+        self,
+        member: StaffMember,
+        address: str,
+        totp: str | None,
+        recovery_code: str | None,
+        now: float,
+    ) -> None:
+        staff_id = member.staff_id
+        if totp:
+            result = self.verify_totp(staff_id, totp, now)
+            if result == "ok":
+                return
+            if result == "reused":
+                self._failed(staff_id, address, "one-time code already used", count=False)
+                raise AccessRefused(
+                    "wrong or missing one-time code: this code was already used, "
+                    "wait for the next one"
+                )
+        elif recovery_code:
+            if self.use_recovery_code(staff_id, recovery_code):
+                self.audit.append("recovery_code_used", actor=staff_id, address=address)
+                return
+            self._failed(staff_id, address, "wrong or used recovery code")
+            raise AccessRefused("wrong or missing one-time code (that recovery code is not valid)")
+        reason = "wrong one-time code" if totp else "missing one-time code"
+        self._failed(staff_id, address, reason)
+        raise AccessRefused("wrong or missing one-time code")
+
+    def check_address(self, member: StaffMember, address: str, during: str = "request") -> None:
+        """:class:`AccessRefused` (403, audited) unless ``address`` is allowed for the role."""
+        if address_allowed(address, self.policy.networks_for(member.role)):
+            return
+        self.audit.append(
+            "login_failed" if during == "log-in" else "access_refused",
+            actor=member.staff_id,
+            address=address,
+            reason="address not allowed for the role",
+            role=member.role,
+        )
+        raise AccessRefused(
+            f"your address {address} is not in the networks allowed for {role_label(member.role)}",
+            403,
+        )
+
+    def state(self, staff_id: str, now: float | None = None) -> AccountState:
+        """Whether the account must set up TOTP or change its password first."""
+        now = time.time() if now is None else now
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(select(staff_auth).where(staff_auth.c.staff_id == staff_id))
+                .mappings()
+                .first()
+            )
+        enrolled = row is not None and row["totp_secret"] is not None
+        changed = None if row is None else row["password_changed_at"]
+        max_age = self.policy.password_max_age_days * 86400
+        return AccountState(
+            must_enrol_totp=self.policy.require_totp and not enrolled,
+            must_change_password=changed is None or now - changed > max_age,
+            totp_enrolled=enrolled,
+            password_changed_at=changed,
+        )
+
+    # ------------------------------------------------------------ lock-out
+
+    def _locked_until(self, staff_id: str, now: float) -> float | None:
+        with self.engine.connect() as conn:
+            until = conn.execute(
+                select(lockouts.c.until).where(lockouts.c.staff_id == staff_id)
+            ).scalar()
+        return until if until is not None and until > now else None
+
+    def _locked_message(self, until: float) -> str:
+        local = dt.datetime.fromtimestamp(until, self.timezone)
+        return (
+            f"account locked until {local:%H:%M} after {self.policy.lockout_failures} "
+            "failed log-ins"
+        )
+
+    def _failed(self, staff_id: str, address: str, reason: str, count: bool = True) -> None:
+        """Audit a failure; counted ones may lock the account (:class:`AccessRefused`)."""
+        self.audit.append("login_failed", actor=staff_id, address=address, reason=reason)
+        if not count:
+            return
+        now = time.time()
+        window_start = now - self.policy.lockout_window_s
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(login_failures).where(
+                    login_failures.c.staff_id == staff_id, login_failures.c.ts < window_start
+                )
+            )
+            conn.execute(login_failures.insert().values(staff_id=staff_id, ts=now))
+            failures = conn.execute(
+                select(func.count()).where(login_failures.c.staff_id == staff_id)
+            ).scalar_one()
+            if failures < self.policy.lockout_failures:
+                return
+            until = now + self.policy.lockout_s
+            values = {"until": until}
+            ins = upsert(self.engine, lockouts).values(staff_id=staff_id, **values)
+            conn.execute(ins.on_conflict_do_update(index_elements=["staff_id"], set_=values))
+            conn.execute(delete(login_failures).where(login_failures.c.staff_id == staff_id))
+        self.audit.append(
+            "login_locked", actor=staff_id, address=address, failures=failures, until=until
+        )
+        log.warning("staff account %s locked after %d failed log-ins", staff_id, failures)
+        raise AccessRefused(self._locked_message(until), 429)
+
+    def unlock(self, staff_id: str) -> None:
+        """Lift a lock-out (an administrator's action)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(lockouts).where(lockouts.c.staff_id == staff_id))
+            conn.execute(delete(login_failures).where(login_failures.c.staff_id == staff_id))
+
+    # ------------------------------------------------------------ TOTP
+
+    def verify_totp(self, staff_id: str, code: str, now: float | None = None) -> str:
+        """``"ok"``, ``"wrong"`` or ``"reused"`` for a code against the enrolled secret."""
+        with self.engine.connect() as conn:
+            secret = conn.execute(
+                select(staff_auth.c.totp_secret).where(staff_auth.c.staff_id == staff_id)
+            ).scalar()
+        if secret is None:
+            return "wrong"
+        return self._check_code(staff_id, secret, code, time.time() if now is None else now)
+
+    def _check_code(self, staff_id: str, secret: str, code: str, now: float) -> str:
+        code = re.sub(r"\s", "", code)
+        if not re.fullmatch(r"\d{6}", code):
+            return "wrong"
+        totp = pyotp.TOTP(secret)
+        current = int(now // TOTP_STEP_S)
+        matched = next(
+            (
+                c
+                for c in (current - 1, current, current + 1)
+                if hmac.compare_digest(totp.generate_otp(c), code)
+            ),
+            None,
+        )
+        if matched is None:
+            return "wrong"
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    delete(totp_used).where(
+                        totp_used.c.staff_id == staff_id, totp_used.c.counter < current - 2
+                    )
+                )
+                conn.execute(totp_used.insert().values(staff_id=staff_id, counter=matched))
+        except IntegrityError:
+            return "reused"
+        return "ok"
+
+    def start_totp_enrolment(self, member: StaffMember) -> Enrolment:
+        """A new secret waiting for its first code (replaces one that was never confirmed)."""
+        if self.state(member.staff_id).totp_enrolled:
+            raise AccessRefused(
+                "a one-time code is already set up for you: ask an administrator to reset it",
+                409,
+            )
+        secret = pyotp.random_base32()
+        with self.engine.begin() as conn:
+            # An account from before log-in state was kept has no row: its password age is
+            # unknown, so it counts as expired.
+            ins = upsert(self.engine, staff_auth).values(
+                staff_id=member.staff_id, password_changed_at=0.0, totp_pending=secret
+            )
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["staff_id"], set_={"totp_pending": secret}
+                )
+            )
+        uri = pyotp.TOTP(secret).provisioning_uri(name=member.staff_id, issuer_name=ISSUER)
+        return Enrolment(secret, uri, qr_svg(uri))
+
+    def confirm_totp(self, member: StaffMember, code: str, address: str) -> list[str]:
+        """Enrol the waiting secret if ``code`` fits it; the new recovery codes (shown once)."""
+        with self.engine.connect() as conn:
+            pending = conn.execute(
+                select(staff_auth.c.totp_pending).where(staff_auth.c.staff_id == member.staff_id)
+            ).scalar()
+        if pending is None:
+            raise AccessRefused("start the set-up first (no one-time code is waiting)", 409)
+        if self._check_code(member.staff_id, pending, code, time.time()) != "ok":
+            self.audit.append(
+                "totp_enrol_failed", actor=member.staff_id, address=address, reason="wrong code"
+            )
+            raise AccessRefused(
+                "wrong one-time code: check the clock of your phone and try again", 400
+            )
+        codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
+        with self.engine.begin() as conn:
+            conn.execute(
+                staff_auth.update()
+                .where(staff_auth.c.staff_id == member.staff_id)
+                .values(totp_secret=pending, totp_pending=None, totp_enrolled_at=time.time())
+            )
+            self._store_recovery_codes(conn, member.staff_id, codes)
+        self.audit.append("totp_enrolled", actor=member.staff_id, address=address)
+        return codes
+
+    def _store_recovery_codes(self, conn: Connection, staff_id: str, codes: list[str]) -> None:
+        conn.execute(delete(recovery_codes).where(recovery_codes.c.staff_id == staff_id))
+        for code in codes:
+            conn.execute(
+                recovery_codes.insert().values(staff_id=staff_id, code_hash=_recovery_hash(code))
+            )
+
+    def new_recovery_codes(self, staff_id: str) -> list[str]:
+        """Replace the account's recovery codes (e.g. after using some); shown once."""
+        codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
+        with self.engine.begin() as conn:
+            self._store_recovery_codes(conn, staff_id, codes)
+        return codes
+
+    def use_recovery_code(self, staff_id: str, code: str) -> bool:
+        """Spend one recovery code; ``False`` if it is wrong or was used before."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                recovery_codes.update()
+                .where(
+                    recovery_codes.c.staff_id == staff_id,
+                    recovery_codes.c.code_hash == _recovery_hash(code),
+                    recovery_codes.c.used_at.is_(None),
+                )
+                .values(used_at=time.time())
+            )
+        return result.rowcount == 1
+
+    # ------------------------------------------------------------ passwords
+
+    def change_password(self, member: StaffMember, old: str, new: str, address: str) -> None:
+        """Check the old password and the policy, then store the new one (audited)."""
+        until = self._locked_until(member.staff_id, time.time())
+        if until is not None:
+            raise AccessRefused(self._locked_message(until), 429)
+        if self.directory.check_password(member.staff_id, old) is None:
+            self._failed(member.staff_id, address, "wrong old password at password change")
+            raise AccessRefused("the old password is wrong", 403)
+        problem = password_problem(old, new)
+        if problem:
+            raise AccessRefused(problem, 400)
+        self.directory.set_password(member.staff_id, new)
+        self.audit.append("password_changed", actor=member.staff_id, address=address)
+
+
+def _factor(state: AccountState, totp: str | None, recovery_code: str | None) -> str:
+    if not state.totp_enrolled:
+        return "none"
+    return "totp" if totp else "recovery_code"
+
+
+def password_problem(old: str, new: str) -> str | None:
+    """Why ``new`` may not replace ``old``, or ``None``."""
+    if len(new) < PASSWORD_MIN_LENGTH:
+        return f"the new password must be at least {PASSWORD_MIN_LENGTH} characters long"
+    if len(new) > 200:
+        return "the new password must be at most 200 characters long"
+    if new == old:
+        return "the new password must differ from the old one"
+    return None

@@ -1,0 +1,34 @@
+// A tiny element builder: h("p", {class: "x"}, "text", child). Text is never parsed as HTML.
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name.startsWith("on") && typeof value === "function") {
+      el.addEventListener(name.slice(2), value);
+    } else if (value === true) {
+      el.setAttribute(name, "");
+    } else {
+      el.setAttribute(name, String(value));
+    }
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+// A labelled input: field("Staff id", {name: "staff_id", autocomplete: "username"}).
+export function field(label, attrs, hint) {
+  return h("label", {}, label, hint ? h("span", { class: "hint" }, hint) : null, h("input", attrs));
+}
+
+// An error line that screen readers announce.
+export function errorLine(id) {
+  return h("p", { id, class: "error", role: "alert", hidden: true });
+}
+
+export function showError(el, message) {
+  el.textContent = message;
+  el.hidden = !message;
+}

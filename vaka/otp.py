@@ -1,0 +1,63 @@
+"""One-time codes (TOTP, RFC 6238) on the client side, for tools that hold a staff member's
+secret (tests, the demo, scripted night rounds): the codes to offer central, and reading the
+secret from a file.
+
+Central accepts the codes of the previous, current and next 30 s step, each once; a client
+that logs in several times within a step offers the next unused one (see :func:`candidates`).
+"""
+
+import getpass
+import os
+import sys
+import time
+from pathlib import Path
+
+import pyotp
+
+STEP_S = 30
+#: part of central's refusal when a code was used before (the client may offer another)
+REUSED = "already used"
+SECRET_FILE_ENV = "VAKA_TOTP_SECRET_FILE"  # noqa: S105 (a variable name)
+
+
+def code_now(secret: str, now: float | None = None) -> str:
+    """The current 6-digit code for ``secret`` (base32)."""
+    return pyotp.TOTP(secret).at(time.time() if now is None else now)
+
+
+def candidates(secret: str, now: float | None = None) -> list[str]:
+    """The codes central accepts now, current step first, then the next and the previous."""
+    now = time.time() if now is None else now
+    totp = pyotp.TOTP(secret)
+    step = int(now // STEP_S)
+    return [totp.generate_otp(s) for s in (step, step + 1, step - 1)]
+
+
+def seconds_to_next_step(now: float | None = None) -> float:
+    """How long until the next 30 s step starts."""
+    now = time.time() if now is None else now
+    return STEP_S - now % STEP_S
+
+
+def read_secret(path: str | os.PathLike[str]) -> str:
+    """A TOTP secret from a file (base32, spaces and case ignored)."""
+    text = Path(path).read_text().strip().replace(" ", "").upper()
+    if not text:
+        raise ValueError(f"{path} holds no TOTP secret")
+    return text
+
+
+def secret_from_env() -> str | None:
+    """The secret in the file ``$VAKA_TOTP_SECRET_FILE`` names, if it is set."""
+    path = os.environ.get(SECRET_FILE_ENV)
+    return read_secret(path) if path else None
+
+
+def may_ask(refusal: str) -> bool:
+    """Whether to ask the user for a code: central wants one and there is a terminal."""
+    return "one-time code" in refusal and sys.stdin.isatty()
+
+
+def ask_code(user: str) -> str:
+    """The code typed on the terminal."""
+    return getpass.getpass(f"one-time code for {user}: ").strip()
