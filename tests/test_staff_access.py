@@ -31,6 +31,7 @@ def access_spec() -> DirectorySpec:
                 member("n-nurse", "night_staff", groups=["g-night"], totp_secret=TOTP_SECRET),
                 member("s-support", "support", totp_secret=TOTP_SECRET),
                 member("t-tech", "technician", totp_secret=TOTP_SECRET),
+                member("a-admin", "administrator", totp_secret=TOTP_SECRET),
                 member("n-new", "night_staff"),
                 member(
                     "n-old",
@@ -126,6 +127,35 @@ async def test_lock_out_after_failures_is_audited(broker: Broker, tmp_path: Path
     assert ("login_failed", "account locked") in reasons
     assert len(locked) == 1 and locked[0].detail["failures"] == 3
     assert "login" not in [k for k, _ in reasons]
+
+
+async def test_administrators_lift_lock_outs_and_reset_a_lost_phone(
+    broker: Broker, tmp_path: Path
+) -> None:
+    async with central_with(broker, tmp_path, lockout_failures=2) as central:
+        for _ in range(2):
+            await post(central, "/api/login", login_body("n-nurse", "not the password"))
+        nurse_code = login_body("n-nurse", totp=otp.code_now(TOTP_SECRET))
+        status, _ = await post(central, "/api/login", nurse_code)
+        assert status == 429
+        admin = {"Authorization": f"Bearer {await staff_token(central.url, 'a-admin', PASSWORD)}"}
+        status, body = await post(central, "/api/staff/n-nurse/unlock", {}, admin)
+        assert status == 200, body
+        token = await staff_token(central.url, "n-nurse", PASSWORD)
+        nurse = {"Authorization": f"Bearer {token}"}
+        status, body = await post(central, "/api/staff/s-support/unlock", {}, nurse)
+        assert (status, body["error"]) == (
+            403,
+            "the role night_staff may not manage staff accounts",
+        )
+        status, body = await post(central, "/api/staff/nobody/reset-totp", {}, admin)
+        assert (status, body["error"]) == (404, "no staff member nobody")
+        status, body = await post(central, "/api/staff/n-nurse/reset-totp", {}, admin)
+        assert status == 200, body
+        status, body = await post(central, "/api/login", login_body("n-nurse"))
+        assert status == 200 and body["must_enrol_totp"] is True
+        actions = [k for k, _ in await kinds(central, "a-admin")]
+    assert "account_unlocked" in actions and "totp_reset" in actions
 
 
 async def test_addresses_outside_the_roles_networks_are_refused(

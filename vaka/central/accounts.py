@@ -304,11 +304,24 @@ class Accounts:
         log.warning("staff account %s locked after %d failed log-ins", staff_id, failures)
         raise AccessRefused(self._locked_message(until), 429)
 
-    def unlock(self, staff_id: str) -> None:
-        """Lift a lock-out (an administrator's action)."""
+    def unlock(self, staff_id: str, actor: str) -> None:
+        """Lift a lock-out (an administrator's action, audited)."""
         with self.engine.begin() as conn:
             conn.execute(delete(lockouts).where(lockouts.c.staff_id == staff_id))
             conn.execute(delete(login_failures).where(login_failures.c.staff_id == staff_id))
+        self.audit.append("account_unlocked", actor=actor, staff=staff_id)
+
+    def reset_totp(self, staff_id: str, actor: str) -> None:
+        """Forget the account's TOTP secret and recovery codes (a lost phone): the next log-in
+        sets up a new one. An administrator's action, audited."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                staff_auth.update()
+                .where(staff_auth.c.staff_id == staff_id)
+                .values(totp_secret=None, totp_pending=None, totp_enrolled_at=None)
+            )
+            conn.execute(delete(recovery_codes).where(recovery_codes.c.staff_id == staff_id))
+        self.audit.append("totp_reset", actor=actor, staff=staff_id)
 
     # ------------------------------------------------------------ TOTP
 

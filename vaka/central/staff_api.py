@@ -381,6 +381,25 @@ async def logout(request: web.Request) -> web.Response:
     return response
 
 
+ADMIN_ROLES = frozenset({"administrator"})
+
+
+async def admin_account_action(request: web.Request) -> web.Response:
+    """``POST /api/staff/{id}/unlock`` or ``/reset-totp`` (administrators): lift a lock-out, or
+    forget a lost phone's TOTP secret so that the next log-in sets up a new one."""
+    action = request.match_info["action"]
+    member = await authenticate(request, ADMIN_ROLES, action="manage staff accounts")
+    staff_id = request.match_info["id"]
+    directory, accounts = request.app[DIRECTORY], request.app[ACCOUNTS]
+    if await asyncio.to_thread(directory.staff_member, staff_id) is None:
+        raise _json_error(web.HTTPNotFound, f"no staff member {staff_id}")
+    if action == "unlock":
+        await asyncio.to_thread(accounts.unlock, staff_id, member.staff_id)
+    else:
+        await asyncio.to_thread(accounts.reset_totp, staff_id, member.staff_id)
+    return web.json_response({"staff": staff_id, "done": action})
+
+
 async def call_socket(request: web.Request) -> web.StreamResponse:
     """``GET /api/calls`` (WebSocket): one call, see :mod:`vaka.central.calls`."""
     member = await authenticate(request)
@@ -411,4 +430,5 @@ def add_staff_routes(
     app.router.add_post("/api/password", change_password)
     app.router.add_post("/api/totp/enrol", totp_enrol)
     app.router.add_post("/api/totp/confirm", totp_confirm)
+    app.router.add_post("/api/staff/{id}/{action:unlock|reset-totp}", admin_account_action)
     app.router.add_get("/api/calls", call_socket)
