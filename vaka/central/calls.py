@@ -223,6 +223,11 @@ class CallRelay:
             return
         try:
             first = await asyncio.wait_for(queue.get(), self.limits.answer_timeout_s)
+            while first.kind == "state":  # a TV rings before it is answered
+                await ws.send_json(
+                    {"type": "ringing", "call_id": call_id, "state": first.state or "ringing"}
+                )
+                first = await asyncio.wait_for(queue.get(), self.limits.ring_timeout_s)
         except TimeoutError:
             reason = f"the unit did not answer within {self.limits.answer_timeout_s:.0f} s"
             await self._audit("call_unanswered", **fields, reason=reason)

@@ -27,6 +27,8 @@ class CallLimits(BaseModel):
     timezone: str = "Europe/Stockholm"
     ticket_ttl_s: int = Field(default=60, ge=5, le=600)
     answer_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    #: How long a call may ring on a TV unit before central gives up on it.
+    ring_timeout_s: float = Field(default=60.0, gt=0, le=600)
     night_check_max_s: int = Field(default=300, gt=0, le=3600)
     video_visit_max_s: int = Field(default=1800, gt=0, le=7200)
     citizen_call_max_s: int = Field(default=1800, gt=0, le=7200)

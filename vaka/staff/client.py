@@ -67,6 +67,8 @@ class StaffCall:
     track: "asyncio.Future[MediaStreamTrack]"
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     end_reason: str | None = None
+    #: the unit's sound (resolved when its audio track arrives; calls with audio only)
+    audio: "asyncio.Future[MediaStreamTrack] | None" = None
     _reader: "asyncio.Task[None] | None" = None
 
     async def next_frame(self, timeout: float = 10.0) -> av.VideoFrame:
@@ -224,10 +226,14 @@ class StaffClient:
         loop = asyncio.get_running_loop()
         track: asyncio.Future[MediaStreamTrack] = loop.create_future()
 
+        audio: asyncio.Future[MediaStreamTrack] = loop.create_future()
+
         @pc.on("track")
         def _on_track(remote: MediaStreamTrack) -> None:
             if remote.kind == "video" and not track.done():
                 track.set_result(remote)
+            elif remote.kind == "audio" and not audio.done():
+                audio.set_result(remote)
 
         @pc.on("connectionstatechange")
         def _on_state() -> None:
@@ -269,7 +275,7 @@ class StaffClient:
             raise StaffError(f"call refused: {reply.get('reason', reply)}")
         timings.answered = time.perf_counter()
         await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
-        call = StaffCall(reply["call_id"], pc, ws, timings, track)
+        call = StaffCall(reply["call_id"], pc, ws, timings, track, audio=audio)
         call._reader = asyncio.create_task(_read_until_ended(call))
         return call
 
@@ -446,4 +452,6 @@ async def _read_until_ended(call: StaffCall) -> None:
     if call.end_reason is None:
         call.end_reason = "call channel closed"
     call.ended.set()
-    await call.pc.close()
+    # Shielded: StaffCall.close() cancels this reader, and an aiortc close() cancelled halfway
+    # never completes, so that a second close() would wait for it for ever.
+    await asyncio.shield(call.pc.close())
