@@ -1,0 +1,252 @@
+// Calls from the console: the browser's side of central's call WebSocket (/api/calls).
+//
+//   const call = await startCall({ unit, purpose: "night_check", video, onState });
+//   ... call.callId, call.pc
+//   const reason = await call.hangup();      // or: const reason = await call.ended;
+//
+// The session cookie authenticates the WebSocket (a GET: no CSRF token; central checks that the
+// page opening it is the console's own origin). ICE is not trickled: the offer is sent once the
+// browser has gathered its candidates (at most GATHER_MS), and the unit's answer carries all of
+// its own — one round trip, the same as vaka/staff/client.py.
+//
+// startCall resolves when the unit has answered; it throws a CallError whose message can be shown
+// to the user as it is ("The unit did not answer …", central's refusal reason, …).
+
+const GATHER_MS = 2000;
+const ANSWER_MS = 30000; // central gives up on a silent unit first and says so
+const RING_MS = 90000; // a TV unit may ring before it is answered
+
+export class CallError extends Error {
+  constructor(message, { refused = false } = {}) {
+    super(message);
+    this.name = "CallError";
+    this.refused = refused;
+  }
+}
+
+function socketUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/api/calls`;
+}
+
+// Central's reasons are lower-case phrases ("the unit did not answer within 8 s"): one sentence.
+export function sentence(text) {
+  const words = String(text || "").trim();
+  if (!words) return "";
+  const first = words.charAt(0).toUpperCase() + words.slice(1);
+  return /[.!?]$/.test(first) ? first : `${first}.`;
+}
+
+function readableRefusal(reason) {
+  const text = String(reason || "");
+  if (/did not answer/.test(text)) return sentence(`The unit did not answer (${text})`);
+  return sentence(text || "Central refused the call");
+}
+
+function waitForGathering(pc, ms) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    }
+    function check() {
+      if (pc.iceGatheringState === "complete") done();
+    }
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+// One message at a time from a WebSocket, with a time limit; null when it closed.
+function messageReader(ws) {
+  const queue = [];
+  const waiting = [];
+  let closed = false;
+  ws.addEventListener("message", (event) => {
+    let data;
+    try {
+      data = JSON.parse(event.data);
+    } catch (err) {
+      return; // central only sends JSON; anything else is ignored
+    }
+    if (waiting.length) waiting.shift()(data);
+    else queue.push(data);
+  });
+  ws.addEventListener("close", () => {
+    closed = true;
+    while (waiting.length) waiting.shift()(null);
+  });
+  return {
+    next(ms) {
+      if (queue.length) return Promise.resolve(queue.shift());
+      if (closed) return Promise.resolve(null);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          const i = waiting.indexOf(take);
+          if (i >= 0) waiting.splice(i, 1);
+          reject(new CallError("The unit did not answer in time. Try again, or check the unit's state."));
+        }, ms);
+        function take(value) {
+          clearTimeout(timer);
+          resolve(value);
+        }
+        waiting.push(take);
+      });
+    },
+  };
+}
+
+function openSocket(url) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    const fail = () => reject(new CallError("The call channel to central could not be opened. Check the network, or log in again."));
+    ws.addEventListener("open", () => {
+      ws.removeEventListener("error", fail);
+      resolve(ws);
+    }, { once: true });
+    ws.addEventListener("error", fail, { once: true });
+  });
+}
+
+async function localMedia(local) {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    throw new CallError("This browser cannot use a camera and microphone here (the console needs https).");
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  } catch (err) {
+    throw new CallError(`The camera and microphone cannot be used: ${err.message || err.name}.`);
+  }
+  if (local) {
+    local.muted = true;
+    local.playsInline = true;
+    local.srcObject = stream;
+    local.play().catch(() => {});
+  }
+  return stream;
+}
+
+/**
+ * Dial a unit. Options:
+ *   unit, purpose ("night_check" | "video_visit" | "break_glass" | "citizen_call"),
+ *   reason (break-glass), request (the citizen's request a citizen_call answers),
+ *   video: HTMLVideoElement for the remote picture, local: optional HTMLVideoElement (self view),
+ *   sendMedia: true = camera + microphone both ways (else receive video only),
+ *   onState: (text) => void, for a status line.
+ * Resolves to { callId, hangup(): Promise<reason>, ended: Promise<reason>, pc }.
+ */
+export async function startCall({
+  unit,
+  purpose = "night_check",
+  reason,
+  request,
+  video,
+  local,
+  sendMedia = false,
+  onState = () => {},
+} = {}) {
+  const say = (text) => {
+    try { onState(text); } catch (err) { /* a status line must not break the call */ }
+  };
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  let stream = null;
+  let ws = null;
+  const cleanUp = () => {
+    try { pc.close(); } catch (err) { /* already closed */ }
+    if (stream) stream.getTracks().forEach((t) => t.stop());
+    if (ws && ws.readyState <= WebSocket.OPEN) ws.close();
+    if (video) video.srcObject = null;
+    if (local) local.srcObject = null;
+  };
+  try {
+    if (sendMedia) {
+      say("Starting the camera and microphone…");
+      stream = await localMedia(local);
+      for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
+    } else {
+      pc.addTransceiver("video", { direction: "recvonly" });
+    }
+    const remote = new MediaStream();
+    pc.addEventListener("track", (event) => {
+      remote.addTrack(event.track);
+      if (video && video.srcObject !== remote) {
+        video.srcObject = remote;
+        video.play().catch(() => { /* autoplay rules: muted video plays; sound may wait for a tap */ });
+      }
+    });
+    say("Preparing the call…");
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitForGathering(pc, GATHER_MS);
+    say("Opening the call channel…");
+    ws = await openSocket(socketUrl());
+    const reader = messageReader(ws);
+    const dial = { type: "dial", unit, purpose, sdp: pc.localDescription.sdp };
+    if (reason) dial.reason = reason;
+    if (request) dial.request = request;
+    ws.send(JSON.stringify(dial));
+    say(`Calling ${unit}…`);
+    let reply = await reader.next(ANSWER_MS);
+    while (reply && reply.type === "ringing") {
+      say(`Ringing at ${unit}…`);
+      reply = await reader.next(RING_MS);
+    }
+    if (!reply) throw new CallError("Central closed the call channel before the unit answered.");
+    if (reply.type === "refused") throw new CallError(readableRefusal(reply.reason), { refused: true });
+    if (reply.type === "ended") throw new CallError(sentence(`The call ended: ${reply.reason}`));
+    if (reply.type !== "answer" || !reply.sdp) throw new CallError("Central sent something unexpected instead of the unit's answer.");
+    await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+    say("Connecting…");
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc.connectionState === "connected") say("Connected");
+      else if (pc.connectionState === "failed") say("The connection to the unit failed");
+    });
+    return followCall({ pc, ws, reader, callId: reply.call_id, say, cleanUp });
+  } catch (err) {
+    cleanUp();
+    if (err instanceof CallError) throw err;
+    throw new CallError(sentence(`The call could not be started: ${err.message || err}`));
+  }
+}
+
+function followCall({ pc, ws, reader, callId, say, cleanUp }) {
+  let finish;
+  let finished = false;
+  const ended = new Promise((resolve) => { finish = resolve; });
+  const end = (why) => {
+    if (finished) return;
+    finished = true;
+    cleanUp();
+    say(sentence(`Call ended: ${why}`));
+    finish(why);
+  };
+  (async () => {
+    for (;;) {
+      let message;
+      try {
+        message = await reader.next(24 * 3600 * 1000);
+      } catch (err) {
+        message = null;
+      }
+      if (!message) return end("the call channel closed");
+      if (message.type === "ended" || message.type === "refused") return end(message.reason || "ended");
+    }
+  })();
+  return {
+    callId,
+    pc,
+    ended,
+    async hangup(timeoutMs = 5000) {
+      if (!finished && ws.readyState === WebSocket.OPEN) {
+        ws.send(JSON.stringify({ type: "hangup" }));
+        const timer = setTimeout(() => end("you hung up"), timeoutMs);
+        ended.finally(() => clearTimeout(timer));
+      } else {
+        end("you hung up");
+      }
+      return ended;
+    },
+  };
+}
