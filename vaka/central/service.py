@@ -23,6 +23,7 @@ from vaka.central.revocation import CertificateRegistry
 from vaka.central.staff_api import add_staff_routes
 from vaka.central.store import SqlFleetStore
 from vaka.central.tech_api import add_technician_routes
+from vaka.central.visits_api import add_visit_routes
 from vaka.central.web import make_app
 from vaka.protocol.topics import Channel
 from vaka.provisioning.bundles import load_config_key
@@ -139,6 +140,7 @@ class CentralService:
         add_technician_routes(app, self)
         add_message_routes(app, self.messages)
         add_alert_routes(app, self.alerts)
+        add_visit_routes(app, self.directory, self.store, self.config.fleet)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.bind, self.config.http.port)
