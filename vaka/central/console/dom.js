@@ -32,3 +32,15 @@ export function showError(el, message) {
   el.textContent = message;
   el.hidden = !message;
 }
+
+// The picture of a call: the other end large, our own camera small, a state line and "Hang up".
+// callView("duty") -> { root, remote, local, state, hangup } (ids: <prefix>-call, -remote, ...).
+export function callView(prefix) {
+  const remote = h("video", { id: `${prefix}-remote`, class: "remote-video", autoplay: true, playsinline: true });
+  const local = h("video", { id: `${prefix}-local`, class: "local-video", autoplay: true, playsinline: true, muted: true });
+  const state = h("p", { id: `${prefix}-call-state`, class: "call-state", role: "status", "aria-live": "polite" });
+  const hangup = h("button", { type: "button", id: `${prefix}-hangup`, class: "hangup" }, "Hang up");
+  const root = h("section", { id: `${prefix}-call`, class: "call", hidden: true, "aria-label": "Call" },
+    state, h("div", { class: "videos" }, remote, local), hangup);
+  return { root, remote, local, state, hangup };
+}

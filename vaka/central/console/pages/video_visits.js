@@ -1,8 +1,119 @@
-// The "Video visits" page (to be filled in): render(main, ctx) may return a clean-up function.
+// Video visits: the TV units of the citizens your groups may visit, and a two-way call to one.
+// A TV rings until the citizen answers (or it answers by itself, where its settings say so); the
+// citizen may decline, and the page then shows central's reason.
+import { startCall } from "../rtc.js";
+import { callView } from "../dom.js";
+
+const REFRESH_MS = 15000;
+
 export function render(main, ctx) {
-  main.append(
-    ctx.h("h1", {}, "Video visits"),
-    ctx.h("p", {}, "Planned video visits and calls."),
-    ctx.h("p", { class: "hint" }, "This page is not ready yet."),
-  );
+  const { h } = ctx;
+  let closed = false;
+  let call = null;
+  let dialling = false;
+
+  const summary = h("p", { id: "visits-summary" }, "Loading…");
+  const error = h("p", { id: "visit-error", class: "error", role: "alert", hidden: true });
+  const note = h("p", { id: "visit-note", class: "ok", role: "status", hidden: true });
+  const list = h("ul", { id: "visits", class: "cards" });
+  const view = callView("visit");
+  main.append(h("h1", {}, "Video visits"), error, note, view.root, summary, list);
+
+  function show(el, message) {
+    el.textContent = message || "";
+    el.hidden = !message;
+  }
+
+  function card(v) {
+    const button = h("button", { type: "button", class: "call-button", "data-unit": v.unit }, "Call");
+    button.disabled = dialling || Boolean(call);
+    button.addEventListener("click", () => visit(v));
+    const state = v.status === "online" ? "online"
+      : `${v.status}${v.reasons.length ? `: ${v.reasons.join("; ")}` : ""}`;
+    return h("li", { class: `card ${v.status}`, "data-unit": v.unit },
+      h("div", {},
+        h("p", { class: "card-title" }, `Citizen ${v.citizen}`),
+        h("p", { class: "hint" }, `TV unit ${v.unit} · `, h("b", { class: "unit-state" }, state))),
+      button);
+  }
+
+  async function refresh(background) {
+    try {
+      const answer = await ctx.api("GET", "/api/visits", undefined, { background });
+      const online = answer.visits.filter((v) => v.online).length;
+      summary.textContent = answer.count
+        ? `${answer.count} TV unit${answer.count === 1 ? "" : "s"} you may visit, ${online} reachable now.`
+        : "None of your groups may make video visits to anyone yet.";
+      list.replaceChildren(...answer.visits.map(card));
+      if (!background) show(error, "");
+    } catch (err) {
+      if (err.status === 401) {
+        ctx.restart();
+        return;
+      }
+      summary.textContent = "";
+      show(error, err.message);
+    }
+  }
+
+  function setButtons(disabled) {
+    for (const b of list.querySelectorAll("button.call-button")) b.disabled = disabled;
+  }
+
+  async function visit(v) {
+    if (call || dialling) return;
+    dialling = true;
+    setButtons(true);
+    show(error, "");
+    show(note, "");
+    view.root.hidden = false;
+    view.hangup.disabled = true;
+    view.state.textContent = `Calling citizen ${v.citizen}…`;
+    let started;
+    try {
+      started = await startCall({
+        unit: v.unit,
+        purpose: "video_visit",
+        sendMedia: true,
+        video: view.remote,
+        local: view.local,
+        onState: (text) => {
+          view.state.textContent = /^Ringing/.test(text) ? "Ringing on the TV…" : text;
+        },
+      });
+    } catch (err) {
+      dialling = false;
+      view.root.hidden = true;
+      setButtons(false);
+      show(error, err.message);
+      return;
+    }
+    dialling = false;
+    if (closed) {
+      started.hangup();
+      return;
+    }
+    call = started;
+    view.root.dataset.callId = started.callId || "";
+    view.state.textContent = `In a video visit with citizen ${v.citizen}`;
+    view.hangup.disabled = false;
+    const reason = await started.ended;
+    call = null;
+    view.root.hidden = true;
+    setButtons(false);
+    show(note, `The visit to citizen ${v.citizen} ended: ${reason}.`);
+  }
+
+  view.hangup.addEventListener("click", () => {
+    view.hangup.disabled = true;
+    if (call) call.hangup();
+  });
+
+  refresh(false);
+  const timer = setInterval(() => { if (!call && !dialling) refresh(true); }, REFRESH_MS);
+  return () => {
+    closed = true;
+    clearInterval(timer);
+    if (call) call.hangup();
+  };
 }
