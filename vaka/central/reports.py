@@ -1,7 +1,9 @@
 """The record of performed supervisions: what the care provider is paid on.
 
 Built from the audit trail: each ``call_ended`` of a night check (or an emergency look-in),
-joined with the ``ticket_issued`` entry of the same call for the citizen pseudonym and group.
+joined with the ``ticket_issued`` entry of the same call for the citizen pseudonym and group,
+and with the ``supervision_outcome`` staff recorded after the check (``all_well`` or
+``visit_needed``, and a note), if any.
 """
 
 import csv
@@ -25,6 +27,8 @@ COLUMNS = (
     "break_glass_reason",
     "call_id",
     "audit_seq",
+    "outcome",
+    "outcome_note",
 )
 
 
@@ -44,11 +48,14 @@ class Supervision:
     break_glass_reason: str
     call_id: str
     audit_seq: int
+    outcome: str = ""
+    outcome_note: str = ""
 
 
 def supervisions(audit: AuditLog, since: float, until: float) -> list[Supervision]:
     """Supervisions that ended in ``[since, until)``."""
     issued = {e.call_id: e for e in audit.entries(kind="ticket_issued") if e.call_id}
+    outcomes = {e.call_id: e for e in audit.entries(kind="supervision_outcome") if e.call_id}
     found = []
     for e in audit.entries(since=since, until=until, kind="call_ended"):
         if e.purpose not in SUPERVISION_PURPOSES or e.call_id is None:
@@ -56,6 +63,7 @@ def supervisions(audit: AuditLog, since: float, until: float) -> list[Supervisio
         ticket = issued.get(e.call_id)
         detail = ticket.detail if ticket else {}
         duration = float(e.detail.get("duration_s", 0.0))
+        outcome = outcomes[e.call_id].detail if e.call_id in outcomes else {}
         found.append(
             Supervision(
                 started=e.ts - duration,
@@ -70,6 +78,8 @@ def supervisions(audit: AuditLog, since: float, until: float) -> list[Supervisio
                 break_glass_reason=str(detail.get("break_glass") or ""),
                 call_id=e.call_id,
                 audit_seq=e.seq,
+                outcome=str(outcome.get("outcome") or ""),
+                outcome_note=str(outcome.get("note") or ""),
             )
         )
     return found
@@ -99,6 +109,8 @@ def supervisions_csv(rows: list[Supervision]) -> str:
                 r.break_glass_reason,
                 r.call_id,
                 r.audit_seq,
+                r.outcome,
+                r.outcome_note,
             ]
         )
     return out.getvalue()

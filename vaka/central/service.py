@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from vaka.central.alerts import AlertWatch, add_alert_routes, notifier_for
 from vaka.central.audit import AuditLog
+from vaka.central.audit_api import add_audit_routes
 from vaka.central.calls import CallRelay
 from vaka.central.citizen_calls import CitizenCallDesk, Notify, add_citizen_call_routes
 from vaka.central.config import CentralConfig
@@ -20,6 +21,7 @@ from vaka.central.messages import MessageDesk, add_message_routes
 from vaka.central.mqtt import CentralLink
 from vaka.central.provisioner import Provisioner, issuing_ca
 from vaka.central.revocation import CertificateRegistry
+from vaka.central.round_api import add_round_routes
 from vaka.central.staff_api import add_staff_routes
 from vaka.central.store import SqlFleetStore
 from vaka.central.tech_api import add_technician_routes
@@ -140,6 +142,8 @@ class CentralService:
         add_technician_routes(app, self)
         add_message_routes(app, self.messages)
         add_alert_routes(app, self.alerts)
+        add_round_routes(app)
+        add_audit_routes(app)
         add_visit_routes(app, self.directory, self.store, self.config.fleet)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

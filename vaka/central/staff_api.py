@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import hmac
 import time
+import urllib.parse
 from collections.abc import Collection
 from typing import Any
 
@@ -179,6 +180,19 @@ def _check_csrf(request: web.Request, info: SessionInfo) -> None:
         )
 
 
+def _check_origin(request: web.Request) -> None:
+    """A WebSocket carrying the console's cookie must be opened by the console's own page
+    (browsers send the cookie whatever page opens the socket; the CSRF token does not apply)."""
+    origin = request.headers.get("Origin", "")
+    parsed = urllib.parse.urlsplit(origin)
+    if parsed.scheme not in ("http", "https") or parsed.netloc.lower() != request.host.lower():
+        raise _json_error(
+            web.HTTPForbidden,
+            f"refused a call channel opened by another site ({origin[:100] or 'no Origin'}): "
+            "open the console itself",
+        )
+
+
 async def _session(
     request: web.Request,
     roles: Collection[str] | None,
@@ -204,6 +218,8 @@ async def _session(
         )
     if carrier == "cookie" and request.method not in SAFE_METHODS:
         _check_csrf(request, info)
+    if carrier == "cookie" and request.headers.get("Upgrade", "").lower() == "websocket":
+        _check_origin(request)
     member = await asyncio.to_thread(request.app[DIRECTORY].staff_member, info.staff_id)
     if member is None or not member.active:
         raise _json_error(web.HTTPUnauthorized, "this account is no longer active")
