@@ -258,13 +258,13 @@ class WebhookNotifier:
                     backoff_delay(attempt - 1, self.retry_min_s, self.retry_max_s, self._rng)
                 )
                 continue
-            self.sent += 1
             log.info("notification %s %s delivered (HTTP %d)", event["kind"], event["id"], status)
             await self._record("notify_sent", event, attempts=attempt, http_status=status)
+            self.sent += 1  # counted once recorded, so that the count implies the audit entry
             return
-        self.failed += 1
         log.error("notification %s %s not delivered: %s", event["kind"], event["id"], reason)
         await self._record("notify_failed", event, attempts=attempt, reason=reason)
+        self.failed += 1
 
     async def _post(self, session: aiohttp.ClientSession, body: bytes) -> int:
         headers = {
