@@ -1,9 +1,11 @@
 """Video visits: the TV units a staff member may visit (``GET /api/visits``).
 
-A unit is listed when it is assigned to a citizen, its profile is ``tv`` (from the assignment,
-else from what the unit itself reported), and the citizen permits ``video_visit`` (direction
-``to_unit``) to one of the caller's groups. Each entry carries the unit's status as the fleet
-derives it, so the console can say whether a call can reach it. The call itself goes through the
+A unit is listed when it is assigned to a citizen who permits ``video_visit`` (direction
+``to_unit``) to one of the caller's groups, and its profile is ``tv`` — from the assignment, else
+from what the unit itself reported. A unit whose profile nobody knows yet (listed in the directory,
+never connected) is listed too, with ``profile: null``; units of another profile are not. Each
+entry carries the unit's status as the fleet derives it, so the console can say whether a call
+can reach it. The call itself goes through the
 call WebSocket (:mod:`vaka.central.calls`), which checks the permission matrix again.
 """
 
@@ -77,7 +79,7 @@ def visits(
     for target in visit_targets(directory, staff_id):
         record = store.unit(target.unit)
         profile = target.profile or (record.profile if record is not None else None)
-        if profile != "tv":
+        if profile is not None and profile != "tv":
             continue
         if record is None:
             status, reasons, last_seen = "offline", ["never connected to central"], None
