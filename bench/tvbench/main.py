@@ -28,6 +28,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hold", type=float, default=None, help="held call (s) (30; quick 8)")
     p.add_argument("--idle", type=float, default=None, help="idle sampling (s) (5; quick 3)")
     p.add_argument("--quick", action="store_true", help="3 calls, an 8 s hold")
+    p.add_argument(
+        "--fresh-hold", action="store_true", help="restart the unit before the held call"
+    )
     p.add_argument("--no-warmup-call", action="store_true", help="measure from the first call")
     p.add_argument("--json", type=Path, default=None, help="also write the result here")
     p.add_argument("--keep", action="store_true", help="keep the working directory (unit log)")
@@ -43,6 +46,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         hold_s=args.hold if args.hold is not None else (8.0 if quick else 30.0),
         idle_s=args.idle if args.idle is not None else (3.0 if quick else 5.0),
         warmup_call=not args.no_warmup_call,
+        fresh_hold=bool(args.fresh_hold),
         quick=quick,
     )
 

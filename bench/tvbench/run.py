@@ -62,6 +62,8 @@ class Plan:
     hold_s: float = 30.0
     idle_s: float = 5.0
     warmup_call: bool = True
+    fresh_hold: bool = False
+    """Restart the unit before the held call (its RSS as on a freshly started unit)."""
     quick: bool = False
 
 
@@ -253,8 +255,12 @@ def summarise_calls(samples: list[CallSample], failures: list[str]) -> dict[str,
     staff_first = [s.staff_first_frame for s in samples if s.staff_first_frame is not None]
     after_answer = [s.unit_after_answer for s in samples if s.unit_after_answer is not None]
     answered = [s.staff_timings["answered"] for s in samples if "answered" in s.staff_timings]
+    before_answer = [
+        s.picture_shown - s.unit_after_answer for s in samples if s.unit_after_answer is not None
+    ]
     return {
         "picture_shown_ms": stats([s.picture_shown for s in samples]),
+        "dial_to_unit_answering_ms": stats(before_answer),
         "staff_first_frame_ms": stats(staff_first),
         "staff_answered_ms": stats(answered),
         "unit_answer_to_picture_ms": stats(after_answer),
@@ -294,6 +300,7 @@ async def run(plan: Plan, directory: Path) -> dict[str, Any]:
                     log(f"first call after start: picture after {sample.picture_shown:.0f} ms")
                 samples: list[CallSample] = []
                 failures: list[str] = []
+                rss_after: list[float] = []
                 for i in range(plan.calls):
                     try:
                         sample, after = await one_call(unit, staff, after)
@@ -302,6 +309,8 @@ async def run(plan: Plan, directory: Path) -> dict[str, Any]:
                         log(f"call {i + 1} failed: {failures[-1]}")
                         after = time.time()
                         continue
+                    finally:
+                        rss_after.append(round(psutil.Process(unit.pid).memory_info().rss / 1e6, 1))
                     samples.append(sample)
                     log(
                         f"call {i + 1}/{plan.calls}: picture on the TV after "
@@ -309,7 +318,16 @@ async def run(plan: Plan, directory: Path) -> dict[str, Any]:
                         f"{sample.staff_first_frame} ms)"
                     )
                 result["calls"] = summarise_calls(samples, failures)
+                result["calls"]["unit_rss_mb_after_each_call"] = rss_after
+                if plan.fresh_hold:
+                    await unit.stop()
+                    restarted = time.time()
+                    unit = await start_tv_unit(central, bench.pki, bench.broker_port, directory)
+                    await push_tv_bundle(unit, bench.pki, 2, after=restarted)
+                    log(f"unit restarted for the held call (pid {unit.pid})")
+                    after = 0.0
                 result["hold"] = await hold_call(unit, staff, plan, after)
+                result["hold"]["fresh_unit"] = plan.fresh_hold
         finally:
             await unit.stop()
     return result

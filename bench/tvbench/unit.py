@@ -151,10 +151,20 @@ class TvUnit:
         return await asyncio.to_thread(self.central.store.recent_events, UNIT, 50)
 
     async def stop(self) -> None:
-        """SIGTERM and wait (killed if it hangs). Safe twice."""
+        """SIGTERM and wait (killed if it hangs) until central no longer sees it online.
+
+        Safe twice."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         await asyncio.to_thread(stop_process, self.proc)
+        deadline = time.monotonic() + 10
+        while await self.presence() == "online" and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    async def presence(self) -> str | None:
+        """The unit's presence at central (``online``, ``offline``, ``stopped``)."""
+        record = await asyncio.to_thread(self.central.store.unit, UNIT)
+        return None if record is None else record.presence.status
 
 
 async def start_tv_unit(
@@ -176,8 +186,7 @@ async def start_tv_unit(
     unit = TvUnit(proc, log_path, central)
 
     async def online() -> bool:
-        record = await asyncio.to_thread(central.store.unit, UNIT)
-        return record is not None and record.presence.status == "online"
+        return await unit.presence() == "online"
 
     try:
         await unit.until("unit online at central", online, 30)
@@ -187,9 +196,11 @@ async def start_tv_unit(
     return unit
 
 
-async def push_tv_bundle(unit: TvUnit, pki: LocalPki, version: int = 1) -> None:
+async def push_tv_bundle(
+    unit: TvUnit, pki: LocalPki, version: int = 1, *, after: float = 0.0
+) -> None:
     """Sign and push the unit's configuration (auto-answer at once, health every second) and
-    wait until its health reports that version."""
+    wait until its health, received after ``after`` (``time.time()``), reports that version."""
     from vaka.central.config_push import build_bundle, push_config
     from vaka.provisioning.bundles import load_config_key
 
@@ -207,6 +218,6 @@ async def push_tv_bundle(unit: TvUnit, pki: LocalPki, version: int = 1) -> None:
     await unit.until_health(
         f"config version {version} in the unit's health",
         lambda h: h.get("config_version") == version,
-        0.0,
+        after,
         15,
     )
