@@ -29,6 +29,7 @@ test: lint typecheck unit
 
 bench: setup
 	$(VENV)/python bench/fleet.py
+	$(VENV)/python bench/tv_call.py --quick
 
 # The unit's OS image (image/, docs/image.md): `make image VARIANT=nightcam SITE=dir` (root).
 VARIANT ?= amd64

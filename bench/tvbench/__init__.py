@@ -19,7 +19,7 @@ caller's group at once (``countdown_s = 0``): the countdown is left out by const
   idle and through a two-way call; frames per second received at the staff side (video and
   audio); at the unit, the frame count it logs when the call ends.
 
-``python bench/tv_call.py`` (about 1.5 min), ``--quick`` (3 calls, 8 s hold). Prints one JSON
+``python bench/tv_call.py`` (about a minute), ``--quick`` (3 calls, 8 s hold). Prints one JSON
 object on stdout and one readable line on stderr. Figures: docs/benchmarks.md, "TV unit: call
 to a sleeping unit".
 """
