@@ -3,7 +3,7 @@ secret (tests, the demo, scripted night rounds): the codes to offer central, and
 secret from a file.
 
 Central accepts the codes of the previous, current and next 30 s step, each once; a client
-that logs in several times within a step offers the next unused one (see :func:`candidates`).
+that logs in several times within a step offers the next unused one (see :class:`CodeSource`).
 """
 
 import getpass
@@ -25,12 +25,36 @@ def code_now(secret: str, now: float | None = None) -> str:
     return pyotp.TOTP(secret).at(time.time() if now is None else now)
 
 
-def candidates(secret: str, now: float | None = None) -> list[str]:
-    """The codes central accepts now, current step first, then the next and the previous."""
-    now = time.time() if now is None else now
-    totp = pyotp.TOTP(secret)
-    step = int(now // STEP_S)
-    return [totp.generate_otp(s) for s in (step, step + 1, step - 1)]
+class CodeSource:
+    """The codes one log-in offers central, one at a time, each step at most once.
+
+    :meth:`next` gives the current step's code first, then the next and the previous step's
+    (``None`` when all three were tried: wait :func:`seconds_to_next_step`). After a refusal,
+    :meth:`may_retry` says whether another code may help: the code was used before, or it went
+    stale on the way (the step moved on while the request travelled, as on a loaded machine).
+    """
+
+    def __init__(self, secret: str) -> None:
+        self._totp = pyotp.TOTP(secret)
+        self._tried: set[int] = set()
+        self._last: int | None = None
+
+    def next(self, now: float | None = None) -> str | None:
+        """The next code to offer, or ``None`` if every code central accepts now was tried."""
+        step = int((time.time() if now is None else now) // STEP_S)
+        for candidate in (step, step + 1, step - 1):
+            if candidate not in self._tried:
+                self._tried.add(candidate)
+                self._last = candidate
+                return self._totp.generate_otp(candidate)
+        return None
+
+    def may_retry(self, refusal: str, now: float | None = None) -> bool:
+        """Whether offering another code may succeed after central refused with ``refusal``."""
+        if REUSED in refusal:
+            return True
+        step = int((time.time() if now is None else now) // STEP_S)
+        return "one-time code" in refusal and self._last is not None and self._last < step - 1
 
 
 def seconds_to_next_step(now: float | None = None) -> float:
