@@ -5,7 +5,6 @@ duty (Python ring socket) stops ringing when the browser answers."""
 
 import asyncio
 import base64
-import re
 from typing import Any
 
 import cv2
@@ -133,7 +132,7 @@ async def test_console_rings_answers_two_way_and_hangs_up(
                 # Full width at phone size, and the tab's title blinks.
                 box = await banner.bounding_box()
                 assert box is not None and box["width"] >= 380
-                await page.wait_for_function("document.title.startsWith('☎')")
+                await page.wait_for_function("() => document.title.startsWith('☎')")
                 assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
 
                 await banner.get_by_role("button", name="Answer").click()
@@ -159,9 +158,10 @@ async def test_console_rings_answers_two_way_and_hangs_up(
                 seen = received_frames(agent)
                 await wait_for(lambda: received_frames(agent) > seen + 5, 10, what="more frames")
                 assert agent.tv is not None and agent.tv._remote.latest is not None
-                await expect(page.locator("#duty-call-state")).to_contain_text(
-                    re.compile(f"citizen {CITIZEN}|Connected")
+                await expect(page.locator("#duty-call-title")).to_have_text(
+                    f"Citizen {CITIZEN} (unit {TV})"
                 )
+                await expect(page.locator("#duty-call-state")).to_have_text("Connected")
 
                 await page.click("#duty-hangup")
                 await wait_for(lambda: isinstance(screen_of(agent).state, Idle), 10)

@@ -68,6 +68,10 @@ async def test_a_video_visit_rings_on_the_tv_and_goes_two_way(
         seen = received_frames(agent)
         await wait_for(lambda: received_frames(agent) > seen + 5, 10, what="more frames")
         await expect(entry.get_by_role("button", name="Call")).to_be_disabled()
+        await expect(page.locator("#visit-call-title")).to_have_text(
+            f"Video visit: citizen {CITIZEN} (TV unit {TV})"
+        )
+        await expect(page.locator("#visit-call-state")).to_have_text("Connected")
 
         await page.click("#visit-hangup")
         await wait_for(lambda: isinstance(screen_of(agent).state, Idle), 10)

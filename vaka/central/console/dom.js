@@ -34,13 +34,15 @@ export function showError(el, message) {
 }
 
 // The picture of a call: the other end large, our own camera small, a state line and "Hang up".
-// callView("duty") -> { root, remote, local, state, hangup } (ids: <prefix>-call, -remote, ...).
+// callView("duty") -> { root, title, remote, local, state, hangup } (ids: <prefix>-call,
+// <prefix>-call-title, -remote, -local, -call-state, -hangup).
 export function callView(prefix) {
+  const title = h("h2", { id: `${prefix}-call-title`, class: "call-title" });
   const remote = h("video", { id: `${prefix}-remote`, class: "remote-video", autoplay: true, playsinline: true });
   const local = h("video", { id: `${prefix}-local`, class: "local-video", autoplay: true, playsinline: true, muted: true });
   const state = h("p", { id: `${prefix}-call-state`, class: "call-state", role: "status", "aria-live": "polite" });
   const hangup = h("button", { type: "button", id: `${prefix}-hangup`, class: "hangup" }, "Hang up");
   const root = h("section", { id: `${prefix}-call`, class: "call", hidden: true, "aria-label": "Call" },
-    state, h("div", { class: "videos" }, remote, local), hangup);
-  return { root, remote, local, state, hangup };
+    title, state, h("div", { class: "videos" }, remote, local), hangup);
+  return { root, title, remote, local, state, hangup };
 }

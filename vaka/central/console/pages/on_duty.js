@@ -109,8 +109,8 @@ export function render(main, ctx) {
 
   // ---------------------------------------------------------------- the page
   const banners = h("div", { id: "ring-banners", class: "ring-banners", "aria-live": "assertive" });
-  const status = h("p", { id: "duty-status", class: "duty-status" }, "Loading…");
-  const toggle = h("button", { type: "button", id: "duty-toggle", class: "duty-toggle", disabled: true }, "Go on duty");
+  const status = h("p", { id: "duty-status", class: "duty-status" }, "Loading your duty…");
+  const toggle = h("button", { type: "button", id: "duty-toggle", class: "duty-toggle", disabled: true }, "…");
   const link = h("p", { id: "ring-link", class: "hint", role: "status" });
   const soundHint = h("p", { id: "sound-hint", class: "notice", hidden: true },
     "Tap anywhere on the page so that incoming calls can ring with sound.");
@@ -266,6 +266,7 @@ export function render(main, ctx) {
       link.classList.remove("warn");
       link.textContent = "Connected: citizens' calls ring on this page. Keep it open.";
       soundHint.hidden = ringer.canSound;
+      refresh(true); // the watch now shows this nurse as reachable
     } else if (message.type === "ring") {
       addRing(message);
     } else if (message.type === "stop_ringing") {
@@ -325,7 +326,9 @@ export function render(main, ctx) {
     showNote("");
     view.root.hidden = false;
     view.hangup.disabled = true;
-    view.state.textContent = `Answering citizen ${ring.citizen || "?"}…`;
+    view.title.textContent = `Citizen ${ring.citizen || "?"} (unit ${ring.unit})`;
+    view.state.textContent = "Answering…";
+    view.root.scrollIntoView({ block: "start" });
     let started;
     try {
       started = await startCall({
@@ -348,7 +351,6 @@ export function render(main, ctx) {
     }
     call = started;
     view.root.dataset.callId = started.callId || "";
-    view.state.textContent = `In a call with citizen ${ring.citizen || "?"} (unit ${ring.unit})`;
     view.hangup.disabled = false;
     const reason = await started.ended;
     call = null;

@@ -68,7 +68,9 @@ export function render(main, ctx) {
     show(note, "");
     view.root.hidden = false;
     view.hangup.disabled = true;
-    view.state.textContent = `Calling citizen ${v.citizen}…`;
+    view.title.textContent = `Video visit: citizen ${v.citizen} (TV unit ${v.unit})`;
+    view.state.textContent = "Calling…";
+    view.root.scrollIntoView({ block: "start" });
     let started;
     try {
       started = await startCall({
@@ -95,7 +97,6 @@ export function render(main, ctx) {
     }
     call = started;
     view.root.dataset.callId = started.callId || "";
-    view.state.textContent = `In a video visit with citizen ${v.citizen}`;
     view.hangup.disabled = false;
     const reason = await started.ended;
     call = null;
