@@ -39,7 +39,8 @@ export function sentence(text) {
 
 function readableRefusal(reason) {
   const text = String(reason || "");
-  if (/did not answer/.test(text)) return sentence(`The unit did not answer (${text})`);
+  if (/^the unit did not answer/.test(text)) return sentence(text);
+  if (/did not answer/.test(text)) return sentence(`The unit did not answer: ${text}`);
   return sentence(text || "Central refused the call");
 }
 

@@ -10,6 +10,7 @@ function isoDay(date) {
 
 function minutesSeconds(seconds) {
   const whole = Math.round(seconds);
+  if (whole < 60) return `${whole} s`;
   return `${Math.floor(whole / 60)} min ${String(whole % 60).padStart(2, "0")} s`;
 }
 
