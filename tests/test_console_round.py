@@ -5,10 +5,12 @@ citizen outside her groups."""
 
 import asyncio
 import csv
+import datetime as dt
 import io
 import json
 import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -18,6 +20,7 @@ from tests.conftest import TOTP_SECRET, Broker, staff_token, wait_for
 from tests.nightcheck import PASSWORD, UNIT, directory_spec, running_agent
 from vaka import otp
 from vaka.central.directory import DirectorySpec
+from vaka.central.round_api import night_bounds, tonights_checks
 from vaka.central.service import CentralService
 from vaka.rtc.pattern import BAR_COUNT, expected_bar_colour
 
@@ -30,6 +33,8 @@ pytest_plugins = ["tests.browser"]
 BAR_TOLERANCE = 40
 #: a unit of a citizen (c-3003) that only another group may check
 FOREIGN_UNIT = "u-cam-three"
+#: the unit of a citizen of the nurse's group whose check is not due now
+CLOSED_UNIT = "u-cam-four"
 
 
 def round_spec() -> DirectorySpec:
@@ -52,7 +57,21 @@ def round_spec() -> DirectorySpec:
     spec["schedule"].append(
         {"citizen": "c-3003", "times": [spec["schedule"][0]["times"][0]], "tolerance_min": 120}
     )
+    # c-4004's only check tonight is 90 minutes before or after now: listed, but closed.
+    spec["citizen"].append({"id": "c-4004", "units": [CLOSED_UNIT]})
+    spec["permission"].append(
+        {"group": "g-night", "citizen": "c-4004", "purposes": ["night_check"]}
+    )
+    spec["schedule"].append({"citizen": "c-4004", "times": [closed_check()], "tolerance_min": 30})
     return DirectorySpec.model_validate(spec)
+
+
+def closed_check() -> str:
+    """HH:MM 90 minutes from now, on the side that stays within tonight (12:00 to 12:00)."""
+    local = dt.datetime.now(ZoneInfo("Europe/Stockholm"))
+    start, _ = night_bounds(local)
+    offset = -90 if local - dt.timedelta(minutes=90) >= start else 90
+    return (local + dt.timedelta(minutes=offset)).strftime("%H:%M")
 
 
 async def load_round_directory(central: CentralService) -> None:
@@ -226,6 +245,19 @@ async def test_a_nurse_sees_and_reaches_only_her_groups_citizens(
     await log_in(page, central.url, "s-nurse", "Night round")
     await expect(page.locator(".round-check[data-citizen='c-1001']")).to_have_count(1)
     await expect(page.locator(".round-check[data-citizen='c-3003']")).to_have_count(0)
+    # A check that is not due now: central's refusal in plain words, nothing else happens.
+    closed = page.locator(f".round-check[data-unit='{CLOSED_UNIT}']")
+    await expect(closed.locator(".check-status")).to_have_text(
+        re.compile("^(Not yet|Window closed)$")
+    )
+    at = (await closed.locator(".card-title").inner_text()).split(" ")[0]
+    await closed.locator("button.dial").click()
+    await expect(page.locator("#round-call-error")).to_have_text(
+        f"Outside the night-check schedule for citizen c-4004: {at} (±30 min)."
+    )
+    await expect(page.locator("#round-hangup")).to_be_hidden()
+    await page.click("#round-close")
+    await expect(page.locator("#round-call")).to_be_hidden()
     # The other group's nurse sees c-3003 and not c-1001.
     other = await new_page(browser, "phone")
     await log_in(other, central.url, "s-stranger", "Night round")
@@ -319,3 +351,20 @@ async def test_outcome_is_refused_with_reasons(broker: Broker, central: CentralS
         )
     refused = await asyncio.to_thread(central.audit.entries, kind="outcome_refused")
     assert [e.actor for e in refused] == ["s-nurse", "s-nurse"]
+
+
+def test_tonight_runs_noon_to_noon_and_keeps_an_open_window() -> None:
+    zone = ZoneInfo("Europe/Stockholm")
+    evening = dt.datetime(2024, 3, 1, 21, 0, tzinfo=zone)
+    schedule = [(23 * 60, 30), (2 * 60, 15), (11 * 60 + 50, 30)]
+    checks = tonights_checks(schedule, evening)
+    assert [c.at.strftime("%d %H:%M") for c in checks] == ["01 23:00", "02 02:00", "02 11:50"]
+    assert (checks[1].start.strftime("%H:%M"), checks[1].end.strftime("%H:%M")) == (
+        "01:45",
+        "02:15",
+    )
+    # Just after noon, the 11:50 check (window until 12:20) still belongs to the night.
+    noon = dt.datetime(2024, 3, 2, 12, 10, tzinfo=zone)
+    assert night_bounds(noon)[0] == dt.datetime(2024, 3, 2, 12, 0, tzinfo=zone)
+    at = [c.at.strftime("%d %H:%M") for c in tonights_checks(schedule, noon)]
+    assert at == ["02 11:50", "02 23:00", "03 02:00", "03 11:50"]
