@@ -1,7 +1,9 @@
 """The On duty page in real Chromium: a night nurse goes on duty, a citizen presses the TV's
 night-staff button, the page rings; Answer gives a two-way call (the browser plays the unit's
 pattern, the unit receives the browser's camera), Hang up returns the TV to idle. A second nurse on
-duty (Python ring socket) stops ringing when the browser answers."""
+duty (Python ring socket) stops ringing when the browser answers. A dropped ring connection comes
+back by itself; a call the citizen cancels stops ringing with the reason; an escalation is
+listed."""
 
 import asyncio
 import base64
@@ -26,7 +28,7 @@ from tests.tvunit import (
 )
 from vaka import otp
 from vaka.agent.app import Agent
-from vaka.agent.ui import ButtonId, Calling, Idle, InCall
+from vaka.agent.ui import ButtonId, Calling, Idle, InCall, Trouble
 from vaka.central.service import CentralService
 from vaka.rtc.pattern import PatternReading, decode_pattern
 from vaka.staff.client import StaffClient
@@ -175,4 +177,52 @@ async def test_console_rings_answers_two_way_and_hangs_up(
             await expect(page.locator("#duty-status")).to_have_text("You are off duty.")
     finally:
         await nora.__aexit__(None, None, None)
+    assert page_errors(page) == []
+
+
+async def test_a_cancelled_call_stops_ringing_and_an_escalation_is_listed(
+    broker: Broker, central: CentralService, browser: Any
+) -> None:
+    await asyncio.to_thread(central.directory.load, tv_directory())
+    page = await new_page(browser, "desktop")
+    async with running_tv(broker) as agent:
+        await push_tv_config(central, agent)
+        await console_log_in(page, central.url, NIGHT)
+        await page.click("#nav a[data-page=on-duty]")
+        await expect(page.locator("#escalations")).to_have_text("None.")
+        await page.click("#duty-toggle")
+        await expect(page.locator("#ring-link")).to_contain_text("Connected")
+
+        # The ring connection drops (central closes it): the page connects again by itself.
+        desk = central.citizen_calls
+        (first,) = desk._sockets[NIGHT]
+        await first.close()
+        await wait_for(
+            lambda: any(ws is not first for ws in desk._sockets.get(NIGHT, ())),
+            15,
+            what="the page's new ring socket",
+        )
+        await expect(page.locator("#ring-link")).to_contain_text("Connected")
+
+        # The citizen changes their mind while it rings: the banner goes, with the reason.
+        screen_of(agent).press(ButtonId.CALL_STAFF)
+        banner = page.locator(".ring-banner")
+        await expect(banner).to_be_visible()
+        screen_of(agent).press(ButtonId.HANG_UP)
+        await expect(banner).to_have_count(0)
+        await expect(page.locator("#ring-note")).to_contain_text("cancelled by the citizen")
+        await page.wait_for_function("() => !document.title.startsWith('☎')")
+        await wait_for(lambda: isinstance(screen_of(agent).state, Idle), 10)
+
+        # Off duty, nobody else on: the next press is escalated and listed on the page.
+        await page.click("#duty-toggle")
+        await expect(page.locator("#duty-status")).to_have_text("You are off duty.")
+        await expect(page.locator("#ring-link")).to_have_text("")
+        screen_of(agent).press(ButtonId.CALL_STAFF)
+        await wait_for(lambda: isinstance(screen_of(agent).state, Trouble), 10)
+        await page.reload()
+        await expect(page.locator("#escalations li").first).to_contain_text(
+            f"citizen {CITIZEN} (unit {TV}): nobody from the night staff is on duty"
+        )
+        await expect(page.locator(".ring-banner")).to_have_count(0)
     assert page_errors(page) == []
