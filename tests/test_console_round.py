@@ -200,6 +200,16 @@ async def test_dial_in_see_the_unit_hang_up_and_record_all_well(
         await expect(page.locator("#round-ok")).to_have_text("Recorded for c-1001: All well.")
         row = page.locator(f".round-check[data-unit='{UNIT}']")
         await expect(row.locator(".check-status")).to_have_text("Done: All well")
+        # One outcome per call.
+        again = await page.evaluate(
+            """async (body) => {
+              const { api } = await import('/console/api.js');
+              try { await api('POST', '/api/round/outcome', body); return 'recorded'; }
+              catch (err) { return `${err.status} ${err.message}`; }
+            }""",
+            {"call_id": call_id, "unit": UNIT, "outcome": "visit_needed"},
+        )
+        assert again == f"409 an outcome is already recorded for the call {call_id}"
     await ended_in_audit(central, call_id)
     outcome = [
         e

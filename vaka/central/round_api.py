@@ -13,6 +13,7 @@ call; :mod:`vaka.central.reports` puts it in the record of performed supervision
 
 import asyncio
 import datetime as dt
+import json
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
 from vaka.central.audit import AuditEntry, AuditLog
+from vaka.central.audit import audit as audit_table
 from vaka.central.directory import Directory, StaffMember, assignments, permissions, schedules
 from vaka.central.staff_api import AUDIT, DIRECTORY, RELAY, authenticate, client_address
 from vaka.central.status import Thresholds, derive_status
@@ -245,22 +247,30 @@ class OutcomeRefused(ValueError):
         self.status = status
 
 
+def _entries_of_call(log_: AuditLog, call_id: str) -> list[dict[str, Any]]:
+    """The audit rows of one call (the column is indexed), in order."""
+    query = select(audit_table).where(audit_table.c.call_id == call_id).order_by(audit_table.c.seq)
+    with log_.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
 def record_outcome(
     audit: AuditLog, caller: StaffMember, body: OutcomeRequest, address: str
 ) -> AuditEntry:
     """Append ``supervision_outcome`` for the caller's own night-check call (blocking)."""
-    ticket = next(
-        (e for e in audit.entries(kind="ticket_issued") if e.call_id == body.call_id), None
-    )
+    of_call = _entries_of_call(audit, body.call_id)
+    ticket = next((e for e in of_call if e["kind"] == "ticket_issued"), None)
     if ticket is None:
         raise OutcomeRefused(f"no call {body.call_id} was started", 404)
-    if ticket.unit != body.unit:
-        raise OutcomeRefused(f"the call {body.call_id} was to unit {ticket.unit}, not {body.unit}")
-    if ticket.purpose != "night_check":
-        raise OutcomeRefused(f"the call {body.call_id} was not a night check ({ticket.purpose})")
-    if ticket.actor != caller.staff_id:
+    if ticket["unit"] != body.unit:
+        raise OutcomeRefused(
+            f"the call {body.call_id} was to unit {ticket['unit']}, not {body.unit}"
+        )
+    if ticket["purpose"] != "night_check":
+        raise OutcomeRefused(f"the call {body.call_id} was not a night check ({ticket['purpose']})")
+    if ticket["actor"] != caller.staff_id:
         raise OutcomeRefused(f"the call {body.call_id} was made by another staff member", 403)
-    if any(e.call_id == body.call_id for e in audit.entries(kind=OUTCOME_KIND)):
+    if any(e["kind"] == OUTCOME_KIND for e in of_call):
         raise OutcomeRefused(f"an outcome is already recorded for the call {body.call_id}", 409)
     note = (body.note or "").strip()
     return audit.append(
@@ -269,7 +279,7 @@ def record_outcome(
         unit=body.unit,
         purpose="night_check",
         call_id=body.call_id,
-        citizen=ticket.detail.get("citizen"),
+        citizen=json.loads(ticket["detail"]).get("citizen"),
         outcome=body.outcome,
         note=note or None,
         address=address,
