@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+import cv2  # noqa: F401 - OpenCV's libraries before PyAV's (vaka/agent/gui_preload.py)
 import numpy as np
 import pytest
 
@@ -22,7 +23,7 @@ from vaka.agent.app import Agent
 from vaka.agent.ui import ButtonId, Idle, InCall, Incoming, TvScreen
 from vaka.agent.ui.layout import buttons
 from vaka.central.service import CentralService
-from vaka.staff.client import StaffClient, StaffError
+from vaka.staff.client import PatternVideoTrack, StaffClient, StaffError
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,7 +69,9 @@ async def test_call_rings_on_the_tv_and_clicks_do_what_they_say(
         await push_tv_config(central, agent, auto_answer=RULES)
         async with StaffClient(central.url) as staff:
             await staff.login(DAY, PASSWORD, totp_secret=TOTP_SECRET)
-            dial = asyncio.create_task(staff.dial(TV, purpose="video_visit"))
+            dial = asyncio.create_task(
+                staff.dial(TV, purpose="video_visit", send_video=PatternVideoTrack(640, 480))
+            )
             await wait_for(lambda: isinstance(_window(agent).state, Incoming), 10)
             assert cec_bus(agent).sent[:2] == [("image-view-on",), ("active-source", "1.0.0.0")]
             pixels = await _shot(agent, tmp_path, "tv-call-ringing")
@@ -87,8 +90,18 @@ async def test_call_rings_on_the_tv_and_clicks_do_what_they_say(
             await _click(agent, ButtonId.ANSWER)
             call = await dial
             await call.next_frame()
-            await wait_for(lambda: isinstance(_window(agent).state, InCall), 5)
-            await _shot(agent, tmp_path, "tv-call-in-progress")
+            await wait_for(
+                lambda: getattr(_window(agent).state, "remote_frame", None) is not None, 10
+            )
+            await wait_for(
+                lambda: getattr(_window(agent).state, "self_frame", None) is not None, 10
+            )
+            pixels = await _shot(agent, tmp_path, "tv-call-in-progress")
+            # The caller's 4:3 pattern fills the screen's height: its white and green bars are
+            # where they should be.
+            assert min(int(v) for v in pixels[200, 220]) > 200, pixels[200, 220]
+            r, g, b = (int(v) for v in pixels[200, 580])
+            assert g > 180 and r < 80 and b < 80, (r, g, b)
             await _click(agent, ButtonId.HANG_UP)
             await asyncio.wait_for(call.ended.wait(), 10)
             assert call.end_reason is not None and "citizen" in call.end_reason

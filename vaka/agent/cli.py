@@ -8,12 +8,14 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vaka.agent.app import Agent
-from vaka.agent.config import AgentConfig, load_config
-from vaka.agent.enrol import resolve_identity
+from vaka.agent.gui_preload import preload_gui_if_needed
 from vaka.agent.journal import setup_logging
 from vaka.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vaka.agent.config import AgentConfig
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,8 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _run(config: AgentConfig) -> None:
+async def _run(config: "AgentConfig") -> None:
     """Enrol first if the unit has no identity, then run the agent until SIGTERM/SIGINT."""
+    from vaka.agent.app import Agent
+    from vaka.agent.enrol import resolve_identity
+
     loop = asyncio.get_running_loop()
 
     async def life() -> None:
@@ -61,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     limit_malloc_arenas()
     args = _parser().parse_args(argv)
     setup_logging(args.log_level)
+    preload_gui_if_needed(args.config)  # before anything imports PyAV
+    from vaka.agent.config import load_config
+
     try:
         config = load_config(args.config)
         setup_logging(args.log_level, config.unit.id)

@@ -136,6 +136,7 @@ class TvController(CallObserver):
         self._notice: tuple[str, float] | None = None  # trouble key, until (monotonic)
         self._message: ShownMessage | None = None
         self._remote: Any = None  # RemoteVideo of the current call
+        self._remote_frames_seen = 0
         self._speaker: Any = None  # the sink playing the caller's audio
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: list[Callable[[], None]] = []
@@ -221,12 +222,21 @@ class TvController(CallObserver):
         self.screen.show(self._due())
 
     async def _clock(self) -> None:
-        """Redraw the idle clock, and drop a notice that has run its time."""
+        """Redraw the idle clock, drop a notice that has run its time, and keep the self view
+        moving in a call whose caller sends no picture (otherwise each of theirs redraws)."""
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.2)
             state = self.screen.state if self.screen else None
-            if isinstance(state, Idle | Trouble):
+            if isinstance(state, Idle | Trouble) and int(time.time() * 5) % 5 == 0:
                 self.refresh()
+            elif isinstance(state, InCall) and self._remote_stale():
+                self.refresh()
+
+    def _remote_stale(self) -> bool:
+        """Whether no picture came from the caller since the last tick."""
+        frames = self._remote.frames if self._remote is not None else 0
+        stale, self._remote_frames_seen = frames == self._remote_frames_seen, frames
+        return stale
 
     async def _wake_tv(self) -> None:
         if self.standby is None:
