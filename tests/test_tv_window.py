@@ -20,7 +20,7 @@ from tests.nightcheck import PASSWORD
 from tests.tvunit import DAY, TV, cec_bus, push_tv_config, running_tv, tv_directory
 from tests.xserver import screenshot, xdisplay, xdotool  # noqa: F401 - xdisplay is a fixture
 from vaka.agent.app import Agent
-from vaka.agent.ui import ButtonId, Idle, InCall, Incoming, TvScreen
+from vaka.agent.ui import ButtonId, Idle, Incoming, TvScreen
 from vaka.agent.ui.layout import buttons
 from vaka.central.service import CentralService
 from vaka.staff.client import PatternVideoTrack, StaffClient, StaffError

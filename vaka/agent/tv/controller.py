@@ -227,9 +227,8 @@ class TvController(CallObserver):
         while True:
             await asyncio.sleep(0.2)
             state = self.screen.state if self.screen else None
-            if isinstance(state, Idle | Trouble) and int(time.time() * 5) % 5 == 0:
-                self.refresh()
-            elif isinstance(state, InCall) and self._remote_stale():
+            clock = isinstance(state, Idle | Trouble) and int(time.time() * 5) % 5 == 0
+            if clock or (isinstance(state, InCall) and self._remote_stale()):
                 self.refresh()
 
     def _remote_stale(self) -> bool:
