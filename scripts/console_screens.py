@@ -191,7 +191,9 @@ async def shoot_on_duty(s: Scene, browser: Browser) -> None:
     async with StaffClient(s.central.url) as nora:
         await nora.login(NIGHT_TWO, PASSWORD, totp_secret=TOTP_SECRET)
         await nora.duty(True)
-        async with nora.ring_socket():
+        async with nora.ring_socket() as rings:
+            # Read her rings as her client would (an unread socket stops answering pings).
+            reader = asyncio.create_task(_drain(rings))
             for size in SIZES:
                 page = await new_page(browser, size)
                 await log_in(page, s.central.url, NIGHT)
@@ -212,7 +214,14 @@ async def shoot_on_duty(s: Scene, browser: Browser) -> None:
                 await page.click("#duty-hangup")
                 await wait_for(lambda: isinstance(screen_of(s.tv).state, Idle), 10)
                 await page.context.close()
+            reader.cancel()
         await nora.duty(False)
+
+
+async def _drain(rings: Any) -> None:
+    with contextlib.suppress(Exception):
+        while True:
+            await rings.next(3600)
 
 
 async def shoot_video_visits(s: Scene, browser: Browser) -> None:
