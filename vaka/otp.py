@@ -85,3 +85,23 @@ def may_ask(refusal: str) -> bool:
 def ask_code(user: str) -> str:
     """The code typed on the terminal."""
     return getpass.getpass(f"one-time code for {user}: ").strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vaka.otp SECRET``: print the current code (for the demo's accounts)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m vaka.otp BASE32-SECRET", file=sys.stderr)
+        return 2
+    secret = args[0].replace(" ", "").upper()
+    try:
+        code = code_now(secret)
+    except (ValueError, TypeError) as err:  # binascii.Error is a ValueError
+        print(f"not a base32 TOTP secret: {err}", file=sys.stderr)
+        return 2
+    print(f"{code}  (valid {seconds_to_next_step():.0f} s more)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

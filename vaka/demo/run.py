@@ -168,7 +168,7 @@ async def run_demo(plan: DemoPlan, seconds: float | None) -> int:
             try:
                 ok = await _wait_online(central, [d for d, _ in DEMO_UNITS], timeout=20)
                 _print_fleet(central)
-                print(f"\nStaff console (fleet page): {central.url}/")
+                print(f"\nStaff console:              {central.url}/")
                 print(f"Fleet API:                  {central.url}/api/units")
                 print(f"Logs and configuration:     {directory}")
                 if not ok:
@@ -219,8 +219,10 @@ async def _night_check(central: CentralService) -> bool:
     await asyncio.sleep(0.5)  # the unit's call-ended and shutter events reach the audit trail
     entries = await asyncio.to_thread(central.audit.entries)
     print("  audit trail:", ", ".join(e.kind for e in entries if e.call_id == seen["call_id"]))
-    print(f"  staff log-in for your own try: {NURSE} or {ADMIN} / {PASSWORD}")
-    print(f"  one-time codes: add the key {TOTP_SECRET} to an authenticator app (TOTP, 30 s)")
+    print(f"\nOpen the staff console at {central.url}/ and log in as {NURSE} (night round)")
+    print(f"or {ADMIN} (fleet, audit, reports), password {PASSWORD}; the one-time code:")
+    print(f"  .venv/bin/python -m vaka.otp {TOTP_SECRET}")
+    print("  (or add that key to an authenticator app: TOTP, 30 s)")
     return seen["pattern_frames"] > 0
 
 
