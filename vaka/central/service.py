@@ -1,7 +1,6 @@
 """The central service: registry store, MQTT ingest and HTTP, started and stopped together."""
 
 import asyncio
-import contextlib
 import logging
 
 from aiohttp import web
@@ -30,6 +29,7 @@ from vaka.central.web import make_app
 from vaka.protocol.topics import Channel
 from vaka.provisioning.bundles import load_config_key
 from vaka.provisioning.tickets import load_ticket_key
+from vaka.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +163,7 @@ class CentralService:
 
     async def stop(self) -> None:
         """Stop everything; writes still queued are flushed first. Safe twice."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)  # a plain cancel may be swallowed: see there
         self._tasks = []
         await self.citizen_calls.close()
         await self.ingest.flush()

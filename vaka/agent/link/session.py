@@ -36,6 +36,7 @@ from vaka.protocol.messages import (
 from vaka.protocol.refusals import Refusals
 from vaka.protocol.topics import UNIT_READS, Channel, device_topic, parse_device_topic
 from vaka.provisioning.tls import client_tls_context
+from vaka.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +244,8 @@ class UnitLink:
                     timeout=s.connect_timeout_s,
                     socket_options=TCP_NODELAY,
                 ) as client:
+                    if self._closing:  # closed while connecting (see close())
+                        break
                     await client.publish(
                         state_topic, self._state_message("online"), qos=1, retain=True
                     )
@@ -290,9 +293,6 @@ class UnitLink:
                 )
             except aiomqtt.MqttError as err:
                 log.warning("could not announce a clean stop: %s", err)
-        task = self._task
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._task is not None:
+            await cancel_and_wait([self._task])  # a plain cancel may be swallowed: see there
         self._set_state(LinkState.CLOSED)
