@@ -15,6 +15,7 @@ from vaka.errors import BadTopic, ProvisioningError
 from vaka.protocol.enrolment import display_code, normalise_code
 from vaka.protocol.messages import CommandMessage, CommandPayload
 from vaka.protocol.topics import Channel, check_device_id
+from vaka.provisioning.bundles import AutoAnswerRule
 from vaka.provisioning.orders import sign_order
 
 if TYPE_CHECKING:
@@ -205,6 +206,10 @@ class PushConfigRequest(BaseModel):
     profile: Literal["tv", "nightcam"]
     health_interval_s: float | None = Field(default=None, ge=1, le=3600)
     call_max_duration_s: int | None = Field(default=None, gt=0, le=4 * 3600)
+    #: the TV's screen language
+    language: Literal["sv", "da", "en"] | None = None
+    #: which calls a TV answers by itself (see docs/tv.md); only for ``tv`` units
+    auto_answer: list[AutoAnswerRule] | None = Field(default=None, max_length=16)
 
 
 async def push(request: web.Request) -> web.Response:
@@ -215,6 +220,12 @@ async def push(request: web.Request) -> web.Response:
         raise _json(web.HTTPConflict, "central has no config key: it cannot sign configs")
     pushed = await asyncio.to_thread(service.audit.entries, kind="config_pushed")
     version = 1 + max((e.detail.get("version", 0) for e in pushed if e.unit == unit), default=0)
+    if body.auto_answer and body.profile != "tv":
+        raise _json(web.HTTPBadRequest, "auto-answer rules apply to tv units only")
+    for rule in body.auto_answer or []:
+        for group in rule.caller_groups:
+            if not await asyncio.to_thread(service.directory.group_exists, group):
+                raise _json(web.HTTPBadRequest, f"auto-answer rule names unknown group {group}")
     settings: dict[str, object] = body.model_dump(exclude_none=True, exclude={"profile"})
     citizen = await asyncio.to_thread(service.directory.citizen_of, unit)
     if citizen is not None:

@@ -50,6 +50,15 @@ def add_unit_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("--profile", required=True, choices=["nightcam", "tv"])
     p.add_argument("--health-interval", type=float, dest="health_interval_s")
     p.add_argument("--call-max-duration", type=int, dest="call_max_duration_s")
+    p.add_argument("--language", choices=["sv", "da", "en"], help="the TV screen's language")
+    p.add_argument(
+        "--auto-answer",
+        action="append",
+        type=auto_answer_rule,
+        metavar="PURPOSE:GROUP[,GROUP]:SECONDS",
+        help="a TV answers these calls by itself after a countdown (repeatable), "
+        "e.g. video_visit:g-home-care:10",
+    )
     command("rotate", "make the unit renew its key and certificate now").add_argument("unit")
     for name, what in (
         ("revoke", "revoke a unit now (stolen, compromised)"),
@@ -85,13 +94,24 @@ def _call(api: CentralApi, args: argparse.Namespace) -> Any:
         return api.request("POST", f"/api/units/{args.unit}/assign", body)
     if cmd == "push-config":
         body = {"profile": args.profile}
-        for key in ("health_interval_s", "call_max_duration_s"):
+        for key in ("health_interval_s", "call_max_duration_s", "language", "auto_answer"):
             if getattr(args, key) is not None:
                 body[key] = getattr(args, key)
         return api.request("POST", f"/api/units/{args.unit}/config", body)
     if cmd == "rotate":
         return api.request("POST", f"/api/units/{args.unit}/rotate", {})
     return api.request("POST", f"/api/units/{args.unit}/{cmd}", {"reason": args.reason})
+
+
+def auto_answer_rule(text: str) -> dict[str, object]:
+    """``PURPOSE:GROUP[,GROUP]:SECONDS`` as an auto-answer rule (``argparse`` type)."""
+    parts = text.split(":")
+    if len(parts) != 3 or not parts[0] or not parts[1] or not parts[2].isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected PURPOSE:GROUP[,GROUP]:SECONDS, e.g. video_visit:g-home-care:10"
+        )
+    groups = [g.strip() for g in parts[1].split(",") if g.strip()]
+    return {"purpose": parts[0], "caller_groups": groups, "countdown_s": int(parts[2])}
 
 
 def _when(ts: float | None) -> str:
