@@ -4,6 +4,7 @@ a webhook endpoint on loopback."""
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -80,7 +81,7 @@ async def central_with_alerts(
     if (
         "staff_access" in type(config).model_fields
     ):  # the console's second factor is not tested here
-        access = config.staff_access.model_copy(update={"require_totp": False})  # type: ignore[attr-defined]
+        access = config.staff_access.model_copy(update={"require_totp": False})
         config = config.model_copy(update={"staff_access": access})
     service = CentralService(config)
     await service.start()
@@ -153,7 +154,7 @@ async def test_unit_down_before_its_check_raises_and_clears_an_alert(
     ):
         async with nightcam(broker, SOON), nightcam(broker, FAR):
             for unit in (SOON, FAR):
-                await wait_for(lambda u=unit: online(central, u), 10, what=f"{unit} online")
+                await wait_for(functools.partial(online, central, unit), 10, what=f"{unit} online")
             await asyncio.to_thread(central.directory.load, directory_spec())
             support = await token(http, "s-support")
             await asyncio.sleep(2.5)  # a couple of rounds with both units online

@@ -203,13 +203,13 @@ async def test_synthetic_mode_gives_tone_and_measuring_sink() -> None:
 
 def test_unknown_audio_settings_are_refused_readably() -> None:
     with pytest.raises(ValidationError, match=r"audio\n.*'none', 'synthetic', 'pulse' or 'alsa'"):
-        MediaSettings(audio="bluetooth")  # type: ignore[arg-type]
+        MediaSettings.model_validate({"audio": "bluetooth"})
     with pytest.raises(ValidationError, match="audio_input"):
         MediaSettings(audio="alsa", audio_input="hw:0; rm -rf /")
     with pytest.raises(ValidationError, match="audio_tone_hz"):
         MediaSettings(audio_tone_hz=5)
     # Past validation (a model built without it), make_* still refuse with a ConfigError.
-    unchecked = MediaSettings.model_construct(audio="bluetooth")
+    unchecked = MediaSettings.model_construct(audio="bluetooth")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"\[media\] audio = 'bluetooth' is not one of"):
         make_microphone(unchecked)
     with pytest.raises(ConfigError, match="is not one of"):

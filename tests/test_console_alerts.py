@@ -3,6 +3,7 @@ as an open alert on top of the page (and the webhook is called); a technician ap
 unit's enrolment from the page."""
 
 import asyncio
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ async def test_a_unit_down_before_its_check_shows_on_the_fleet_page(
     ):
         async with nightcam(broker, SOON), nightcam(broker, FAR):
             for unit in (SOON, FAR):
-                await wait_for(lambda u=unit: online(central, u), 10, what=f"{unit} online")
+                await wait_for(functools.partial(online, central, unit), 10, what=f"{unit} online")
             await console_log_in(page, central.url, "s-support")
             await expect(page.locator("h1")).to_have_text("Fleet")
             await expect(page.locator("#alerts-none")).to_be_visible()

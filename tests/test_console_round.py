@@ -164,7 +164,8 @@ async def dial_and_check(page: Page, unit: Any) -> str:
     )
     assert call_id
     hangup = page.locator("#round-hangup")
-    assert (await hangup.bounding_box() or {}).get("height", 0) >= 48
+    box = await hangup.bounding_box()
+    assert box is not None and box["height"] >= 48
     await hangup.click()
     await wait_for(lambda: unit.shutter_states[-1] == "closed", 10, what="shutter closed")
     await expect(page.locator("#round-outcome")).to_be_visible()
@@ -195,7 +196,8 @@ async def test_dial_in_see_the_unit_hang_up_and_record_all_well(
         assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
         call_id = await dial_and_check(page, unit)
         well = page.locator("#outcome-all-well")
-        assert (await well.bounding_box() or {}).get("height", 0) >= 48
+        box = await well.bounding_box()
+        assert box is not None and box["height"] >= 48
         await well.click()
         await expect(page.locator("#round-ok")).to_have_text("Recorded for c-1001: All well.")
         row = page.locator(f".round-check[data-unit='{UNIT}']")

@@ -78,7 +78,7 @@ def parse_spa_json(text: str) -> dict[str, Any]:
         if token == "{":
             return members("}")
         if token == "[":
-            items = []
+            items: list[object] = []
             while True:
                 if position >= len(tokens):
                     raise SpaJsonError("unclosed [")

@@ -76,7 +76,9 @@ async def test_call_rings_on_the_tv_and_clicks_do_what_they_say(
             assert cec_bus(agent).sent[:2] == [("image-view-on",), ("active-source", "1.0.0.0")]
             pixels = await _shot(agent, tmp_path, "tv-call-ringing")
             # The big green Answer and red Decline buttons are on the X screen.
-            answer = next(b for b in buttons(_window(agent).state) if b.id is ButtonId.ANSWER)
+            ringing = _window(agent).state
+            assert ringing is not None
+            answer = next(b for b in buttons(ringing) if b.id is ButtonId.ANSWER)
             cx, cy = answer.rect.center
             r, g, b = (int(v) for v in pixels[cy + 60, cx])
             assert g > 100 and g > r + 40 and g > b + 40, (r, g, b)
