@@ -20,7 +20,8 @@ def test_make_demo_runs_and_exits_zero(tmp_path: Path) -> None:
     # Online; "degraded" only for a reason of this host (e.g. a container whose clock is unsynced).
     assert re.search(r"u-demo-tv\s+tv\s+(online|degraded)", out), out
     assert re.search(r"u-demo-nightcam\s+nightcam\s+(online|degraded)", out), out
-    assert re.search(r"Staff console \(fleet page\): http://127\.0\.0\.1:\d+/", out), out
+    assert re.search(r"Staff console:\s+http://127\.0\.0\.1:\d+/", out), out
+    assert re.search(r"python -m vaka\.otp [A-Z2-7]{16,}", out), out
     # The night check was dialled in end to end and audited.
     assert re.search(r"\d+ frames received \([1-9]\d* pixel-checked\)", out), out
     assert (
