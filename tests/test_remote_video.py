@@ -138,7 +138,7 @@ async def test_remote_video_refuses_audio_and_a_second_track() -> None:
         async def recv(self) -> None:  # type: ignore[override]
             await asyncio.Event().wait()
 
-    with pytest.raises(ValueError, match="needs a video track, got audio"):
+    with pytest.raises(ValueError, match="reads video tracks, got audio"):
         remote.start(Audio())
     remote.start(Video())
     with pytest.raises(ValueError, match="already reads a track"):

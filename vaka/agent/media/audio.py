@@ -32,6 +32,7 @@ import numpy.typing as npt
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from vaka.agent.media.reader import TrackReader
 from vaka.agent.media.settings import MediaSettings
 from vaka.errors import ConfigError
 
@@ -300,30 +301,26 @@ class DeviceOutput(AudioOutput):
         log.info("loudspeaker %s closed (%d frames dropped)", self.device, self.dropped)
 
 
-class AudioSink:
+class AudioSink(TrackReader):
     """Consumes a remote audio track: counts, measures and (with an ``output``) plays it.
 
     :meth:`start` runs a task on the current event loop that reads the track until it ends or
-    :meth:`stop` is called. The measurements are cheap per frame (an RMS); :attr:`dominant_hz`
-    runs an FFT over the last quarter second only when asked. Every frame is read as it arrives,
-    so aiortc's receive queue never grows.
+    :meth:`stop` is called (which also closes the output). The measurements are cheap per frame
+    (an RMS); :attr:`dominant_hz` runs an FFT over the last quarter second only when asked.
     """
 
+    kind = "audio"
+    frame_type = av.AudioFrame
+
     def __init__(self, output: AudioOutput | None = None) -> None:
+        super().__init__()
         self.output = output
-        self.frames = 0
-        "Frames received."
         self.level = 0.0
         "RMS of the newest frame (0..1 of full scale)."
-        self.first_frame_at: float | None = None
-        "``time.perf_counter()`` when the first frame arrived."
-        self.ended = asyncio.Event()
-        "Set when the track ended or the sink was stopped."
         self._recent: collections.deque[Samples] = collections.deque()
         self._recent_samples = 0
         self._window = round(ANALYSIS_WINDOW_S * SAMPLE_RATE)
         self._sample_rate = SAMPLE_RATE
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def dominant_hz(self) -> float | None:
@@ -332,52 +329,11 @@ class AudioSink:
             return None
         return dominant_frequency(np.concatenate(list(self._recent)), self._sample_rate)
 
-    @property
-    def running(self) -> bool:
-        """Whether the sink is reading a track."""
-        return self._task is not None and not self._task.done()
-
-    def start(self, track: MediaStreamTrack) -> None:
-        """Start reading ``track`` (an audio track). Call from the event loop.
-
-        :raises ValueError: ``track`` is not audio, or the sink already reads a track.
-        """
-        if track.kind != "audio":
-            raise ValueError(f"an audio sink needs an audio track, got {track.kind}")
-        if self.running:
-            raise ValueError("this audio sink already reads a track")
-        self.ended.clear()
-        self._task = asyncio.get_running_loop().create_task(self._consume(track))
-
-    async def stop(self) -> None:
-        """Stop reading and close the output. Safe twice."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def _close(self) -> None:
         if self.output is not None:
             await asyncio.to_thread(self.output.close)
-        self.ended.set()
-
-    async def _consume(self, track: MediaStreamTrack) -> None:
-        try:
-            while True:
-                try:
-                    frame = await track.recv()
-                except MediaStreamError:
-                    log.info("remote audio ended after %d frames", self.frames)
-                    return
-                if not isinstance(frame, av.AudioFrame):
-                    continue
-                self._take(frame)
-        finally:
-            self.ended.set()
 
     def _take(self, frame: av.AudioFrame) -> None:
-        if self.first_frame_at is None:
-            self.first_frame_at = time.perf_counter()
-        self.frames += 1
         samples = frame_samples(frame)
         self.level = rms(samples)
         self._sample_rate = frame.sample_rate or SAMPLE_RATE
