@@ -311,3 +311,15 @@ async def staff_token(
         await client.login(staff_id, password, totp_secret=secret)
         assert client.token is not None
         return client.token
+
+
+@pytest.fixture
+def loopback_ice() -> Iterator[None]:
+    """ICE on 127.0.0.1 only, restored to aioice's own behaviour afterwards."""
+    from vaka.rtc.ice import configure_ice, reset_ice
+
+    configure_ice(["127.0.0.1"], gather_timeout_s=1.0)
+    try:
+        yield
+    finally:
+        reset_ice()

@@ -8,7 +8,6 @@ FFmpeg/ALSA path without a sound card.
 
 import asyncio
 import os
-from collections.abc import Iterator
 
 import av
 import numpy as np
@@ -34,19 +33,9 @@ from vaka.agent.media.audio import (
 )
 from vaka.agent.media.settings import MediaSettings
 from vaka.errors import ConfigError
-from vaka.rtc.ice import configure_ice, reset_ice, rtc_configuration
+from vaka.rtc.ice import rtc_configuration
 
 HAVE_ALSA_CONFIG = os.path.isdir("/usr/share/alsa")
-
-
-@pytest.fixture
-def loopback_ice() -> Iterator[None]:
-    """ICE on 127.0.0.1 only, restored to aioice's own behaviour afterwards."""
-    configure_ice(["127.0.0.1"], gather_timeout_s=1.0)
-    try:
-        yield
-    finally:
-        reset_ice()
 
 
 async def _connect(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from vaka.central.policy import CallLimits
 from vaka.central.service import CentralService
 from vaka.protocol import SignalMessage, SignalPayload, encode
 from vaka.provisioning.tickets import load_ticket_key, verify_ticket
-from vaka.rtc.ice import configure_ice, reset_ice, rtc_configuration
+from vaka.rtc.ice import rtc_configuration
 from vaka.rtc.pattern import decode_pattern
 from vaka.staff.client import PatternVideoTrack, StaffClient, StaffError
 
@@ -139,15 +139,6 @@ async def on_duty(central: CentralService, staff_id: str) -> AsyncIterator[Staff
         await staff.login(staff_id, PASSWORD)
         await staff.duty(True)
         yield staff
-
-
-@pytest.fixture
-def loopback_ice() -> Iterator[None]:
-    configure_ice(["127.0.0.1"], gather_timeout_s=1.0)
-    try:
-        yield
-    finally:
-        reset_ice()
 
 
 async def audit_of(central: CentralService, req: str) -> dict[str, list[Any]]:

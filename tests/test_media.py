@@ -7,7 +7,6 @@ import asyncio
 import os
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -26,22 +25,12 @@ from vaka.agent.media.synthetic import SyntheticSource
 from vaka.agent.media.track import CameraTrack
 from vaka.agent.media.v4l2 import V4l2Source
 from vaka.errors import CallError
-from vaka.rtc.ice import configure_ice, reset_ice, rtc_configuration
+from vaka.rtc.ice import rtc_configuration
 from vaka.rtc.pattern import PatternReading, decode_pattern, draw_pattern
 from vaka.rtc.sdp import sdp_fingerprints
 
 # See tests/test_rtc.py for how these were measured; night greys lose least in VP8.
 NIGHT_TOLERANCE = 15.0
-
-
-@pytest.fixture
-def loopback_ice() -> Iterator[None]:
-    """ICE on 127.0.0.1 only, restored to aioice's own behaviour afterwards."""
-    configure_ice(["127.0.0.1"], gather_timeout_s=1.0)
-    try:
-        yield
-    finally:
-        reset_ice()
 
 
 def _dim_picture(width: int, height: int) -> BgrImage:

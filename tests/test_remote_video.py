@@ -6,7 +6,7 @@ Media stays on 127.0.0.1.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection
@@ -17,18 +17,8 @@ from vaka.agent.media.remote import RemoteVideo
 from vaka.agent.media.source import BgrImage
 from vaka.agent.media.synthetic import SyntheticSource
 from vaka.agent.media.track import CameraTrack
-from vaka.rtc.ice import configure_ice, reset_ice, rtc_configuration
+from vaka.rtc.ice import rtc_configuration
 from vaka.rtc.pattern import decode_pattern
-
-
-@pytest.fixture
-def loopback_ice() -> Iterator[None]:
-    """ICE on 127.0.0.1 only, restored to aioice's own behaviour afterwards."""
-    configure_ice(["127.0.0.1"], gather_timeout_s=1.0)
-    try:
-        yield
-    finally:
-        reset_ice()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ All media traffic stays on 127.0.0.1: every peer connection here is made after
 import fractions
 import socket
 import time
-from collections.abc import Iterator
 
 import av
 import numpy as np
@@ -20,7 +19,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from vaka.errors import CallError
 from vaka.rtc import bitrate
 from vaka.rtc.bitrate import cap_video_bitrate, video_bitrate_limits
-from vaka.rtc.ice import configure_ice, ice_settings, reset_ice, rtc_configuration
+from vaka.rtc.ice import configure_ice, ice_settings, rtc_configuration
 from vaka.rtc.pattern import (
     BAR_COUNT,
     CODE_COLUMNS,
@@ -40,16 +39,6 @@ T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 # a bar measured within tolerance cannot be a different bar.
 DAY_TOLERANCE = 30.0
 NIGHT_TOLERANCE = 15.0
-
-
-@pytest.fixture
-def loopback_ice() -> Iterator[None]:
-    """ICE on 127.0.0.1 only, restored to aioice's own behaviour afterwards."""
-    configure_ice(["127.0.0.1"], gather_timeout_s=1.0)
-    try:
-        yield
-    finally:
-        reset_ice()
 
 
 # -- ICE ----------------------------------------------------------------------------------------

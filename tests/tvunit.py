@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from tests.conftest import TOTP_SECRET, Broker, wait_for
-from tests.nightcheck import PASSWORD
+from tests.nightcheck import PASSWORD, agent_config
 from vaka.agent.app import Agent
 from vaka.agent.config import parse_config
 from vaka.agent.hw.fake_cec import FakeCecBus, FakeCecDisplay
@@ -66,31 +66,12 @@ def tv_directory() -> DirectorySpec:
 
 
 def tv_agent_config(broker: Broker, *, screen: str = "headless", **tv: Any) -> dict[str, Any]:
-    files = broker.pki.client(TV)
-    return {
-        "unit": {"id": TV, "profile": "tv", "simulate": True},
-        "broker": {
-            "host": broker.host,
-            "port": broker.port,
-            "server_ca": str(files.server_ca),
-            "cert": str(files.cert),
-            "key": str(files.key),
-            "keepalive_s": 5,
-            "reconnect_min_s": 0.2,
-            "reconnect_max_s": 1.0,
-        },
-        "health": {"interval_s": 30},
-        "calls": {"ticket_key": str(broker.pki.ticket_keys()[1])},
-        "trust": {"config_key": str(broker.pki.config_keys()[1])},
-        "media": {
-            "width": 320,
-            "height": 240,
-            "fps": 15,
-            "ice_addresses": ["127.0.0.1"],
-            "audio": "synthetic",
-        },
-        "tv": {"screen": screen, "language": "en", "idle_standby_s": 2, **tv},
-    }
+    """The night check's unit configuration, made a TV with synthetic sound and its screen."""
+    config = agent_config(broker, TV, audio="synthetic")
+    config["unit"]["profile"] = "tv"
+    config["trust"] = {"config_key": str(broker.pki.config_keys()[1])}
+    config["tv"] = {"screen": screen, "language": "en", "idle_standby_s": 2, **tv}
+    return config
 
 
 async def push_tv_config(
