@@ -21,11 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vaka.errors import ConfigError, ProvisioningError
 from vaka.protocol.topics import check_device_id
+from vaka.provisioning.jws import TokenKind, open_token
 from vaka.provisioning.tickets import ALGORITHM, Purpose
 
 BUNDLE_TYP = "vaka-config+jwt"
 #: Same limit as the ``bundle`` field of the config message on the wire.
 MAX_BUNDLE_CHARS = 32 * 1024
+
+BUNDLE = TokenKind(BUNDLE_TYP, "config bundle", "config", "not a config bundle", MAX_BUNDLE_CHARS)
 
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -154,19 +157,9 @@ def verify_bundle(
     ``current_version`` is the version the unit runs now (0 for none): only a newer one passes.
     Raises :class:`BadBundle` with the reason a support person can act on.
     """
-    if not token:
-        raise BadBundle("no config bundle")
-    if len(token) > MAX_BUNDLE_CHARS:
-        raise BadBundle(f"config bundle is over {MAX_BUNDLE_CHARS} characters")
+    raw = open_token(token, key, BUNDLE, BadBundle)
     try:
-        decoded = jwt.decode(token, key, algorithms=[ALGORITHM])
-    except JoseError as err:
-        reason = "bad signature" if "signature" in str(err) else f"unreadable config ({err})"
-        raise BadBundle(reason) from None
-    if decoded.header.get("typ") != BUNDLE_TYP:
-        raise BadBundle("not a config bundle")
-    try:
-        bundle = UnitConfigBundle.model_validate(decoded.claims)
+        bundle = UnitConfigBundle.model_validate(raw)
     except ValidationError as err:
         raise BadBundle(f"config bundle is invalid: {describe_problems(err)}") from None
     if bundle.unit != device_id:

@@ -20,17 +20,19 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from joserfc import jwt
-from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vaka.errors import ProvisioningError
 from vaka.protocol.topics import check_device_id
+from vaka.provisioning.jws import TokenKind, open_token
 from vaka.provisioning.tickets import ALGORITHM, LEEWAY_S
 
 MESSAGE_TYP = "vaka-message+jwt"
 #: Same limit as the ``token`` field of the message envelope on the wire.
 MAX_TOKEN_CHARS = 60 * 1024
+
+MESSAGE = TokenKind(MESSAGE_TYP, "message token", "message", "not a message", MAX_TOKEN_CHARS)
 MAX_TEXT_CHARS = 500
 MAX_PICTURE_BYTES = 40 * 1024
 MAX_PICTURE_SIZE = (1280, 720)
@@ -189,21 +191,11 @@ def verify_message(
 
     Raises :class:`BadMessageToken` with the reason a support person can act on.
     """
-    if not token:
-        raise BadMessageToken("no message token")
-    if len(token) > MAX_TOKEN_CHARS:
-        raise BadMessageToken(f"message token is over {MAX_TOKEN_CHARS} characters")
-    try:
-        decoded = jwt.decode(token, public_key, algorithms=[ALGORITHM])
-    except JoseError as err:
-        reason = "bad signature" if "signature" in str(err) else f"unreadable message ({err})"
-        raise BadMessageToken(reason) from None
-    if decoded.header.get("typ") != MESSAGE_TYP:
-        raise BadMessageToken("not a message")
-    raw_mid = decoded.claims.get("mid")
+    raw = open_token(token, public_key, MESSAGE, BadMessageToken)
+    raw_mid = raw.get("mid")
     mid = raw_mid[:64] if isinstance(raw_mid, str) else None
     try:
-        message = SignedMessage.model_validate(decoded.claims)
+        message = SignedMessage.model_validate(raw)
     except ValidationError as err:
         raise BadMessageToken(f"message is invalid: {describe_problems(err)}", mid) from None
     if message.unit != unit:

@@ -9,14 +9,16 @@ import uuid
 from typing import Literal
 
 from joserfc import jwt
-from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vaka.errors import ProvisioningError
+from vaka.provisioning.jws import TokenKind, open_token
 from vaka.provisioning.tickets import ALGORITHM, LEEWAY_S
 
 TOKEN_TYPE = "vaka-order+jwt"  # noqa: S105 (a JWS type, not a secret)
+
+ORDER = TokenKind(TOKEN_TYPE, "order", "order", "not an order", 4096)
 
 
 class BadOrder(ProvisioningError, ValueError):
@@ -49,16 +51,9 @@ def sign_order(unit: str, order: str, key: OKPKey, reason: str = "", ttl_s: int 
 
 def verify_order(token: str, key: OKPKey, unit: str, now: float | None = None) -> Order:
     """The order if it is signed by ``key``, for ``unit`` and fresh; else :class:`BadOrder`."""
+    raw = open_token(token, key, ORDER, BadOrder)
     try:
-        decoded = jwt.decode(token, key, algorithms=[ALGORITHM])
-    except JoseError as err:
-        raise BadOrder(
-            "bad signature" if "signature" in str(err) else f"unreadable order ({err})"
-        ) from None
-    if decoded.header.get("typ") != TOKEN_TYPE:
-        raise BadOrder("not an order")
-    try:
-        order = Order.model_validate(decoded.claims)
+        order = Order.model_validate(raw)
     except ValidationError as err:
         raise BadOrder(f"order invalid: {err.error_count()} problem(s)") from None
     if order.unit != unit:

@@ -17,8 +17,9 @@ from joserfc.jwk import OKPKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vaka.errors import CallError
+from vaka.provisioning.jws import ALGORITHM, TokenKind, open_token
 
-ALGORITHM = "Ed25519"
+TICKET = TokenKind("vaka-ticket+jwt", "ticket", "ticket", "not a call ticket", 4096)
 ISSUER = "vaka-central"
 #: Clock difference tolerated between central and a unit.
 LEEWAY_S = 30
@@ -96,19 +97,9 @@ def verify_ticket(
 
     Raises :class:`BadTicket` with the reason a support person can act on.
     """
-    if not token:
-        raise BadTicket("no ticket")
-    if len(token) > 4096:
-        raise BadTicket("ticket is over 4096 characters")
+    raw = open_token(token, key, TICKET, BadTicket)
     try:
-        decoded = jwt.decode(token, key, algorithms=[ALGORITHM])
-    except JoseError as err:
-        reason = "bad signature" if "signature" in str(err) else f"unreadable ticket ({err})"
-        raise BadTicket(reason) from None
-    if decoded.header.get("typ") != "vaka-ticket+jwt":
-        raise BadTicket("not a call ticket")
-    try:
-        claims = TicketClaims.model_validate(decoded.claims)
+        claims = TicketClaims.model_validate(raw)
     except ValidationError as err:
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in err.errors())
         raise BadTicket(f"ticket claims invalid: {fields}") from None
