@@ -1,7 +1,6 @@
 """``vaka-staff``: staff tools on the command line. This version lists the fleet."""
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -123,18 +122,10 @@ def _describe_ring(message: dict[str, Any]) -> str:
 
 def run_duty(args: argparse.Namespace) -> int:
     """``vaka-staff duty on|off|status|listen``; exit status 2 with a reason when refused."""
-    from vaka.central_api import password_from_env_or_prompt
-    from vaka.staff.client import StaffError
+    from vaka.staff.dial import run_as_staff
 
-    password = password_from_env_or_prompt(args.user)
-    if args.ice_address:
-        from vaka.rtc.ice import configure_ice
-
-        configure_ice(args.ice_address)
-    try:
-        result = asyncio.run(_duty(args, password))
-    except StaffError as err:
-        print(f"vaka-staff: {err}", file=sys.stderr)
+    result = run_as_staff(args, lambda password: _duty(args, password))
+    if result is None:
         return 2
     if args.json:
         print(json.dumps(result, indent=2))
@@ -168,8 +159,7 @@ async def _message(args: argparse.Namespace, password: str, picture: bytes | Non
 
 def run_message(args: argparse.Namespace) -> int:
     """``vaka-staff message UNIT TEXT``; exit status 2 with a reason when refused."""
-    from vaka.central_api import password_from_env_or_prompt
-    from vaka.staff.client import StaffError
+    from vaka.staff.dial import run_as_staff
 
     picture = None
     if args.picture:
@@ -179,11 +169,8 @@ def run_message(args: argparse.Namespace) -> int:
         except OSError as err:
             print(f"vaka-staff: cannot read {args.picture}: {err.strerror}", file=sys.stderr)
             return 2
-    password = password_from_env_or_prompt(args.user)
-    try:
-        created = asyncio.run(_message(args, password, picture))
-    except StaffError as err:
-        print(f"vaka-staff: {err}", file=sys.stderr)
+    created = run_as_staff(args, lambda password: _message(args, password, picture))
+    if created is None:
         return 2
     if args.json:
         print(json.dumps(created, indent=2))

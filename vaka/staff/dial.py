@@ -5,12 +5,15 @@ import asyncio
 import json
 import sys
 import time
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from vaka.central_api import password_from_env_or_prompt
 from vaka.rtc.ice import configure_ice
 from vaka.rtc.pattern import decode_pattern
 from vaka.staff.client import StaffClient, StaffError
+
+R = TypeVar("R")
 
 
 async def dial_once(args: argparse.Namespace, password: str) -> dict[str, Any]:
@@ -54,15 +57,25 @@ async def dial_once(args: argparse.Namespace, password: str) -> dict[str, Any]:
         }
 
 
-def run_dial(args: argparse.Namespace) -> int:
-    """Run ``dial`` and print the result; exit status 2 with a reason when refused."""
+def run_as_staff(
+    args: argparse.Namespace, work: Callable[[str], Coroutine[Any, Any, R]]
+) -> R | None:
+    """Run ``work(password)`` for ``--user`` (password from the environment or the terminal,
+    ICE on ``--ice-address`` if given); ``None`` after printing central's refusal."""
     password = password_from_env_or_prompt(args.user)
-    if args.ice_address:
+    if getattr(args, "ice_address", None):
         configure_ice(args.ice_address)
     try:
-        result = asyncio.run(dial_once(args, password))
+        return asyncio.run(work(password))
     except StaffError as err:
         print(f"vaka-staff: {err}", file=sys.stderr)
+        return None
+
+
+def run_dial(args: argparse.Namespace) -> int:
+    """Run ``dial`` and print the result; exit status 2 with a reason when refused."""
+    result = run_as_staff(args, lambda password: dial_once(args, password))
+    if result is None:
         return 2
     if args.json:
         print(json.dumps(result, indent=2))
