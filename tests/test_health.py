@@ -235,6 +235,7 @@ def test_failing_callables_give_none_never_an_exception(
         "last call",
         "refused messages",
         "shutter",
+        "sound",
         "tv",
     ]
 

@@ -274,7 +274,7 @@ def test_simulated_profiles_have_their_devices() -> None:
         assert tv.camera is not None and tv.camera.present
         assert tv.shutter is not None and tv.shutter.state is ShutterState.CLOSED
         assert tv.led is not None and not tv.led.is_on and tv.ir_light is None
-        assert [d.kind for d in tv.sources()] == ["shutter", "camera", "tv", "led"]
+        assert [d.kind for d in tv.sources()] == ["shutter", "camera", "sound", "tv", "led"]
     finally:
         tv.close()
     with pytest.raises(ConfigError, match="unknown unit profile 'toaster'"):

@@ -23,6 +23,7 @@ from vaka.agent.hw.hardware import Hardware, gpio_hardware, simulated
 from vaka.agent.hw.hotplug import HotplugMonitor
 from vaka.agent.hw.pins import load_pin_map
 from vaka.agent.hw.shutter import ShutterState
+from vaka.agent.hw.sound import UsbSoundCards
 from vaka.agent.lifecycle import UnitLifecycle
 from vaka.agent.link import LinkSettings, UnitLink
 from vaka.agent.media.settings import apply_process_settings
@@ -62,6 +63,8 @@ def build_hardware(config: AgentConfig) -> Hardware:
         hardware.camera = V4l2CameraDevice(Path(config.media.device))
     if config.unit.profile == "tv":
         hardware.display = CecDisplay(config.tv.cec_device, osd_name=config.tv.osd_name)
+        if config.media.audio in ("alsa", "pulse"):
+            hardware.sound = UsbSoundCards()
     hardware.hotplug = HotplugMonitor()
     return hardware
 

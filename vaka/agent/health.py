@@ -26,6 +26,7 @@ from vaka import __version__
 from vaka.agent.hw.base import StateSource
 from vaka.agent.hw.camera import CameraPresence
 from vaka.agent.hw.hardware import Hardware
+from vaka.agent.hw.sound import SoundPresence
 from vaka.agent.sysinfo import (
     in_range,
     kernel_clock_synced,
@@ -133,6 +134,7 @@ class HealthSampler:
     def _collect(self) -> dict[str, Any]:
         read, hw = self._read, self.hardware
         camera = read("camera", lambda: _refreshed(hw.camera))
+        sound = read("sound", lambda: _refreshed(hw.sound))
         return {
             "interval_s": self.interval_s,
             "uptime_s": read("uptime", read_uptime),
@@ -142,6 +144,7 @@ class HealthSampler:
             "link": read("link", lambda: read_link(self.sys_root, self.proc_root)),
             "broker_rtt_ms": read("broker round-trip", self._rtt),
             "camera_present": None if camera is None else camera == CameraPresence.PRESENT.value,
+            "sound_present": None if sound is None else sound == SoundPresence.PRESENT.value,
             "shutter": read("shutter", lambda: _refreshed(hw.shutter)),
             "tv": read("tv", lambda: _refreshed(hw.display)),
             "clock_synced": read("clock sync", self._clock_synced) is True,

@@ -10,6 +10,7 @@ from typing import Any
 from vaka.agent.hw.camera import V4l2CameraDevice
 from vaka.agent.hw.hardware import Hardware
 from vaka.agent.hw.hotplug import HotplugEvent, HotplugKind, refresh_on_hotplug
+from vaka.agent.hw.sound import UsbSoundCards
 from vaka.errors import HardwareError
 from vaka.protocol.messages import EventMessage, EventPayload
 
@@ -38,9 +39,11 @@ class HotplugReporter:
             log.warning("devices coming and going will not be noticed: %s", err)
             return
         self._unsubscribe.append(hotplug.subscribe(self._on_event))
-        camera = self.hardware.camera
+        camera, sound = self.hardware.camera, self.hardware.sound
         if isinstance(camera, V4l2CameraDevice):
             self._unsubscribe.append(refresh_on_hotplug(hotplug, camera, [HotplugKind.CAMERA]))
+        if isinstance(sound, UsbSoundCards):
+            self._unsubscribe.append(refresh_on_hotplug(hotplug, sound, [HotplugKind.AUDIO]))
 
     def _on_event(self, event: HotplugEvent) -> None:
         display = self.hardware.display

@@ -45,6 +45,8 @@ def _health_reasons(profile: str | None, h: dict[str, Any], t: Thresholds, now: 
         reasons.append(f"memory {h['mem_used_pct']:.0f} % used")
     if h.get("camera_present") is False:
         reasons.append("camera not detected")
+    if h.get("sound_present") is False:
+        reasons.append("no microphone or speakerphone")
     if h.get("shutter") == "fault":
         reasons.append("privacy shutter fault")
     if profile == "tv" and h.get("tv") == "absent":

@@ -73,6 +73,7 @@ class HealthPayload(_Strict):
     link: LinkQuality | None = None
     broker_rtt_ms: float | None = Field(default=None, ge=0)
     camera_present: bool | None = None
+    sound_present: bool | None = None  # the TV unit's USB microphone or speakerphone
     shutter: Literal["closed", "opening", "open", "closing", "fault"] | None = None
     tv: Literal["on", "standby", "absent", "unknown"] | None = None
     clock_synced: bool

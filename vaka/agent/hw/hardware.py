@@ -27,6 +27,7 @@ from vaka.agent.hw.ir_light import IrLight
 from vaka.agent.hw.pins import PinMap, load_pin_map
 from vaka.agent.hw.shutter import Shutter
 from vaka.agent.hw.shutter_gpio import GpioShutter
+from vaka.agent.hw.sound import SimulatedSoundDevice, SoundDevice
 from vaka.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class Hardware:
     """The devices of one unit; ``None`` where the profile has no such device."""
 
     camera: CameraDevice | None = None
+    #: the TV unit's USB microphone or speakerphone
+    sound: SoundDevice | None = None
     shutter: Shutter | None = None
     display: Display | None = None
     led: IndicatorLed | None = None
@@ -60,6 +63,7 @@ class Hardware:
         devices: list[AnySource | None] = [
             self.shutter,
             self.camera,
+            self.sound,
             self.display,
             self.led,
             self.ir_light,
@@ -162,5 +166,8 @@ def simulated(
         display = FakeCecDisplay(FakeCecBus(TvState.STANDBY))
         hotplug.attach(HotplugKind.HDMI, display)
         hardware.display = display
+        sound = SimulatedSoundDevice()
+        hotplug.attach(HotplugKind.AUDIO, sound)
+        hardware.sound = sound
     hardware.hotplug = hotplug
     return hardware

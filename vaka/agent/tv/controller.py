@@ -29,6 +29,7 @@ from vaka.agent.call.observer import CallObserver
 from vaka.agent.hw.camera import CameraPresence
 from vaka.agent.hw.cec import StandbyTimer
 from vaka.agent.hw.hardware import Hardware
+from vaka.agent.hw.sound import SoundPresence
 from vaka.agent.link import LinkState, UnitLink
 from vaka.agent.media.settings import MediaSettings
 from vaka.agent.media.source import BgrImage
@@ -159,8 +160,9 @@ class TvController(CallObserver):
             screen = HeadlessScreen(self.catalog, self._on_press, loop=loop, size=size)
         self.screen = screen
         self._unsubscribe.append(self.link.subscribe_state(lambda _s: self.refresh()))
-        if self.hardware.camera is not None:
-            self._unsubscribe.append(self.hardware.camera.subscribe(lambda _s: self.refresh()))
+        for device in (self.hardware.camera, self.hardware.sound):
+            if device is not None:
+                self._unsubscribe.append(device.subscribe(lambda _s: self.refresh()))
         self._tasks.add(loop.create_task(self._clock()))
         self.refresh()
 
@@ -191,9 +193,11 @@ class TvController(CallObserver):
     def _trouble(self) -> str | None:
         if self.link.state is not LinkState.ONLINE:
             return "no_connection"
-        camera = self.hardware.camera
+        camera, sound = self.hardware.camera, self.hardware.sound
         if camera is not None and camera.state is CameraPresence.ABSENT:
             return "no_camera"
+        if sound is not None and sound.state is SoundPresence.ABSENT:
+            return "no_sound"
         if self._notice is not None:
             key, until = self._notice
             if time.monotonic() < until:
