@@ -3,7 +3,6 @@
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import logging
 import signal
 import sys
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from vaka.agent.gui_preload import preload_gui_if_needed
 from vaka.agent.journal import setup_logging
+from vaka.agent.memory import limit_malloc_arenas
 from vaka.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -45,20 +45,6 @@ async def _run(config: "AgentConfig") -> None:
         loop.add_signal_handler(sig, runner.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         await runner
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's per-thread malloc arenas (``M_ARENA_MAX``).
-
-    The agent runs a few threads (camera capture, GPIO, executor); by default each may get an
-    arena of its own, which on a small board is tens of megabytes of resident memory for
-    nothing. Same effect as ``MALLOC_ARENA_MAX`` in the environment; a no-op off glibc.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(ctypes.c_int(-8), ctypes.c_int(arenas))  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:

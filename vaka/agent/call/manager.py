@@ -24,6 +24,7 @@ from vaka.agent.call.session import CallSession
 from vaka.agent.hw.hardware import Hardware
 from vaka.agent.link import LinkState, UnitLink
 from vaka.agent.media.settings import MediaSettings
+from vaka.agent.memory import release_memory
 from vaka.errors import LinkError
 from vaka.protocol.messages import (
     AnyMessage,
@@ -221,6 +222,10 @@ class CallManager:
         self.last_result = f"{session.claims.purpose}: {session.end_reason}"[:200]
         if self.session is session:
             self.session = None
+        del session
+        await asyncio.sleep(1.0)  # let aiortc's own tasks of the call finish first
+        if self.session is None:
+            release_memory()
 
     def _on_link_state(self, state: LinkState) -> None:
         session = self.session
