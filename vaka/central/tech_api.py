@@ -15,7 +15,7 @@ from vaka.errors import BadTopic, ProvisioningError
 from vaka.protocol.enrolment import display_code, normalise_code
 from vaka.protocol.messages import CommandMessage, CommandPayload
 from vaka.protocol.topics import Channel, check_device_id
-from vaka.provisioning.bundles import AutoAnswerRule
+from vaka.provisioning.bundles import AutoAnswerRule, IceServer, describe_problems
 from vaka.provisioning.orders import sign_order
 
 if TYPE_CHECKING:
@@ -123,8 +123,7 @@ async def _unit_request(
     except BadTopic as err:
         raise _json(web.HTTPBadRequest, str(err)) from None
     except ValidationError as err:
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in err.errors())
-        raise _json(web.HTTPBadRequest, f"invalid request: {fields}") from None
+        raise _json(web.HTTPBadRequest, f"invalid request: {describe_problems(err)}") from None
     return member, unit, body
 
 
@@ -210,6 +209,8 @@ class PushConfigRequest(BaseModel):
     language: Literal["sv", "da", "en"] | None = None
     #: which calls a TV answers by itself (see docs/tv.md); only for ``tv`` units
     auto_answer: list[AutoAnswerRule] | None = Field(default=None, max_length=16)
+    #: STUN/TURN servers for calls beyond the municipality's network
+    ice_servers: list[IceServer] | None = Field(default=None, max_length=8)
 
 
 async def push(request: web.Request) -> web.Response:

@@ -59,6 +59,13 @@ def add_unit_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
         help="a TV answers these calls by itself after a countdown (repeatable), "
         "e.g. video_visit:g-home-care:10",
     )
+    p.add_argument(
+        "--ice-servers",
+        type=ice_servers_file,
+        metavar="FILE",
+        help="STUN/TURN servers: a JSON list of {urls, username?, credential?} (a file, so that "
+        "TURN secrets stay out of the process list and shell history)",
+    )
     command("rotate", "make the unit renew its key and certificate now").add_argument("unit")
     for name, what in (
         ("revoke", "revoke a unit now (stolen, compromised)"),
@@ -94,7 +101,14 @@ def _call(api: CentralApi, args: argparse.Namespace) -> Any:
         return api.request("POST", f"/api/units/{args.unit}/assign", body)
     if cmd == "push-config":
         body = {"profile": args.profile}
-        for key in ("health_interval_s", "call_max_duration_s", "language", "auto_answer"):
+        keys = (
+            "health_interval_s",
+            "call_max_duration_s",
+            "language",
+            "auto_answer",
+            "ice_servers",
+        )
+        for key in keys:
             if getattr(args, key) is not None:
                 body[key] = getattr(args, key)
         return api.request("POST", f"/api/units/{args.unit}/config", body)
@@ -112,6 +126,20 @@ def auto_answer_rule(text: str) -> dict[str, object]:
         )
     groups = [g.strip() for g in parts[1].split(",") if g.strip()]
     return {"purpose": parts[0], "caller_groups": groups, "countdown_s": int(parts[2])}
+
+
+def ice_servers_file(path: str) -> list[object]:
+    """The STUN/TURN servers in a JSON file (``argparse`` type); central checks each entry."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            servers = json.load(file)
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {err.strerror}") from None
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{path} is not JSON: {err}") from None
+    if not isinstance(servers, list):
+        raise argparse.ArgumentTypeError(f"{path} must hold a JSON list of servers")
+    return servers
 
 
 def _when(ts: float | None) -> str:
