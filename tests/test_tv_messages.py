@@ -73,3 +73,29 @@ async def test_reminder_wakes_the_tv_is_acknowledged_or_missed(
         await wait_for(missed, 15)
         assert isinstance(screen_of(agent).state, Idle)
         await wait_for(lambda: bus.state is TvState.STANDBY, 10)
+
+
+async def test_a_message_sent_while_the_unit_was_offline_arrives_when_it_comes_online(
+    broker: Broker, central: CentralService
+) -> None:
+    await asyncio.to_thread(central.directory.load, tv_directory())
+    member = central.directory.staff_member(DAY)
+    assert member is not None
+    request = MessageRequest(unit=TV, kind="message", text="Vi kommer klockan 10")
+    row = await asyncio.to_thread(central.messages.create, member, request)
+    central.messages.wake()
+
+    async def sent() -> bool:
+        return await _status(central, row["mid"]) == "sent"
+
+    await wait_for(sent, 10)  # to a unit that is not connected: lost on the way
+    async with running_tv(broker) as agent:
+        await wait_for(lambda: isinstance(screen_of(agent).state, Message), 10)
+        screen_of(agent).press(ButtonId.ACKNOWLEDGE)
+
+        async def acknowledged() -> bool:
+            return await _status(central, row["mid"]) == "acknowledged"
+
+        await wait_for(acknowledged, 10)
+    # dealt with: nothing is kept to send again
+    assert await asyncio.to_thread(central.messages._undelivered, TV, time.time()) == []

@@ -59,6 +59,8 @@ class FleetIngest:
         self.max_batch = max_batch
         #: Called (on the writing thread) with each event stored for the first time.
         self.event_hooks: list[Callable[[EventRecord], None]] = []
+        #: Called (on the event loop) with the unit's id whenever a unit announces it is online.
+        self.online_hooks: list[Callable[[str], None]] = []
         self.accepted = 0
         self.written = 0
         self._pending = _Batch()
@@ -81,6 +83,12 @@ class FleetIngest:
             return False
         if isinstance(message, StateMessage):
             p = message.payload
+            if p.status == "online":
+                for hook in self.online_hooks:
+                    try:
+                        hook(where.device_id)
+                    except Exception:
+                        log.exception("a hook for %s coming online failed", where.device_id)
             self._pending.states.append(
                 StateUpdate(
                     where.device_id,

@@ -182,6 +182,7 @@ class MessageDesk:
         self.timezone = timezone
         self.poll_s = poll_s
         self._wake = asyncio.Event()
+        self._resends: set[asyncio.Task[int]] = set()
         messages.create(engine, checkfirst=True)
 
     # ---------------------------------------------------------------- who may
@@ -350,7 +351,6 @@ class MessageDesk:
                     self._set, mid, ("sent",), status="scheduled", updated_at=time.time()
                 )
                 continue
-            await asyncio.to_thread(self._set, mid, ("sent",), token=None)
             log.info("message %s sent to %s", mid, unit)
             sent += 1
         return sent
@@ -368,7 +368,8 @@ class MessageDesk:
         reason = "the unit did not report it before it expired (offline?)"
         overdue = []
         for mid, unit in rows:
-            if self._set(mid, ("sent", "shown"), status="missed", updated_at=now, reason=reason):
+            values = {"status": "missed", "updated_at": now, "reason": reason, "token": None}
+            if self._set(mid, ("sent", "shown"), **values):
                 self.audit.append("message_missed", unit=unit, mid=mid, reason=reason)
                 overdue.append(mid)
         return overdue
@@ -415,6 +416,9 @@ class MessageDesk:
                     status=action,
                     updated_at=time.time(),
                     reason=None if reason is None else str(reason)[:200],
+                    # kept until the citizen has dealt with it, to send it again if the unit
+                    # lost it (offline when it was sent, or restarted while showing it)
+                    **({} if action == "shown" else {"token": None}),
                 )
             )
         if not result.rowcount:
@@ -424,6 +428,41 @@ class MessageDesk:
         self.audit.append(
             kind, unit=device_id, mid=mid, reason=None if reason is None else str(reason)[:200]
         )
+
+    def _undelivered(self, unit: str, now: float) -> list[tuple[str, str]]:
+        """The unit's messages sent but not dealt with yet, and still valid: ``(mid, token)``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(messages.c.mid, messages.c.token).where(
+                    messages.c.unit == unit,
+                    messages.c.status.in_(("sent", "shown")),
+                    messages.c.token.is_not(None),
+                    messages.c.exp > now,
+                )
+            ).all()
+        return [(mid, token) for mid, token in rows]
+
+    async def resend(self, unit: str) -> int:
+        """Send the unit's undelivered messages again (it came online); how many. The unit shows
+        a message it still has on screen only once."""
+        count = 0
+        for mid, token in await asyncio.to_thread(self._undelivered, unit, time.time()):
+            try:
+                await self.publish(
+                    unit, Channel.MESSAGE, MessageMessage(payload=MessagePayload(token=token))
+                )
+            except LinkError as err:
+                log.warning("message %s to %s not sent again: %s", mid, unit, err)
+                return count
+            log.info("message %s sent again to %s (it came online)", mid, unit)
+            count += 1
+        return count
+
+    def on_unit_online(self, unit: str) -> None:
+        """An ingest hook (on the loop): a unit came online; send what it may have missed."""
+        task = asyncio.get_running_loop().create_task(self.resend(unit))
+        self._resends.add(task)
+        task.add_done_callback(self._resends.discard)
 
     def on_event_record(self, record: EventRecord) -> None:
         """An ingest hook: pass the unit's ``message`` events to :meth:`on_event`."""

@@ -86,6 +86,7 @@ class CentralService:
             config.calls.timezone,
         )  # fmt: skip
         self.ingest.event_hooks.append(self.messages.on_event_record)
+        self.ingest.online_hooks.append(self.messages.on_unit_online)
         self.certs: CertificateRegistry | None = None
         self.provisioner: Provisioner | None = None
         if config.pki is not None:

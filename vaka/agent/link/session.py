@@ -246,11 +246,13 @@ class UnitLink:
                 ) as client:
                     if self._closing:  # closed while connecting (see close())
                         break
+                    # Subscribed before the birth: central may answer the birth at once (it
+                    # sends again the messages the unit missed while offline).
+                    for channel in sorted(UNIT_READS):
+                        await client.subscribe(device_topic(s.device_id, channel), qos=1)
                     await client.publish(
                         state_topic, self._state_message("online"), qos=1, retain=True
                     )
-                    for channel in sorted(UNIT_READS):
-                        await client.subscribe(device_topic(s.device_id, channel), qos=1)
                     self._client = client
                     self._set_state(LinkState.ONLINE)
                     log.info("online as %s (bdseq %d)", s.device_id, self.bdseq)
