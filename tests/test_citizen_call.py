@@ -17,6 +17,7 @@ import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from tests.conftest import Broker, central_config, collecting, wait_for
+from vaka.central.call_requests import CallRequest
 from vaka.central.citizen_calls import NO_STAFF
 from vaka.central.directory import DirectorySpec
 from vaka.central.policy import CallLimits
@@ -368,3 +369,22 @@ async def test_a_forged_request_id_is_refused(broker: Broker, tmp_path: Path) ->
             desk.central.audit.entries, kind="citizen_call_requested"
         )
         assert requested == []
+
+
+async def test_a_request_left_ringing_by_a_gone_instance_is_settled_and_escalated(
+    broker: Broker, tmp_path: Path
+) -> None:
+    async with desk_central(broker, tmp_path, ring_s=5) as desk, fake_unit(broker) as unit:
+        central = desk.central
+        req = f"{UNIT}.{secrets.token_hex(6)}"
+        # Another instance took the request and died while it rang: nobody watches the row.
+        request = CallRequest(
+            req, UNIT, "c-tv", frozenset({"g-night"}), time.time() - 60, "ringing", None, None, None
+        )
+        assert await asyncio.to_thread(central.citizen_calls.book.create, request, "central-9")
+        assert await central.citizen_calls.sweep() == 1
+        assert await central.citizen_calls.sweep() == 0  # settled once
+        error = await unit.signal(lambda s: s["kind"] == "error" and s["call_id"] == req)
+        assert error["state"] == "unanswered"
+        (kind, detail) = desk.notified.calls[-1]
+        assert kind == "citizen_call_escalated" and detail["request_id"] == req

@@ -115,6 +115,18 @@ class RequestBook:
             )
         return bool(result.rowcount)
 
+    def ringing_before(self, cutoff: float) -> list[CallRequest]:
+        """Requests still ringing that were made before ``cutoff``."""
+        table = citizen_call_requests
+        with self.engine.connect() as conn:
+            ids = conn.execute(
+                select(table.c.request_id).where(
+                    table.c.state == "ringing", table.c.created_at < cutoff
+                )
+            ).scalars()
+            found = list(ids)
+        return [r for r in (self.get(i) for i in found) if r is not None]
+
     def finish(self, request_id: str, state: str, reason: str) -> bool:
         """Move a ringing request to ``state``; ``False`` if it was no longer ringing."""
         table = citizen_call_requests

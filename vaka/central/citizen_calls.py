@@ -46,6 +46,8 @@ Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
 NO_STAFF = "nobody from the night staff is on duty"
 #: How often an instance looks at a ringing request's row.
 POLL_S = 0.25
+#: How long after a request's deadline another instance settles it (its creator is gone).
+TAKEOVER_S = 5.0
 
 _REQUEST_SUFFIX = re.compile(r"[0-9a-f]{12}")
 
@@ -270,19 +272,15 @@ class CitizenCallDesk:
         deadline = ring.request.created_at + ring_s
         while not ring.done.is_set():
             remaining = deadline - time.time()
-            if remaining <= 0 and creator:
-                reason = f"nobody from the night staff answered within {ring_s:.0f} s"
-                if await asyncio.to_thread(self.book.finish, req, "unanswered", reason):
+            # The creating instance gives up at the deadline; the others a little later, in
+            # case it is gone (whoever settles the row first tells the unit and escalates).
+            if remaining <= 0 and (creator or remaining < -TAKEOVER_S):
+                if await self._give_up(ring.request):
                     ring.stop("unanswered")
-                    await self._send_unit(
-                        ring.request.unit,
-                        SignalPayload(kind="error", call_id=req, state="unanswered", reason=reason),
-                    )
-                    await self._escalate(ring.request, reason)
                     return
-            elif remaining < -2 * POLL_S - 5:
-                ring.stop("no longer ringing")  # the creating instance is gone
-                return
+                if not creator:
+                    ring.stop("no longer ringing")
+                    return
             pause = min(POLL_S, max(remaining, 0.01)) if remaining > 0 else POLL_S
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ring.done.wait(), pause)
@@ -291,6 +289,43 @@ class CitizenCallDesk:
             row = await asyncio.to_thread(self.book.get, req)
             if row is None or row.state != "ringing":
                 ring.stop(_ended_reason(row))
+
+    async def _give_up(self, request: CallRequest) -> bool:
+        """Settle a request nobody answered in time: the unit hears ``unanswered`` and central
+        escalates. ``False`` if it was no longer ringing (taken, cancelled, or settled by
+        another instance)."""
+        ring_s = self.limits.citizen_call_ring_s
+        reason = f"nobody from the night staff answered within {ring_s:.0f} s"
+        req = request.request_id
+        if not await asyncio.to_thread(self.book.finish, req, "unanswered", reason):
+            return False
+        await self._send_unit(
+            request.unit,
+            SignalPayload(kind="error", call_id=req, state="unanswered", reason=reason),
+        )
+        await self._escalate(request, reason)
+        return True
+
+    async def sweep(self, now: float | None = None) -> int:
+        """Settle requests still ringing well past their time with nobody watching them (their
+        instance stopped, or central restarted); how many this instance settled."""
+        now = time.time() if now is None else now
+        cutoff = now - self.limits.citizen_call_ring_s - TAKEOVER_S
+        settled = 0
+        for request in await asyncio.to_thread(self.book.ringing_before, cutoff):
+            if request.request_id not in self._rings and await self._give_up(request):
+                settled += 1
+        return settled
+
+    async def run(self, every_s: float = 10.0) -> None:
+        """:meth:`sweep` every ``every_s`` seconds until cancelled."""
+        while True:
+            try:
+                if settled := await self.sweep():
+                    log.warning("settled %d citizen call(s) left ringing", settled)
+            except Exception:
+                log.exception("sweeping citizen calls failed; trying again")
+            await asyncio.sleep(every_s)
 
     async def _stop(self, ring: _Ring) -> None:
         if ring.stopped:
