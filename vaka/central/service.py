@@ -6,7 +6,8 @@ import logging
 from aiohttp import web
 from pydantic import BaseModel
 
-from vaka.central.alerts import AlertWatch, add_alert_routes, notifier_for
+from vaka.central.alerts import AlertWatch, notifier_for
+from vaka.central.alerts_api import add_alert_routes
 from vaka.central.audit import AuditLog
 from vaka.central.audit_api import add_audit_routes
 from vaka.central.calls import CallRelay
