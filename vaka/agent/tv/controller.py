@@ -153,6 +153,8 @@ class TvController(CallObserver):
             import os
 
             mode = "window" if os.environ.get("DISPLAY") else "headless"
+            if mode == "headless" and not self.simulate:
+                log.warning("no $DISPLAY: the TV screen is not shown (set up the display session)")
         if mode == "window":
             screen: Screen = TvScreen(self.catalog, self._on_press, loop=loop, size=size)
             await asyncio.to_thread(screen.start)  # type: ignore[attr-defined]
