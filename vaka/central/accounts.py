@@ -32,6 +32,7 @@ from vaka.central.audit import AuditLog
 from vaka.central.config import StaffAccessSection
 from vaka.central.db import metadata, upsert
 from vaka.central.directory import Directory, StaffMember, staff_auth
+from vaka.central.secret_box import SecretBoxError
 from vaka.errors import VakaError
 
 log = logging.getLogger(__name__)
@@ -333,7 +334,19 @@ class Accounts:
             ).scalar()
         if secret is None:
             return "wrong"
-        return self._check_code(staff_id, secret, code, time.time() if now is None else now)
+        plain = self._open(secret)
+        return self._check_code(staff_id, plain, code, time.time() if now is None else now)
+
+    def _open(self, stored: str) -> str:
+        try:
+            return self.directory.secret_box.open(stored)
+        except SecretBoxError as err:
+            log.error("cannot check a one-time code: %s", err)
+            raise AccessRefused(
+                "central cannot check one-time codes: its TOTP key does not fit (tell the "
+                "administrator: [staff_access] totp_key_file)",
+                503,
+            ) from None
 
     def _check_code(self, staff_id: str, secret: str, code: str, now: float) -> str:
         code = re.sub(r"\s", "", code)
@@ -374,12 +387,13 @@ class Accounts:
         with self.engine.begin() as conn:
             # An account from before log-in state was kept has no row: its password age is
             # unknown, so it counts as expired.
+            sealed = self.directory.secret_box.seal(secret)
             ins = upsert(self.engine, staff_auth).values(
-                staff_id=member.staff_id, password_changed_at=0.0, totp_pending=secret
+                staff_id=member.staff_id, password_changed_at=0.0, totp_pending=sealed
             )
             conn.execute(
                 ins.on_conflict_do_update(
-                    index_elements=["staff_id"], set_={"totp_pending": secret}
+                    index_elements=["staff_id"], set_={"totp_pending": sealed}
                 )
             )
         uri = pyotp.TOTP(secret).provisioning_uri(name=member.staff_id, issuer_name=ISSUER)
@@ -393,7 +407,7 @@ class Accounts:
             ).scalar()
         if pending is None:
             raise AccessRefused("start the set-up first (no one-time code is waiting)", 409)
-        if self._check_code(member.staff_id, pending, code, time.time()) != "ok":
+        if self._check_code(member.staff_id, self._open(pending), code, time.time()) != "ok":
             self.audit.append(
                 "totp_enrol_failed", actor=member.staff_id, address=address, reason="wrong code"
             )

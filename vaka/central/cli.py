@@ -14,6 +14,7 @@ from vaka.central.config import load_central_config
 from vaka.central.db import open_engine
 from vaka.central.directory import Directory, load_directory_file
 from vaka.central.reports import supervisions, supervisions_csv
+from vaka.central.secret_box import SecretBox, write_new_key
 from vaka.central.service import CentralService
 from vaka.errors import ConfigError, VakaError
 
@@ -66,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     load = directory_sub.add_parser("load", help="load a directory TOML file")
     load.add_argument("file", type=Path)
     load.add_argument("--database", required=True)
+    load.add_argument(
+        "--totp-key",
+        type=Path,
+        help="the key that seals one-time code secrets ([staff_access] totp_key_file)",
+    )
+
+    key = sub.add_parser("totp-key", help="make the key that seals staff TOTP secrets at rest")
+    key.add_argument("file", type=Path, help="where to write it (mode 0600; never overwritten)")
 
     demo = sub.add_parser("demo", help="broker, central and simulated units on this machine")
     demo.add_argument("--dir", type=Path, default=Path(".vaka-demo"))
@@ -99,7 +108,7 @@ def _offline_command(args: argparse.Namespace) -> int:
     engine = open_engine(args.database)
     if args.command == "directory":
         spec = load_directory_file(args.file)
-        Directory(engine).load(spec)
+        Directory(engine, SecretBox.from_file(args.totp_key)).load(spec)
         print(
             f"loaded {len(spec.staff)} staff, {len(spec.group)} groups, "
             f"{len(spec.citizen)} citizens, {len(spec.permission)} permissions, "
@@ -157,6 +166,14 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             )
             print(f"wrote {path}")
+        elif args.command == "totp-key":
+            try:
+                write_new_key(args.file)
+            except FileExistsError:
+                raise ConfigError(f"{args.file} exists: a key is never overwritten") from None
+            except OSError as err:
+                raise ConfigError(f"cannot write {args.file}: {err.strerror}") from None
+            print(f'wrote {args.file}; set [staff_access] totp_key_file = "{args.file}"')
         elif args.command in ("audit", "report", "directory"):
             return _offline_command(args)
         elif args.command == "demo":

@@ -79,6 +79,8 @@ class StaffAccessSection(_Section):
     lockout_window_s: float = Field(default=900, gt=0)
     lockout_s: float = Field(default=900, gt=0)
     require_totp: bool = True
+    #: the key that seals the staff's TOTP secrets in the database (``vaka-central totp-key``)
+    totp_key_file: Path | None = None
     #: role -> the networks (CIDR) its staff may log in and work from; a role not named here
     #: may use loopback only. Set your municipality's networks.
     allow: dict[StaffRole, list[Network]] = {}

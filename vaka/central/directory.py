@@ -20,6 +20,7 @@ from sqlalchemy import Boolean, Column, Float, Integer, String, Table, delete, s
 from sqlalchemy.engine import Connection, Engine
 
 from vaka.central.db import metadata, upsert
+from vaka.central.secret_box import SecretBox
 from vaka.errors import ConfigError
 from vaka.protocol.topics import DEVICE_ID_PATTERN
 
@@ -43,8 +44,8 @@ staff_auth = Table(
     metadata,
     Column("staff_id", String(64), primary_key=True),
     Column("password_changed_at", Float, nullable=False),
-    Column("totp_secret", String(64)),
-    Column("totp_pending", String(64)),
+    Column("totp_secret", String(256)),  # sealed by vaka.central.secret_box when a key is set
+    Column("totp_pending", String(256)),
     Column("totp_enrolled_at", Float),
 )
 staff_groups = Table(
@@ -218,7 +219,7 @@ class StaffMember:
     active: bool
 
 
-def _load_auth(conn: Connection, engine: Engine, s: StaffSpec) -> None:
+def _load_auth(conn: Connection, engine: Engine, s: StaffSpec, box: SecretBox) -> None:
     """Upsert one account's log-in state: a loaded password counts as set now unless it is the
     one already stored; a loaded TOTP secret is enrolled; an unnamed one is left as it is."""
     row = (
@@ -245,7 +246,9 @@ def _load_auth(conn: Connection, engine: Engine, s: StaffSpec) -> None:
             changed_at = row["password_changed_at"]
     values: dict[str, object] = {"password_changed_at": changed_at}
     if s.totp_secret is not None:
-        values.update(totp_secret=s.totp_secret, totp_pending=None, totp_enrolled_at=time.time())
+        values.update(
+            totp_secret=box.seal(s.totp_secret), totp_pending=None, totp_enrolled_at=time.time()
+        )
     ins = upsert(engine, staff_auth).values(staff_id=s.id, **values)
     conn.execute(ins.on_conflict_do_update(index_elements=["staff_id"], set_=values))
 
@@ -258,8 +261,10 @@ def _minutes(hhmm: str) -> int:
 class Directory:
     """Queries and updates on the directory tables. Blocking: call from a worker thread."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, secret_box: SecretBox | None = None) -> None:
         self.engine = engine
+        #: seals the staff's TOTP secrets at rest (see :mod:`vaka.central.secret_box`)
+        self.secret_box = secret_box or SecretBox()
 
     def load(self, spec: DirectorySpec) -> None:
         """Upsert everything in ``spec``; permissions and schedules of named citizens are
@@ -271,7 +276,7 @@ class Directory:
                     ins.on_conflict_do_update(index_elements=["group_id"], set_={"name": g.name})
                 )
             for s in spec.staff:
-                _load_auth(conn, self.engine, s)
+                _load_auth(conn, self.engine, s, self.secret_box)
                 hashed = s.password_hash or _hasher.hash(s.password or "")
                 values = {
                     "display_name": s.name,

@@ -22,6 +22,7 @@ from vaka.central.mqtt import CentralLink
 from vaka.central.provisioner import Provisioner, issuing_ca
 from vaka.central.revocation import CertificateRegistry
 from vaka.central.round_api import add_round_routes
+from vaka.central.secret_box import SecretBox
 from vaka.central.staff_api import add_staff_routes
 from vaka.central.store import SqlFleetStore
 from vaka.central.tech_api import add_technician_routes
@@ -42,7 +43,9 @@ class CentralService:
         self.config = config
         self.engine = open_engine(config.database.url)
         self.store = SqlFleetStore(self.engine)
-        self.directory = Directory(self.engine)
+        self.directory = Directory(
+            self.engine, SecretBox.from_file(config.staff_access.totp_key_file)
+        )
         self.audit = AuditLog(self.engine)
         #: ``await service.notifier.notify(kind, detail)``: events for the external notifier
         self.notifier = notifier_for(config.alerts, self.audit)
