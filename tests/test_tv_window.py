@@ -7,8 +7,10 @@ to ``docs/screens/``.
 """
 
 import asyncio
+import contextlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2  # noqa: F401 - OpenCV's libraries before PyAV's (vaka/agent/gui_preload.py)
@@ -45,19 +47,28 @@ async def _shot(agent: Agent, tmp_path: Path, name: str) -> np.ndarray:
     return pixels
 
 
-async def _click(agent: Agent, button: ButtonId) -> None:
-    """Click ``button`` on what the window shows now, with real X events."""
+async def _click(agent: Agent, button: ButtonId, done: Callable[[], object]) -> None:
+    """Click ``button`` on what the window shows now, with real X events, until ``done()``.
+
+    Under load Xvfb/Qt now and then lose a click outright; then it is clicked again (what is
+    under test is what a click that arrives does)."""
     screen = _window(agent)
     assert await asyncio.to_thread(screen.wait_shown, 5.0)
     state = screen.state
     assert state is not None
     x, y = next(b.rect.center for b in buttons(state, screen.size) if b.id == button)
-    # xdotool's --sync waits long for a move to where the pointer already is: wiggle first.
-    await asyncio.to_thread(xdotool, "mousemove", "--sync", str(x + 7), str(y + 5))
-    await asyncio.to_thread(xdotool, "mousemove", "--sync", str(x), str(y), "click", "1")
+    for attempt in range(3):
+        # xdotool's --sync waits long for a move to where the pointer already is: wiggle first.
+        await asyncio.to_thread(xdotool, "mousemove", "--sync", str(x + 7), str(y + 5))
+        await asyncio.to_thread(
+            xdotool, "mousemove", "--sync", str(x + attempt), str(y), "click", "1"
+        )
+        with contextlib.suppress(AssertionError):
+            await wait_for(done, 4, what=f"{button} to take effect")
+            return
+    raise AssertionError(f"three clicks on {button} did nothing")
 
 
-@pytest.mark.flaky(reruns=2)
 async def test_call_rings_on_the_tv_and_clicks_do_what_they_say(
     broker: Broker,
     central: CentralService,
@@ -84,12 +95,15 @@ async def test_call_rings_on_the_tv_and_clicks_do_what_they_say(
             assert g > 100 and g > r + 40 and g > b + 40, (r, g, b)
 
             # "Wait" stops the auto-answer: the call keeps ringing past the countdown.
-            await _click(agent, ButtonId.CANCEL_AUTO_ANSWER)
-            await wait_for(lambda: getattr(_window(agent).state, "countdown_s", 0) is None, 5)
+            await _click(
+                agent,
+                ButtonId.CANCEL_AUTO_ANSWER,
+                lambda: getattr(_window(agent).state, "countdown_s", 0) is None,
+            )
             await asyncio.sleep(5.5)
             assert not dial.done()
 
-            await _click(agent, ButtonId.ANSWER)
+            await _click(agent, ButtonId.ANSWER, dial.done)
             call = await dial
             await call.next_frame()
             await wait_for(
@@ -104,15 +118,14 @@ async def test_call_rings_on_the_tv_and_clicks_do_what_they_say(
             assert min(int(v) for v in pixels[200, 220]) > 200, pixels[200, 220]
             r, g, b = (int(v) for v in pixels[200, 580])
             assert g > 180 and r < 80 and b < 80, (r, g, b)
-            await _click(agent, ButtonId.HANG_UP)
-            await asyncio.wait_for(call.ended.wait(), 10)
+            await _click(agent, ButtonId.HANG_UP, call.ended.is_set)
             assert call.end_reason is not None and "citizen" in call.end_reason
             await wait_for(lambda: isinstance(_window(agent).state, Idle), 5)
 
             # A second call, declined.
             dial = asyncio.create_task(staff.dial(TV, purpose="video_visit"))
             await wait_for(lambda: isinstance(_window(agent).state, Incoming), 10)
-            await _click(agent, ButtonId.DECLINE)
+            await _click(agent, ButtonId.DECLINE, dial.done)
             with pytest.raises(StaffError, match="declined by the citizen"):
                 await dial
             await wait_for(lambda: isinstance(_window(agent).state, Idle), 5)
