@@ -97,7 +97,7 @@ async def video_plays(page: Page, selector: str) -> None:
 def received_frames(agent: Agent) -> int:
     """How many of the caller's frames the TV has decoded in the current call."""
     assert agent.tv is not None
-    remote = agent.tv._remote
+    remote = agent.tv.call_media.remote
     return 0 if remote is None else int(remote.frames)
 
 
@@ -159,7 +159,7 @@ async def test_console_rings_answers_two_way_and_hangs_up(
                 await wait_for(lambda: received_frames(agent) > 5, 10, what="browser frames")
                 seen = received_frames(agent)
                 await wait_for(lambda: received_frames(agent) > seen + 5, 10, what="more frames")
-                assert agent.tv is not None and agent.tv._remote.latest is not None
+                assert agent.tv is not None and agent.tv.call_media.picture is not None
                 await expect(page.locator("#duty-call-title")).to_have_text(
                     f"Citizen {CITIZEN} (unit {TV})"
                 )

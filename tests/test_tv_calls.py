@@ -72,7 +72,7 @@ async def test_call_to_sleeping_tv_wakes_it_rings_and_auto_answers(
             await wait_for(lambda: _shown_pattern(agent) is not None, 10)
             # Sound both ways: the TV plays the caller's 1000 Hz, the caller hears the unit's 440.
             assert agent.tv is not None and call.audio is not None
-            speaker = agent.tv._speaker
+            speaker = agent.tv.call_media.speaker
             assert isinstance(speaker, AudioSink)
             await wait_for(lambda: abs((speaker.dominant_hz or 0) - 1000) < 20, 10)
             ear = AudioSink()

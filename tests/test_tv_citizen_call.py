@@ -31,7 +31,7 @@ async def _staff(central: CentralService, staff_id: str) -> StaffClient:
 def _remote_pattern(agent: Agent) -> int | None:
     """The counter of the staff pattern the TV shows now, if it reads."""
     assert agent.tv is not None
-    remote = agent.tv._remote
+    remote = agent.tv.call_media.remote
     image = None if remote is None else remote.latest
     reading = None if image is None else decode_pattern(image)
     return None if reading is None else reading.counter
@@ -79,7 +79,7 @@ async def test_button_rings_both_on_duty_first_accept_wins_two_way(
 
                 # Sound both ways: the unit hears the staff's 1000 Hz, the staff the unit's 440.
                 assert agent.tv is not None
-                speaker = agent.tv._speaker
+                speaker = agent.tv.call_media.speaker
                 assert isinstance(speaker, AudioSink)
                 await wait_for(lambda: speaker.frames > 10, 10)
                 await wait_for(lambda: abs((speaker.dominant_hz or 0) - 1000) < 20, 10)

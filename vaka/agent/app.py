@@ -28,7 +28,8 @@ from vaka.agent.lifecycle import UnitLifecycle
 from vaka.agent.link import LinkSettings, UnitLink
 from vaka.agent.media.settings import apply_process_settings
 from vaka.agent.messages import MessageInbox, event_reporter
-from vaka.agent.tv.controller import ShownMessage, TvController
+from vaka.agent.tv.controller import TvController
+from vaka.agent.tv.shown_message import ShownMessage
 from vaka.agent.watchdog import LinkReadiness, SystemdNotifier, run_watchdog
 from vaka.errors import ConfigError, LinkError
 from vaka.protocol.messages import (

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aiortc import MediaStreamTrack
@@ -32,8 +32,9 @@ from vaka.agent.hw.hardware import Hardware
 from vaka.agent.hw.sound import SoundPresence
 from vaka.agent.link import LinkState, UnitLink
 from vaka.agent.media.settings import MediaSettings
-from vaka.agent.media.source import BgrImage
 from vaka.agent.tv.autoanswer import auto_answer_countdown
+from vaka.agent.tv.call_media import CallMedia
+from vaka.agent.tv.shown_message import ShownMessage
 from vaka.agent.ui import (
     ButtonId,
     Calling,
@@ -48,11 +49,10 @@ from vaka.agent.ui import (
     Trouble,
     TvScreen,
 )
-from vaka.errors import ConfigError, HardwareError, LinkError
+from vaka.errors import HardwareError, LinkError
 from vaka.protocol.messages import EventMessage, EventPayload
 from vaka.protocol.topics import Channel
 from vaka.provisioning.bundles import AutoAnswerRule
-from vaka.provisioning.messages import SignedMessage
 from vaka.provisioning.tickets import TicketClaims
 
 if TYPE_CHECKING:
@@ -64,37 +64,6 @@ log = logging.getLogger(__name__)
 
 #: The reason central and the caller get when the citizen presses Decline.
 DECLINED = "declined by the citizen"
-
-
-@dataclass(frozen=True, eq=False)
-class ShownMessage:
-    """A message or reminder on the TV until the citizen acknowledges it."""
-
-    mid: str
-    text: str
-    picture: BgrImage | None = None
-
-    @classmethod
-    def of(cls, message: SignedMessage) -> ShownMessage:
-        """What the screen shows of a verified message (its picture decoded)."""
-        data = message.picture_bytes()
-        return cls(message.mid, message.text, None if data is None else decode_jpeg(data))
-
-
-def decode_jpeg(data: bytes) -> BgrImage | None:
-    """A JPEG as a BGR picture; ``None`` (logged) if it does not decode."""
-    import io
-
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            rgb = np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as err:
-        log.warning("the message's picture cannot be shown: %s", err)
-        return None
-    return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
 class TvController(CallObserver):
@@ -136,9 +105,8 @@ class TvController(CallObserver):
         self._request_timer: asyncio.Task[None] | None = None
         self._notice: tuple[str, float] | None = None  # trouble key, until (monotonic)
         self._message: ShownMessage | None = None
-        self._remote: Any = None  # RemoteVideo of the current call
-        self._remote_frames_seen = 0
-        self._speaker: Any = None  # the sink playing the caller's audio
+        #: the caller's picture and voice, and the microphone, in the current call
+        self.call_media = CallMedia(media, self._remote_frame, simulate=simulate)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: list[Callable[[], None]] = []
 
@@ -177,7 +145,7 @@ class TvController(CallObserver):
                 task.cancel()
         if self.standby is not None:
             self.standby.hold()
-        self._stop_media()
+        self.call_media.stop()
         if self.screen is not None:
             await asyncio.to_thread(self.screen.close)
 
@@ -209,7 +177,7 @@ class TvController(CallObserver):
 
     def _due(self) -> ScreenState:
         if self._session is not None:
-            return InCall(self._remote_latest(), self._self_view())
+            return InCall(self.call_media.picture, self._self_view())
         if self._incoming is not None:
             return self._incoming
         if self._calling:
@@ -234,14 +202,8 @@ class TvController(CallObserver):
             await asyncio.sleep(0.2)
             state = self.screen.state if self.screen else None
             clock = isinstance(state, Idle | Trouble) and int(time.time() * 5) % 5 == 0
-            if clock or (isinstance(state, InCall) and self._remote_stale()):
+            if clock or (isinstance(state, InCall) and self.call_media.picture_stale()):
                 self.refresh()
-
-    def _remote_stale(self) -> bool:
-        """Whether no picture came from the caller since the last tick."""
-        frames = self._remote.frames if self._remote is not None else 0
-        stale, self._remote_frames_seen = frames == self._remote_frames_seen, frames
-        return stale
 
     async def _wake_tv(self) -> None:
         if self.standby is None:
@@ -347,37 +309,11 @@ class TvController(CallObserver):
 
     def extra_tracks(self, claims: TicketClaims, offered: frozenset[str]) -> list[MediaStreamTrack]:
         """The microphone, when the caller offers audio."""
-        if "audio" not in offered:
-            return []
-        from vaka.agent.media.audio import make_microphone
-
-        try:
-            microphone = make_microphone(self.media, simulate=self.simulate)
-        except ConfigError as err:
-            log.error("the call goes on without the microphone: %s", err)
-            return []
-        return [] if microphone is None else [microphone]
+        return self.call_media.microphone(offered)
 
     def remote_track(self, session: CallSession, track: MediaStreamTrack) -> None:
         """The caller's picture goes full screen, their voice to the speaker."""
-        if track.kind == "video":
-            from vaka.agent.media.remote import RemoteVideo
-
-            self._remote = RemoteVideo(on_frame=lambda _image: self._remote_frame())
-            self._remote.start(track)
-        elif track.kind == "audio":
-            from vaka.agent.media.audio import make_speaker
-
-            try:
-                self._speaker = make_speaker(self.media, simulate=self.simulate)
-            except ConfigError as err:
-                log.error("the caller cannot be heard: %s", err)
-                self._speaker = None
-            if self._speaker is None:  # drain it anyway: an unread track queues up in aiortc
-                from vaka.agent.media.audio import AudioSink
-
-                self._speaker = AudioSink()
-            self._speaker.start(track)
+        self.call_media.take(track)
 
     def _remote_frame(self) -> None:
         if self._session is None:
@@ -399,9 +335,6 @@ class TvController(CallObserver):
             await self.link.publish_reliably(
                 Channel.EVENTS, EventMessage(payload=EventPayload(kind="call", detail=detail))
             )
-
-    def _remote_latest(self) -> Any:
-        return None if self._remote is None else self._remote.latest
 
     def _self_view(self) -> Any:
         session = self._session
@@ -425,15 +358,9 @@ class TvController(CallObserver):
         """Back to whatever is due; the TV to standby after the idle time."""
         if self._session is session:
             self._session = None
-        self._stop_media()
+        self.call_media.stop()
         self.refresh()
         self._idle_later()
-
-    def _stop_media(self) -> None:
-        for part in (self._remote, self._speaker):
-            if part is not None:
-                self._spawn(part.stop())
-        self._remote = self._speaker = None
 
     # ------------------------------------------------------------ the night-staff button
 
