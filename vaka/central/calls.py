@@ -27,7 +27,7 @@ from vaka.central.audit import AuditLog
 from vaka.central.directory import Directory, StaffMember
 from vaka.central.policy import CallLimits, CallRefused, authorize_call
 from vaka.errors import LinkError, ProtocolError
-from vaka.protocol.messages import SignalMessage, SignalPayload, decode
+from vaka.protocol.messages import SignalMessage, SignalPayload, decode, describe_problems
 from vaka.protocol.sdp import check_sdp, preferred_fingerprint
 from vaka.protocol.topics import Channel, parse_device_topic
 from vaka.provisioning.tickets import TicketClaims, sign_ticket
@@ -301,9 +301,7 @@ class CallRelay:
 
 def _readable(err: Exception) -> str:
     if isinstance(err, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in err.errors()
-        )
+        return describe_problems(err, "request")
     return str(err)
 
 

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from joserfc.jwk import OKPKey
 from pydantic import ValidationError
 
-from vaka.protocol.messages import ConfigMessage, ConfigPayload
+from vaka.protocol.messages import ConfigMessage, ConfigPayload, describe_problems
 from vaka.protocol.topics import Channel
-from vaka.provisioning.bundles import BadBundle, UnitConfigBundle, describe_problems, sign_bundle
+from vaka.provisioning.bundles import BadBundle, UnitConfigBundle, sign_bundle
 
 if TYPE_CHECKING:
     from vaka.central.service import CentralService
@@ -54,7 +54,7 @@ def build_bundle(
     try:
         return UnitConfigBundle.model_validate(data)
     except ValidationError as err:
-        raise BadBundle(f"config bundle is invalid: {describe_problems(err)}") from None
+        raise BadBundle(f"config bundle is invalid: {describe_problems(err, 'bundle')}") from None
 
 
 def config_message(bundle: UnitConfigBundle, key: OKPKey) -> ConfigMessage:

@@ -35,14 +35,13 @@ from vaka.central.directory import Directory, StaffMember, assignments, permissi
 from vaka.central.staff_api import authenticate
 from vaka.central.store import EventRecord
 from vaka.errors import BadTopic, LinkError, VakaError
-from vaka.protocol.messages import MessageMessage, MessagePayload
+from vaka.protocol.messages import MessageMessage, MessagePayload, describe_problems
 from vaka.protocol.topics import Channel, check_device_id
 from vaka.provisioning.messages import (
     DEFAULT_ACK_WITHIN_S,
     MAX_PICTURE_CHARS,
     MAX_TEXT_CHARS,
     BadMessageToken,
-    describe_problems,
     make_message,
     sign_message,
 )

@@ -13,9 +13,9 @@ from vaka.central.enrolment import EnrolmentRefused
 from vaka.central.staff_api import authenticate
 from vaka.errors import BadTopic, ProvisioningError
 from vaka.protocol.enrolment import display_code, normalise_code
-from vaka.protocol.messages import CommandMessage, CommandPayload
+from vaka.protocol.messages import CommandMessage, CommandPayload, describe_problems
 from vaka.protocol.topics import Channel, check_device_id
-from vaka.provisioning.bundles import AutoAnswerRule, IceServer, describe_problems
+from vaka.provisioning.bundles import AutoAnswerRule, IceServer
 from vaka.provisioning.orders import sign_order
 
 if TYPE_CHECKING:
@@ -123,7 +123,9 @@ async def _unit_request(
     except BadTopic as err:
         raise _json(web.HTTPBadRequest, str(err)) from None
     except ValidationError as err:
-        raise _json(web.HTTPBadRequest, f"invalid request: {describe_problems(err)}") from None
+        raise _json(
+            web.HTTPBadRequest, f"invalid request: {describe_problems(err, 'request')}"
+        ) from None
     return member, unit, body
 
 

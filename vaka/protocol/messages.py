@@ -247,10 +247,12 @@ def encode(message: BaseModel) -> bytes:
     return raw
 
 
-def _describe(err: ValidationError) -> str:
+def describe_problems(err: ValidationError, whole: str = "message") -> str:
+    """Every problem of a validation in one readable line (at most eight listed); a problem of
+    the whole input (no field) is named ``whole``."""
     problems = []
     for item in err.errors(include_url=False)[:8]:
-        where = ".".join(str(p) for p in item["loc"]) or "message"
+        where = ".".join(str(p) for p in item["loc"]) or whole
         problems.append(f"{where}: {item['msg']}")
     more = err.error_count() - len(problems)
     if more > 0:
@@ -263,7 +265,7 @@ def decode_model(raw: bytes | bytearray, model: type[M]) -> M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as err:
-        raise BadMessage(f"invalid {model.__name__}: {_describe(err)}") from None
+        raise BadMessage(f"invalid {model.__name__}: {describe_problems(err)}") from None
 
 
 def decode(raw: bytes | bytearray | str, channel: Channel | None = None) -> AnyMessage:
@@ -290,7 +292,7 @@ def decode(raw: bytes | bytearray | str, channel: Channel | None = None) -> AnyM
         message = _ADAPTER.validate_python(data)
     except ValidationError as err:
         raise BadMessage(
-            f"invalid {str(data.get('type'))[:20]!r} message: {_describe(err)}"
+            f"invalid {str(data.get('type'))[:20]!r} message: {describe_problems(err)}"
         ) from None
     if channel is not None and not isinstance(message, CHANNEL_TYPES[channel]):
         raise BadMessage(

@@ -20,6 +20,7 @@ from joserfc.jwk import OKPKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vaka.errors import ConfigError, ProvisioningError
+from vaka.protocol.messages import describe_problems
 from vaka.protocol.topics import check_device_id
 from vaka.provisioning.jws import TokenKind, open_token
 from vaka.provisioning.tickets import ALGORITHM, Purpose
@@ -137,18 +138,6 @@ def sign_bundle(bundle: UnitConfigBundle, key: OKPKey) -> str:
     return token
 
 
-def describe_problems(err: ValidationError) -> str:
-    """Every problem of a bundle's validation in one readable line (at most eight listed)."""
-    problems = []
-    for item in err.errors(include_url=False)[:8]:
-        where = ".".join(str(p) for p in item["loc"]) or "bundle"
-        problems.append(f"{where}: {item['msg']}")
-    more = err.error_count() - len(problems)
-    if more > 0:
-        problems.append(f"and {more} more")
-    return "; ".join(problems)
-
-
 def verify_bundle(
     token: str | None, key: OKPKey, device_id: str, current_version: int = 0
 ) -> UnitConfigBundle:
@@ -161,7 +150,7 @@ def verify_bundle(
     try:
         bundle = UnitConfigBundle.model_validate(raw)
     except ValidationError as err:
-        raise BadBundle(f"config bundle is invalid: {describe_problems(err)}") from None
+        raise BadBundle(f"config bundle is invalid: {describe_problems(err, 'bundle')}") from None
     if bundle.unit != device_id:
         raise BadBundle(f"config is for unit {bundle.unit}, not this unit ({device_id})")
     if bundle.version <= current_version:

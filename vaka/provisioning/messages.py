@@ -24,6 +24,7 @@ from joserfc.jwk import OKPKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vaka.errors import ProvisioningError
+from vaka.protocol.messages import describe_problems
 from vaka.protocol.topics import check_device_id
 from vaka.provisioning.jws import TokenKind, open_token
 from vaka.provisioning.tickets import ALGORITHM, LEEWAY_S
@@ -92,18 +93,6 @@ def decode_picture(text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("picture is not valid base64") from None
-
-
-def describe_problems(err: ValidationError) -> str:
-    """Every problem of a message's validation in one readable line (at most eight listed)."""
-    problems = []
-    for item in err.errors(include_url=False)[:8]:
-        where = ".".join(str(p) for p in item["loc"]) or "message"
-        problems.append(f"{where}: {item['msg']}")
-    more = err.error_count() - len(problems)
-    if more > 0:
-        problems.append(f"and {more} more")
-    return "; ".join(problems)
 
 
 class SignedMessage(BaseModel):
