@@ -187,15 +187,7 @@ class StaffClient:
             request["totp"] = totp
         if recovery_code:
             request["recovery_code"] = recovery_code
-        try:
-            async with self.http.post(f"{self.central_url}/api/login", json=request) as resp:
-                body = await resp.json(content_type=None)
-        except (aiohttp.ClientError, ValueError) as err:
-            raise StaffError(f"cannot reach central at {self.central_url}: {err}") from None
-        if resp.status != 200:
-            reason = body.get("error", resp.status) if isinstance(body, dict) else resp.status
-            raise StaffError(f"log-in refused: {reason}")
-        return body
+        return await self._request("POST", "/api/login", request, {}, "log-in refused")
 
     async def dial(
         self,
@@ -290,16 +282,22 @@ class StaffClient:
         return {"Authorization": f"Bearer {self._token}"}
 
     async def _api(self, method: str, path: str, body: Any = None) -> Any:
+        return await self._request(method, path, body, self._headers(), "refused")
+
+    async def _request(
+        self, method: str, path: str, body: Any, headers: dict[str, str], refused: str
+    ) -> Any:
+        """Central's JSON answer; :class:`StaffError` ``"<refused>: <central's reason>"``."""
         try:
             async with self.http.request(
-                method, f"{self.central_url}{path}", json=body, headers=self._headers()
+                method, f"{self.central_url}{path}", json=body, headers=headers
             ) as resp:
                 data = await resp.json(content_type=None)
         except (aiohttp.ClientError, ValueError) as err:
             raise StaffError(f"cannot reach central at {self.central_url}: {err}") from None
         if resp.status != 200:
             reason = data.get("error", resp.status) if isinstance(data, dict) else resp.status
-            raise StaffError(f"refused: {reason}")
+            raise StaffError(f"{refused}: {reason}")
         return data
 
     async def duty(self, on: bool) -> dict[str, Any]:
