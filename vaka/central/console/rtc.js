@@ -251,3 +251,39 @@ function followCall({ pc, ws, reader, callId, say, cleanUp }) {
     },
   };
 }
+
+// A two-way call shown in a callView (dom.js) until it ends: the view opens with `title`, its
+// Hang up button ends the call. `page.closed()` says whether the page was left meanwhile (the
+// call is then hung up at once); `page.call(c)` is told the running call (null when it ends).
+// Returns the end reason (null if the page was left); throws CallError, view hidden, if the
+// call never started.
+export async function callInView(view, title, options, page) {
+  view.root.hidden = false;
+  view.hangup.disabled = true;
+  view.title.textContent = title;
+  view.root.scrollIntoView({ block: "start" });
+  let started;
+  try {
+    started = await startCall({
+      onState: (text) => { view.state.textContent = text; },
+      ...options,
+      sendMedia: true,
+      video: view.remote,
+      local: view.local,
+    });
+  } catch (err) {
+    view.root.hidden = true;
+    throw err;
+  }
+  if (page.closed()) {
+    started.hangup();
+    return null;
+  }
+  page.call(started);
+  view.root.dataset.callId = started.callId || "";
+  view.hangup.disabled = false;
+  const reason = await started.ended;
+  page.call(null);
+  view.root.hidden = true;
+  return reason;
+}

@@ -5,7 +5,7 @@
 // page make sound only after a tap or click, which the duty button gives) and blinks the tab's
 // title. "Answer" dials the unit with purpose citizen_call and the request id: the first nurse
 // to answer gets the call, the others see "answered by …".
-import { startCall } from "../rtc.js";
+import { callInView } from "../rtc.js";
 import { callView } from "../dom.js";
 
 const WATCH_REFRESH_MS = 15000;
@@ -324,38 +324,20 @@ export function render(main, ctx) {
     quietIfNone();
     showError("");
     showNote("");
-    view.root.hidden = false;
-    view.hangup.disabled = true;
-    view.title.textContent = `Citizen ${ring.citizen || "?"} (unit ${ring.unit})`;
     view.state.textContent = "Answering…";
-    view.root.scrollIntoView({ block: "start" });
-    let started;
+    let reason;
     try {
-      started = await startCall({
-        unit: ring.unit,
-        purpose: "citizen_call",
-        request: ring.request_id,
-        sendMedia: true,
-        video: view.remote,
-        local: view.local,
-        onState: (text) => { view.state.textContent = text; },
-      });
+      reason = await callInView(
+        view,
+        `Citizen ${ring.citizen || "?"} (unit ${ring.unit})`,
+        { unit: ring.unit, purpose: "citizen_call", request: ring.request_id },
+        { closed: () => closed, call: (c) => { call = c; } },
+      );
     } catch (err) {
-      view.root.hidden = true;
       showError(err.message);
       return;
     }
-    if (closed) {
-      started.hangup();
-      return;
-    }
-    call = started;
-    view.root.dataset.callId = started.callId || "";
-    view.hangup.disabled = false;
-    const reason = await started.ended;
-    call = null;
-    view.root.hidden = true;
-    showNote(`The call with citizen ${ring.citizen || "?"} ended: ${reason}.`);
+    if (reason !== null) showNote(`The call with citizen ${ring.citizen || "?"} ended: ${reason}.`);
   }
 
   view.hangup.addEventListener("click", () => {

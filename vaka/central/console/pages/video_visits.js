@@ -1,7 +1,7 @@
 // Video visits: the TV units of the citizens your groups may visit, and a two-way call to one.
 // A TV rings until the citizen answers (or it answers by itself, where its settings say so); the
 // citizen may decline, and the page then shows central's reason.
-import { startCall } from "../rtc.js";
+import { callInView } from "../rtc.js";
 import { callView } from "../dom.js";
 
 const REFRESH_MS = 15000;
@@ -66,41 +66,31 @@ export function render(main, ctx) {
     setButtons(true);
     show(error, "");
     show(note, "");
-    view.root.hidden = false;
-    view.hangup.disabled = true;
-    view.title.textContent = `Video visit: citizen ${v.citizen} (TV unit ${v.unit})`;
     view.state.textContent = "Calling…";
-    view.root.scrollIntoView({ block: "start" });
-    let started;
+    const options = {
+      unit: v.unit,
+      purpose: "video_visit",
+      onState: (text) => {
+        view.state.textContent = /^Ringing/.test(text) ? "Ringing on the TV…" : text;
+      },
+    };
+    const page = {
+      closed: () => closed,
+      call: (c) => { call = c; dialling = false; },
+    };
+    let reason;
     try {
-      started = await startCall({
-        unit: v.unit,
-        purpose: "video_visit",
-        sendMedia: true,
-        video: view.remote,
-        local: view.local,
-        onState: (text) => {
-          view.state.textContent = /^Ringing/.test(text) ? "Ringing on the TV…" : text;
-        },
-      });
+      reason = await callInView(
+        view, `Video visit: citizen ${v.citizen} (TV unit ${v.unit})`, options, page,
+      );
     } catch (err) {
       dialling = false;
-      view.root.hidden = true;
       setButtons(false);
       show(error, err.message);
       return;
     }
     dialling = false;
-    if (closed) {
-      started.hangup();
-      return;
-    }
-    call = started;
-    view.root.dataset.callId = started.callId || "";
-    view.hangup.disabled = false;
-    const reason = await started.ended;
-    call = null;
-    view.root.hidden = true;
+    if (reason === null) return;
     setButtons(false);
     show(note, `The visit to citizen ${v.citizen} ended: ${reason}.`);
   }
