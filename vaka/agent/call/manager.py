@@ -155,7 +155,7 @@ class CallManager:
             await self._refuse(p.call_id, str(err))
             return
         if claims.purpose == "citizen_call":
-            request = getattr(claims, "req", None)
+            request = claims.req
             if request is None or request != self.pending_request:
                 await self._refuse(p.call_id, "no call request from the citizen is open for it")
                 return
