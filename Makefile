@@ -9,11 +9,12 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/vaka-central demo $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS)) $(if $(DEMO_DIR),--dir $(DEMO_DIR))
+	$(VENV)/vaka-demo $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS)) $(if $(DEMO_DIR),--dir $(DEMO_DIR))
 
 lint: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
+	$(VENV)/lint-imports --no-cache
 
 typecheck: setup
 	$(VENV)/mypy

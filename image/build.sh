@@ -64,17 +64,14 @@ for key in "${KEYRINGS[@]}"; do
   [ -f "$key" ] || { echo "build: missing keyring $key (see docs/image.md)" >&2; exit 1; }
 done
 
-# --- the project's wheel, and the versions of the tested venv as constraints ----------------
+# --- the unit's wheels (vaka-agent and what it pulls of Vaka), and the tested versions ---------
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/src" "$work/wheels"
-# Built from a copy, so that the checkout gets no build/ or egg-info from it.
-cp -a "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/vaka" "$work/src/"
-find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
+mkdir -p "$work/wheels"
 PY=${PYTHON:-$REPO/.venv/bin/python}
-"$PY" -m pip wheel --quiet --no-deps --wheel-dir "$work/wheels" "$work/src"
+"$PY" -m vaka.devstack.wheels "$work/wheels" >/dev/null
 # Every version the tests ran with, applied to what the agent pulls in (direct and transitive).
-"$PY" -m pip freeze --exclude-editable | grep -v -i -E '^(vaka|systemd-python)([=@ ]|$)' \
+"$PY" -m pip freeze --exclude-editable | grep -v -i -E '^(vaka(-[a-z]+)?|systemd-python)([=@ ]|$)' \
   >"$work/wheels/constraints.txt" || true
 
 # The certificate authorities this host trusts for the package index (a TLS-inspecting proxy's

@@ -43,10 +43,25 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   "$PY" -m venv .venv
 fi
+# The workspace's members (pyproject.toml at the top explains them), editable, and the dev tools.
+MEMBERS=(protocol rtc provisioning agent central staff devstack)
 stamp=.venv/.vaka-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: installing the project into .venv"
+stale=0
+[ -f "$stamp" ] || stale=1
+for f in pyproject.toml "${MEMBERS[@]/%//pyproject.toml}"; do
+  [ "$f" -nt "$stamp" ] && stale=1
+done
+if ((stale)); then
+  echo "setup: installing the workspace into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[agent,central,staff,dev]'
+  # The single distribution of earlier releases shadows the members' namespace: remove it.
+  .venv/bin/python -m pip uninstall -q -y vaka 2>/dev/null || true
+  args=()
+  for m in "${MEMBERS[@]}"; do
+    extra=""
+    [ "$m" = provisioning ] && extra="[technician]"
+    args+=(-e "./$m$extra")
+  done
+  .venv/bin/python -m pip install -q "${args[@]}" --group dev
   touch "$stamp"
 fi

@@ -16,13 +16,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from vaka.central.broker import (
-    BrokerSettings,
-    MosquittoProcess,
-    dev_broker_user,
-    free_port,
-    write_broker_config,
-)
+from vaka.central.broker import BrokerSettings, write_broker_config
 from vaka.central.config import (
     CentralConfig,
     DatabaseSection,
@@ -33,6 +27,7 @@ from vaka.central.config import (
 )
 from vaka.central.service import CentralService
 from vaka.demo.run import write_unit_config
+from vaka.devstack.broker import MosquittoProcess, dev_broker_user, free_port
 from vaka.provisioning.localpki import LocalPki
 from vaka.provisioning.tls import client_tls_context
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vaka import __version__
-from vaka.agent import health
+from vaka.agent import __version__, health
 from vaka.agent.health import HealthReporter, HealthSampler
 from vaka.agent.hw.fake_camera import SimulatedCameraDevice
 from vaka.agent.hw.hardware import Hardware, simulated

@@ -52,7 +52,7 @@ from vaka.agent.ui.x11 import screen_pixels, window_manager_running
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENS = ROOT / "docs" / "screens"
-MESSAGES = ROOT / "vaka" / "agent" / "ui" / "messages"
+MESSAGES = ROOT / "agent" / "vaka" / "agent" / "ui" / "messages"
 
 
 def _picture(w: int, h: int, back: Rgb, front: Rgb) -> BgrImage:

@@ -243,13 +243,7 @@ async def running_bench(
 
     ``broker_lines`` are appended to ``mosquitto.conf`` (experiments, e.g. ``set_tcp_nodelay``).
     """
-    from vaka.central.broker import (
-        BrokerSettings,
-        MosquittoProcess,
-        dev_broker_user,
-        free_port,
-        write_broker_config,
-    )
+    from vaka.central.broker import BrokerSettings, write_broker_config
     from vaka.central.config import (
         CentralConfig,
         DatabaseSection,
@@ -259,6 +253,7 @@ async def running_bench(
     )
     from vaka.central.directory import DirectorySpec
     from vaka.central.service import CentralService
+    from vaka.devstack.broker import MosquittoProcess, dev_broker_user, free_port
     from vaka.provisioning.localpki import LocalPki
     from vaka.staff.client import StaffClient
 

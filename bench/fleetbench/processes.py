@@ -16,13 +16,7 @@ from typing import Any
 
 import psutil
 
-from vaka.central.broker import (
-    BrokerSettings,
-    MosquittoProcess,
-    dev_broker_user,
-    free_port,
-    write_broker_config,
-)
+from vaka.central.broker import BrokerSettings, write_broker_config
 from vaka.central.config import (
     CentralConfig,
     DatabaseSection,
@@ -30,6 +24,7 @@ from vaka.central.config import (
     KeysSection,
     MqttSection,
 )
+from vaka.devstack.broker import MosquittoProcess, dev_broker_user, free_port
 from vaka.provisioning.localpki import LocalPki
 
 from .central_proc import central_main

@@ -24,13 +24,12 @@ fi
 : "${VAKA_REPO:?}" "${VAKA_HERE:?}" "${VAKA_PROFILE:?}" "${VAKA_BOARD:?}" "${VAKA_WHEELS:?}"
 say() { echo "vaka-image: $*" >&2; }
 
-# --- the agent: /opt/vaka/venv from the project's wheel --------------------------------------
+# --- the agent: /opt/vaka/venv from the unit's wheels (vaka-agent and the members it needs) ----
 # --system-site-packages: python3-systemd comes from the distribution (systemd-python has no
 # wheel), and on a Raspberry Pi so do picamera2 and libcamera's bindings (Raspberry Pi OS only).
 say "installing the agent into /opt/vaka/venv"
 mkdir -p "$root/tmp/vaka-wheels"
 cp "$VAKA_WHEELS"/* "$root/tmp/vaka-wheels/"
-wheel=$(cd "$root/tmp/vaka-wheels" && ls vaka-*.whl)
 index_args=()
 if [ -n "${VAKA_PIP_INDEX:-}" ]; then index_args=(--index-url "$VAKA_PIP_INDEX"); fi
 # DNS for pip: systemd-resolved has made /etc/resolv.conf a link into /run, empty in a chroot.
@@ -40,7 +39,7 @@ in_root() { env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 ch
 in_root python3 -m venv --system-site-packages /opt/vaka/venv
 in_root env PIP_CERT=/tmp/vaka-wheels/ca.pem /opt/vaka/venv/bin/python -m pip install --quiet --no-cache-dir \
   --disable-pip-version-check --no-warn-script-location "${index_args[@]}" \
-  --constraint /tmp/vaka-wheels/constraints.txt "/tmp/vaka-wheels/$wheel[agent]"
+  --constraint /tmp/vaka-wheels/constraints.txt --find-links /tmp/vaka-wheels vaka-agent
 # Byte-code compiled now: the root is read-only on the unit and the service sets
 # PYTHONDONTWRITEBYTECODE (pip compiled the packages; this covers anything it skipped).
 in_root /opt/vaka/venv/bin/python -m compileall -q -j 0 /opt/vaka/venv >/dev/null || true

@@ -1,4 +1,4 @@
-"""``vaka-central demo``: broker, central and simulated units on this machine.
+"""``vaka-demo``: broker, central and simulated units on this machine.
 
 Everything lives under one directory (default ``.vaka-demo``): a local PKI, the broker's
 configuration, central's database, the units' configurations and logs.
@@ -17,13 +17,7 @@ from pathlib import Path
 
 import tomli_w
 
-from vaka.central.broker import (
-    BrokerSettings,
-    MosquittoProcess,
-    dev_broker_user,
-    free_port,
-    write_broker_config,
-)
+from vaka.central.broker import BrokerSettings, write_broker_config
 from vaka.central.config import (
     CentralConfig,
     DatabaseSection,
@@ -33,6 +27,7 @@ from vaka.central.config import (
 )
 from vaka.central.service import CentralService
 from vaka.central.status import derive_status
+from vaka.devstack.broker import MosquittoProcess, dev_broker_user, free_port
 from vaka.provisioning.localpki import LocalPki
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""``vaka-central``: run the central service, write the broker's configuration, run the demo."""
+"""``vaka-central``: run the central service, write the broker's configuration, offline tools."""
 
 import argparse
 import asyncio
@@ -76,12 +76,6 @@ def _parser() -> argparse.ArgumentParser:
     key = sub.add_parser("totp-key", help="make the key that seals staff TOTP secrets at rest")
     key.add_argument("file", type=Path, help="where to write it (mode 0600; never overwritten)")
 
-    demo = sub.add_parser("demo", help="broker, central and simulated units on this machine")
-    demo.add_argument("--dir", type=Path, default=Path(".vaka-demo"))
-    demo.add_argument(
-        "--seconds", type=float, default=None, help="stop after this long (default: $DEMO_SECONDS)"
-    )
-    demo.add_argument("--http-port", type=int, default=8080)
     return p
 
 
@@ -176,12 +170,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f'wrote {args.file}; set [staff_access] totp_key_file = "{args.file}"')
         elif args.command in ("audit", "report", "directory"):
             return _offline_command(args)
-        elif args.command == "demo":
-            # The demo ties every side together; central itself never depends on it.
-            from vaka.demo.run import demo_seconds_from_env, prepare_demo, run_demo
-
-            seconds = args.seconds if args.seconds is not None else demo_seconds_from_env()
-            return asyncio.run(run_demo(prepare_demo(args.dir, args.http_port), seconds))
     except VakaError as err:
         print(f"vaka-central: {err}", file=sys.stderr)
         return 2

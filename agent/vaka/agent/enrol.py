@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from vaka import __version__
+from vaka.agent import __version__
 from vaka.agent.config import AgentConfig, EnrolmentSection
 from vaka.errors import CertificateError, ConfigError, ProtocolError
 from vaka.protocol.backoff import backoff_delay

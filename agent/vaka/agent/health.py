@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from vaka import __version__
+from vaka.agent import __version__
 from vaka.agent.hw.base import StateSource
 from vaka.agent.hw.camera import CameraPresence
 from vaka.agent.hw.hardware import Hardware

@@ -21,7 +21,7 @@ from pathlib import Path
 import aiomqtt
 from pydantic import BaseModel
 
-from vaka import __version__
+from vaka.agent import __version__
 from vaka.errors import LinkError, ProtocolError
 from vaka.protocol.backoff import TCP_NODELAY, backoff_delay
 from vaka.protocol.messages import (

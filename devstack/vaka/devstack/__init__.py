@@ -1,0 +1,1 @@
+"""The one local stack: PKI, broker, central and simulated units for the demo, tests and benches."""
