@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from vaka.errors import BadMessage, BadTopic
-from vaka.protocol.messages import MAX_MESSAGE_BYTES, _Envelope, _Strict, decode_model
+from vaka.errors import BadTopic
+from vaka.protocol.messages import _Envelope, _Strict, decode_model
 from vaka.protocol.topics import DEVICE_ID_PATTERN, TOPIC_ROOT
 
 ENROL_ROOT = f"{TOPIC_ROOT}/enrol"
@@ -94,8 +94,6 @@ def decode_enrolment(
     raw: bytes | bytearray, leaf: str
 ) -> EnrolRequestMessage | EnrolResponseMessage:
     """Validate an enrolment message for its topic leaf; :class:`BadMessage` says why."""
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise BadMessage(f"message is {len(raw)} bytes, over the {MAX_MESSAGE_BYTES}-byte limit")
     if leaf == "csr":
         return decode_model(raw, EnrolRequestMessage)
     return decode_model(raw, EnrolResponseMessage)

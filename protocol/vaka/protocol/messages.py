@@ -5,14 +5,14 @@ unknown keys; :func:`decode` checks size, JSON, envelope and payload at once and
 :class:`~vaka.errors.BadMessage` with one readable sentence listing every problem.
 """
 
-import json
 import time
 import uuid
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from vaka.errors import BadMessage
+from vaka.protocol.guard import MAX_JSON_BYTES, parse_json
 from vaka.protocol.topics import Channel
 
 PROTOCOL_VERSION = 1
@@ -20,7 +20,7 @@ PROTOCOL_VERSION = 1
 M = TypeVar("M", bound=BaseModel)
 
 #: Hard limit for any message on the wire (an SDP with many candidates is ~10 KiB).
-MAX_MESSAGE_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = MAX_JSON_BYTES
 MAX_SDP_CHARS = 32 * 1024
 
 ShortText = Annotated[str, Field(max_length=200)]
@@ -262,31 +262,28 @@ def describe_problems(err: ValidationError, whole: str = "message") -> str:
 
 def decode_model(raw: bytes | bytearray, model: type[M]) -> M:
     """Parse and validate ``raw`` as exactly ``model``; :class:`BadMessage` says what is wrong."""
+    data = parse_json(raw)
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate(data)
     except ValidationError as err:
         raise BadMessage(f"invalid {model.__name__}: {describe_problems(err)}") from None
+    except (RecursionError, MemoryError, OverflowError, TypeError, ValueError) as err:
+        raise BadMessage(f"invalid {model.__name__}: {type(err).__name__}") from None
 
 
 def decode(raw: bytes | bytearray | str, channel: Channel | None = None) -> AnyMessage:
     """Parse and validate one message; with ``channel``, also check it belongs there.
 
-    Raises :class:`BadMessage` whose text says what was wrong.
+    Raises :class:`BadMessage` whose text says what was wrong, whatever the input: the size and
+    nesting limits are checked before parsing (:func:`vaka.protocol.guard.parse_json`).
     """
-    size = len(raw.encode() if isinstance(raw, str) else raw)
-    if size > MAX_MESSAGE_BYTES:
-        raise BadMessage(f"message is {size} bytes, over the {MAX_MESSAGE_BYTES}-byte limit")
-    if size == 0:
-        raise BadMessage("message is empty")
-    try:
-        data: Any = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadMessage(f"message is not valid UTF-8 JSON: {err}") from None
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise BadMessage(f"message must be a JSON object, got {type(data).__name__}")
-    if data.get("v") != PROTOCOL_VERSION:
+    if data.get("v") != PROTOCOL_VERSION or isinstance(data.get("v"), bool):
         raise BadMessage(
-            f"unsupported protocol version {data.get('v')!r}; this side speaks v{PROTOCOL_VERSION}"
+            f"unsupported protocol version {repr(data.get('v'))[:20]}; "
+            f"this side speaks v{PROTOCOL_VERSION}"
         )
     try:
         message = _ADAPTER.validate_python(data)
@@ -294,6 +291,8 @@ def decode(raw: bytes | bytearray | str, channel: Channel | None = None) -> AnyM
         raise BadMessage(
             f"invalid {str(data.get('type'))[:20]!r} message: {describe_problems(err)}"
         ) from None
+    except (RecursionError, MemoryError, OverflowError, TypeError, ValueError) as err:
+        raise BadMessage(f"message could not be checked: {type(err).__name__}") from None
     if channel is not None and not isinstance(message, CHANNEL_TYPES[channel]):
         raise BadMessage(
             f"a {message.type!r} message does not belong on the {channel.value!r} channel"
