@@ -96,6 +96,20 @@ class EventPayload(_Strict):
     )
 
 
+#: the most event ids one receipt confirms
+MAX_RECEIPT_IDS = 200
+
+
+class ReceiptPayload(_Strict):
+    """Central's receipt: these events (by message id) are committed to its record.
+
+    A unit keeps its call and shutter events in memory until a receipt names them and sends
+    them again after a reconnect; the broker's PUBACK only means the broker has them.
+    """
+
+    events: list[Identifier] = Field(min_length=1, max_length=MAX_RECEIPT_IDS)
+
+
 class SignalPayload(_Strict):
     """Call signalling between central and the unit (filled in by the call machinery)."""
 
@@ -211,6 +225,13 @@ class MessageMessage(_Envelope):
     payload: MessagePayload
 
 
+class ReceiptMessage(_Envelope):
+    """Envelope for :class:`ReceiptPayload` on the ``receipt`` channel."""
+
+    type: Literal["receipt"] = "receipt"
+    payload: ReceiptPayload
+
+
 AnyMessage = (
     StateMessage
     | HealthMessage
@@ -221,6 +242,7 @@ AnyMessage = (
     | CertMessage
     | CommandMessage
     | MessageMessage
+    | ReceiptMessage
 )
 _ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(Annotated[AnyMessage, Field(discriminator="type")])
 
@@ -236,6 +258,7 @@ CHANNEL_TYPES: dict[Channel, type[BaseModel]] = {
     Channel.CERT: CertMessage,
     Channel.COMMAND: CommandMessage,
     Channel.MESSAGE: MessageMessage,
+    Channel.RECEIPT: ReceiptMessage,
 }
 
 

@@ -32,6 +32,7 @@ class Channel(StrEnum):
     CERT = "cert"  # central: the renewed certificate
     COMMAND = "command"  # central: retained signed orders (decommission, renew now)
     MESSAGE = "message"  # central: signed messages and reminders for the TV (not retained)
+    RECEIPT = "receipt"  # central: which of the unit's events it has committed to its record
 
 
 #: Channels a unit publishes on; the others it only reads.
@@ -39,7 +40,14 @@ UNIT_WRITES = frozenset(
     {Channel.STATE, Channel.HEALTH, Channel.EVENTS, Channel.SIGNAL_OUT, Channel.RENEW}
 )
 UNIT_READS = frozenset(
-    {Channel.SIGNAL_IN, Channel.CONFIG, Channel.CERT, Channel.COMMAND, Channel.MESSAGE}
+    {
+        Channel.SIGNAL_IN,
+        Channel.CONFIG,
+        Channel.CERT,
+        Channel.COMMAND,
+        Channel.MESSAGE,
+        Channel.RECEIPT,
+    }
 )
 
 
