@@ -152,7 +152,7 @@ class LocalStack:
         previous = self.units.get(device_id)
         if previous is not None:
             previous.stop()
-        agent = AgentProcess(device_id, path, units / f"{device_id}.log")
+        agent = AgentProcess(device_id, path, self.directory / "logs" / f"{device_id}.log")
         agent.spawn(env)
         if previous is None:
             self._parts.append(_Part(device_id, lambda: self.units[device_id].stop()))
