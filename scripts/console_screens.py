@@ -27,7 +27,10 @@ if str(ROOT) not in sys.path:
 from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
 
 from tests.browser import CHROMIUM, FLAGS, VIEWPORTS  # noqa: E402
-from tests.conftest import TOTP_SECRET, Broker, central_config, wait_for  # noqa: E402
+from tests.conftest import TOTP_SECRET
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import central_config
+from vaka.devstack.polling import wait_for
 from tests.nightcheck import PASSWORD, agent_config, hhmm  # noqa: E402
 from tests.tvunit import (  # noqa: E402
     DAY,

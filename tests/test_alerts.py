@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 import aiohttp
 from sqlalchemy.engine import Engine
 
-from tests.conftest import Broker, central_config, unit_status, wait_for
 from tests.nightcheck import PASSWORD, agent_config, hhmm
 from tests.test_notify import SECRET, WebhookReceiver, webhook_server
 from vaka.agent.app import Agent
@@ -27,6 +26,9 @@ from vaka.central.directory import Directory, DirectorySpec, ScheduleSpec
 from vaka.central.service import CentralService
 from vaka.central.status import Thresholds, derive_status
 from vaka.central.store import SqlFleetStore
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import central_config, unit_status
+from vaka.devstack.polling import wait_for
 
 SOON = "u-soon"  # the citizen's night check is a few minutes away
 FAR = "u-far"  # the citizen's night check is twelve hours away

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-from tests.conftest import TOTP_SECRET, Broker, central_config, totp_secret_file, wait_for
+from tests.conftest import TOTP_SECRET, totp_secret_file
 from tests.nightcheck import PASSWORD, UNIT, audit_kinds, load_directory, running_agent
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import central_config
+from vaka.devstack.polling import wait_for
 from vaka.staff.client import StaffClient
 
 

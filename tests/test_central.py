@@ -6,12 +6,15 @@ import time
 import aiohttp
 import pytest
 
-from tests.conftest import TOTP_SECRET, Broker, central_config, staff_token, unit_status, wait_for
+from tests.conftest import TOTP_SECRET, staff_token
 from vaka.central.directory import DirectorySpec
 from vaka.central.presence import Presence
 from vaka.central.service import CentralService
 from vaka.central.status import Thresholds, derive_status
 from vaka.central.store import UnitRecord
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import central_config, unit_status
+from vaka.devstack.polling import wait_for
 from vaka.protocol import HealthMessage, HealthPayload, StateMessage, StatePayload, encode
 
 HEALTH = HealthPayload(

@@ -16,13 +16,15 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import OKPKey
 
-from tests.conftest import Broker, collecting, wait_for
+from tests.conftest import collecting
 from tests.nightcheck import UNIT, agent_config
 from vaka.agent.app import Agent
 from vaka.agent.config import parse_config
 from vaka.agent.config_store import CONFIG_FILE, ConfigStore
 from vaka.central.config_push import build_bundle, config_message, push_config
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.polling import wait_for
 from vaka.errors import ConfigError
 from vaka.protocol import decode
 from vaka.protocol.messages import EventMessage

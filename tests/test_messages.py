@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
-from tests.conftest import Broker, central_config, wait_for
 from tests.nightcheck import PASSWORD, agent_config
 from tests.test_message_inbox import envelope
 from tests.test_message_tokens import b64, jpeg
@@ -26,6 +25,9 @@ from vaka.agent.app import Agent
 from vaka.agent.config import parse_config
 from vaka.central.directory import DirectorySpec
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import central_config
+from vaka.devstack.polling import wait_for
 from vaka.protocol.topics import Channel
 from vaka.provisioning.messages import SignedMessage
 from vaka.provisioning.tickets import new_ticket_key

@@ -9,18 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import (
-    TOTP_SECRET,
-    Broker,
-    central_config,
-    totp_secret_file,
-    unit_status,
-    wait_for,
-)
+from tests.conftest import TOTP_SECRET, totp_secret_file
 from tests.nightcheck import hhmm
 from tests.test_enrolment import PASSWORD, generic_unit, pending_code, technician
 from vaka.central.directory import DirectorySpec
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import central_config, unit_status
+from vaka.devstack.polling import wait_for
 from vaka.provisioning import pki
 from vaka.rtc.pattern import decode_pattern
 from vaka.staff.client import StaffClient

@@ -22,7 +22,7 @@ class ChildProcess:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def spawn(self, env: Mapping[str, str] | None = None) -> None:
         """Start the process (appending to its log); a running one is left alone."""
@@ -30,23 +30,30 @@ class ChildProcess:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(
+            self._proc = subprocess.Popen(
                 self.argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             )
-        log.debug("%s started (pid %s)", self.name, self.proc.pid)
+        log.debug("%s started (pid %s)", self.name, self._proc.pid)
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        """The running (or last) process; :class:`RuntimeError` before the first start."""
+        if self._proc is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return self._proc
 
     @property
     def running(self) -> bool:
         """Whether the process is alive (a frozen one is)."""
-        return self.proc is not None and self.proc.poll() is None
+        return self._proc is not None and self._proc.poll() is None
 
     @property
     def pid(self) -> int | None:
         """The process id while it runs."""
-        return self.proc.pid if self.proc is not None and self.running else None
+        return self._proc.pid if self._proc is not None and self.running else None
 
     def log(self) -> str:
         """What the process has written so far."""
@@ -61,16 +68,16 @@ class ChildProcess:
 
     def send(self, sig: signal.Signals) -> None:
         """Send ``sig`` if the process is alive."""
-        if self.proc is not None and self.proc.poll() is None:
+        if self._proc is not None and self._proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(sig)
+                self._proc.send_signal(sig)
 
     def kill(self) -> None:
         """``kill -9``: no clean-up, sockets closed by the kernel (a crash)."""
-        if self.proc is None:
+        if self._proc is None:
             return
         self.send(signal.SIGKILL)
-        self.proc.wait()
+        self._proc.wait()
 
     def freeze(self) -> None:
         """SIGSTOP: the process hangs with its sockets open (a stuck process)."""
@@ -82,7 +89,7 @@ class ChildProcess:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout``; the exit status. Safe to call twice."""
-        proc = self.proc
+        proc = self._proc
         if proc is None:
             return None
         if proc.poll() is None:
