@@ -1,4 +1,4 @@
-"""Waiting for a condition of the running stack (a unit online, a shutter closed, an audit entry)."""
+"""Waiting for a condition of the running stack (a unit online, a shutter closed, an audit row)."""
 
 import asyncio
 import time

@@ -160,10 +160,18 @@ class LocalStack:
         return agent
 
     def running_unit(
-        self, device_id: str, profile: str = "nightcam", **options: Any
+        self,
+        device_id: str,
+        profile: str = "nightcam",
+        *,
+        prepare: Callable[[Agent], None] | None = None,
+        **options: Any,
     ) -> contextlib.AbstractAsyncContextManager[Agent]:
-        """A simulated unit in this process (its fake hardware inspectable), online in the block."""
-        return running_agent(self.unit_config(device_id, profile, **options))
+        """A simulated unit in this process (its fake hardware inspectable), online in the block.
+
+        ``prepare`` sees the agent before it runs (see :func:`running_agent`).
+        """
+        return running_agent(self.unit_config(device_id, profile, **options), prepare=prepare)
 
     @staticmethod
     async def wait_online(

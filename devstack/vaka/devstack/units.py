@@ -8,7 +8,7 @@ hardware. Both get the same configuration from :func:`unit_config`.
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +81,18 @@ class AgentProcess(ChildProcess):
 
 
 @contextlib.asynccontextmanager
-async def running_agent(config: Mapping[str, Any], timeout: float = 10.0) -> AsyncIterator[Agent]:
-    """An agent in this process (its fake hardware inspectable), online, for the block."""
+async def running_agent(
+    config: Mapping[str, Any],
+    timeout: float = 10.0,
+    prepare: Callable[[Agent], None] | None = None,
+) -> AsyncIterator[Agent]:
+    """An agent in this process (its fake hardware inspectable), online, for the block.
+
+    ``prepare`` sees the agent before it runs (to pin a fake's reading before the first report).
+    """
     agent = Agent(parse_config(dict(config)))
+    if prepare is not None:
+        prepare(agent)
     task = asyncio.create_task(agent.run())
     try:
         await agent.link.wait_online(timeout)
