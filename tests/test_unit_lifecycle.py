@@ -15,7 +15,7 @@ from tests.test_enrolment import PASSWORD, generic_unit, pending_code, technicia
 from vaka.central.directory import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
-from vaka.devstack.central import central_config, unit_status
+from vaka.devstack.central import central_config, running_central, unit_status
 from vaka.devstack.polling import wait_for
 from vaka.provisioning import pki
 from vaka.rtc.pattern import decode_pattern
@@ -181,8 +181,7 @@ async def test_renewal_with_a_short_lifetime_does_not_drop_a_call(
     config = central_config(broker, tmp_path)
     assert config.pki is not None
     short = config.pki.model_copy(update={"unit_cert_days": 9 / 86400})  # 9 s certificates
-    async with CentralService(config.model_copy(update={"pki": short})) as central:
-        await asyncio.wait_for(central.link.connected.wait(), 10)
+    async with running_central(config.model_copy(update={"pki": short})) as central:
         await (await technician(central)).close()
         creds = tmp_path / "creds"
         async with generic_unit(broker, creds):
