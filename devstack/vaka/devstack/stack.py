@@ -20,9 +20,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vaka.agent.app import Agent
 from vaka.central.config import CentralConfig
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
@@ -35,6 +34,9 @@ from vaka.devstack.central import (
 from vaka.devstack.ports import free_port
 from vaka.devstack.units import AgentProcess, running_agent, unit_config, write_unit_config
 from vaka.provisioning.localpki import LocalPki
+
+if TYPE_CHECKING:
+    from vaka.agent.app import Agent  # not at import: see vaka.devstack.units
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +166,9 @@ class LocalStack:
         device_id: str,
         profile: str = "nightcam",
         *,
-        prepare: Callable[[Agent], None] | None = None,
+        prepare: Callable[["Agent"], None] | None = None,
         **options: Any,
-    ) -> contextlib.AbstractAsyncContextManager[Agent]:
+    ) -> contextlib.AbstractAsyncContextManager["Agent"]:
         """A simulated unit in this process (its fake hardware inspectable), online in the block.
 
         ``prepare`` sees the agent before it runs (see :func:`running_agent`).

@@ -10,14 +10,17 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
-from vaka.agent.app import Agent
-from vaka.agent.config import parse_config
 from vaka.devstack.broker import Broker
 from vaka.devstack.process import ChildProcess
+
+if TYPE_CHECKING:
+    # Imported where an agent runs in process: the agent pulls in PyAV, and a process that
+    # opens the TV window must load OpenCV's GUI first (vaka.agent.gui_preload).
+    from vaka.agent.app import Agent
 
 
 def unit_config(
@@ -84,12 +87,15 @@ class AgentProcess(ChildProcess):
 async def running_agent(
     config: Mapping[str, Any],
     timeout: float = 10.0,
-    prepare: Callable[[Agent], None] | None = None,
-) -> AsyncIterator[Agent]:
+    prepare: Callable[["Agent"], None] | None = None,
+) -> AsyncIterator["Agent"]:
     """An agent in this process (its fake hardware inspectable), online, for the block.
 
     ``prepare`` sees the agent before it runs (to pin a fake's reading before the first report).
     """
+    from vaka.agent.app import Agent
+    from vaka.agent.config import parse_config
+
     agent = Agent(parse_config(dict(config)))
     if prepare is not None:
         prepare(agent)
