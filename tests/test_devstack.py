@@ -6,11 +6,13 @@ import signal
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.conftest import collecting
 from vaka.devstack.central import unit_status
 from vaka.devstack.polling import wait_for
 from vaka.devstack.stack import LocalStack
+from vaka.errors import ConfigError
 from vaka.provisioning.localpki import LocalPki
 
 TOPIC = "vaka/v1/dev/u-kept/config"
@@ -102,3 +104,9 @@ async def test_units_spawned_and_stopped_before_the_broker(pki: LocalPki, tmp_pa
     assert "agent u-stack stopped" in again.log()
     assert not stack.broker.running
     await stack.aclose()
+
+
+def test_parts_start_in_order(pki: LocalPki, tmp_path: Path) -> None:
+    with LocalStack(tmp_path, pki=pki) as stack:
+        with pytest.raises(ConfigError, match=r"start the broker before u-early"):
+            stack.spawn_unit("u-early")

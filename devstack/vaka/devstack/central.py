@@ -1,8 +1,8 @@
 """Central in the local stack: its configuration, in-process or as a process, and queries.
 
-This is the one module of the local stack that knows central's configuration and service (the
-broker's configuration writer is used by :mod:`vaka.devstack.broker`); when central's modules
-move, only these imports change.
+Central's configuration is built and central is started here; elsewhere the local stack only
+names central's types (:mod:`vaka.devstack.stack`) and writes the broker's configuration with
+central's writer (:mod:`vaka.devstack.broker`). When central's modules move, these imports change.
 """
 
 import asyncio

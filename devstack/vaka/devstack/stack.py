@@ -4,13 +4,13 @@ The demo, the tests, the benches and the console screenshots all start the world
 :class:`LocalStack`, so they share one set of defaults (production's: broker persistence, the
 CRL, the enrolment listener) and one teardown::
 
-    with LocalStack(directory) as stack:          # the PKI
+    async with LocalStack(directory) as stack:    # the PKI (made once, or shared)
         stack.start_broker()
-        async with stack:                         # async teardown for in-process central
-            central = await stack.start_central()
-            stack.spawn_unit("u-1", "nightcam")
-            await stack.wait_online(central, ["u-1"])
+        central = await stack.start_central()     # in this event loop
+        stack.spawn_unit("u-1", "nightcam")       # a vaka-agent --simulate process
+        await stack.wait_online(central, ["u-1"])
 
+A stack without central in the event loop may be used with a plain ``with`` (:meth:`close`).
 Every part can be stopped and started again (the broker keeps its port and what it persisted);
 crash tests use the broker's and the units' ``kill``/``freeze``/``thaw``.
 """
@@ -33,6 +33,7 @@ from vaka.devstack.central import (
 )
 from vaka.devstack.ports import free_port
 from vaka.devstack.units import AgentProcess, running_agent, unit_config, write_unit_config
+from vaka.errors import ConfigError
 from vaka.provisioning.localpki import LocalPki
 
 if TYPE_CHECKING:
@@ -101,6 +102,12 @@ class LocalStack:
         self.broker.start()
         return self.broker
 
+    def _after_broker(self, part: str) -> None:
+        """Parts start in order: central and units come after the broker (which may be down
+        again by then, as in a crash test)."""
+        if not self._broker_started:
+            raise ConfigError(f"start the broker before {part} (stack.start_broker())")
+
     # -- central
 
     def central_config(self, identity: str = "central-1", **options: Any) -> CentralConfig:
@@ -111,6 +118,7 @@ class LocalStack:
         self, identity: str = "central-1", config: CentralConfig | None = None
     ) -> CentralService:
         """Central in this process, connected to the broker; stopped at teardown."""
+        self._after_broker(identity)
         service = await start_central(config or self.central_config(identity))
         self._parts.append(_Part(identity, service.stop, in_loop=True))
         return service
@@ -119,6 +127,7 @@ class LocalStack:
         self, identity: str = "central-1", config: CentralConfig | None = None
     ) -> CentralProcess:
         """Central as a child process (to kill or freeze it); stopped at teardown."""
+        self._after_broker(identity)
         process = CentralProcess(config or self.central_config(identity), self.directory)
         process.start()
         self._parts.append(_Part(identity, process.stop))
@@ -146,6 +155,7 @@ class LocalStack:
 
         A unit spawned again under the same id is restarted on a fresh configuration.
         """
+        self._after_broker(device_id)
         config = self.unit_config(
             device_id, profile, interval_s=interval_s, keepalive_s=keepalive_s, **options
         )
