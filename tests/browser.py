@@ -1,8 +1,9 @@
 """Real Chromium for the console's tests: Debian's ``/usr/bin/chromium`` driven by Playwright.
 
 Playwright's own browser downloads are never used (``playwright install`` is not run): the
-browser is the distribution's, started headless with the flags below. Without it the tests are
-skipped with the reason — unless ``CI`` is set, where a missing browser is a failure.
+browser is the distribution's, started headless with the flags of :mod:`vaka.devstack.browser`.
+Without it the tests are skipped with the reason — unless ``CI`` is set, where a missing browser
+is a failure.
 
 Use: ``pytest_plugins = ["tests.browser"]`` in the test module, then take the ``page`` fixture
 (desktop size) or ``browser`` with :func:`new_page` for a phone or tablet viewport.
@@ -10,27 +11,15 @@ Use: ``pytest_plugins = ["tests.browser"]`` in the test module, then take the ``
 
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from vaka.devstack.browser import CHROMIUM, FLAGS, VIEWPORTS
+
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
 
-CHROMIUM = Path(os.environ.get("VAKA_CHROMIUM", "/usr/bin/chromium"))
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-]
-VIEWPORTS = {"phone": (390, 844), "tablet": (820, 1180), "desktop": (1280, 800)}
 TIMEOUT_MS = 15_000
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from vaka.devstack.broker import free_port
+from vaka.devstack.ports import free_port
 from vaka.provisioning.localpki import LocalPki
 
 REPO = Path(__file__).resolve().parent.parent

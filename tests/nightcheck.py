@@ -10,11 +10,13 @@ from zoneinfo import ZoneInfo
 
 from aiortc import RTCPeerConnection
 
-from tests.conftest import TOTP_SECRET, Broker
+from tests.conftest import TOTP_SECRET
 from vaka.agent.app import Agent
-from vaka.agent.config import parse_config
 from vaka.central.directory import DirectorySpec
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.units import running_agent as in_process_agent
+from vaka.devstack.units import unit_config
 from vaka.protocol.sdp import preferred_fingerprint
 from vaka.rtc.ice import rtc_configuration
 
@@ -73,29 +75,13 @@ def directory_spec() -> DirectorySpec:
 
 
 def agent_config(broker: Broker, device_id: str = UNIT, **media: object) -> dict:
-    files = broker.pki.client(device_id)
-    return {
-        "unit": {"id": device_id, "profile": "nightcam", "simulate": True},
-        "broker": {
-            "host": broker.host,
-            "port": broker.port,
-            "server_ca": str(files.server_ca),
-            "cert": str(files.cert),
-            "key": str(files.key),
-            "keepalive_s": 5,
-            "reconnect_min_s": 0.2,
-            "reconnect_max_s": 1.0,
-        },
-        "health": {"interval_s": 30},
-        "calls": {"ticket_key": str(broker.pki.ticket_keys()[1])},
-        "media": {"width": 320, "height": 240, "fps": 15, "ice_addresses": ["127.0.0.1"], **media},
-    }
+    """The stack's nightcam configuration with small frames (quick to encode in tests)."""
+    return unit_config(broker, device_id, media={"width": 320, "height": 240, "fps": 15, **media})
 
 
 @dataclass
 class RunningAgent:
     agent: Agent
-    task: "asyncio.Task[bool]"
 
     @property
     def shutter_states(self) -> list[str]:
@@ -109,15 +95,8 @@ async def running_agent(
     broker: Broker, device_id: str = UNIT, **media: object
 ) -> AsyncIterator[RunningAgent]:
     """An agent in this process (so its fake hardware can be inspected), on the real broker."""
-    agent = Agent(parse_config(agent_config(broker, device_id, **media)))
-    task = asyncio.create_task(agent.run())
-    try:
-        await agent.link.wait_online(10)
-        yield RunningAgent(agent, task)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with in_process_agent(agent_config(broker, device_id, **media)) as agent:
+        yield RunningAgent(agent)
 
 
 async def make_offer() -> tuple[RTCPeerConnection, str, str]:

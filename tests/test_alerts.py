@@ -15,11 +15,9 @@ from zoneinfo import ZoneInfo
 import aiohttp
 from sqlalchemy.engine import Engine
 
-from tests.conftest import Broker, central_config, unit_status, wait_for
 from tests.nightcheck import PASSWORD, agent_config, hhmm
 from tests.test_notify import SECRET, WebhookReceiver, webhook_server
 from vaka.agent.app import Agent
-from vaka.agent.config import parse_config
 from vaka.central.alerts import AlertSettings, AlertWatch
 from vaka.central.audit import AuditLog
 from vaka.central.db import open_engine
@@ -27,6 +25,10 @@ from vaka.central.directory import Directory, DirectorySpec, ScheduleSpec
 from vaka.central.service import CentralService
 from vaka.central.status import Thresholds, derive_status
 from vaka.central.store import SqlFleetStore
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import central_config, unit_status
+from vaka.devstack.polling import wait_for
+from vaka.devstack.units import running_agent
 
 SOON = "u-soon"  # the citizen's night check is a few minutes away
 FAR = "u-far"  # the citizen's night check is twelve hours away
@@ -109,17 +111,13 @@ async def token(http: aiohttp.ClientSession, staff_id: str) -> str:
 @contextlib.asynccontextmanager
 async def nightcam(broker: Broker, device_id: str) -> AsyncIterator[Agent]:
     """A simulated nightcam agent on the real broker, stopped cleanly when the block ends."""
-    agent = Agent(parse_config(agent_config(broker, device_id)))
-    # A unit whose clock is not synchronised is degraded; this machine's clock may not be.
-    agent.sampler._clock_synced = lambda: True
-    task = asyncio.create_task(agent.run())
-    try:
-        await agent.link.wait_online(10)
+
+    def clock_synced(agent: Agent) -> None:
+        # A unit whose clock is not synchronised is degraded; this machine's clock may not be.
+        agent.sampler._clock_synced = lambda: True
+
+    async with running_agent(agent_config(broker, device_id), prepare=clock_synced) as agent:
         yield agent
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def open_alerts(http: aiohttp.ClientSession, bearer: str) -> list[dict[str, Any]]:

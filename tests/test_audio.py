@@ -16,7 +16,6 @@ from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 from pydantic import ValidationError
 
-from tests.conftest import wait_for
 from vaka.agent.media.audio import (
     AUDIO_TIME_BASE,
     FRAME_SAMPLES,
@@ -32,6 +31,7 @@ from vaka.agent.media.audio import (
     rms,
 )
 from vaka.agent.media.settings import MediaSettings
+from vaka.devstack.polling import wait_for
 from vaka.errors import ConfigError
 from vaka.rtc.ice import rtc_configuration
 

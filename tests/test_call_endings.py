@@ -8,9 +8,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-from tests.conftest import TOTP_SECRET, Broker, central_config, totp_secret_file, wait_for
+from tests.conftest import TOTP_SECRET, totp_secret_file
 from tests.nightcheck import PASSWORD, UNIT, audit_kinds, load_directory, running_agent
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import central_config, running_central
+from vaka.devstack.polling import wait_for
 from vaka.staff.client import StaffClient
 
 
@@ -19,8 +22,7 @@ async def test_max_duration_ends_the_call_and_closes_the_shutter(broker: Broker,
     config = config.model_copy(
         update={"calls": config.calls.model_copy(update={"night_check_max_s": 2})}
     )
-    async with CentralService(config) as central:
-        await asyncio.wait_for(central.link.connected.wait(), 10)
+    async with running_central(config) as central:
         await load_directory(central)
         async with running_agent(broker) as unit, StaffClient(central.url) as staff:
             await staff.login("s-nurse", PASSWORD, totp_secret=TOTP_SECRET)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.conftest import TOTP_SECRET, Broker, collecting, wait_for
+from tests.conftest import TOTP_SECRET, collecting
 from tests.nightcheck import (
     OTHER_UNIT,
     PASSWORD,
@@ -17,6 +17,8 @@ from tests.nightcheck import (
     running_agent,
 )
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.polling import wait_for
 from vaka.protocol import SignalMessage, SignalPayload, encode
 from vaka.provisioning.tickets import TicketClaims, load_ticket_key, new_ticket_key, sign_ticket
 from vaka.staff.client import StaffClient, StaffError

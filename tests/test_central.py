@@ -6,12 +6,15 @@ import time
 import aiohttp
 import pytest
 
-from tests.conftest import TOTP_SECRET, Broker, central_config, staff_token, unit_status, wait_for
+from tests.conftest import TOTP_SECRET, staff_token
 from vaka.central.directory import DirectorySpec
 from vaka.central.presence import Presence
 from vaka.central.service import CentralService
 from vaka.central.status import Thresholds, derive_status
 from vaka.central.store import UnitRecord
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import central_config, running_central, unit_status
+from vaka.devstack.polling import wait_for
 from vaka.protocol import HealthMessage, HealthPayload, StateMessage, StatePayload, encode
 
 HEALTH = HealthPayload(
@@ -180,8 +183,7 @@ async def test_two_central_instances_share_the_load_and_one_registry(
     second_config = central_config(broker, tmp_path, identity="central-2").model_copy(
         update={"database": central.config.database}
     )
-    async with CentralService(second_config) as second:
-        await asyncio.wait_for(second.link.connected.wait(), 10)
+    async with running_central(second_config) as second:
         async with broker.client("u-load") as unit:
             for bdseq in range(1, 41):
                 birth = StateMessage(payload=StatePayload(status="online", bdseq=bdseq))

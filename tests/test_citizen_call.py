@@ -16,12 +16,15 @@ import aiomqtt
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
-from tests.conftest import Broker, central_config, collecting, wait_for
+from tests.conftest import collecting
 from vaka.central.call_requests import CallRequest
 from vaka.central.citizen_calls import NO_STAFF
 from vaka.central.directory import DirectorySpec
 from vaka.central.policy import CallLimits
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import central_config
+from vaka.devstack.polling import wait_for
 from vaka.protocol import SignalMessage, SignalPayload, encode
 from vaka.provisioning.tickets import load_ticket_key, verify_ticket
 from vaka.rtc.ice import rtc_configuration

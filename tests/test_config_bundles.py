@@ -5,9 +5,7 @@ Mosquitto to an in-process agent and read the unit's events back from the broker
 """
 
 import asyncio
-import contextlib
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +14,16 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import OKPKey
 
-from tests.conftest import Broker, collecting, wait_for
+from tests.conftest import collecting
 from tests.nightcheck import UNIT, agent_config
 from vaka.agent.app import Agent
 from vaka.agent.config import parse_config
 from vaka.agent.config_store import CONFIG_FILE, ConfigStore
 from vaka.central.config_push import build_bundle, config_message, push_config
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.polling import wait_for
+from vaka.devstack.units import running_agent
 from vaka.errors import ConfigError
 from vaka.protocol import decode
 from vaka.protocol.messages import EventMessage
@@ -227,20 +228,6 @@ def unit_config(broker: Broker, credentials: Path | None = None) -> dict[str, An
     return data
 
 
-@contextlib.asynccontextmanager
-async def running(config: dict[str, Any]) -> AsyncIterator[Agent]:
-    """An agent in this process on the real broker, stopped cleanly afterwards."""
-    agent = Agent(parse_config(config))
-    task = asyncio.create_task(agent.run())
-    try:
-        await agent.link.wait_online(10)
-        yield agent
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 def unit_events(received: list[aiomqtt.Message]) -> list[dict[str, Any]]:
     """Kind and detail of each event the unit published so far."""
     events = []
@@ -262,7 +249,7 @@ async def test_unit_applies_good_bundles_and_refuses_bad_ones(
     async with (
         broker.client("central-2") as observer,
         collecting(observer, device_topic(UNIT, Channel.EVENTS)) as received,
-        running(unit_config(broker)) as agent,
+        running_agent(unit_config(broker)) as agent,
     ):
         await push_config(central, UNIT, bundle(ticket_key, 1, health_interval_s=7), key)
         await wait_for(lambda: agent.config_store.version == 1, 5, what="version 1 applied")
@@ -313,10 +300,10 @@ async def test_retained_bundle_reaches_a_unit_that_connects_later(
 ) -> None:
     key = central_key(broker)
     await push_config(central, UNIT, bundle(ticket_key, 4), key)  # the unit is not running
-    async with running(unit_config(broker)) as agent:
+    async with running_agent(unit_config(broker)) as agent:
         await wait_for(lambda: agent.config_store.version == 4, 5, what="retained bundle")
     await push_config(central, UNIT, bundle(ticket_key, 5), key)  # offline again
-    async with running(unit_config(broker)) as agent:
+    async with running_agent(unit_config(broker)) as agent:
         await wait_for(lambda: agent.config_store.version == 5, 5, what="bundle on reconnect")
 
 
@@ -325,7 +312,7 @@ async def test_stored_bundle_survives_a_restart(
 ) -> None:
     key = central_key(broker)
     credentials = tmp_path / "credentials"
-    async with running(unit_config(broker, credentials)) as agent:
+    async with running_agent(unit_config(broker, credentials)) as agent:
         await push_config(central, UNIT, bundle(ticket_key, 1, health_interval_s=9), key)
         await wait_for(lambda: agent.config_store.version == 1, 5, what="version 1 applied")
     stored = credentials / CONFIG_FILE
@@ -339,7 +326,7 @@ async def test_stored_bundle_survives_a_restart(
     assert restarted.sampler.interval_s == 9
     restarted.hardware.close()
 
-    async with running(unit_config(broker, credentials)) as agent:
+    async with running_agent(unit_config(broker, credentials)) as agent:
         assert agent.config_store.version == 1
         await push_config(central, UNIT, bundle(ticket_key, 2), key)
         await wait_for(lambda: agent.config_store.version == 2, 5, what="version 2 applied")
@@ -349,7 +336,7 @@ async def test_stored_bundle_survives_a_restart(
     async with (
         broker.client("central-2") as observer,
         collecting(observer, device_topic(UNIT, Channel.EVENTS)) as received,
-        running(unit_config(broker, credentials)) as agent,
+        running_agent(unit_config(broker, credentials)) as agent,
     ):
         await asyncio.sleep(0.5)
         assert agent.config_store.version == 2

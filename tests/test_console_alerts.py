@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.conftest import TOTP_SECRET, Broker, wait_for
+from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD
 from tests.test_alerts import FAR, SOON, central_with_alerts, nightcam, online
 from tests.test_enrolment import generic_unit, pending_code
@@ -19,6 +19,8 @@ from tests.test_notify import SECRET, WebhookReceiver, webhook_server
 from vaka import otp
 from vaka.central.directory import DirectorySpec
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.polling import wait_for
 from vaka.protocol.enrolment import display_code
 
 pytest.register_assert_rewrite("tests.browser")

@@ -12,11 +12,12 @@ import pytest
 from playwright.async_api import Browser, expect
 from sqlalchemy import update
 
-from tests.conftest import Broker, staff_token
+from tests.conftest import staff_token
 from tests.nightcheck import PASSWORD, UNIT
 from tests.test_console_round import load_round_directory, log_in
 from vaka.central.audit import audit
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
 
 pytest.register_assert_rewrite("tests.browser")
 from tests.browser import new_page, page_errors  # noqa: E402

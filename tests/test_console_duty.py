@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.conftest import TOTP_SECRET, Broker, wait_for
+from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD
 from tests.tvunit import (
     CITIZEN,
@@ -30,6 +30,8 @@ from vaka import otp
 from vaka.agent.app import Agent
 from vaka.agent.ui import ButtonId, Calling, Idle, InCall, Trouble
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.polling import wait_for
 from vaka.rtc.pattern import PatternReading, decode_pattern
 from vaka.staff.client import StaffClient
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.conftest import TOTP_SECRET, Broker
+from tests.conftest import TOTP_SECRET
 from tests.test_staff_access import PASSWORD, central_with
 from vaka import otp
+from vaka.devstack.broker import Broker
 
 pytest.register_assert_rewrite("tests.browser")  # it is also a plugin (below): no warning
 from tests.browser import new_page, page_errors  # noqa: E402

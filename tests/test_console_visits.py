@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from playwright.async_api import expect
 
-from tests.conftest import TOTP_SECRET, Broker, staff_token, wait_for
+from tests.conftest import TOTP_SECRET, staff_token
 from tests.nightcheck import PASSWORD
 from tests.test_console_duty import console_log_in, read_pattern, received_frames, video_plays
 from tests.tvunit import (
@@ -26,6 +26,8 @@ from tests.tvunit import (
 from vaka.agent.ui import ButtonId, Idle, InCall, Incoming
 from vaka.central.directory import DirectorySpec
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.polling import wait_for
 
 pytest.register_assert_rewrite("tests.browser")
 from tests.browser import new_page, page_errors  # noqa: E402

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Broker
 from tests.test_citizen_call import PASSWORD, UNIT, desk_central, fake_unit, on_duty
+from vaka.devstack.broker import Broker
 from vaka.staff.cli import main
 from vaka.staff.client import StaffClient, StaffError
 

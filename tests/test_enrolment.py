@@ -14,13 +14,16 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import TOTP_SECRET, Broker, collecting, staff_token, unit_status, wait_for
+from tests.conftest import TOTP_SECRET, collecting, staff_token
 from tests.nightcheck import agent_config
 from vaka.agent.app import Agent
 from vaka.agent.config import AgentConfig, parse_config
 from vaka.agent.enrol import resolve_identity, signing_request, unit_code
 from vaka.central.directory import DirectorySpec
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import unit_status
+from vaka.devstack.polling import wait_for
 from vaka.protocol.enrolment import EnrolRequestMessage, EnrolRequestPayload, display_code
 from vaka.protocol.messages import encode
 from vaka.provisioning import pki

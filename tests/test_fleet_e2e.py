@@ -5,8 +5,11 @@ import json
 import signal
 import time
 
-from tests.conftest import AgentFactory, Broker, collecting, unit_status, wait_for
+from tests.conftest import AgentFactory, collecting
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import unit_status
+from vaka.devstack.polling import wait_for
 from vaka.protocol import SignalMessage, SignalPayload, StateMessage, StatePayload, encode
 
 

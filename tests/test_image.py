@@ -29,9 +29,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Broker, central_config, unit_status, wait_for
 from vaka.agent.enrol import CERT_FILE, KEY_FILE
 from vaka.central.service import CentralService
+from vaka.devstack.central import unit_status
+from vaka.devstack.polling import WaitTimeout, wait_for
+from vaka.devstack.stack import LocalStack
 from vaka.provisioning.localpki import LocalPki
 
 # Before its import: the shared module's asserts rewritten, as in any pytest plugin.
@@ -211,9 +213,9 @@ async def test_the_card_boots_under_qemu_and_the_unit_comes_online(
     if not kernels or not initrds:
         pytest.skip("the image was built without --kernel")
     card, disk_id = card_with_identity(built, tmp_path, pki)
-    broker = Broker(pki, tmp_path / "broker", qemu_port)
-    broker.start()
-    central = CentralService(central_config(broker, tmp_path))
+    stack = LocalStack(tmp_path, pki=pki, broker_port=qemu_port)
+    stack.start_broker()
+    central = CentralService(stack.central_config())
     console = tmp_path / "console.log"
     qemu: subprocess.Popen[bytes] | None = None
     try:
@@ -248,7 +250,7 @@ async def test_the_card_boots_under_qemu_and_the_unit_comes_online(
 
         try:
             await wait_for(lambda: unit_status(central, UNIT), 600, 0.5, what="unit online")
-        except AssertionError as err:
+        except WaitTimeout as err:
             raise AssertionError(f"{err}; the guest's console:\n{tail()}") from None
         print(f"\nqemu: unit online in central {time.monotonic() - started:.0f} s after power-on")
         assert await unit_status(central, UNIT) == "online"
@@ -259,4 +261,4 @@ async def test_the_card_boots_under_qemu_and_the_unit_comes_online(
             qemu.kill()
             qemu.wait()
         await central.stop()
-        broker.stop()
+        stack.close()

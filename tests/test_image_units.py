@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from tests.conftest import Broker, unit_status, wait_for
 from tests.test_systemd_units import LIMITS, OTHER_LIMIT, analyze, exposure, services, units
 from vaka.agent.enrol import CERT_FILE, KEY_FILE
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import unit_status
+from vaka.devstack.polling import wait_for
 
 # Before its import: the shared module's asserts rewritten, as in any pytest plugin.
 pytest.register_assert_rewrite("tests.imagetools")

@@ -18,14 +18,16 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
-from tests.conftest import Broker, central_config, wait_for
 from tests.nightcheck import PASSWORD, agent_config
 from tests.test_message_inbox import envelope
 from tests.test_message_tokens import b64, jpeg
 from vaka.agent.app import Agent
-from vaka.agent.config import parse_config
 from vaka.central.directory import DirectorySpec
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import central_config
+from vaka.devstack.polling import wait_for
+from vaka.devstack.units import running_agent
 from vaka.protocol.topics import Channel
 from vaka.provisioning.messages import SignedMessage
 from vaka.provisioning.tickets import new_ticket_key
@@ -90,16 +92,9 @@ class Tv:
 
 @contextlib.asynccontextmanager
 async def running_tv(broker: Broker, credentials: Path) -> AsyncIterator[Tv]:
-    agent = Agent(parse_config(tv_config(broker, credentials)))
-    tv = Tv(agent)
-    task = asyncio.create_task(agent.run())
-    try:
-        await agent.link.wait_online(10)
-        yield tv
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    tvs: list[Tv] = []
+    async with running_agent(tv_config(broker, credentials), prepare=lambda a: tvs.append(Tv(a))):
+        yield tvs[0]
 
 
 @contextlib.asynccontextmanager

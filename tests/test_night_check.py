@@ -4,9 +4,11 @@
 import asyncio
 import time
 
-from tests.conftest import TOTP_SECRET, Broker, wait_for
+from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, UNIT, audit_kinds, load_directory, running_agent
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.polling import wait_for
 from vaka.protocol.sdp import preferred_fingerprint
 from vaka.rtc.pattern import PatternReading, decode_pattern
 from vaka.staff.client import StaffClient

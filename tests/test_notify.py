@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp import web
 
-from tests.conftest import wait_for
 from vaka.central.alerts import AlertSettings
 from vaka.central.audit import AuditLog
 from vaka.central.config import load_central_config
@@ -31,6 +30,7 @@ from vaka.central.notify import (
     read_secret,
 )
 from vaka.central.policy import next_check
+from vaka.devstack.polling import wait_for
 from vaka.errors import ConfigError
 
 SECRET = b"0123456789abcdef-test-secret"

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection
 
-from tests.conftest import wait_for
 from vaka.agent.media.capture import Capture
 from vaka.agent.media.remote import RemoteVideo
 from vaka.agent.media.source import BgrImage
 from vaka.agent.media.synthetic import SyntheticSource
 from vaka.agent.media.track import CameraTrack
+from vaka.devstack.polling import wait_for
 from vaka.rtc.ice import rtc_configuration
 from vaka.rtc.pattern import decode_pattern
 

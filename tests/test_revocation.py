@@ -11,9 +11,12 @@ import aiohttp
 import aiomqtt
 import pytest
 
-from tests.conftest import TOTP_SECRET, AgentFactory, Broker, staff_token, unit_status, wait_for
+from tests.conftest import TOTP_SECRET, AgentFactory, staff_token
 from vaka.central.directory import DirectorySpec
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import unit_status
+from vaka.devstack.polling import wait_for
 from vaka.provisioning import pki
 from vaka.provisioning.tls import client_tls_context
 

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TOTP_SECRET, Broker, central_config
+from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, directory_spec
 from vaka.central.cli import main as central_main
 from vaka.central.secret_box import PREFIX, SecretBox, SecretBoxError, write_new_key
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import central_config
 from vaka.errors import ConfigError
 from vaka.staff.client import StaffClient, StaffError
 

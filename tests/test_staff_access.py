@@ -11,11 +11,13 @@ import aiohttp
 import pyotp
 import pytest
 
-from tests.conftest import TOTP_SECRET, Broker, central_config, staff_token
+from tests.conftest import TOTP_SECRET, staff_token
 from vaka import otp
 from vaka.central.config import StaffAccessSection
 from vaka.central.directory import DirectorySpec
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import central_config
 
 PASSWORD = "correct horse battery"
 

@@ -51,12 +51,15 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from tests.conftest import TOTP_SECRET, Broker, unit_status, wait_for
+from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, UNIT, agent_config, audit_kinds, load_directory
 from vaka.agent.config_store import CONFIG_FILE
 from vaka.agent.enrol import CERT_FILE, KEY_FILE
 from vaka.central.config_push import build_bundle, push_config
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import unit_status
+from vaka.devstack.polling import wait_for
 from vaka.provisioning.bundles import load_config_key
 from vaka.rtc.pattern import decode_pattern
 from vaka.staff.client import StaffClient

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from tests.conftest import TOTP_SECRET, Broker, wait_for
+from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD
 from tests.tvunit import DAY, OUTSIDER, TV, cec_bus, push_tv_config, running_tv, screen_of, shown
 from vaka.agent.app import Agent
@@ -13,6 +13,8 @@ from vaka.agent.hw.display import TvState
 from vaka.agent.media.audio import AudioSink, ToneTrack
 from vaka.agent.ui import ButtonId, Idle, InCall, Incoming
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.polling import wait_for
 from vaka.rtc.pattern import decode_pattern
 from vaka.staff.client import PatternVideoTrack, StaffClient, StaffError
 

@@ -8,13 +8,15 @@ import time
 
 import pytest
 
-from tests.conftest import TOTP_SECRET, Broker, wait_for
+from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD
 from tests.tvunit import NIGHT, NIGHT_TWO, TV, push_tv_config, running_tv, screen_of, tv_directory
 from vaka.agent.app import Agent
 from vaka.agent.media.audio import AudioSink, ToneTrack
 from vaka.agent.ui import ButtonId, Calling, Idle, InCall, Trouble
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.polling import wait_for
 from vaka.rtc.pattern import decode_pattern
 from vaka.staff.client import StaffClient
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Broker, wait_for
 from tests.test_enrolment import technician
 from tests.tvunit import TV, running_tv, tv_directory
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.polling import wait_for
 from vaka.provisioning.technician import auto_answer_rule, ice_servers_file
 
 RULE = {"purpose": "video_visit", "caller_groups": ["g-day"], "countdown_s": 7}

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Broker, wait_for
 from tests.tvunit import TV, running_tv, screen_of
 from vaka.agent.hw.fake_hotplug import FakeHotplug
 from vaka.agent.hw.sound import SoundPresence, UsbSoundCards
 from vaka.agent.ui import Idle, Trouble
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.polling import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

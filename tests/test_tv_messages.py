@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from tests.conftest import Broker, wait_for
 from tests.tvunit import (
     DAY,
     TV,
@@ -21,6 +20,8 @@ from vaka.agent.hw.display import TvState
 from vaka.agent.ui import ButtonId, Idle, Message
 from vaka.central.messages import MessageRequest
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.polling import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

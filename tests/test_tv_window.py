@@ -17,7 +17,7 @@ import cv2  # noqa: F401 - OpenCV's libraries before PyAV's (vaka/agent/gui_prel
 import numpy as np
 import pytest
 
-from tests.conftest import TOTP_SECRET, Broker, wait_for
+from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD
 from tests.tvunit import DAY, TV, cec_bus, push_tv_config, running_tv, tv_directory
 from tests.xserver import screenshot, xdisplay, xdotool  # noqa: F401 - xdisplay is a fixture
@@ -25,6 +25,8 @@ from vaka.agent.app import Agent
 from vaka.agent.ui import ButtonId, Idle, Incoming, TvScreen
 from vaka.agent.ui.layout import buttons
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.polling import wait_for
 from vaka.staff.client import PatternVideoTrack, StaffClient, StaffError
 
 pytestmark = pytest.mark.timeout(120)

@@ -9,18 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import (
-    TOTP_SECRET,
-    Broker,
-    central_config,
-    totp_secret_file,
-    unit_status,
-    wait_for,
-)
+from tests.conftest import TOTP_SECRET, totp_secret_file
 from tests.nightcheck import hhmm
 from tests.test_enrolment import PASSWORD, generic_unit, pending_code, technician
 from vaka.central.directory import DirectorySpec
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import central_config, running_central, unit_status
+from vaka.devstack.polling import wait_for
 from vaka.provisioning import pki
 from vaka.rtc.pattern import decode_pattern
 from vaka.staff.client import StaffClient
@@ -185,8 +181,7 @@ async def test_renewal_with_a_short_lifetime_does_not_drop_a_call(
     config = central_config(broker, tmp_path)
     assert config.pki is not None
     short = config.pki.model_copy(update={"unit_cert_days": 9 / 86400})  # 9 s certificates
-    async with CentralService(config.model_copy(update={"pki": short})) as central:
-        await asyncio.wait_for(central.link.connected.wait(), 10)
+    async with running_central(config.model_copy(update={"pki": short})) as central:
         await (await technician(central)).close()
         creds = tmp_path / "creds"
         async with generic_unit(broker, creds):

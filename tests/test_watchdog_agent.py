@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Broker
 from tests.notify_harness import NotifyHarness, gaps, running_harness
 from vaka.agent import journal
 from vaka.agent.journal import journal_stream_is_stderr, setup_logging
-from vaka.demo.run import write_unit_config
+from vaka.devstack.broker import Broker
+from vaka.devstack.units import unit_config, write_unit_config
 
 
 @pytest.fixture
@@ -37,9 +37,7 @@ def test_agent_process_notifies_ready_and_pings(
     broker: Broker, harness: NotifyHarness, tmp_path: Path
 ) -> None:
     """``vaka-agent --simulate`` under the harness: READY=1 once online, pings, STOPPING=1."""
-    config = write_unit_config(
-        tmp_path / "unit.toml", broker.pki, "u-watchdog", "nightcam", broker.port, 30
-    )
+    config = write_unit_config(tmp_path / "unit.toml", unit_config(broker, "u-watchdog"))
     env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "WATCHDOG_PID")}
     env.update(NOTIFY_SOCKET=harness.name, WATCHDOG_USEC="1000000", PYTHONUNBUFFERED="1")
     log_path = tmp_path / "agent.log"

@@ -1,20 +1,21 @@
 """Helpers for TV-unit tests: a directory with a TV unit, an in-process TV agent with its
 signed configuration, and what its screen and fake CEC bus saw."""
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from tests.conftest import TOTP_SECRET, Broker, wait_for
+from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, agent_config
 from vaka.agent.app import Agent
-from vaka.agent.config import parse_config
 from vaka.agent.hw.fake_cec import FakeCecBus, FakeCecDisplay
 from vaka.agent.ui import HeadlessScreen, ScreenState
-from vaka.central.config_push import build_bundle, push_config
 from vaka.central.directory import DirectorySpec
 from vaka.central.service import CentralService
+from vaka.devstack.broker import Broker
+from vaka.devstack.central import push_unit_config
+from vaka.devstack.polling import wait_for
+from vaka.devstack.units import running_agent
 
 TV = "u-tv"
 CITIZEN = "c-3003"
@@ -69,7 +70,6 @@ def tv_agent_config(broker: Broker, *, screen: str = "headless", **tv: Any) -> d
     """The night check's unit configuration, made a TV with synthetic sound and its screen."""
     config = agent_config(broker, TV, audio="synthetic")
     config["unit"]["profile"] = "tv"
-    config["trust"] = {"config_key": str(broker.pki.config_keys()[1])}
     config["tv"] = {"screen": screen, "language": "en", "idle_standby_s": 2, **tv}
     return config
 
@@ -78,26 +78,17 @@ async def push_tv_config(
     central: CentralService, agent: Agent, version: int = 1, **settings: Any
 ) -> None:
     """Sign and push a TV bundle (English screen by default) and wait until the unit uses it."""
-    assert central.config_key is not None
     settings.setdefault("language", "en")
-    bundle = build_bundle(TV, version, "tv", central.ticket_public_pem, **settings)
-    await push_config(central, TV, bundle, central.config_key)
+    await push_unit_config(central, TV, "tv", version, **settings)
     await wait_for(lambda: agent.config_store.version == version, 10)
 
 
 @contextlib.asynccontextmanager
 async def running_tv(broker: Broker, **options: Any) -> AsyncIterator[Agent]:
     """A simulated TV unit in this process, online."""
-    agent = Agent(parse_config(tv_agent_config(broker, **options)))
-    task = asyncio.create_task(agent.run())
-    try:
-        await agent.link.wait_online(10)
+    async with running_agent(tv_agent_config(broker, **options)) as agent:
         await wait_for(lambda: agent.tv is not None and agent.tv.screen is not None, 10)
         yield agent
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def screen_of(agent: Agent) -> HeadlessScreen:

@@ -1,6 +1,7 @@
-"""The whole path's rig: PKI, Mosquitto, central, a staff client and a ``vaka-agent`` child.
+"""The whole path's rig: the local stack (PKI, Mosquitto, central), a staff client and a
+``vaka-agent`` child.
 
-The heavy imports (central, staff client, PKI, psutil, tomli_w) are made inside the functions
+The heavy imports (the local stack, central, staff client, psutil) are made inside the functions
 that need them, so that importing this module keeps the ``--bare-sender`` child light.
 """
 
@@ -8,10 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -32,14 +29,14 @@ from .common import (
     TOTP_SECRET,
     UNIT,
     log,
-    stop_process,
 )
 from .figures import SetupSample
 from .streaming import StreamFigures, measure_idle, measure_stream, rss_mb
 
 if TYPE_CHECKING:
     from vaka.central.service import CentralService
-    from vaka.provisioning.localpki import LocalPki
+    from vaka.devstack.stack import LocalStack
+    from vaka.devstack.units import AgentProcess
     from vaka.staff.client import StaffCall, StaffClient
 
 
@@ -70,50 +67,33 @@ def directory_spec_data() -> dict[str, Any]:
 
 
 @dataclass
-class AgentProcess:
-    """One ``vaka-agent --simulate`` child with a given ``[media]`` section."""
-
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    media: dict[str, Any]
-
-    def tail(self, chars: int = 1500) -> str:
-        """The end of its log."""
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-
-@dataclass
 class Bench:
-    """The running rig: PKI, broker, central, staff client and at most one agent."""
+    """The running rig: the local stack, central, a staff client and at most one agent."""
 
-    directory: Path
-    pki: LocalPki
-    broker_port: int
+    stack: LocalStack
     central: CentralService
     staff: StaffClient
     agent_env: dict[str, str] = field(default_factory=dict)
     agent: AgentProcess | None = None
-    agents_started: int = 0
+    agent_media: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def agent_config(self, media: dict[str, Any]) -> dict[str, Any]:
-        """The agent's TOML as a mapping (like ``tests/nightcheck.agent_config``)."""
-        files = self.pki.client(UNIT)
-        return {
-            "unit": {"id": UNIT, "profile": "nightcam", "simulate": True},
-            "broker": {
-                "host": HOST,
-                "port": self.broker_port,
-                "server_ca": str(files.server_ca),
-                "cert": str(files.cert),
-                "key": str(files.key),
-                "keepalive_s": 5,
-                "reconnect_min_s": 0.2,
-                "reconnect_max_s": 1.0,
-            },
-            "health": {"interval_s": 30},
-            "calls": {"ticket_key": str(self.pki.ticket_keys()[1])},
-            "media": {
+    async def unit_status(self) -> str | None:
+        """The presence central holds for the unit."""
+        from vaka.devstack.central import unit_status
+
+        return await unit_status(self.central, UNIT)
+
+    async def start_agent(self, **media: Any) -> AgentProcess:
+        """(Re)start the agent with these media settings and wait until central sees it."""
+        await self.stop_agent()
+        self.agent_media = media
+        self.agent = agent = await asyncio.to_thread(
+            self.stack.spawn_unit,
+            UNIT,
+            "nightcam",
+            env=self.agent_env,
+            media={
                 "width": SMALL[0],
                 "height": SMALL[1],
                 "fps": FPS,
@@ -121,40 +101,17 @@ class Bench:
                 "ice_addresses": [HOST],
                 **media,
             },
-        }
-
-    async def unit_status(self) -> str | None:
-        """The presence central holds for the unit."""
-        record = await asyncio.to_thread(self.central.store.unit, UNIT)
-        return None if record is None else record.presence.status
-
-    async def start_agent(self, **media: Any) -> AgentProcess:
-        """(Re)start the agent with these media settings and wait until central sees it."""
-        import tomli_w
-
-        await self.stop_agent()
-        self.agents_started += 1
-        path = self.directory / f"agent-{self.agents_started}.toml"
-        path.write_bytes(tomli_w.dumps(self.agent_config(media)).encode())
-        log_path = self.directory / f"agent-{self.agents_started}.log"
-        with log_path.open("ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "vaka.agent.cli", "--config", str(path), "--simulate"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.agent_env},
-            )
-        self.agent = AgentProcess(proc, log_path, media)
+        )
         deadline = time.monotonic() + 30
         while await self.unit_status() != "online":
-            if proc.poll() is not None:
-                raise RuntimeError(f"agent exited: {self.agent.tail()}")
+            if not agent.running:
+                raise RuntimeError(f"agent exited: {agent.tail()}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"agent not online after 30 s: {self.agent.tail()}")
+                raise RuntimeError(f"agent not online after 30 s: {agent.tail()}")
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)  # let it settle (subscriptions, first health report)
-        log(f"agent pid {proc.pid} online with media {media or '(defaults)'}")
-        return self.agent
+        log(f"agent pid {agent.pid} online with media {media or '(defaults)'}")
+        return agent
 
     def agent_rss_mb(self) -> float | None:
         """The running agent's RSS in MB."""
@@ -172,9 +129,7 @@ class Bench:
         agent, self.agent = self.agent, None
         if agent is None:
             return
-        if agent.proc.poll() is None:
-            agent.proc.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(stop_process, agent.proc)
+        await asyncio.to_thread(agent.stop)
         deadline = time.monotonic() + 10
         while await self.unit_status() == "online" and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -239,71 +194,25 @@ async def running_bench(
     agent_env: dict[str, str] | None = None,
     broker_lines: Sequence[str] = (),
 ) -> AsyncIterator[Bench]:
-    """PKI, Mosquitto (TLS, ACL), central with the directory loaded, a logged-in staff client.
+    """The local stack, central with the directory loaded, a logged-in staff client.
 
     ``broker_lines`` are appended to ``mosquitto.conf`` (experiments, e.g. ``set_tcp_nodelay``).
     """
-    from vaka.central.broker import BrokerSettings, write_broker_config
-    from vaka.central.config import (
-        CentralConfig,
-        DatabaseSection,
-        HttpSection,
-        KeysSection,
-        MqttSection,
-    )
-    from vaka.central.directory import DirectorySpec
-    from vaka.central.service import CentralService
-    from vaka.devstack.broker import MosquittoProcess, dev_broker_user, free_port
-    from vaka.provisioning.localpki import LocalPki
+    from vaka.devstack.central import load_directory
+    from vaka.devstack.stack import LocalStack
     from vaka.staff.client import StaffClient
 
-    pki = LocalPki(directory / "pki").ensure()
-    port = free_port()
-    conf = write_broker_config(
-        directory / "broker",
-        BrokerSettings(
-            port=port,
-            client_ca=pki.client_ca_cert,
-            server_cert=pki.broker_cert,
-            server_key=pki.broker_key,
-            persistence=False,
-            user=dev_broker_user(),
-            central_identities=("central-1",),
-            extra_lines=tuple(broker_lines),
-        ),
+    stack = await asyncio.to_thread(
+        LocalStack, directory, host=HOST, broker_lines=tuple(broker_lines)
     )
-    broker = MosquittoProcess(conf, HOST, port).start()
-    try:
-        files = pki.client("central-1")
-        central = CentralService(
-            CentralConfig(
-                mqtt=MqttSection(
-                    port=port,
-                    server_ca=files.server_ca,
-                    cert=files.cert,
-                    key=files.key,
-                    identity="central-1",
-                    keepalive_s=5,
-                ),
-                keys=KeysSection(ticket_key=pki.ticket_keys()[0]),
-                http=HttpSection(port=0),
-                database=DatabaseSection(url=f"sqlite:///{directory / 'central.db'}"),
-            )
-        )
-        await central.start()
-        try:
-            await asyncio.wait_for(central.link.connected.wait(), 15)
-            await asyncio.to_thread(
-                central.directory.load, DirectorySpec.model_validate(directory_spec_data())
-            )
-            async with StaffClient(central.url) as staff:
-                await staff.login(STAFF, PASSWORD, totp_secret=TOTP_SECRET)
-                bench = Bench(directory, pki, port, central, staff, dict(agent_env or {}))
-                try:
-                    yield bench
-                finally:
-                    await bench.stop_agent()
-        finally:
-            await central.stop()
-    finally:
-        broker.stop()
+    async with stack:
+        await asyncio.to_thread(stack.start_broker)
+        central = await stack.start_central()
+        await load_directory(central, directory_spec_data())
+        async with StaffClient(central.url) as staff:
+            bench = Bench(stack, central, staff, dict(agent_env or {}))
+            await staff.login(STAFF, PASSWORD, totp_secret=TOTP_SECRET)
+            try:
+                yield bench
+            finally:
+                await bench.stop_agent()

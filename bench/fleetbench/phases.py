@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
 import time
 from typing import Any
 
 import psutil
-
-from vaka.demo.run import write_unit_config
 
 from .common import AGENT_ID, log, merge_errors, percentiles
 from .measure import Proc, Sampler
@@ -200,38 +195,31 @@ class Bench(BenchProcesses):
     def measure_agent(self) -> None:
         """One real ``vaka-agent --simulate`` against the same broker: idle CPU and RSS."""
         a = self.args
-        path = write_unit_config(
-            self.dir / "agent" / "agent.toml", self.pki, AGENT_ID, "nightcam", self.port, a.interval
-        )
-        log_path = self.dir / "agent" / "agent.log"
+        assert self.stack is not None
         started = time.monotonic()
-        with log_path.open("ab") as out:
-            self.agent = subprocess.Popen(
-                [sys.executable, "-m", "vaka.agent.cli", "--config", str(path), "--simulate"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        self.agent = agent = self.stack.spawn_unit(
+            AGENT_ID, "nightcam", interval_s=a.interval, keepalive_s=10
+        )
         online_after = None
-        while time.monotonic() - started < 30 and self.agent.poll() is None:
+        while time.monotonic() - started < 30 and agent.running:
             if self.ask_central("unit", AGENT_ID)[0] == "online":
                 online_after = time.monotonic() - started
                 break
             time.sleep(0.2)
         if online_after is None:
-            tail = log_path.read_text(errors="replace")[-600:]
+            tail = agent.tail(600)
             self.result["agent"] = {
-                "error": f"agent did not come online (exit {self.agent.poll()})",
+                "error": f"agent did not come online (exit {agent.proc.poll()})",
                 "log_tail": tail,
             }
             log(f"agent did not come online: {tail}")
             return
         time.sleep(2)  # let start-up work settle
-        ps = Proc("agent", psutil.Process(self.agent.pid))
+        ps = Proc("agent", psutil.Process(agent.proc.pid))
         sampler = Sampler({"agent": [ps]})
         sampler.start()
         end = time.monotonic() + a.agent_seconds
-        while time.monotonic() < end and self.agent.poll() is None:
+        while time.monotonic() < end and agent.running:
             time.sleep(0.5)
             sampler.sample()
         usage = sampler.result()

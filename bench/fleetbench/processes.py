@@ -7,7 +7,6 @@ import contextlib
 import multiprocessing as mp
 import resource
 import shutil
-import subprocess
 import tempfile
 import time
 from multiprocessing.connection import Connection
@@ -16,16 +15,8 @@ from typing import Any
 
 import psutil
 
-from vaka.central.broker import BrokerSettings, write_broker_config
-from vaka.central.config import (
-    CentralConfig,
-    DatabaseSection,
-    HttpSection,
-    KeysSection,
-    MqttSection,
-)
-from vaka.devstack.broker import MosquittoProcess, dev_broker_user, free_port
-from vaka.provisioning.localpki import LocalPki
+from vaka.devstack.stack import LocalStack
+from vaka.devstack.units import AgentProcess
 
 from .central_proc import central_main
 from .common import HOST, log, percentiles
@@ -40,11 +31,11 @@ class BenchProcesses:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.dir = Path(tempfile.mkdtemp(prefix="vaka-fleet-"))
-        self.broker: MosquittoProcess | None = None
+        self.stack: LocalStack | None = None
         self.centrals: list[tuple[mp.process.BaseProcess, Connection]] = []
         self.central_ps: list[Proc] = []
         self.workers: list[tuple[mp.process.BaseProcess, Connection]] = []
-        self.agent: subprocess.Popen[bytes] | None = None
+        self.agent: AgentProcess | None = None
         self.result: dict[str, Any] = {}
         self.ctx = mp.get_context("spawn")
 
@@ -96,29 +87,16 @@ class BenchProcesses:
     def setup(self) -> None:
         """PKI, broker, central, load workers (certificates issued in the workers)."""
         a = self.args
-        local = LocalPki(self.dir / "pki").ensure()
-        self.pki = local
         identities = tuple(f"central-{i + 1}" for i in range(a.centrals))
-        port = free_port(HOST)
-        self.port = port
-        conf = write_broker_config(
-            self.dir / "broker",
-            BrokerSettings(
-                port=port,
-                client_ca=local.client_ca_cert,
-                server_cert=local.broker_cert,
-                server_key=local.broker_key,
-                # as in production: persistent sessions, and the CRL checked on every handshake
-                persistence=True,
-                crl=local.crl_path,
-                user=dev_broker_user(),
-                central_identities=identities,
-                extra_lines=tuple(a.broker_line),
-            ),
+        # As in production: persistent sessions, the CRL checked on every handshake.
+        self.stack = stack = LocalStack(
+            self.dir, host=HOST, central_identities=identities, broker_lines=tuple(a.broker_line)
         )
-        self.broker = MosquittoProcess(conf, HOST, port).start()
-        mosq = [c for c in psutil.Process().children() if c.name() == "mosquitto"]
-        self.broker_ps = Proc("broker", mosq[0])
+        self.pki = local = stack.pki
+        broker = stack.start_broker()
+        self.port = port = broker.port
+        assert broker.process is not None and broker.process.pid is not None
+        self.broker_ps = Proc("broker", psutil.Process(broker.process.pid))
 
         for identity in identities:
             self.start_central(identity, port)
@@ -173,18 +151,10 @@ class BenchProcesses:
 
     def start_central(self, identity: str, port: int) -> None:
         """One central instance in its own process; all share one SQLite file and share group."""
-        files = self.pki.client(identity)
-        config = CentralConfig(
-            mqtt=MqttSection(
-                port=port,
-                server_ca=files.server_ca,
-                cert=files.cert,
-                key=files.key,
-                identity=identity,
-            ),
-            keys=KeysSection(ticket_key=self.pki.ticket_keys()[0]),
-            http=HttpSection(port=0),
-            database=DatabaseSection(url=f"sqlite:///{self.dir / 'central.db'}"),
+        assert self.stack is not None and port == self.stack.broker.port
+        # Central's default keepalive: a loaded event loop must not cost it its session.
+        config = self.stack.central_config(
+            identity, keepalive_s=30, database=self.dir / "central.db"
         )
         profile = self.args.profile_central
         if profile is not None and identity != "central-1":
@@ -207,20 +177,12 @@ class BenchProcesses:
 
     def broker_log(self) -> str:
         """What the broker has logged so far."""
-        try:
-            return (self.dir / "broker" / "mosquitto.log").read_text(errors="replace")
-        except OSError:
-            return ""
+        return "" if self.stack is None else self.stack.broker.log()
 
     def teardown(self) -> None:
         """Stop everything this benchmark started; safe after partial setup."""
-        if self.agent is not None and self.agent.poll() is None:
-            self.agent.terminate()
-            try:
-                self.agent.wait(10)
-            except subprocess.TimeoutExpired:
-                self.agent.kill()
-                self.agent.wait()
+        if self.agent is not None:
+            self.agent.stop()
         for _proc, conn in self.workers:
             with contextlib.suppress(OSError):
                 conn.send(("stop",))
@@ -237,8 +199,8 @@ class BenchProcesses:
             if proc.is_alive():
                 proc.kill()
                 proc.join(5)
-        if self.broker is not None:
-            self.broker.stop()
+        if self.stack is not None:
+            self.stack.close()
         if self.args.keep:
             log(f"kept {self.dir}")
         else:

@@ -274,7 +274,7 @@ async def run(plan: Plan, directory: Path) -> dict[str, Any]:
     """The whole benchmark; returns the result object."""
     import psutil
 
-    from vaka.central.directory import DirectorySpec
+    from vaka.devstack.central import load_directory
     from vaka.rtc.ice import configure_ice
     from vaka.staff.client import StaffClient
 
@@ -282,11 +282,10 @@ async def run(plan: Plan, directory: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": machine(), "plan": asdict(plan)}
     async with running_bench(directory) as bench:
         central = bench.central
-        spec = DirectorySpec.model_validate(tv_directory_data())
-        await asyncio.to_thread(central.directory.load, spec)
-        unit = await start_tv_unit(central, bench.pki, bench.broker_port, directory)
+        await load_directory(central, tv_directory_data())
+        unit = await start_tv_unit(central, bench.stack)
         try:
-            await push_tv_bundle(unit, bench.pki)
+            await push_tv_bundle(unit)
             log(f"unit pid {unit.pid} online, configured (auto-answer at once)")
             result["unit_rss_mb_before_first_call"] = round(
                 psutil.Process(unit.pid).memory_info().rss / 1e6, 1
@@ -322,8 +321,8 @@ async def run(plan: Plan, directory: Path) -> dict[str, Any]:
                 if plan.fresh_hold:
                     await unit.stop()
                     restarted = time.time()
-                    unit = await start_tv_unit(central, bench.pki, bench.broker_port, directory)
-                    await push_tv_bundle(unit, bench.pki, 2, after=restarted)
+                    unit = await start_tv_unit(central, bench.stack)
+                    await push_tv_bundle(unit, 2, after=restarted)
                     log(f"unit restarted for the held call (pid {unit.pid})")
                     after = 0.0
                 result["hold"] = await hold_call(unit, staff, plan, after)

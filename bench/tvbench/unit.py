@@ -1,30 +1,26 @@
 """The TV unit under test: a ``vaka-agent --simulate`` child with the ``tv`` profile, and what
 central holds about it.
 
-The rig around it (PKI, Mosquitto, central in this process) is the call set-up benchmark's
-:func:`bench.callbench.stack.running_bench`; this module adds a day-care group, a staff member
-and a citizen with a TV unit to its directory (``DirectoryStore.load`` adds, it does not
-replace), starts the unit and pushes its signed configuration.
+The rig around it (the local stack: PKI, Mosquitto, central in this process) is the call set-up
+benchmark's :func:`bench.callbench.stack.running_bench`; this module adds a day-care group, a
+staff member and a citizen with a TV unit to its directory (``DirectoryStore.load`` adds, it
+does not replace), starts the unit through the stack and pushes its signed configuration.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.callbench.common import HOST, MAX_BITRATE_BPS, PASSWORD, TOTP_SECRET, stop_process
+from bench.callbench.common import HOST, MAX_BITRATE_BPS, PASSWORD, TOTP_SECRET
 
 if TYPE_CHECKING:
     from vaka.central.service import CentralService
-    from vaka.provisioning.localpki import LocalPki
+    from vaka.devstack.stack import LocalStack
+    from vaka.devstack.units import AgentProcess
 
 UNIT = "u-bench-tv"
 CITIZEN = "c-bench-tv"
@@ -62,52 +58,34 @@ def auto_answer_rules() -> list[dict[str, Any]]:
     return [{"purpose": "video_visit", "caller_groups": [GROUP], "countdown_s": 0}]
 
 
-def tv_agent_config(pki: LocalPki, broker_port: int) -> dict[str, Any]:
-    """The unit's TOML as a mapping: ``tv`` profile, headless screen, 640x480@15, tone mic."""
-    files = pki.client(UNIT)
-    return {
-        "unit": {"id": UNIT, "profile": "tv", "simulate": True},
-        "broker": {
-            "host": HOST,
-            "port": broker_port,
-            "server_ca": str(files.server_ca),
-            "cert": str(files.cert),
-            "key": str(files.key),
-            "keepalive_s": 5,
-            "reconnect_min_s": 0.2,
-            "reconnect_max_s": 1.0,
-        },
-        "health": {"interval_s": HEALTH_INTERVAL_S},
-        "calls": {"ticket_key": str(pki.ticket_keys()[1])},
-        "trust": {"config_key": str(pki.config_keys()[1])},
-        "media": {
-            "width": WIDTH,
-            "height": HEIGHT,
-            "fps": FPS,
-            "max_bitrate_bps": MAX_BITRATE_BPS,
-            "ice_addresses": [HOST],
-            "audio": "synthetic",
-        },
-        "tv": {"screen": "headless", "language": "en", "idle_standby_s": IDLE_STANDBY_S},
-    }
+#: the unit's ``[media]``: 640x480@15 and a tone for a microphone
+TV_MEDIA = {
+    "width": WIDTH,
+    "height": HEIGHT,
+    "fps": FPS,
+    "max_bitrate_bps": MAX_BITRATE_BPS,
+    "ice_addresses": [HOST],
+    "audio": "synthetic",
+}
+#: the unit's ``[tv]``: a headless screen
+TV_SECTION = {"screen": "headless", "language": "en", "idle_standby_s": IDLE_STANDBY_S}
 
 
 @dataclass
 class TvUnit:
     """The running unit child and central's view of it."""
 
-    proc: subprocess.Popen[bytes]
-    log_path: Path
+    agent: AgentProcess
     central: CentralService
 
     @property
     def pid(self) -> int:
         """The child's process id (what psutil measures)."""
-        return self.proc.pid
+        return self.agent.proc.pid
 
     def log_text(self) -> str:
         """Everything the unit logged so far."""
-        return self.log_path.read_text(errors="replace")
+        return self.agent.log()
 
     def tail(self, chars: int = 1500) -> str:
         """The end of its log (for error messages)."""
@@ -124,7 +102,7 @@ class TvUnit:
         """Poll the (async) ``check`` until it is true; :class:`TimeoutError` naming ``what``."""
         deadline = time.monotonic() + timeout
         while not await check():
-            if self.proc.poll() is not None:
+            if not self.agent.running:
                 raise RuntimeError(f"the unit exited while waiting for {what}: {self.tail()}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no {what} within {timeout:.0f} s: {self.tail()}")
@@ -154,9 +132,7 @@ class TvUnit:
         """SIGTERM and wait (killed if it hangs) until central no longer sees it online.
 
         Safe twice."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(stop_process, self.proc)
+        await asyncio.to_thread(self.agent.stop)
         deadline = time.monotonic() + 10
         while await self.presence() == "online" and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -167,23 +143,17 @@ class TvUnit:
         return None if record is None else record.presence.status
 
 
-async def start_tv_unit(
-    central: CentralService, pki: LocalPki, broker_port: int, directory: Path
-) -> TvUnit:
+async def start_tv_unit(central: CentralService, stack: LocalStack) -> TvUnit:
     """Start the unit child and wait until central sees it online."""
-    import tomli_w
-
-    path = directory / "tv-unit.toml"
-    path.write_bytes(tomli_w.dumps(tv_agent_config(pki, broker_port)).encode())
-    log_path = directory / "tv-unit.log"
-    with log_path.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "vaka.agent.cli", "--config", str(path), "--simulate"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    unit = TvUnit(proc, log_path, central)
+    agent = await asyncio.to_thread(
+        stack.spawn_unit,
+        UNIT,
+        "tv",
+        interval_s=HEALTH_INTERVAL_S,
+        media=TV_MEDIA,
+        tv=TV_SECTION,
+    )
+    unit = TvUnit(agent, central)
 
     async def online() -> bool:
         return await unit.presence() == "online"
@@ -196,25 +166,20 @@ async def start_tv_unit(
     return unit
 
 
-async def push_tv_bundle(
-    unit: TvUnit, pki: LocalPki, version: int = 1, *, after: float = 0.0
-) -> None:
+async def push_tv_bundle(unit: TvUnit, version: int = 1, *, after: float = 0.0) -> None:
     """Sign and push the unit's configuration (auto-answer at once, health every second) and
     wait until its health, received after ``after`` (``time.time()``), reports that version."""
-    from vaka.central.config_push import build_bundle, push_config
-    from vaka.provisioning.bundles import load_config_key
+    from vaka.devstack.central import push_unit_config
 
-    central = unit.central
-    bundle = build_bundle(
+    await push_unit_config(
+        unit.central,
         UNIT,
-        version,
         "tv",
-        central.ticket_public_pem,
+        version,
         language="en",
         health_interval_s=HEALTH_INTERVAL_S,
         auto_answer=auto_answer_rules(),
     )
-    await push_config(central, UNIT, bundle, load_config_key(pki.config_keys()[0]))
     await unit.until_health(
         f"config version {version} in the unit's health",
         lambda h: h.get("config_version") == version,

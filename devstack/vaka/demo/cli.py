@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from vaka.demo.run import demo_seconds_from_env, prepare_demo, run_demo
+from vaka.demo.run import demo_seconds_from_env, run_demo
 from vaka.errors import VakaError
 
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     seconds = args.seconds if args.seconds is not None else demo_seconds_from_env()
     try:
-        return asyncio.run(run_demo(prepare_demo(args.dir, args.http_port), seconds))
+        return asyncio.run(run_demo(args.dir, args.http_port, seconds))
     except VakaError as err:
         print(f"vaka-demo: {err}", file=sys.stderr)
         return 2

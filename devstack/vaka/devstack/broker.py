@@ -1,22 +1,32 @@
-"""Running Mosquitto for the demo, the tests and the benches (production runs it under systemd).
+"""The local stack's Mosquitto: its configuration, its process, restarts and test clients.
 
-Central writes the broker's configuration (:mod:`vaka.central.broker`); this module only starts
-the binary on it, waits for its port, reloads and stops it.
+Production runs Mosquitto under systemd on a configuration written by ``vaka-central
+broker-config``; here :class:`Broker` writes the same configuration (:mod:`vaka.central.broker`)
+with the stack's defaults and runs the binary as a child process that can be restarted, killed
+and frozen.
 """
 
 import logging
 import os
-import random
 import shutil
 import signal
-import socket
-import subprocess
-import time
+import ssl
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiomqtt
+
+from vaka.central.broker import BrokerSettings, write_broker_config
+from vaka.devstack.ports import free_port, wait_for_port
+from vaka.devstack.process import ChildProcess
 from vaka.errors import ConfigError
+from vaka.provisioning.localpki import LocalPki
+from vaka.provisioning.tls import client_tls_context
 
 log = logging.getLogger(__name__)
+
+#: seconds between writes of the broker's persistence store (Mosquitto's default is 1800)
+AUTOSAVE_S = 1
 
 
 def dev_broker_user() -> str | None:
@@ -28,104 +38,179 @@ def dev_broker_user() -> str | None:
     return "root" if os.geteuid() == 0 else None
 
 
-def wait_for_port(host: str, port: int, timeout: float) -> None:
-    """Block until ``host:port`` accepts TCP connections, or raise :class:`TimeoutError`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s") from None
-            time.sleep(0.02)
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on ``host``, outside the kernel's ephemeral range.
-
-    A listener on an ephemeral port can be taken, while it restarts, by a client's own outgoing
-    connection to it (TCP self-connect on loopback); ports below the range avoid that.
-    """
-    low, _high = _ephemeral_range()
-    for _ in range(200):
-        port = random.randint(10_000, max(10_001, low - 1))
-        with socket.socket() as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-class MosquittoProcess:
-    """A Mosquitto broker run as a child process (demo and tests; production uses systemd)."""
+class MosquittoProcess(ChildProcess):
+    """A Mosquitto broker run as a child process on a written configuration."""
 
     def __init__(self, config: Path, host: str, port: int, log_path: Path | None = None):
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        super().__init__(
+            "mosquitto", [binary, "-c", str(config)], log_path or config.with_name("mosquitto.log")
+        )
         self.config = config
         self.host = host
         self.port = port
-        self.log_path = log_path or config.with_name("mosquitto.log")
-        self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> "MosquittoProcess":
         """Start the broker and wait until its port accepts connections."""
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(binary).exists():
+        if not Path(self.argv[0]).exists():
             raise ConfigError(
                 "mosquitto is not installed: run `make setup` (apt install mosquitto)"
             )
-        with self.log_path.open("ab") as out:
-            self._proc = subprocess.Popen(
-                [binary, "-c", str(self.config)], stdout=out, stderr=subprocess.STDOUT
-            )
+        self.spawn()
         try:
             wait_for_port(self.host, self.port, timeout)
         except TimeoutError:
             self.stop()
             raise ConfigError(
-                f"mosquitto did not start; see {self.log_path}: "
-                + self.log_path.read_text(errors="replace")[-500:]
+                f"mosquitto did not start; see {self.log_path}: " + self.tail(500)
             ) from None
-        log.info("mosquitto listening on %s:%s (pid %s)", self.host, self.port, self._proc.pid)
+        log.info("mosquitto listening on %s:%s (pid %s)", self.host, self.port, self.pid)
         return self
 
     def reload(self) -> None:
         """Make the broker re-read its configuration, certificates and CRL (SIGHUP)."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGHUP)
-
-    @property
-    def running(self) -> bool:
-        """Whether the broker process is alive."""
-        return self._proc is not None and self._proc.poll() is None
-
-    def stop(self) -> None:
-        """Stop the broker; safe to call twice."""
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
+        self.send(signal.SIGHUP)
 
     def __enter__(self) -> "MosquittoProcess":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass
+class Broker:
+    """The stack's broker: TLS with client certificates, ACLs, the CRL, the enrolment listener.
+
+    The defaults are production's: persistence on (written every second here, so a restart or a
+    ``kill -9`` loses at most a second), the CRL checked on every handshake, the claim listener
+    open. ``claim=False``, ``crl=False`` or ``persistence=False`` switch a part off for a caller
+    that truly needs it. The port stays the same across :meth:`restart`.
+    """
+
+    pki: LocalPki
+    directory: Path
+    port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
+    claim: bool = True
+    crl: bool = True
+    persistence: bool = True
+    central_identities: tuple[str, ...] = ("central-1", "central-2")
+    extra_lines: tuple[str, ...] = ()
+    claim_port: int = field(default_factory=free_port)
+    process: MosquittoProcess | None = None
+
+    @property
+    def pid_file(self) -> Path:
+        """Where Mosquitto writes its pid (central sends it SIGHUP after revoking)."""
+        return self.directory / "mosquitto.pid"
+
+    @property
+    def crl_path(self) -> Path:
+        """The broker's own copy of the CRL (central rewrites it on revocation)."""
+        return self.directory / "crl.pem"
+
+    def write_config(self) -> Path:
+        """Write ``mosquitto.conf``, the ACLs and the TLS files; the configuration's path."""
+        return write_broker_config(
+            self.directory,
+            BrokerSettings(
+                port=self.port,
+                client_ca=self.pki.client_ca_cert,
+                server_cert=self.pki.broker_cert,
+                server_key=self.pki.broker_key,
+                bind=self.host,
+                central_identities=self.central_identities,
+                crl=self.pki.crl_path if self.crl else None,
+                persistence=self.persistence,
+                autosave_interval_s=AUTOSAVE_S,
+                claim_port=self.claim_port if self.claim else None,
+                pid_file=self.pid_file,
+                user=dev_broker_user(),
+                extra_lines=self.extra_lines,
+            ),
+        )
+
+    def forget(self) -> None:
+        """Drop what an earlier run persisted (retained states, sessions): a fresh broker."""
+        (self.directory / "mosquitto.db").unlink(missing_ok=True)
+
+    def start(self) -> "Broker":
+        """(Re)write the configuration and start on the same port, keeping what it persisted."""
+        if self.process is not None and self.process.running:
+            return self
+        self.process = MosquittoProcess(self.write_config(), self.host, self.port).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the broker process (it saves its store first); safe to call twice."""
+        if self.process is not None:
+            self.process.stop()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port."""
+        self.stop()
+        self.start()
+
+    def kill(self) -> None:
+        """``kill -9`` the broker: only what it autosaved survives."""
+        if self.process is not None:
+            self.process.kill()
+
+    def freeze(self) -> None:
+        """SIGSTOP: clients notice only after their keepalive."""
+        if self.process is not None:
+            self.process.freeze()
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        if self.process is not None:
+            self.process.thaw()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the CRL."""
+        if self.process is not None:
+            self.process.reload()
+
+    @property
+    def running(self) -> bool:
+        """Whether the broker process is alive."""
+        return self.process is not None and self.process.running
+
+    def client(self, cn: str, **kwargs: object) -> aiomqtt.Client:
+        """An MQTT 5 client authenticated as ``cn`` (a certificate from the stack's client CA)."""
+        files = self.pki.client(cn)
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            identifier=cn,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            tls_context=client_tls_context(files.server_ca, files.cert, files.key),
+            timeout=5,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def client_with(
+        self,
+        tls_context: ssl.SSLContext,
+        identifier: str,
+        *,
+        port: int | None = None,
+        timeout: float = 5,
+    ) -> aiomqtt.Client:
+        """An MQTT 5 client with a TLS context of the caller's making (foreign CA, no cert...)."""
+        return aiomqtt.Client(
+            self.host,
+            port or self.port,
+            identifier=identifier,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            tls_context=tls_context,
+            timeout=timeout,
+        )
+
+    def log(self) -> str:
+        """The broker's log so far."""
+        try:
+            return (self.directory / "mosquitto.log").read_text(errors="replace")
+        except OSError:
+            return ""

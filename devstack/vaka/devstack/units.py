@@ -1,0 +1,109 @@
+"""Simulated units in the local stack: configuration, ``vaka-agent`` processes, in-process agents.
+
+A unit runs ``python -m vaka.agent.cli --simulate`` as a child process (as on a real board), or
+as an :class:`~vaka.agent.app.Agent` in the caller's event loop where the caller inspects its fake
+hardware. Both get the same configuration from :func:`unit_config`.
+"""
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import tomli_w
+
+from vaka.devstack.broker import Broker
+from vaka.devstack.process import ChildProcess
+
+if TYPE_CHECKING:
+    # Imported where an agent runs in process: the agent pulls in PyAV, and a process that
+    # opens the TV window must load OpenCV's GUI first (vaka.agent.gui_preload).
+    from vaka.agent.app import Agent
+
+
+def unit_config(
+    broker: Broker,
+    device_id: str,
+    profile: str = "nightcam",
+    *,
+    interval_s: float = 30,
+    keepalive_s: int = 5,
+    reconnect_min_s: float = 0.2,
+    reconnect_max_s: float = 1.0,
+    media: Mapping[str, Any] | None = None,
+    **sections: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A simulated unit's agent configuration (as a mapping), issuing its certificate.
+
+    The unit pins central's ticket and config keys, reconnects fast, and keeps its media on this
+    machine's loopback (see :mod:`vaka.rtc.ice`). ``media`` adds to the ``[media]`` section;
+    ``sections`` are further sections (``tv``, ``storage``...).
+    """
+    pki = broker.pki
+    files = pki.client(device_id)
+    return {
+        "unit": {"id": device_id, "profile": profile, "simulate": True},
+        "broker": {
+            "host": broker.host,
+            "port": broker.port,
+            "server_ca": str(files.server_ca),
+            "cert": str(files.cert),
+            "key": str(files.key),
+            "keepalive_s": keepalive_s,
+            "reconnect_min_s": reconnect_min_s,
+            "reconnect_max_s": reconnect_max_s,
+        },
+        "health": {"interval_s": interval_s},
+        "calls": {"ticket_key": str(pki.ticket_keys()[1])},
+        "trust": {"config_key": str(pki.config_keys()[1])},
+        "media": {"ice_addresses": ["127.0.0.1"], **(media or {})},
+        **{name: dict(section) for name, section in sections.items()},
+    }
+
+
+def write_unit_config(path: Path, config: Mapping[str, Any]) -> Path:
+    """Write a unit configuration as the agent's TOML file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps(dict(config)))
+    return path
+
+
+class AgentProcess(ChildProcess):
+    """``vaka-agent --simulate`` as a child process."""
+
+    def __init__(self, device_id: str, config_path: Path, log_path: Path) -> None:
+        super().__init__(
+            device_id,
+            [sys.executable, "-m", "vaka.agent.cli", "--config", str(config_path), "--simulate"],
+            log_path,
+        )
+        self.device_id = device_id
+        self.config_path = config_path
+
+
+@contextlib.asynccontextmanager
+async def running_agent(
+    config: Mapping[str, Any],
+    timeout: float = 10.0,
+    prepare: Callable[["Agent"], None] | None = None,
+) -> AsyncIterator["Agent"]:
+    """An agent in this process (its fake hardware inspectable), online, for the block.
+
+    ``prepare`` sees the agent before it runs (to pin a fake's reading before the first report).
+    """
+    from vaka.agent.app import Agent
+    from vaka.agent.config import parse_config
+
+    agent = Agent(parse_config(dict(config)))
+    if prepare is not None:
+        prepare(agent)
+    task = asyncio.create_task(agent.run())
+    try:
+        await agent.link.wait_online(timeout)
+        yield agent
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
