@@ -1,0 +1,1 @@
+"""The database: the engine, every table on one ``MetaData`` and the one ``create_schema`` that creates them."""
