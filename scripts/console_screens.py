@@ -42,9 +42,9 @@ from vaka import otp  # noqa: E402
 from vaka.agent.app import Agent  # noqa: E402
 from vaka.agent.config import parse_config  # noqa: E402
 from vaka.agent.ui import ButtonId, Calling, Idle, InCall  # noqa: E402
-from vaka.central.alerts import AlertSettings  # noqa: E402
-from vaka.central.directory import DirectorySpec  # noqa: E402
+from vaka.central.directory.spec import DirectorySpec  # noqa: E402
 from vaka.central.service import CentralService  # noqa: E402
+from vaka.central.settings.alerts import AlertSettings  # noqa: E402
 from vaka.devstack.broker import free_port  # noqa: E402
 from vaka.provisioning.localpki import LocalPki  # noqa: E402
 from vaka.staff.client import StaffClient  # noqa: E402

@@ -16,8 +16,9 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from vaka.central.broker import BrokerSettings, write_broker_config
-from vaka.central.config import (
+from vaka.central.broker.broker import BrokerSettings, write_broker_config
+from vaka.central.service import CentralService
+from vaka.central.settings.config import (
     CentralConfig,
     DatabaseSection,
     HttpSection,
@@ -25,7 +26,6 @@ from vaka.central.config import (
     MqttSection,
     PkiSection,
 )
-from vaka.central.service import CentralService
 from vaka.demo.run import write_unit_config
 from vaka.devstack.broker import MosquittoProcess, dev_broker_user, free_port
 from vaka.provisioning.localpki import LocalPki

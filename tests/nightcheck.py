@@ -13,7 +13,7 @@ from aiortc import RTCPeerConnection
 from tests.conftest import TOTP_SECRET, Broker
 from vaka.agent.app import Agent
 from vaka.agent.config import parse_config
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.protocol.sdp import preferred_fingerprint
 from vaka.rtc.ice import rtc_configuration

@@ -6,7 +6,7 @@ import aiomqtt
 import pytest
 
 from tests.conftest import Broker, collecting
-from vaka.central.broker import acl_text
+from vaka.central.broker.broker import acl_text
 from vaka.provisioning.localpki import LocalPki
 from vaka.provisioning.tls import client_tls_context
 

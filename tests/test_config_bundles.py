@@ -21,8 +21,8 @@ from tests.nightcheck import UNIT, agent_config
 from vaka.agent.app import Agent
 from vaka.agent.config import parse_config
 from vaka.agent.config_store import CONFIG_FILE, ConfigStore
-from vaka.central.config_push import build_bundle, config_message, push_config
 from vaka.central.service import CentralService
+from vaka.central.units.config_push import build_bundle, config_message, push_config
 from vaka.errors import ConfigError
 from vaka.protocol import decode
 from vaka.protocol.messages import EventMessage

@@ -15,8 +15,8 @@ from sqlalchemy import update
 from tests.conftest import Broker, staff_token
 from tests.nightcheck import PASSWORD, UNIT
 from tests.test_console_round import load_round_directory, log_in
-from vaka.central.audit import audit
 from vaka.central.service import CentralService
+from vaka.central.storage.tables import audit
 
 pytest.register_assert_rewrite("tests.browser")
 from tests.browser import new_page, page_errors  # noqa: E402

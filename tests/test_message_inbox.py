@@ -11,7 +11,7 @@ from joserfc.jwk import OKPKey
 
 from tests.conftest import wait_for
 from vaka.agent.messages import QUEUE_LIMIT, MessageInbox
-from vaka.central.messages import BadMessageRequest, resolve_at
+from vaka.central.messages.requests import BadMessageRequest, resolve_at
 from vaka.protocol.messages import EventValue, MessageMessage, MessagePayload
 from vaka.provisioning.messages import SignedMessage, make_message, sign_message
 from vaka.provisioning.tickets import new_ticket_key

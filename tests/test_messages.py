@@ -24,7 +24,7 @@ from tests.test_message_inbox import envelope
 from tests.test_message_tokens import b64, jpeg
 from vaka.agent.app import Agent
 from vaka.agent.config import parse_config
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.protocol.topics import Channel
 from vaka.provisioning.messages import SignedMessage
@@ -215,7 +215,7 @@ async def test_message_shown_acknowledged_and_nothing_stored(
 
 
 def _tokens(central: CentralService) -> list[Any]:
-    from vaka.central.messages import messages
+    from vaka.central.storage.tables import messages
 
     with central.engine.connect() as conn:
         return [r[0] for r in conn.execute(messages.select().with_only_columns(messages.c.token))]

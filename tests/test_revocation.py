@@ -12,7 +12,7 @@ import aiomqtt
 import pytest
 
 from tests.conftest import TOTP_SECRET, AgentFactory, Broker, staff_token, unit_status, wait_for
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.provisioning import pki
 from vaka.provisioning.tls import client_tls_context

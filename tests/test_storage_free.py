@@ -55,8 +55,8 @@ from tests.conftest import TOTP_SECRET, Broker, unit_status, wait_for
 from tests.nightcheck import PASSWORD, UNIT, agent_config, audit_kinds, load_directory
 from vaka.agent.config_store import CONFIG_FILE
 from vaka.agent.enrol import CERT_FILE, KEY_FILE
-from vaka.central.config_push import build_bundle, push_config
 from vaka.central.service import CentralService
+from vaka.central.units.config_push import build_bundle, push_config
 from vaka.provisioning.bundles import load_config_key
 from vaka.rtc.pattern import decode_pattern
 from vaka.staff.client import StaffClient

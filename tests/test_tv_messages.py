@@ -19,7 +19,7 @@ from tests.tvunit import (
 )
 from vaka.agent.hw.display import TvState
 from vaka.agent.ui import ButtonId, Idle, Message
-from vaka.central.messages import MessageRequest
+from vaka.central.messages.requests import MessageRequest
 from vaka.central.service import CentralService
 
 pytestmark = pytest.mark.timeout(60)

@@ -19,7 +19,7 @@ from tests.conftest import (
 )
 from tests.nightcheck import hhmm
 from tests.test_enrolment import PASSWORD, generic_unit, pending_code, technician
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.provisioning import pki
 from vaka.rtc.pattern import decode_pattern

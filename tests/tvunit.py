@@ -12,9 +12,9 @@ from vaka.agent.app import Agent
 from vaka.agent.config import parse_config
 from vaka.agent.hw.fake_cec import FakeCecBus, FakeCecDisplay
 from vaka.agent.ui import HeadlessScreen, ScreenState
-from vaka.central.config_push import build_bundle, push_config
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
+from vaka.central.units.config_push import build_bundle, push_config
 
 TV = "u-tv"
 CITIZEN = "c-3003"

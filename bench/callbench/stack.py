@@ -243,16 +243,16 @@ async def running_bench(
 
     ``broker_lines`` are appended to ``mosquitto.conf`` (experiments, e.g. ``set_tcp_nodelay``).
     """
-    from vaka.central.broker import BrokerSettings, write_broker_config
-    from vaka.central.config import (
+    from vaka.central.broker.broker import BrokerSettings, write_broker_config
+    from vaka.central.directory.spec import DirectorySpec
+    from vaka.central.service import CentralService
+    from vaka.central.settings.config import (
         CentralConfig,
         DatabaseSection,
         HttpSection,
         KeysSection,
         MqttSection,
     )
-    from vaka.central.directory import DirectorySpec
-    from vaka.central.service import CentralService
     from vaka.devstack.broker import MosquittoProcess, dev_broker_user, free_port
     from vaka.provisioning.localpki import LocalPki
     from vaka.staff.client import StaffClient

@@ -16,8 +16,8 @@ from typing import Any
 
 import psutil
 
-from vaka.central.broker import BrokerSettings, write_broker_config
-from vaka.central.config import (
+from vaka.central.broker.broker import BrokerSettings, write_broker_config
+from vaka.central.settings.config import (
     CentralConfig,
     DatabaseSection,
     HttpSection,

@@ -274,7 +274,7 @@ async def run(plan: Plan, directory: Path) -> dict[str, Any]:
     """The whole benchmark; returns the result object."""
     import psutil
 
-    from vaka.central.directory import DirectorySpec
+    from vaka.central.directory.spec import DirectorySpec
     from vaka.rtc.ice import configure_ice
     from vaka.staff.client import StaffClient
 

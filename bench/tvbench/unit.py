@@ -201,7 +201,7 @@ async def push_tv_bundle(
 ) -> None:
     """Sign and push the unit's configuration (auto-answer at once, health every second) and
     wait until its health, received after ``after`` (``time.time()``), reports that version."""
-    from vaka.central.config_push import build_bundle, push_config
+    from vaka.central.units.config_push import build_bundle, push_config
     from vaka.provisioning.bundles import load_config_key
 
     central = unit.central

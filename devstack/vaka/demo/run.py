@@ -17,16 +17,16 @@ from pathlib import Path
 
 import tomli_w
 
-from vaka.central.broker import BrokerSettings, write_broker_config
-from vaka.central.config import (
+from vaka.central.broker.broker import BrokerSettings, write_broker_config
+from vaka.central.fleet.status import derive_status
+from vaka.central.service import CentralService
+from vaka.central.settings.config import (
     CentralConfig,
     DatabaseSection,
     HttpSection,
     KeysSection,
     MqttSection,
 )
-from vaka.central.service import CentralService
-from vaka.central.status import derive_status
 from vaka.devstack.broker import MosquittoProcess, dev_broker_user, free_port
 from vaka.provisioning.localpki import LocalPki
 

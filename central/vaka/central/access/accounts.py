@@ -1,10 +1,10 @@
 """Staff accounts: log-in checks beyond the password.
 
 A log-in passes, in order: the lock-out (too many recent failures), the password (argon2, in
-:mod:`vaka.central.directory`), the networks allowed for the staff member's role, and the second
-factor (:mod:`vaka.central.second_factor`: a TOTP code or a one-time recovery code). An
-account without TOTP (when it is required) or with a password older than the maximum age logs in
-only into a restricted session that may set up the code or change the password.
+:mod:`vaka.central.directory.directory`), the networks allowed for the staff member's role, and
+the second factor (:mod:`vaka.central.access.second_factor`: a TOTP code or a one-time recovery
+code). An account without TOTP (when it is required) or with a password older than the maximum
+age logs in only into a restricted session that may set up the code or change the password.
 
 Every log-in, failure (with its reason), lock-out, TOTP enrolment and password change is in the
 audit trail. State lives in the database, so any central instance can take the next request.
@@ -17,32 +17,19 @@ import time
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, Float, Integer, String, Table, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 
-from vaka.central.audit import AuditLog
-from vaka.central.config import StaffAccessSection
-from vaka.central.db import metadata, upsert
-from vaka.central.directory import Directory, StaffMember, staff_auth
-from vaka.central.second_factor import AccessRefused, SecondFactor
+from vaka.central.access.second_factor import AccessRefused, SecondFactor
+from vaka.central.audit.trail import AuditLog
+from vaka.central.directory.directory import Directory, StaffMember
+from vaka.central.settings.config import StaffAccessSection
+from vaka.central.storage.engine import upsert
+from vaka.central.storage.tables import lockouts, login_failures, staff_auth
 
 log = logging.getLogger(__name__)
 
 PASSWORD_MIN_LENGTH = 12
-
-login_failures = Table(
-    "staff_login_failures",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("staff_id", String(64), nullable=False, index=True),
-    Column("ts", Float, nullable=False),
-)
-lockouts = Table(
-    "staff_lockouts",
-    metadata,
-    Column("staff_id", String(64), primary_key=True),
-    Column("until", Float, nullable=False),
-)
 
 
 @dataclass(frozen=True)
@@ -82,7 +69,8 @@ def address_allowed(address: str, networks: tuple[object, ...]) -> bool:
 
 class Accounts(SecondFactor):
     """Log-in checks, lock-out and passwords, with the second factor of
-    :class:`~vaka.central.second_factor.SecondFactor`. Blocking: call from a worker thread."""
+    :class:`~vaka.central.access.second_factor.SecondFactor`. Blocking: call from a worker
+    thread."""
 
     def __init__(
         self,

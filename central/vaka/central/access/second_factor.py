@@ -1,6 +1,6 @@
 """The staff's second factor: TOTP codes (enrolment by QR, ±1 step, each step's code usable once)
 and one-time recovery codes (stored hashed). The TOTP secrets are sealed at rest by the
-directory's :class:`~vaka.central.secret_box.SecretBox`.
+directory's :class:`~vaka.central.access.secret_box.SecretBox`.
 """
 
 import hashlib
@@ -14,14 +14,15 @@ from dataclasses import dataclass
 import pyotp
 import qrcode
 import qrcode.image.svg
-from sqlalchemy import BigInteger, Column, Float, String, Table, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from vaka.central.audit import AuditLog
-from vaka.central.db import metadata, upsert
-from vaka.central.directory import Directory, StaffMember, staff_auth
-from vaka.central.secret_box import SecretBoxError
+from vaka.central.access.secret_box import SecretBox, SecretBoxError
+from vaka.central.audit.trail import AuditLog
+from vaka.central.directory.directory import Directory, Sealer, StaffMember
+from vaka.central.storage.engine import upsert
+from vaka.central.storage.tables import recovery_codes, staff_auth, totp_used
 from vaka.errors import VakaError
 
 log = logging.getLogger(__name__)
@@ -30,20 +31,6 @@ ISSUER = "Vaka"
 TOTP_STEP_S = 30
 RECOVERY_CODES = 10
 _RECOVERY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-
-totp_used = Table(
-    "staff_totp_used",
-    metadata,
-    Column("staff_id", String(64), primary_key=True),
-    Column("counter", BigInteger, primary_key=True, autoincrement=False),
-)
-recovery_codes = Table(
-    "staff_recovery_codes",
-    metadata,
-    Column("staff_id", String(64), primary_key=True),
-    Column("code_hash", String(64), primary_key=True),
-    Column("used_at", Float),
-)
 
 
 class AccessRefused(VakaError, PermissionError):
@@ -89,6 +76,9 @@ class SecondFactor:
     directory: Directory
     audit: AuditLog
 
+    def _box(self) -> Sealer:
+        return self.directory.secret_box or SecretBox()
+
     # ------------------------------------------------------------ TOTP
 
     def verify_totp(self, staff_id: str, code: str, now: float | None = None) -> str:
@@ -104,7 +94,7 @@ class SecondFactor:
 
     def _open(self, stored: str) -> str:
         try:
-            return self.directory.secret_box.open(stored)
+            return self._box().open(stored)
         except SecretBoxError as err:
             log.error("cannot check a one-time code: %s", err)
             raise AccessRefused(
@@ -172,7 +162,7 @@ class SecondFactor:
         with self.engine.begin() as conn:
             # An account from before log-in state was kept has no row: its password age is
             # unknown, so it counts as expired.
-            sealed = self.directory.secret_box.seal(secret)
+            sealed = self._box().seal(secret)
             ins = upsert(self.engine, staff_auth).values(
                 staff_id=member.staff_id, password_changed_at=0.0, totp_pending=sealed
             )

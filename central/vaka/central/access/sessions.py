@@ -13,28 +13,13 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Column, Float, String, Table, delete, inspect, select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
-import vaka.central.accounts  # noqa: F401  (its tables are created with these)
-from vaka.central.db import metadata
-from vaka.central.directory import Directory, StaffMember
+from vaka.central.directory.directory import Directory, StaffMember
+from vaka.central.storage.tables import staff_sessions
 
 log = logging.getLogger(__name__)
-
-staff_sessions = Table(
-    "staff_sessions",
-    metadata,
-    Column("token_hash", String(64), primary_key=True),
-    Column("staff_id", String(64), nullable=False),
-    Column("expires_at", Float, nullable=False),
-    Column("created_at", Float),
-    Column("last_seen", Float),
-    Column("idle_timeout_s", Float),
-    Column("csrf_hash", String(64)),  # console (cookie) sessions only
-    Column("address", String(64)),
-    Column("ended", String(16)),  # "idle" once ended for inactivity
-)
 
 
 def digest(token: str) -> str:
@@ -80,7 +65,6 @@ class StaffSessions:
         self.engine = engine
         self.directory = directory
         self.idle_timeout_s = idle_timeout_s
-        _upgrade_table(engine)
 
     def create(
         self,
@@ -187,13 +171,3 @@ class StaffSessions:
                 )
             )
         return int(result.rowcount)
-
-
-def _upgrade_table(engine: Engine) -> None:
-    """Sessions from before the idle time-out lack columns: drop them (everyone logs in again)."""
-    have = {c["name"] for c in inspect(engine).get_columns("staff_sessions")}
-    if {c.name for c in staff_sessions.columns} <= have:
-        return
-    log.warning("staff_sessions table is from an older version: recreating it (log in again)")
-    staff_sessions.drop(engine)
-    staff_sessions.create(engine)

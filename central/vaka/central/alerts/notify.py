@@ -16,7 +16,6 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import random
@@ -31,7 +30,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from vaka.central.audit import AuditLog
+from vaka.central.audit.trail import AuditLog
+from vaka.central.settings.alerts import AlertSettings, check_webhook_url
 from vaka.errors import ConfigError
 from vaka.protocol.backoff import backoff_delay
 
@@ -50,37 +50,6 @@ class Notifier(Protocol):
 
     async def run(self) -> None:
         """Deliver queued events until cancelled."""
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_webhook_url(url: str) -> str:
-    """``url`` if it may receive webhooks: http(s) only, https unless the host is loopback."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError on a bad port
-    except ValueError as err:
-        raise ConfigError(f"alerts.webhook_url is not a valid URL: {err}") from None
-    if parts.scheme not in ("http", "https"):
-        raise ConfigError(
-            f"alerts.webhook_url must be an http(s) URL, not {parts.scheme or 'schemeless'!r}"
-        )
-    if not host:
-        raise ConfigError("alerts.webhook_url has no host")
-    if parts.scheme == "http" and not _is_loopback(host):
-        raise ConfigError(
-            f"alerts.webhook_url must use https: plain http is allowed only to a loopback host "
-            f"(127.0.0.1, ::1, localhost), not {host!r}"
-        )
-    return url
 
 
 def redact_url(url: str) -> str:
@@ -329,3 +298,16 @@ def make_notifier(
     )
     log.info("notifications go to %s", redact_url(url))
     return notifier
+
+
+def notifier_for(settings: AlertSettings, audit: AuditLog) -> WebhookNotifier | NullNotifier:
+    """The notifier ``[alerts]`` describes (a webhook, or one that only logs)."""
+    return make_notifier(
+        settings.webhook_url,
+        settings.webhook_secret_file,
+        audit,
+        max_attempts=settings.max_attempts,
+        queue_size=settings.queue_size,
+        retry_min_s=settings.retry_min_s,
+        retry_max_s=settings.retry_max_s,
+    )

@@ -1,13 +1,14 @@
 """Alerts before a scheduled night check: a unit that cannot be reached in time needs a visit.
 
-:class:`AlertWatch` runs in every central instance every ``[alerts] check_every_s``. For each unit
-assigned to a citizen with night-check schedules it finds the next scheduled check
-(:func:`vaka.central.policy.next_check`, local time from ``[calls] timezone``); if the unit's
-derived status (:mod:`vaka.central.status`) is offline or degraded and the check is at most
-``lead_min`` minutes away (or its window is open), it raises an alert: a row in ``alerts``, the
-audit entry ``alert_raised`` and the notifier event ``unit_down_before_check``. When the unit is
-online again the alert is cleared (``alert_cleared``, ``unit_recovered``); when the check's window
-has closed it is closed as expired (``alert_cleared`` with the reason, no event).
+:class:`AlertWatch` runs in every central instance every ``[alerts] check_every_s``. For each
+unit assigned to a citizen with night-check schedules it finds the next scheduled check
+(:func:`vaka.central.directory.policy.next_check`, local time from ``[calls] timezone``); if the
+unit's derived status (:mod:`vaka.central.fleet.status`) is offline or degraded and the check is
+at most ``lead_min`` minutes away (or its window is open), it raises an alert: a row in
+``alerts``, the audit entry ``alert_raised`` and the notifier event ``unit_down_before_check``.
+When the unit is online again the alert is cleared (``alert_cleared``, ``unit_recovered``); when
+the check's window has closed it is closed as expired (``alert_cleared`` with the reason, no
+event).
 
 Several instances may watch at once: ``(unit, check_at)`` is unique and every change is a
 conditional write, so only the instance whose write took effect audits and notifies.
@@ -21,94 +22,25 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Float,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    select,
-    update,
-)
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from vaka.central.audit import AuditLog
-from vaka.central.db import metadata, upsert
-from vaka.central.directory import Directory, assignments, permissions, schedules
-from vaka.central.notify import Notifier, check_webhook_url, make_notifier
-from vaka.central.policy import next_check
-from vaka.central.status import Thresholds, UnitStatus, derive_status
-from vaka.central.store import FleetStore
+from vaka.central.alerts.notify import Notifier
+from vaka.central.audit.trail import AuditLog
+from vaka.central.directory.directory import Directory
+from vaka.central.directory.policy import next_check
+from vaka.central.fleet.status import UnitStatus, derive_status
+from vaka.central.fleet.store import FleetStore
+from vaka.central.settings.alerts import AlertSettings
+from vaka.central.settings.fleet import Thresholds
+from vaka.central.storage.engine import upsert
+from vaka.central.storage.tables import alerts, assignments, permissions, schedules
 
 log = logging.getLogger(__name__)
 
-
-class AlertSettings(BaseModel):
-    """``[alerts]`` in central's configuration."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    webhook_url: str | None = None
-    webhook_secret_file: Path | None = None
-    lead_min: int = Field(default=60, ge=1, le=24 * 60)
-    check_every_s: float = Field(default=30, ge=1, le=3600)
-    max_attempts: int = Field(default=5, ge=1, le=50)
-    queue_size: int = Field(default=1000, ge=1, le=1_000_000)
-    retry_min_s: float = Field(default=1.0, gt=0, le=600)
-    retry_max_s: float = Field(default=60.0, gt=0, le=3600)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        return None if value is None else check_webhook_url(value)
-
-    @model_validator(mode="after")
-    def _secret(self) -> "AlertSettings":
-        _check_secret_given(self)
-        return self
-
-
-def _check_secret_given(settings: AlertSettings) -> None:
-    if settings.webhook_url is not None and settings.webhook_secret_file is None:
-        raise ValueError("webhook_url needs webhook_secret_file (the events are signed)")
-
-
-def notifier_for(settings: AlertSettings, audit: AuditLog) -> Notifier:
-    """The notifier ``[alerts]`` describes (a webhook, or one that only logs)."""
-    return make_notifier(
-        settings.webhook_url,
-        settings.webhook_secret_file,
-        audit,
-        max_attempts=settings.max_attempts,
-        queue_size=settings.queue_size,
-        retry_min_s=settings.retry_min_s,
-        retry_max_s=settings.retry_max_s,
-    )
-
-
-alerts = Table(
-    "alerts",
-    metadata,
-    Column("id", String(36), primary_key=True),
-    Column("unit", String(64), nullable=False),
-    Column("citizen", String(64), nullable=False),
-    Column("group_id", String(64)),
-    Column("check_at", BigInteger, nullable=False),  # the scheduled check (Unix time)
-    Column("check_until", BigInteger, nullable=False),  # its window closes
-    Column("status", String(16), nullable=False),  # the unit's status when raised
-    Column("reasons", Text, nullable=False),  # JSON list
-    Column("raised_at", Float, nullable=False),
-    Column("cleared_at", Float, index=True),
-    Column("cleared_reason", String(64)),
-    UniqueConstraint("unit", "check_at", name="uq_alerts_unit_check"),
-)
 
 #: Roles that see every alert; others see those of their groups.
 SEE_ALL_ROLES = frozenset({"support", "technician", "administrator"})
@@ -163,7 +95,6 @@ class AlertStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        alerts.create(engine, checkfirst=True)
 
     def watched_units(self) -> list[WatchedUnit]:
         """Every assigned unit whose citizen has night-check schedules."""
@@ -275,6 +206,20 @@ def _alert(row: dict[str, Any]) -> Alert:
         cleared_at=row["cleared_at"],
         cleared_reason=row["cleared_reason"],
     )
+
+
+def visible_alerts(directory: Directory, staff_id: str, found: list[Alert]) -> list[Alert]:
+    """The alerts of ``staff_id``'s groups (the unit's group, or one allowed to check);
+    blocking."""
+    mine = directory.groups_of(staff_id)
+    allowed: dict[str, set[str]] = {}
+    visible = []
+    for a in found:
+        if a.citizen not in allowed:
+            allowed[a.citizen] = directory.permitting_groups(a.citizen, "night_check", "to_unit")
+        if (a.group in mine) or (mine & allowed[a.citizen]):
+            visible.append(a)
+    return visible
 
 
 NEVER_SEEN = UnitStatus("offline", 0.0, ["never connected to central"])

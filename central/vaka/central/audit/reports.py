@@ -11,7 +11,7 @@ import datetime as dt
 import io
 from dataclasses import dataclass
 
-from vaka.central.audit import AuditLog
+from vaka.central.audit.trail import AuditLog
 
 SUPERVISION_PURPOSES = ("night_check", "break_glass")
 COLUMNS = (

@@ -16,31 +16,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Float, String, Table, Text, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from vaka.central.db import metadata
+from vaka.central.storage.tables import audit
 from vaka.errors import RegistryError
 
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 
-audit = Table(
-    "audit",
-    metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("ts", Float, nullable=False),
-    Column("kind", String(48), nullable=False, index=True),
-    Column("actor", String(64)),
-    Column("unit", String(64), index=True),
-    Column("purpose", String(32)),
-    Column("call_id", String(80), index=True),
-    Column("detail", Text, nullable=False),
-    Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
-)
 
 FIELDS = ("seq", "ts", "kind", "actor", "unit", "purpose", "call_id", "detail")
 
@@ -173,6 +159,12 @@ class AuditLog:
             if self._hash_at(seq) != digest:
                 return VerifyResult(False, count, f"entry {seq} does not match the anchored hash")
         return VerifyResult(True, count)
+
+    def entries_of_call(self, call_id: str) -> list[AuditEntry]:
+        """The entries of one call (the column is indexed), in order."""
+        query = select(audit).where(audit.c.call_id == call_id).order_by(audit.c.seq)
+        with self.engine.connect() as conn:
+            return [_entry(dict(r)) for r in conn.execute(query).mappings()]
 
     def _hash_at(self, seq: int) -> str | None:
         with self.engine.connect() as conn:

@@ -12,7 +12,7 @@ does), which is why nothing that must not be lost rides on a shared subscription
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiomqtt
@@ -20,7 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel
 
-from vaka.central.config import MqttSection
+from vaka.central.settings.config import MqttSection
 from vaka.errors import LinkError
 from vaka.protocol.backoff import TCP_NODELAY, backoff_delay
 from vaka.protocol.enrolment import ENROL_ROOT
@@ -31,6 +31,12 @@ from vaka.provisioning.tls import client_tls_context
 log = logging.getLogger(__name__)
 
 MessageSink = Callable[[str, Any], object]
+#: ``await publish(device_id, channel, message)``: a message to one unit (see
+#: :meth:`CentralLink.publish_to_unit`)
+PublishToUnit = Callable[[str, Channel, BaseModel], Awaitable[None]]
+#: ``await publish(topic, payload, retain)``: already-encoded bytes (see
+#: :meth:`CentralLink.publish_raw`)
+PublishRaw = Callable[[str, bytes, bool], Awaitable[None]]
 
 
 def enrol_topic_filter() -> str:

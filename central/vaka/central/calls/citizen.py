@@ -3,10 +3,11 @@
 A ``tv`` unit publishes ``SignalPayload(kind="request", call_id=REQ, state="citizen_call")`` on
 its ``signal/out``, REQ being ``<unit id>.<12 hex>``. Central finds the groups that take
 ``citizen_call`` from that citizen (direction ``from_unit``) and everyone on duty in them, and
-rings each ring socket (``GET /api/duty/ring``) at once. The unit hears ``state=ringing``.
+rings each ring socket (``GET /api/duty/ring``, :mod:`vaka.central.calls.ringing`) at once. The
+unit hears ``state=ringing``.
 
 A staff member accepts by dialling ``purpose=citizen_call`` with ``request=REQ`` over the call
-WebSocket (:mod:`vaka.central.calls`). The first accept wins a conditional UPDATE on the
+WebSocket (:mod:`vaka.central.calls.relay`). The first accept wins a conditional UPDATE on the
 request's row; every other ring socket gets ``stop_ringing``. Nobody on duty, or nobody accepting
 within ``[calls] citizen_call_ring_s``, raises an escalation: an audit entry, a row in
 ``escalations`` and a call to the injected ``notify`` hook. The unit may cancel with a
@@ -23,18 +24,16 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSMsgType, web
-
-from vaka.central.audit import AuditLog
-from vaka.central.call_requests import CallRequest, RequestBook
-from vaka.central.calls import Publish
-from vaka.central.directory import Directory, StaffMember
-from vaka.central.duty import RING_REFRESH_S, DutyRoster
-from vaka.central.policy import ROLE_PURPOSES, CallLimits, CallRefused, citizen_call_groups
-from vaka.central.staff_api import authenticate
+from vaka.central.audit.trail import AuditLog
+from vaka.central.broker.mqtt import PublishToUnit
+from vaka.central.calls.duty import DutyRoster
+from vaka.central.calls.requests import CallRequest, RequestBook
+from vaka.central.calls.ringing import Ring, RingSockets
+from vaka.central.directory.directory import Directory, StaffMember
+from vaka.central.directory.policy import ROLE_PURPOSES, CallRefused, citizen_call_groups
+from vaka.central.settings.calls import CallLimits
 from vaka.errors import LinkError
 from vaka.protocol.messages import SignalMessage, SignalPayload
 from vaka.protocol.topics import Channel
@@ -56,22 +55,6 @@ async def no_notify(kind: str, detail: dict[str, Any]) -> None:
     """The default ``notify`` hook: nothing beyond the audit trail and the table."""
 
 
-@dataclass
-class _Ring:
-    """One request ringing on this instance's ring sockets."""
-
-    request: CallRequest
-    sockets: dict[web.WebSocketResponse, str] = field(default_factory=dict)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    reason: str | None = None
-    stopped: bool = False
-
-    def stop(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self.done.set()
-
-
 class CitizenCallDesk:
     """Rings the watch for citizens' requests and settles who takes them, for one instance."""
 
@@ -82,7 +65,7 @@ class CitizenCallDesk:
         roster: DutyRoster,
         audit: AuditLog,
         limits: CallLimits,
-        publish: Publish,
+        publish: PublishToUnit,
         notify: Notify = no_notify,
     ) -> None:
         self.identity = identity
@@ -93,8 +76,9 @@ class CitizenCallDesk:
         self.publish = publish
         self.notify = notify
         self.book = RequestBook(directory.engine)
-        self._sockets: dict[str, set[web.WebSocketResponse]] = {}
-        self._rings: dict[str, _Ring] = {}
+        #: the ring sockets staff on duty keep open to this instance
+        self.sockets = RingSockets()
+        self._rings: dict[str, Ring] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ the policy's ledger
@@ -218,7 +202,7 @@ class CitizenCallDesk:
 
     async def _ring(self, request: CallRequest, creator: bool, live: int = 0) -> None:
         """Ring this instance's sockets for ``request`` until it is taken, cancelled or late."""
-        ring = _Ring(request)
+        ring = Ring(request)
         self._rings[request.request_id] = ring
         try:
             await self._start(ring)
@@ -234,28 +218,13 @@ class CitizenCallDesk:
                 )
             await self._watch(ring, creator)
         finally:
-            await self._stop(ring)
+            await self.sockets.stop(ring)
             self._rings.pop(request.request_id, None)
 
-    async def _start(self, ring: _Ring) -> None:
+    async def _start(self, ring: Ring) -> None:
         request = ring.request
         watch = await asyncio.to_thread(self.roster.watch, set(request.groups))
-        rung: dict[str, str] = {}
-        for entry in watch:
-            if entry.staff_id in rung:
-                continue
-            for ws in list(self._sockets.get(entry.staff_id, ())):
-                message = {
-                    "type": "ring",
-                    "request_id": request.request_id,
-                    "unit": request.unit,
-                    "citizen": request.citizen,
-                    "group": entry.group,
-                    "since": request.created_at,
-                }
-                if await _send(ws, message):
-                    ring.sockets[ws] = entry.staff_id
-                    rung[entry.staff_id] = entry.group
+        rung = await self.sockets.ring(ring, watch)
         if rung:
             await self._audit(
                 "citizen_call_rang",
@@ -266,7 +235,7 @@ class CitizenCallDesk:
                 instance=self.identity,
             )
 
-    async def _watch(self, ring: _Ring, creator: bool) -> None:
+    async def _watch(self, ring: Ring, creator: bool) -> None:
         req = ring.request.request_id
         ring_s = self.limits.citizen_call_ring_s
         deadline = ring.request.created_at + ring_s
@@ -326,17 +295,6 @@ class CitizenCallDesk:
             except Exception:
                 log.exception("sweeping citizen calls failed; trying again")
             await asyncio.sleep(every_s)
-
-    async def _stop(self, ring: _Ring) -> None:
-        if ring.stopped:
-            return
-        ring.stopped = True
-        message = {
-            "type": "stop_ringing",
-            "request_id": ring.request.request_id,
-            "reason": ring.reason or "no longer ringing",
-        }
-        await asyncio.gather(*(_send(ws, message) for ws in ring.sockets))
 
     async def _escalate(self, request: CallRequest, reason: str) -> None:
         at = time.time()
@@ -409,52 +367,6 @@ class CitizenCallDesk:
         )
         return request
 
-    async def ring_socket(self, request: web.Request) -> web.WebSocketResponse:
-        """``GET /api/duty/ring`` (WebSocket): rings for a staff member on duty."""
-        member = await authenticate(request)
-        ws = web.WebSocketResponse(heartbeat=10)
-        await ws.prepare(request)
-        staff_id = member.staff_id
-        if not await asyncio.to_thread(self.roster.mark_ringable, staff_id, self.identity):
-            await _send(ws, {"type": "refused", "reason": f"staff {staff_id} is not on duty"})
-            await ws.close()
-            return ws
-        self._sockets.setdefault(staff_id, set()).add(ws)
-        since = await asyncio.to_thread(self.roster.since, staff_id)
-        try:
-            await ws.send_json({"type": "ready", "staff": staff_id, "since": since})
-            while not ws.closed:
-                try:
-                    msg = await ws.receive(timeout=RING_REFRESH_S)
-                except TimeoutError:
-                    if not await asyncio.to_thread(
-                        self.roster.mark_ringable, staff_id, self.identity
-                    ):
-                        await _send(ws, {"type": "off_duty", "reason": "you went off duty"})
-                        break
-                    continue
-                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                    break
-                if msg.type is WSMsgType.ERROR:
-                    break
-        except ConnectionError:
-            pass
-        finally:
-            sockets = self._sockets.get(staff_id, set())
-            sockets.discard(ws)
-            if not sockets:
-                self._sockets.pop(staff_id, None)
-                await asyncio.to_thread(self.roster.clear_ringable, staff_id, self.identity)
-            await ws.close()
-        return ws
-
-    async def escalations_view(self, request: web.Request) -> web.Response:
-        """``GET /api/escalations``: recent escalations concerning the caller's groups."""
-        member = await authenticate(request)
-        groups = await asyncio.to_thread(self.directory.groups_of, member.staff_id)
-        rows = await asyncio.to_thread(self.book.recent_escalations, groups)
-        return web.json_response({"escalations": rows})
-
     async def close(self) -> None:
         """Stop ringing and background work. Safe twice."""
         for ring in list(self._rings.values()):
@@ -476,19 +388,3 @@ def _ended_reason(request: CallRequest | None) -> str:
     if request.state == "no_staff":
         return "the citizen's call found nobody on duty and has been escalated"
     return f"the citizen's call is {request.state}"
-
-
-async def _send(ws: web.WebSocketResponse, message: dict[str, Any]) -> bool:
-    if ws.closed:
-        return False
-    try:
-        await ws.send_json(message)
-    except (ConnectionError, RuntimeError):
-        return False
-    return True
-
-
-def add_citizen_call_routes(app: web.Application, desk: CitizenCallDesk) -> None:
-    """Mount the ring socket and the escalation list on ``app``."""
-    app.router.add_get("/api/duty/ring", desk.ring_socket)
-    app.router.add_get("/api/escalations", desk.escalations_view)

@@ -5,40 +5,27 @@ member on duty keeps a ring socket open to one instance (``GET /api/duty/ring``)
 stamps the row with its identity and refreshes the stamp while the socket lives, so that any
 instance can tell how many of the watch can actually be rung.
 
-Only roles that may take citizen calls (``citizen_call`` in :data:`policy.ROLE_PURPOSES`) may go
-on duty.
+Only roles that may take citizen calls (``citizen_call`` in
+:data:`vaka.central.directory.policy.ROLE_PURPOSES`) may go on duty.
 """
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy import Column, Float, String, Table, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Engine
 
-from vaka.central.audit import AuditLog
-from vaka.central.db import metadata, upsert
-from vaka.central.directory import Directory, StaffMember, memberships, staff, staff_groups
-from vaka.central.policy import ROLE_PURPOSES
-from vaka.central.staff_api import authenticate
+from vaka.central.directory.directory import Directory, StaffMember
+from vaka.central.directory.policy import ROLE_PURPOSES
+from vaka.central.storage.engine import upsert
+from vaka.central.storage.tables import duty, memberships, staff, staff_groups
 from vaka.errors import CallError
 
 #: A ring socket whose stamp is older than this is taken for gone (its instance died).
 RING_STALE_S = 30.0
 #: How often the instance holding a ring socket refreshes its stamp.
 RING_REFRESH_S = 10.0
-
-duty = Table(
-    "duty",
-    metadata,
-    Column("staff_id", String(64), primary_key=True),
-    Column("on_since", Float, nullable=False),
-    Column("ring_instance", String(64)),  # the central instance holding the ring socket
-    Column("ring_seen_at", Float),  # when that instance last said the socket is open
-)
 
 
 class DutyRefused(CallError, PermissionError):
@@ -155,50 +142,9 @@ class DutyRoster:
             )
 
 
-# ---------------------------------------------------------------- HTTP
-
-ROSTER: web.AppKey[DutyRoster] = web.AppKey("duty_roster", DutyRoster)
-DUTY_AUDIT: web.AppKey[AuditLog] = web.AppKey("duty_audit", AuditLog)
-
-
-class DutyRequest(BaseModel):
-    """``POST /api/duty`` body."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    on: bool
-
-
-def _json_error(cls: type[web.HTTPException], reason: str) -> web.HTTPException:
-    return cls(text=web.json_response({"error": reason}).text, content_type="application/json")
-
-
-async def set_duty(request: web.Request) -> web.Response:
-    """``POST /api/duty``: ``{"on": true|false}`` -> ``{"on": bool, "since": ts|null}``."""
-    member = await authenticate(request)
-    roster, audit = request.app[ROSTER], request.app[DUTY_AUDIT]
-    try:
-        body = DutyRequest.model_validate_json(await request.read())
-    except ValidationError:
-        raise _json_error(web.HTTPBadRequest, 'send {"on": true} or {"on": false}') from None
-    if body.on:
-        try:
-            since, went_on = await asyncio.to_thread(roster.go_on, member)
-        except DutyRefused as err:
-            await asyncio.to_thread(
-                audit.append, "duty_refused", actor=member.staff_id, reason=str(err)
-            )
-            raise _json_error(web.HTTPForbidden, str(err)) from None
-        if went_on:
-            await asyncio.to_thread(audit.append, "duty_on", actor=member.staff_id, since=since)
-        return web.json_response({"on": True, "since": since})
-    was_on = await asyncio.to_thread(roster.go_off, member.staff_id)
-    if was_on:
-        await asyncio.to_thread(audit.append, "duty_off", actor=member.staff_id)
-    return web.json_response({"on": False, "since": None})
-
-
-def _status(roster: DutyRoster, member: StaffMember) -> dict[str, Any]:
+def duty_status(roster: DutyRoster, member: StaffMember) -> dict[str, Any]:
+    """``GET /api/duty``'s answer: am I on duty, and who holds the watch in each of my groups
+    (blocking)."""
     groups = roster.directory.groups_of(member.staff_id)
     names = roster.group_names(groups)
     watch: dict[str, list[dict[str, Any]]] = {g: [] for g in sorted(groups)}
@@ -225,17 +171,3 @@ def _status(roster: DutyRoster, member: StaffMember) -> dict[str, Any]:
             for g, staff_list in watch.items()
         ],
     }
-
-
-async def get_duty(request: web.Request) -> web.Response:
-    """``GET /api/duty``: am I on duty, and who holds the watch in each of my groups."""
-    member = await authenticate(request)
-    return web.json_response(await asyncio.to_thread(_status, request.app[ROSTER], member))
-
-
-def add_duty_routes(app: web.Application, roster: DutyRoster, audit: AuditLog) -> None:
-    """Mount ``/api/duty`` on ``app`` (after the staff API, whose log-in it uses)."""
-    app[ROSTER] = roster
-    app[DUTY_AUDIT] = audit
-    app.router.add_post("/api/duty", set_duty)
-    app.router.add_get("/api/duty", get_duty)

@@ -16,29 +16,25 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from aiohttp import WSMsgType, web
 from joserfc.jwk import OKPKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vaka.central.audit import AuditLog
-from vaka.central.directory import Directory, StaffMember
-from vaka.central.policy import CallLimits, CallRefused, authorize_call
+from vaka.central.audit.trail import AuditLog
+from vaka.central.broker.mqtt import PublishToUnit
+from vaka.central.calls.citizen import CitizenCallDesk
+from vaka.central.directory.directory import Directory, StaffMember
+from vaka.central.directory.policy import Authorization, CallRefused, authorize_call
+from vaka.central.settings.calls import CallLimits
 from vaka.errors import LinkError, ProtocolError
 from vaka.protocol.messages import SignalMessage, SignalPayload, decode, describe_problems
 from vaka.protocol.sdp import check_sdp, preferred_fingerprint
 from vaka.protocol.topics import Channel, parse_device_topic
 from vaka.provisioning.tickets import TicketClaims, sign_ticket
 
-if TYPE_CHECKING:
-    from vaka.central.citizen_calls import CitizenCallDesk
-
 log = logging.getLogger(__name__)
-
-Publish = Callable[[str, Channel, BaseModel], Awaitable[None]]
-Authenticate = Callable[[web.Request], Awaitable[StaffMember]]
 
 
 class DialRequest(BaseModel):
@@ -64,7 +60,8 @@ class CallRelay:
         audit: AuditLog,
         ticket_key: OKPKey,
         limits: CallLimits,
-        publish: Publish,
+        publish: PublishToUnit,
+        citizen_calls: CitizenCallDesk | None = None,
     ) -> None:
         self.identity = identity
         self.directory = directory
@@ -73,8 +70,8 @@ class CallRelay:
         self.limits = limits
         self.publish = publish
         self._pending: dict[str, asyncio.Queue[SignalPayload]] = {}
-        #: takes the citizens' requests (see :mod:`vaka.central.citizen_calls`), if set
-        self.citizen_calls: CitizenCallDesk | None = None
+        #: takes the citizens' requests (see :mod:`vaka.central.calls.citizen`), if any
+        self.citizen_calls = citizen_calls
 
     # ------------------------------------------------------------ from the units
 
@@ -106,23 +103,10 @@ class CallRelay:
         """Run one call over a WebSocket."""
         ws = web.WebSocketResponse(heartbeat=10, max_msg_size=64 * 1024)
         await ws.prepare(request)
-        try:
-            first = await ws.receive(timeout=15)
-        except TimeoutError:
-            await _close(ws, "no dial request within 15 s")
+        dialled = await self._read_dial(ws, caller)
+        if dialled is None:
             return ws
-        if first.type is not WSMsgType.TEXT:
-            await _close(ws, "expected a dial request")
-            return ws
-        try:
-            dial = DialRequest.model_validate_json(first.data)
-            sdp = check_sdp(dial.sdp)
-            fingerprint = preferred_fingerprint(sdp)
-        except (ValidationError, ProtocolError) as err:
-            reason = _readable(err)
-            await self._audit("ticket_refused", actor=caller.staff_id, reason=reason)
-            await _refuse(ws, reason)
-            return ws
+        dial, sdp, fingerprint = dialled
         call_id = f"{self.identity}.{uuid.uuid4().hex[:16]}"
         fields = {
             "actor": caller.staff_id,
@@ -134,41 +118,12 @@ class CallRelay:
             fields["request"] = dial.request
         now = time.time()
         try:
-            if dial.purpose == "citizen_call":
-                await self._accept_citizen_call(caller, dial)
-            allowed = await asyncio.to_thread(
-                authorize_call,
-                self.directory,
-                caller,
-                dial.unit,
-                dial.purpose,
-                now,
-                self.limits,
-                dial.reason,
-                dial.request,
-                self.citizen_calls,
-            )
+            allowed = await self._authorize(caller, dial, now)
         except CallRefused as err:
             await self._audit("ticket_refused", **fields, reason=str(err))
             await _refuse(ws, str(err))
             return ws
-        claims = TicketClaims(
-            aud=dial.unit,
-            sub=caller.staff_id,
-            name=caller.display_name,
-            role=caller.role,
-            grp=allowed.group,
-            purpose=dial.purpose,
-            cid=call_id,
-            iat=int(now),
-            nbf=int(now),
-            exp=int(now) + self.limits.ticket_ttl_s,
-            win=allowed.window,
-            maxd=allowed.max_duration_s,
-            fp=fingerprint,
-            brk=allowed.break_glass_reason,
-            req=dial.request if dial.purpose == "citizen_call" else None,
-        )
+        claims = self._claims(caller, dial, allowed, call_id, fingerprint, now)
         ticket = sign_ticket(claims, self.ticket_key)
         await self._audit(
             "ticket_issued",
@@ -187,6 +142,73 @@ class CallRelay:
         finally:
             self._pending.pop(call_id, None)
         return ws
+
+    async def _read_dial(
+        self, ws: web.WebSocketResponse, caller: StaffMember
+    ) -> tuple[DialRequest, str, str] | None:
+        """The dial request, its checked SDP and the fingerprint to pin; ``None`` once refused."""
+        try:
+            first = await ws.receive(timeout=15)
+        except TimeoutError:
+            await _close(ws, "no dial request within 15 s")
+            return None
+        if first.type is not WSMsgType.TEXT:
+            await _close(ws, "expected a dial request")
+            return None
+        try:
+            dial = DialRequest.model_validate_json(first.data)
+            sdp = check_sdp(dial.sdp)
+            fingerprint = preferred_fingerprint(sdp)
+        except (ValidationError, ProtocolError) as err:
+            reason = _readable(err)
+            await self._audit("ticket_refused", actor=caller.staff_id, reason=reason)
+            await _refuse(ws, reason)
+            return None
+        return dial, sdp, fingerprint
+
+    async def _authorize(self, caller: StaffMember, dial: DialRequest, now: float) -> Authorization:
+        """The permission matrix's answer (a citizen call is first won for the caller)."""
+        if dial.purpose == "citizen_call":
+            await self._accept_citizen_call(caller, dial)
+        return await asyncio.to_thread(
+            authorize_call,
+            self.directory,
+            caller,
+            dial.unit,
+            dial.purpose,
+            now,
+            self.limits,
+            dial.reason,
+            dial.request,
+            self.citizen_calls,
+        )
+
+    def _claims(
+        self,
+        caller: StaffMember,
+        dial: DialRequest,
+        allowed: Authorization,
+        call_id: str,
+        fingerprint: str,
+        now: float,
+    ) -> TicketClaims:
+        return TicketClaims(
+            aud=dial.unit,
+            sub=caller.staff_id,
+            name=caller.display_name,
+            role=caller.role,
+            grp=allowed.group,
+            purpose=dial.purpose,
+            cid=call_id,
+            iat=int(now),
+            nbf=int(now),
+            exp=int(now) + self.limits.ticket_ttl_s,
+            win=allowed.window,
+            maxd=allowed.max_duration_s,
+            fp=fingerprint,
+            brk=allowed.break_glass_reason,
+            req=dial.request if dial.purpose == "citizen_call" else None,
+        )
 
     async def _accept_citizen_call(self, caller: StaffMember, dial: DialRequest) -> None:
         """Win the citizen's request for ``caller`` (first accept wins) or raise CallRefused."""

@@ -5,37 +5,11 @@ Blocking: call from a worker thread."""
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Float, Integer, String, Table, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from vaka.central.db import metadata, upsert
-
-citizen_call_requests = Table(
-    "citizen_call_requests",
-    metadata,
-    Column("request_id", String(80), primary_key=True),
-    Column("unit", String(64), nullable=False),
-    Column("citizen", String(64)),
-    Column("groups", String(400), nullable=False),  # comma-separated group ids
-    Column("created_at", Float, nullable=False),
-    Column("created_by", String(64), nullable=False),  # the central instance
-    Column("state", String(16), nullable=False),  # ringing accepted no_staff unanswered cancelled
-    Column("accepted_by", String(64)),
-    Column("accepted_name", String(120)),
-    Column("accepted_at", Float),
-    Column("reason", String(200)),
-)
-escalations = Table(
-    "escalations",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", Float, nullable=False, index=True),
-    Column("unit", String(64), nullable=False),
-    Column("citizen", String(64)),
-    Column("group", String(400)),  # comma-separated group ids
-    Column("reason", String(200), nullable=False),
-    Column("request_id", String(80)),
-)
+from vaka.central.storage.engine import upsert
+from vaka.central.storage.tables import citizen_call_requests, escalations
 
 
 @dataclass(frozen=True)

@@ -1,212 +1,45 @@
 """Who is who: staff, staff groups, citizens (pseudonyms only), unit assignments, permissions
-and night-check schedules — and staff log-in sessions.
+and night-check schedules, loaded from a directory file (:mod:`vaka.central.directory.spec`).
 
-Loaded from a TOML file by ``vaka-central directory load`` (the care provider's systems would
-feed the same tables). Nothing here names a citizen: a citizen is a pseudonym.
+The care provider's systems would feed the same tables. Nothing here names a citizen: a citizen
+is a pseudonym.
 """
 
-import datetime as dt
-import re
 import time
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
+from typing import Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Boolean, Column, Float, Integer, String, Table, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection, Engine
 
-from vaka.central.db import metadata, upsert
-from vaka.central.secret_box import SecretBox
-from vaka.errors import ConfigError
-from vaka.protocol.topics import DEVICE_ID_PATTERN
+from vaka.central.directory.spec import DirectorySpec, StaffSpec
+from vaka.central.storage.engine import upsert
+from vaka.central.storage.tables import (
+    assignments,
+    citizens,
+    memberships,
+    permissions,
+    schedules,
+    staff,
+    staff_auth,
+    staff_groups,
+)
 
-Purpose = Literal["night_check", "video_visit", "citizen_call", "break_glass"]
-Role = Literal["night_staff", "day_staff", "support", "technician", "administrator"]
-Direction = Literal["to_unit", "from_unit"]
 
-staff = Table(
-    "staff",
-    metadata,
-    Column("staff_id", String(64), primary_key=True),
-    Column("display_name", String(120), nullable=False),
-    Column("role", String(32), nullable=False),
-    Column("password_hash", String(200), nullable=False),
-    Column("active", Boolean, nullable=False, default=True),
-)
-#: Log-in state beside each staff account (see :mod:`vaka.central.accounts`): when the password
-#: was last set, the TOTP secret (confirmed or waiting for its first code).
-staff_auth = Table(
-    "staff_auth",
-    metadata,
-    Column("staff_id", String(64), primary_key=True),
-    Column("password_changed_at", Float, nullable=False),
-    Column("totp_secret", String(256)),  # sealed by vaka.central.secret_box when a key is set
-    Column("totp_pending", String(256)),
-    Column("totp_enrolled_at", Float),
-)
-staff_groups = Table(
-    "staff_groups",
-    metadata,
-    Column("group_id", String(64), primary_key=True),
-    Column("name", String(120), nullable=False),
-)
-memberships = Table(
-    "memberships",
-    metadata,
-    Column("staff_id", String(64), primary_key=True),
-    Column("group_id", String(64), primary_key=True),
-)
-citizens = Table("citizens", metadata, Column("citizen_id", String(64), primary_key=True))
-assignments = Table(
-    "unit_assignments",
-    metadata,
-    Column("device_id", String(64), primary_key=True),
-    Column("citizen_id", String(64), nullable=False, index=True),
-    Column("group_id", String(64)),  # the staff group responsible for the unit (night watch)
-    Column("profile", String(16)),
-)
-permissions = Table(
-    "permissions",
-    metadata,
-    Column("group_id", String(64), primary_key=True),
-    Column("citizen_id", String(64), primary_key=True),
-    Column("purpose", String(32), primary_key=True),
-    Column("direction", String(16), primary_key=True),
-)
-schedules = Table(
-    "schedules",
-    metadata,
-    Column("citizen_id", String(64), primary_key=True),
-    Column("purpose", String(32), primary_key=True),
-    Column("at_minute", Integer, primary_key=True),
-    Column("tolerance_min", Integer, nullable=False),
-)
+class Sealer(Protocol):
+    """What seals the staff's TOTP secrets at rest
+    (:class:`vaka.central.access.secret_box.SecretBox`)."""
+
+    def seal(self, secret: str) -> str:
+        """``secret`` as it is stored."""
+
+    def open(self, stored: str) -> str:
+        """The secret of a stored value."""
+
+
 _hasher = PasswordHasher()
-
-# ---------------------------------------------------------------- the file format
-
-_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
-_HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StaffSpec(_Spec):
-    """``[[staff]]``: one staff account (``password`` is hashed on load and never stored)."""
-
-    id: str = Field(pattern=_ID)
-    name: str = Field(min_length=1, max_length=120)
-    role: Role
-    groups: list[str] = []
-    password: str | None = Field(default=None, min_length=12)
-    password_hash: str | None = None
-    active: bool = True
-    #: a pre-enrolled TOTP secret (base32), for tests and the demo; else enrolled at first log-in
-    totp_secret: str | None = Field(default=None, pattern=r"^[A-Z2-7]{16,64}$")
-    #: when the password was set (default: when it is loaded, unless it is unchanged)
-    password_changed_at: dt.datetime | None = None
-
-
-class GroupSpec(_Spec):
-    """``[[group]]``: a staff group (a night patrol, a home-care team)."""
-
-    id: str = Field(pattern=_ID)
-    name: str = Field(min_length=1, max_length=120)
-
-
-class CitizenSpec(_Spec):
-    """``[[citizen]]``: a citizen pseudonym and the units in their home."""
-
-    id: str = Field(pattern=_ID)
-    units: list[str] = Field(default=[], max_length=4)
-
-
-class PermissionSpec(_Spec):
-    """``[[permission]]``: a group may call a citizen (or take their calls) for these purposes."""
-
-    group: str = Field(pattern=_ID)
-    citizen: str = Field(pattern=_ID)
-    purposes: list[Purpose] = Field(min_length=1)
-    direction: Direction = "to_unit"
-
-
-class ScheduleSpec(_Spec):
-    """``[[schedule]]``: the care decision's check times (local time) with a tolerance."""
-
-    citizen: str = Field(pattern=_ID)
-    purpose: Purpose = "night_check"
-    times: list[str] = Field(min_length=1)
-    tolerance_min: int = Field(default=30, ge=0, le=180)
-
-
-class DirectorySpec(_Spec):
-    """A whole directory file."""
-
-    staff: list[StaffSpec] = []
-    group: list[GroupSpec] = []
-    citizen: list[CitizenSpec] = []
-    permission: list[PermissionSpec] = []
-    schedule: list[ScheduleSpec] = []
-
-
-def _cross_check(spec: DirectorySpec) -> list[str]:
-    problems = []
-    groups = {g.id for g in spec.group}
-    citizen_ids = {c.id for c in spec.citizen}
-    for s in spec.staff:
-        problems += [f"staff {s.id}: unknown group {g}" for g in s.groups if g not in groups]
-        if (s.password is None) == (s.password_hash is None):
-            problems.append(f"staff {s.id}: give exactly one of password or password_hash")
-    for c in spec.citizen:
-        problems += [
-            f"citizen {c.id}: {u!r} is not a unit id"
-            for u in c.units
-            if not re.fullmatch(DEVICE_ID_PATTERN, u)
-        ]
-    for p in spec.permission:
-        if p.group not in groups:
-            problems.append(f"permission: unknown group {p.group}")
-        if p.citizen not in citizen_ids:
-            problems.append(f"permission: unknown citizen {p.citizen}")
-    for sch in spec.schedule:
-        if sch.citizen not in citizen_ids:
-            problems.append(f"schedule: unknown citizen {sch.citizen}")
-        problems += [
-            f"schedule {sch.citizen}: {t!r} is not HH:MM"
-            for t in sch.times
-            if not re.fullmatch(_HHMM, t)
-        ]
-    return problems
-
-
-def load_directory_file(path: Path) -> DirectorySpec:
-    """Read and check a directory TOML file; every problem in one :class:`ConfigError`."""
-    try:
-        data = tomllib.loads(path.read_text())
-        spec = DirectorySpec.model_validate(data)
-    except OSError as err:
-        raise ConfigError(f"cannot read directory file {path}: {err.strerror}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"directory file {path} is not valid TOML: {err}") from None
-    except ValidationError as err:
-        described = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in err.errors(include_url=False)
-        )
-        raise ConfigError(f"directory file {path} is invalid: {described}") from None
-    problems = _cross_check(spec)
-    if problems:
-        raise ConfigError(f"directory file {path} is inconsistent: {'; '.join(problems)}")
-    return spec
-
-
-# ---------------------------------------------------------------- queries
 
 
 @dataclass(frozen=True)
@@ -219,7 +52,7 @@ class StaffMember:
     active: bool
 
 
-def _load_auth(conn: Connection, engine: Engine, s: StaffSpec, box: SecretBox) -> None:
+def _load_auth(conn: Connection, engine: Engine, s: StaffSpec, box: Sealer | None) -> None:
     """Upsert one account's log-in state: a loaded password counts as set now unless it is the
     one already stored; a loaded TOTP secret is enrolled; an unnamed one is left as it is."""
     row = (
@@ -247,7 +80,9 @@ def _load_auth(conn: Connection, engine: Engine, s: StaffSpec, box: SecretBox) -
     values: dict[str, object] = {"password_changed_at": changed_at}
     if s.totp_secret is not None:
         values.update(
-            totp_secret=box.seal(s.totp_secret), totp_pending=None, totp_enrolled_at=time.time()
+            totp_secret=box.seal(s.totp_secret) if box else s.totp_secret,
+            totp_pending=None,
+            totp_enrolled_at=time.time(),
         )
     ins = upsert(engine, staff_auth).values(staff_id=s.id, **values)
     conn.execute(ins.on_conflict_do_update(index_elements=["staff_id"], set_=values))
@@ -261,10 +96,10 @@ def _minutes(hhmm: str) -> int:
 class Directory:
     """Queries and updates on the directory tables. Blocking: call from a worker thread."""
 
-    def __init__(self, engine: Engine, secret_box: SecretBox | None = None) -> None:
+    def __init__(self, engine: Engine, secret_box: Sealer | None = None) -> None:
         self.engine = engine
-        #: seals the staff's TOTP secrets at rest (see :mod:`vaka.central.secret_box`)
-        self.secret_box = secret_box or SecretBox()
+        #: seals the staff's TOTP secrets at rest; ``None``: they are stored as they are
+        self.secret_box = secret_box
 
     def load(self, spec: DirectorySpec) -> None:
         """Upsert everything in ``spec``; permissions and schedules of named citizens are

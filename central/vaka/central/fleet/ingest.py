@@ -10,13 +10,13 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vaka.central.audit import AUDITED_EVENTS, AuditLog, audit_unit_event
-from vaka.central.presence import Presence
-from vaka.central.store import EventRecord, FleetStore, HealthUpdate, StateUpdate
+from vaka.central.audit.trail import AUDITED_EVENTS, AuditLog, audit_unit_event
+from vaka.central.fleet.presence import Presence
+from vaka.central.fleet.store import EventRecord, FleetStore, HealthUpdate, StateUpdate
 from vaka.errors import ProtocolError, RegistryError
 from vaka.protocol.messages import EventMessage, HealthMessage, StateMessage, decode
 from vaka.protocol.refusals import Refusals
@@ -51,16 +51,19 @@ class FleetIngest:
         audit: AuditLog | None = None,
         flush_interval_s: float = 0.05,
         max_batch: int = 2000,
-    ):
+        *,
+        event_hooks: Sequence[Callable[[EventRecord], None]] = (),
+        online_hooks: Sequence[Callable[[str], None]] = (),
+    ) -> None:
         self.store = store
         self.audit = audit
         self.refusals = Refusals(log)
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
         #: Called (on the writing thread) with each event stored for the first time.
-        self.event_hooks: list[Callable[[EventRecord], None]] = []
+        self.event_hooks = tuple(event_hooks)
         #: Called (on the event loop) with the unit's id whenever a unit announces it is online.
-        self.online_hooks: list[Callable[[str], None]] = []
+        self.online_hooks = tuple(online_hooks)
         self.accepted = 0
         self.written = 0
         self._pending = _Batch()

@@ -5,7 +5,7 @@ A unit's presence is ordered by ``(bdseq, rank)`` where ``rank`` is 0 for ``onli
 session the end wins over the beginning. Taking the maximum is commutative, associative and
 idempotent, so births and wills that arrive late, twice or out of order, or at different central
 instances, converge on the same answer. The database applies the same rule in its upsert (see
-:mod:`vaka.central.store`).
+:mod:`vaka.central.fleet.store`).
 """
 
 from dataclasses import dataclass

@@ -7,24 +7,10 @@ never stale and any central instance derives the same answer (STYLE rule 11).
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from vaka.central.store import UnitRecord
+from vaka.central.fleet.store import UnitRecord
+from vaka.central.settings.fleet import Thresholds
 
 Status = Literal["online", "degraded", "offline"]
-
-
-class Thresholds(BaseModel):
-    """When a unit counts as degraded. Loaded from central's config (``[fleet]``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    health_overdue_factor: float = Field(default=3.0, gt=1)
-    cpu_temp_c: float = 80.0
-    mem_used_pct: float = 90.0
-    broker_rtt_ms: float = 2000.0
-    cert_expiry_warning_h: float = 48.0
-    link_quality_pct: float = 20.0
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 SQLAlchemy Core over SQLite (the embedded default) or PostgreSQL (``postgresql+psycopg://``):
 the same statements serve both. Nothing a second central instance would need lives only in this
 process: presence is merged *in the database* with a conditional upsert, so several instances can
-write concurrently and still converge (see :mod:`vaka.central.presence`).
+write concurrently and still converge (see :mod:`vaka.central.fleet.presence`).
 """
 
 import json
@@ -12,63 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Float,
-    Integer,
-    SmallInteger,
-    String,
-    Table,
-    Text,
-    select,
-    tuple_,
-)
+from sqlalchemy import Table, select, tuple_
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from vaka.central.db import metadata, open_engine, upsert
-from vaka.central.presence import RANK, Presence, merge
+from vaka.central.fleet.presence import RANK, Presence, merge
+from vaka.central.storage.engine import open_engine, upsert
+from vaka.central.storage.tables import events, health, units
 from vaka.errors import RegistryError
 
 log = logging.getLogger(__name__)
-
-units = Table(
-    "units",
-    metadata,
-    Column("device_id", String(64), primary_key=True),
-    Column("profile", String(16)),
-    Column("agent_version", String(64)),
-    Column("bdseq", BigInteger, nullable=False, default=0),
-    Column("rank", SmallInteger, nullable=False, default=0),
-    Column("status", String(16), nullable=False),
-    Column("status_since", Float, nullable=False),
-    Column("first_seen", Float, nullable=False),
-    Column("last_seen", Float, nullable=False),
-)
-
-health = Table(
-    "health",
-    metadata,
-    Column("device_id", String(64), primary_key=True),
-    Column("sent_at", Float, nullable=False),
-    Column("received_at", Float, nullable=False),
-    Column("payload", Text, nullable=False),
-)
-
-events = Table(
-    "events",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    # The unit's message id: every central instance receives every event; the first to store it
-    # wins and audits it, the others find it there.
-    Column("message_id", String(64), nullable=False, unique=True),
-    Column("device_id", String(64), nullable=False, index=True),
-    Column("sent_at", Float, nullable=False),
-    Column("received_at", Float, nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("detail", Text, nullable=False),
-)
 
 
 @dataclass(frozen=True)

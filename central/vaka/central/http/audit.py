@@ -15,18 +15,18 @@ offset, or seconds since the epoch. Without them the report covers the last 7 da
 import asyncio
 import dataclasses
 import datetime as dt
-import json
 import re
 import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from sqlalchemy import select
 
-from vaka.central.audit import AuditLog, audit
-from vaka.central.reports import supervisions, supervisions_csv
-from vaka.central.staff_api import AUDIT, RELAY, authenticate
+from vaka.central.audit.browse import audit_page
+from vaka.central.audit.reports import supervisions, supervisions_csv
+from vaka.central.http.auth import authenticate
+from vaka.central.http.deps import deps
+from vaka.central.http.errors import json_error
 
 AUDIT_ROLES = frozenset({"support", "administrator"})
 REPORT_ROLES = frozenset({"administrator"})
@@ -40,10 +40,6 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 class BadQuery(ValueError):
     """A query parameter is not understood; the message says which and why."""
-
-
-def _error(cls: type[web.HTTPException], reason: str) -> web.HTTPException:
-    return cls(text=web.json_response({"error": reason}).text, content_type="application/json")
 
 
 def parse_time(name: str, text: str, timezone: str, *, end: bool = False) -> float:
@@ -90,64 +86,11 @@ def _check_known(query: Any, known: set[str]) -> None:
         raise BadQuery(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
 
 
-def audit_page(
-    log_: AuditLog,
-    *,
-    since: float | None,
-    until: float | None,
-    kind: str | None,
-    unit: str | None,
-    limit: int,
-    before: int | None,
-) -> dict[str, Any]:
-    """One page of entries, newest first, and the chain's verification on the first page
-    (blocking)."""
-    query = select(audit).order_by(audit.c.seq.desc()).limit(limit + 1)
-    if since is not None:
-        query = query.where(audit.c.ts >= since)
-    if until is not None:
-        query = query.where(audit.c.ts < until)
-    if kind is not None:
-        query = query.where(audit.c.kind == kind)
-    if unit is not None:
-        query = query.where(audit.c.unit == unit)
-    if before is not None:
-        query = query.where(audit.c.seq < before)
-    with log_.engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(query).mappings()]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    entries = [
-        {
-            "seq": r["seq"],
-            "ts": r["ts"],
-            "kind": r["kind"],
-            "actor": r["actor"],
-            "unit": r["unit"],
-            "purpose": r["purpose"],
-            "call_id": r["call_id"],
-            "detail": json.loads(r["detail"]),
-            "hash": r["hash"],
-        }
-        for r in rows
-    ]
-    page: dict[str, Any] = {
-        "entries": entries,
-        "next_before": entries[-1]["seq"] if more and entries else None,
-    }
-    if before is None:
-        result = log_.verify()
-        seq, digest = log_.head()
-        page["verify"] = {"ok": result.ok, "entries": result.entries, "problem": result.problem}
-        page["head"] = {"seq": seq, "hash": digest}
-    return page
-
-
 async def get_audit(request: web.Request) -> web.Response:
     """``GET /api/audit``: see the module docstring."""
     await authenticate(request, AUDIT_ROLES, action="read the audit trail")
     q = request.query
-    timezone = request.app[RELAY].limits.timezone
+    timezone = deps(request).timezone
     try:
         _check_known(q, {"since", "until", "kind", "unit", "limit", "before"})
         since, until = _range(q, timezone, None)
@@ -161,12 +104,12 @@ async def get_audit(request: web.Request) -> web.Response:
         before = int(q["before"]) if q.get("before") else None
     except ValueError as err:
         reason = str(err) if isinstance(err, BadQuery) else "limit and before are whole numbers"
-        raise _error(web.HTTPBadRequest, reason) from None
+        raise json_error(400, reason) from None
     if not 1 <= limit <= MAX_LIMIT:
-        raise _error(web.HTTPBadRequest, f"limit must be 1 to {MAX_LIMIT}")
+        raise json_error(400, f"limit must be 1 to {MAX_LIMIT}")
     page = await asyncio.to_thread(
         audit_page,
-        request.app[AUDIT],
+        deps(request).audit,
         since=since,
         until=until,
         kind=kind,
@@ -182,11 +125,9 @@ async def _report_range(request: web.Request) -> tuple[float, float]:
     await authenticate(request, REPORT_ROLES, action="read the supervision report")
     try:
         _check_known(request.query, {"since", "until"})
-        since, until = _range(
-            request.query, request.app[RELAY].limits.timezone, REPORT_DEFAULT_DAYS
-        )
+        since, until = _range(request.query, deps(request).timezone, REPORT_DEFAULT_DAYS)
     except BadQuery as err:
-        raise _error(web.HTTPBadRequest, str(err)) from None
+        raise json_error(400, str(err)) from None
     assert since is not None and until is not None
     return since, until
 
@@ -194,12 +135,12 @@ async def _report_range(request: web.Request) -> tuple[float, float]:
 async def get_supervisions(request: web.Request) -> web.Response:
     """``GET /api/reports/supervisions?since=&until=``: performed supervisions (JSON)."""
     since, until = await _report_range(request)
-    rows = await asyncio.to_thread(supervisions, request.app[AUDIT], since, until)
+    rows = await asyncio.to_thread(supervisions, deps(request).audit, since, until)
     return web.json_response(
         {
             "since": since,
             "until": until,
-            "timezone": request.app[RELAY].limits.timezone,
+            "timezone": deps(request).timezone,
             "supervisions": [dataclasses.asdict(r) for r in rows],
         }
     )
@@ -212,8 +153,8 @@ def _stamp(ts: float, timezone: str) -> str:
 async def get_supervisions_csv(request: web.Request) -> web.Response:
     """``GET /api/reports/supervisions.csv?since=&until=``: the same as a CSV attachment."""
     since, until = await _report_range(request)
-    rows = await asyncio.to_thread(supervisions, request.app[AUDIT], since, until)
-    timezone = request.app[RELAY].limits.timezone
+    rows = await asyncio.to_thread(supervisions, deps(request).audit, since, until)
+    timezone = deps(request).timezone
     name = f"supervisions-{_stamp(since, timezone)}-{_stamp(until - 1, timezone)}.csv"
     return web.Response(
         text=supervisions_csv(rows),

@@ -1,8 +1,8 @@
-"""Central's HTTP side: the fleet API, a plain fleet page for the support function, the staff
-console's static files, and the security headers on every answer.
+"""The fleet API, a plain fleet page for the support function, the staff console's static files,
+and the security headers on every answer.
 
 The fleet API and page are for support, technicians and administrators (see
-:func:`vaka.central.staff_api.authenticate`).
+:func:`vaka.central.http.auth.authenticate`).
 """
 
 import asyncio
@@ -14,36 +14,26 @@ from typing import Any
 
 from aiohttp import web
 
-from vaka.central.ingest import FleetIngest
-from vaka.central.staff_api import authenticate
-from vaka.central.status import Thresholds, unit_view
-from vaka.central.store import FleetStore
+from vaka.central.fleet.status import unit_view
+from vaka.central.http.auth import authenticate
+from vaka.central.http.deps import deps
+from vaka.central.http.errors import json_error
 from vaka.errors import BadTopic
 from vaka.protocol.topics import check_device_id
 
-STORE: web.AppKey[FleetStore] = web.AppKey("store", FleetStore)
-INGEST: web.AppKey[FleetIngest] = web.AppKey("ingest", FleetIngest)
-THRESHOLDS: web.AppKey[Thresholds] = web.AppKey("thresholds", Thresholds)
-
 STATUSES = ("online", "degraded", "offline")
 FLEET_ROLES = frozenset({"support", "technician", "administrator"})
-CONSOLE_DIR = Path(__file__).with_name("console")
+CONSOLE_DIR = Path(__file__).parent.parent / "console"
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
 
 
-def _error(status: int, reason: str) -> web.HTTPException:
-    cls = {400: web.HTTPBadRequest, 404: web.HTTPNotFound}[status]
-    return cls(text=f'{{"error": "{reason}"}}', content_type="application/json")
-
-
 async def _views(request: web.Request) -> list[dict[str, Any]]:
-    store = request.app[STORE]
-    records = await asyncio.to_thread(store.units)
+    records = await asyncio.to_thread(deps(request).store.units)
     now = time.time()
-    return [unit_view(r, now, request.app[THRESHOLDS]) for r in records]
+    return [unit_view(r, now, deps(request).thresholds) for r in records]
 
 
 async def list_units(request: web.Request) -> web.Response:
@@ -52,9 +42,9 @@ async def list_units(request: web.Request) -> web.Response:
     wanted = request.query.get("status")
     unknown = set(request.query) - {"status"}
     if unknown:
-        raise _error(400, f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+        raise json_error(400, f"unknown query parameter(s): {', '.join(sorted(unknown))}")
     if wanted is not None and wanted not in STATUSES:
-        raise _error(400, f"status must be one of {', '.join(STATUSES)}")
+        raise json_error(400, f"status must be one of {', '.join(STATUSES)}")
     views = await _views(request)
     if wanted:
         views = [v for v in views if v["status"] == wanted]
@@ -68,12 +58,12 @@ async def get_unit(request: web.Request) -> web.Response:
     try:
         check_device_id(device_id)
     except BadTopic as err:
-        raise _error(400, str(err).replace('"', "'")) from None
-    store = request.app[STORE]
+        raise json_error(400, str(err).replace('"', "'")) from None
+    store = deps(request).store
     record = await asyncio.to_thread(store.unit, device_id)
     if record is None:
-        raise _error(404, f"no unit {device_id} in the registry")
-    view = unit_view(record, time.time(), request.app[THRESHOLDS])
+        raise json_error(404, f"no unit {device_id} in the registry")
+    view = unit_view(record, time.time(), deps(request).thresholds)
     events = await asyncio.to_thread(store.recent_events, device_id, 20)
     view["events"] = [
         {"kind": e.kind, "detail": e.detail, "sent_at": e.sent_at, "received_at": e.received_at}
@@ -85,7 +75,7 @@ async def get_unit(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     """``GET /api/stats``: ingest counters, refusals and latency."""
     await authenticate(request, FLEET_ROLES, action="see the fleet")
-    return web.json_response(request.app[INGEST].stats())
+    return web.json_response(deps(request).ingest.stats())
 
 
 def _ago(seconds: float) -> str:
@@ -185,17 +175,11 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         headers["Cache-Control"] = "no-store"
 
 
-def make_app(store: FleetStore, ingest: FleetIngest, thresholds: Thresholds) -> web.Application:
-    """The aiohttp application (API and pages)."""
-    app = web.Application(client_max_size=64 * 1024)
-    app[STORE] = store
-    app[INGEST] = ingest
-    app[THRESHOLDS] = thresholds
-    app.on_response_prepare.append(security_headers)
+def add_fleet_routes(app: web.Application) -> None:
+    """Mount the console, the fleet page and the fleet API on ``app``."""
     app.router.add_get("/", console_page)
     app.router.add_static("/console/", CONSOLE_DIR, follow_symlinks=False)
     app.router.add_get("/fleet", fleet_page)
     app.router.add_get("/api/units", list_units)
     app.router.add_get("/api/units/{id}", get_unit)
     app.router.add_get("/api/stats", stats)
-    return app

@@ -2,15 +2,18 @@
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vaka.central.config_push import build_bundle, push_config
-from vaka.central.directory import StaffMember
-from vaka.central.enrolment import EnrolmentRefused
-from vaka.central.staff_api import authenticate
+from vaka.central.directory.directory import StaffMember
+from vaka.central.http.auth import authenticate
+from vaka.central.http.deps import deps
+from vaka.central.http.errors import json_error
+from vaka.central.units.config_push import build_bundle, push_config
+from vaka.central.units.enrolment import EnrolmentRefused
+from vaka.central.units.provisioner import Provisioner
 from vaka.errors import BadTopic, ProvisioningError
 from vaka.protocol.enrolment import display_code, normalise_code
 from vaka.protocol.messages import CommandMessage, CommandPayload, describe_problems
@@ -18,11 +21,6 @@ from vaka.protocol.topics import Channel, check_device_id
 from vaka.provisioning.bundles import AutoAnswerRule, IceServer
 from vaka.provisioning.orders import sign_order
 
-if TYPE_CHECKING:
-    from vaka.central.provisioner import Provisioner
-    from vaka.central.service import CentralService
-
-SERVICE: web.AppKey["CentralService"] = web.AppKey("service")
 TECHNICIAN_ROLES = frozenset({"technician", "administrator"})
 
 
@@ -46,18 +44,14 @@ class ApproveRequest(BaseModel):
     replaces: str | None = Field(default=None, max_length=64)  # the unit whose card it replaces
 
 
-def _json(cls: type[web.HTTPException], reason: str) -> web.HTTPException:
-    return cls(text=web.json_response({"error": reason}).text, content_type="application/json")
-
-
 async def _technician(request: web.Request, what: str) -> StaffMember:
     return await authenticate(request, TECHNICIAN_ROLES, action=what)
 
 
-def _provisioner(request: web.Request) -> "Provisioner":
-    provisioner = request.app[SERVICE].provisioner
+def _provisioner(request: web.Request) -> Provisioner:
+    provisioner = deps(request).provisioner
     if provisioner is None:
-        raise _json(web.HTTPConflict, "central has no [pki] section: it cannot provision units")
+        raise json_error(409, "central has no [pki] section: it cannot provision units")
     return provisioner
 
 
@@ -88,10 +82,10 @@ async def approve(request: web.Request) -> web.Response:
         code = normalise_code(request.match_info["code"])
         body = ApproveRequest.model_validate_json(await request.read())
     except BadTopic as err:
-        raise _json(web.HTTPBadRequest, str(err)) from None
+        raise json_error(400, str(err)) from None
     except ValidationError as err:
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in err.errors())
-        raise _json(web.HTTPBadRequest, f"invalid approval: {fields}") from None
+        raise json_error(400, f"invalid approval: {fields}") from None
     try:
         result = await _provisioner(request).approve(
             code,
@@ -103,8 +97,8 @@ async def approve(request: web.Request) -> web.Response:
             body.replaces,
         )
     except EnrolmentRefused as err:
-        status = web.HTTPNotFound if str(err).startswith("no unit is waiting") else web.HTTPConflict
-        raise _json(status, str(err)) from None
+        status = 404 if str(err).startswith("no unit is waiting") else 409
+        raise json_error(status, str(err)) from None
     return web.json_response(result)
 
 
@@ -121,11 +115,9 @@ async def _unit_request(
         check_device_id(unit)
         body = model.model_validate_json(await request.read() or b"{}")
     except BadTopic as err:
-        raise _json(web.HTTPBadRequest, str(err)) from None
+        raise json_error(400, str(err)) from None
     except ValidationError as err:
-        raise _json(
-            web.HTTPBadRequest, f"invalid request: {describe_problems(err, 'request')}"
-        ) from None
+        raise json_error(400, f"invalid request: {describe_problems(err, 'request')}") from None
     return member, unit, body
 
 
@@ -135,14 +127,14 @@ async def revoke(request: web.Request) -> web.Response:
     try:
         serials = await _provisioner(request).revoke(unit, body.reason, member.staff_id)
     except ProvisioningError as err:
-        raise _json(web.HTTPConflict, str(err)) from None
+        raise json_error(409, str(err)) from None
     return web.json_response({"unit": unit, "revoked": serials})
 
 
 async def decommission(request: web.Request) -> web.Response:
     """Order the unit to wipe itself, revoke it and take it out of the directory."""
     member, unit, body = await _unit_request(request, RevokeRequest, "decommission units")
-    service = request.app[SERVICE]
+    service = deps(request)
     result = await _provisioner(request).decommission(
         unit, body.reason, member.staff_id, service.config_key
     )
@@ -158,9 +150,9 @@ class NoBody(BaseModel):
 async def rotate(request: web.Request) -> web.Response:
     """Ask the unit to renew its key and certificate now."""
     member, unit, _ = await _unit_request(request, NoBody, "rotate unit keys")
-    service = request.app[SERVICE]
+    service = deps(request)
     if service.config_key is None:
-        raise _json(web.HTTPConflict, "central has no config key: it cannot sign orders")
+        raise json_error(409, "central has no config key: it cannot sign orders")
     order = sign_order(unit, "renew", service.config_key, f"requested by {member.staff_id}")
     await service.link.publish_to_unit(
         unit, Channel.COMMAND, CommandMessage(payload=CommandPayload(order=order))
@@ -184,7 +176,7 @@ class AssignRequest(BaseModel):
 async def assign(request: web.Request) -> web.Response:
     """Assign a unit to a citizen (and the staff group responsible for it)."""
     member, unit, body = await _unit_request(request, AssignRequest, "assign units")
-    service = request.app[SERVICE]
+    service = deps(request)
     await asyncio.to_thread(
         service.directory.assign_unit, unit, body.citizen, body.group, body.profile
     )
@@ -218,17 +210,17 @@ class PushConfigRequest(BaseModel):
 async def push(request: web.Request) -> web.Response:
     """Sign and publish the unit's next config version."""
     member, unit, body = await _unit_request(request, PushConfigRequest, "push configs")
-    service = request.app[SERVICE]
+    service = deps(request)
     if service.config_key is None:
-        raise _json(web.HTTPConflict, "central has no config key: it cannot sign configs")
+        raise json_error(409, "central has no config key: it cannot sign configs")
     pushed = await asyncio.to_thread(service.audit.entries, kind="config_pushed")
     version = 1 + max((e.detail.get("version", 0) for e in pushed if e.unit == unit), default=0)
     if body.auto_answer and body.profile != "tv":
-        raise _json(web.HTTPBadRequest, "auto-answer rules apply to tv units only")
+        raise json_error(400, "auto-answer rules apply to tv units only")
     for rule in body.auto_answer or []:
         for group in rule.caller_groups:
             if not await asyncio.to_thread(service.directory.group_exists, group):
-                raise _json(web.HTTPBadRequest, f"auto-answer rule names unknown group {group}")
+                raise json_error(400, f"auto-answer rule names unknown group {group}")
     settings: dict[str, object] = body.model_dump(exclude_none=True, exclude={"profile"})
     citizen = await asyncio.to_thread(service.directory.citizen_of, unit)
     if citizen is not None:
@@ -244,8 +236,8 @@ async def push(request: web.Request) -> web.Response:
 async def candidates(request: web.Request) -> web.Response:
     """``GET /api/decommission-candidates``: units silent long enough to be decommissioned."""
     await _technician(request, "see decommission candidates")
-    service = request.app[SERVICE]
-    days = service.config.pki.silent_days if service.config.pki else 30.0
+    service = deps(request)
+    days = service.silent_days
     since = time.time() - days * 86400
     units = await asyncio.to_thread(service.store.units)
     silent = [
@@ -271,9 +263,8 @@ async def candidates(request: web.Request) -> web.Response:
     )
 
 
-def add_technician_routes(app: web.Application, service: "CentralService") -> None:
+def add_technician_routes(app: web.Application) -> None:
     """Mount the technician API on ``app``."""
-    app[SERVICE] = service
     app.router.add_get("/api/decommission-candidates", candidates)
     app.router.add_post("/api/units/{id}/revoke", revoke)
     app.router.add_post("/api/units/{id}/decommission", decommission)

@@ -16,46 +16,36 @@ one updates the status.
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from typing import Any
 
-from aiohttp import web
 from joserfc.jwk import OKPKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Boolean, Column, Float, Integer, String, Table, Text, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from vaka.central.audit import AuditLog
-from vaka.central.db import metadata
-from vaka.central.directory import Directory, StaffMember, assignments, permissions
-from vaka.central.staff_api import authenticate
-from vaka.central.store import EventRecord
-from vaka.errors import BadTopic, LinkError, VakaError
-from vaka.protocol.messages import MessageMessage, MessagePayload, describe_problems
-from vaka.protocol.topics import Channel, check_device_id
-from vaka.provisioning.messages import (
-    DEFAULT_ACK_WITHIN_S,
-    MAX_PICTURE_CHARS,
-    MAX_TEXT_CHARS,
-    BadMessageToken,
-    make_message,
-    sign_message,
+from vaka.central.audit.trail import AuditLog
+from vaka.central.broker.mqtt import PublishToUnit
+from vaka.central.directory.directory import Directory, StaffMember
+from vaka.central.fleet.store import EventRecord
+from vaka.central.messages.requests import (
+    BadMessageRequest,
+    MessageRefused,
+    MessageRequest,
+    resolve_at,
 )
+from vaka.central.storage.tables import assignments, messages, permissions
+from vaka.errors import BadTopic, LinkError
+from vaka.protocol.messages import MessageMessage, MessagePayload
+from vaka.protocol.topics import Channel, check_device_id
+from vaka.provisioning.messages import BadMessageToken, make_message, sign_message
 
 log = logging.getLogger(__name__)
-
-Publish = Callable[[str, Channel, BaseModel], Awaitable[None]]
 
 #: How long after its time a message may still be shown, beyond the time to acknowledge it.
 EXPIRY_SLACK_S = {"message": 3600, "reminder": 600}
 #: How long after a message's expiry central waits for the unit's report before calling it missed.
 REPORT_SLACK_S = 120
-#: How far ahead a message may be scheduled.
-MAX_AHEAD_S = 7 * 86400
 #: The statuses a unit's report may move a message from, per reported action.
 _FROM = {
     "shown": ("sent",),
@@ -63,81 +53,6 @@ _FROM = {
     "missed": ("sent", "shown"),
     "refused": ("sent", "shown"),
 }
-
-messages = Table(
-    "messages",
-    metadata,
-    Column("mid", String(64), primary_key=True),
-    Column("unit", String(64), nullable=False, index=True),
-    Column("citizen", String(64), nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("text", Text, nullable=False),
-    Column("has_picture", Boolean, nullable=False),
-    Column("sender", String(64), nullable=False),
-    Column("send_at", Float, nullable=False, index=True),
-    Column("exp", Float, nullable=False),
-    Column("ack_within_s", Integer, nullable=False),
-    Column("status", String(16), nullable=False, index=True),
-    Column("updated_at", Float, nullable=False),
-    Column("reason", String(200)),
-    # The signed message until it is sent (then cleared: no picture kept longer than needed).
-    Column("token", Text),
-)
-
-
-class MessageRefused(VakaError, PermissionError):
-    """A staff member may not send this message; the text says why."""
-
-
-class BadMessageRequest(VakaError, ValueError):
-    """A message request was invalid; the text says why."""
-
-
-class MessageRequest(BaseModel):
-    """``POST /api/messages`` body."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    unit: str = Field(max_length=64)
-    kind: Literal["message", "reminder"] = "message"
-    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
-    picture: str | None = Field(default=None, max_length=2 * MAX_PICTURE_CHARS)
-    #: "HH:MM" local time (today, or tomorrow if already past) or an ISO 8601 time; None: now
-    at: str | None = Field(default=None, max_length=40)
-    ack_within_s: int = Field(default=DEFAULT_ACK_WITHIN_S, ge=1, le=86_400)
-
-
-def resolve_at(at: str | None, now: float, timezone: str) -> float:
-    """When a message is due: ``now`` if ``at`` is ``None``, else the time ``at`` names.
-
-    ``HH:MM`` is local time in ``timezone``, today or tomorrow if that is past; an ISO 8601 time
-    without an offset is local time too. Raises :class:`BadMessageRequest` if ``at`` is
-    unreadable, in the past, or more than seven days ahead.
-    """
-    if at is None:
-        return now
-    zone = ZoneInfo(timezone)
-    local_now = dt.datetime.fromtimestamp(now, zone)
-    try:
-        if len(at) == 5 and at[2] == ":":
-            hour, minute = int(at[:2]), int(at[3:])
-            when = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-            if when.timestamp() <= now:
-                when = (when + dt.timedelta(days=1)).replace(hour=hour, minute=minute)
-        else:
-            when = dt.datetime.fromisoformat(at)
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=zone)
-    except ValueError:
-        raise BadMessageRequest(
-            f"at {at!r} is neither HH:MM nor an ISO 8601 time (2025-03-01T14:00)"
-        ) from None
-    due = when.timestamp()
-    if due < now - 60:
-        raise BadMessageRequest(f"at {at!r} is in the past")
-    if due > now + MAX_AHEAD_S:
-        raise BadMessageRequest(f"at {at!r} is more than {MAX_AHEAD_S // 86400} days ahead")
-    return max(due, now)
 
 
 def _row(row: Any) -> dict[str, Any]:
@@ -169,7 +84,7 @@ class MessageDesk:
         directory: Directory,
         audit: AuditLog,
         config_key: OKPKey | None,
-        publish: Publish,
+        publish: PublishToUnit,
         timezone: str = "Europe/Stockholm",
         poll_s: float = 0.5,
     ) -> None:
@@ -182,7 +97,6 @@ class MessageDesk:
         self.poll_s = poll_s
         self._wake = asyncio.Event()
         self._resends: set[asyncio.Task[int]] = set()
-        messages.create(engine, checkfirst=True)
 
     # ---------------------------------------------------------------- who may
 
@@ -467,57 +381,3 @@ class MessageDesk:
         """An ingest hook: pass the unit's ``message`` events to :meth:`on_event`."""
         if record.kind == "message":
             self.on_event(record.device_id, record.detail)
-
-
-# ---------------------------------------------------------------- HTTP
-
-DESK: web.AppKey[MessageDesk] = web.AppKey("messages", MessageDesk)
-
-
-def _json(cls: type[web.HTTPException], reason: str) -> web.HTTPException:
-    return cls(text=web.json_response({"error": reason}).text, content_type="application/json")
-
-
-async def post_message(request: web.Request) -> web.Response:
-    """``POST /api/messages``: create (and schedule) a message for a unit."""
-    member = await authenticate(request)
-    try:
-        body = MessageRequest.model_validate_json(await request.read())
-    except ValidationError as err:
-        raise _json(
-            web.HTTPBadRequest, f"invalid message request: {describe_problems(err)}"
-        ) from None
-    desk = request.app[DESK]
-    try:
-        created = await asyncio.to_thread(desk.create, member, body)
-    except MessageRefused as err:
-        raise _json(web.HTTPForbidden, str(err)) from None
-    except BadMessageRequest as err:
-        status = web.HTTPConflict if "no config key" in str(err) else web.HTTPBadRequest
-        raise _json(status, str(err)) from None
-    desk.wake()
-    return web.json_response(created)
-
-
-async def list_messages(request: web.Request) -> web.Response:
-    """``GET /api/messages?unit=...``: the unit's messages and their status."""
-    member = await authenticate(request)
-    unit = request.query.get("unit", "")
-    try:
-        check_device_id(unit)
-    except BadTopic as err:
-        raise _json(web.HTTPBadRequest, f"give ?unit=<unit id>: {err}") from None
-    desk = request.app[DESK]
-    try:
-        await asyncio.to_thread(desk.citizen_for, member, unit)
-    except MessageRefused as err:
-        raise _json(web.HTTPForbidden, str(err)) from None
-    rows = await asyncio.to_thread(desk.statuses, unit)
-    return web.json_response({"unit": unit, "messages": rows})
-
-
-def add_message_routes(app: web.Application, desk: MessageDesk) -> None:
-    """Mount the message API on ``app`` (after the staff API, whose sessions it uses)."""
-    app[DESK] = desk
-    app.router.add_post("/api/messages", post_message)
-    app.router.add_get("/api/messages", list_messages)

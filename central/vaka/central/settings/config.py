@@ -1,4 +1,6 @@
-"""Central's configuration file (TOML), validated once at start."""
+"""Central's configuration file (TOML), validated once at start: the whole file
+(:class:`CentralConfig`) and its own sections; ``[alerts]``, ``[calls]`` and ``[fleet]`` have
+their modules beside this one."""
 
 import tomllib
 from ipaddress import IPv4Network, IPv6Network
@@ -7,9 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vaka.central.alerts import AlertSettings
-from vaka.central.policy import CallLimits
-from vaka.central.status import Thresholds
+from vaka.central.settings.alerts import AlertSettings
+from vaka.central.settings.calls import CallLimits
+from vaka.central.settings.fleet import Thresholds
 from vaka.errors import ConfigError
 
 

@@ -1,20 +1,16 @@
-"""Central's database: one SQLAlchemy ``MetaData`` for every table, and engine creation.
-
-SQLite is the embedded default; PostgreSQL serves the same statements when one machine is not
-enough. Each concept keeps its tables in its own module (registry, directory, audit) on this
-``metadata``; :func:`open_engine` creates them.
-"""
+"""Central's database engine: SQLite is the embedded default; PostgreSQL serves the same
+statements when one machine is not enough. :func:`open_engine` also creates the schema
+(:func:`vaka.central.storage.tables.create_schema`)."""
 
 from typing import Any
 
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from vaka.central.storage.tables import create_schema
 from vaka.errors import RegistryError
-
-metadata = MetaData()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -27,12 +23,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def open_engine(url: str) -> Engine:
     """An engine for ``url`` with every table created."""
-    # Import the modules that define tables so that create_all sees all of them.
-    import vaka.central.audit
-    import vaka.central.directory
-    import vaka.central.sessions
-    import vaka.central.store  # noqa: F401
-
     try:
         engine = create_engine(url)
     except (SQLAlchemyError, ImportError, ValueError) as err:
@@ -44,7 +34,7 @@ def open_engine(url: str) -> Engine:
             f"unsupported database {engine.dialect.name!r}: use sqlite or postgresql"
         )
     try:
-        metadata.create_all(engine)
+        create_schema(engine)
     except SQLAlchemyError as err:
         raise RegistryError(f"cannot create tables in {url!r}: {err}") from err
     return engine

@@ -9,19 +9,31 @@ it with central's pinned config key and reports the outcome as an event (``info`
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from joserfc.jwk import OKPKey
 from pydantic import ValidationError
 
+from vaka.central.audit.trail import AuditLog
+from vaka.central.broker.mqtt import CentralLink
 from vaka.protocol.messages import ConfigMessage, ConfigPayload, describe_problems
 from vaka.protocol.topics import Channel
 from vaka.provisioning.bundles import BadBundle, UnitConfigBundle, sign_bundle
 
-if TYPE_CHECKING:
-    from vaka.central.service import CentralService
-
 log = logging.getLogger(__name__)
+
+
+class Central(Protocol):
+    """What a config push needs of central: its broker session and its audit trail (the service
+    and the HTTP dependencies both have them)."""
+
+    @property
+    def link(self) -> CentralLink:
+        """Central's broker session."""
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit trail."""
 
 
 def build_bundle(
@@ -65,7 +77,7 @@ def config_message(bundle: UnitConfigBundle, key: OKPKey) -> ConfigMessage:
 
 
 async def push_config(
-    central: "CentralService",
+    central: Central,
     unit_id: str,
     bundle: UnitConfigBundle,
     key: OKPKey,

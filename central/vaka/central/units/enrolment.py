@@ -12,27 +12,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from sqlalchemy import Column, Float, String, Table, Text, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from vaka.central.db import metadata, upsert
+from vaka.central.storage.engine import upsert
+from vaka.central.storage.tables import enrolments
 from vaka.errors import CertificateError
 from vaka.protocol.enrolment import display_code, enrolment_code
-
-enrolments = Table(
-    "enrolments",
-    metadata,
-    Column("code", String(16), primary_key=True),
-    Column("csr", Text, nullable=False),
-    Column("profile", String(16), nullable=False),
-    Column("agent_version", String(64)),
-    Column("first_seen", Float, nullable=False),
-    Column("last_seen", Float, nullable=False),
-    Column("state", String(16), nullable=False),  # pending, approved
-    Column("unit_id", String(64)),
-    Column("approved_by", String(64)),
-    Column("approved_at", Float),
-)
 
 
 class EnrolmentRefused(CertificateError):

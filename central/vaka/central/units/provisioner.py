@@ -7,18 +7,19 @@ import logging
 import re
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from joserfc.jwk import OKPKey
 
-from vaka.central.audit import AuditLog
-from vaka.central.config import MqttSection, PkiSection
-from vaka.central.directory import Directory
-from vaka.central.enrolment import EnrolmentQueue, EnrolmentRefused, check_csr
-from vaka.central.revocation import BrokerControl, CertificateRegistry, cut_session
+from vaka.central.audit.trail import AuditLog
+from vaka.central.broker.mqtt import PublishRaw
+from vaka.central.directory.directory import Directory
+from vaka.central.settings.config import MqttSection, PkiSection
+from vaka.central.units.enrolment import EnrolmentQueue, EnrolmentRefused, check_csr
+from vaka.central.units.revocation import BrokerControl, CertificateRegistry, cut_session
 from vaka.errors import ProtocolError, ProvisioningError
 from vaka.protocol.enrolment import (
     EnrolRequestMessage,
@@ -44,8 +45,6 @@ from vaka.provisioning import pki
 from vaka.provisioning.orders import sign_order
 
 log = logging.getLogger(__name__)
-
-PublishRaw = Callable[[str, bytes, bool], Awaitable[None]]
 
 
 class Provisioner:
@@ -122,10 +121,7 @@ class Provisioner:
         cert = await asyncio.to_thread(
             self.certs.issue, unit, key, dt.timedelta(days=self.settings.unit_cert_days), "unit"
         )
-        chain = b"".join(
-            c.public_bytes(serialization.Encoding.PEM) for c in (cert, self.certs.issuing.cert)
-        ).decode()
-        answer = CertMessage(payload=CertPayload(cert_chain=chain))
+        answer = CertMessage(payload=CertPayload(cert_chain=self._chain(cert)))
         await self.publish(device_topic(unit, Channel.CERT), encode(answer), False)
         await asyncio.to_thread(
             self.audit.append,
@@ -154,25 +150,9 @@ class Provisioner:
         """
         now = time.time()
         try:
-            enrolment = await asyncio.to_thread(self.queue.check_approvable, code, now)
-            public_key = check_csr(enrolment.csr, code)
-            if enrolment.profile != profile:
-                raise EnrolmentRefused(
-                    f"the unit runs the {enrolment.profile} image, not {profile}"
-                )
-            if group is not None and not await asyncio.to_thread(
-                self.directory.group_exists, group
-            ):
-                raise EnrolmentRefused(f"there is no staff group {group}")
-            unit = unit_id or f"u-{code.lower()}"
-            if not re.fullmatch(DEVICE_ID_PATTERN, unit):
-                raise EnrolmentRefused(f"{unit!r} is not a unit id (u-...)")
-            if replaces is not None:
-                owner = await asyncio.to_thread(self.directory.citizen_of, replaces)
-                if owner != citizen:
-                    raise EnrolmentRefused(
-                        f"{replaces} is not a unit of citizen {citizen}: nothing to replace"
-                    )
+            public_key, unit = await self._approvable(
+                code, profile, citizen, group, unit_id, replaces, now
+            )
         except EnrolmentRefused as err:
             await asyncio.to_thread(
                 self.audit.append, "enrolment_refused", actor=actor, code=code, reason=str(err)
@@ -188,16 +168,11 @@ class Provisioner:
         await asyncio.to_thread(self.directory.assign_unit, unit, citizen, group, profile)
         replaced = [replaces] if replaces else []
         for old in replaced:
-            await asyncio.to_thread(self.directory.unassign_unit, old)
-            try:
-                await self.revoke(old, f"replaced by {unit}", actor)
-            except ProvisioningError as err:
-                log.warning("replaced unit %s: %s", old, err)
+            await self._retire(old, unit, actor)
         await asyncio.to_thread(self.queue.mark_approved, code, unit, actor, now)
-        chain = b"".join(
-            c.public_bytes(serialization.Encoding.PEM) for c in (cert, self.certs.issuing.cert)
-        ).decode()
-        answer = EnrolResponseMessage(payload=EnrolResponsePayload(unit_id=unit, cert_chain=chain))
+        answer = EnrolResponseMessage(
+            payload=EnrolResponsePayload(unit_id=unit, cert_chain=self._chain(cert))
+        )
         await self.publish(enrol_topic(code, "cert"), encode(answer), True)
         await asyncio.to_thread(
             self.audit.append,
@@ -218,6 +193,49 @@ class Provisioner:
             "replaced": replaced,
             "expires_at": cert.not_valid_after_utc.timestamp(),
         }
+
+    async def _approvable(
+        self,
+        code: str,
+        profile: str,
+        citizen: str,
+        group: str | None,
+        unit_id: str | None,
+        replaces: str | None,
+        now: float,
+    ) -> tuple[pki.ec.EllipticCurvePublicKey, str]:
+        """The request's key and the unit id if ``code`` may be approved so; else
+        :class:`EnrolmentRefused`."""
+        enrolment = await asyncio.to_thread(self.queue.check_approvable, code, now)
+        public_key = check_csr(enrolment.csr, code)
+        if enrolment.profile != profile:
+            raise EnrolmentRefused(f"the unit runs the {enrolment.profile} image, not {profile}")
+        if group is not None and not await asyncio.to_thread(self.directory.group_exists, group):
+            raise EnrolmentRefused(f"there is no staff group {group}")
+        unit = unit_id or f"u-{code.lower()}"
+        if not re.fullmatch(DEVICE_ID_PATTERN, unit):
+            raise EnrolmentRefused(f"{unit!r} is not a unit id (u-...)")
+        if replaces is not None:
+            owner = await asyncio.to_thread(self.directory.citizen_of, replaces)
+            if owner != citizen:
+                raise EnrolmentRefused(
+                    f"{replaces} is not a unit of citizen {citizen}: nothing to replace"
+                )
+        return public_key, unit
+
+    async def _retire(self, old: str, unit: str, actor: str) -> None:
+        """Take the unit ``unit`` replaces out of the home and revoke it."""
+        await asyncio.to_thread(self.directory.unassign_unit, old)
+        try:
+            await self.revoke(old, f"replaced by {unit}", actor)
+        except ProvisioningError as err:
+            log.warning("replaced unit %s: %s", old, err)
+
+    def _chain(self, cert: x509.Certificate) -> str:
+        """``cert`` and the issuing CA's certificate, PEM."""
+        return b"".join(
+            c.public_bytes(serialization.Encoding.PEM) for c in (cert, self.certs.issuing.cert)
+        ).decode()
 
     async def refresh_crl(self, every_s: float) -> None:
         """Re-issue the CRL now and every ``every_s``: Mosquitto refuses every client once the

@@ -19,26 +19,14 @@ from pathlib import Path
 
 import aiomqtt
 from cryptography import x509
-from sqlalchemy import Column, Float, String, Table, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from vaka.central.db import metadata
+from vaka.central.storage.tables import certificates
 from vaka.errors import CertificateError, ProvisioningError
 from vaka.provisioning import pki
 
 log = logging.getLogger(__name__)
-
-certificates = Table(
-    "certificates",
-    metadata,
-    Column("serial", String(48), primary_key=True),  # hex
-    Column("cn", String(64), nullable=False, index=True),
-    Column("kind", String(16), nullable=False),  # unit, central, claim, takeover
-    Column("not_after", Float, nullable=False),
-    Column("issued_at", Float, nullable=False),
-    Column("revoked_at", Float),
-    Column("reason", String(200)),
-)
 
 
 @dataclass(frozen=True)
