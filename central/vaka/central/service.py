@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from aiohttp import web
+from joserfc.jwk import OKPKey
 from pydantic import BaseModel
 
 from vaka.central.access.accounts import Accounts
@@ -65,25 +66,7 @@ class CentralService:
             config.fleet,
             config.calls.timezone,
         )
-        self.duty = DutyRoster(self.engine, self.directory)
-        self.citizen_calls = CitizenCallDesk(
-            config.mqtt.identity,
-            self.directory,
-            self.duty,
-            self.audit,
-            config.calls,
-            self._publish,
-            notify or self.notifier.notify,  # escalations go to the external notifier
-        )
-        self.relay = CallRelay(
-            config.mqtt.identity,
-            self.directory,
-            self.audit,
-            ticket_key,
-            config.calls,
-            self._publish,
-            self.citizen_calls,
-        )
+        self.duty, self.citizen_calls, self.relay = self._calls(ticket_key, notify)
         self.messages = MessageDesk(
             self.engine, self.directory, self.audit, self.config_key, self._publish,
             config.calls.timezone,
@@ -105,6 +88,32 @@ class CentralService:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.http_port: int | None = None
+
+    def _calls(
+        self, ticket_key: OKPKey, notify: Notify | None
+    ) -> tuple[DutyRoster, CitizenCallDesk, CallRelay]:
+        """The duty roster, the citizen-call desk and the call relay that hands it requests."""
+        config = self.config
+        duty = DutyRoster(self.engine, self.directory)
+        desk = CitizenCallDesk(
+            config.mqtt.identity,
+            self.directory,
+            duty,
+            self.audit,
+            config.calls,
+            self._publish,
+            notify or self.notifier.notify,  # escalations go to the external notifier
+        )
+        relay = CallRelay(
+            config.mqtt.identity,
+            self.directory,
+            self.audit,
+            ticket_key,
+            config.calls,
+            self._publish,
+            desk,
+        )
+        return duty, desk, relay
 
     def _provisioning(self) -> tuple[CertificateRegistry | None, Provisioner | None]:
         """The certificate registry and the provisioner, if ``[pki]`` is configured."""
