@@ -1,9 +1,9 @@
 """The signalling relay: staff client (WebSocket) -> central -> unit (MQTT) and back.
 
-One WebSocket per call. The client sends ``dial`` with its SDP offer; central applies the
-permission matrix, signs a ticket naming the offer's DTLS fingerprint, and sends offer and
-ticket to the unit in one message; the unit's answer comes back on the same WebSocket — one
-round trip. Either side may hang up.
+One WebSocket per call (a :class:`~vaka.central.calls.channel.StaffChannel`). The client sends
+``dial`` with its SDP offer; central applies the permission matrix, signs a ticket naming the
+offer's DTLS fingerprint, and sends offer and ticket to the unit in one message; the unit's
+answer comes back on the same WebSocket — one round trip. Either side may hang up.
 
 Several central instances may run: each subscribes to ``signal/out`` without sharing and keeps
 only answers to calls whose id it issued (call ids start with the instance's identity). What
@@ -18,12 +18,12 @@ import time
 import uuid
 from typing import Any, Literal
 
-from aiohttp import WSMsgType, web
 from joserfc.jwk import OKPKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import PublishToUnit
+from vaka.central.calls.channel import StaffChannel
 from vaka.central.calls.citizen import CitizenCallDesk
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.directory.policy import Authorization, CallRefused, authorize_call
@@ -99,13 +99,11 @@ class CallRelay:
     async def _audit(self, kind: str, **fields: Any) -> None:
         await asyncio.to_thread(self.audit.append, kind, **fields)
 
-    async def handle(self, request: web.Request, caller: StaffMember) -> web.WebSocketResponse:
-        """Run one call over a WebSocket."""
-        ws = web.WebSocketResponse(heartbeat=10, max_msg_size=64 * 1024)
-        await ws.prepare(request)
+    async def handle(self, ws: StaffChannel, caller: StaffMember) -> None:
+        """Run one call with ``caller`` on ``ws`` (the call WebSocket)."""
         dialled = await self._read_dial(ws, caller)
         if dialled is None:
-            return ws
+            return
         dial, sdp, fingerprint = dialled
         call_id = f"{self.identity}.{uuid.uuid4().hex[:16]}"
         fields = {
@@ -122,7 +120,7 @@ class CallRelay:
         except CallRefused as err:
             await self._audit("ticket_refused", **fields, reason=str(err))
             await _refuse(ws, str(err))
-            return ws
+            return
         claims = self._claims(caller, dial, allowed, call_id, fingerprint, now)
         ticket = sign_ticket(claims, self.ticket_key)
         await self._audit(
@@ -141,10 +139,9 @@ class CallRelay:
             await self._run_call(ws, dial.unit, call_id, ticket, sdp, queue, fields)
         finally:
             self._pending.pop(call_id, None)
-        return ws
 
     async def _read_dial(
-        self, ws: web.WebSocketResponse, caller: StaffMember
+        self, ws: StaffChannel, caller: StaffMember
     ) -> tuple[DialRequest, str, str] | None:
         """The dial request, its checked SDP and the fingerprint to pin; ``None`` once refused."""
         try:
@@ -152,11 +149,11 @@ class CallRelay:
         except TimeoutError:
             await _close(ws, "no dial request within 15 s")
             return None
-        if first.type is not WSMsgType.TEXT:
+        if not isinstance(first, str):
             await _close(ws, "expected a dial request")
             return None
         try:
-            dial = DialRequest.model_validate_json(first.data)
+            dial = DialRequest.model_validate_json(first)
             sdp = check_sdp(dial.sdp)
             fingerprint = preferred_fingerprint(sdp)
         except (ValidationError, ProtocolError) as err:
@@ -224,7 +221,7 @@ class CallRelay:
 
     async def _run_call(
         self,
-        ws: web.WebSocketResponse,
+        ws: StaffChannel,
         unit: str,
         call_id: str,
         ticket: str,
@@ -266,7 +263,7 @@ class CallRelay:
 
     async def _follow(
         self,
-        ws: web.WebSocketResponse,
+        ws: StaffChannel,
         unit: str,
         call_id: str,
         queue: asyncio.Queue[SignalPayload],
@@ -294,18 +291,13 @@ class CallRelay:
                     from_unit = asyncio.create_task(queue.get())
                 if from_staff in done:
                     msg = from_staff.result()
-                    if msg.type in (
-                        WSMsgType.CLOSE,
-                        WSMsgType.CLOSING,
-                        WSMsgType.CLOSED,
-                        WSMsgType.ERROR,
-                    ):
+                    if msg is None:
                         await self._send_unit(
                             unit,
                             SignalPayload(kind="hangup", call_id=call_id, reason="caller left"),
                         )
                         return
-                    if msg.type is WSMsgType.TEXT and '"hangup"' in msg.data:
+                    if isinstance(msg, str) and '"hangup"' in msg:
                         await self._send_unit(
                             unit,
                             SignalPayload(kind="hangup", call_id=call_id, reason="caller hung up"),
@@ -327,12 +319,12 @@ def _readable(err: Exception) -> str:
     return str(err)
 
 
-async def _refuse(ws: web.WebSocketResponse, reason: str, call_id: str | None = None) -> None:
+async def _refuse(ws: StaffChannel, reason: str, call_id: str | None = None) -> None:
     await ws.send_json({"type": "refused", "call_id": call_id, "reason": reason})
     await ws.close()
 
 
-async def _close(ws: web.WebSocketResponse, reason: str) -> None:
+async def _close(ws: StaffChannel, reason: str) -> None:
     with contextlib.suppress(ConnectionError):
         await ws.send_json({"type": "refused", "reason": reason})
     await ws.close()

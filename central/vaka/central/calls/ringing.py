@@ -6,8 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
-
+from vaka.central.calls.channel import StaffChannel
 from vaka.central.calls.duty import OnDuty
 from vaka.central.calls.requests import CallRequest
 
@@ -17,7 +16,7 @@ class Ring:
     """One request ringing on this instance's ring sockets."""
 
     request: CallRequest
-    sockets: dict[web.WebSocketResponse, str] = field(default_factory=dict)
+    sockets: dict[StaffChannel, str] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     reason: str | None = None
     stopped: bool = False
@@ -32,17 +31,17 @@ class RingSockets:
     """Staff id -> the ring sockets open to this instance."""
 
     def __init__(self) -> None:
-        self._sockets: dict[str, set[web.WebSocketResponse]] = {}
+        self._sockets: dict[str, set[StaffChannel]] = {}
 
-    def add(self, staff_id: str, ws: web.WebSocketResponse) -> None:
+    def add(self, staff_id: str, ws: StaffChannel) -> None:
         """A ring socket of ``staff_id`` opened."""
         self._sockets.setdefault(staff_id, set()).add(ws)
 
-    def of(self, staff_id: str) -> frozenset[web.WebSocketResponse]:
+    def of(self, staff_id: str) -> frozenset[StaffChannel]:
         """The ring sockets of ``staff_id`` open to this instance."""
         return frozenset(self._sockets.get(staff_id, ()))
 
-    def discard(self, staff_id: str, ws: web.WebSocketResponse) -> bool:
+    def discard(self, staff_id: str, ws: StaffChannel) -> bool:
         """A ring socket closed; whether it was the member's last one here."""
         sockets = self._sockets.get(staff_id, set())
         sockets.discard(ws)
@@ -86,7 +85,7 @@ class RingSockets:
         await asyncio.gather(*(send(ws, message) for ws in ring.sockets))
 
 
-async def send(ws: web.WebSocketResponse, message: dict[str, Any]) -> bool:
+async def send(ws: StaffChannel, message: dict[str, Any]) -> bool:
     """Send ``message`` unless the socket is gone; whether it went."""
     if ws.closed:
         return False

@@ -4,40 +4,40 @@ and the recent escalations (``GET /api/escalations``); see :mod:`vaka.central.ca
 import asyncio
 import contextlib
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from vaka.central.calls.duty import RING_REFRESH_S
 from vaka.central.calls.ringing import send
 from vaka.central.http.auth import authenticate
 from vaka.central.http.deps import deps
+from vaka.central.http.sockets import WebSocketChannel, open_socket
 
 
-async def ring_socket(request: web.Request) -> web.WebSocketResponse:
+async def ring_socket(request: web.Request) -> web.StreamResponse:
     """``GET /api/duty/ring`` (WebSocket): rings for a staff member on duty."""
     member = await authenticate(request)
     desk = deps(request).citizen_calls
     roster, instance = desk.roster, desk.identity
-    ws = web.WebSocketResponse(heartbeat=10)
-    await ws.prepare(request)
+    channel = await open_socket(request, heartbeat=10)
     staff_id = member.staff_id
     if not await asyncio.to_thread(roster.mark_ringable, staff_id, instance):
-        await send(ws, {"type": "refused", "reason": f"staff {staff_id} is not on duty"})
-        await ws.close()
-        return ws
-    desk.sockets.add(staff_id, ws)
+        await send(channel, {"type": "refused", "reason": f"staff {staff_id} is not on duty"})
+        await channel.close()
+        return channel.ws
+    desk.sockets.add(staff_id, channel)
     since = await asyncio.to_thread(roster.since, staff_id)
     try:
         with contextlib.suppress(ConnectionError):
-            await ws.send_json({"type": "ready", "staff": staff_id, "since": since})
-            await _hold(ws, staff_id, request)
+            await channel.send_json({"type": "ready", "staff": staff_id, "since": since})
+            await _hold(channel, staff_id, request)
     finally:
-        if desk.sockets.discard(staff_id, ws):
+        if desk.sockets.discard(staff_id, channel):
             await asyncio.to_thread(roster.clear_ringable, staff_id, instance)
-        await ws.close()
-    return ws
+        await channel.close()
+    return channel.ws
 
 
-async def _hold(ws: web.WebSocketResponse, staff_id: str, request: web.Request) -> None:
+async def _hold(ws: WebSocketChannel, staff_id: str, request: web.Request) -> None:
     """Keep the socket until it closes or its member goes off duty, refreshing the stamp that
     says it is open."""
     desk = deps(request).citizen_calls
@@ -49,7 +49,7 @@ async def _hold(ws: web.WebSocketResponse, staff_id: str, request: web.Request) 
                 await send(ws, {"type": "off_duty", "reason": "you went off duty"})
                 return
             continue
-        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+        if msg is None:
             return
 
 
