@@ -8,7 +8,6 @@ Console sessions (a cookie) also carry the hash of their CSRF token.
 """
 
 import hashlib
-import logging
 import secrets
 import time
 from dataclasses import dataclass, replace
@@ -18,8 +17,6 @@ from sqlalchemy.engine import Engine
 
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.storage.tables import staff_sessions
-
-log = logging.getLogger(__name__)
 
 
 def digest(token: str) -> str:
