@@ -26,9 +26,9 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from vaka import otp
 from vaka.agent.app import Agent
 from vaka.agent.ui import ButtonId, Calling, HeadlessScreen, Idle, InCall
-from vaka.central.alerts import AlertSettings
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
+from vaka.central.settings.alerts import AlertSettings
 from vaka.devstack.browser import CHROMIUM, FLAGS, VIEWPORTS
 from vaka.devstack.central import load_directory, push_unit_config
 from vaka.devstack.polling import wait_for

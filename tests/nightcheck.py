@@ -12,7 +12,7 @@ from aiortc import RTCPeerConnection
 
 from tests.conftest import TOTP_SECRET
 from vaka.agent.app import Agent
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.units import running_agent as in_process_agent

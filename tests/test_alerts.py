@@ -18,13 +18,16 @@ from sqlalchemy.engine import Engine
 from tests.nightcheck import PASSWORD, agent_config, hhmm
 from tests.test_notify import SECRET, WebhookReceiver, webhook_server
 from vaka.agent.app import Agent
-from vaka.central.alerts import AlertSettings, AlertWatch
-from vaka.central.audit import AuditLog
-from vaka.central.db import open_engine
-from vaka.central.directory import Directory, DirectorySpec, ScheduleSpec
+from vaka.central.alerts.watch import AlertWatch
+from vaka.central.audit.trail import AuditLog
+from vaka.central.directory.directory import Directory
+from vaka.central.directory.spec import DirectorySpec, ScheduleSpec
+from vaka.central.fleet.status import derive_status
+from vaka.central.fleet.store import SqlFleetStore
 from vaka.central.service import CentralService
-from vaka.central.status import Thresholds, derive_status
-from vaka.central.store import SqlFleetStore
+from vaka.central.settings.alerts import AlertSettings
+from vaka.central.settings.fleet import Thresholds
+from vaka.central.storage.engine import open_engine
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import central_config, unit_status
 from vaka.devstack.polling import wait_for

@@ -23,7 +23,7 @@ from bench.tvbench.figures import (
 )
 from bench.tvbench.main import parse_args, plan_from
 from bench.tvbench.unit import GROUP, auto_answer_rules, tv_directory_data
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.provisioning.bundles import AutoAnswerRule
 
 ROOT = Path(__file__).resolve().parent.parent

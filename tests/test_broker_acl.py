@@ -6,7 +6,7 @@ import aiomqtt
 import pytest
 
 from tests.conftest import collecting
-from vaka.central.broker import acl_text
+from vaka.central.broker.broker import acl_text
 from vaka.devstack.broker import Broker
 from vaka.provisioning.localpki import LocalPki
 from vaka.provisioning.tls import client_tls_context

@@ -7,11 +7,12 @@ import aiohttp
 import pytest
 
 from tests.conftest import TOTP_SECRET, staff_token
-from vaka.central.directory import DirectorySpec
-from vaka.central.presence import Presence
+from vaka.central.directory.spec import DirectorySpec
+from vaka.central.fleet.presence import Presence
+from vaka.central.fleet.status import derive_status
+from vaka.central.fleet.store import UnitRecord
 from vaka.central.service import CentralService
-from vaka.central.status import Thresholds, derive_status
-from vaka.central.store import UnitRecord
+from vaka.central.settings.fleet import Thresholds
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import central_config, running_central, unit_status
 from vaka.devstack.polling import wait_for

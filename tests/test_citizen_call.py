@@ -1,6 +1,6 @@
 """The citizen's one button, central's side: real Mosquitto, real central, staff clients on ring
 sockets, and the TV unit played by an MQTT client holding the unit's certificate (what it sends
-is fixed by the contract in :mod:`vaka.central.citizen_calls`)."""
+is fixed by the contract in :mod:`vaka.central.calls.citizen`)."""
 
 import asyncio
 import contextlib
@@ -17,11 +17,11 @@ import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from tests.conftest import collecting
-from vaka.central.call_requests import CallRequest
-from vaka.central.citizen_calls import NO_STAFF
-from vaka.central.directory import DirectorySpec
-from vaka.central.policy import CallLimits
+from vaka.central.calls.citizen import NO_STAFF
+from vaka.central.calls.requests import CallRequest
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
+from vaka.central.settings.calls import CallLimits
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import central_config
 from vaka.devstack.polling import wait_for

@@ -19,8 +19,8 @@ from tests.nightcheck import UNIT, agent_config
 from vaka.agent.app import Agent
 from vaka.agent.config import parse_config
 from vaka.agent.config_store import CONFIG_FILE, ConfigStore
-from vaka.central.config_push import build_bundle, config_message, push_config
 from vaka.central.service import CentralService
+from vaka.central.units.config_push import build_bundle, config_message, push_config
 from vaka.devstack.broker import Broker
 from vaka.devstack.polling import wait_for
 from vaka.devstack.units import running_agent

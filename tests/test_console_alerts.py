@@ -17,7 +17,7 @@ from tests.test_alerts import FAR, SOON, central_with_alerts, nightcam, online
 from tests.test_enrolment import generic_unit, pending_code
 from tests.test_notify import SECRET, WebhookReceiver, webhook_server
 from vaka import otp
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.polling import wait_for

@@ -15,7 +15,7 @@ from sqlalchemy import update
 from tests.conftest import staff_token
 from tests.nightcheck import PASSWORD, UNIT
 from tests.test_console_round import load_round_directory, log_in
-from vaka.central.audit import audit
+from vaka.central.audit.trail import audit
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 

@@ -197,10 +197,10 @@ async def test_a_cancelled_call_stops_ringing_and_an_escalation_is_listed(
 
         # The ring connection drops (central closes it): the page connects again by itself.
         desk = central.citizen_calls
-        (first,) = desk._sockets[NIGHT]
+        (first,) = desk.sockets.of(NIGHT)
         await first.close()
         await wait_for(
-            lambda: any(ws is not first for ws in desk._sockets.get(NIGHT, ())),
+            lambda: any(ws is not first for ws in desk.sockets.of(NIGHT)),
             15,
             what="the page's new ring socket",
         )

@@ -19,8 +19,8 @@ from playwright.async_api import Browser, Page, expect
 from tests.conftest import TOTP_SECRET, staff_token
 from tests.nightcheck import PASSWORD, UNIT, directory_spec, running_agent
 from vaka import otp
-from vaka.central.directory import DirectorySpec
-from vaka.central.round_api import night_bounds, tonights_checks
+from vaka.central.calls.round import night_bounds, tonights_checks
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.polling import wait_for

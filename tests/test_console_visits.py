@@ -24,7 +24,7 @@ from tests.tvunit import (
     tv_directory,
 )
 from vaka.agent.ui import ButtonId, Idle, InCall, Incoming
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.polling import wait_for

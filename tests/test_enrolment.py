@@ -19,7 +19,7 @@ from tests.nightcheck import agent_config
 from vaka.agent.app import Agent
 from vaka.agent.config import AgentConfig, parse_config
 from vaka.agent.enrol import resolve_identity, signing_request, unit_code
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import unit_status

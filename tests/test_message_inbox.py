@@ -10,7 +10,7 @@ import pytest
 from joserfc.jwk import OKPKey
 
 from vaka.agent.messages import QUEUE_LIMIT, MessageInbox
-from vaka.central.messages import BadMessageRequest, resolve_at
+from vaka.central.messages.requests import BadMessageRequest, resolve_at
 from vaka.devstack.polling import wait_for
 from vaka.protocol.messages import EventValue, MessageMessage, MessagePayload
 from vaka.provisioning.messages import SignedMessage, make_message, sign_message

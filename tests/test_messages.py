@@ -22,7 +22,7 @@ from tests.nightcheck import PASSWORD, agent_config
 from tests.test_message_inbox import envelope
 from tests.test_message_tokens import b64, jpeg
 from vaka.agent.app import Agent
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import central_config
@@ -210,7 +210,7 @@ async def test_message_shown_acknowledged_and_nothing_stored(
 
 
 def _tokens(central: CentralService) -> list[Any]:
-    from vaka.central.messages import messages
+    from vaka.central.messages.desk import messages
 
     with central.engine.connect() as conn:
         return [r[0] for r in conn.execute(messages.select().with_only_columns(messages.c.token))]

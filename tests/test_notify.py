@@ -18,18 +18,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp import web
 
-from vaka.central.alerts import AlertSettings
-from vaka.central.audit import AuditLog
-from vaka.central.config import load_central_config
-from vaka.central.db import open_engine
-from vaka.central.notify import (
-    NullNotifier,
-    WebhookNotifier,
-    check_webhook_url,
-    make_notifier,
-    read_secret,
-)
-from vaka.central.policy import next_check
+from vaka.central.alerts.notify import NullNotifier, WebhookNotifier, make_notifier, read_secret
+from vaka.central.audit.trail import AuditLog
+from vaka.central.directory.policy import next_check
+from vaka.central.settings.alerts import AlertSettings, check_webhook_url
+from vaka.central.settings.config import load_central_config
+from vaka.central.storage.engine import open_engine
 from vaka.devstack.polling import wait_for
 from vaka.errors import ConfigError
 
@@ -197,7 +191,7 @@ async def test_unreachable_and_slow_endpoints_fail_with_a_reason(audit: AuditLog
 
 async def test_full_queue_drops_the_oldest_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     notifier = WebhookNotifier("http://127.0.0.1:9/hook", SECRET, None, queue_size=2)
-    with caplog.at_level(logging.WARNING, "vaka.central.notify"):
+    with caplog.at_level(logging.WARNING, "vaka.central.alerts.notify"):
         for n in range(3):
             await notifier.notify("unit_recovered", {"n": n})
     assert notifier.pending == 2 and notifier.dropped == 1
@@ -253,7 +247,7 @@ def test_secret_file_checks(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
     with pytest.raises(ConfigError, match="holds a secret of 5 bytes: use at least 16"):
         read_secret(path)
     path.write_text(SECRET.decode() + "\n")
-    with caplog.at_level(logging.WARNING, "vaka.central.notify"):
+    with caplog.at_level(logging.WARNING, "vaka.central.alerts.notify"):
         assert read_secret(path) == SECRET
         assert "mode" not in caplog.text
         path.chmod(0o644)

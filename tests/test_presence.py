@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vaka.central.presence import Presence, merge
-from vaka.central.store import SqlFleetStore, StateUpdate
+from vaka.central.fleet.presence import Presence, merge
+from vaka.central.fleet.store import SqlFleetStore, StateUpdate
 
 
 @st.composite

@@ -12,7 +12,7 @@ import aiomqtt
 import pytest
 
 from tests.conftest import TOTP_SECRET, AgentFactory, staff_token
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import unit_status

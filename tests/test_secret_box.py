@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, directory_spec
+from vaka.central.access.secret_box import PREFIX, SecretBox, SecretBoxError, write_new_key
 from vaka.central.cli import main as central_main
-from vaka.central.secret_box import PREFIX, SecretBox, SecretBoxError, write_new_key
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import central_config

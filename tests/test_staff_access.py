@@ -13,9 +13,9 @@ import pytest
 
 from tests.conftest import TOTP_SECRET, staff_token
 from vaka import otp
-from vaka.central.config import StaffAccessSection
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
+from vaka.central.settings.config import StaffAccessSection
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import central_config
 

@@ -55,8 +55,8 @@ from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, UNIT, agent_config, audit_kinds, load_directory
 from vaka.agent.config_store import CONFIG_FILE
 from vaka.agent.enrol import CERT_FILE, KEY_FILE
-from vaka.central.config_push import build_bundle, push_config
 from vaka.central.service import CentralService
+from vaka.central.units.config_push import build_bundle, push_config
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import unit_status
 from vaka.devstack.polling import wait_for

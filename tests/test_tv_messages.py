@@ -18,7 +18,7 @@ from tests.tvunit import (
 )
 from vaka.agent.hw.display import TvState
 from vaka.agent.ui import ButtonId, Idle, Message
-from vaka.central.messages import MessageRequest
+from vaka.central.messages.requests import MessageRequest
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.polling import wait_for

@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.conftest import TOTP_SECRET, totp_secret_file
 from tests.nightcheck import hhmm
 from tests.test_enrolment import PASSWORD, generic_unit, pending_code, technician
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import central_config, running_central, unit_status

@@ -10,7 +10,7 @@ from tests.nightcheck import PASSWORD, agent_config
 from vaka.agent.app import Agent
 from vaka.agent.hw.fake_cec import FakeCecBus, FakeCecDisplay
 from vaka.agent.ui import HeadlessScreen, ScreenState
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import push_unit_config

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from vaka.central.config import CentralConfig
+from vaka.central.settings.config import CentralConfig
 
 
 def central_main(conn: Connection, config_json: str, profile: str | None = None) -> None:

@@ -8,14 +8,15 @@ import signal
 import sys
 from pathlib import Path
 
-from vaka.central.audit import AuditLog
-from vaka.central.broker import BrokerSettings, write_broker_config
-from vaka.central.config import load_central_config
-from vaka.central.db import open_engine
-from vaka.central.directory import Directory, load_directory_file
-from vaka.central.reports import supervisions, supervisions_csv
-from vaka.central.secret_box import SecretBox, write_new_key
+from vaka.central.access.secret_box import SecretBox, write_new_key
+from vaka.central.audit.reports import supervisions, supervisions_csv
+from vaka.central.audit.trail import AuditLog
+from vaka.central.broker.broker import BrokerSettings, write_broker_config
+from vaka.central.directory.directory import Directory
+from vaka.central.directory.spec import load_directory_file
 from vaka.central.service import CentralService
+from vaka.central.settings.config import load_central_config
+from vaka.central.storage.engine import open_engine
 from vaka.errors import ConfigError, VakaError
 
 

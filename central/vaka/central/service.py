@@ -1,33 +1,34 @@
-"""The central service: registry store, MQTT ingest and HTTP, started and stopped together."""
+"""The central service, and the only place its parts are put together: it builds every part,
+hands each its dependencies in its constructor, starts the tasks and the HTTP server, and stops
+them in order."""
 
 import asyncio
 import logging
 
 from aiohttp import web
+from joserfc.jwk import OKPKey
 from pydantic import BaseModel
 
-from vaka.central.alerts import AlertWatch, notifier_for
-from vaka.central.alerts_api import add_alert_routes
-from vaka.central.audit import AuditLog
-from vaka.central.audit_api import add_audit_routes
-from vaka.central.calls import CallRelay
-from vaka.central.citizen_calls import CitizenCallDesk, Notify, add_citizen_call_routes
-from vaka.central.config import CentralConfig
-from vaka.central.db import open_engine
-from vaka.central.directory import Directory
-from vaka.central.duty import DutyRoster, add_duty_routes
-from vaka.central.ingest import FleetIngest
-from vaka.central.messages import MessageDesk, add_message_routes
-from vaka.central.mqtt import CentralLink
-from vaka.central.provisioner import Provisioner, issuing_ca
-from vaka.central.revocation import CertificateRegistry
-from vaka.central.round_api import add_round_routes
-from vaka.central.secret_box import SecretBox
-from vaka.central.staff_api import add_staff_routes
-from vaka.central.store import SqlFleetStore
-from vaka.central.tech_api import add_technician_routes
-from vaka.central.visits_api import add_visit_routes
-from vaka.central.web import make_app
+from vaka.central.access.accounts import Accounts
+from vaka.central.access.secret_box import SecretBox
+from vaka.central.access.sessions import StaffSessions
+from vaka.central.alerts.notify import notifier_for
+from vaka.central.alerts.watch import AlertWatch
+from vaka.central.audit.trail import AuditLog
+from vaka.central.broker.mqtt import CentralLink
+from vaka.central.calls.citizen import CitizenCallDesk, Notify
+from vaka.central.calls.duty import DutyRoster
+from vaka.central.calls.relay import CallRelay
+from vaka.central.directory.directory import Directory
+from vaka.central.fleet.ingest import FleetIngest
+from vaka.central.fleet.store import SqlFleetStore
+from vaka.central.http.app import make_app
+from vaka.central.http.deps import Deps
+from vaka.central.messages.desk import MessageDesk
+from vaka.central.settings.config import CentralConfig
+from vaka.central.storage.engine import open_engine
+from vaka.central.units.provisioner import Provisioner, issuing_ca
+from vaka.central.units.revocation import CertificateRegistry
 from vaka.protocol.topics import Channel
 from vaka.provisioning.bundles import load_config_key
 from vaka.provisioning.tickets import load_ticket_key
@@ -47,6 +48,12 @@ class CentralService:
             self.engine, SecretBox.from_file(config.staff_access.totp_key_file)
         )
         self.audit = AuditLog(self.engine)
+        ticket_key = load_ticket_key(config.keys.ticket_key)
+        #: central's ticket public key (PEM), which config bundles carry to the units
+        self.ticket_public_pem = ticket_key.as_pem(private=False).decode()
+        self.config_key = (
+            load_config_key(config.keys.config_key) if config.keys.config_key else None
+        )
         #: ``await service.notifier.notify(kind, detail)``: events for the external notifier
         self.notifier = notifier_for(config.alerts, self.audit)
         self.alerts = AlertWatch(
@@ -59,50 +66,18 @@ class CentralService:
             config.fleet,
             config.calls.timezone,
         )
-        self.ingest = FleetIngest(self.store, self.audit)
-        self.relay = CallRelay(
-            config.mqtt.identity,
-            self.directory,
-            self.audit,
-            load_ticket_key(config.keys.ticket_key),
-            config.calls,
-            self._publish,
-        )
-        self.duty = DutyRoster(self.engine, self.directory)
-        self.citizen_calls = CitizenCallDesk(
-            config.mqtt.identity,
-            self.directory,
-            self.duty,
-            self.audit,
-            config.calls,
-            self._publish,
-            notify or self.notifier.notify,  # escalations go to the external notifier
-        )
-        self.relay.citizen_calls = self.citizen_calls
-        ticket_key = load_ticket_key(config.keys.ticket_key)
-        #: central's ticket public key (PEM), which config bundles carry to the units
-        self.ticket_public_pem = ticket_key.as_pem(private=False).decode()
-        self.config_key = (
-            load_config_key(config.keys.config_key) if config.keys.config_key else None
-        )
+        self.duty, self.citizen_calls, self.relay = self._calls(ticket_key, notify)
         self.messages = MessageDesk(
             self.engine, self.directory, self.audit, self.config_key, self._publish,
             config.calls.timezone,
         )  # fmt: skip
-        self.ingest.event_hooks.append(self.messages.on_event_record)
-        self.ingest.online_hooks.append(self.messages.on_unit_online)
-        self.certs: CertificateRegistry | None = None
-        self.provisioner: Provisioner | None = None
-        if config.pki is not None:
-            self.certs = CertificateRegistry(self.engine, issuing_ca(config.pki))
-            self.provisioner = Provisioner(
-                config.pki,
-                config.mqtt,
-                self.certs,
-                self.directory,
-                self.audit,
-                self._publish_raw,
-            )
+        self.ingest = FleetIngest(
+            self.store,
+            self.audit,
+            event_hooks=[self.messages.on_event_record],
+            online_hooks=[self.messages.on_unit_online],
+        )
+        self.certs, self.provisioner = self._provisioning()
         self.link = CentralLink(
             config.mqtt,
             self.ingest.handle,
@@ -113,6 +88,72 @@ class CentralService:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.http_port: int | None = None
+
+    def _calls(
+        self, ticket_key: OKPKey, notify: Notify | None
+    ) -> tuple[DutyRoster, CitizenCallDesk, CallRelay]:
+        """The duty roster, the citizen-call desk and the call relay that hands it requests."""
+        config = self.config
+        duty = DutyRoster(self.engine, self.directory)
+        desk = CitizenCallDesk(
+            config.mqtt.identity,
+            self.directory,
+            duty,
+            self.audit,
+            config.calls,
+            self._publish,
+            notify or self.notifier.notify,  # escalations go to the external notifier
+        )
+        relay = CallRelay(
+            config.mqtt.identity,
+            self.directory,
+            self.audit,
+            ticket_key,
+            config.calls,
+            self._publish,
+            desk,
+        )
+        return duty, desk, relay
+
+    def _provisioning(self) -> tuple[CertificateRegistry | None, Provisioner | None]:
+        """The certificate registry and the provisioner, if ``[pki]`` is configured."""
+        pki = self.config.pki
+        if pki is None:
+            return None, None
+        certs = CertificateRegistry(self.engine, issuing_ca(pki))
+        provisioner = Provisioner(
+            pki, self.config.mqtt, certs, self.directory, self.audit, self._publish_raw
+        )
+        return certs, provisioner
+
+    def _deps(self) -> Deps:
+        """What the routes need."""
+        config = self.config
+        access = config.staff_access
+        return Deps(
+            directory=self.directory,
+            audit=self.audit,
+            sessions=StaffSessions(self.engine, self.directory, access.idle_timeout_s),
+            accounts=Accounts(
+                self.engine, self.directory, self.audit, access, config.calls.timezone
+            ),
+            access=access,
+            session_ttl_s=config.session_ttl_s,
+            timezone=config.calls.timezone,
+            store=self.store,
+            ingest=self.ingest,
+            thresholds=config.fleet,
+            relay=self.relay,
+            duty=self.duty,
+            citizen_calls=self.citizen_calls,
+            messages=self.messages,
+            alerts=self.alerts,
+            link=self.link,
+            provisioner=self.provisioner,
+            config_key=self.config_key,
+            ticket_public_pem=self.ticket_public_pem,
+            silent_days=config.pki.silent_days if config.pki else 30.0,
+        )
 
     @property
     def url(self) -> str:
@@ -133,25 +174,7 @@ class CentralService:
             self._tasks.append(
                 asyncio.create_task(self.provisioner.refresh_crl(6 * 3600), name="crl-refresh")
             )
-        app = make_app(self.store, self.ingest, self.config.fleet)
-        add_staff_routes(
-            app,
-            self.directory,
-            self.audit,
-            self.relay,
-            self.config.session_ttl_s,
-            self.config.staff_access,
-            self.config.calls.timezone,
-        )
-        add_duty_routes(app, self.duty, self.audit)
-        add_citizen_call_routes(app, self.citizen_calls)
-        add_technician_routes(app, self)
-        add_message_routes(app, self.messages)
-        add_alert_routes(app, self.alerts)
-        add_round_routes(app)
-        add_audit_routes(app)
-        add_visit_routes(app, self.directory, self.store, self.config.fleet)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(make_app(self._deps()), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.bind, self.config.http.port)
         await site.start()

@@ -5,7 +5,7 @@ import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from vaka.central.directory import DirectorySpec
+from vaka.central.directory.spec import DirectorySpec
 from vaka.rtc.pattern import decode_pattern
 from vaka.staff.client import StaffClient
 

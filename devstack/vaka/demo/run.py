@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from vaka.central.fleet.status import derive_status
 from vaka.central.service import CentralService
-from vaka.central.status import derive_status
 from vaka.devstack.ports import port_or_free
 from vaka.devstack.stack import LocalStack
 

@@ -1,9 +1,9 @@
 """The local stack's Mosquitto: its configuration, its process, restarts and test clients.
 
 Production runs Mosquitto under systemd on a configuration written by ``vaka-central
-broker-config``; here :class:`Broker` writes the same configuration (:mod:`vaka.central.broker`)
-with the stack's defaults and runs the binary as a child process that can be restarted, killed
-and frozen.
+broker-config``; here :class:`Broker` writes the same configuration
+(:mod:`vaka.central.broker.broker`) with the stack's defaults and runs the binary as a child
+process that can be restarted, killed and frozen.
 """
 
 import logging
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from vaka.central.broker import BrokerSettings, write_broker_config
+from vaka.central.broker.broker import BrokerSettings, write_broker_config
 from vaka.devstack.ports import free_port, wait_for_port
 from vaka.devstack.process import ChildProcess
 from vaka.errors import ConfigError

@@ -16,7 +16,9 @@ from typing import Any
 
 import tomli_w
 
-from vaka.central.config import (
+from vaka.central.directory.spec import DirectorySpec
+from vaka.central.service import CentralService
+from vaka.central.settings.config import (
     CentralConfig,
     DatabaseSection,
     HttpSection,
@@ -24,9 +26,7 @@ from vaka.central.config import (
     MqttSection,
     PkiSection,
 )
-from vaka.central.config_push import build_bundle, push_config
-from vaka.central.directory import DirectorySpec
-from vaka.central.service import CentralService
+from vaka.central.units.config_push import build_bundle, push_config
 from vaka.devstack.broker import Broker
 from vaka.devstack.ports import free_port, wait_for_port
 from vaka.devstack.process import ChildProcess

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vaka.central.config import CentralConfig
 from vaka.central.service import CentralService
+from vaka.central.settings.config import CentralConfig
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import (
     CentralProcess,

@@ -1,0 +1,1 @@
+"""Alerts before night checks and the webhook notifier that tells the outside world."""

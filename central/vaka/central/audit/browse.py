@@ -1,0 +1,63 @@
+"""Reading the audit trail a page at a time, newest first, with the chain's verification on the
+first page (``GET /api/audit``)."""
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+
+from vaka.central.audit.trail import AuditLog
+from vaka.central.storage.tables import audit
+
+
+def audit_page(
+    log_: AuditLog,
+    *,
+    since: float | None,
+    until: float | None,
+    kind: str | None,
+    unit: str | None,
+    limit: int,
+    before: int | None,
+) -> dict[str, Any]:
+    """One page of entries, newest first, and the chain's verification on the first page
+    (blocking)."""
+    query = select(audit).order_by(audit.c.seq.desc()).limit(limit + 1)
+    if since is not None:
+        query = query.where(audit.c.ts >= since)
+    if until is not None:
+        query = query.where(audit.c.ts < until)
+    if kind is not None:
+        query = query.where(audit.c.kind == kind)
+    if unit is not None:
+        query = query.where(audit.c.unit == unit)
+    if before is not None:
+        query = query.where(audit.c.seq < before)
+    with log_.engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    entries = [
+        {
+            "seq": r["seq"],
+            "ts": r["ts"],
+            "kind": r["kind"],
+            "actor": r["actor"],
+            "unit": r["unit"],
+            "purpose": r["purpose"],
+            "call_id": r["call_id"],
+            "detail": json.loads(r["detail"]),
+            "hash": r["hash"],
+        }
+        for r in rows
+    ]
+    page: dict[str, Any] = {
+        "entries": entries,
+        "next_before": entries[-1]["seq"] if more and entries else None,
+    }
+    if before is None:
+        result = log_.verify()
+        seq, digest = log_.head()
+        page["verify"] = {"ok": result.ok, "entries": result.entries, "problem": result.problem}
+        page["head"] = {"seq": seq, "hash": digest}
+    return page

@@ -1,0 +1,153 @@
+"""Central's broker session: what it subscribes to, shared or not, and why.
+
+Health, the bulk of the traffic, goes to a shared subscription: several central instances in
+the same share group each take a part. State, events and ``signal/out`` are subscribed without
+sharing: every instance sees every one. Presence merges idempotently, events are stored once by
+their message id (whoever stores one audits it), and each instance keeps only the answers to
+the calls it set up. The session is persistent (``clean_start`` off, a session expiry), so
+messages that arrive while an instance restarts wait at the broker. Mosquitto 2.0 does not
+restore *shared* subscriptions from its persistence file after a broker restart (normal ones it
+does), which is why nothing that must not be lost rides on a shared subscription.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import BaseModel
+
+from vaka.central.settings.config import MqttSection
+from vaka.errors import LinkError
+from vaka.protocol.backoff import TCP_NODELAY, backoff_delay
+from vaka.protocol.enrolment import ENROL_ROOT
+from vaka.protocol.messages import encode
+from vaka.protocol.topics import Channel, device_filter, device_topic, shared
+from vaka.provisioning.tls import client_tls_context
+
+log = logging.getLogger(__name__)
+
+MessageSink = Callable[[str, Any], object]
+#: ``await publish(device_id, channel, message)``: a message to one unit (see
+#: :meth:`CentralLink.publish_to_unit`)
+PublishToUnit = Callable[[str, Channel, BaseModel], Awaitable[None]]
+#: ``await publish(topic, payload, retain)``: already-encoded bytes (see
+#: :meth:`CentralLink.publish_raw`)
+PublishRaw = Callable[[str, bytes, bool], Awaitable[None]]
+
+
+def enrol_topic_filter() -> str:
+    """Every unit's enrolment request."""
+    return f"{ENROL_ROOT}/+/csr"
+
+
+class CentralLink:
+    """Keeps central's MQTT session up; unit reports go to ``sink``, call signals to ``signals``."""
+
+    def __init__(
+        self,
+        settings: MqttSection,
+        sink: MessageSink,
+        signals: MessageSink | None = None,
+        enrolments: MessageSink | None = None,
+        renewals: MessageSink | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.signals = signals
+        self.enrolments = enrolments
+        self.renewals = renewals
+        self.connected = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+
+    def subscriptions(self) -> list[str]:
+        """The topic filters central subscribes to."""
+        share = self.settings.share_group
+        return [
+            shared(share, device_filter(Channel.HEALTH)),
+            device_filter(Channel.STATE),
+            device_filter(Channel.EVENTS),
+            device_filter(Channel.SIGNAL_OUT),
+            *([enrol_topic_filter()] if self.enrolments is not None else []),
+            *([shared(share, device_filter(Channel.RENEW))] if self.renewals is not None else []),
+        ]
+
+    def _properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.settings.session_expiry_s
+        return props
+
+    async def run(self) -> None:
+        """Connect, subscribe and deliver messages until cancelled; reconnect with backoff."""
+        s = self.settings
+        attempt = 0
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    s.host,
+                    s.port,
+                    identifier=s.identity,
+                    protocol=aiomqtt.ProtocolVersion.V5,
+                    tls_context=client_tls_context(s.server_ca, s.cert, s.key),
+                    keepalive=s.keepalive_s,
+                    clean_start=False,
+                    properties=self._properties(),
+                    timeout=10,
+                    socket_options=TCP_NODELAY,
+                ) as client:
+                    for topic_filter in self.subscriptions():
+                        await client.subscribe(topic_filter, qos=1)
+                    self._client = client
+                    self.connected.set()
+                    attempt = 0
+                    log.info("central %s subscribed (share group %s)", s.identity, s.share_group)
+                    async for message in client.messages:
+                        topic = message.topic.value
+                        if topic.startswith(ENROL_ROOT + "/"):
+                            if self.enrolments is not None:
+                                self.enrolments(topic, message.payload)
+                        elif topic.endswith("/renew"):
+                            if self.renewals is not None:
+                                self.renewals(topic, message.payload)
+                        elif topic.endswith("/signal/out"):
+                            if self.signals is not None:
+                                self.signals(topic, message.payload)
+                        else:
+                            self.sink(topic, message.payload)
+            except aiomqtt.MqttError as err:
+                log.warning("central's broker connection lost or refused: %s", err)
+            except Exception as err:
+                log.error("central cannot connect to the broker: %s", err)
+            finally:
+                self._client = None
+                self.connected.clear()
+            delay = backoff_delay(attempt, 0.5, 30.0)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def publish_raw(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish already-encoded bytes (the enrolment answers)."""
+        client = self._client
+        if client is None:
+            raise LinkError("central is not connected to the broker")
+        try:
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=10)
+        except aiomqtt.MqttError as err:
+            raise LinkError(f"publish to {topic} failed: {err}") from err
+
+    async def publish_to_unit(
+        self, device_id: str, channel: Channel, message: BaseModel, *, retain: bool = False
+    ) -> None:
+        """Publish to a unit's inbound channel (``signal/in`` or ``config``)."""
+        client = self._client
+        if client is None:
+            raise LinkError("central is not connected to the broker")
+        try:
+            await client.publish(
+                device_topic(device_id, channel), encode(message), qos=1, retain=retain, timeout=10
+            )
+        except aiomqtt.MqttError as err:
+            raise LinkError(f"publish to {device_id} failed: {err}") from err

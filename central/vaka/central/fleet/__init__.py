@@ -1,0 +1,3 @@
+"""The fleet registry: storage of units, presence merging, derived status and the ingest of unit
+messages.
+"""

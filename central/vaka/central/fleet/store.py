@@ -1,0 +1,285 @@
+"""The fleet registry's storage: units, their latest health and their events.
+
+SQLAlchemy Core over SQLite (the embedded default) or PostgreSQL (``postgresql+psycopg://``):
+the same statements serve both. Nothing a second central instance would need lives only in this
+process: presence is merged *in the database* with a conditional upsert, so several instances can
+write concurrently and still converge (see :mod:`vaka.central.fleet.presence`).
+"""
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Table, select, tuple_
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from vaka.central.fleet.presence import RANK, Presence, merge
+from vaka.central.storage.engine import open_engine, upsert
+from vaka.central.storage.tables import events, health, units
+from vaka.errors import RegistryError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StateUpdate:
+    """One state message (birth, will or clean stop) as received."""
+
+    device_id: str
+    presence: Presence
+    received_at: float
+    profile: str | None = None
+    agent_version: str | None = None
+
+
+@dataclass(frozen=True)
+class HealthUpdate:
+    """One health sample as received."""
+
+    device_id: str
+    sent_at: float
+    received_at: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One event as received."""
+
+    message_id: str
+    device_id: str
+    sent_at: float
+    received_at: float
+    kind: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UnitRecord:
+    """What the registry knows of one unit."""
+
+    device_id: str
+    profile: str | None
+    agent_version: str | None
+    presence: Presence
+    status_since: float
+    first_seen: float
+    last_seen: float
+    health: dict[str, Any] | None
+    health_received_at: float | None
+
+
+class FleetStore(Protocol):
+    """What the registry needs from storage (SQLite and PostgreSQL both serve it)."""
+
+    def apply_states(self, updates: Sequence[StateUpdate]) -> None:
+        """Merge presence updates; an older session never overrides a newer one."""
+
+    def put_health(self, samples: Sequence[HealthUpdate]) -> None:
+        """Keep the newest health sample per unit."""
+
+    def add_events(self, records: Sequence[EventRecord]) -> list[EventRecord]:
+        """Append events not stored yet (by message id); returns those that were new."""
+
+    def units(self) -> list[UnitRecord]:
+        """Every known unit."""
+
+    def unit(self, device_id: str) -> UnitRecord | None:
+        """One unit, or ``None``."""
+
+    def recent_events(self, device_id: str, limit: int = 50) -> list[EventRecord]:
+        """The newest events of one unit, newest first."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class SqlFleetStore:
+    """:class:`FleetStore` on SQLAlchemy Core. Blocking: call it from a worker thread."""
+
+    def __init__(self, engine: Engine | str) -> None:
+        self.engine: Engine = open_engine(engine) if isinstance(engine, str) else engine
+
+    def _insert(self, table: Table) -> Any:
+        return upsert(self.engine, table)
+
+    def apply_states(self, updates: Sequence[StateUpdate]) -> None:
+        """Merge presence in one conditional upsert per unit (newest ``(bdseq, rank)`` wins)."""
+        merged: dict[str, StateUpdate] = {}
+        for update in updates:
+            seen = merged.get(update.device_id)
+            if seen is None or merge(seen.presence, update.presence) is update.presence:
+                merged[update.device_id] = update
+        if not merged:
+            return
+        rows = [
+            {
+                "device_id": u.device_id,
+                "profile": u.profile,
+                "agent_version": u.agent_version,
+                "bdseq": u.presence.bdseq,
+                "rank": u.presence.rank,
+                "status": u.presence.status,
+                "status_since": u.received_at,
+                "first_seen": u.received_at,
+                "last_seen": u.received_at,
+            }
+            for u in merged.values()
+        ]
+        ins = self._insert(units)
+        newer = tuple_(ins.excluded.bdseq, ins.excluded.rank) > tuple_(units.c.bdseq, units.c.rank)
+        stmt = ins.on_conflict_do_update(
+            index_elements=[units.c.device_id],
+            set_={
+                "profile": ins.excluded.profile,
+                "agent_version": ins.excluded.agent_version,
+                "bdseq": ins.excluded.bdseq,
+                "rank": ins.excluded.rank,
+                "status": ins.excluded.status,
+                "status_since": ins.excluded.status_since,
+                "last_seen": ins.excluded.last_seen,
+            },
+            where=newer,
+        )
+        self._write(stmt, rows)
+
+    def put_health(self, samples: Sequence[HealthUpdate]) -> None:
+        """Keep the newest sample per unit and mark the units as seen."""
+        newest: dict[str, HealthUpdate] = {}
+        for s in samples:
+            if s.device_id not in newest or s.sent_at >= newest[s.device_id].sent_at:
+                newest[s.device_id] = s
+        if not newest:
+            return
+        rows = [
+            {
+                "device_id": s.device_id,
+                "sent_at": s.sent_at,
+                "received_at": s.received_at,
+                "payload": json.dumps(s.payload, separators=(",", ":")),
+            }
+            for s in newest.values()
+        ]
+        ins = self._insert(health)
+        stmt = ins.on_conflict_do_update(
+            index_elements=[health.c.device_id],
+            set_={
+                "sent_at": ins.excluded.sent_at,
+                "received_at": ins.excluded.received_at,
+                "payload": ins.excluded.payload,
+            },
+            where=ins.excluded.sent_at >= health.c.sent_at,
+        )
+        # A unit that reports health is known even if its birth was missed (bdseq 0 loses to
+        # any real state message).
+        seen = self._insert(units)
+        seen_rows = [
+            {
+                "device_id": s.device_id,
+                "bdseq": 0,
+                "rank": RANK["online"],
+                "status": "online",
+                "status_since": s.received_at,
+                "first_seen": s.received_at,
+                "last_seen": s.received_at,
+            }
+            for s in newest.values()
+        ]
+        seen_stmt = seen.on_conflict_do_update(
+            index_elements=[units.c.device_id], set_={"last_seen": seen.excluded.last_seen}
+        )
+        self._write(stmt, rows, (seen_stmt, seen_rows))
+
+    def add_events(self, records: Sequence[EventRecord]) -> list[EventRecord]:
+        """Append events not stored yet (by message id); returns those that were new."""
+        new: list[EventRecord] = []
+        try:
+            with self.engine.begin() as conn:
+                for r in records:
+                    stmt = (
+                        self._insert(events)
+                        .values(
+                            message_id=r.message_id,
+                            device_id=r.device_id,
+                            sent_at=r.sent_at,
+                            received_at=r.received_at,
+                            kind=r.kind,
+                            detail=json.dumps(r.detail, separators=(",", ":")),
+                        )
+                        .on_conflict_do_nothing(index_elements=["message_id"])
+                    )
+                    if conn.execute(stmt).rowcount:
+                        new.append(r)
+        except SQLAlchemyError as err:
+            raise RegistryError(f"registry write failed: {err}") from err
+        return new
+
+    def _write(self, stmt: Any, rows: list[dict[str, Any]], *more: tuple[Any, list[Any]]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(stmt, rows)
+                for extra_stmt, extra_rows in more:
+                    conn.execute(extra_stmt, extra_rows)
+        except SQLAlchemyError as err:
+            raise RegistryError(f"registry write failed: {err}") from err
+
+    def _records(self, where: Any = None) -> list[UnitRecord]:
+        query = select(units, health.c.payload, health.c.received_at.label("h_received")).join(
+            health, health.c.device_id == units.c.device_id, isouter=True
+        )
+        if where is not None:
+            query = query.where(where)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(units.c.device_id)).mappings().all()
+        return [
+            UnitRecord(
+                device_id=r["device_id"],
+                profile=r["profile"],
+                agent_version=r["agent_version"],
+                presence=Presence(r["bdseq"], r["rank"], r["status"]),
+                status_since=r["status_since"],
+                first_seen=r["first_seen"],
+                last_seen=r["last_seen"],
+                health=json.loads(r["payload"]) if r["payload"] else None,
+                health_received_at=r["h_received"],
+            )
+            for r in rows
+        ]
+
+    def units(self) -> list[UnitRecord]:
+        """Every known unit, ordered by id."""
+        return self._records()
+
+    def unit(self, device_id: str) -> UnitRecord | None:
+        """One unit, or ``None``."""
+        found = self._records(units.c.device_id == device_id)
+        return found[0] if found else None
+
+    def recent_events(self, device_id: str, limit: int = 50) -> list[EventRecord]:
+        """The newest events of one unit, newest first."""
+        query = (
+            select(events)
+            .where(events.c.device_id == device_id)
+            .order_by(events.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            EventRecord(
+                r["message_id"],
+                r["device_id"],
+                r["sent_at"],
+                r["received_at"],
+                r["kind"],
+                json.loads(r["detail"]),
+            )
+            for r in rows
+        ]
+
+    def close(self) -> None:
+        """Dispose of the connection pool. Safe twice."""
+        self.engine.dispose()

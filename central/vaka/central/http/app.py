@@ -1,0 +1,36 @@
+"""The aiohttp application: every route of central on one app, the dependencies under one key,
+and the security headers on every answer."""
+
+from aiohttp import web
+
+from vaka.central.http.alerts import add_alert_routes
+from vaka.central.http.audit import add_audit_routes
+from vaka.central.http.calls import add_call_routes
+from vaka.central.http.citizen_calls import add_citizen_call_routes
+from vaka.central.http.deps import DEPS, Deps
+from vaka.central.http.duty import add_duty_routes
+from vaka.central.http.fleet import add_fleet_routes, security_headers
+from vaka.central.http.messages import add_message_routes
+from vaka.central.http.round import add_round_routes
+from vaka.central.http.staff import add_staff_routes
+from vaka.central.http.technician import add_technician_routes
+from vaka.central.http.visits import add_visit_routes
+
+
+def make_app(deps: Deps) -> web.Application:
+    """The application serving the API, the console and the fleet page with ``deps``."""
+    app = web.Application(client_max_size=64 * 1024)
+    app[DEPS] = deps
+    app.on_response_prepare.append(security_headers)
+    add_fleet_routes(app)
+    add_staff_routes(app)
+    add_call_routes(app)
+    add_duty_routes(app)
+    add_citizen_call_routes(app)
+    add_technician_routes(app)
+    add_message_routes(app)
+    add_alert_routes(app)
+    add_round_routes(app)
+    add_audit_routes(app)
+    add_visit_routes(app)
+    return app

@@ -1,0 +1,128 @@
+"""Central's configuration file (TOML), validated once at start: the whole file
+(:class:`CentralConfig`) and its own sections; ``[alerts]``, ``[calls]`` and ``[fleet]`` have
+their modules beside this one."""
+
+import tomllib
+from ipaddress import IPv4Network, IPv6Network
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vaka.central.settings.alerts import AlertSettings
+from vaka.central.settings.calls import CallLimits
+from vaka.central.settings.fleet import Thresholds
+from vaka.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttSection(_Section):
+    """``[mqtt]``: central's own broker connection (its identity is the certificate CN)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8883, ge=1, le=65535)
+    server_ca: Path
+    cert: Path
+    key: Path
+    identity: str = Field(default="central-1", pattern=r"^central-[a-z0-9-]{1,30}$")
+    share_group: str = Field(default="central", pattern=r"^[a-z0-9-]{1,30}$")
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    session_expiry_s: int = Field(default=3600, ge=0)
+
+
+class HttpSection(_Section):
+    """``[http]``: where the API and the console listen."""
+
+    bind: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class DatabaseSection(_Section):
+    """``[database]``: SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
+
+    url: str = "sqlite:////var/lib/vaka/central.db"
+
+
+class KeysSection(_Section):
+    """``[keys]``: central's signing keys."""
+
+    ticket_key: Path  # Ed25519 private key (PEM) that signs call tickets
+    config_key: Path | None = None  # Ed25519 private key that signs config bundles and orders
+
+
+class PkiSection(_Section):
+    """``[pki]``: the issuing CA central holds, and how the broker learns about revocations."""
+
+    issuing_cert: Path
+    issuing_key: Path
+    broker_crl: Path  # the CRL file the broker's `crlfile` points at
+    broker_pid_file: Path | None = None  # to make the broker reload it (SIGHUP)
+    unit_cert_days: float = Field(default=7, gt=0, le=90)
+    silent_days: float = Field(default=30, gt=0)  # silent this long: decommission candidate
+    code_ttl_s: float = Field(default=24 * 3600, gt=0)
+
+
+StaffRole = Literal["night_staff", "day_staff", "support", "technician", "administrator"]
+Network = IPv4Network | IPv6Network
+#: Where staff may log in from when ``[staff_access] allow`` does not name their role: this
+#: machine only. Set your municipality's networks.
+LOOPBACK: tuple[Network, ...] = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
+
+
+class StaffAccessSection(_Section):
+    """``[staff_access]``: second factor, idle time-out, password age, lock-out, networks."""
+
+    idle_timeout_s: float = Field(default=900, gt=0, le=24 * 3600)
+    password_max_age_days: float = Field(default=90, gt=0)
+    lockout_failures: int = Field(default=5, ge=1, le=100)
+    lockout_window_s: float = Field(default=900, gt=0)
+    lockout_s: float = Field(default=900, gt=0)
+    require_totp: bool = True
+    #: the key that seals the staff's TOTP secrets in the database (``vaka-central totp-key``)
+    totp_key_file: Path | None = None
+    #: role -> the networks (CIDR) its staff may log in and work from; a role not named here
+    #: may use loopback only. Set your municipality's networks.
+    allow: dict[StaffRole, list[Network]] = {}
+    #: reverse proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` central believes
+    trusted_proxies: list[Network] = []
+
+    def networks_for(self, role: str) -> tuple[Network, ...]:
+        """The networks staff of ``role`` may use."""
+        named = self.allow.get(role)  # type: ignore[call-overload]
+        return LOOPBACK if named is None else tuple(named)
+
+
+class CentralConfig(_Section):
+    """The whole central configuration file."""
+
+    mqtt: MqttSection
+    keys: KeysSection
+    http: HttpSection = HttpSection()
+    database: DatabaseSection = DatabaseSection()
+    fleet: Thresholds = Thresholds()
+    calls: CallLimits = CallLimits()
+    pki: PkiSection | None = None
+    alerts: AlertSettings = AlertSettings()
+    session_ttl_s: float = Field(default=12 * 3600, gt=0)
+    staff_access: StaffAccessSection = StaffAccessSection()
+
+
+def load_central_config(path: Path) -> CentralConfig:
+    """Read and validate central's TOML configuration, every problem in one error."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read central configuration {path}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"central configuration {path} is not valid TOML: {err}") from None
+    try:
+        return CentralConfig.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in err.errors(include_url=False)
+        )
+        raise ConfigError(f"central configuration {path} is invalid: {problems}") from None

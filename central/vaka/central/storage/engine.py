@@ -1,0 +1,46 @@
+"""Central's database engine: SQLite is the embedded default; PostgreSQL serves the same
+statements when one machine is not enough. :func:`open_engine` also creates the schema
+(:func:`vaka.central.storage.tables.create_schema`)."""
+
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from vaka.central.storage.tables import create_schema
+from vaka.errors import RegistryError
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for ``url`` with every table created."""
+    try:
+        engine = create_engine(url)
+    except (SQLAlchemyError, ImportError, ValueError) as err:
+        raise RegistryError(f"cannot open database {url!r}: {err}") from err
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.name != "postgresql":
+        raise RegistryError(
+            f"unsupported database {engine.dialect.name!r}: use sqlite or postgresql"
+        )
+    try:
+        create_schema(engine)
+    except SQLAlchemyError as err:
+        raise RegistryError(f"cannot create tables in {url!r}: {err}") from err
+    return engine
+
+
+def upsert(engine: Engine, table: Any) -> Any:
+    """The dialect's ``INSERT`` that supports ``on_conflict_do_update``."""
+    module = sqlite if engine.dialect.name == "sqlite" else postgresql
+    return module.insert(table)

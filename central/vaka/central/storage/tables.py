@@ -1,0 +1,331 @@
+"""Every table of central on one ``MetaData``, grouped by the room that owns it, and
+:func:`create_schema`, the one place that creates them.
+
+The rooms query these tables with SQLAlchemy Core; none defines a table of its own, so what
+exists in the database never depends on which module was imported first. (Migrations will be
+generated from this one ``metadata``.)
+"""
+
+import logging
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    inspect,
+)
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+# ---------------------------------------------------------------- directory
+
+staff = Table(
+    "staff",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("display_name", String(120), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+)
+
+#: Log-in state beside each staff account (see :mod:`vaka.central.accounts`): when the password
+#: was last set, the TOTP secret (confirmed or waiting for its first code).
+staff_auth = Table(
+    "staff_auth",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("password_changed_at", Float, nullable=False),
+    Column("totp_secret", String(256)),  # sealed by vaka.central.secret_box when a key is set
+    Column("totp_pending", String(256)),
+    Column("totp_enrolled_at", Float),
+)
+
+staff_groups = Table(
+    "staff_groups",
+    metadata,
+    Column("group_id", String(64), primary_key=True),
+    Column("name", String(120), nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("group_id", String(64), primary_key=True),
+)
+
+citizens = Table("citizens", metadata, Column("citizen_id", String(64), primary_key=True))
+
+assignments = Table(
+    "unit_assignments",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("citizen_id", String(64), nullable=False, index=True),
+    Column("group_id", String(64)),  # the staff group responsible for the unit (night watch)
+    Column("profile", String(16)),
+)
+
+permissions = Table(
+    "permissions",
+    metadata,
+    Column("group_id", String(64), primary_key=True),
+    Column("citizen_id", String(64), primary_key=True),
+    Column("purpose", String(32), primary_key=True),
+    Column("direction", String(16), primary_key=True),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("citizen_id", String(64), primary_key=True),
+    Column("purpose", String(32), primary_key=True),
+    Column("at_minute", Integer, primary_key=True),
+    Column("tolerance_min", Integer, nullable=False),
+)
+
+# ---------------------------------------------------------------- access: accounts
+
+login_failures = Table(
+    "staff_login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("staff_id", String(64), nullable=False, index=True),
+    Column("ts", Float, nullable=False),
+)
+
+lockouts = Table(
+    "staff_lockouts",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("until", Float, nullable=False),
+)
+
+# ---------------------------------------------------------------- access: second factor
+
+totp_used = Table(
+    "staff_totp_used",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("counter", BigInteger, primary_key=True, autoincrement=False),
+)
+
+recovery_codes = Table(
+    "staff_recovery_codes",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("code_hash", String(64), primary_key=True),
+    Column("used_at", Float),
+)
+
+# ---------------------------------------------------------------- access: sessions
+
+staff_sessions = Table(
+    "staff_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("staff_id", String(64), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("created_at", Float),
+    Column("last_seen", Float),
+    Column("idle_timeout_s", Float),
+    Column("csrf_hash", String(64)),  # console (cookie) sessions only
+    Column("address", String(64)),
+    Column("ended", String(16)),  # "idle" once ended for inactivity
+)
+
+# ---------------------------------------------------------------- audit
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts", Float, nullable=False),
+    Column("kind", String(48), nullable=False, index=True),
+    Column("actor", String(64)),
+    Column("unit", String(64), index=True),
+    Column("purpose", String(32)),
+    Column("call_id", String(80), index=True),
+    Column("detail", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# ---------------------------------------------------------------- fleet
+
+units = Table(
+    "units",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("profile", String(16)),
+    Column("agent_version", String(64)),
+    Column("bdseq", BigInteger, nullable=False, default=0),
+    Column("rank", SmallInteger, nullable=False, default=0),
+    Column("status", String(16), nullable=False),
+    Column("status_since", Float, nullable=False),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
+
+health = Table(
+    "health",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("sent_at", Float, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("payload", Text, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # The unit's message id: every central instance receives every event; the first to store it
+    # wins and audits it, the others find it there.
+    Column("message_id", String(64), nullable=False, unique=True),
+    Column("device_id", String(64), nullable=False, index=True),
+    Column("sent_at", Float, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+)
+
+# ---------------------------------------------------------------- units: enrolment
+
+enrolments = Table(
+    "enrolments",
+    metadata,
+    Column("code", String(16), primary_key=True),
+    Column("csr", Text, nullable=False),
+    Column("profile", String(16), nullable=False),
+    Column("agent_version", String(64)),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("state", String(16), nullable=False),  # pending, approved
+    Column("unit_id", String(64)),
+    Column("approved_by", String(64)),
+    Column("approved_at", Float),
+)
+
+# ---------------------------------------------------------------- units: certificates
+
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("serial", String(48), primary_key=True),  # hex
+    Column("cn", String(64), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # unit, central, claim, takeover
+    Column("not_after", Float, nullable=False),
+    Column("issued_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Column("reason", String(200)),
+)
+
+# ---------------------------------------------------------------- calls: duty
+
+duty = Table(
+    "duty",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("on_since", Float, nullable=False),
+    Column("ring_instance", String(64)),  # the central instance holding the ring socket
+    Column("ring_seen_at", Float),  # when that instance last said the socket is open
+)
+
+# ---------------------------------------------------------------- calls: citizens' requests
+
+citizen_call_requests = Table(
+    "citizen_call_requests",
+    metadata,
+    Column("request_id", String(80), primary_key=True),
+    Column("unit", String(64), nullable=False),
+    Column("citizen", String(64)),
+    Column("groups", String(400), nullable=False),  # comma-separated group ids
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(64), nullable=False),  # the central instance
+    Column("state", String(16), nullable=False),  # ringing accepted no_staff unanswered cancelled
+    Column("accepted_by", String(64)),
+    Column("accepted_name", String(120)),
+    Column("accepted_at", Float),
+    Column("reason", String(200)),
+)
+
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("unit", String(64), nullable=False),
+    Column("citizen", String(64)),
+    Column("group", String(400)),  # comma-separated group ids
+    Column("reason", String(200), nullable=False),
+    Column("request_id", String(80)),
+)
+
+# ---------------------------------------------------------------- alerts
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("unit", String(64), nullable=False),
+    Column("citizen", String(64), nullable=False),
+    Column("group_id", String(64)),
+    Column("check_at", BigInteger, nullable=False),  # the scheduled check (Unix time)
+    Column("check_until", BigInteger, nullable=False),  # its window closes
+    Column("status", String(16), nullable=False),  # the unit's status when raised
+    Column("reasons", Text, nullable=False),  # JSON list
+    Column("raised_at", Float, nullable=False),
+    Column("cleared_at", Float, index=True),
+    Column("cleared_reason", String(64)),
+    UniqueConstraint("unit", "check_at", name="uq_alerts_unit_check"),
+)
+
+# ---------------------------------------------------------------- messages
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("mid", String(64), primary_key=True),
+    Column("unit", String(64), nullable=False, index=True),
+    Column("citizen", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("has_picture", Boolean, nullable=False),
+    Column("sender", String(64), nullable=False),
+    Column("send_at", Float, nullable=False, index=True),
+    Column("exp", Float, nullable=False),
+    Column("ack_within_s", Integer, nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("updated_at", Float, nullable=False),
+    Column("reason", String(200)),
+    # The signed message until it is sent (then cleared: no picture kept longer than needed).
+    Column("token", Text),
+)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create every table that does not exist yet (and replace an outdated sessions table)."""
+    metadata.create_all(engine)
+    _upgrade_sessions(engine)
+
+
+def _upgrade_sessions(engine: Engine) -> None:
+    """Sessions from before the idle time-out lack columns: drop them (everyone logs in again)."""
+    have = {c["name"] for c in inspect(engine).get_columns("staff_sessions")}
+    if {c.name for c in staff_sessions.columns} <= have:
+        return
+    log.warning("staff_sessions table is from an older version: recreating it (log in again)")
+    staff_sessions.drop(engine)
+    staff_sessions.create(engine)

@@ -1,0 +1,312 @@
+"""Central's side of a unit's life: enrolment approval, revocation (and, later, renewal and
+decommissioning). Every step is audited."""
+
+import asyncio
+import datetime as dt
+import logging
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from joserfc.jwk import OKPKey
+
+from vaka.central.audit.trail import AuditLog
+from vaka.central.broker.mqtt import PublishRaw
+from vaka.central.directory.directory import Directory
+from vaka.central.settings.config import MqttSection, PkiSection
+from vaka.central.units.enrolment import EnrolmentQueue, EnrolmentRefused, check_csr
+from vaka.central.units.revocation import BrokerControl, CertificateRegistry, cut_session
+from vaka.errors import ProtocolError, ProvisioningError
+from vaka.protocol.enrolment import (
+    EnrolRequestMessage,
+    EnrolResponseMessage,
+    EnrolResponsePayload,
+    decode_enrolment,
+    display_code,
+    enrol_topic,
+    parse_enrol_topic,
+)
+from vaka.protocol.messages import (
+    CertMessage,
+    CertPayload,
+    CommandMessage,
+    CommandPayload,
+    RenewMessage,
+    decode,
+    encode,
+)
+from vaka.protocol.refusals import Refusals
+from vaka.protocol.topics import DEVICE_ID_PATTERN, Channel, device_topic, parse_device_topic
+from vaka.provisioning import pki
+from vaka.provisioning.orders import sign_order
+
+log = logging.getLogger(__name__)
+
+
+class Provisioner:
+    """Approves enrolments and revokes units for one central instance."""
+
+    def __init__(
+        self,
+        settings: PkiSection,
+        mqtt: MqttSection,
+        certs: CertificateRegistry,
+        directory: Directory,
+        audit: AuditLog,
+        publish: PublishRaw,
+    ) -> None:
+        self.settings = settings
+        self.mqtt = mqtt
+        self.certs = certs
+        self.directory = directory
+        self.audit = audit
+        self.publish = publish
+        self.control = BrokerControl(settings.broker_crl, settings.broker_pid_file)
+        self.queue = EnrolmentQueue(certs.engine, settings.code_ttl_s)
+        self.refusals = Refusals(log, "enrolment request")
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------ requests from units
+
+    def on_request(self, topic: str, payload: Any) -> None:
+        """An enrolment request arrived (every instance sees it; storing is idempotent)."""
+        try:
+            code, leaf = parse_enrol_topic(topic)
+            if leaf != "csr" or not isinstance(payload, bytes | bytearray):
+                raise ProtocolError("not a signing request")
+            message = decode_enrolment(payload, "csr")
+        except ProtocolError as err:
+            self.refusals.refuse(type(err).__name__, str(err), topic[:80])
+            return
+        assert isinstance(message, EnrolRequestMessage)
+        p = message.payload
+        asyncio.get_running_loop().run_in_executor(
+            None, self.queue.record, code, p.csr, p.profile, p.agent_version, time.time()
+        )
+        log.info("unit waiting for enrolment with code %s (%s)", display_code(code), p.profile)
+
+    def on_renew(self, topic: str, payload: Any) -> None:
+        """A unit asks for a certificate for a new key (shared subscription: one instance)."""
+        try:
+            where = parse_device_topic(topic)
+            if not isinstance(payload, bytes | bytearray):
+                raise ProtocolError("payload is not bytes")
+            message = decode(payload, Channel.RENEW)
+        except ProtocolError as err:
+            self.refusals.refuse(type(err).__name__, str(err), topic[:80])
+            return
+        assert isinstance(message, RenewMessage)
+        task = asyncio.get_running_loop().create_task(
+            self.renew(where.device_id, message.payload.csr)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def renew(self, unit: str, csr: str) -> None:
+        """Issue a certificate for a unit's new key, if the unit is still in good standing."""
+        try:
+            key = check_csr(csr, unit, subject=unit)
+            if not await asyncio.to_thread(self.certs.has_active, unit):
+                raise EnrolmentRefused(f"{unit} has no valid certificate left: enrol it again")
+        except EnrolmentRefused as err:
+            log.warning("renewal of %s refused: %s", unit, err)
+            await asyncio.to_thread(
+                self.audit.append, "renewal_refused", unit=unit, reason=str(err)
+            )
+            return
+        cert = await asyncio.to_thread(
+            self.certs.issue, unit, key, dt.timedelta(days=self.settings.unit_cert_days), "unit"
+        )
+        answer = CertMessage(payload=CertPayload(cert_chain=self._chain(cert)))
+        await self.publish(device_topic(unit, Channel.CERT), encode(answer), False)
+        await asyncio.to_thread(
+            self.audit.append,
+            "cert_renewed",
+            unit=unit,
+            serial=format(cert.serial_number, "x"),
+            expires_at=cert.not_valid_after_utc.timestamp(),
+        )
+
+    # ------------------------------------------------------------ approval
+
+    async def approve(
+        self,
+        code: str,
+        profile: str,
+        citizen: str,
+        group: str | None,
+        actor: str,
+        unit_id: str | None = None,
+        replaces: str | None = None,
+    ) -> dict[str, Any]:
+        """Check the request, sign its certificate, assign the unit, answer the unit.
+
+        ``replaces`` names the unit whose card this one replaces: it must be the same citizen's,
+        and its identity is revoked in the same step.
+        """
+        now = time.time()
+        try:
+            public_key, unit = await self._approvable(
+                code, profile, citizen, group, unit_id, replaces, now
+            )
+        except EnrolmentRefused as err:
+            await asyncio.to_thread(
+                self.audit.append, "enrolment_refused", actor=actor, code=code, reason=str(err)
+            )
+            raise
+        cert = await asyncio.to_thread(
+            self.certs.issue,
+            unit,
+            public_key,
+            dt.timedelta(days=self.settings.unit_cert_days),
+            "unit",
+        )
+        await asyncio.to_thread(self.directory.assign_unit, unit, citizen, group, profile)
+        replaced = [replaces] if replaces else []
+        for old in replaced:
+            await self._retire(old, unit, actor)
+        await asyncio.to_thread(self.queue.mark_approved, code, unit, actor, now)
+        answer = EnrolResponseMessage(
+            payload=EnrolResponsePayload(unit_id=unit, cert_chain=self._chain(cert))
+        )
+        await self.publish(enrol_topic(code, "cert"), encode(answer), True)
+        await asyncio.to_thread(
+            self.audit.append,
+            "unit_enrolled",
+            actor=actor,
+            unit=unit,
+            code=code,
+            citizen=citizen,
+            group=group,
+            profile=profile,
+            serial=format(cert.serial_number, "x"),
+            replaced=replaced,
+        )
+        return {
+            "unit": unit,
+            "citizen": citizen,
+            "profile": profile,
+            "replaced": replaced,
+            "expires_at": cert.not_valid_after_utc.timestamp(),
+        }
+
+    async def _approvable(
+        self,
+        code: str,
+        profile: str,
+        citizen: str,
+        group: str | None,
+        unit_id: str | None,
+        replaces: str | None,
+        now: float,
+    ) -> tuple[pki.ec.EllipticCurvePublicKey, str]:
+        """The request's key and the unit id if ``code`` may be approved so; else
+        :class:`EnrolmentRefused`."""
+        enrolment = await asyncio.to_thread(self.queue.check_approvable, code, now)
+        public_key = check_csr(enrolment.csr, code)
+        if enrolment.profile != profile:
+            raise EnrolmentRefused(f"the unit runs the {enrolment.profile} image, not {profile}")
+        if group is not None and not await asyncio.to_thread(self.directory.group_exists, group):
+            raise EnrolmentRefused(f"there is no staff group {group}")
+        unit = unit_id or f"u-{code.lower()}"
+        if not re.fullmatch(DEVICE_ID_PATTERN, unit):
+            raise EnrolmentRefused(f"{unit!r} is not a unit id (u-...)")
+        if replaces is not None:
+            owner = await asyncio.to_thread(self.directory.citizen_of, replaces)
+            if owner != citizen:
+                raise EnrolmentRefused(
+                    f"{replaces} is not a unit of citizen {citizen}: nothing to replace"
+                )
+        return public_key, unit
+
+    async def _retire(self, old: str, unit: str, actor: str) -> None:
+        """Take the unit ``unit`` replaces out of the home and revoke it."""
+        await asyncio.to_thread(self.directory.unassign_unit, old)
+        try:
+            await self.revoke(old, f"replaced by {unit}", actor)
+        except ProvisioningError as err:
+            log.warning("replaced unit %s: %s", old, err)
+
+    def _chain(self, cert: x509.Certificate) -> str:
+        """``cert`` and the issuing CA's certificate, PEM."""
+        return b"".join(
+            c.public_bytes(serialization.Encoding.PEM) for c in (cert, self.certs.issuing.cert)
+        ).decode()
+
+    async def refresh_crl(self, every_s: float) -> None:
+        """Re-issue the CRL now and every ``every_s``: Mosquitto refuses every client once the
+        CRL's next update has passed (it is valid for 7 days)."""
+        while True:
+            try:
+                await asyncio.to_thread(self.certs.write_crl, self.control)
+                log.info("CRL re-issued (%d revoked certificates)", len(self.certs.revoked()))
+            except ProvisioningError as err:
+                log.error("CRL could not be re-issued: %s", err)
+            await asyncio.sleep(every_s)
+
+    # ------------------------------------------------------------ decommissioning
+
+    async def decommission(
+        self, unit: str, reason: str, actor: str, order_key: OKPKey | None, wait_s: float = 5.0
+    ) -> dict[str, Any]:
+        """Order the unit to wipe itself, revoke it, take it out of the directory; audited."""
+        topic = device_topic(unit, Channel.COMMAND)
+        ordered = order_key is not None
+        if order_key is not None:
+            order = sign_order(unit, "decommission", order_key, reason)
+            message = CommandMessage(payload=CommandPayload(order=order))
+            await self.publish(topic, encode(message), True)
+            await asyncio.sleep(wait_s)  # the unit reports "wiping" and stops
+            await self.publish(topic, b"", True)  # clear the retained order
+        try:
+            serials = await self.revoke(unit, f"decommissioned: {reason}", actor)
+        except ProvisioningError as err:
+            log.warning("decommission of %s: %s", unit, err)
+            serials = []
+        await asyncio.to_thread(self.directory.unassign_unit, unit)
+        await asyncio.to_thread(
+            self.audit.append,
+            "unit_decommissioned",
+            actor=actor,
+            unit=unit,
+            reason=reason,
+            wipe_ordered=ordered,
+            serials=serials,
+        )
+        return {"unit": unit, "wipe_ordered": ordered, "revoked": serials}
+
+    # ------------------------------------------------------------ revocation
+
+    async def revoke(self, unit_id: str, reason: str, actor: str) -> list[str]:
+        """Revoke a unit: its certificates into the CRL, its live session cut, all audited."""
+        serials = await asyncio.to_thread(self.certs.revoke_cn, unit_id, reason)
+        if not serials and not await asyncio.to_thread(self.certs.known, unit_id):
+            raise ProvisioningError(f"no certificate of {unit_id} is known to central")
+        # With nothing left to revoke (a retry after a failed broker reload) the CRL is written
+        # and the session cut again: revoking is idempotent.
+        await asyncio.to_thread(self.certs.write_crl, self.control)  # new connections refused...
+        await asyncio.sleep(0.5)  # ...once the broker has re-read the CRL
+        with tempfile.TemporaryDirectory() as workdir:
+            m = self.mqtt
+            await cut_session(self.certs, unit_id, m.host, m.port, m.server_ca, Path(workdir))
+        await asyncio.to_thread(self.certs.write_crl, self.control)  # the one-time cert too
+        await asyncio.to_thread(
+            self.audit.append,
+            "unit_revoked",
+            actor=actor,
+            unit=unit_id,
+            serials=serials,
+            reason=reason,
+        )
+        return serials
+
+
+def issuing_ca(settings: PkiSection) -> pki.CertifiedKey:
+    """Central's issuing CA from its files."""
+    return pki.CertifiedKey(
+        pki.load_cert(settings.issuing_cert), pki.load_key(settings.issuing_key)
+    )
