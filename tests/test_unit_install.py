@@ -18,7 +18,10 @@ pytestmark = pytest.mark.timeout(900)
 
 
 def run(python: Path, code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=120)
+    # From an empty directory: the checkout itself must not be on the path.
+    return subprocess.run(
+        [str(python), "-c", code], capture_output=True, text=True, timeout=120, cwd=python.parent
+    )
 
 
 def test_vaka_agent_installs_alone_into_a_fresh_venv(tmp_path: Path) -> None:

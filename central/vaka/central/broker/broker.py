@@ -31,9 +31,11 @@ class BrokerSettings:
     central_identities: tuple[str, ...] = ("central-1",)
     crl: Path | None = None
     persistence: bool = True
-    #: seconds between writes of the persistence store; ``None`` leaves Mosquitto's default
-    #: (1800 s: a crash loses up to half an hour of retained messages and queued sessions)
-    autosave_interval_s: int | None = None
+    #: seconds between writes of the persistence store (Mosquitto's own default, 1800 s, lets a
+    #: crash lose half an hour of retained messages and queued sessions). Each save writes the
+    #: whole store, so not every change: a unit keeps its call events until central's receipt
+    #: and covers the last second (docs/reliability.md).
+    autosave_interval_s: int = 1
     #: the enrolment listener (claim identities); ``None``: no enrolment on this broker
     claim_port: int | None = None
     #: where Mosquitto writes its pid, so central can make it reload its CRL (SIGHUP)
@@ -87,14 +89,8 @@ def _tls_lines(directory: Path, settings: BrokerSettings) -> list[str]:
     return lines
 
 
-def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
-    """Write ``mosquitto.conf``, the ACLs and copies of the TLS files into ``directory``.
-
-    Two listeners, both forcing the client id to the certificate CN (so nobody can take over
-    another's session): the main one for units and central and, with ``claim_port``, the
-    enrolment listener, whose ACL allows only the enrolment subtree.
-    Returns the path of ``mosquitto.conf``.
-    """
+def _copy_files(directory: Path, settings: BrokerSettings) -> None:
+    """The TLS files, the CRL and both ACLs, into the broker's own directory."""
     directory.mkdir(parents=True, exist_ok=True)
     for src, name in (
         (settings.client_ca, "client-ca.crt"),
@@ -109,6 +105,27 @@ def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
     (directory / "acl-claim").write_text(CLAIM_ACL)
     if settings.crl is not None:
         shutil.copyfile(settings.crl, directory / "crl.pem")
+
+
+def _persistence_lines(directory: Path, settings: BrokerSettings) -> list[str]:
+    if not settings.persistence:
+        return ["persistence false"]
+    return [
+        "persistence true",
+        f"persistence_location {directory}/",
+        f"autosave_interval {settings.autosave_interval_s}",
+    ]
+
+
+def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
+    """Write ``mosquitto.conf``, the ACLs and copies of the TLS files into ``directory``.
+
+    Two listeners, both forcing the client id to the certificate CN (so nobody can take over
+    another's session): the main one for units and central and, with ``claim_port``, the
+    enrolment listener, whose ACL allows only the enrolment subtree.
+    Returns the path of ``mosquitto.conf``.
+    """
+    _copy_files(directory, settings)
     conf = [
         "# Written by vaka-central; changes here are overwritten.",
         "per_listener_settings true",
@@ -126,13 +143,7 @@ def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
         "log_type notice",
         "log_type information",
         "connection_messages true",
-        f"persistence {'true' if settings.persistence else 'false'}",
-        f"persistence_location {directory}/",
-        *(
-            [f"autosave_interval {settings.autosave_interval_s}"]
-            if settings.persistence and settings.autosave_interval_s is not None
-            else []
-        ),
+        *_persistence_lines(directory, settings),
         "",
         f"listener {settings.port} {settings.bind}",
         f"acl_file {directory / 'acl'}",
