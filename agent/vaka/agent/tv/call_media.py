@@ -1,7 +1,8 @@
 """The media a TV call adds to the night camera's: the microphone, the caller's picture (full
 screen) and the caller's voice (the speaker). One call at a time; :meth:`CallMedia.stop` ends it.
 
-Real devices are opened lazily (``[media] audio``); one that cannot be opened is logged and the
+Real devices are opened lazily (``[media] audio``, in force: see
+:func:`~vaka.agent.media.settings.settings_in_force`); one that cannot be opened is logged and the
 call goes on without it. The caller's sound is read even without a speaker: an unread aiortc
 track queues up without end.
 """
@@ -27,11 +28,8 @@ log = logging.getLogger(__name__)
 class CallMedia:
     """The TV's side of a call's media; ``on_picture()`` runs for each picture from the caller."""
 
-    def __init__(
-        self, media: MediaSettings, on_picture: Callable[[], None], *, simulate: bool = False
-    ) -> None:
+    def __init__(self, media: MediaSettings, on_picture: Callable[[], None]) -> None:
         self.media = media
-        self.simulate = simulate
         self.on_picture = on_picture
         self.remote: RemoteVideo | None = None
         "The caller's picture in the current call."
@@ -45,7 +43,7 @@ class CallMedia:
         if "audio" not in offered:
             return []
         try:
-            microphone = make_microphone(self.media, simulate=self.simulate)
+            microphone = make_microphone(self.media)
         except ConfigError as err:
             log.error("the call goes on without the microphone: %s", err)
             return []
@@ -58,7 +56,7 @@ class CallMedia:
             self.remote.start(track)
             return
         try:
-            self.speaker = make_speaker(self.media, simulate=self.simulate)
+            self.speaker = make_speaker(self.media)
         except ConfigError as err:
             log.error("the caller cannot be heard: %s", err)
             self.speaker = None
