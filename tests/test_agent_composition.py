@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from vaka.agent.app import Agent
 from vaka.agent.call.state import CallPhase, UnitCall
@@ -70,6 +72,38 @@ def test_the_synthetic_source_only_under_simulate_or_when_configured(tmp_path: P
     assert media_settings(load_config(chosen)).source == "synthetic"
     v4l2 = media_settings(load_config(_config(tmp_path, simulate=False, media='source = "v4l2"')))
     assert (v4l2.source, v4l2.audio) == ("v4l2", "none")
+
+
+IDLE_PROBE = """
+import sys
+from pathlib import Path
+
+from vaka.agent.app import Agent
+from vaka.agent.config import load_config
+
+for profile in ("nightcam", "tv"):
+    path = Path(sys.argv[1])
+    path.write_text(path.read_text().replace('profile = "nightcam"', f'profile = "{profile}"'))
+    agent = Agent(load_config(path))
+    assert agent.calls is not None and (profile == "nightcam") == (agent.tv is None)
+    agent.hardware.close()
+print(sorted({m.split(".")[0] for m in sys.modules} & {"aiortc", "av", "cv2", "aioice"}))
+"""
+
+
+def test_an_idle_unit_does_not_load_the_media_stack(tmp_path: Path) -> None:
+    """Composing either profile imports neither aiortc, PyAV nor OpenCV: the first call does."""
+    key = Ed25519PrivateKey.generate().public_key()
+    pem = key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "ticket.pub").write_bytes(pem)
+    calls = f'[calls]\nticket_key = "{tmp_path / "ticket.pub"}"\n'
+    config = _config(tmp_path, simulate=True)
+    config.write_text(config.read_text().replace("[media]", calls + "\n[media]"))
+    done = subprocess.run(
+        [sys.executable, "-c", IDLE_PROBE, str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 # -- the unit's call state -----------------------------------------------------------------------

@@ -11,19 +11,21 @@ the TV controller reads the same object. Refusals go back to central on ``signal
 caller sees why) and as an event (so the audit trail records it). When the broker link is lost, a
 running call ends: without signalling nobody could hang it up. The composition routes
 ``signal/in`` to :meth:`CallManager.on_signal` and link changes to :meth:`CallManager.link_changed`.
+
+The media stack is imported by the first call (:meth:`CallManager._take`), so that an idle unit
+does not carry it.
 """
+
+from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Coroutine
-from typing import Any
-
-from aiortc import MediaStreamTrack
+from typing import TYPE_CHECKING, Any
 
 from vaka.agent.call.guard import OfferGuard, OfferRefused
 from vaka.agent.call.observer import CallObserver
 from vaka.agent.call.request import CitizenRequest
-from vaka.agent.call.session import CallSession
 from vaka.agent.call.signals import CallSignals
 from vaka.agent.call.state import CallPhase, UnitCall
 from vaka.agent.hw.hardware import Hardware
@@ -31,6 +33,11 @@ from vaka.agent.media.settings import MediaSettings
 from vaka.agent.memory import release_memory
 from vaka.protocol.messages import AnyMessage, SignalMessage, SignalPayload
 from vaka.provisioning.tickets import TicketClaims
+
+if TYPE_CHECKING:
+    from aiortc import MediaStreamTrack
+
+    from vaka.agent.call.session import CallSession
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +177,12 @@ class CallManager:
         return False
 
     async def _take(self, p: SignalPayload, claims: TicketClaims) -> None:
+        # The media stack (aiortc, PyAV, OpenCV: tens of MB) is loaded by the first call, not
+        # by an idle unit; its process-wide settings go with it.
+        from vaka.agent.call.session import CallSession
+        from vaka.agent.media.settings import apply_process_settings
+
+        apply_process_settings(self.media)
         session = CallSession(
             claims,
             self.guard.duration_limit(claims),

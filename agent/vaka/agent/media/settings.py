@@ -1,21 +1,23 @@
-"""Media settings (a section of the agent's configuration) and the choice of camera backend."""
+"""Media settings (a section of the agent's configuration) and the choice of camera backend.
+
+The settings themselves import no media library: the agent's configuration (and so an idle unit)
+does not load aiortc, PyAV or OpenCV; the functions that need them import them when called.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from aiortc import RTCIceServer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from vaka.agent.media.picamera2_source import Picamera2Source
-from vaka.agent.media.source import FrameSource
-from vaka.agent.media.synthetic import SyntheticSource
-from vaka.agent.media.v4l2 import V4l2Source
 from vaka.errors import ConfigError
-from vaka.rtc.bitrate import cap_video_bitrate
-from vaka.rtc.ice import configure_ice
+
+if TYPE_CHECKING:
+    from aiortc import RTCIceServer
+
+    from vaka.agent.media.source import FrameSource
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,8 @@ class MediaSettings(BaseModel):
 
     def rtc_ice_servers(self) -> list[RTCIceServer]:
         """The configured servers as aiortc wants them."""
+        from aiortc import RTCIceServer
+
         return [
             RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
             for s in self.ice_servers
@@ -124,6 +128,10 @@ def make_source(settings: MediaSettings) -> FrameSource:
 
     :raises ConfigError: no source is set (see :func:`settings_in_force`).
     """
+    from vaka.agent.media.picamera2_source import Picamera2Source
+    from vaka.agent.media.synthetic import SyntheticSource
+    from vaka.agent.media.v4l2 import V4l2Source
+
     if settings.source == "v4l2":
         return V4l2Source(settings.device, settings.width, settings.height, settings.fps)
     if settings.source == "picamera2":
@@ -134,6 +142,9 @@ def make_source(settings: MediaSettings) -> FrameSource:
 
 
 def apply_process_settings(settings: MediaSettings) -> None:
-    """Apply the process-wide parts: the encoder bitrate cap and the ICE settings."""
+    """Apply the process-wide parts: the encoder bitrate cap and the ICE settings (idempotent)."""
+    from vaka.rtc.bitrate import cap_video_bitrate
+    from vaka.rtc.ice import configure_ice
+
     cap_video_bitrate(settings.max_bitrate_bps)
     configure_ice(settings.ice_addresses, settings.ice_gather_timeout_s)

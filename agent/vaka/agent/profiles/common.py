@@ -23,7 +23,6 @@ from vaka.agent.hotplug_report import HotplugReporter
 from vaka.agent.hw.hardware import Hardware
 from vaka.agent.lifecycle import UnitLifecycle
 from vaka.agent.link import LinkSettings, LinkState, UnitLink
-from vaka.agent.media.settings import apply_process_settings
 from vaka.agent.messages import MessageInbox
 from vaka.agent.runner import Part
 from vaka.agent.shutter_report import ShutterReporter
@@ -143,7 +142,6 @@ def build_common(config: AgentConfig, hardware: Hardware) -> Common:
         link.subscribe_state(lambda _s: reporter.trigger()),
     ]
     link.on(Channel.CONFIG, ConfigUpdates(store, link).handle)
-    apply_process_settings(config.media)
     return common
 
 

@@ -4,7 +4,8 @@ screen) and the caller's voice (the speaker). One call at a time; :meth:`CallMed
 Real devices are opened lazily (``[media] audio``, in force: see
 :func:`~vaka.agent.media.settings.settings_in_force`); one that cannot be opened is logged and the
 call goes on without it. The caller's sound is read even without a speaker: an unread aiortc
-track queues up without end.
+track queues up without end. The audio and video modules (PyAV, aiortc) are imported by the
+first call, not by an idle unit.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiortc import MediaStreamTrack
-
-from vaka.agent.media.audio import AudioSink, make_microphone, make_speaker
-from vaka.agent.media.remote import RemoteVideo
 from vaka.agent.media.settings import MediaSettings
 from vaka.agent.media.source import BgrImage
 from vaka.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aiortc import MediaStreamTrack
+
+    from vaka.agent.media.audio import AudioSink
+    from vaka.agent.media.remote import RemoteVideo
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,8 @@ class CallMedia:
         """The microphone as a track to send, when the caller offers audio."""
         if "audio" not in offered:
             return []
+        from vaka.agent.media.audio import make_microphone
+
         try:
             microphone = make_microphone(self.media)
         except ConfigError as err:
@@ -51,6 +56,9 @@ class CallMedia:
 
     def take(self, track: MediaStreamTrack) -> None:
         """The caller's picture (to the screen) or voice (to the speaker) arrived."""
+        from vaka.agent.media.audio import AudioSink, make_speaker
+        from vaka.agent.media.remote import RemoteVideo
+
         if track.kind == "video":
             self.remote = RemoteVideo(on_frame=lambda _image: self.on_picture())
             self.remote.start(track)

@@ -25,8 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from aiortc import MediaStreamTrack
-
 from vaka.agent.call.observer import CallObserver
 from vaka.agent.call.request import CitizenRequest
 from vaka.agent.call.state import CallPhase, UnitCall
@@ -60,6 +58,8 @@ from vaka.provisioning.bundles import AutoAnswerRule
 from vaka.provisioning.tickets import TicketClaims
 
 if TYPE_CHECKING:
+    from aiortc import MediaStreamTrack
+
     from vaka.agent.call.session import CallSession
     from vaka.agent.config import TvSection
 
