@@ -1,7 +1,8 @@
 """The unit's call state: one explicit state machine for "idle, ringing, in a call, ...".
 
-The call manager is its only writer (through the named transitions below, each going through
-:meth:`UnitCall._set_state`); the TV controller reads it and listens to it to decide what the
+Only the call machinery in ``call/`` moves it — the call manager, and the citizen's request
+(:mod:`~vaka.agent.call.request`) — through the named transitions below, each going through
+:meth:`UnitCall._set_state`; the TV controller reads it and listens to it to decide what the
 screen shows, so the two never disagree about whether the unit is ringing or in a call.
 
 ::

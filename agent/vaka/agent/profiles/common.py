@@ -7,10 +7,13 @@ shutter events, and the unit's call state. :func:`build_common` builds them;
 them, so that stopping in reverse closes the shutter first and leaves the broker last.
 """
 
+from __future__ import annotations
+
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vaka.agent.call.guard import OfferGuard
 from vaka.agent.call.manager import CallManager
@@ -23,10 +26,8 @@ from vaka.agent.hotplug_report import HotplugReporter
 from vaka.agent.hw.hardware import Hardware
 from vaka.agent.lifecycle import UnitLifecycle
 from vaka.agent.link import LinkSettings, LinkState, UnitLink
-from vaka.agent.messages import MessageInbox
 from vaka.agent.runner import Part
 from vaka.agent.shutter_report import ShutterReporter
-from vaka.agent.tv.controller import TvController
 from vaka.agent.watchdog import LinkReadiness, SystemdNotifier
 from vaka.errors import LinkError
 from vaka.protocol.messages import (
@@ -40,6 +41,10 @@ from vaka.protocol.messages import (
 from vaka.protocol.topics import Channel
 from vaka.provisioning.bundles import load_config_key
 from vaka.provisioning.tickets import load_ticket_key
+
+if TYPE_CHECKING:
+    from vaka.agent.messages import MessageInbox
+    from vaka.agent.tv.controller import TvController
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +128,8 @@ def build_common(config: AgentConfig, hardware: Hardware) -> Common:
     async def publish_event(message: EventMessage) -> None:
         await link.publish_reliably(Channel.EVENTS, message)
 
-    common = Common(
+    link.on(Channel.CONFIG, ConfigUpdates(store, link).handle)
+    return Common(
         config,
         hardware,
         device_id,
@@ -136,13 +142,11 @@ def build_common(config: AgentConfig, hardware: Hardware) -> Common:
         lifecycle,
         HotplugReporter(hardware, publish_event),
         ShutterReporter(hardware.shutter, call, publish_event),
+        [
+            link.subscribe_state(LinkReadiness(notifier)),
+            link.subscribe_state(lambda _s: reporter.trigger()),
+        ],
     )
-    common.unsubscribe += [
-        link.subscribe_state(LinkReadiness(notifier)),
-        link.subscribe_state(lambda _s: reporter.trigger()),
-    ]
-    link.on(Channel.CONFIG, ConfigUpdates(store, link).handle)
-    return common
 
 
 def call_guard(config: AgentConfig, device_id: str) -> OfferGuard | None:

@@ -15,7 +15,7 @@ from vaka.agent.config import AgentConfig
 from vaka.agent.config_store import ConfigStore
 from vaka.agent.config_updates import BundleUse
 from vaka.agent.hw.hardware import Hardware
-from vaka.agent.messages import MessageInbox, event_reporter
+from vaka.agent.messages import MessageInbox, event_reporter, log_hide, log_show
 from vaka.agent.profiles.backends import media_settings, screen_mode
 from vaka.agent.profiles.common import (
     Common,
@@ -43,10 +43,8 @@ def _inbox(common: Common, board: MessageBoard | None) -> MessageInbox:
     link = common.link
     report = event_reporter(link.publish_reliably)
     key, device_id = common.config_store.key, common.device_id
-    if board is None:
-        inbox = MessageInbox(device_id, key, report, refusals=link.refusals)
-    else:
-        inbox = MessageInbox(device_id, key, report, board.show, board.hide, refusals=link.refusals)
+    show, hide = (log_show, log_hide) if board is None else (board.show, board.hide)
+    inbox = MessageInbox(device_id, key, report, show, hide, refusals=link.refusals)
     link.on(Channel.MESSAGE, inbox.handle)
     return inbox
 
