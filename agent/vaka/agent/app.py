@@ -90,8 +90,10 @@ class Agent:
         common = self.unit.common
         log.info("agent %s (%s) starting", common.device_id, self.config.unit.profile)
         lifecycle = common.lifecycle
-        await Runner(self.unit.parts, common.notifier, lifecycle.decommissioned).run()
-        log.info("agent %s stopped", common.device_id)
+        try:
+            await Runner(self.unit.parts, common.notifier, lifecycle.decommissioned).run()
+        finally:  # cancelled (SIGTERM) too: the runner has stopped every part by then
+            log.info("agent %s stopped", common.device_id)
         if lifecycle.decommissioned.is_set():
             lifecycle.wipe()
             return True
