@@ -32,7 +32,8 @@ def test_the_agent_entry_point_loads_opencv_before_pyav(tmp_path: Path) -> None:
     probe = (
         "import sys; from vaka.agent import cli; from vaka.agent.gui_preload import "
         f"preload_gui_if_needed as p; p(__import__('pathlib').Path({str(path)!r})); "
-        "import vaka.agent.config; mods = list(sys.modules); "
+        # The agent's configuration no longer loads PyAV (a call does): import what a call does.
+        "import vaka.agent.config, vaka.agent.media.audio; mods = list(sys.modules); "
         "print(mods.index('cv2') < mods.index('av'))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

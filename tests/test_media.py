@@ -19,12 +19,12 @@ from pydantic import ValidationError
 from vaka.agent.media.capture import Capture
 from vaka.agent.media.enhance import enhance_low_light, mean_luma
 from vaka.agent.media.picamera2_source import Picamera2Source
-from vaka.agent.media.settings import MediaSettings, make_source
+from vaka.agent.media.settings import MediaSettings, make_source, settings_in_force
 from vaka.agent.media.source import BgrImage, CameraUnavailable, FrameSource
 from vaka.agent.media.synthetic import SyntheticSource
 from vaka.agent.media.track import CameraTrack
 from vaka.agent.media.v4l2 import V4l2Source
-from vaka.errors import CallError
+from vaka.errors import CallError, ConfigError
 from vaka.rtc.ice import rtc_configuration
 from vaka.rtc.pattern import PatternReading, decode_pattern, draw_pattern
 from vaka.rtc.sdp import sdp_fingerprints
@@ -172,7 +172,15 @@ def test_synthetic_source_paces_and_counts() -> None:
 
 
 def test_media_settings_and_make_source() -> None:
-    assert isinstance(make_source(MediaSettings()), SyntheticSource)
+    simulated = settings_in_force(MediaSettings(), simulate=True)
+    assert isinstance(make_source(simulated), SyntheticSource)
+    # A real unit never falls back to the synthetic pattern: it names its camera, or stops.
+    with pytest.raises(ConfigError, match=r"^\[media\] source is not set: set media\.source "):
+        settings_in_force(MediaSettings())
+    with pytest.raises(ConfigError, match=r"^\[media\] source is not set"):
+        make_source(MediaSettings())
+    assert settings_in_force(MediaSettings(source="synthetic")).source == "synthetic"
+    assert settings_in_force(MediaSettings(source="v4l2")).audio == "none"
     v4l2 = make_source(MediaSettings(source="v4l2", device="/dev/video2", width=1280, height=720))
     assert isinstance(v4l2, V4l2Source) and v4l2.device == "/dev/video2"
     assert (v4l2.width, v4l2.height, v4l2.fps) == (1280, 720, 15)

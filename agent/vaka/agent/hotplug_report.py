@@ -47,10 +47,9 @@ class HotplugReporter:
 
     def _on_event(self, event: HotplugEvent) -> None:
         display = self.hardware.display
-        changed = getattr(display, "device_changed", None)
-        if event.kind in (HotplugKind.CEC, HotplugKind.HDMI) and changed is not None:
+        if event.kind in (HotplugKind.CEC, HotplugKind.HDMI) and display is not None:
             try:
-                changed(event.added)
+                display.device_changed(event.added)
             except Exception:
                 log.exception("the TV's state after %s could not be updated", event)
         message = EventMessage(

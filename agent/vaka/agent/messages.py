@@ -59,7 +59,7 @@ def event_reporter(publish: Callable[[Channel, BaseModel], Awaitable[None]]) -> 
 
 
 def log_show(message: SignedMessage) -> None:
-    """The default ``show``: only log (the TV controller replaces it)."""
+    """The default ``show``: only log (a TV with a screen shows it on its message board)."""
     log.info("message %s (%s) from %s to show", message.mid, message.kind, message.sender_name)
 
 
@@ -71,8 +71,8 @@ def log_hide(mid: str) -> None:
 class MessageInbox:
     """Messages and reminders for one TV unit, one on screen at a time.
 
-    ``show`` and ``hide`` are attributes: the TV controller may replace them after construction.
-    They are called on the event loop and must not block. Public methods run on the event loop;
+    ``show`` and ``hide`` (the TV's :class:`~vaka.agent.tv.shown_message.MessageBoard`, or only
+    logging) are called on the event loop and must not block. Public methods run on the event loop;
     from another thread use ``loop.call_soon_threadsafe(inbox.acknowledge, mid)``.
     """
 

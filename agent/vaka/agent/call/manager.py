@@ -2,92 +2,115 @@
 
 A profile that rings (the TV) is asked through its :class:`~vaka.agent.call.observer.CallObserver`
 before a verified call is taken; the unit tells central ``ringing`` meanwhile, and a caller who
-hangs up stops the ringing. The citizen's own call request (the night-staff button) goes out
-from here too: :meth:`CallManager.request_staff`; only a ``citizen_call`` ticket naming that
-request is taken for it, at once.
+hangs up stops the ringing. The citizen's own call request (the night-staff button,
+:class:`~vaka.agent.call.request.CitizenRequest`) is answered by a ``citizen_call`` offer naming
+the request, which is taken at once.
 
-Refusals go back to central on ``signal/out`` (so the caller sees why) and as an event (so the
-audit trail records it). When the broker link is lost, a running call ends: without signalling
-nobody could hang it up.
+The manager keeps the unit's call state (:class:`~vaka.agent.call.state.UnitCall`) up to date;
+the TV controller reads the same object. Refusals go back to central on ``signal/out`` (so the
+caller sees why) and as an event (so the audit trail records it). When the broker link is lost, a
+running call ends: without signalling nobody could hang it up. The composition routes
+``signal/in`` to :meth:`CallManager.on_signal` and link changes to :meth:`CallManager.link_changed`.
+
+The media stack is imported by the first call (:meth:`CallManager._take`), so that an idle unit
+does not carry it.
 """
 
+from __future__ import annotations
+
 import asyncio
-import contextlib
 import logging
-import secrets
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vaka.agent.call.guard import OfferGuard, OfferRefused
 from vaka.agent.call.observer import CallObserver
-from vaka.agent.call.session import CallSession
+from vaka.agent.call.request import CitizenRequest
+from vaka.agent.call.signals import CallSignals
+from vaka.agent.call.state import CallPhase, UnitCall
 from vaka.agent.hw.hardware import Hardware
-from vaka.agent.link import LinkState, UnitLink
 from vaka.agent.media.settings import MediaSettings
 from vaka.agent.memory import release_memory
-from vaka.errors import LinkError
-from vaka.protocol.messages import (
-    AnyMessage,
-    EventMessage,
-    EventPayload,
-    SignalMessage,
-    SignalPayload,
-)
-from vaka.protocol.topics import Channel
+from vaka.protocol.messages import AnyMessage, SignalMessage, SignalPayload
 from vaka.provisioning.tickets import TicketClaims
+
+if TYPE_CHECKING:
+    from aiortc import MediaStreamTrack
+
+    from vaka.agent.call.session import CallSession
 
 log = logging.getLogger(__name__)
 
 
+class _Tracking(CallObserver):
+    """A session's observer: tells the profile's observer first, then moves the unit's state."""
+
+    def __init__(self, state: UnitCall, observer: CallObserver) -> None:
+        self.state = state
+        self.observer = observer
+
+    def extra_tracks(self, claims: TicketClaims, offered: frozenset[str]) -> list[MediaStreamTrack]:
+        return self.observer.extra_tracks(claims, offered)
+
+    def remote_track(self, session: CallSession, track: MediaStreamTrack) -> None:
+        self.observer.remote_track(session, track)
+
+    def call_connected(self, session: CallSession) -> None:
+        self.observer.call_connected(session)
+        if self.state.session is session:
+            self.state.in_call(session)
+
+    def call_ended(self, session: CallSession) -> None:
+        try:
+            self.observer.call_ended(session)
+        finally:
+            if self.state.session is session:
+                self.state.idle(f"{session.claims.purpose}: {session.end_reason}")
+
+
 class CallManager:
-    """The unit's call handling, attached to its link."""
+    """The unit's call handling."""
 
     def __init__(
         self,
-        link: UnitLink,
+        signals: CallSignals,
         guard: OfferGuard,
         hardware: Hardware,
         media: MediaSettings,
+        state: UnitCall,
+        request: CitizenRequest | None = None,
         observer: CallObserver | None = None,
     ) -> None:
-        self.link = link
-        self.observer = observer or CallObserver()
-        #: The call ringing on the unit now (its id), and what rings it.
-        self.ringing: str | None = None
-        self._ring_task: asyncio.Task[str | None] | None = None
-        #: The citizen's open call request to the night staff (its id), if any.
-        self.pending_request: str | None = None
+        self.signals = signals
         self.guard = guard
         self.hardware = hardware
         self.media = media
-        self.session: CallSession | None = None
-        self.last_result: str | None = None
+        self.state = state
+        self.request = request
+        self.observer = observer or CallObserver()
+        self._ring_task: asyncio.Task[str | None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        link.on(Channel.SIGNAL_IN, self.on_signal)
-        link.subscribe_state(self._on_link_state)
+
+    @property
+    def session(self) -> CallSession | None:
+        """The call under way (connecting or in call), if any."""
+        return self.state.session
+
+    @property
+    def last_result(self) -> str | None:
+        """How the last call ended, or why it was refused."""
+        return self.state.last_result
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _event(self, kind: str, detail: dict[str, Any]) -> None:
-        clean = {k: v for k, v in detail.items() if v is not None}
-        event = EventMessage(payload=EventPayload(kind=kind, detail=clean))
-        await self.link.publish_reliably(Channel.EVENTS, event)
-
-    async def _signal(self, payload: SignalPayload) -> None:
-        with contextlib.suppress(LinkError):
-            await self.link.publish(Channel.SIGNAL_OUT, SignalMessage(payload=payload))
-
-    async def _hangup(self, call_id: str, reason: str) -> None:
-        await self._signal(SignalPayload(kind="hangup", call_id=call_id, reason=reason[:200]))
-
     async def _refuse(self, call_id: str, reason: str, **extra: Any) -> None:
         log.warning("call %s refused: %s", call_id, reason)
-        self.last_result = f"refused: {reason}"[:200]
-        await self._signal(SignalPayload(kind="error", call_id=call_id, reason=reason[:200]))
-        await self._event(
+        self.state.last_result = f"refused: {reason}"[:200]
+        await self.signals.signal(SignalPayload(kind="error", call_id=call_id, reason=reason[:200]))
+        await self.signals.event(
             "call", {"action": "refused", "call_id": call_id, "reason": reason[:200], **extra}
         )
 
@@ -95,58 +118,27 @@ class CallManager:
         """Handle one ``signal/in`` message."""
         assert isinstance(message, SignalMessage)
         p = message.payload
-        if p.call_id == self.pending_request and p.kind in ("state", "error", "hangup"):
-            if p.kind != "state":
-                self.pending_request = None
+        pending = self.request.pending if self.request is not None else None
+        if p.call_id == pending and p.kind in ("state", "error", "hangup"):
             self.observer.request_update(p.call_id, p.kind, p.state, p.reason)
+            if p.kind != "state":
+                self.state.idle()
         elif p.kind == "offer":
             await self._offer(p)
         elif p.kind == "hangup":
             session = self.session
             if session is not None and session.call_id == p.call_id:
                 await session.end(f"hung up by caller ({p.reason or 'no reason given'})")
-            elif p.call_id == self.ringing and self._ring_task is not None:
+            elif self._ringing(p.call_id) and self._ring_task is not None:
                 self._ring_task.cancel()
         else:
             await self._refuse(p.call_id, f"unexpected {p.kind!r} message")
 
-    async def request_staff(self) -> str:
-        """Send the citizen's call request to central; returns its id. Central answers with
-        ``state``/``error`` messages (to the observer's :meth:`~CallObserver.request_update`) and,
-        when a night-staff member accepts, with a ``citizen_call`` offer naming the request.
-
-        :raises LinkError: the unit is offline, or busy with a call.
-        """
-        if self.session is not None or self.ringing is not None:
-            raise LinkError("busy: a call is in progress")
-        request_id = f"{self.guard.device_id}.{secrets.token_hex(6)}"
-        self.pending_request = request_id
-        message = SignalMessage(
-            payload=SignalPayload(kind="request", call_id=request_id, state="citizen_call")
-        )
-        try:
-            await self.link.publish(Channel.SIGNAL_OUT, message)
-        except LinkError:
-            self.pending_request = None
-            raise
-        log.info("citizen call request %s sent", request_id)
-        await self._event(
-            "call", {"action": "requested", "call_id": request_id, "purpose": "citizen_call"}
-        )
-        return request_id
-
-    async def cancel_request(self, reason: str) -> None:
-        """Withdraw the citizen's open call request (they pressed Cancel, or gave up)."""
-        request_id, self.pending_request = self.pending_request, None
-        if request_id is None:
-            return
-        await self._signal(SignalPayload(kind="hangup", call_id=request_id, reason=reason[:200]))
-        await self._event(
-            "call", {"action": "cancelled", "call_id": request_id, "reason": reason[:200]}
-        )
+    def _ringing(self, call_id: str) -> bool:
+        return self.state.phase is CallPhase.RINGING and self.state.call_id == call_id
 
     async def _offer(self, p: SignalPayload) -> None:
-        if self.session is not None or self.ringing is not None:
+        if self.state.phase not in (CallPhase.IDLE, CallPhase.REQUESTING):
             await self._refuse(p.call_id, "busy: another call is in progress")
             return
         try:
@@ -154,55 +146,68 @@ class CallManager:
         except OfferRefused as err:
             await self._refuse(p.call_id, str(err))
             return
+        pending = self.request.pending if self.request is not None else None
         if claims.purpose == "citizen_call":
-            request = claims.req
-            if request is None or request != self.pending_request:
+            if claims.req is None or claims.req != pending:
                 await self._refuse(p.call_id, "no call request from the citizen is open for it")
                 return
-            self.pending_request = None
-        elif self.observer.rings:
-            declined = await self._ring(p.call_id, claims)
-            if declined is not None:
-                log.info("call %s not taken: %s", p.call_id, declined)
-                self.last_result = f"{claims.purpose}: {declined}"[:200]
-                await self._hangup(p.call_id, declined)
-                await self._event(
-                    "call",
-                    {
-                        "action": "declined",
-                        "call_id": p.call_id,
-                        "caller": claims.sub,
-                        "purpose": claims.purpose,
-                        "reason": declined[:200],
-                    },
-                )
-                return
+        elif pending is not None:
+            await self._refuse(p.call_id, "busy: the citizen is calling the night staff")
+            return
+        elif self.observer.rings and not await self._answered(p.call_id, claims):
+            return
+        await self._take(p, claims)
+
+    async def _answered(self, call_id: str, claims: TicketClaims) -> bool:
+        """Ring; ``False`` (and the caller told why) if the call was not taken."""
+        declined = await self._ring(call_id, claims)
+        if declined is None:
+            return True
+        log.info("call %s not taken: %s", call_id, declined)
+        self.state.idle(f"{claims.purpose}: {declined}")
+        await self.signals.hangup(call_id, declined)
+        detail = {
+            "action": "declined",
+            "call_id": call_id,
+            "caller": claims.sub,
+            "purpose": claims.purpose,
+            "reason": declined[:200],
+        }
+        await self.signals.event("call", detail)
+        return False
+
+    async def _take(self, p: SignalPayload, claims: TicketClaims) -> None:
+        # The media stack (aiortc, PyAV, OpenCV: tens of MB) is loaded by the first call, not
+        # by an idle unit; its process-wide settings go with it.
+        from vaka.agent.call.session import CallSession
+        from vaka.agent.media.settings import apply_process_settings
+
+        apply_process_settings(self.media)
         session = CallSession(
             claims,
             self.guard.duration_limit(claims),
             self.hardware,
             self.media,
-            self._event,
-            self._hangup,
-            self.observer,
+            self.signals.event,
+            self.signals.hangup,
+            _Tracking(self.state, self.observer),
         )
-        self.session = session
+        self.state.connecting(session)
         try:
             assert p.sdp is not None
             answer = await session.start(p.sdp)
         except Exception as err:
             log.exception("call %s could not start", p.call_id)
             await session.end(f"could not start: {err}")
-            self.session = None
             return
-        await self._signal(SignalPayload(kind="answer", call_id=p.call_id, sdp=answer))
+        await self.signals.signal(SignalPayload(kind="answer", call_id=p.call_id, sdp=answer))
         await session.report_started()
-        self._background(self._forget_when_ended(session))
+        self._background(self._release_when_ended(session))
 
     async def _ring(self, call_id: str, claims: TicketClaims) -> str | None:
         """Ring on the unit until the observer decides; ``None`` takes the call."""
-        self.ringing = call_id
-        await self._signal(
+        self.state.ringing(call_id, claims.purpose)
+        await self.signals.signal(
             SignalPayload(kind="state", call_id=call_id, state="ringing", reason="ringing")
         )
         self._ring_task = asyncio.get_running_loop().create_task(self.observer.admit(claims))
@@ -211,25 +216,23 @@ class CallManager:
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
+                self.state.idle()
                 raise
             return "the caller hung up before it was answered"
         finally:
-            self.ringing = None
             self._ring_task = None
 
-    async def _forget_when_ended(self, session: CallSession) -> None:
+    async def _release_when_ended(self, session: CallSession) -> None:
         await session.ended.wait()
-        self.last_result = f"{session.claims.purpose}: {session.end_reason}"[:200]
-        if self.session is session:
-            self.session = None
         del session
         await asyncio.sleep(1.0)  # let aiortc's own tasks of the call finish first
         if self.session is None:
             release_memory()
 
-    def _on_link_state(self, state: LinkState) -> None:
+    def link_changed(self, online: bool) -> None:
+        """The broker link went up or down; a call under way ends when it goes down."""
         session = self.session
-        if session is not None and state is not LinkState.ONLINE:
+        if session is not None and not online:
             self._background(session.end("broker link lost"))
 
     async def close(self) -> None:

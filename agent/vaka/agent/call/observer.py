@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aiortc import MediaStreamTrack
-
 from vaka.provisioning.tickets import TicketClaims
 
 if TYPE_CHECKING:
+    from aiortc import MediaStreamTrack
+
     from vaka.agent.call.session import CallSession
 
 

@@ -343,10 +343,9 @@ class StandbyTimer:
         """Stop any countdown and wake the TV, remembering whether it was already on (asking the
         TV first if its state is unknown)."""
         self.hold()
-        poll = getattr(self.display, "poll", None)  # CecDisplay and FakeCecDisplay have one
-        if self.display.state is TvState.UNKNOWN and poll is not None:
+        if self.display.state is TvState.UNKNOWN:
             with contextlib.suppress(HardwareError):
-                await poll()
+                await self.display.poll()
         was_on = self.display.state is TvState.ON
         await self.display.wake()
         self._woke = self._woke or not was_on

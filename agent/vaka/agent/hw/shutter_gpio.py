@@ -87,6 +87,24 @@ class GpioShutter(Shutter):
         self._io_closed = False
         self._movement: tuple[ShutterState, asyncio.Task[None]] | None = None
         self._switches: dict[ShutterState, tuple[int, DigitalInputDevice]] = {}
+        self._servo: Servo = self._open_devices(
+            servo_pin,
+            (closed_pulse_s, open_pulse_s),
+            closed_switch_pin,
+            open_switch_pin,
+            pin_factory,
+        )
+        self._confirm_closed_at_start()
+
+    def _open_devices(
+        self,
+        servo_pin: int,
+        pulses_s: tuple[float, float],
+        closed_switch_pin: int | None,
+        open_switch_pin: int | None,
+        pin_factory: Factory | None,
+    ) -> Servo:
+        """The servo (driven closed at once) and the limit switches; all released on failure."""
         servo: Servo | None = None
         try:
             servo = gpio_device(
@@ -94,8 +112,8 @@ class GpioShutter(Shutter):
                 lambda: Servo(
                     servo_pin,
                     initial_value=self._values[ShutterState.CLOSED],
-                    min_pulse_width=min(closed_pulse_s, open_pulse_s),
-                    max_pulse_width=max(closed_pulse_s, open_pulse_s),
+                    min_pulse_width=min(pulses_s),
+                    max_pulse_width=max(pulses_s),
                     pin_factory=pin_factory,
                 ),
             )
@@ -108,9 +126,12 @@ class GpioShutter(Shutter):
         except BaseException:
             close_quietly(servo, *(switch for _, switch in self._switches.values()))
             raise
-        self._servo: Servo = servo
+        return servo
+
+    def _confirm_closed_at_start(self) -> None:
+        """Wait for the closed switch (if there is one): closed, or ``fault`` if it never comes."""
         if ShutterState.CLOSED in self._switches:
-            failure = self._wait_for(ShutterState.CLOSED, 0, timeout_s)
+            failure = self._wait_for(ShutterState.CLOSED, 0, self.timeout_s)
             if failure:
                 self._fault(f"at start: {failure}")
                 return

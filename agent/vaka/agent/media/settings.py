@@ -1,20 +1,23 @@
-"""Media settings (a section of the agent's configuration) and the choice of camera backend."""
+"""Media settings (a section of the agent's configuration) and the choice of camera backend.
+
+The settings themselves import no media library: the agent's configuration (and so an idle unit)
+does not load aiortc, PyAV or OpenCV; the functions that need them import them when called.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from aiortc import RTCIceServer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from vaka.agent.media.picamera2_source import Picamera2Source
-from vaka.agent.media.source import FrameSource
-from vaka.agent.media.synthetic import SyntheticSource
-from vaka.agent.media.v4l2 import V4l2Source
-from vaka.rtc.bitrate import cap_video_bitrate
-from vaka.rtc.ice import configure_ice
+from vaka.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aiortc import RTCIceServer
+
+    from vaka.agent.media.source import FrameSource
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +48,9 @@ class MediaSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: Literal["synthetic", "v4l2", "picamera2"] = "synthetic"
-    "Camera backend: the synthetic test pattern, a V4L2 device, or the Pi camera."
+    source: Literal["synthetic", "v4l2", "picamera2"] | None = None
+    """Camera backend: the synthetic test pattern, a V4L2 device, or the Pi camera. ``None``: the
+    synthetic pattern with ``--simulate``; a real unit refuses to start without one."""
     device: str = Field(default="/dev/video0", min_length=1)
     "V4L2 device node (``source = 'v4l2'`` only)."
     width: int = Field(default=640, ge=64, le=1920, multiple_of=2)
@@ -77,6 +81,8 @@ class MediaSettings(BaseModel):
 
     def rtc_ice_servers(self) -> list[RTCIceServer]:
         """The configured servers as aiortc wants them."""
+        from aiortc import RTCIceServer
+
         return [
             RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
             for s in self.ice_servers
@@ -93,16 +99,52 @@ class MediaSettings(BaseModel):
         return value
 
 
+#: The message of a real unit whose configuration names no camera.
+NO_CAMERA_SOURCE = (
+    "[media] source is not set: set media.source to 'picamera2' or 'v4l2' for the unit's camera "
+    "(the synthetic test pattern runs only under --simulate or with media.source = 'synthetic')"
+)
+
+
+def settings_in_force(settings: MediaSettings, *, simulate: bool = False) -> MediaSettings:
+    """``settings`` with every choice made: the camera source (``[media] source``, else the
+    synthetic pattern when simulating) and the audio mode (``[media] audio``, else ``synthetic``
+    when simulating, else ``none``). A real unit never falls back to the synthetic pattern.
+
+    :raises ConfigError: a real unit whose configuration names no camera source.
+    """
+    update: dict[str, str] = {}
+    if settings.source is None:
+        if not simulate:
+            raise ConfigError(NO_CAMERA_SOURCE)
+        update["source"] = "synthetic"
+    if settings.audio is None:
+        update["audio"] = "synthetic" if simulate else "none"
+    return settings.model_copy(update=update) if update else settings
+
+
 def make_source(settings: MediaSettings) -> FrameSource:
-    """The frame source ``settings`` ask for (not opened yet)."""
+    """The frame source ``settings`` ask for (not opened yet).
+
+    :raises ConfigError: no source is set (see :func:`settings_in_force`).
+    """
+    from vaka.agent.media.picamera2_source import Picamera2Source
+    from vaka.agent.media.synthetic import SyntheticSource
+    from vaka.agent.media.v4l2 import V4l2Source
+
     if settings.source == "v4l2":
         return V4l2Source(settings.device, settings.width, settings.height, settings.fps)
     if settings.source == "picamera2":
         return Picamera2Source(settings.width, settings.height, settings.fps)
-    return SyntheticSource(settings.width, settings.height, settings.fps, night=True)
+    if settings.source == "synthetic":
+        return SyntheticSource(settings.width, settings.height, settings.fps, night=True)
+    raise ConfigError(NO_CAMERA_SOURCE)
 
 
 def apply_process_settings(settings: MediaSettings) -> None:
-    """Apply the process-wide parts: the encoder bitrate cap and the ICE settings."""
+    """Apply the process-wide parts: the encoder bitrate cap and the ICE settings (idempotent)."""
+    from vaka.rtc.bitrate import cap_video_bitrate
+    from vaka.rtc.ice import configure_ice
+
     cap_video_bitrate(settings.max_bitrate_bps)
     configure_ice(settings.ice_addresses, settings.ice_gather_timeout_s)

@@ -1,9 +1,11 @@
 """The media a TV call adds to the night camera's: the microphone, the caller's picture (full
 screen) and the caller's voice (the speaker). One call at a time; :meth:`CallMedia.stop` ends it.
 
-Real devices are opened lazily (``[media] audio``); one that cannot be opened is logged and the
+Real devices are opened lazily (``[media] audio``, in force: see
+:func:`~vaka.agent.media.settings.settings_in_force`); one that cannot be opened is logged and the
 call goes on without it. The caller's sound is read even without a speaker: an unread aiortc
-track queues up without end.
+track queues up without end. The audio and video modules (PyAV, aiortc) are imported by the
+first call, not by an idle unit.
 """
 
 from __future__ import annotations
@@ -11,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiortc import MediaStreamTrack
-
-from vaka.agent.media.audio import AudioSink, make_microphone, make_speaker
-from vaka.agent.media.remote import RemoteVideo
 from vaka.agent.media.settings import MediaSettings
 from vaka.agent.media.source import BgrImage
 from vaka.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aiortc import MediaStreamTrack
+
+    from vaka.agent.media.audio import AudioSink
+    from vaka.agent.media.remote import RemoteVideo
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +31,8 @@ log = logging.getLogger(__name__)
 class CallMedia:
     """The TV's side of a call's media; ``on_picture()`` runs for each picture from the caller."""
 
-    def __init__(
-        self, media: MediaSettings, on_picture: Callable[[], None], *, simulate: bool = False
-    ) -> None:
+    def __init__(self, media: MediaSettings, on_picture: Callable[[], None]) -> None:
         self.media = media
-        self.simulate = simulate
         self.on_picture = on_picture
         self.remote: RemoteVideo | None = None
         "The caller's picture in the current call."
@@ -44,8 +45,10 @@ class CallMedia:
         """The microphone as a track to send, when the caller offers audio."""
         if "audio" not in offered:
             return []
+        from vaka.agent.media.audio import make_microphone
+
         try:
-            microphone = make_microphone(self.media, simulate=self.simulate)
+            microphone = make_microphone(self.media)
         except ConfigError as err:
             log.error("the call goes on without the microphone: %s", err)
             return []
@@ -53,12 +56,15 @@ class CallMedia:
 
     def take(self, track: MediaStreamTrack) -> None:
         """The caller's picture (to the screen) or voice (to the speaker) arrived."""
+        from vaka.agent.media.audio import AudioSink, make_speaker
+        from vaka.agent.media.remote import RemoteVideo
+
         if track.kind == "video":
             self.remote = RemoteVideo(on_frame=lambda _image: self.on_picture())
             self.remote.start(track)
             return
         try:
-            self.speaker = make_speaker(self.media, simulate=self.simulate)
+            self.speaker = make_speaker(self.media)
         except ConfigError as err:
             log.error("the caller cannot be heard: %s", err)
             self.speaker = None

@@ -1,9 +1,11 @@
 """The TV unit's controller: decides what the citizen's TV shows and what their presses do.
 
-It sits between the call machinery (:class:`~vaka.agent.call.manager.CallManager`, whose
-:class:`~vaka.agent.call.observer.CallObserver` it is), the screen
-(:mod:`vaka.agent.ui`), the TV set (woken and put back to standby over HDMI-CEC by a
-:class:`~vaka.agent.hw.cec.StandbyTimer`) and the messages from the staff.
+It sits between the call machinery (it is the :class:`~vaka.agent.call.manager.CallManager`'s
+:class:`~vaka.agent.call.observer.CallObserver`, and it reads the unit's call state,
+:class:`~vaka.agent.call.state.UnitCall`), the screen (:mod:`vaka.agent.ui`), the TV set (woken
+and put back to standby over HDMI-CEC by a :class:`~vaka.agent.hw.cec.StandbyTimer`), the
+messages from the staff (a :class:`~vaka.agent.tv.shown_message.MessageBoard`) and the
+citizen's button to the night staff (:class:`~vaka.agent.tv.staff_button.StaffButton`).
 
 What is shown, most important first: a call (incoming, in progress, or the citizen calling the
 night staff), a message waiting for its acknowledgement, trouble that keeps a call from being
@@ -21,20 +23,20 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
-
-from aiortc import MediaStreamTrack
+from typing import TYPE_CHECKING, Any, Literal
 
 from vaka.agent.call.observer import CallObserver
-from vaka.agent.hw.camera import CameraPresence
+from vaka.agent.call.request import CitizenRequest
+from vaka.agent.call.state import CallPhase, UnitCall
 from vaka.agent.hw.cec import StandbyTimer
 from vaka.agent.hw.hardware import Hardware
-from vaka.agent.hw.sound import SoundPresence
-from vaka.agent.link import LinkState, UnitLink
+from vaka.agent.link import UnitLink
 from vaka.agent.media.settings import MediaSettings
 from vaka.agent.tv.autoanswer import auto_answer_countdown
 from vaka.agent.tv.call_media import CallMedia
-from vaka.agent.tv.shown_message import ShownMessage
+from vaka.agent.tv.shown_message import MessageBoard, ShownMessage
+from vaka.agent.tv.staff_button import StaffButton
+from vaka.agent.tv.trouble import Troubles
 from vaka.agent.ui import (
     ButtonId,
     Calling,
@@ -56,7 +58,8 @@ from vaka.provisioning.bundles import AutoAnswerRule
 from vaka.provisioning.tickets import TicketClaims
 
 if TYPE_CHECKING:
-    from vaka.agent.call.manager import CallManager
+    from aiortc import MediaStreamTrack
+
     from vaka.agent.call.session import CallSession
     from vaka.agent.config import TvSection
 
@@ -64,6 +67,8 @@ log = logging.getLogger(__name__)
 
 #: The reason central and the caller get when the citizen presses Decline.
 DECLINED = "declined by the citizen"
+
+ScreenMode = Literal["window", "headless"]
 
 
 class TvController(CallObserver):
@@ -75,61 +80,60 @@ class TvController(CallObserver):
         self,
         *,
         settings: TvSection,
+        screen_mode: ScreenMode,
         media: MediaSettings,
         link: UnitLink,
         hardware: Hardware,
+        call: UnitCall,
+        request: CitizenRequest,
+        board: MessageBoard,
+        acknowledge: Callable[[str], object],
         auto_answer: Callable[[], Sequence[AutoAnswerRule]] = list,
-        simulate: bool = False,
     ) -> None:
         self.settings = settings
-        self.simulate = simulate
-        self.media = media
+        self.screen_mode = screen_mode
         self.link = link
         self.hardware = hardware
+        self.call = call
+        self.board = board
+        self.acknowledge = acknowledge
         self.auto_answer = auto_answer
-        self.calls: CallManager | None = None
         self.screen: Screen | None = None
         self.catalog = Catalog(settings.language)
         display = hardware.display
         self.standby = StandbyTimer(display, settings.idle_standby_s) if display else None
-        #: Called with the message id when the citizen acknowledges a message.
-        self.on_acknowledge: Callable[[str], object] = lambda _mid: None
+        self.troubles = Troubles(link, hardware, settings.notice_s)
+        self.button = StaffButton(
+            request, self.troubles, settings.request_timeout_s, self._wake_tv, self.refresh
+        )
         #: When the first remote video frame of the current call was put on the screen
         #: (``time.perf_counter()``), for the benchmark.
         self.first_remote_shown: float | None = None
         self._answer: asyncio.Future[str | None] | None = None
         self._countdown: asyncio.Task[None] | None = None
         self._incoming: Incoming | None = None
-        self._session: CallSession | None = None
-        self._calling = False
-        self._request_timer: asyncio.Task[None] | None = None
-        self._notice: tuple[str, float] | None = None  # trouble key, until (monotonic)
-        self._message: ShownMessage | None = None
         #: the caller's picture and voice, and the microphone, in the current call
-        self.call_media = CallMedia(media, self._remote_frame, simulate=simulate)
+        self.call_media = CallMedia(media, self._remote_frame)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
-        """Open the screen and show what is due."""
+        """Open the screen, follow what it depends on, and show what is due."""
         loop = asyncio.get_running_loop()
-        mode = self.settings.screen
         size = (self.settings.width, self.settings.height)
-        if mode == "auto":
-            import os
-
-            mode = "window" if os.environ.get("DISPLAY") else "headless"
-            if mode == "headless" and not self.simulate:
-                log.warning("no $DISPLAY: the TV screen is not shown (set up the display session)")
-        if mode == "window":
+        if self.screen_mode == "window":
             screen: Screen = TvScreen(self.catalog, self._on_press, loop=loop, size=size)
             await asyncio.to_thread(screen.start)  # type: ignore[attr-defined]
         else:
             screen = HeadlessScreen(self.catalog, self._on_press, loop=loop, size=size)
         self.screen = screen
-        self._unsubscribe.append(self.link.subscribe_state(lambda _s: self.refresh()))
+        self._unsubscribe += [
+            self.link.subscribe_state(lambda _s: self.refresh()),
+            self.call.subscribe(self._on_call),
+            self.board.subscribe(self._on_message),
+        ]
         for device in (self.hardware.camera, self.hardware.sound):
             if device is not None:
                 self._unsubscribe.append(device.subscribe(lambda _s: self.refresh()))
@@ -140,9 +144,10 @@ class TvController(CallObserver):
         """Take the screen down and stop every timer."""
         for unsubscribe in self._unsubscribe:
             unsubscribe()
-        for task in [*self._tasks, self._countdown, self._request_timer]:
+        for task in [*self._tasks, self._countdown]:
             if task is not None:
                 task.cancel()
+        self.button.close()
         if self.standby is not None:
             self.standby.hold()
         self.call_media.stop()
@@ -160,31 +165,20 @@ class TvController(CallObserver):
 
     # ------------------------------------------------------------ what to show
 
-    def _trouble(self) -> str | None:
-        if self.link.state is not LinkState.ONLINE:
-            return "no_connection"
-        camera, sound = self.hardware.camera, self.hardware.sound
-        if camera is not None and camera.state is CameraPresence.ABSENT:
-            return "no_camera"
-        if sound is not None and sound.state is SoundPresence.ABSENT:
-            return "no_sound"
-        if self._notice is not None:
-            key, until = self._notice
-            if time.monotonic() < until:
-                return key
-            self._notice = None
-        return None
-
     def _due(self) -> ScreenState:
-        if self._session is not None:
+        phase = self.call.phase
+        if phase is CallPhase.IN_CALL:
             return InCall(self.call_media.picture, self._self_view())
-        if self._incoming is not None:
+        if phase is CallPhase.RINGING and self._incoming is not None:
             return self._incoming
-        if self._calling:
+        if phase is CallPhase.REQUESTING or (
+            phase is CallPhase.CONNECTING and self.call.purpose == "citizen_call"
+        ):
             return Calling()
-        if self._message is not None:
-            return Message(self._message.text, self._message.picture)
-        trouble = self._trouble()
+        message = self.board.current
+        if message is not None:
+            return Message(message.text, message.picture)
+        trouble = self.troubles.current()
         if trouble is not None:
             return Trouble(trouble)
         return Idle()
@@ -194,6 +188,29 @@ class TvController(CallObserver):
         if self.screen is None or self.screen.closed:
             return
         self.screen.show(self._due())
+
+    def _on_call(self, phase: CallPhase) -> None:
+        if phase is not CallPhase.REQUESTING:
+            self.button.settle()
+        if phase is CallPhase.IN_CALL and self.standby is not None:
+            self.standby.hold()
+        self.refresh()
+        if phase is CallPhase.IDLE:
+            self._idle_later()
+
+    def _on_message(self, message: ShownMessage | None) -> None:
+        if message is None:
+            self.refresh()
+            self._idle_later()
+            return
+        # Shown until the citizen acknowledges it (or the inbox takes it back), on a woken TV.
+        if self.standby is not None:
+            self.standby.hold()
+        self._spawn(self._show_woken())
+
+    async def _show_woken(self) -> None:
+        await self._wake_tv()
+        self.refresh()
 
     async def _clock(self) -> None:
         """Redraw the idle clock, drop a notice that has run its time, and keep the self view
@@ -219,7 +236,7 @@ class TvController(CallObserver):
             self.standby.arm()
 
     def _busy(self) -> bool:
-        return bool(self._session or self._incoming or self._calling or self._message is not None)
+        return self.call.busy or self.board.current is not None
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -239,19 +256,19 @@ class TvController(CallObserver):
             case ButtonId.CANCEL_AUTO_ANSWER:
                 self._stop_countdown()
             case ButtonId.HANG_UP:
-                if self._session is not None:
-                    self._spawn(self._session.end("hung up by the citizen"))
-                elif self._calling:
-                    self._spawn(self._cancel_request("cancelled by the citizen"))
+                session = self.call.session
+                if session is not None:
+                    self._spawn(session.end("hung up by the citizen"))
+                elif self.call.phase is CallPhase.REQUESTING:
+                    self._spawn(self.button.cancel("cancelled by the citizen"))
             case ButtonId.CALL_STAFF:
-                self._spawn(self._call_staff())
+                if not self._busy():
+                    self._spawn(self.button.press())
             case ButtonId.ACKNOWLEDGE:
-                message = self._message
+                message = self.board.current
                 if message is not None:
-                    self._message = None
-                    self.on_acknowledge(message.mid)
-                    self.refresh()
-                    self._idle_later()
+                    self.board.hide(message.mid)
+                    self.acknowledge(message.mid)
 
     # ------------------------------------------------------------ incoming calls
 
@@ -316,11 +333,12 @@ class TvController(CallObserver):
         self.call_media.take(track)
 
     def _remote_frame(self) -> None:
-        if self._session is None:
+        session = self.call.session
+        if session is None or self.call.phase is not CallPhase.IN_CALL:
             return
         if self.first_remote_shown is None:
             self.first_remote_shown = time.perf_counter()
-            self._spawn(self._report_first_picture(self._session))
+            self._spawn(self._report_first_picture(session))
         self.refresh()
 
     async def _report_first_picture(self, session: CallSession) -> None:
@@ -337,105 +355,22 @@ class TvController(CallObserver):
             )
 
     def _self_view(self) -> Any:
-        session = self._session
+        session = self.call.session
         capture = session.capture if session is not None else None
         frame = capture.latest if capture is not None else None
         return None if frame is None else frame.image
 
     def call_connected(self, session: CallSession) -> None:
-        """The call is up: in-call screen (the picture follows)."""
-        self._session = session
+        """The call is up: the in-call screen follows (the unit's call state changes next)."""
         self.first_remote_shown = None
-        self._calling = False
-        if self._request_timer is not None:
-            self._request_timer.cancel()
-            self._request_timer = None
-        if self.standby is not None:
-            self.standby.hold()
-        self.refresh()
 
     def call_ended(self, session: CallSession) -> None:
-        """Back to whatever is due; the TV to standby after the idle time."""
-        if self._session is session:
-            self._session = None
+        """Stop the caller's media; the screen and the TV's standby follow the call state."""
         self.call_media.stop()
-        self.refresh()
-        self._idle_later()
-
-    # ------------------------------------------------------------ the night-staff button
-
-    async def _call_staff(self) -> None:
-        if self._busy() or self.calls is None:
-            return
-        trouble = self._trouble()
-        if trouble == "no_connection":
-            self.refresh()
-            return
-        self._calling = True
-        self._notice = None
-        await self._wake_tv()
-        self.refresh()
-        try:
-            await self.calls.request_staff()
-        except LinkError as err:
-            log.warning("citizen call could not be sent: %s", err)
-            self._end_calling("no_connection")
-            return
-        if self._request_timer is not None:
-            self._request_timer.cancel()
-        self._request_timer = asyncio.get_running_loop().create_task(self._give_up_later())
-
-    async def _give_up_later(self) -> None:
-        await asyncio.sleep(self.settings.request_timeout_s)
-        if self._calling:
-            await self._cancel_request("nobody answered in time", notice="no_answer")
-
-    async def _cancel_request(self, reason: str, notice: str | None = None) -> None:
-        if self.calls is not None:
-            with contextlib.suppress(LinkError):
-                await self.calls.cancel_request(reason)
-        self._end_calling(notice)
-
-    def _end_calling(self, notice: str | None) -> None:
-        self._calling = False
-        if self._request_timer is not None and self._request_timer is not asyncio.current_task():
-            self._request_timer.cancel()
-        self._request_timer = None
-        if notice is not None:
-            self._notice = (notice, time.monotonic() + self.settings.notice_s)
-        self.refresh()
-        self._idle_later()
 
     def request_update(
         self, request_id: str, kind: str, state: str | None, reason: str | None
     ) -> None:
         """Central's word on the citizen's call: keep ringing, or say nobody can answer."""
         log.info("citizen call %s: %s %s (%s)", request_id, kind, state or "", reason or "")
-        if kind == "state":
-            return
-        if not self._calling:
-            return
-        notice = "no_staff" if state in ("no_staff", "unanswered") else "no_answer"
-        self._end_calling(notice)
-
-    # ------------------------------------------------------------ messages
-
-    def post_message(self, message: ShownMessage) -> None:
-        """:meth:`show_message` from synchronous code (the inbox's ``show``)."""
-        self._spawn(self.show_message(message))
-
-    async def show_message(self, message: ShownMessage) -> None:
-        """Wake the TV and show a message until the citizen acknowledges it (or it is taken
-        back with :meth:`hide_message`)."""
-        self._message = message
-        if self.standby is not None:
-            self.standby.hold()
-        await self._wake_tv()
-        self.refresh()
-
-    def hide_message(self, mid: str) -> None:
-        """Take a message off the screen (missed or expired)."""
-        if self._message is not None and self._message.mid == mid:
-            self._message = None
-            self.refresh()
-            self._idle_later()
+        self.button.answered(kind, state)

@@ -1,9 +1,12 @@
-"""A staff message or reminder as the TV shows it: its text and, if it has one, its picture."""
+"""A staff message or reminder as the TV shows it (its text and, if it has one, its picture), and
+the board that holds the one on screen."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,3 +42,42 @@ def decode_jpeg(data: bytes) -> BgrImage | None:
         log.warning("the message's picture cannot be shown: %s", err)
         return None
     return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+Listener = Callable[[ShownMessage | None], None]
+
+
+class MessageBoard:
+    """The message on the TV now, between the inbox (which decides what is shown and for how
+    long: :meth:`show`, :meth:`hide`) and the TV controller (which listens and draws it)."""
+
+    def __init__(self) -> None:
+        self.current: ShownMessage | None = None
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(current)`` on every change; returns a function that unsubscribes."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def show(self, message: SignedMessage) -> None:
+        """Put a verified message on the board (the inbox's ``show``)."""
+        self._change(ShownMessage.of(message))
+
+    def hide(self, mid: str) -> None:
+        """Take message ``mid`` off the board, if it is the one shown (the inbox's ``hide``)."""
+        if self.current is not None and self.current.mid == mid:
+            self._change(None)
+
+    def _change(self, shown: ShownMessage | None) -> None:
+        self.current = shown
+        for listener in list(self._listeners):
+            try:
+                listener(shown)
+            except Exception:
+                log.exception("message board listener failed")

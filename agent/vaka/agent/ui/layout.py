@@ -161,12 +161,6 @@ def describe(state: ScreenState, catalog: Catalog, size: Size = BASE) -> Layout:
     language."""
     sc = Scale(size)
     low = sc.px(MIN_TEXT_PX)
-
-    def text(
-        t: str, box: tuple[int, int, int, int], px: int, ink: Rgb = WHITE, n: int = 1
-    ) -> TextSpec:
-        return TextSpec(t, sc.rect(*box), sc.px(px), low, ink, BLACK, n)
-
     targets = buttons(state, size)
     labels = tuple(
         TextSpec(
@@ -174,6 +168,21 @@ def describe(state: ScreenState, catalog: Catalog, size: Size = BASE) -> Layout:
         )
         for b in targets
     )
+    videos, texts, frame = _content(state, catalog, sc, size)
+    return Layout(size, BLACK, videos, targets, texts + labels, frame)
+
+
+def _content(
+    state: ScreenState, catalog: Catalog, sc: Scale, size: Size
+) -> tuple[tuple[VideoSpec, ...], tuple[TextSpec, ...], Rgb | None]:
+    """The pictures, the texts (besides the buttons') and the frame colour of ``state``."""
+    low = sc.px(MIN_TEXT_PX)
+
+    def text(
+        t: str, box: tuple[int, int, int, int], px: int, ink: Rgb = WHITE, n: int = 1
+    ) -> TextSpec:
+        return TextSpec(t, sc.rect(*box), sc.px(px), low, ink, BLACK, n)
+
     videos: tuple[VideoSpec, ...] = ()
     texts: tuple[TextSpec, ...] = ()
     frame: Rgb | None = None
@@ -186,14 +195,10 @@ def describe(state: ScreenState, catalog: Catalog, size: Size = BASE) -> Layout:
             )
         case Incoming(caller_name=name, caller_role=role, countdown_s=countdown):
             role_key = f"role.{role}"
+            role_text = catalog.text(role_key) if catalog.has(role_key) else role
             texts = (
                 text(catalog.text("incoming.calling", name=name), (40, 20, 1200, 110), 88),
-                text(
-                    catalog.text(role_key) if catalog.has(role_key) else role,
-                    (40, 130, 1200, 80),
-                    60,
-                    GREY,
-                ),
+                text(role_text, (40, 130, 1200, 80), 60, GREY),
             )
             if countdown is not None:
                 seconds = max(0, countdown)
@@ -224,7 +229,7 @@ def describe(state: ScreenState, catalog: Catalog, size: Size = BASE) -> Layout:
             texts = (text(body, (640, 40, 600, 440), 72, n=6),)
         case Message(text=body):
             texts = (text(body, (60, 40, 1160, 440), 80, n=6),)
-    return Layout(size, BLACK, videos, targets, texts + labels, frame)
+    return videos, texts, frame
 
 
 def render(state: ScreenState, catalog: Catalog, size: Size = BASE) -> BgrImage:

@@ -1,0 +1,44 @@
+"""What keeps the citizen from making or taking a call, as the TV shows it: no connection, no
+camera, no sound, and for a while a notice after a call to the night staff nobody could take."""
+
+import time
+
+from vaka.agent.hw.camera import CameraPresence
+from vaka.agent.hw.hardware import Hardware
+from vaka.agent.hw.sound import SoundPresence
+from vaka.agent.link import LinkState, UnitLink
+
+
+class Troubles:
+    """The trouble to show now, most important first (a catalog key), or ``None``."""
+
+    def __init__(self, link: UnitLink, hardware: Hardware, notice_s: float) -> None:
+        self.link = link
+        self.hardware = hardware
+        self.notice_s = notice_s
+        self._notice: tuple[str, float] | None = None  # trouble key, until (monotonic)
+
+    def current(self) -> str | None:
+        """``no_connection``, ``no_camera``, ``no_sound``, a notice that has not run its time, or
+        ``None``."""
+        if self.link.state is not LinkState.ONLINE:
+            return "no_connection"
+        camera, sound = self.hardware.camera, self.hardware.sound
+        if camera is not None and camera.state is CameraPresence.ABSENT:
+            return "no_camera"
+        if sound is not None and sound.state is SoundPresence.ABSENT:
+            return "no_sound"
+        if self._notice is not None:
+            key, until = self._notice
+            if time.monotonic() < until:
+                return key
+            self._notice = None
+        return None
+
+    def notice(self, key: str) -> None:
+        """Show ``key`` (``no_staff``, ...) for the notice time, unless worse trouble comes."""
+        self._notice = (key, time.monotonic() + self.notice_s)
+
+    def clear_notice(self) -> None:
+        """Drop the notice (the citizen tries again)."""
+        self._notice = None
