@@ -119,7 +119,10 @@ def parse_mountinfo(text: str) -> list[Mount]:
         fields = left.split()
         point = fields[4].encode().decode("unicode_escape")  # \040 and friends
         options = fields[5].split(",")
-        top[point] = Mount(point, "rw" in options, right.split()[0])
+        fstype = right.split()[0]
+        if fstype == "nsfs":  # a namespace handle (`ip netns`), not storage anyone can write to
+            continue
+        top[point] = Mount(point, "rw" in options, fstype)
     return list(top.values())
 
 
