@@ -26,7 +26,13 @@ async def test_auto_answer_rules_reach_the_tv(broker: Broker, central: CentralSe
         body = {"profile": "tv", "language": "da", "auto_answer": [RULE], "ice_servers": [turn]}
         async with http.post(path, json=body) as resp:
             assert resp.status == 200, await resp.text()
-        await wait_for(lambda: agent.config_store.active is not None, 10)
+        # The store activates the bundle, then its listeners put the values in (the language).
+        await wait_for(
+            lambda: agent.config_store.active is not None
+            and agent.tv is not None
+            and agent.tv.catalog.language == "da",
+            10,
+        )
         bundle = agent.config_store.active
         assert bundle is not None and bundle.language == "da"
         assert [r.model_dump() for r in bundle.auto_answer] == [RULE]
