@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fcntl
 import os
 import struct
@@ -103,10 +104,9 @@ async def _forward(fd: int, delay_s: float) -> None:
     loop = asyncio.get_running_loop()
 
     def write(packet: bytes) -> None:
-        try:
+        # The namespace may be going away; a lost packet is what a bad line does anyway.
+        with contextlib.suppress(OSError):
             os.write(fd, packet)
-        except OSError:
-            pass  # the namespace is going away; a lost packet is what a bad line does anyway
 
     def readable() -> None:
         while True:

@@ -167,7 +167,9 @@ class TestNet:
             ns.sysctl("net.ipv4.ip_forward", "1")
         return ns
 
-    def link(self, a: Namespace, a_if: str, a_addr: str, b: Namespace, b_if: str, b_addr: str) -> None:
+    def link(
+        self, a: Namespace, a_if: str, a_addr: str, b: Namespace, b_if: str, b_addr: str
+    ) -> None:
         """Join ``a`` and ``b`` with a veth pair and give each end its address (``x/len``)."""
         a_net, b_net = check_test_address(a_addr), check_test_address(b_addr)
         a.ip("link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b.name)
@@ -212,7 +214,9 @@ class TestNet:
             lines = []
             for proto, port in allow_out:
                 if proto not in ("udp", "tcp") or not 0 < port < 65536:
-                    raise ConfigError(f"firewall rule must be udp/tcp and a port, got {proto} {port}")
+                    raise ConfigError(
+                        f"firewall rule must be udp/tcp and a port, got {proto} {port}"
+                    )
                 lines.append(f'oifname "{wan}" {proto} dport {port} accept')
             out_rules = "\n            ".join(lines)
         ruleset = f"""

@@ -246,4 +246,3 @@ class TurnServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
