@@ -141,10 +141,13 @@ class Namespace:
 class TestNet:
     """Namespaces, links and rules for one test; everything goes when it closes."""
 
+    __test__ = False  # a test network, not a pytest test class
+
     def __init__(self) -> None:
         self.run_id = f"{PREFIX}{os.getpid()}x{next(_counter)}"
         self.namespaces: dict[str, Namespace] = {}
         self._processes: list[subprocess.Popen[bytes]] = []
+        self._default_routes: dict[str, str] = {}
         self._closed = False
 
     def __enter__(self) -> TestNet:
@@ -182,6 +185,7 @@ class TestNet:
         """Send everything ``ns`` does not know through ``via`` (a neighbour on a test link)."""
         check_test_address(f"{via}/32")
         ns.ip("route", "add", "default", "via", via)
+        self._default_routes[ns.name] = via
 
     def nat(
         self,
@@ -249,8 +253,15 @@ class TestNet:
         return proc
 
     def set_link(self, ns: Namespace, interface: str, up: bool) -> None:
-        """Take a link down (its far end loses carrier too) or bring it back up."""
+        """Take a link down (its far end loses carrier too) or bring it back up.
+
+        The kernel forgets the routes through an interface that goes down; bringing it up puts
+        the namespace's default route back, as a home router does when its line returns.
+        """
         ns.ip("link", "set", interface, "up" if up else "down")
+        via = self._default_routes.get(ns.name)
+        if up and via is not None:
+            ns.ip("route", "replace", "default", "via", via)
 
     @contextlib.contextmanager
     def link_down(self, ns: Namespace, interface: str) -> Iterator[None]:

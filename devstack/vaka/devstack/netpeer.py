@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import json
+import logging
 import sys
 import time
 from typing import Any
@@ -228,6 +229,9 @@ async def _stdin() -> asyncio.StreamReader:
 
 async def run() -> None:
     """Read the settings, then serve commands until ``close`` or end of input."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
     reader = await _stdin()
     settings = json.loads(await reader.readline())
     configure_ice(
