@@ -131,7 +131,7 @@ async def peers(*processes: PeerProcess) -> AsyncIterator[None]:
         await asyncio.gather(*(p.close() for p in processes))
 
 
-CASES = {
+CASES: dict[str, tuple[Profile, Transport, set[str], set[str]]] = {
     # both NATs keep ports (cone): hole punching works, media goes directly
     "direct": (Profile("direct"), "udp", {"srflx"}, {"srflx"}),
     # a symmetric CGNAT maps every destination anew: only the relay gets through
