@@ -262,6 +262,25 @@ async def test_call_over_a_bad_line(relay_files: tuple[LocalPki, Path], tmp_path
     assert min(staff_report["latencies_ms"]) >= 150
 
 
+async def test_relay_needs_a_gathering_bound_of_several_round_trips(
+    relay_files: tuple[LocalPki, Path], tmp_path: Path
+) -> None:
+    """On a 300 ms round trip, a TURN allocation (two round trips) misses a 0.3 s bound.
+
+    This is why the relay's peers need ``gather_timeout_s`` of a second or more: with the
+    loopback default the unit behind a symmetric CGNAT would have no usable candidate at all.
+    """
+    slow_line = Profile("slow-line", delay_ms=150)  # no loss: a lost request would retransmit
+    with running_bed(slow_line, relay_files, tmp_path) as bed:
+        candidates = {}
+        for bound in (0.3, 2.0):
+            unit = bed.peer("unit", name=f"unit-{bound}", gather_timeout_s=bound)
+            async with peers(unit):
+                candidates[bound] = (await unit.request({"cmd": "offer"}))["candidates"]
+    assert "relay" not in candidates[0.3]
+    assert "relay" in candidates[2.0]
+
+
 LINK_DOWN_S = 20.0
 
 
