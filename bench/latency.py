@@ -10,7 +10,8 @@ night check.
 Cases, each a fresh test bed (:mod:`vaka.devstack.topology`) with its own coturn:
 
 * ``loopback`` — both peers on the host over 127.0.0.1, no NAT, no relay: the bare baseline;
-* ``direct`` — across the home NAT, a cone CGNAT and the municipality's NAT (srflx pair);
+* ``direct`` — across the home NAT, a cone CGNAT and the municipality's NAT (srflx pair; STUN
+  only, since with a relay on offer aioice may settle on it instead);
 * ``relayed`` — a symmetric CGNAT forces the relay (relay pair, UDP to coturn);
 * ``relayed-tls`` — the municipality lets only TCP 443 out: staff reaches coturn over TLS;
 * ``impaired`` — ``direct`` with 150 ms delay each way and 5 % loss each way on the unit's line.
@@ -62,8 +63,9 @@ WIDTH, HEIGHT, FPS = 640, 480, 15
 WARM_UP_S = 1.0
 SECRET = "bench-shared-secret-0123456789"
 
-PROFILES: dict[str, tuple[Profile, Transport]] = {
-    "direct": (Profile("direct"), "udp"),
+# case: (networks, the TURN URL both peers get besides STUN; None: STUN only)
+PROFILES: dict[str, tuple[Profile, Transport | None]] = {
+    "direct": (Profile("direct"), None),
     "relayed": (Profile("relayed", carrier_nat="symmetric"), "udp"),
     "relayed-tls": (Profile("relayed-tls", staff_allow_out=TCP_443_ONLY), "tls"),
     "impaired": (Profile("impaired", delay_ms=150, loss_percent=5), "udp"),
@@ -142,13 +144,17 @@ async def _networked(case: str, work: Path, seconds: float) -> dict[str, Any]:
     secret.write_text(SECRET + "\n")
     credential = turn_credential(SECRET.encode(), f"bench-{case}", 300, RelayEndpoint(RELAY_IP))
 
-    def servers(prefer: Transport) -> list[dict[str, str]]:
-        return [entry.as_dict() for entry in credential.ice_servers(prefer)[:2]]
+    def servers(prefer: Transport | None) -> list[dict[str, str]]:
+        entries = credential.ice_servers(prefer or "udp")[: 2 if prefer else 1]
+        return [entry.as_dict() for entry in entries]
 
     env = {"SSL_CERT_FILE": str(pki.server_ca_cert)}
     with _bed(profile, work, pki, secret) as topology:
         unit = PeerProcess(
-            topology.unit, f"{case}-unit", _settings(UNIT_IP, servers("udp"), send=True), work
+            topology.unit,
+            f"{case}-unit",
+            _settings(UNIT_IP, servers(staff_prefers and "udp"), send=True),
+            work,
         )
         staff = PeerProcess(
             topology.staff,
