@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from vaka.devstack.netcall import (
+    PeerError,
     PeerProcess,
     PeerSettings,
     connect_call,
@@ -148,6 +149,9 @@ CASES: dict[str, tuple[Profile, Transport | None, str]] = {
     "cgnat-symmetric": (Profile("cgnat-symmetric", carrier_nat="symmetric"), "udp", "relay"),
     # the municipality lets only TCP 443 out: staff reaches coturn over TLS, media is relayed
     "tls-only": (Profile("tls-only", staff_allow_out=TCP_443_ONLY), "tls", "relay"),
+    # the unit's own firewall lets it reach only the relay's STUN/TURN ports: its media goes
+    # through its own allocation even where hole punching would work
+    "unit-firewall": (Profile("unit-firewall", unit_firewall=True), "udp", "relay"),
 }
 
 
@@ -176,6 +180,8 @@ async def test_call_takes_the_expected_path(
     assert setup.setup_s < SETUP_DEADLINE_S
     assert unit_report["pair"]["type"] == expected, unit_report["pair"]
     assert staff_report["pair"]["type"] == expected, staff_report["pair"]
+    if case == "unit-firewall":
+        assert unit_report["pair"]["local_type"] == "relay"
     if case == "tls-only":
         assert staff_report["pair"]["relay_transport"] == "tls"
         assert "srflx" not in setup.offer_candidates  # STUN over UDP cannot leave
@@ -184,6 +190,19 @@ async def test_call_takes_the_expected_path(
         assert report["state"] == "connected"
         assert report["decoded"] >= 10
         assert report["stamps"] == sorted(report["stamps"])
+
+
+async def test_unit_firewall_forbids_the_direct_path(
+    relay_files: tuple[LocalPki, Path], tmp_path: Path
+) -> None:
+    """With STUN only, a unit behind its own shipped firewall cannot be reached at all."""
+    with running_bed(
+        Profile("unit-firewall-stun", unit_firewall=True), relay_files, tmp_path
+    ) as bed:
+        unit, staff = bed.peer("unit", None), bed.peer("staff", None)
+        async with peers(unit, staff):
+            with pytest.raises(PeerError, match="no such event"):
+                await connect_call(unit, staff, deadline_s=4.0)
 
 
 async def test_relay_refuses_wrong_and_expired_credentials(

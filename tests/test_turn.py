@@ -128,7 +128,7 @@ def test_shipped_config_denies_internal_ranges_and_allows_nothing() -> None:
     for flag in ("use-auth-secret", "no-multicast-peers", "no-cli", "fingerprint", "syslog"):
         assert _values(text, flag) == [""], flag
     assert _values(text, "tls-listening-port") == ["443"]
-    assert _values(text, "alt-tls-listening-port") == ["5349"]
+    assert _values(text, "alt-tls-listening-port") == []  # opens only with RFC 5780's 2nd address
     assert _values(text, "cert") and _values(text, "pkey")
 
 

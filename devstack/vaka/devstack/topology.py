@@ -23,12 +23,19 @@ host: the tests exchange SDP through the test process, as central would relay it
 
 A bad line (:class:`Profile` ``delay_ms``/``loss_percent``) sits on the internet router's link to
 the carrier, so it delays and drops everything the unit sends or receives, once each way.
+
+``unit_firewall`` loads the unit's own shipped ruleset (``firmware_config/common/nftables.conf``)
+into the unit's namespace, with the relay as its only TURN address: outbound only to the broker,
+DNS, NTP and the relay's STUN/TURN ports, so the unit's media can only go through its own
+allocation on the relay.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from vaka.devstack.impair import impair_link
 from vaka.devstack.netns import Namespace, NatKind, TestNet
@@ -40,6 +47,9 @@ CARRIER_WAN_IP = "198.18.2.2"
 MUNICIPALITY_WAN_IP = "198.18.3.2"
 HOME_UPLINK = "wan"
 """The home router's interface towards the carrier: the unit's internet connection."""
+
+UNIT_RULESET = Path(__file__).resolve().parents[3] / "firmware_config" / "common" / "nftables.conf"
+"""The unit's shipped firewall."""
 
 MUNICIPALITY_FIREWALL = (("udp", 3478), ("tcp", 443))
 """What a municipality's firewall typically lets out: the relay's STUN/TURN and HTTPS."""
@@ -57,6 +67,8 @@ class Profile:
     """``None``: the municipality's NAT lets everything out."""
     delay_ms: float = 0.0
     loss_percent: int = 0
+    unit_firewall: bool = False
+    """Load the unit's shipped nftables ruleset, with the relay as its TURN server."""
 
 
 @dataclass
@@ -110,4 +122,17 @@ def build(net: TestNet, profile: Profile) -> Topology:
             delay_ms=profile.delay_ms,
             loss_percent=profile.loss_percent,
         )
+    if profile.unit_firewall:
+        unit.run("nft", "-f", "-", stdin=unit_ruleset(RELAY_IP))
     return Topology(net, profile, unit, staff, relay, home, carrier, municipality, internet)
+
+
+def unit_ruleset(relay_ip: str) -> str:
+    """The unit's shipped ruleset with ``relay_ip`` as its only TURN address."""
+    text = UNIT_RULESET.read_text()
+    text, count = re.subn(
+        r"^define TURN_V4 = .*$", f"define TURN_V4 = {{ {relay_ip} }}", text, flags=re.M
+    )
+    if count != 1:
+        raise ValueError(f"{UNIT_RULESET} has no single TURN_V4 definition")
+    return text

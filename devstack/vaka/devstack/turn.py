@@ -132,7 +132,6 @@ def render_config(settings: TurnSettings, template: Path = SHIPPED_CONFIG) -> st
     if settings.tls_port is not None:
         lines += [
             f"tls-listening-port={settings.tls_port}",
-            f"alt-tls-listening-port={settings.tls_port + 1}",
             f"cert={settings.cert}",
             f"pkey={settings.key}",
         ]
