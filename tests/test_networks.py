@@ -223,6 +223,35 @@ async def test_relay_refuses_wrong_and_expired_credentials(
     assert "srflx" in candidates["wrong"]  # STUN needs no credential
 
 
+async def test_secret_rotation(relay_files: tuple[LocalPki, Path], tmp_path: Path) -> None:
+    """Two secrets during a rotation are both accepted; after the restart only the new one."""
+    new_secret = "rotated-shared-secret-9876543210"
+
+    async def relay_offered(bed: Bed, secret: str, name: str) -> bool:
+        peer = bed.peer("unit", name=name, ice_servers=bed.ice_servers("udp", secret=secret))
+        async with peers(peer):
+            return "relay" in (await peer.request({"cmd": "offer"}))["candidates"]
+
+    _pki, secret_file = relay_files
+    with running_bed(Profile("rotation"), relay_files, tmp_path) as bed:
+        secret_file.write_text(f"{SECRET}\n{new_secret}\n")
+        try:
+            bed.relay.restart()
+            both = [
+                await relay_offered(bed, s, f"both-{i}") for i, s in enumerate((SECRET, new_secret))
+            ]
+            secret_file.write_text(new_secret + "\n")
+            bed.relay.restart()
+            after = [
+                await relay_offered(bed, s, f"after-{i}")
+                for i, s in enumerate((SECRET, new_secret))
+            ]
+        finally:
+            secret_file.write_text(SECRET + "\n")
+    assert both == [True, True]
+    assert after == [False, True]
+
+
 def _probe(topology: Topology) -> dict[str, float]:
     echo = topology.net.start(
         topology.relay,
