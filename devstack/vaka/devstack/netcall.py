@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +190,6 @@ class CallSetup:
     answer_candidates: list[str]
     staff_first_frame_at: float
     unit_first_frame_at: float | None
-    extra: Message = field(default_factory=dict)
 
     @property
     def setup_s(self) -> float:

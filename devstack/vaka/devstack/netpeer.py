@@ -170,7 +170,8 @@ class Peer:
         except MediaStreamError:
             return  # the track ends when the call does
 
-    async def _candidates(self) -> list[str]:
+    def _candidates(self) -> list[str]:
+        """The candidate types in the local description (host, srflx, relay)."""
         description = self.pc.localDescription
         return [
             line.split()[7]
@@ -182,7 +183,7 @@ class Peer:
         self.started_at = time.time()
         await self.pc.setLocalDescription(await self.pc.createOffer())
         sdp = self.pc.localDescription.sdp
-        candidates = await self._candidates()
+        candidates = self._candidates()
         return {
             "sdp": sdp,
             "type": "offer",
@@ -194,7 +195,7 @@ class Peer:
         await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         sdp = self.pc.localDescription.sdp
-        return {"sdp": sdp, "type": "answer", "candidates": await self._candidates()}
+        return {"sdp": sdp, "type": "answer", "candidates": self._candidates()}
 
     async def take_answer(self, answer: str) -> dict[str, Any]:
         await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
