@@ -20,6 +20,8 @@ APT_PACKAGES=(
   v4l-utils          # cec-ctl: the TV unit wakes the TV over HDMI-CEC
   libudev1           # pyudev loads libudev: device discovery and hotplug
   chromium           # tests/test_console_login.py: the staff console in a real browser (Playwright)
+  coturn             # the relay (turnserver): tests/test_networks.py and bench/latency.py start their
+                     # own inside network namespaces; Debian enables its service, disabled below
 )
 
 missing=()
@@ -36,6 +38,10 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [[ " ${missing[*]} " == *" coturn "* ]] && command -v systemctl >/dev/null; then
+    # A relay on the host's ports would answer for nobody; the test bed runs turnserver itself.
+    systemctl disable --now coturn >/dev/null 2>&1 || true
+  fi
 fi
 
 PY=${PYTHON:-python3}

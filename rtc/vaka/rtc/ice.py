@@ -19,12 +19,19 @@ without a word keeps a camera streaming for about 30 s. A unit must notice withi
 :func:`configure_ice` checks every ``consent_interval_s`` and gives up after
 ``consent_failures`` missed checks in a row (each check waits 0.5 s for its answer).
 
+And one method in ``aioice.turn``, ``TurnClientMixin.delete``: when consent fails, aioice closes
+the connection and first deletes its TURN allocation, retransmitting for about 30 s when the line
+is dead (which is why consent failed) — and only then reports the connection failed. A unit must
+end the call at once, so the deletion is bounded to ``turn_delete_timeout_s``; coturn frees an
+allocation nobody refreshes when its lifetime ends (RFC 8656 section 6).
+
 Also :func:`rtc_configuration`: aiortc falls back to Google's public STUN server when
 ``RTCConfiguration.iceServers`` is ``None``; a unit must never contact a third party unasked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from collections.abc import Callable, Coroutine, Sequence
@@ -32,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
+import aioice.turn
 from aiortc import RTCConfiguration, RTCIceServer
 
 log = logging.getLogger(__name__)
@@ -39,11 +47,15 @@ log = logging.getLogger(__name__)
 DEFAULT_GATHER_TIMEOUT_S = 0.3
 """How long to wait for STUN/TURN candidates unless told otherwise (aioice's own is 5 s)."""
 
+DEFAULT_TURN_DELETE_TIMEOUT_S = 1.0
+"""How long closing a connection waits for the TURN server to confirm a deletion."""
+
 
 @dataclass
 class _IceSettings:
     host_addresses: tuple[str, ...] | None = None
     gather_timeout_s: float = DEFAULT_GATHER_TIMEOUT_S
+    turn_delete_timeout_s: float = DEFAULT_TURN_DELETE_TIMEOUT_S
     installed: bool = False
 
 
@@ -74,11 +86,30 @@ async def _get_component_candidates(
     return await _original_get_component_candidates(self, component, addresses, timeout=bounded)
 
 
+_original_turn_delete: Callable[..., Coroutine[Any, Any, None]] = aioice.turn.TurnClientMixin.delete
+
+
+async def _turn_delete(self: aioice.turn.TurnClientMixin) -> None:
+    """Stand-in for ``TurnClientMixin.delete`` that gives up after ``turn_delete_timeout_s``.
+
+    Cancelling the original still closes its socket (its ``finally``).
+    """
+    try:
+        async with asyncio.timeout(_settings.turn_delete_timeout_s):
+            await _original_turn_delete(self)
+    except TimeoutError:
+        log.info(
+            "TURN allocation not confirmed deleted within %.1f s; the relay frees it at expiry",
+            _settings.turn_delete_timeout_s,
+        )
+
+
 def configure_ice(
     host_addresses: Sequence[str] | None = None,
     gather_timeout_s: float = DEFAULT_GATHER_TIMEOUT_S,
     consent_interval_s: float = 1.0,
     consent_failures: int = 4,
+    turn_delete_timeout_s: float = DEFAULT_TURN_DELETE_TIMEOUT_S,
 ) -> None:
     """Set, for the whole process, the ICE host addresses and the STUN/TURN gathering bound.
 
@@ -87,6 +118,7 @@ def configure_ice(
     :param gather_timeout_s: the longest a STUN/TURN server may delay candidate gathering.
     :param consent_interval_s: how often consent to send is checked on a live connection.
     :param consent_failures: missed consent checks in a row after which the connection closes.
+    :param turn_delete_timeout_s: the longest closing waits for a TURN allocation's deletion.
     :raises ValueError: an address is not an IP address, or the timeout is not positive.
 
     Idempotent: the patch is installed once; later calls only change the settings, which apply
@@ -96,6 +128,8 @@ def configure_ice(
         raise ValueError(f"ICE gathering timeout must be positive, got {gather_timeout_s}")
     if not consent_interval_s > 0 or consent_failures < 1:
         raise ValueError("ICE consent interval must be positive and failures at least 1")
+    if not turn_delete_timeout_s > 0:
+        raise ValueError(f"TURN deletion timeout must be positive, got {turn_delete_timeout_s}")
     aioice.ice.CONSENT_INTERVAL = consent_interval_s  # type: ignore[assignment]
     aioice.ice.CONSENT_FAILURES = consent_failures
     addresses: tuple[str, ...] | None = None
@@ -110,7 +144,9 @@ def configure_ice(
         addresses = tuple(host_addresses)
     _settings.host_addresses = addresses
     _settings.gather_timeout_s = gather_timeout_s
+    _settings.turn_delete_timeout_s = turn_delete_timeout_s
     if not _settings.installed:
+        aioice.turn.TurnClientMixin.delete = _turn_delete  # type: ignore[method-assign]
         aioice.ice.get_host_addresses = _get_host_addresses
         aioice.ice.Connection.get_component_candidates = _get_component_candidates  # type: ignore[method-assign]
         _settings.installed = True
@@ -136,10 +172,12 @@ def rtc_configuration(ice_servers: Sequence[RTCIceServer] = ()) -> RTCConfigurat
 
 
 def reset_ice() -> None:
-    """Put aioice back exactly as it was (its own host addresses, its 5 s wait). For tests."""
+    """Put aioice back exactly as it was (its host addresses, its 5 s wait, its TURN deletion)."""
     if _settings.installed:
+        aioice.turn.TurnClientMixin.delete = _original_turn_delete  # type: ignore[method-assign]
         aioice.ice.get_host_addresses = _original_get_host_addresses
         aioice.ice.Connection.get_component_candidates = _original_get_component_candidates  # type: ignore[method-assign]
     _settings.host_addresses = None
     _settings.gather_timeout_s = DEFAULT_GATHER_TIMEOUT_S
+    _settings.turn_delete_timeout_s = DEFAULT_TURN_DELETE_TIMEOUT_S
     _settings.installed = False
