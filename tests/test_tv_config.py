@@ -28,9 +28,11 @@ async def test_auto_answer_rules_reach_the_tv(broker: Broker, central: CentralSe
             assert resp.status == 200, await resp.text()
         # The store activates the bundle, then its listeners put the values in (the language).
         await wait_for(
-            lambda: agent.config_store.active is not None
-            and agent.tv is not None
-            and agent.tv.catalog.language == "da",
+            lambda: (
+                agent.config_store.active is not None
+                and agent.tv is not None
+                and agent.tv.catalog.language == "da"
+            ),
             10,
         )
         bundle = agent.config_store.active
