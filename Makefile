@@ -41,6 +41,9 @@ image: setup
 # Builds the amd64 variant from Debian's packages and checks it offline (slow, root, network);
 # not part of `make test`.
 image-test: setup
+	@command -v qemu-system-x86_64 >/dev/null || { echo "image-test: installing qemu-system-x86"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  --no-install-recommends qemu-system-x86 >/dev/null; }
 	VAKA_IMAGE_TEST=1 $(VENV)/pytest -v -s tests/test_image.py tests/test_image_units.py
 
 clean:
