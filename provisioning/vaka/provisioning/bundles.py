@@ -82,6 +82,8 @@ class IceServer(_Strict):
 
 ClockTime = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 """A local time of day, ``HH:MM`` (24 h)."""
+PhoneNumber = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 ()-]{2,23}$")]
+"""A phone number as the citizen should read it: digits, spaces, hyphens, brackets, a leading +."""
 
 
 class ScheduledCheck(_Strict):
@@ -118,7 +120,7 @@ class UnitConfigBundle(_Strict):
     #: shows ``day_phone`` (or to call the usual number) instead of the button by day.
     day_calls: bool = True
     #: The care provider's daytime phone number, shown on the TV by day.
-    day_phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 ()-]{2,23}$")
+    day_phone: PhoneNumber | None = None
 
     @field_validator("timezone")
     @classmethod
