@@ -149,8 +149,8 @@ async def test_night_hours_and_day_number_reach_the_tv_screen(
         assert any(isinstance(s, Calling) and not s.night for s in shown(agent))
 
         # Staff that take no calls through the unit by day: the number instead of the button.
-        body = {"profile": "tv", "day_calls": False, "day_phone": "08-123 45 67"}
-        async with http.post(path, json=body) as resp:
+        no_day_calls = {"profile": "tv", "day_calls": False, "day_phone": "08-123 45 67"}
+        async with http.post(path, json=no_day_calls) as resp:
             assert resp.status == 200, await resp.text()
         await wait_for(lambda: agent.config_store.version == 2, 10)
         tv.troubles.clear_notice()

@@ -210,38 +210,64 @@ def describe(state: ScreenState, catalog: Catalog, size: Size = BASE) -> Layout:
     return Layout(size, BLACK, videos, targets, texts + labels, frame)
 
 
+class _Pen:
+    """Writes a screen's texts: boxes and sizes on the design canvas, on the black screen."""
+
+    def __init__(self, sc: Scale) -> None:
+        self.sc = sc
+        self.low = sc.px(MIN_TEXT_PX)
+
+    def __call__(
+        self, t: str, box: tuple[int, int, int, int], px: int, ink: Rgb = WHITE, n: int = 1
+    ) -> TextSpec:
+        return TextSpec(t, self.sc.rect(*box), self.sc.px(px), self.low, ink, BLACK, n)
+
+
+def _idle_texts(state: Idle, catalog: Catalog, text: _Pen) -> tuple[TextSpec, ...]:
+    """The clock, the date, and by day the provider's number (under the button or instead)."""
+    now = state.now or datetime.now()
+    texts: tuple[TextSpec, ...] = (
+        text(f"{now:%H:%M}", (0, 30, 1280, 210), 190),
+        text(_date_text(now, catalog), (40, 250, 1200, 100), 68),
+    )
+    phone = state.day_phone
+    if state.reach is StaffReach.DAY and phone is not None:
+        texts += (text(catalog.text("idle.day_phone", phone=phone), (40, 608, 1200, 96), 60),)
+    elif state.reach is StaffReach.PHONE:
+        words = (
+            catalog.text("idle.call_day_phone", phone=phone)
+            if phone is not None
+            else catalog.text("idle.no_day_phone")
+        )
+        texts += (text(words, (60, 400, 1160, 280), 80, YELLOW, 2),)
+    return texts
+
+
+def _enrolling(
+    state: Enrolling, catalog: Catalog, text: _Pen
+) -> tuple[tuple[VideoSpec, ...], tuple[TextSpec, ...]]:
+    """The words, the code, large, and its QR symbol beside them."""
+    texts = (
+        text(catalog.text("enrolling.title"), (40, 24, 1200, 150), 72, n=2),
+        text(catalog.text("enrolling.hint"), (500, 220, 740, 150), 60, GREY, 2),
+        text(state.code, (500, 400, 740, 150), 120, YELLOW),
+    )
+    if state.qr is None:
+        return (), texts
+    return (_qr_picture(state.qr, text.sc.rect(60, 200, 400, 400)),), texts
+
+
 def _content(
     state: ScreenState, catalog: Catalog, sc: Scale, size: Size
 ) -> tuple[tuple[VideoSpec, ...], tuple[TextSpec, ...], Rgb | None]:
     """The pictures, the texts (besides the buttons') and the frame colour of ``state``."""
-    low = sc.px(MIN_TEXT_PX)
-
-    def text(
-        t: str, box: tuple[int, int, int, int], px: int, ink: Rgb = WHITE, n: int = 1
-    ) -> TextSpec:
-        return TextSpec(t, sc.rect(*box), sc.px(px), low, ink, BLACK, n)
-
+    text = _Pen(sc)
     videos: tuple[VideoSpec, ...] = ()
     texts: tuple[TextSpec, ...] = ()
     frame: Rgb | None = None
     match state:
-        case Idle(now=now, reach=reach, day_phone=phone):
-            now = now or datetime.now()
-            texts = (
-                text(f"{now:%H:%M}", (0, 30, 1280, 210), 190),
-                text(_date_text(now, catalog), (40, 250, 1200, 100), 68),
-            )
-            if reach is StaffReach.DAY and phone is not None:
-                texts += (
-                    text(catalog.text("idle.day_phone", phone=phone), (40, 608, 1200, 96), 60),
-                )
-            elif reach is StaffReach.PHONE:
-                words = (
-                    catalog.text("idle.call_day_phone", phone=phone)
-                    if phone is not None
-                    else catalog.text("idle.no_day_phone")
-                )
-                texts += (text(words, (60, 400, 1160, 280), 80, YELLOW, 2),)
+        case Idle():
+            texts = _idle_texts(state, catalog, text)
         case Incoming(caller_name=name, caller_role=role, countdown_s=countdown):
             role_key = f"role.{role}"
             role_text = catalog.text(role_key) if catalog.has(role_key) else role
@@ -280,14 +306,8 @@ def _content(
             texts = (text(body, (640, 40, 600, 440), 72, n=6),)
         case Message(text=body):
             texts = (text(body, (60, 40, 1160, 440), 80, n=6),)
-        case Enrolling(code=code, qr=qr):
-            texts = (
-                text(catalog.text("enrolling.title"), (40, 24, 1200, 150), 72, n=2),
-                text(catalog.text("enrolling.hint"), (500, 220, 740, 150), 60, GREY, 2),
-                text(code, (500, 400, 740, 150), 120, YELLOW),
-            )
-            if qr is not None:
-                videos = (_qr_picture(qr, sc.rect(60, 200, 400, 400)),)
+        case Enrolling():
+            videos, texts = _enrolling(state, catalog, text)
     return videos, texts, frame
 
 
