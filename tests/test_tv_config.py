@@ -1,18 +1,24 @@
-"""Technicians set a TV's auto-answer rules and language through central; bad rules are refused
-with the reason."""
+"""Technicians set a TV's auto-answer rules, language, night hours and day number through
+central; bad values are refused with the reason."""
 
 import argparse
 import asyncio
+import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.test_enrolment import technician
-from tests.tvunit import TV, running_tv, tv_directory
+from tests.tvunit import TV, running_tv, screen_of, shown, tv_directory
+from vaka.agent.tv.staff_hours import StaffHours
+from vaka.agent.ui import ButtonId, Calling, Catalog, Idle, StaffReach, Trouble
+from vaka.agent.ui.layout import describe
+from vaka.agent.ui.spec import YELLOW
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.polling import wait_for
-from vaka.provisioning.technician import auto_answer_rule, ice_servers_file
+from vaka.provisioning.technician import auto_answer_rule, ice_servers_file, night_hours
 
 RULE = {"purpose": "video_visit", "caller_groups": ["g-day"], "countdown_s": 7}
 
@@ -74,3 +80,112 @@ def test_the_cli_reads_a_rule() -> None:
     }
     with pytest.raises(argparse.ArgumentTypeError, match="expected PURPOSE"):
         auto_answer_rule("video_visit:10")
+
+
+def _at(hour: int, minute: int) -> float:
+    """A frozen instant: ``hour:minute`` in Stockholm on a winter day (UTC+1)."""
+    return dt.datetime(2025, 1, 15, hour, minute, tzinfo=ZoneInfo("Europe/Stockholm")).timestamp()
+
+
+async def test_night_hours_and_day_number_reach_the_tv_screen(
+    broker: Broker, central: CentralService
+) -> None:
+    http = await technician(central)
+    await asyncio.to_thread(central.directory.load, tv_directory())
+    async with http, running_tv(broker) as agent:
+        tv = agent.tv
+        assert tv is not None
+        path = f"/api/units/{TV}/config"
+        body = {
+            "profile": "tv",
+            "night_from": "22:00",
+            "night_until": "06:30",
+            "day_phone": "08-123 45 67",
+        }
+        async with http.post(path, json=body) as resp:
+            assert resp.status == 200, await resp.text()
+        await wait_for(lambda: agent.config_store.version == 1, 10)
+        bundle = agent.config_store.active
+        assert bundle is not None
+        # central's time zone travels with the hours
+        assert (bundle.timezone, bundle.night_from, bundle.night_until) == (
+            "Europe/Stockholm",
+            "22:00",
+            "06:30",
+        )
+        catalog = Catalog("en")
+
+        async def screen_at(hour: int, minute: int) -> Idle:
+            tv.clock = lambda: _at(hour, minute)  # the frozen clock
+            tv.refresh()
+            state = screen_of(agent).state
+            assert isinstance(state, Idle)
+            return state
+
+        def words(state: Idle) -> list[str]:
+            layout = describe(state, catalog)
+            return [catalog.text(b.label_key) for b in layout.buttons] + [
+                t.text for t in layout.texts[1:] if t.background != YELLOW
+            ]
+
+        day = await screen_at(21, 59)
+        assert day.reach is StaffReach.DAY and day.now is not None and day.now.hour == 21
+        assert "Call the staff" in words(day) and "Home care: 08-123 45 67" in words(day)
+        night = await screen_at(22, 0)
+        assert night.reach is StaffReach.NIGHT
+        assert "Call the night staff" in words(night)
+        assert not any("08-123" in w for w in words(night))
+        assert (await screen_at(6, 29)).reach is StaffReach.NIGHT
+        assert (await screen_at(6, 30)).reach is StaffReach.DAY
+
+        # By day the button rings whoever is on duty; nobody is: the day's words for it.
+        await screen_at(12, 0)
+        screen_of(agent).press(ButtonId.CALL_STAFF)
+        await wait_for(lambda: isinstance(screen_of(agent).state, Trouble), 10)
+        trouble = screen_of(agent).state
+        assert isinstance(trouble, Trouble) and trouble.reason_key == "no_staff"
+        texts = [t.text for t in describe(trouble, catalog).texts]
+        assert "Nobody from the staff can answer right now." in texts
+        assert any(isinstance(s, Calling) and not s.night for s in shown(agent))
+
+        # Staff that take no calls through the unit by day: the number instead of the button.
+        no_day_calls = {"profile": "tv", "day_calls": False, "day_phone": "08-123 45 67"}
+        async with http.post(path, json=no_day_calls) as resp:
+            assert resp.status == 200, await resp.text()
+        await wait_for(lambda: agent.config_store.version == 2, 10)
+        tv.troubles.clear_notice()
+        phone = await screen_at(12, 0)
+        assert phone.reach is StaffReach.PHONE and not describe(phone, catalog).buttons
+        assert "Call home care: 08-123 45 67" in [t.text for t in describe(phone, catalog).texts]
+        with pytest.raises(ValueError, match="no 'call_staff' button"):
+            screen_of(agent).press(ButtonId.CALL_STAFF)
+        assert (await screen_at(21, 0)).reach is StaffReach.NIGHT  # the default night hours
+
+        bad = [
+            ({"profile": "tv", "night_from": "22:00", "night_until": "22:00"}, "need a start"),
+            ({"profile": "tv", "night_from": "25:00"}, "night_from"),
+            ({"profile": "tv", "timezone": "Mars/Olympus"}, "not a known time zone"),
+            ({"profile": "tv", "day_phone": "ring me"}, "day_phone"),
+        ]
+        for body, reason in bad:
+            async with http.post(path, json=body) as resp:
+                assert resp.status == 400 and reason in await resp.text(), body
+        assert agent.config_store.version == 2
+
+
+def test_the_cli_reads_night_hours() -> None:
+    assert night_hours("21:30-06:00") == ("21:30", "06:00")
+    with pytest.raises(argparse.ArgumentTypeError, match="expected HH:MM-HH:MM"):
+        night_hours("21:30")
+
+
+def test_staff_hours_without_a_bundle_are_21_to_7_local_time() -> None:
+    hours = StaffHours.of(None)
+    assert (hours.night_from, hours.night_until, hours.zone) == (
+        dt.time(21),
+        dt.time(7),
+        None,
+    )
+    evening = dt.datetime(2025, 1, 15, 20, 59).timestamp()  # the machine's local time
+    assert hours.reach(evening) is StaffReach.DAY
+    assert hours.reach(evening + 60) is StaffReach.NIGHT

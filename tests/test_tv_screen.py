@@ -17,14 +17,17 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from datetime import time as dt_time
 from itertools import combinations
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests.xserver import xdisplay  # noqa: F401 - a fixture
+from vaka.agent.enrol import qr_modules
 from vaka.agent.media.source import BgrImage
 from vaka.agent.ui import (
     LANGUAGES,
@@ -32,6 +35,7 @@ from vaka.agent.ui import (
     Calling,
     Catalog,
     CatalogError,
+    Enrolling,
     HeadlessScreen,
     Idle,
     InCall,
@@ -39,6 +43,7 @@ from vaka.agent.ui import (
     Message,
     ScreenError,
     ScreenState,
+    StaffReach,
     Trouble,
     TvScreen,
     hit_test,
@@ -46,9 +51,10 @@ from vaka.agent.ui import (
 )
 from vaka.agent.ui.catalog import REFERENCE, load_messages
 from vaka.agent.ui.drawing import fit_text
-from vaka.agent.ui.layout import MIN_TEXT_PX, buttons, describe, min_target_px
-from vaka.agent.ui.spec import BLACK, YELLOW, Rgb, contrast_ratio
+from vaka.agent.ui.layout import MIN_TEXT_PX, buttons, describe, face_region, min_target_px
+from vaka.agent.ui.spec import BLACK, EDGE_SHADE, WHITE, YELLOW, Rgb, contrast_ratio
 from vaka.agent.ui.x11 import screen_pixels, window_manager_running
+from vaka.protocol.enrolment import display_code
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENS = ROOT / "docs" / "screens"
@@ -68,12 +74,15 @@ def _picture(w: int, h: int, back: Rgb, front: Rgb) -> BgrImage:
 REMOTE = _picture(640, 480, (96, 140, 176), (232, 190, 160))
 SELF = _picture(640, 480, (70, 90, 70), (210, 170, 140))
 STATES: dict[str, ScreenState] = {
-    "idle": Idle(datetime(2025, 3, 3, 14, 5)),
+    "idle": Idle(datetime(2025, 3, 3, 22, 5)),
+    "idle-day": Idle(datetime(2025, 3, 3, 14, 5), StaffReach.DAY, "08-123 45 67"),
+    "idle-day-phone": Idle(datetime(2025, 3, 3, 14, 5), StaffReach.PHONE, "08-123 45 67"),
     "incoming": Incoming("Anna Lindqvist", "nurse", 5),
     "calling": Calling(),
     "in-call": InCall(REMOTE, SELF),
     "trouble": Trouble("no_connection"),
     "message": Message("Kom ihåg att ta dina mediciner klockan 14:00."),
+    "enrolling": Enrolling("ABCDE-FGH23", qr_modules("ABCDEFGH23")),
 }
 MORE_STATES: list[ScreenState] = [
     Incoming("Bo", "someone from elsewhere", None),
@@ -303,7 +312,8 @@ async def test_every_state_on_screen(tv: Tv, tmp_path: Path) -> None:
             assert inked > 300, (name, spec.text)
         if isinstance(state, InCall):
             assert tuple(shot[360, 640]) == (232, 190, 160)  # the remote picture, scaled up
-            assert tuple(shot[30, 960]) == (70, 90, 70)  # the self view
+            own = layout.videos[1].placed()  # the self view, in the bar below the picture
+            assert tuple(shot[own.y + 10, own.x + 10]) == (70, 90, 70)
         elif isinstance(state, Trouble):
             assert tuple(shot[4, 640]) == YELLOW and tuple(shot[100, 100]) == BLACK
         if save:
@@ -370,3 +380,171 @@ async def test_the_screen_reads_back_what_it_shows(tv: Tv, tmp_path: Path) -> No
     assert np.array_equal(pixels[..., ::-1], shot)
     assert np.array_equal(pixels, render(STATES["incoming"], Catalog("sv")))
     assert screen_pixels(":4711", 10, 10) is None
+
+
+# -- issue 14: words, pressable buttons, the caller's face, day and night, enrolment -------------
+
+WITH_BUTTONS: list[ScreenState] = [
+    Idle(datetime(2025, 3, 3, 23, 5)),
+    Idle(datetime(2025, 3, 3, 14, 5), StaffReach.DAY, "08-123 45 67"),
+    Incoming("Anna Lindqvist", "nurse", 5),
+    Calling(),
+    InCall(REMOTE, SELF),
+    Message("Kom ihåg att ta dina mediciner klockan 14:00."),
+]
+NOT_NOW = {"sv": "Inte nu", "da": "Ikke nu", "en": "Not now"}
+
+
+def _luminance_contrast(a: np.ndarray, b: np.ndarray) -> float:
+    return contrast_ratio(tuple(int(v) for v in a), tuple(int(v) for v in b))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("language", ["sv", "da"])
+async def test_not_now_and_every_button_looks_pressable(
+    tv: Tv, tmp_path: Path, language: str
+) -> None:
+    catalog = Catalog(language)
+    tv.screen.catalog = catalog
+    for state in WITH_BUTTONS:
+        await tv.show(state)
+        shot = await tv.screenshot(tmp_path / "shot.png")
+        # What is on the X screen is exactly what the layout drew, labels included.
+        assert np.array_equal(shot, render(state, catalog)[..., ::-1]), state
+        layout = describe(state, catalog)
+        background = shot[2, 2]
+        assert tuple(background) == layout.background
+        for button in layout.buttons:
+            r = button.rect
+            face = shot[button.face.center[1], r.x + 14]
+            edge = shot[r.y + r.h - button.edge // 2 - 2, r.center[0]]
+            frame = shot[r.y + 1, r.center[0]]
+            # A filled face that stands out from the screen (WCAG's 4.5:1 and more), not grey.
+            ratio = _luminance_contrast(face, background)
+            print(f"{language} {type(state).__name__} {button.id}: face/screen {ratio:.1f}:1")
+            assert ratio >= 4.5, (state, button.id, ratio)
+            assert int(face.max()) - int(face.min()) >= 100, (button.id, "a grey face")
+            # A darker raised edge below the face, and a white frame round the key.
+            assert tuple(edge) == tuple(round(c * EDGE_SHADE) for c in button.fill), button.id
+            assert tuple(frame) == WHITE, button.id
+            # The label is written on the face, black on a light colour.
+            label = next(t for t in layout.texts if t.background == button.fill)
+            assert label.text == catalog.text(button.label_key)
+            assert contrast_ratio(label.ink, button.fill) >= 7.0
+    incoming = describe(Incoming("Anna", "nurse", 5), catalog)
+    cancel = next(b for b in incoming.buttons if b.id is ButtonId.CANCEL_AUTO_ANSWER)
+    assert catalog.text(cancel.label_key) == NOT_NOW[language]
+    assert "Vänta" not in catalog.text(cancel.label_key)
+
+
+WIDE_REMOTE = _picture(1280, 720, (96, 140, 176), (232, 190, 160))
+
+
+@pytest.mark.parametrize("language", ["sv", "da"])
+async def test_the_hang_up_button_leaves_the_callers_face_free(
+    tv: Tv, tmp_path: Path, language: str
+) -> None:
+    catalog = Catalog(language)
+    tv.screen.catalog = catalog
+    for remote in (REMOTE, WIDE_REMOTE):  # a 4:3 camera and a 16:9 one
+        state = InCall(remote, SELF)
+        await tv.show(state)
+        shot = await tv.screenshot(tmp_path / "call.png")
+        layout = describe(state, catalog)
+        picture = layout.videos[0].placed()
+        face = face_region(picture)
+        # The synthetic pattern's face is centred at (w/2, h/2.3) of the picture: in the region.
+        cx = picture.x + round(picture.w / 2)
+        cy = picture.y + round(picture.h / 2.3)
+        assert face.contains(cx, cy)
+        for button in layout.buttons:
+            assert not button.rect.overlaps(face), (button.id, button.rect, face)
+            assert not button.rect.overlaps(picture), (button.id, "covers the picture")
+        for other in layout.videos[1:]:  # nor does the unit's own picture
+            assert not other.rect.overlaps(face)
+        # On the screen: the face region holds only the caller's picture, the face at its centre.
+        area = shot[face.y : face.y + face.h, face.x : face.x + face.w].astype(int)
+        assert tuple(shot[cy, cx]) == (232, 190, 160)
+        back, skin = np.array((96, 140, 176)), np.array((232, 190, 160))
+        # every pixel is on the line between the two colours (the scaled pattern's edge blends)
+        t = ((area - back) @ (skin - back)) / float((skin - back) @ (skin - back))
+        off = np.abs(area - (back + t[..., None] * (skin - back))).max()
+        assert off <= 3, f"something else is drawn over the face ({off})"
+        hang_up = next(b for b in layout.buttons if b.id is ButtonId.HANG_UP)
+        assert tuple(shot[hang_up.face.center[1], hang_up.rect.x + 14]) == hang_up.fill
+        assert hit_test(state, *hang_up.rect.center) is ButtonId.HANG_UP
+        assert hit_test(state, cx, cy) is None
+
+
+@pytest.mark.parametrize("language", ["sv", "da"])
+async def test_the_staff_button_follows_the_night_hours(
+    tv: Tv, tmp_path: Path, language: str
+) -> None:
+    from vaka.agent.tv.staff_hours import StaffHours
+
+    catalog = Catalog(language)
+    tv.screen.catalog = catalog
+    stockholm = ZoneInfo("Europe/Stockholm")
+    hours = StaffHours(dt_time(21, 0), dt_time(7, 0), stockholm, True, "08-123 45 67")
+    phone_only = StaffHours(dt_time(21, 0), dt_time(7, 0), stockholm, False, "08-123 45 67")
+    expected = {"sv": ("Ring nattpersonalen", "Ring personalen", "Hemtjänsten: 08-123 45 67",
+                       "Ring hemtjänsten: 08-123 45 67"),
+                "da": ("Ring til nattevagten", "Ring til personalet", "Hjemmeplejen: 08-123 45 67",
+                       "Ring til hjemmeplejen: 08-123 45 67")}[language]  # fmt: skip
+    night_label, day_label, day_line, phone_line = expected
+    cases = [  # local time in Stockholm (winter, UTC+1): what the screen offers
+        ("20:59", hours, day_label, day_line),
+        ("21:00", hours, night_label, None),
+        ("03:00", hours, night_label, None),
+        ("06:59", hours, night_label, None),
+        ("07:00", hours, day_label, day_line),
+        ("12:00", phone_only, None, phone_line),
+        ("23:00", phone_only, night_label, None),
+    ]
+    for at, staff, label, line in cases:
+        hh, mm = map(int, at.split(":"))
+        frozen = datetime(2025, 1, 15, hh, mm, tzinfo=stockholm).timestamp()
+        state = Idle(staff.local(frozen), staff.reach(frozen), staff.day_phone)
+        await tv.show(state)
+        shot = await tv.screenshot(tmp_path / "idle.png")
+        assert np.array_equal(shot, render(state, catalog)[..., ::-1]), at
+        layout = describe(state, catalog)
+        assert layout.texts[0].text == at
+        labels = [catalog.text(b.label_key) for b in layout.buttons]
+        assert labels == ([label] if label else []), at
+        if label:
+            (button,) = layout.buttons
+            assert tuple(shot[button.face.center[1], button.rect.x + 14]) == YELLOW
+        texts = [t.text for t in layout.texts]
+        assert (line in texts) if line else not any("08-123" in t for t in texts), (at, texts)
+        if label is None:  # no button: clicks anywhere do nothing
+            assert not buttons(state)
+    no_number = Idle(datetime(2025, 1, 15, 12, 0), StaffReach.PHONE, None)
+    await tv.show(no_number)
+    texts = [t.text for t in describe(no_number, catalog).texts]
+    assert catalog.text("idle.no_day_phone") in texts
+
+
+@pytest.mark.parametrize("language", ["sv", "da"])
+async def test_the_enrolment_code_is_on_the_tv(tv: Tv, tmp_path: Path, language: str) -> None:
+    import cv2
+
+    catalog = Catalog(language)
+    tv.screen.catalog = catalog
+    code = "ABCDEFGH23"
+    state = Enrolling(display_code(code), qr_modules(code))
+    await tv.show(state)
+    shot = await tv.screenshot(tmp_path / f"tv-enrolling-{language}.png")
+    assert np.array_equal(shot, render(state, catalog)[..., ::-1])
+    layout = describe(state, catalog)
+    texts = {t.text: t for t in layout.texts}
+    assert catalog.text("enrolling.title") in texts
+    assert catalog.text("enrolling.hint") in texts
+    shown = texts["ABCDE-FGH23"]
+    # Large: the biggest text on the screen, 80 px and more of 720 lines.
+    assert fit_text(shown).size == max(fit_text(t).size for t in layout.texts) >= 80
+    area = shot[shown.box.y : shown.box.y + shown.box.h, shown.box.x : shown.box.x + shown.box.w]
+    assert (np.abs(area.astype(int) - YELLOW).sum(axis=2) < 60).sum() > 3000
+    # A phone's camera reads the QR code off the screen.
+    text, _, _ = cv2.QRCodeDetector().detectAndDecode(shot[..., ::-1].copy())
+    assert text == f"VAKA-ENROL:{code}"
+    assert not buttons(state)

@@ -1,5 +1,5 @@
 """The TV unit with its real window under Xvfb: a call rings on screen (screenshot), and real X
-clicks (xdotool) on Wait, Answer, Hang up and Decline do what they say.
+clicks (xdotool) on Not now, Answer, Hang up and Decline do what they say.
 
 Runs in a pytest process of its own (``make test`` does that), like test_tv_screen.py: OpenCV's
 Qt window binds the process to one X display. ``VAKA_UPDATE_SCREENS=1`` writes the screenshots
@@ -23,7 +23,7 @@ from tests.tvunit import DAY, TV, cec_bus, push_tv_config, running_tv, tv_direct
 from tests.xserver import screenshot, xdisplay, xdotool  # noqa: F401 - xdisplay is a fixture
 from vaka.agent.app import Agent
 from vaka.agent.ui import ButtonId, Idle, Incoming, TvScreen
-from vaka.agent.ui.layout import buttons
+from vaka.agent.ui.layout import buttons, describe
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.polling import wait_for
@@ -96,7 +96,7 @@ async def test_call_rings_on_the_tv_and_clicks_do_what_they_say(
             r, g, b = (int(v) for v in pixels[cy + 60, cx])
             assert g > 100 and g > r + 40 and g > b + 40, (r, g, b)
 
-            # "Wait" stops the auto-answer: the call keeps ringing past the countdown.
+            # "Not now" stops the auto-answer: the call keeps ringing past the countdown.
             await _click(
                 agent,
                 ButtonId.CANCEL_AUTO_ANSWER,
@@ -115,10 +115,17 @@ async def test_call_rings_on_the_tv_and_clicks_do_what_they_say(
                 lambda: getattr(_window(agent).state, "self_frame", None) is not None, 10
             )
             pixels = await _shot(agent, tmp_path, "tv-call-in-progress")
-            # The caller's 4:3 pattern fills the screen's height: its white and green bars are
-            # where they should be.
-            assert min(int(v) for v in pixels[200, 220]) > 200, pixels[200, 220]
-            r, g, b = (int(v) for v in pixels[200, 580])
+            # The caller's 4:3 pattern fills the screen above the bar with the Hang up button:
+            # its white and green bars are where they should be, and no button covers it.
+            in_call = _window(agent).state
+            assert in_call is not None
+            picture = describe(in_call, _window(agent).catalog).videos[0].placed()
+            assert (picture.y, picture.h) == (0, 540)
+            assert not any(b.rect.overlaps(picture) for b in buttons(in_call))
+            y = picture.y + round(picture.h * 0.278)
+            white = pixels[y, picture.x + round(picture.w * 0.0625)]
+            assert min(int(v) for v in white) > 200, white
+            r, g, b = (int(v) for v in pixels[y, picture.x + round(picture.w * 0.4375)])
             assert g > 180 and r < 80 and b < 80, (r, g, b)
             await _click(agent, ButtonId.HANG_UP, call.ended.is_set)
             assert call.end_reason is not None and "citizen" in call.end_reason

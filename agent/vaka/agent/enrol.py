@@ -1,8 +1,9 @@
 """Enrolment on the unit: from a generic image to an identity of its own.
 
 The unit makes its key pair here (the private key file is 0600 and is never sent anywhere),
-derives its enrolment code from the public key, shows the code (text and QR for a label, the
-serial console or the TV), and asks for a certificate over the broker's enrolment listener with
+derives its enrolment code from the public key, shows the code (text and QR for a label and
+the serial console; on a ``tv`` unit large on the TV, with a QR code, see :class:`Enroller`),
+and asks for a certificate over the broker's enrolment listener with
 the image's claim identity, repeating the request until a technician approves the code. The
 answer is checked (our key, a unit id, a chain) and the certificate stored beside the key.
 """
@@ -16,6 +17,8 @@ import time
 from pathlib import Path
 
 import aiomqtt
+import numpy as np
+import numpy.typing as npt
 import qrcode
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -23,6 +26,16 @@ from cryptography.x509.oid import NameOID
 
 from vaka.agent import __version__
 from vaka.agent.config import AgentConfig, EnrolmentSection
+from vaka.agent.profiles.backends import screen_mode
+from vaka.agent.ui import (
+    ButtonId,
+    Catalog,
+    Enrolling,
+    HeadlessScreen,
+    Screen,
+    ScreenError,
+    TvScreen,
+)
 from vaka.errors import CertificateError, ConfigError, ProtocolError
 from vaka.protocol.backoff import backoff_delay
 from vaka.protocol.enrolment import (
@@ -71,6 +84,19 @@ def qr_text(code: str) -> str:
     return out.getvalue()
 
 
+def qr_modules(code: str) -> npt.NDArray[np.bool_]:
+    """The code's QR symbol for the TV screen: ``True`` for a dark module, with the standard
+    quiet zone of four light modules (the screen round it is black)."""
+    qr = qrcode.QRCode(border=4)
+    qr.add_data(f"VAKA-ENROL:{code}")
+    qr.make(fit=True)
+    return np.array(qr.get_matrix(), dtype=bool)
+
+
+def _no_buttons(button: ButtonId) -> None:
+    log.warning("the enrolment screen has no buttons, yet %s was pressed", button)
+
+
 def prepare_key(directory: Path, rotate_after_s: float, now: float | None = None) -> pki.PrivateKey:
     """This unit's key: made on first boot (0600), made anew when its code may have expired."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -105,9 +131,14 @@ def check_answer(answer: EnrolResponseMessage, key: pki.PrivateKey) -> list[x509
 
 
 class Enroller:
-    """Runs the enrolment of one unit until it has a certificate."""
+    """Runs the enrolment of one unit until it has a certificate.
 
-    def __init__(self, config: AgentConfig) -> None:
+    A ``tv`` unit shows its code on the TV while it waits (:class:`~vaka.agent.ui.Enrolling`):
+    on ``screen`` if one is given (its owner closes it), else on a screen of its own as
+    ``[tv] screen`` says, closed again once the unit is enrolled.
+    """
+
+    def __init__(self, config: AgentConfig, screen: Screen | None = None) -> None:
         if config.enrolment is None or config.storage.credentials_dir is None:
             raise ConfigError(
                 "this unit has no certificate and cannot enrol: its configuration needs "
@@ -118,12 +149,37 @@ class Enroller:
         self.directory: Path = config.storage.credentials_dir
         self.key = prepare_key(self.directory, self.settings.rotate_after_s)
         self.code = unit_code(self.key)
+        self.screen = screen
+        self._own_screen = False
 
     def announce(self) -> None:
-        """Show the code where the support function can read it."""
+        """Show the code where the support function can read it: the journal, the console and
+        (on a TV unit) the TV."""
         shown = display_code(self.code)
         log.warning("this unit is not enrolled; enrolment code %s", shown)
         print(f"\nEnrolment code: {shown}\n{qr_text(self.code)}", flush=True)
+        if self.screen is not None:
+            self.screen.show(Enrolling(shown, qr_modules(self.code)))
+
+    async def _open_screen(self) -> None:
+        """Open the TV screen for the code (a ``tv`` unit given none)."""
+        if self.screen is not None or self.config.unit.profile != "tv":
+            return
+        tv = self.config.tv
+        catalog, size = Catalog(tv.language), (tv.width, tv.height)
+        if screen_mode(self.config) == "window":
+            window = TvScreen(catalog, _no_buttons, size=size)
+            try:
+                self.screen = await asyncio.to_thread(window.start)
+            except ScreenError as err:
+                log.warning("the enrolment code is not shown on the TV: %s", err)
+        if self.screen is None:
+            self.screen = HeadlessScreen(catalog, _no_buttons, size=size)
+        self._own_screen = True
+
+    async def _close_screen(self) -> None:
+        if self._own_screen and self.screen is not None:
+            await asyncio.to_thread(self.screen.close)
 
     def _tls(self) -> ssl.SSLContext:
         s = self.settings
@@ -133,6 +189,13 @@ class Enroller:
 
     async def run(self) -> tuple[str, Path, Path]:
         """Ask until answered; returns ``(unit id, certificate path, key path)``."""
+        await self._open_screen()
+        try:
+            return await self._ask()
+        finally:
+            await self._close_screen()
+
+    async def _ask(self) -> tuple[str, Path, Path]:
         self.announce()
         request = encode(
             EnrolRequestMessage(
@@ -151,7 +214,7 @@ class Enroller:
             if remaining <= 0:
                 self.key = prepare_key(self.directory, self.settings.rotate_after_s)
                 self.code = unit_code(self.key)
-                return await self.run()  # announces the new code
+                return await self._ask()  # announces the new code
             try:
                 return await asyncio.wait_for(self._session(request), remaining)
             except TimeoutError:
@@ -205,8 +268,9 @@ class Enroller:
         return answer.payload.unit_id, cert_path, self.directory / KEY_FILE
 
 
-async def resolve_identity(config: AgentConfig) -> AgentConfig:
-    """The configuration with the unit's identity filled in, enrolling first if it has none."""
+async def resolve_identity(config: AgentConfig, *, screen: Screen | None = None) -> AgentConfig:
+    """The configuration with the unit's identity filled in, enrolling first if it has none
+    (showing the code on ``screen`` if given, see :class:`Enroller`)."""
     if config.broker.cert is not None:
         return config
     directory = config.storage.credentials_dir
@@ -215,7 +279,7 @@ async def resolve_identity(config: AgentConfig) -> AgentConfig:
     if cert.exists() and key.exists():
         unit_id = pki.common_name(pki.load_cert(cert))
     else:
-        unit_id, cert, key = await Enroller(config).run()
+        unit_id, cert, key = await Enroller(config, screen).run()
     if config.unit.id is not None and config.unit.id != unit_id:
         raise ConfigError(
             f"the certificate is for {unit_id}, the configuration says {config.unit.id}"

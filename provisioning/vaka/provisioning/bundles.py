@@ -12,12 +12,20 @@ pass for a config bundle, nor the other way round.
 """
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from vaka.errors import ConfigError, ProvisioningError
 from vaka.protocol.messages import describe_problems
@@ -72,12 +80,18 @@ class IceServer(_Strict):
         return urls
 
 
+ClockTime = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+"""A local time of day, ``HH:MM`` (24 h)."""
+PhoneNumber = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 ()-]{2,23}$")]
+"""A phone number as the citizen should read it: digits, spaces, hyphens, brackets, a leading +."""
+
+
 class ScheduledCheck(_Strict):
     """One check time of the care decision (local time) and its tolerance; informational on
     the unit (central enforces the schedule when it issues tickets, the ticket carries the
     window)."""
 
-    at: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    at: ClockTime
     tolerance_min: int = Field(default=30, ge=0, le=180)
 
 
@@ -95,6 +109,30 @@ class UnitConfigBundle(_Strict):
     ticket_key: str = Field(max_length=1024)  # central's Ed25519 ticket public key (PEM)
     language: Literal["sv", "da", "en"] = "sv"
     schedules: list[ScheduledCheck] = Field(default_factory=list, max_length=48)
+    #: The unit's time zone (IANA, e.g. ``Europe/Stockholm``): its clock, the night hours and
+    #: the schedules are in it. ``None``: the unit's own local time.
+    timezone: str | None = Field(default=None, max_length=64)
+    #: The care provider's night hours (local time, may cross midnight): the TV's button calls
+    #: the night staff from ``night_from`` until ``night_until``, the staff on duty otherwise.
+    night_from: ClockTime = "21:00"
+    night_until: ClockTime = "07:00"
+    #: Whether staff take the citizen's calls through the unit in the daytime too; if not, the TV
+    #: shows ``day_phone`` (or to call the usual number) instead of the button by day.
+    day_calls: bool = True
+    #: The care provider's daytime phone number, shown on the TV by day.
+    day_phone: PhoneNumber | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            zone_of(value)
+        return value
+
+    @model_validator(mode="after")
+    def _night_hours(self) -> Self:
+        check_night_hours(self.night_from, self.night_until)
+        return self
 
     @field_validator("unit")
     @classmethod
@@ -110,6 +148,22 @@ class UnitConfigBundle(_Strict):
     def ticket_public_key(self) -> OKPKey:
         """Central's ticket key from this bundle, ready to verify tickets with."""
         return public_ticket_key(self.ticket_key)
+
+
+def zone_of(name: str) -> ZoneInfo:
+    """The IANA time zone ``name``; :class:`ValueError` if there is no such zone here."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(f"{name!r} is not a known time zone (e.g. Europe/Stockholm)") from err
+
+
+def check_night_hours(start: str, end: str) -> None:
+    """Night hours are a span: :class:`ValueError` if they start when they end."""
+    if start == end:
+        raise ValueError(
+            f"night_from and night_until are both {start}: the night hours need a start and an end"
+        )
 
 
 def public_ticket_key(pem: str) -> OKPKey:

@@ -60,6 +60,21 @@ def add_unit_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
         "e.g. video_visit:g-home-care:10",
     )
     p.add_argument(
+        "--night-hours",
+        type=night_hours,
+        metavar="HH:MM-HH:MM",
+        help="the care provider's night hours, when the TV's button calls the night staff "
+        "(default 21:00-07:00)",
+    )
+    p.add_argument("--day-phone", help="the care provider's daytime number, shown on the TV by day")
+    p.add_argument(
+        "--day-calls",
+        action=argparse.BooleanOptionalAction,
+        help="whether the TV's button rings the staff on duty by day (default yes); "
+        "--no-day-calls shows the day phone number instead",
+    )
+    p.add_argument("--timezone", help="the unit's time zone (default: central's)")
+    p.add_argument(
         "--ice-servers",
         type=ice_servers_file,
         metavar="FILE",
@@ -107,10 +122,15 @@ def _call(api: CentralApi, args: argparse.Namespace) -> Any:
             "language",
             "auto_answer",
             "ice_servers",
+            "day_phone",
+            "day_calls",
+            "timezone",
         )
         for key in keys:
             if getattr(args, key) is not None:
                 body[key] = getattr(args, key)
+        if args.night_hours is not None:
+            body["night_from"], body["night_until"] = args.night_hours
         return api.request("POST", f"/api/units/{args.unit}/config", body)
     if cmd == "rotate":
         return api.request("POST", f"/api/units/{args.unit}/rotate", {})
@@ -126,6 +146,15 @@ def auto_answer_rule(text: str) -> dict[str, object]:
         )
     groups = [g.strip() for g in parts[1].split(",") if g.strip()]
     return {"purpose": parts[0], "caller_groups": groups, "countdown_s": int(parts[2])}
+
+
+def night_hours(text: str) -> tuple[str, str]:
+    """``HH:MM-HH:MM`` as ``(night_from, night_until)`` (``argparse`` type); central checks the
+    times."""
+    start, dash, end = text.partition("-")
+    if not dash or not start.strip() or not end.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HH:MM-HH:MM, e.g. 21:00-07:00")
+    return start.strip(), end.strip()
 
 
 def ice_servers_file(path: str) -> list[object]:

@@ -29,6 +29,7 @@ from vaka.agent.profiles.common import (
 from vaka.agent.runner import Part
 from vaka.agent.tv.controller import TvController
 from vaka.agent.tv.shown_message import MessageBoard
+from vaka.agent.tv.staff_hours import StaffHours
 from vaka.protocol.topics import Channel
 from vaka.provisioning.bundles import AutoAnswerRule
 
@@ -72,6 +73,7 @@ def compose_tv(config: AgentConfig, hardware: Hardware) -> Unit:
             board=board,
             acknowledge=inbox.acknowledge,
             auto_answer=lambda: _auto_answer(store),
+            staff_hours=lambda: StaffHours.of(store.active),
         )
         calls = CallManager(signals, guard, hardware, media, common.call, request, observer=tv)
     attach_calls(common, calls)

@@ -10,7 +10,9 @@ citizen's button to the night staff (:class:`~vaka.agent.tv.staff_button.StaffBu
 What is shown, most important first: a call (incoming, in progress, or the citizen calling the
 night staff), a message waiting for its acknowledgement, trouble that keeps a call from being
 made or taken (no connection, no camera), a notice after a citizen call nobody could take, and
-otherwise the idle screen with the clock and the night-staff button.
+otherwise the idle screen with the clock and the button to the staff: "call the night staff" in
+the care provider's night hours, "call the staff" (or the provider's day number) by day
+(:class:`~vaka.agent.tv.staff_hours.StaffHours`).
 
 Everything runs on the agent's event loop; the screen delivers presses there.
 """
@@ -36,6 +38,7 @@ from vaka.agent.tv.autoanswer import auto_answer_countdown
 from vaka.agent.tv.call_media import CallMedia
 from vaka.agent.tv.shown_message import MessageBoard, ShownMessage
 from vaka.agent.tv.staff_button import StaffButton
+from vaka.agent.tv.staff_hours import StaffHours
 from vaka.agent.tv.trouble import Troubles
 from vaka.agent.ui import (
     ButtonId,
@@ -89,6 +92,8 @@ class TvController(CallObserver):
         board: MessageBoard,
         acknowledge: Callable[[str], object],
         auto_answer: Callable[[], Sequence[AutoAnswerRule]] = list,
+        staff_hours: Callable[[], StaffHours] = StaffHours,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.screen_mode = screen_mode
@@ -98,6 +103,9 @@ class TvController(CallObserver):
         self.board = board
         self.acknowledge = acknowledge
         self.auto_answer = auto_answer
+        self.staff_hours = staff_hours
+        #: Unix time now (a test freezes it to see the screen at a given hour).
+        self.clock = clock
         self.screen: Screen | None = None
         self.catalog = Catalog(settings.language)
         display = hardware.display
@@ -171,17 +179,18 @@ class TvController(CallObserver):
             return InCall(self.call_media.picture, self._self_view())
         if phase is CallPhase.RINGING and self._incoming is not None:
             return self._incoming
+        hours, now = self.staff_hours(), self.clock()
         if phase is CallPhase.REQUESTING or (
             phase is CallPhase.CONNECTING and self.call.purpose == "citizen_call"
         ):
-            return Calling()
+            return Calling(night=hours.is_night(now))
         message = self.board.current
         if message is not None:
             return Message(message.text, message.picture)
         trouble = self.troubles.current()
         if trouble is not None:
-            return Trouble(trouble)
-        return Idle()
+            return Trouble(trouble, night=hours.is_night(now))
+        return Idle(hours.local(now), hours.reach(now), hours.day_phone)
 
     def refresh(self) -> None:
         """Show what is due now."""
@@ -262,6 +271,7 @@ class TvController(CallObserver):
                 elif self.call.phase is CallPhase.REQUESTING:
                     self._spawn(self.button.cancel("cancelled by the citizen"))
             case ButtonId.CALL_STAFF:
+                # The same request by day and by night: central rings whoever is on duty.
                 if not self._busy():
                     self._spawn(self.button.press())
             case ButtonId.ACKNOWLEDGE:

@@ -1,7 +1,7 @@
 """The TV unit's screen: what the citizen sees on their TV, and the buttons they press.
 
 - :mod:`~vaka.agent.ui.states`: what can be shown (``Idle``, ``Incoming``, ``Calling``,
-  ``InCall``, ``Trouble``, ``Message``) and the :class:`ButtonId` a press reports;
+  ``InCall``, ``Trouble``, ``Message``, ``Enrolling``) and the :class:`ButtonId` a press reports;
 - :mod:`~vaka.agent.ui.catalog`: the texts, in Swedish, Danish and English;
 - :mod:`~vaka.agent.ui.layout`: where things go (:func:`render`, :func:`hit_test`), drawn by
   :mod:`~vaka.agent.ui.drawing`;
@@ -17,11 +17,13 @@ from vaka.agent.ui.screen import HeadlessScreen, PressHandler, Screen, TvScreen
 from vaka.agent.ui.states import (
     ButtonId,
     Calling,
+    Enrolling,
     Idle,
     InCall,
     Incoming,
     Message,
     ScreenState,
+    StaffReach,
     Trouble,
 )
 
@@ -31,6 +33,7 @@ __all__ = [
     "Calling",
     "Catalog",
     "CatalogError",
+    "Enrolling",
     "HeadlessScreen",
     "Idle",
     "InCall",
@@ -40,6 +43,7 @@ __all__ = [
     "Screen",
     "ScreenError",
     "ScreenState",
+    "StaffReach",
     "Trouble",
     "TvScreen",
     "hit_test",

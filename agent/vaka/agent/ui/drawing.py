@@ -19,7 +19,15 @@ import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
 
 from vaka.agent.media.source import BgrImage
-from vaka.agent.ui.spec import WHITE, Layout, Rgb, Scale, TextSpec, VideoSpec
+from vaka.agent.ui.spec import (
+    EDGE_SHADE,
+    WHITE,
+    Layout,
+    Rgb,
+    Scale,
+    TextSpec,
+    VideoSpec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +133,10 @@ def _resize(picture: BgrImage, width: int, height: int) -> BgrImage:
 
 def _paste_video(canvas: BgrImage, video: VideoSpec) -> None:
     h, w = video.frame.shape[:2]
-    box = video.rect
-    if not (h and w and box.w and box.h):
+    placed = video.placed()
+    x, y, tw, th = placed.x, placed.y, placed.w, placed.h
+    if not (tw and th):
         return
-    s = min(box.w / w, box.h / h)
-    tw, th = max(1, round(w * s)), max(1, round(h * s))
-    x, y = box.x + (box.w - tw) // 2, box.y + (box.h - th) // 2
     picture = video.frame[..., :3]
     if (tw, th) != (w, h):
         picture = _resize(picture, tw, th)
@@ -208,14 +214,31 @@ def _text_stamp(spec: TextSpec) -> _Stamp:
     return _Stamp.of(np.asarray(mask))
 
 
+@dataclass(frozen=True, eq=False)
+class _ButtonStamps:
+    body: _Stamp
+    "The whole button: painted in the edge colour, it shows below the face as its raised edge."
+    face: _Stamp
+    "The top of the key, where the label is."
+    outline: _Stamp
+    "A white frame round the whole button, which sets it off from a dark screen or video."
+
+
 @functools.lru_cache(maxsize=32)
-def _button_stamps(width: int, height: int, radius: int, border: int) -> tuple[_Stamp, _Stamp]:
-    """A rounded button's face and its outline."""
-    shape = (0, 0, width - 1, height - 1)
-    face, outline = Image.new("L", (width, height), 0), Image.new("L", (width, height), 0)
-    ImageDraw.Draw(face).rounded_rectangle(shape, radius=radius, fill=255)
-    ImageDraw.Draw(outline).rounded_rectangle(shape, radius=radius, outline=255, width=border)
-    return _Stamp.of(np.asarray(face)), _Stamp.of(np.asarray(outline))
+def _button_stamps(width: int, height: int, radius: int, border: int, edge: int) -> _ButtonStamps:
+    """A rounded button drawn as a raised key: face, the edge below it, and its outline."""
+    body, face, outline = (Image.new("L", (width, height), 0) for _ in range(3))
+    whole = (0, 0, width - 1, height - 1)
+    ImageDraw.Draw(body).rounded_rectangle(whole, radius=radius, fill=255)
+    top = (0, 0, width - 1, height - 1 - edge)
+    ImageDraw.Draw(face).rounded_rectangle(top, radius=radius, fill=255)
+    ImageDraw.Draw(outline).rounded_rectangle(whole, radius=radius, outline=255, width=border)
+    return _ButtonStamps(*(_Stamp.of(np.asarray(m)) for m in (body, face, outline)))
+
+
+def _shade(rgb: Rgb, factor: float) -> Rgb:
+    r, g, b = (round(c * factor) for c in rgb)
+    return r, g, b
 
 
 def draw(layout: Layout) -> BgrImage:
@@ -226,12 +249,13 @@ def draw(layout: Layout) -> BgrImage:
     canvas[:] = _row(layout.background, width)
     for video in layout.videos:
         _paste_video(canvas, video)
-    radius, border = round(24 * s), max(2, round(6 * s))
+    radius, border = round(24 * s), max(2, round(5 * s))
     for button in layout.buttons:
         r = button.rect
-        face, outline = _button_stamps(r.w, r.h, radius, border)
-        _paint(canvas, r.x, r.y, face, button.fill)
-        _paint(canvas, r.x, r.y, outline, WHITE)
+        stamps = _button_stamps(r.w, r.h, radius, border, button.edge)
+        _paint(canvas, r.x, r.y, stamps.body, _shade(button.fill, EDGE_SHADE))
+        _paint(canvas, r.x, r.y, stamps.face, button.fill)
+        _paint(canvas, r.x, r.y, stamps.outline, WHITE)
     for spec in layout.texts:
         _paint(canvas, spec.box.x, spec.box.y, _text_stamp(spec), spec.ink)
     if layout.frame is not None:

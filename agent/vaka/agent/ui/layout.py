@@ -15,9 +15,13 @@ Sizes, for frail and often old eyes and hands:
   of 720 (:func:`min_target_px`). Our buttons are 160-240 px tall: 28-42 mm on that panel,
   88-133 mm on a 32" TV.
 - **Contrast** of every text on its background is at least 7:1 (WCAG AAA, checked by the tests
-  with :func:`~vaka.agent.ui.spec.contrast_ratio`): white on black 21:1, black on yellow
-  14.8:1, white on the green and red buttons above 7.5:1. A white frame round every button sets
-  it off from the black background and from video.
+  with :func:`~vaka.agent.ui.spec.contrast_ratio`): white on black 21:1, black on the yellow,
+  green, blue and red buttons 14.7, 9.7, 11.8 and 7.8:1.
+- **Every button looks pressable**: a light, filled face that stands out from the black screen
+  by 7:1 or more (nothing grey on grey, nothing that looks switched off), a darker raised edge
+  below it like a key's, and a white frame.
+- **Nothing covers the caller's face**: in a call their picture has the screen above a bar that
+  holds the hang-up button and the unit's own picture (:data:`FACE_REGION`, :func:`face_region`).
 - The screen is dark (black background): it is often seen at night.
 """
 
@@ -27,15 +31,19 @@ import logging
 import math
 from datetime import datetime
 
+import numpy as np
+import numpy.typing as npt
+
 from vaka.agent.media.source import BgrImage
 from vaka.agent.ui.catalog import Catalog
 from vaka.agent.ui.drawing import draw
 from vaka.agent.ui.spec import (
     BASE,
     BLACK,
+    BLUE,
+    EDGE_PX,
     GREEN,
     GREY,
-    LIGHT,
     RED,
     WHITE,
     YELLOW,
@@ -51,11 +59,13 @@ from vaka.agent.ui.spec import (
 from vaka.agent.ui.states import (
     ButtonId,
     Calling,
+    Enrolling,
     Idle,
     InCall,
     Incoming,
     Message,
     ScreenState,
+    StaffReach,
     Trouble,
 )
 
@@ -78,23 +88,34 @@ MONTHS = (
 # Answer and Decline are in the same place with or without a countdown, so nothing moves under
 # the citizen's finger when auto-answer is cancelled.
 _Button = tuple[ButtonId, tuple[int, int, int, int], str, Rgb, Rgb]
-_CALL_STAFF: _Button = (
-    ButtonId.CALL_STAFF,
-    (140, 420, 1000, 240),
-    "idle.call_staff",
-    YELLOW,
-    BLACK,
-)
-_ANSWER: _Button = (ButtonId.ANSWER, (60, 290, 560, 210), "incoming.answer", GREEN, WHITE)
-_DECLINE: _Button = (ButtonId.DECLINE, (660, 290, 560, 210), "incoming.decline", RED, WHITE)
+_CALL_NIGHT_STAFF: _Button = (
+    ButtonId.CALL_STAFF, (140, 420, 1000, 240), "idle.call_staff", YELLOW, BLACK
+)  # fmt: skip
+_CALL_DAY_STAFF: _Button = (
+    ButtonId.CALL_STAFF, (140, 420, 1000, 240), "idle.call_day_staff", YELLOW, BLACK
+)  # fmt: skip
+# With the day number written below it, the button is a little lower and shorter.
+_CALL_DAY_STAFF_AND_PHONE: _Button = (
+    ButtonId.CALL_STAFF, (140, 380, 1000, 210), "idle.call_day_staff", YELLOW, BLACK
+)  # fmt: skip
+_ANSWER: _Button = (ButtonId.ANSWER, (60, 290, 560, 210), "incoming.answer", GREEN, BLACK)
+_DECLINE: _Button = (ButtonId.DECLINE, (660, 290, 560, 210), "incoming.decline", RED, BLACK)
 _CANCEL: _Button = (
-    ButtonId.CANCEL_AUTO_ANSWER, (340, 540, 600, 160), "incoming.cancel", LIGHT, BLACK
+    ButtonId.CANCEL_AUTO_ANSWER, (340, 530, 600, 170), "incoming.cancel", BLUE, BLACK
 )  # fmt: skip
-_STOP_CALLING: _Button = (ButtonId.HANG_UP, (340, 440, 600, 200), "calling.cancel", RED, WHITE)
-_HANG_UP: _Button = (ButtonId.HANG_UP, (440, 520, 400, 180), "call.hang_up", RED, WHITE)
+_STOP_CALLING: _Button = (ButtonId.HANG_UP, (340, 440, 600, 200), "calling.cancel", RED, BLACK)
+# In a call the picture of the caller has the screen above a bar; the button is in the bar, so
+# it never covers the caller's face (nor any of their picture).
+_REMOTE_AREA = (0, 0, 1280, 540)
+_HANG_UP: _Button = (ButtonId.HANG_UP, (440, 552, 400, 164), "call.hang_up", RED, BLACK)
+_SELF_VIEW = (1048, 556, 208, 156)
 _ACKNOWLEDGE: _Button = (
-    ButtonId.ACKNOWLEDGE, (290, 510, 700, 190), "message.acknowledge", LIGHT, BLACK
+    ButtonId.ACKNOWLEDGE, (290, 510, 700, 190), "message.acknowledge", BLUE, BLACK
 )  # fmt: skip
+
+FACE_REGION = (0.25, 0.10, 0.75, 0.90)
+"""Where in a caller's picture their face is, as shares of its width and height (left, top,
+right, bottom): the middle of the picture. Nothing may be drawn over it."""
 
 
 def min_target_px(height: int = BASE[1]) -> int:
@@ -104,8 +125,14 @@ def min_target_px(height: int = BASE[1]) -> int:
 
 def _buttons_of(state: ScreenState) -> tuple[_Button, ...]:
     match state:
+        case Idle(reach=StaffReach.NIGHT):
+            return (_CALL_NIGHT_STAFF,)
+        case Idle(reach=StaffReach.DAY, day_phone=None):
+            return (_CALL_DAY_STAFF,)
+        case Idle(reach=StaffReach.DAY):
+            return (_CALL_DAY_STAFF_AND_PHONE,)
         case Idle():
-            return (_CALL_STAFF,)
+            return ()
         case Incoming(countdown_s=None):
             return (_ANSWER, _DECLINE)
         case Incoming():
@@ -118,6 +145,8 @@ def _buttons_of(state: ScreenState) -> tuple[_Button, ...]:
             return ()
         case Message():
             return (_ACKNOWLEDGE,)
+        case Enrolling():
+            return ()
     raise TypeError(f"not a screen state: {state!r}")
 
 
@@ -125,8 +154,17 @@ def buttons(state: ScreenState, size: Size = BASE) -> tuple[ButtonSpec, ...]:
     """The touch targets of ``state`` on a screen of ``size``, in screen pixels."""
     sc = Scale(size)
     return tuple(
-        ButtonSpec(bid, sc.rect(*box), key, fill, ink)
+        ButtonSpec(bid, sc.rect(*box), key, fill, ink, sc.px(EDGE_PX))
         for bid, box, key, fill, ink in _buttons_of(state)
+    )
+
+
+def face_region(picture: Rect) -> Rect:
+    """The part of a caller's ``picture`` (where it lands on the screen) their face is in."""
+    left, top, right, bottom = FACE_REGION
+    x, y = picture.x + round(picture.w * left), picture.y + round(picture.h * top)
+    return Rect(
+        x, y, picture.x + round(picture.w * right) - x, picture.y + round(picture.h * bottom) - y
     )
 
 
@@ -148,10 +186,10 @@ def _date_text(now: datetime, catalog: Catalog) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _trouble_key(reason: str, catalog: Catalog) -> str:
+def _trouble_key(reason: str, night: bool, catalog: Catalog) -> str:
     key = f"trouble.{reason}"
     if catalog.has(key) and reason != "alarm":
-        return key
+        return key if night or not catalog.has(f"{key}_day") else f"{key}_day"
     log.warning("no text for the trouble %r: showing no_connection", reason)
     return "trouble.no_connection"
 
@@ -164,7 +202,7 @@ def describe(state: ScreenState, catalog: Catalog, size: Size = BASE) -> Layout:
     targets = buttons(state, size)
     labels = tuple(
         TextSpec(
-            catalog.text(b.label_key), b.rect.inset(sc.px(24)), sc.px(72), low, b.ink, b.fill, 2
+            catalog.text(b.label_key), b.face.inset(sc.px(24)), sc.px(72), low, b.ink, b.fill, 2
         )
         for b in targets
     )
@@ -172,27 +210,64 @@ def describe(state: ScreenState, catalog: Catalog, size: Size = BASE) -> Layout:
     return Layout(size, BLACK, videos, targets, texts + labels, frame)
 
 
+class _Pen:
+    """Writes a screen's texts: boxes and sizes on the design canvas, on the black screen."""
+
+    def __init__(self, sc: Scale) -> None:
+        self.sc = sc
+        self.low = sc.px(MIN_TEXT_PX)
+
+    def __call__(
+        self, t: str, box: tuple[int, int, int, int], px: int, ink: Rgb = WHITE, n: int = 1
+    ) -> TextSpec:
+        return TextSpec(t, self.sc.rect(*box), self.sc.px(px), self.low, ink, BLACK, n)
+
+
+def _idle_texts(state: Idle, catalog: Catalog, text: _Pen) -> tuple[TextSpec, ...]:
+    """The clock, the date, and by day the provider's number (under the button or instead)."""
+    now = state.now or datetime.now()
+    texts: tuple[TextSpec, ...] = (
+        text(f"{now:%H:%M}", (0, 30, 1280, 210), 190),
+        text(_date_text(now, catalog), (40, 250, 1200, 100), 68),
+    )
+    phone = state.day_phone
+    if state.reach is StaffReach.DAY and phone is not None:
+        texts += (text(catalog.text("idle.day_phone", phone=phone), (40, 608, 1200, 96), 60),)
+    elif state.reach is StaffReach.PHONE:
+        words = (
+            catalog.text("idle.call_day_phone", phone=phone)
+            if phone is not None
+            else catalog.text("idle.no_day_phone")
+        )
+        texts += (text(words, (60, 400, 1160, 280), 80, YELLOW, 2),)
+    return texts
+
+
+def _enrolling(
+    state: Enrolling, catalog: Catalog, text: _Pen
+) -> tuple[tuple[VideoSpec, ...], tuple[TextSpec, ...]]:
+    """The words, the code, large, and its QR symbol beside them."""
+    texts = (
+        text(catalog.text("enrolling.title"), (40, 24, 1200, 150), 72, n=2),
+        text(catalog.text("enrolling.hint"), (500, 220, 740, 150), 60, GREY, 2),
+        text(state.code, (500, 400, 740, 150), 120, YELLOW),
+    )
+    if state.qr is None:
+        return (), texts
+    return (_qr_picture(state.qr, text.sc.rect(60, 200, 400, 400)),), texts
+
+
 def _content(
     state: ScreenState, catalog: Catalog, sc: Scale, size: Size
 ) -> tuple[tuple[VideoSpec, ...], tuple[TextSpec, ...], Rgb | None]:
     """The pictures, the texts (besides the buttons') and the frame colour of ``state``."""
-    low = sc.px(MIN_TEXT_PX)
-
-    def text(
-        t: str, box: tuple[int, int, int, int], px: int, ink: Rgb = WHITE, n: int = 1
-    ) -> TextSpec:
-        return TextSpec(t, sc.rect(*box), sc.px(px), low, ink, BLACK, n)
-
+    text = _Pen(sc)
     videos: tuple[VideoSpec, ...] = ()
     texts: tuple[TextSpec, ...] = ()
     frame: Rgb | None = None
     match state:
-        case Idle(now=now):
-            now = now or datetime.now()
-            texts = (
-                text(f"{now:%H:%M}", (0, 30, 1280, 210), 190),
-                text(_date_text(now, catalog), (40, 250, 1200, 100), 68),
-            )
+        case Idle():
+            texts = _idle_texts(state, catalog, text)
         case Incoming(caller_name=name, caller_role=role, countdown_s=countdown):
             role_key = f"role.{role}"
             role_text = catalog.text(role_key) if catalog.has(role_key) else role
@@ -206,21 +281,23 @@ def _content(
                 texts += (
                     text(catalog.text(key, seconds=seconds), (40, 212, 1200, 72), 52, YELLOW),
                 )
-        case Calling():
+        case Calling(night=night):
+            title = catalog.text("calling.title" if night else "calling.title_day")
             texts = (
-                text(catalog.text("calling.title"), (40, 110, 1200, 180), 80, n=2),
+                text(title, (40, 110, 1200, 180), 80, n=2),
                 text(catalog.text("calling.hint"), (40, 300, 1200, 90), 60, GREY),
             )
         case InCall(remote_frame=remote, self_frame=own):
             if remote is not None:
-                videos += (VideoSpec(remote, Rect(0, 0, size[0], size[1])),)
+                videos += (VideoSpec(remote, sc.rect(*_REMOTE_AREA)),)
             else:
-                texts = (text(catalog.text("call.connecting"), (0, 260, 1280, 120), 72),)
+                texts = (text(catalog.text("call.connecting"), (0, 210, 1280, 120), 72),)
             if own is not None:
-                videos += (VideoSpec(own, sc.rect(944, 16, 320, 240), sc.px(4)),)
-        case Trouble(reason_key=reason):
+                videos += (VideoSpec(own, sc.rect(*_SELF_VIEW), sc.px(4)),)
+        case Trouble(reason_key=reason, night=night):
+            what = catalog.text(_trouble_key(reason, night, catalog))
             texts = (
-                text(catalog.text(_trouble_key(reason, catalog)), (60, 120, 1160, 170), 88, n=2),
+                text(what, (60, 120, 1160, 170), 88, n=2),
                 text(catalog.text("trouble.alarm"), (60, 320, 1160, 300), 80, YELLOW, 3),
             )
             frame = YELLOW
@@ -229,7 +306,19 @@ def _content(
             texts = (text(body, (640, 40, 600, 440), 72, n=6),)
         case Message(text=body):
             texts = (text(body, (60, 40, 1160, 440), 80, n=6),)
+        case Enrolling():
+            videos, texts = _enrolling(state, catalog, text)
     return videos, texts, frame
+
+
+def _qr_picture(qr: npt.NDArray[np.bool_], box: Rect) -> VideoSpec:
+    """The QR symbol as black and white squares of whole pixels, as large as ``box`` allows
+    (scaling it like a photo would blur the modules a camera has to tell apart)."""
+    module = max(1, min(box.w, box.h) // max(qr.shape))
+    picture = np.where(qr, 0, 255).astype(np.uint8).repeat(module, 0).repeat(module, 1)
+    h, w = picture.shape
+    placed = Rect(box.x + (box.w - w) // 2, box.y + (box.h - h) // 2, w, h)
+    return VideoSpec(np.repeat(picture[..., None], 3, axis=2), placed)
 
 
 def render(state: ScreenState, catalog: Catalog, size: Size = BASE) -> BgrImage:

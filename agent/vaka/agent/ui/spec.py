@@ -20,10 +20,18 @@ BASE: Size = (1280, 720)
 BLACK: Rgb = (0, 0, 0)
 WHITE: Rgb = (255, 255, 255)
 GREY: Rgb = (221, 221, 221)
+# Button faces are light, saturated colours with black labels: each stands out from the black
+# screen (at least 7:1, so no button looks switched off) and carries its label at 7:1 or more.
 YELLOW: Rgb = (255, 212, 0)
-GREEN: Rgb = (0, 102, 40)
-RED: Rgb = (176, 0, 0)
-LIGHT: Rgb = (240, 240, 240)
+GREEN: Rgb = (72, 200, 96)
+RED: Rgb = (255, 112, 102)
+BLUE: Rgb = (140, 200, 255)
+
+EDGE_PX = 14
+"""How far a button's raised edge shows below its face (design-canvas pixels), so that a button
+looks like a key to press, not like a flat label."""
+EDGE_SHADE = 0.55
+"""The edge's colour: the face's colour darkened to this share."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,15 @@ class Rect:
     def center(self) -> tuple[int, int]:
         """The middle pixel."""
         return self.x + self.w // 2, self.y + self.h // 2
+
+    def overlaps(self, other: Rect) -> bool:
+        """Whether the two rectangles share at least one pixel."""
+        return (
+            self.x < other.x + other.w
+            and other.x < self.x + self.w
+            and self.y < other.y + other.h
+            and other.y < self.y + self.h
+        )
 
     def inset(self, d: int) -> Rect:
         """The rectangle shrunk by ``d`` pixels on every side."""
@@ -74,9 +91,19 @@ class ButtonSpec:
 
     id: ButtonId
     rect: Rect
+    "The whole touch target (face and the raised edge below it)."
     label_key: str
     fill: Rgb
+    "The colour of the face."
     ink: Rgb
+    edge: int = 0
+    "How many pixels of :attr:`rect`'s bottom are the raised edge."
+
+    @property
+    def face(self) -> Rect:
+        """The top of the key, where its label is written."""
+        r = self.rect
+        return Rect(r.x, r.y, r.w, r.h - self.edge)
 
 
 @dataclass(frozen=True)
@@ -100,6 +127,16 @@ class VideoSpec:
     frame: BgrImage
     rect: Rect
     border: int = 0
+
+    def placed(self) -> Rect:
+        """Where the picture lands inside :attr:`rect` once scaled (empty if it has no pixels)."""
+        h, w = self.frame.shape[:2]
+        box = self.rect
+        if not (h and w and box.w and box.h):
+            return Rect(box.x, box.y, 0, 0)
+        s = min(box.w / w, box.h / h)
+        tw, th = max(1, round(w * s)), max(1, round(h * s))
+        return Rect(box.x + (box.w - tw) // 2, box.y + (box.h - th) // 2, tw, th)
 
 
 @dataclass(frozen=True, eq=False)

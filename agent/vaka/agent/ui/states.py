@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+import numpy as np
+import numpy.typing as npt
+
 from vaka.agent.media.source import BgrImage
 
 
@@ -18,7 +21,7 @@ class ButtonId(StrEnum):
     """Every button the screen can have. The value is what a press reports (and logs)."""
 
     CALL_STAFF = "call_staff"
-    "Idle: call the night staff."
+    "Idle: call the staff (the night staff in the night hours)."
     ANSWER = "answer"
     "Incoming call: take it."
     DECLINE = "decline"
@@ -31,12 +34,27 @@ class ButtonId(StrEnum):
     "A message or reminder: the citizen has seen it."
 
 
+class StaffReach(StrEnum):
+    """How the idle screen offers the citizen the staff (the care provider's hours decide)."""
+
+    NIGHT = "night"
+    "The night hours: the button rings the night staff."
+    DAY = "day"
+    "The daytime: the button rings the staff on duty (with the day phone number, if there is one)."
+    PHONE = "phone"
+    "The daytime, where the staff take no calls through the unit: no button, the phone number."
+
+
 @dataclass(frozen=True)
 class Idle:
-    """Nothing going on: the clock, the date and the night-staff button."""
+    """Nothing going on: the clock, the date and the button to the staff."""
 
     now: datetime | None = None
     "The time to show; ``None`` shows the current local time whenever the screen is drawn."
+    reach: StaffReach = StaffReach.NIGHT
+    "What the button says, or that there is none."
+    day_phone: str | None = None
+    "The care provider's daytime number (e.g. ``08-123 45 67``); shown in the daytime."
 
 
 @dataclass(frozen=True)
@@ -53,7 +71,10 @@ class Incoming:
 
 @dataclass(frozen=True)
 class Calling:
-    """The citizen pressed the night-staff button and the staff are being rung."""
+    """The citizen pressed the button and the staff are being rung."""
+
+    night: bool = True
+    "The night staff (``True``) or the day's staff."
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,6 +93,8 @@ class Trouble:
 
     reason_key: str = "no_connection"
     "What is wrong: a catalog key under ``trouble.`` (``no_connection``, ``no_camera``, ...)."
+    night: bool = True
+    "In the night hours; by day a reason with a ``_day`` text (``no_staff_day``) shows that one."
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,5 +107,15 @@ class Message:
     "A picture sent with it (BGR), shown beside the text; ``None`` for text only."
 
 
-ScreenState = Idle | Incoming | Calling | InCall | Trouble | Message
+@dataclass(frozen=True, eq=False)
+class Enrolling:
+    """A new unit waits for a technician to approve its enrolment code."""
+
+    code: str
+    "The code as a person reads it (``ABCDE-FGH23``)."
+    qr: npt.NDArray[np.bool_] | None = None
+    "The code's QR symbol, ``True`` for a dark module, quiet zone included; ``None`` for none."
+
+
+ScreenState = Idle | Incoming | Calling | InCall | Trouble | Message | Enrolling
 """Anything the screen can show."""

@@ -18,7 +18,13 @@ from vaka.errors import BadTopic, ProvisioningError
 from vaka.protocol.enrolment import display_code, normalise_code
 from vaka.protocol.messages import CommandMessage, CommandPayload, describe_problems
 from vaka.protocol.topics import Channel, check_device_id
-from vaka.provisioning.bundles import AutoAnswerRule, IceServer
+from vaka.provisioning.bundles import (
+    AutoAnswerRule,
+    BadBundle,
+    ClockTime,
+    IceServer,
+    PhoneNumber,
+)
 from vaka.provisioning.orders import sign_order
 
 TECHNICIAN_ROLES = frozenset({"technician", "administrator"})
@@ -205,6 +211,15 @@ class PushConfigRequest(BaseModel):
     auto_answer: list[AutoAnswerRule] | None = Field(default=None, max_length=16)
     #: STUN/TURN servers for calls beyond the municipality's network
     ice_servers: list[IceServer] | None = Field(default=None, max_length=8)
+    #: the care provider's night hours on the TV (``HH:MM``, local time; see docs/tv.md)
+    night_from: ClockTime | None = None
+    night_until: ClockTime | None = None
+    #: whether the TV's button rings the staff on duty by day (else it shows ``day_phone``)
+    day_calls: bool | None = None
+    #: the care provider's daytime number, shown on the TV by day
+    day_phone: PhoneNumber | None = None
+    #: the unit's time zone (IANA); central's ``[calls] timezone`` when not given
+    timezone: str | None = Field(default=None, max_length=64)
 
 
 async def push(request: web.Request) -> web.Response:
@@ -228,7 +243,11 @@ async def push(request: web.Request) -> web.Response:
         settings["schedules"] = [
             {"at": f"{m // 60:02d}:{m % 60:02d}", "tolerance_min": t} for m, t in checks
         ]
-    bundle = build_bundle(unit, version, body.profile, service.ticket_public_pem, **settings)  # type: ignore[arg-type]
+    settings.setdefault("timezone", service.timezone)
+    try:
+        bundle = build_bundle(unit, version, body.profile, service.ticket_public_pem, **settings)  # type: ignore[arg-type]
+    except BadBundle as err:
+        raise json_error(400, str(err)) from None
     await push_config(service, unit, bundle, service.config_key, actor=member.staff_id)
     return web.json_response({"unit": unit, "version": version})
 

@@ -50,7 +50,8 @@ def build_bundle(
     ``ticket_key`` is central's ticket key (only its public half goes in) or that public key as
     PEM text; ``settings`` are the further fields of :class:`UnitConfigBundle`
     (``health_interval_s``, ``call_max_duration_s``, ``auto_answer``, ``ice_servers``,
-    ``language``). Raises :class:`BadBundle` listing every invalid field.
+    ``language``, the TV's ``night_from``/``night_until``, ``day_calls``, ``day_phone`` and
+    ``timezone``). Raises :class:`BadBundle` listing every invalid field.
     """
     pem = (
         ticket_key.as_pem(private=False).decode() if isinstance(ticket_key, OKPKey) else ticket_key
