@@ -19,6 +19,7 @@ from vaka.devstack.units import running_agent as in_process_agent
 from vaka.devstack.units import unit_config
 from vaka.protocol.sdp import preferred_fingerprint
 from vaka.rtc.ice import rtc_configuration
+from vaka.rtc.presence import LABEL
 
 PASSWORD = "correct horse battery"
 UNIT = "u-cam"
@@ -100,9 +101,11 @@ async def running_agent(
 
 
 async def make_offer() -> tuple[RTCPeerConnection, str, str]:
-    """A real recvonly offer, its SDP and its sha-256 fingerprint."""
+    """A real recvonly offer (with the presence channel a staff peer opens), its SDP and its
+    sha-256 fingerprint."""
     pc = RTCPeerConnection(rtc_configuration())
     pc.addTransceiver("video", direction="recvonly")
+    pc.createDataChannel(LABEL, ordered=False, maxRetransmits=0)
     await pc.setLocalDescription(await pc.createOffer())
     sdp = pc.localDescription.sdp
     return pc, sdp, preferred_fingerprint(sdp)
