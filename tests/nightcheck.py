@@ -1,16 +1,20 @@
-"""Helpers for night-check tests: a directory, an in-process agent, forged offers."""
+"""Helpers for night-check tests: a directory, an in-process agent, forged offers, a staff peer
+in its own process."""
 
 import asyncio
 import contextlib
 import datetime as dt
+import os
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from aiortc import RTCPeerConnection
 
-from tests.conftest import TOTP_SECRET
+from tests.conftest import TOTP_SECRET, totp_secret_file
 from vaka.agent.app import Agent
 from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
@@ -122,3 +126,37 @@ async def load_directory(central: CentralService) -> None:
 
 def now() -> int:
     return int(time.time())
+
+
+@contextlib.contextmanager
+def staff_dial_process(central: CentralService) -> Iterator[subprocess.Popen[bytes]]:
+    """`vaka-staff dial` in its own process (so that the test can kill or freeze it)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vaka.staff.cli",
+            "--central",
+            central.url,
+            "dial",
+            UNIT,
+            "--user",
+            "s-nurse",
+            "--seconds",
+            "60",
+            "--ice-address",
+            "127.0.0.1",
+        ],
+        env={
+            **os.environ,
+            "VAKA_PASSWORD": PASSWORD,
+            "VAKA_TOTP_SECRET_FILE": str(totp_secret_file()),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()

@@ -2,15 +2,17 @@
 lost broker link neither ends a call nor keeps its camera open."""
 
 import asyncio
-import contextlib
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 
-from tests.conftest import TOTP_SECRET, totp_secret_file
-from tests.nightcheck import PASSWORD, UNIT, audit_kinds, load_directory, running_agent
+from tests.conftest import TOTP_SECRET
+from tests.nightcheck import (
+    PASSWORD,
+    UNIT,
+    audit_kinds,
+    load_directory,
+    running_agent,
+    staff_dial_process,
+)
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import central_config, running_central
@@ -69,40 +71,6 @@ async def test_losing_the_broker_mid_call_neither_ends_the_call_nor_keeps_it_ope
         # The unit kept its call-ended and shutter events and delivers them after reconnecting.
         await wait_for(lambda: _kinds_include(central, "shutter_closed"), 15)
         assert "broker" not in (unit.agent.calls.last_result or "")
-
-
-@contextlib.contextmanager
-def staff_dial_process(central: CentralService) -> Iterator[subprocess.Popen[bytes]]:
-    """`vaka-staff dial` in its own process (so that the test can kill or freeze it)."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vaka.staff.cli",
-            "--central",
-            central.url,
-            "dial",
-            UNIT,
-            "--user",
-            "s-nurse",
-            "--seconds",
-            "60",
-            "--ice-address",
-            "127.0.0.1",
-        ],
-        env={
-            **os.environ,
-            "VAKA_PASSWORD": PASSWORD,
-            "VAKA_TOTP_SECRET_FILE": str(totp_secret_file()),
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 async def test_killing_the_staff_client_mid_call_closes_the_shutter(

@@ -248,6 +248,14 @@ class CallSession:
             await self._pc.close()
         duration = round(time.monotonic() - self.started_at, 3)
         log.info("call %s ended after %.1f s: %s", self.call_id, duration, reason)
+        # The unit is free before anything goes to the broker, which may be frozen: the events
+        # wait on the link, the unit does not wait for them.
+        self._set_state(CallState.ENDED)
+        self.ended.set()
+        try:
+            self.observer.call_ended(self)
+        except Exception:
+            log.exception("call %s: the end of the call was not shown", self.call_id)
         with contextlib.suppress(Exception):
             await self._hangup(self.call_id, reason)
         with contextlib.suppress(Exception):
@@ -262,9 +270,3 @@ class CallSession:
                     "media": self.media_after_s is not None,
                 },
             )
-        self._set_state(CallState.ENDED)
-        self.ended.set()
-        try:
-            self.observer.call_ended(self)
-        except Exception:
-            log.exception("call %s: the end of the call was not shown", self.call_id)
