@@ -94,6 +94,8 @@ class OfferGuard:
             raise OfferRefused(f"bad offer: {err}") from None
         if offered != claims.fp:
             raise OfferRefused("DTLS fingerprint in the offer does not match the ticket")
+        # ``iat`` is whole seconds, so a ticket of the very second the agent started passes:
+        # to replay one, a unit would have to use it, stop and start again within that second.
         started = math.floor(self.started_at())
         if claims.iat < started:
             raise OfferRefused(
