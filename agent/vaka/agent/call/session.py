@@ -160,7 +160,7 @@ class CallSession:
             await self._first_frame_sent()
         except Exception as err:
             log.error("call %s: cannot start the camera: %s", self.call_id, err)
-            await self.end(f"camera failed: {err}")
+            await self.end(f"camera or shutter failed: {err}")
             return
         if self.state is not CallState.CONNECTING:
             return
