@@ -1,16 +1,20 @@
-"""Helpers for night-check tests: a directory, an in-process agent, forged offers."""
+"""Helpers for night-check tests: a directory, an in-process agent, forged offers, a staff peer
+in its own process."""
 
 import asyncio
 import contextlib
 import datetime as dt
+import os
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from aiortc import RTCPeerConnection
 
-from tests.conftest import TOTP_SECRET
+from tests.conftest import TOTP_SECRET, totp_secret_file
 from vaka.agent.app import Agent
 from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
@@ -19,6 +23,7 @@ from vaka.devstack.units import running_agent as in_process_agent
 from vaka.devstack.units import unit_config
 from vaka.protocol.sdp import preferred_fingerprint
 from vaka.rtc.ice import rtc_configuration
+from vaka.rtc.presence import LABEL
 
 PASSWORD = "correct horse battery"
 UNIT = "u-cam"
@@ -100,9 +105,11 @@ async def running_agent(
 
 
 async def make_offer() -> tuple[RTCPeerConnection, str, str]:
-    """A real recvonly offer, its SDP and its sha-256 fingerprint."""
+    """A real recvonly offer (with the presence channel a staff peer opens), its SDP and its
+    sha-256 fingerprint."""
     pc = RTCPeerConnection(rtc_configuration())
     pc.addTransceiver("video", direction="recvonly")
+    pc.createDataChannel(LABEL, ordered=False, maxRetransmits=0)
     await pc.setLocalDescription(await pc.createOffer())
     sdp = pc.localDescription.sdp
     return pc, sdp, preferred_fingerprint(sdp)
@@ -119,3 +126,37 @@ async def load_directory(central: CentralService) -> None:
 
 def now() -> int:
     return int(time.time())
+
+
+@contextlib.contextmanager
+def staff_dial_process(central: CentralService) -> Iterator[subprocess.Popen[bytes]]:
+    """`vaka-staff dial` in its own process (so that the test can kill or freeze it)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vaka.staff.cli",
+            "--central",
+            central.url,
+            "dial",
+            UNIT,
+            "--user",
+            "s-nurse",
+            "--seconds",
+            "60",
+            "--ice-address",
+            "127.0.0.1",
+        ],
+        env={
+            **os.environ,
+            "VAKA_PASSWORD": PASSWORD,
+            "VAKA_TOTP_SECRET_FILE": str(totp_secret_file()),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()

@@ -5,6 +5,7 @@ import json
 import time
 
 import pytest
+from aiortc import RTCPeerConnection
 
 from tests.conftest import TOTP_SECRET, collecting
 from tests.nightcheck import (
@@ -20,7 +21,9 @@ from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.polling import wait_for
 from vaka.protocol import SignalMessage, SignalPayload, encode
+from vaka.protocol.sdp import preferred_fingerprint
 from vaka.provisioning.tickets import TicketClaims, load_ticket_key, new_ticket_key, sign_ticket
+from vaka.rtc.ice import rtc_configuration
 from vaka.staff.client import StaffClient, StaffError
 
 
@@ -127,6 +130,7 @@ CASES = [
     "replayed nonce",
     "outside window",
     "wrong purpose",
+    "no data channel",
 ]
 
 
@@ -148,6 +152,7 @@ async def test_unit_refuses_a_bad_offer_with_its_own_reason(
         "replayed nonce": "ticket already used (replayed nonce)",
         "outside window": "outside the ticket's schedule window",
         "wrong purpose": "video_visit calls are not allowed on a nightcam unit",
+        "no data channel": "bad offer: no data channel for the viewer's heartbeat",
     }[case]
     if case == "no ticket":
         ticket = None
@@ -165,6 +170,13 @@ async def test_unit_refuses_a_bad_offer_with_its_own_reason(
         ticket = sign_ticket(claims(fp, win=(now + 3600, now + 7200)), key)
     elif case == "wrong purpose":
         ticket = sign_ticket(claims(fp, purpose="video_visit"), key)
+    elif case == "no data channel":  # a peer that could not prove its presence
+        await pc.close()
+        pc = RTCPeerConnection(rtc_configuration())
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        ticket = sign_ticket(claims(preferred_fingerprint(sdp)), key)
     async with running_agent(broker) as agent:
         if case == "replayed nonce":
             first = await offer_directly(broker, agent, ticket, sdp)

@@ -157,7 +157,8 @@ async def dial_and_check(page: Page, unit: Any) -> str:
     size = await wait_until_playing(page)
     assert size["width"] > 0 and size["height"] > 0
     await expect(page.locator("#round-call-state")).to_have_text("Connected")
-    assert unit.shutter_states[-1] == "open"
+    # The first frames go out with the shutter still closed; it opens right after them.
+    await wait_for(lambda: unit.shutter_states[-1] == "open", 5, what="shutter open")
     assert_pattern(await bar_colours(page))
     call_id: str = await page.evaluate(
         "fetch('/api/round').then(r => r.json()).then(b => b.checks.find(c => c.unit === '"

@@ -57,6 +57,12 @@ class CallsSection(_Section):
 
     ticket_key: Path  # central's Ed25519 public key (PEM)
     max_duration_s: int = Field(default=1800, gt=0, le=4 * 3600)
+    #: From taking a call to media flowing; a call that does not get there ends.
+    setup_timeout_s: float = Field(default=15.0, gt=0, le=120)
+    #: How often the viewer is pinged on the call's data channel, and how long it may be
+    #: silent before the call ends and the shutter closes (see vaka.agent.call.presence).
+    heartbeat_interval_s: float = Field(default=0.5, gt=0, le=5)
+    heartbeat_timeout_s: float = Field(default=2.5, gt=0, le=10)
 
 
 class TrustSection(_Section):
@@ -142,6 +148,11 @@ def parse_config(data: dict[str, object], source: str = "config") -> AgentConfig
         raise ConfigError(f"{source} is invalid: {_describe(err)}") from None
     if config.broker.reconnect_max_s < config.broker.reconnect_min_s:
         raise ConfigError(f"{source} is invalid: broker.reconnect_max_s is below reconnect_min_s")
+    calls = config.calls
+    if calls is not None and calls.heartbeat_interval_s >= calls.heartbeat_timeout_s:
+        raise ConfigError(
+            f"{source} is invalid: calls.heartbeat_interval_s must be below heartbeat_timeout_s"
+        )
     if (config.broker.cert is None) != (config.broker.key is None):
         raise ConfigError(f"{source} is invalid: give both broker.cert and broker.key, or neither")
     if config.broker.cert is None and config.storage.credentials_dir is None:

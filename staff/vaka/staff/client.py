@@ -27,6 +27,7 @@ from aiortc import (
 
 from vaka import otp
 from vaka.errors import CallError
+from vaka.rtc import presence
 from vaka.rtc.ice import rtc_configuration
 from vaka.rtc.pattern import draw_pattern
 
@@ -218,6 +219,9 @@ class StaffClient:
             pc.addTransceiver(send_video, direction="sendrecv")
         if send_audio is not None:
             pc.addTransceiver(send_audio, direction="sendrecv")
+        # The unit keeps its shutter open only while this channel answers its pings.
+        heartbeat = pc.createDataChannel(presence.LABEL, ordered=False, maxRetransmits=0)
+        heartbeat.on("message", lambda message: presence.answer(heartbeat, message))
         loop = asyncio.get_running_loop()
         track: asyncio.Future[MediaStreamTrack] = loop.create_future()
 

@@ -3,8 +3,16 @@
 A compromised broker or central alone cannot turn the camera on: the ticket must be signed by
 central's pinned key, name this unit and this call, be fresh, unused, inside its window, for a
 purpose this unit's profile allows, and name the DTLS fingerprint the offer actually carries.
+The offer must carry the data channel on which the viewer proves its presence
+(:mod:`vaka.rtc.presence`).
+
+Nonces are remembered in memory only, so a ticket issued before this agent started is refused
+outright: a restart must not make a captured ticket usable again. "Before" is measured on the
+monotonic clock since the start and put into today's wall clock at each check, so that a clock
+stepped by NTP after boot (a board without a real-time clock starts in the past) cannot move it.
 """
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -13,6 +21,7 @@ from joserfc.jwk import OKPKey
 from vaka.errors import BadMessage, CallError
 from vaka.protocol.sdp import check_sdp, preferred_fingerprint
 from vaka.provisioning.tickets import BadTicket, TicketClaims, verify_ticket
+from vaka.rtc.presence import offers_presence
 
 #: What each profile may be called for.
 PROFILE_PURPOSES = {
@@ -29,8 +38,9 @@ class OfferRefused(CallError, PermissionError):
 class NonceCache:
     """Ticket nonces already used, kept in memory until the ticket would have expired anyway.
 
-    After a restart the cache is empty; a replayed ticket still fails, because the caller's DTLS
-    key, which the ticket names, is not the replayer's.
+    After a restart the cache is empty; :class:`OfferGuard` then refuses every ticket issued
+    before the start, and a replayed ticket would fail anyway, because the caller's DTLS key,
+    which the ticket names, is not the replayer's.
     """
 
     _seen: dict[str, float] = field(default_factory=dict)
@@ -55,6 +65,11 @@ class OfferGuard:
         self.ticket_key = ticket_key
         self.max_duration_s = max_duration_s
         self.nonces = NonceCache()
+        self._started_mono = time.monotonic()
+
+    def started_at(self) -> float:
+        """When this guard (the agent) started, in the wall clock's current reckoning."""
+        return time.time() - (time.monotonic() - self._started_mono)
 
     def check(self, call_id: str, ticket: str | None, sdp: str | None) -> TicketClaims:
         """Return the ticket's claims, or raise :class:`OfferRefused` with the reason."""
@@ -63,6 +78,8 @@ class OfferGuard:
             offer = check_sdp(sdp)
         except BadMessage as err:
             raise OfferRefused(f"bad offer: {err}") from None
+        if not offers_presence(offer):
+            raise OfferRefused("bad offer: no data channel for the viewer's heartbeat")
         try:
             claims = verify_ticket(ticket, self.ticket_key, self.device_id, now)
         except BadTicket as err:
@@ -77,6 +94,14 @@ class OfferGuard:
             raise OfferRefused(f"bad offer: {err}") from None
         if offered != claims.fp:
             raise OfferRefused("DTLS fingerprint in the offer does not match the ticket")
+        # ``iat`` is whole seconds, so a ticket of the very second the agent started passes:
+        # to replay one, a unit would have to use it, stop and start again within that second.
+        started = math.floor(self.started_at())
+        if claims.iat < started:
+            raise OfferRefused(
+                f"ticket issued {started - claims.iat} s before this unit's agent started "
+                "(a ticket is good for one agent run only)"
+            )
         if not self.nonces.use(claims.jti, claims.exp + 60, now):
             raise OfferRefused("ticket already used (replayed nonce)")
         return claims

@@ -8,9 +8,11 @@ the request, which is taken at once.
 
 The manager keeps the unit's call state (:class:`~vaka.agent.call.state.UnitCall`) up to date;
 the TV controller reads the same object. Refusals go back to central on ``signal/out`` (so the
-caller sees why) and as an event (so the audit trail records it). When the broker link is lost, a
-running call ends: without signalling nobody could hang it up. The composition routes
-``signal/in`` to :meth:`CallManager.on_signal` and link changes to :meth:`CallManager.link_changed`.
+caller sees why) and as an event (so the audit trail records it). A call does not depend on the
+broker link: it lives while its viewer answers on the call's own media path
+(:mod:`~vaka.agent.call.presence`), so a broker that dies does not cut a night check short and a
+broker that freezes does not keep a camera open. The composition routes ``signal/in`` to
+:meth:`CallManager.on_signal` and link changes to :meth:`CallManager.link_changed`.
 
 The media stack is imported by the first call (:meth:`CallManager._take`), so that an idle unit
 does not carry it.
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from vaka.agent.call.guard import OfferGuard, OfferRefused
 from vaka.agent.call.observer import CallObserver
+from vaka.agent.call.presence import MediaDeadlines
 from vaka.agent.call.request import CitizenRequest
 from vaka.agent.call.signals import CallSignals
 from vaka.agent.call.state import CallPhase, UnitCall
@@ -80,6 +83,7 @@ class CallManager:
         state: UnitCall,
         request: CitizenRequest | None = None,
         observer: CallObserver | None = None,
+        deadlines: MediaDeadlines | None = None,
     ) -> None:
         self.signals = signals
         self.guard = guard
@@ -88,7 +92,9 @@ class CallManager:
         self.state = state
         self.request = request
         self.observer = observer or CallObserver()
+        self.deadlines = deadlines or MediaDeadlines()
         self._ring_task: asyncio.Task[str | None] | None = None
+        self._online = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -191,6 +197,7 @@ class CallManager:
             self.signals.event,
             self.signals.hangup,
             _Tracking(self.state, self.observer),
+            self.deadlines,
         )
         self.state.connecting(session)
         try:
@@ -200,8 +207,8 @@ class CallManager:
             log.exception("call %s could not start", p.call_id)
             await session.end(f"could not start: {err}")
             return
+        # "started" is the session's to report, once media flows.
         await self.signals.signal(SignalPayload(kind="answer", call_id=p.call_id, sdp=answer))
-        await session.report_started()
         self._background(self._release_when_ended(session))
 
     async def _ring(self, call_id: str, claims: TicketClaims) -> str | None:
@@ -230,10 +237,11 @@ class CallManager:
             release_memory()
 
     def link_changed(self, online: bool) -> None:
-        """The broker link went up or down; a call under way ends when it goes down."""
-        session = self.session
-        if session is not None and not online:
-            self._background(session.end("broker link lost"))
+        """The broker link went up or down. A call under way goes on either way: its viewer's
+        presence is proven on the media path, and its events wait for the link."""
+        session, was_online, self._online = self.session, self._online, online
+        if session is not None and was_online and not online:
+            log.warning("call %s goes on without the broker link", session.call_id)
 
     async def close(self) -> None:
         """End any call (the agent is stopping)."""

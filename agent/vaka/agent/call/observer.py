@@ -33,7 +33,8 @@ class CallObserver:
         """The caller's audio or video arrived."""
 
     def call_connected(self, session: CallSession) -> None:
-        """The call is up (DTLS connected, the shutter is opening)."""
+        """The call reached media (DTLS up, the viewer answered, the first frame went out); the
+        shutter opens next."""
 
     def call_ended(self, session: CallSession) -> None:
         """The call ended, for whatever reason (the shutter is closed)."""

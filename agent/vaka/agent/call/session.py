@@ -1,23 +1,29 @@
 """One call on the unit, from a verified offer to a closed shutter.
 
-State machine: ``connecting -> streaming -> ending -> ended``. The shutter opens and the camera
-starts only after the offer passed :class:`~vaka.agent.call.guard.OfferGuard` *and* the peer
-connection is up (DTLS with the fingerprint the ticket names); whatever ends the
-call — hang-up, maximum duration, ICE/DTLS failure, loss of the broker link, the agent stopping,
-a shutter fault — runs the same :meth:`CallSession.end`, which always closes the shutter.
+State machine: ``connecting -> streaming -> ending -> ended``. After the offer passed
+:class:`~vaka.agent.call.guard.OfferGuard`, the call reaches media in steps, each waiting for
+the one before: the peer connection is up (DTLS with the fingerprint the ticket names), the
+viewer answered on the call's presence channel (:mod:`vaka.agent.call.presence`), the camera
+runs and its first frame went out (with the shutter still closed) — only then is the call
+reported ``started`` and the shutter opened. A call that does not get there within the setup
+deadline ends and frees the unit. Whatever ends the call — hang-up, maximum duration, the
+viewer going silent, ICE/DTLS failure, no media in time, the agent stopping, a shutter fault —
+runs the same :meth:`CallSession.end`, which always closes the shutter first. The broker link is
+not among them: the viewer's presence is proven on the media path.
 """
 
 import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from enum import Enum
 from typing import Any
 
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from vaka.agent.call.observer import CallObserver
+from vaka.agent.call.presence import MediaDeadlines, PresenceWatch
 from vaka.agent.hw.hardware import Hardware
 from vaka.agent.media.capture import Capture
 from vaka.agent.media.settings import MediaSettings, make_source
@@ -52,6 +58,7 @@ class CallSession:
         report: Report,
         hangup: Hangup,
         observer: CallObserver | None = None,
+        deadlines: MediaDeadlines | None = None,
     ) -> None:
         self.claims = claims
         self.call_id = claims.cid
@@ -61,6 +68,8 @@ class CallSession:
         self._report = report
         self._hangup = hangup
         self.observer = observer or CallObserver()
+        self.deadlines = deadlines or MediaDeadlines()
+        self.presence = PresenceWatch(self.deadlines)
         self.state = CallState.CONNECTING
         self.started_at = time.monotonic()
         self.end_reason: str | None = None
@@ -70,6 +79,10 @@ class CallSession:
         self._track: CameraTrack | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._extra: list[MediaStreamTrack] = []
+        self._sender: RTCRtpSender | None = None
+        self._connected = False
+        self.media_after_s: float | None = None
+        "Seconds from taking the call to media flowing (``None`` until it does)."
 
     @property
     def capture(self) -> Capture | None:
@@ -89,7 +102,7 @@ class CallSession:
         }
 
     async def start(self, offer_sdp: str) -> str:
-        """Open shutter and camera, answer the offer; returns the answer SDP."""
+        """Answer the offer (returns the answer SDP); the call then comes up by itself."""
         capture = Capture(
             make_source(self.media), self.media.fps, dark_threshold=self.media.dark_below
         )
@@ -100,24 +113,29 @@ class CallSession:
         @pc.on("connectionstatechange")
         async def _on_state() -> None:
             state = pc.connectionState
-            if state == "connected" and self.state is CallState.CONNECTING:
-                # Only now does the shutter open: DTLS has proven that the peer holds the key
-                # whose fingerprint the ticket names, so a replayed ticket never opens it.
-                self._set_state(CallState.STREAMING)
-                self._tasks.append(
-                    asyncio.create_task(self._open_camera(), name=f"open-{self.call_id}")
-                )
-                self.observer.call_connected(self)
+            if state == "connected" and not self._connected and self.state is CallState.CONNECTING:
+                self._connected = True
+                # DTLS has proven that the peer holds the key whose fingerprint the ticket
+                # names, so a replayed ticket never gets further than this.
+                self._spawn(self.presence.run(self.end, self.call_id), "presence")
+                self._spawn(self._bring_up(), "bring-up")
             elif state in ("failed", "closed"):
                 await self.end(f"connection {state} (ICE/DTLS)")
+
+        @pc.on("datachannel")
+        def _on_channel(channel: Any) -> None:
+            if not self.presence.adopt(channel):
+                log.warning("call %s: data channel %r refused", self.call_id, channel.label)
+                channel.close()
 
         @pc.on("track")
         def _on_track(track: MediaStreamTrack) -> None:
             self.observer.remote_track(self, track)
 
-        self._tasks.append(asyncio.create_task(self._limit(), name=f"limit-{self.call_id}"))
+        self._spawn(self._limit(), "limit")
+        self._spawn(self._setup_deadline(), "setup")
         await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-        pc.addTrack(self._track)
+        self._sender = pc.addTrack(self._track)
         offered = frozenset(
             line[2:].split(" ", 1)[0] for line in offer_sdp.splitlines() if line.startswith("m=")
         )
@@ -128,38 +146,71 @@ class CallSession:
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
 
-    async def report_started(self) -> None:
-        """Report the call as started (after the answer went out, so as not to delay it)."""
-        await self._report(
-            "call",
-            {
-                **self._info(),
-                "action": "started",
-                "fingerprint": self.claims.fp,
-                "break_glass": self.claims.brk,
-            },
-        )
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=f"{what}-{self.call_id}"))
 
-    async def _open_camera(self) -> None:
+    async def _bring_up(self) -> None:
+        """From DTLS up to media flowing: the viewer answers, the camera's first frame goes out
+        (shutter still closed), the call is reported started, then the shutter opens."""
         hw = self.hardware
+        try:
+            await self.presence.heard.wait()
+            assert self._capture is not None
+            await self._capture.start()
+            await self._first_frame_sent()
+        except Exception as err:
+            log.error("call %s: cannot start the camera: %s", self.call_id, err)
+            await self.end(f"camera or shutter failed: {err}")
+            return
+        if self.state is not CallState.CONNECTING:
+            return
+        self.media_after_s = round(time.monotonic() - self.started_at, 3)
+        self._set_state(CallState.STREAMING)
+        await self._report_started()
+        self.observer.call_connected(self)
         try:
             if hw.shutter is not None:
                 await hw.shutter.open()
             if hw.led is not None:
                 hw.led.on()
-            assert self._capture is not None
-            await self._capture.start()
         except Exception as err:
-            log.error("call %s: cannot start the camera: %s", self.call_id, err)
+            log.error("call %s: cannot open the shutter: %s", self.call_id, err)
             await self.end(f"camera or shutter failed: {err}")
             return
-        while self.state in (CallState.CONNECTING, CallState.STREAMING):
+        while self.state is CallState.STREAMING:
+            await asyncio.sleep(1.0)
             if hw.ir_light is not None and self._capture is not None:
                 if self._capture.is_dark:
                     hw.ir_light.on()
                 else:
                     hw.ir_light.off()
-            await asyncio.sleep(1.0)
+
+    async def _first_frame_sent(self) -> None:
+        """Return once the camera's first RTP packet went out to the viewer."""
+        while self._sender is not None:
+            for stats in (await self._sender.getStats()).values():
+                if getattr(stats, "type", None) == "outbound-rtp" and stats.packetsSent > 0:
+                    return
+            await asyncio.sleep(0.02)
+
+    async def _report_started(self) -> None:
+        """Report the call as started: media flows (the record's "call started")."""
+        with contextlib.suppress(Exception):
+            await self._report(
+                "call",
+                {
+                    **self._info(),
+                    "action": "started",
+                    "fingerprint": self.claims.fp,
+                    "break_glass": self.claims.brk,
+                    "media_after_s": self.media_after_s,
+                },
+            )
+
+    async def _setup_deadline(self) -> None:
+        await asyncio.sleep(self.deadlines.setup_s)
+        if self.state is CallState.CONNECTING:
+            await self.end(f"no media within {self.deadlines.setup_s:g} s of taking the call")
 
     async def _limit(self) -> None:
         await asyncio.sleep(self.max_duration_s)
@@ -197,16 +248,25 @@ class CallSession:
             await self._pc.close()
         duration = round(time.monotonic() - self.started_at, 3)
         log.info("call %s ended after %.1f s: %s", self.call_id, duration, reason)
-        with contextlib.suppress(Exception):
-            await self._hangup(self.call_id, reason)
-        with contextlib.suppress(Exception):
-            await self._report(
-                "call",
-                {**self._info(), "action": "ended", "duration_s": duration, "reason": reason},
-            )
+        # The unit is free before anything goes to the broker, which may be frozen: the events
+        # wait on the link, the unit does not wait for them.
         self._set_state(CallState.ENDED)
         self.ended.set()
         try:
             self.observer.call_ended(self)
         except Exception:
             log.exception("call %s: the end of the call was not shown", self.call_id)
+        with contextlib.suppress(Exception):
+            await self._hangup(self.call_id, reason)
+        with contextlib.suppress(Exception):
+            await self._report(
+                "call",
+                {
+                    **self._info(),
+                    "action": "ended",
+                    "duration_s": duration,
+                    "reason": reason,
+                    # A call that never reached media is no supervision performed.
+                    "media": self.media_after_s is not None,
+                },
+            )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from vaka.agent.call.guard import OfferGuard
 from vaka.agent.call.manager import CallManager
+from vaka.agent.call.presence import MediaDeadlines
 from vaka.agent.call.state import UnitCall
 from vaka.agent.config import AgentConfig
 from vaka.agent.config_store import ConfigStore
@@ -159,6 +160,14 @@ def call_guard(config: AgentConfig, device_id: str) -> OfferGuard | None:
         load_ticket_key(config.calls.ticket_key),
         config.calls.max_duration_s,
     )
+
+
+def call_deadlines(config: AgentConfig) -> MediaDeadlines:
+    """How long a call may take to reach media and how quickly a silent viewer ends it."""
+    if config.calls is None:
+        return MediaDeadlines()
+    c = config.calls
+    return MediaDeadlines(c.setup_timeout_s, c.heartbeat_interval_s, c.heartbeat_timeout_s)
 
 
 def attach_calls(common: Common, calls: CallManager | None) -> None:

@@ -14,6 +14,7 @@ from vaka.agent.profiles.common import (
     Unit,
     attach_calls,
     build_common,
+    call_deadlines,
     call_guard,
     common_parts,
     use_bundles,
@@ -28,7 +29,9 @@ def compose_nightcam(config: AgentConfig, hardware: Hardware) -> Unit:
     calls = None
     if guard is not None:
         signals = CallSignals(common.link)
-        calls = CallManager(signals, guard, hardware, media, common.call)
+        calls = CallManager(
+            signals, guard, hardware, media, common.call, deadlines=call_deadlines(config)
+        )
     attach_calls(common, calls)
     max_call_s = config.calls.max_duration_s if config.calls is not None else None
     use_bundles(common, BundleUse(common.sampler, common.reporter, guard, max_call_s))

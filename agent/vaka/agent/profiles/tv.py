@@ -22,6 +22,7 @@ from vaka.agent.profiles.common import (
     Unit,
     attach_calls,
     build_common,
+    call_deadlines,
     call_guard,
     common_parts,
     use_bundles,
@@ -75,7 +76,16 @@ def compose_tv(config: AgentConfig, hardware: Hardware) -> Unit:
             auto_answer=lambda: _auto_answer(store),
             staff_hours=lambda: StaffHours.of(store.active),
         )
-        calls = CallManager(signals, guard, hardware, media, common.call, request, observer=tv)
+        calls = CallManager(
+            signals,
+            guard,
+            hardware,
+            media,
+            common.call,
+            request,
+            observer=tv,
+            deadlines=call_deadlines(config),
+        )
     attach_calls(common, calls)
     max_call_s = config.calls.max_duration_s if config.calls is not None else None
     set_language = tv.set_language if tv is not None else None

@@ -1,6 +1,7 @@
 """The record of performed supervisions: what the care provider is paid on.
 
-Built from the audit trail: each ``call_ended`` of a night check (or an emergency look-in),
+Built from the audit trail: each ``call_ended`` of a night check (or an emergency look-in) that
+reached media (the unit reports ``media: false`` for a call that never did),
 joined with the ``ticket_issued`` entry of the same call for the citizen pseudonym and group,
 and with the ``supervision_outcome`` staff recorded after the check (``all_well`` or
 ``visit_needed``, and a note), if any.
@@ -59,6 +60,8 @@ def supervisions(audit: AuditLog, since: float, until: float) -> list[Supervisio
     found = []
     for e in audit.entries(since=since, until=until, kind="call_ended"):
         if e.purpose not in SUPERVISION_PURPOSES or e.call_id is None:
+            continue
+        if e.detail.get("media") is False:  # the call never reached media: nobody looked
             continue
         ticket = issued.get(e.call_id)
         detail = ticket.detail if ticket else {}

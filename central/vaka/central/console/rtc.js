@@ -13,6 +13,19 @@
 // to the user as it is ("The unit did not answer …", central's refusal reason, …).
 
 const GATHER_MS = 2000;
+// The unit pings on this data channel and keeps its shutter open only while the page answers
+// (vaka/rtc/presence.py): the answer comes from this page's own script, inside the call's DTLS.
+const PRESENCE_LABEL = "vaka-presence";
+const PING = /^ping ([0-9a-f]{1,32})$/;
+
+function answerPings(pc) {
+  const channel = pc.createDataChannel(PRESENCE_LABEL, { ordered: false, maxRetransmits: 0 });
+  channel.addEventListener("message", (event) => {
+    const found = typeof event.data === "string" ? PING.exec(event.data) : null;
+    if (found && channel.readyState === "open") channel.send(`pong ${found[1]}`);
+  });
+  return channel;
+}
 const ANSWER_MS = 30000; // central gives up on a silent unit first and says so
 const RING_MS = 90000; // a TV unit may ring before it is answered
 
@@ -170,6 +183,7 @@ export async function startCall({
     } else {
       pc.addTransceiver("video", { direction: "recvonly" });
     }
+    answerPings(pc);
     const remote = new MediaStream();
     pc.addEventListener("track", (event) => {
       remote.addTrack(event.track);
