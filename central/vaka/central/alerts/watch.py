@@ -42,6 +42,13 @@ from vaka.central.storage.tables import alerts, assignments, permissions, schedu
 log = logging.getLogger(__name__)
 
 
+#: The alert for a unit that reports calls central never placed: one per unit (its "check" is
+#: fixed at the epoch, so the table's one-per-unit-and-check rule keeps it single).
+FORGED_STATUS = "forged_events"
+FORGED_REASON = "unit reports calls that were never placed"
+FORGED_CHECK_AT = 0.0
+FORGED_UNTIL = 4_102_444_800.0  # 2100-01-01: it does not lapse by itself
+
 #: Roles that see every alert; others see those of their groups.
 SEE_ALL_ROLES = frozenset({"support", "technician", "administrator"})
 
@@ -273,6 +280,8 @@ class AlertWatch:
             return NEVER_SEEN if record is None else derive_status(record, now, self.thresholds)
 
         for alert in await asyncio.to_thread(self.store.open_alerts):
+            if alert.status == FORGED_STATUS:
+                continue  # not about the unit being down: staff close it
             if now > alert.check_until:
                 await self._clear(alert, now, "check time passed", notify=False)
             elif status_of(alert.unit).status == "online":
@@ -302,6 +311,34 @@ class AlertWatch:
             raised = await asyncio.to_thread(self.store.raise_alert, candidate)
             if raised is not None:
                 await self._announce_raised(raised, now)
+
+    async def unit_reports_unplaced_calls(self, unit: str, reason: str) -> None:
+        """Raise the one alert for a unit whose call reports central refused (see
+        :mod:`vaka.central.audit.call_record`); a unit has at most one open."""
+        now = self._clock()
+        citizen = await asyncio.to_thread(self.directory.citizen_of, unit)
+        candidate = Alert(
+            str(uuid.uuid4()),
+            unit,
+            citizen or "",
+            None,
+            FORGED_CHECK_AT,
+            FORGED_UNTIL,
+            FORGED_STATUS,
+            [FORGED_REASON, reason[:200]],
+            now,
+            None,
+            None,
+        )
+        raised = await asyncio.to_thread(self.store.raise_alert, candidate)
+        if raised is None:
+            return
+        log.warning("ALERT unit %s: %s (%s)", unit, FORGED_REASON, reason)
+        detail = {"alert_id": raised.id, "citizen": raised.citizen, "reason": reason[:200]}
+        await asyncio.to_thread(
+            self.audit.append, "alert_raised", unit=unit, ts=now, status=FORGED_STATUS, **detail
+        )
+        await self.notifier.notify("unit_reports_unplaced_calls", {"unit": unit, **detail})
 
     def _detail(self, alert: Alert) -> dict[str, Any]:
         local = dt.datetime.fromtimestamp(alert.check_at, self._tz)

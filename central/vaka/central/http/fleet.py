@@ -73,9 +73,10 @@ async def get_unit(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """``GET /api/stats``: ingest counters, refusals and latency."""
+    """``GET /api/stats``: ingest counters, refusals and latency; the broker link's counters."""
     await authenticate(request, FLEET_ROLES, action="see the fleet")
-    return web.json_response(deps(request).ingest.stats())
+    d = deps(request)
+    return web.json_response({**d.ingest.stats(), "link": d.link.stats()})
 
 
 def _ago(seconds: float) -> str:
