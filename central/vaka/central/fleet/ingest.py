@@ -285,9 +285,16 @@ class FleetIngest:
         )
         if self.audit is None:
             return bool(self.store.add_events([record]))
-        if event.call_id is None and not self.store.add_events([record]):
-            return False  # a call-less shutter report seen before: its message id says so
         verdicts: list[Verdict] = []
+        if event.call_id is None:
+            # A shutter report outside a call: no call to check against; the stored event's
+            # message id tells a resend.
+            verdict = judge(None, [], event)
+            if verdict.outcome == "refuse":
+                self._refuse_call_event(event, verdict.reason, written)
+                return False
+            if not self.store.add_events([record]):
+                return False
 
         def decide(of_call: list[AuditEntry]) -> dict[str, Any] | None:
             ticket = next((e for e in of_call if e.kind == "ticket_issued"), None)
@@ -321,11 +328,11 @@ class FleetIngest:
         """Count a refused call event; write it down (without its claims) within the budget."""
         self.refused_events[event.device_id] += 1
         written.refused.append((event.device_id, reason))
+        if not self.budget.take(event.device_id, time.time()):
+            return  # counted only: a flood neither grows the trail nor the log
         log.warning(
             "refused %s %s from %s: %s", event.entry_kind, event.event_id, event.device_id, reason
         )
-        if not self.budget.take(event.device_id, time.time()):
-            return
         assert self.audit is not None
         self.refusals_stored += 1
         self.audit.append(
