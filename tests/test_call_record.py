@@ -2,6 +2,7 @@
 function of central's ticket record, the call's recorded events and the new event."""
 
 import itertools
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,11 +20,12 @@ from vaka.central.audit.trail import AuditEntry
 UNIT = "u-cam"
 CALL = "central-1.0123456789abcdef"
 
+Step = tuple[str, dict[str, Any]]
 #: (kind, detail) of each step of a real night check, in the order a unit reports it
-STARTED = ("call", {"action": "started"})
-OPEN = ("shutter", {"state": "open"})
-CLOSED = ("shutter", {"state": "closed"})
-ENDED = ("call", {"action": "ended", "duration_s": 4.2, "reason": "you hung up"})
+STARTED: Step = ("call", {"action": "started"})
+OPEN: Step = ("shutter", {"state": "open"})
+CLOSED: Step = ("shutter", {"state": "closed"})
+ENDED: Step = ("call", {"action": "ended", "duration_s": 4.2, "reason": "you hung up"})
 REAL_ORDERS = [[STARTED, OPEN, CLOSED, ENDED], [OPEN, STARTED, CLOSED, ENDED]]
 
 
@@ -33,7 +35,7 @@ def ticket(unit: str = UNIT) -> AuditEntry:
     )
 
 
-def event(kind: str, detail: dict, n: int = 0, call_id: str | None = CALL) -> UnitEvent:
+def event(kind: str, detail: dict[str, Any], n: int = 0, call_id: str | None = CALL) -> UnitEvent:
     full = {**detail, **({"call_id": call_id} if call_id else {})}
     return UnitEvent(f"m-{n}", UNIT, kind, full, unit_ts=5.0, received_at=200.0 + n)
 

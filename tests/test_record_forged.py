@@ -25,7 +25,7 @@ FLOOD = 300
 
 
 def forged(kind: str, **detail: str | float) -> EventMessage:
-    return EventMessage(payload=EventPayload(kind=kind, detail=detail))  # type: ignore[arg-type]
+    return EventMessage(payload=EventPayload(kind=kind, detail=detail))
 
 
 def a_whole_forged_call(call_id: str) -> list[EventMessage]:

@@ -53,7 +53,9 @@ async def ready(connected: asyncio.Event | None, unit: RunningAgent) -> None:
     if connected is not None:
         await asyncio.wait_for(connected.wait(), 30)
     await unit.agent.link.wait_online(30)
-    await wait_for(lambda: unit.agent.calls.session is None, 30, what="the unit idle")
+    calls = unit.agent.calls
+    assert calls is not None
+    await wait_for(lambda: calls.session is None, 30, what="the unit idle")
 
 
 async def night_check(
@@ -75,7 +77,9 @@ async def night_check(
     if when in ("at the first frame", "while looking"):
         await asyncio.sleep(after)
         await kill()  # the unit ends the call when its link drops
-        await wait_for(lambda: unit.agent.calls.session is None, 15, what="the call over")
+        calls = unit.agent.calls
+        assert calls is not None
+        await wait_for(lambda: calls.session is None, 15, what="the call over")
         await call.hangup()
     else:
         await call.hangup()
