@@ -52,6 +52,8 @@ Receipts = Callable[[str, list[str]], Awaitable[None]]
 OnForged = Callable[[str, str], Awaitable[None]]
 #: the audit entry of a refused call event, so the record shows the attempt without its claims
 REFUSED_KIND = "unit_event_refused"
+#: how often one batch may fail on something other than the database before it is dropped
+MAX_WRITE_FAILURES = 3
 
 
 @dataclass
@@ -61,6 +63,7 @@ class _Batch:
     events: list[EventRecord] = field(default_factory=list)
     #: set when the batch is committed (the broker link acknowledges its messages then)
     done: asyncio.Future[None] | None = None
+    failures: int = 0  # failed writes other than the database being away
 
     def __len__(self) -> int:
         return len(self.states) + len(self.health) + len(self.events)
@@ -119,6 +122,8 @@ class FleetIngest:
         #: call and shutter events refused by :func:`judge`, per unit (and those written down)
         self.refused_events: Counter[str] = Counter()
         self.refusals_stored = 0
+        #: updates dropped after failing to be written MAX_WRITE_FAILURES times (a bug)
+        self.dropped = 0
         self._alerted: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._pending = _Batch()
@@ -208,14 +213,21 @@ class FleetIngest:
             return
         try:
             written = await asyncio.to_thread(self._write, batch)
-        except RegistryError as err:
-            log.error("%s; keeping %d updates for the next attempt", err, len(batch))
-            self._pending.states[:0] = batch.states
-            self._pending.health[:0] = batch.health
-            self._pending.events[:0] = batch.events
-            if batch.done is not None:  # its messages stay unacknowledged until it is written
-                self._pending.committed().add_done_callback(_chain(batch.done))
-            await asyncio.sleep(1)
+        except Exception as err:
+            if isinstance(err, RegistryError):  # the database is away: keep trying
+                log.error("%s; keeping %d updates for the next attempt", err, len(batch))
+            else:
+                batch.failures += 1
+                log.exception("writing %d updates failed (%d times)", len(batch), batch.failures)
+            if batch.failures < MAX_WRITE_FAILURES:
+                self._requeue(batch)
+                await asyncio.sleep(1)
+                return
+            # The same batch failed on something other than the database, again and again: a
+            # bug that would hold up every unit. Drop it (and acknowledge it) rather than stall.
+            self.dropped += len(batch)
+            if batch.done is not None and not batch.done.done():
+                batch.done.set_result(None)
             return
         committed = time.time()
         self.written += len(batch)
@@ -223,6 +235,15 @@ class FleetIngest:
         if batch.done is not None and not batch.done.done():
             batch.done.set_result(None)
         self._after_commit(written)
+
+    def _requeue(self, batch: _Batch) -> None:
+        """Put a batch that was not written back in front of what came since."""
+        self._pending.states[:0] = batch.states
+        self._pending.health[:0] = batch.health
+        self._pending.events[:0] = batch.events
+        self._pending.failures = max(self._pending.failures, batch.failures)
+        if batch.done is not None:  # its messages stay unacknowledged until it is written
+            self._pending.committed().add_done_callback(_chain(batch.done))
 
     def _after_commit(self, written: _Written) -> None:
         """Receipts to the units and the first-refusal reports, without holding up the flusher."""
@@ -358,6 +379,7 @@ class FleetIngest:
             "refused_total": self.refusals.total,
             "refused_call_events": dict(self.refused_events),
             "refused_call_events_stored": self.refusals_stored,
+            "dropped_after_write_failures": self.dropped,
             "health_latency_ms": {
                 "samples": len(latencies),
                 "p50": None if p50 is None else round(p50 * 1000, 1),
