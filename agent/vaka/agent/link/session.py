@@ -227,7 +227,7 @@ class UnitLink:
         Call and shutter events are kept until central's receipt instead (see the module).
         """
         if isinstance(message, EventMessage) and message.payload.kind in KEPT_KINDS:
-            self._keep(message)
+            await self._send_or_keep(message)
             return
         try:
             await self.publish(channel, message)
@@ -236,12 +236,25 @@ class UnitLink:
                 log.warning("outbox full: dropping the oldest kept message")
             self._outbox.append((channel, message))
 
-    def _keep(self, message: EventMessage) -> None:
+    async def _send_or_keep(self, message: EventMessage) -> None:
+        """Keep ``message`` until its receipt; send it now if nothing older waits to be sent on
+        this connection (so a clean stop right after still gets it out), else leave it to the
+        sender, which keeps the order."""
         if len(self._kept) >= KEPT_LIMIT:
             dropped = next(iter(self._kept))
             log.warning("%d events wait for central: dropping the oldest (%s)", KEPT_LIMIT, dropped)
             del self._kept[dropped]
-        self._kept[message.id] = _Kept(message)
+        kept = self._kept[message.id] = _Kept(message)
+        connection = self._connection
+        if self._state is LinkState.ONLINE and all(
+            k.sent_on == connection for k in self._kept.values() if k is not kept
+        ):
+            try:
+                await self.publish(Channel.EVENTS, message)
+                kept.sent_on, kept.sent_at = connection, time.monotonic()
+                return
+            except LinkError:
+                pass
         self._kept_wake.set()
 
     async def _send_kept(self, connection: int) -> None:
@@ -325,11 +338,13 @@ class UnitLink:
                         state_topic, self._state_message("online"), qos=1, retain=True
                     )
                     self._client = client
+                    # A new number before going online: what was sent on the last connection
+                    # counts as unsent here (see _send_or_keep), so resends keep their order.
+                    self._connection += 1
                     self._set_state(LinkState.ONLINE)
                     log.info("online as %s (bdseq %d)", s.device_id, self.bdseq)
                     attempt = 0
                     await self._flush_outbox()
-                    self._connection += 1
                     sender = asyncio.create_task(self._send_kept(self._connection))
                     try:
                         async for inbound in client.messages:
