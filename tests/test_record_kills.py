@@ -9,6 +9,7 @@ and the unit holds no unconfirmed event.
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections import Counter
 
@@ -17,6 +18,7 @@ import pytest
 from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, UNIT, RunningAgent, load_directory, running_agent
 from vaka.central.audit.trail import AuditLog
+from vaka.central.fleet.store import SqlFleetStore
 from vaka.central.service import CentralService
 from vaka.central.storage.engine import open_engine
 from vaka.devstack.broker import Broker
@@ -191,3 +193,38 @@ async def test_centrals_session_and_subscriptions_survive_a_broker_kill(
             return event.id in {e.message_id for e in stored}
 
         await wait_for(arrived, 15, what="the event kept for central's session")
+
+
+async def test_an_event_central_received_but_had_not_committed_comes_again_after_a_crash(
+    stack: LocalStack, central: CentralService
+) -> None:
+    """Central holds an event it cannot commit (the test holds the database's write lock), is
+    killed with ``kill -9``, and gets the event again from the broker once it is back: it had not
+    acknowledged it. With acknowledgements on receipt, the event would be gone."""
+    config = stack.central_config()
+    await central.stop()
+    process = stack.start_central_process(config=config)
+    db = config.database.url.removeprefix("sqlite:///")
+    event = EventMessage(payload=EventPayload(kind="info", detail={"note": "not committed"}))
+    lock = sqlite3.connect(db, isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")  # every writer waits, then fails: nothing commits
+        async with stack.broker.client(UNIT) as unit:
+            await unit.publish(f"vaka/v1/dev/{UNIT}/events", encode(event), qos=1)
+        await wait_for(
+            lambda: "keeping" in process.log(), 30, what="central holding the uncommitted event"
+        )
+        await asyncio.to_thread(process.kill)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    store = SqlFleetStore(config.database.url)
+    assert event.id not in {e.message_id for e in store.recent_events(UNIT, 10)}
+    await asyncio.to_thread(process.start)
+
+    async def arrived() -> bool:
+        stored = await asyncio.to_thread(store.recent_events, UNIT, 10)
+        return event.id in {e.message_id for e in stored}
+
+    await wait_for(arrived, 20, what="the event delivered again to the restarted central")
+    store.close()
