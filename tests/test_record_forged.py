@@ -11,7 +11,8 @@ import pytest
 
 from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, UNIT, load_directory, running_agent
-from vaka.central.alerts.watch import FORGED_REASON, FORGED_STATUS, AlertStore
+from vaka.central.alerts.unplaced import FORGED_REASON
+from vaka.central.alerts.watch import FORGED_STATUS, AlertStore
 from vaka.central.audit.reports import supervisions
 from vaka.central.fleet.ingest import REFUSED_KIND
 from vaka.central.service import CentralService
@@ -119,6 +120,11 @@ async def test_forged_call_events_never_reach_the_record(
     lie_ids = {m.id for m in lies + again + flood}
     assert not lie_ids & {e.message_id for e in stored_events}
     assert (await asyncio.to_thread(central.audit.verify)).ok
+    # The watch leaves it open; support closes it (audited), and only once.
+    assert await central.alerts.clear_by_staff(alerts[0].id, "s-support", "unit replaced")
+    assert not await central.alerts.clear_by_staff(alerts[0].id, "s-support", "again")
+    cleared = await asyncio.to_thread(central.audit.entries, kind="alert_cleared")
+    assert [(e.actor, e.detail["reason"]) for e in cleared] == [("s-support", "unit replaced")]
 
 
 async def publish_as_the_unit_while_online(link: object, messages: list[EventMessage]) -> None:

@@ -13,6 +13,7 @@ from vaka.central.access.accounts import Accounts
 from vaka.central.access.secret_box import SecretBox
 from vaka.central.access.sessions import StaffSessions
 from vaka.central.alerts.notify import notifier_for
+from vaka.central.alerts.unplaced import UnplacedCallAlerts
 from vaka.central.alerts.watch import AlertWatch
 from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import CentralLink
@@ -78,7 +79,7 @@ class CentralService:
             event_hooks=[self.messages.on_event_record],
             online_hooks=[self.messages.on_unit_online],
             receipts=self._receipt,
-            on_forged=self.alerts.unit_reports_unplaced_calls,
+            on_forged=UnplacedCallAlerts(self.alerts).raise_once,
         )
         self.certs, self.provisioner = self._provisioning()
         self.link = CentralLink(

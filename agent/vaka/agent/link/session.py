@@ -344,16 +344,7 @@ class UnitLink:
                     self._set_state(LinkState.ONLINE)
                     log.info("online as %s (bdseq %d)", s.device_id, self.bdseq)
                     attempt = 0
-                    await self._flush_outbox()
-                    sender = asyncio.create_task(self._send_kept(self._connection))
-                    try:
-                        async for inbound in client.messages:
-                            try:
-                                await self._route(inbound)
-                            except Exception:  # _route refuses what it can; never stop here
-                                log.exception("routing a message failed")
-                    finally:
-                        await cancel_and_wait([sender])
+                    await self._serve(client)
             except aiomqtt.MqttError as err:
                 log.warning("broker connection lost or refused: %s", err)
             except Exception as err:  # e.g. unreadable certificate: keep trying, say why
@@ -368,6 +359,19 @@ class UnitLink:
             log.info("reconnecting in %.1f s (attempt %d)", delay, attempt)
             await asyncio.sleep(delay)
         self._set_state(LinkState.CLOSED)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """While online: send what waited, then route inbound messages until the link drops."""
+        await self._flush_outbox()
+        sender = asyncio.create_task(self._send_kept(self._connection))
+        try:
+            async for inbound in client.messages:
+                try:
+                    await self._route(inbound)
+                except Exception:  # _route refuses what it can; nothing stops the loop
+                    log.exception("routing a message failed")
+        finally:
+            await cancel_and_wait([sender])
 
     async def close(self) -> None:
         """Announce "stopped" (retained), disconnect cleanly (no will), end :meth:`run`.

@@ -42,12 +42,9 @@ from vaka.central.storage.tables import alerts, assignments, permissions, schedu
 log = logging.getLogger(__name__)
 
 
-#: The alert for a unit that reports calls central never placed: one per unit (its "check" is
-#: fixed at the epoch, so the table's one-per-unit-and-check rule keeps it single).
+#: The status of the alert for a unit that reports calls central never placed
+#: (:mod:`vaka.central.alerts.unplaced`): the watch leaves it open; staff close it.
 FORGED_STATUS = "forged_events"
-FORGED_REASON = "unit reports calls that were never placed"
-FORGED_CHECK_AT = 0.0
-FORGED_UNTIL = 4_102_444_800.0  # 2100-01-01: it does not lapse by itself
 
 #: Roles that see every alert; others see those of their groups.
 SEE_ALL_ROLES = frozenset({"support", "technician", "administrator"})
@@ -312,33 +309,26 @@ class AlertWatch:
             if raised is not None:
                 await self._announce_raised(raised, now)
 
-    async def unit_reports_unplaced_calls(self, unit: str, reason: str) -> None:
-        """Raise the one alert for a unit whose call reports central refused (see
-        :mod:`vaka.central.audit.call_record`); a unit has at most one open."""
+    async def clear_by_staff(self, alert_id: str, staff_id: str, reason: str) -> bool:
+        """Close an open alert on a staff member's word (audited); ``False`` if none is open."""
         now = self._clock()
-        citizen = await asyncio.to_thread(self.directory.citizen_of, unit)
-        candidate = Alert(
-            str(uuid.uuid4()),
-            unit,
-            citizen or "",
-            None,
-            FORGED_CHECK_AT,
-            FORGED_UNTIL,
-            FORGED_STATUS,
-            [FORGED_REASON, reason[:200]],
-            now,
-            None,
-            None,
+        found = next(
+            (a for a in await asyncio.to_thread(self.store.open_alerts) if a.id == alert_id), None
         )
-        raised = await asyncio.to_thread(self.store.raise_alert, candidate)
-        if raised is None:
-            return
-        log.warning("ALERT unit %s: %s (%s)", unit, FORGED_REASON, reason)
-        detail = {"alert_id": raised.id, "citizen": raised.citizen, "reason": reason[:200]}
+        if found is None or not await asyncio.to_thread(self.store.clear, alert_id, now, "staff"):
+            return False
+        log.info("alert %s for unit %s closed by %s: %s", alert_id, found.unit, staff_id, reason)
         await asyncio.to_thread(
-            self.audit.append, "alert_raised", unit=unit, ts=now, status=FORGED_STATUS, **detail
+            self.audit.append,
+            "alert_cleared",
+            actor=staff_id,
+            unit=found.unit,
+            ts=now,
+            alert_id=alert_id,
+            status=found.status,
+            reason=reason,
         )
-        await self.notifier.notify("unit_reports_unplaced_calls", {"unit": unit, **detail})
+        return True
 
     def _detail(self, alert: Alert) -> dict[str, Any]:
         local = dt.datetime.fromtimestamp(alert.check_at, self._tz)
