@@ -19,7 +19,7 @@ from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.polling import wait_for
 from vaka.protocol.messages import EventMessage, EventPayload, encode
-from vaka.staff.client import StaffClient
+from vaka.staff.client import StaffClient, StaffError
 
 FORGED_CALL = "central-1.f0f0f0f0f0f0f0f0"
 FLOOD = 300
@@ -70,6 +70,10 @@ async def test_forged_call_events_never_reach_the_record(
         real = await call_entries(central, call.call_id)
         await wait_for(lambda: unit.agent.link.unconfirmed == 0, 10, what="receipts for the call")
         assert all(e.actor == "s-nurse" and e.purpose == "night_check" for e in real)
+        # Night staff may see the alert but not close it.
+        open_now = await asyncio.to_thread(AlertStore(central.engine).open_alerts)
+        with pytest.raises(StaffError, match="may not close alerts"):
+            await staff._api("POST", f"/api/alerts/{open_now[0].id}/clear", {"reason": "mine"})
 
         # The unit now lies about the real call: a second start, a second end, another caller.
         again = [
