@@ -13,6 +13,7 @@ from vaka.central.access.accounts import Accounts
 from vaka.central.access.secret_box import SecretBox
 from vaka.central.access.sessions import StaffSessions
 from vaka.central.alerts.notify import notifier_for
+from vaka.central.alerts.unplaced import UnplacedCallAlerts
 from vaka.central.alerts.watch import AlertWatch
 from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import CentralLink
@@ -29,6 +30,7 @@ from vaka.central.settings.config import CentralConfig
 from vaka.central.storage.engine import open_engine
 from vaka.central.units.provisioner import Provisioner, issuing_ca
 from vaka.central.units.revocation import CertificateRegistry
+from vaka.protocol.messages import ReceiptMessage, ReceiptPayload
 from vaka.protocol.topics import Channel
 from vaka.provisioning.bundles import load_config_key
 from vaka.provisioning.tickets import load_ticket_key
@@ -76,11 +78,13 @@ class CentralService:
             self.audit,
             event_hooks=[self.messages.on_event_record],
             online_hooks=[self.messages.on_unit_online],
+            receipts=self._receipt,
+            on_forged=UnplacedCallAlerts(self.alerts).raise_once,
         )
         self.certs, self.provisioner = self._provisioning()
         self.link = CentralLink(
             config.mqtt,
-            self.ingest.handle,
+            self.ingest.receive,
             self.relay.on_signal_out,
             self.provisioner.on_request if self.provisioner else None,
             self.provisioner.on_renew if self.provisioner else None,
@@ -186,6 +190,10 @@ class CentralService:
 
     async def _publish(self, device_id: str, channel: Channel, message: BaseModel) -> None:
         await self.link.publish_to_unit(device_id, channel, message)
+
+    async def _receipt(self, device_id: str, event_ids: list[str]) -> None:
+        receipt = ReceiptMessage(payload=ReceiptPayload(events=event_ids))
+        await self.link.publish_to_unit(device_id, Channel.RECEIPT, receipt)
 
     async def _publish_raw(self, topic: str, payload: bytes, retain: bool) -> None:
         await self.link.publish_raw(topic, payload, retain=retain)

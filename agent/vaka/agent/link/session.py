@@ -4,7 +4,13 @@ State machine: ``idle -> connecting -> online -> waiting -> connecting ... -> cl
 connection is a new *session* with a new birth sequence (``bdseq``); its retained birth and its
 will carry the same number, so central can tell a late will of an old session from the death of
 the current one. Inbound messages are checked (topic, size, schema) and routed to one handler per
-channel; refusals are logged with a reason, counted and reported as an event.
+channel; refusals are logged with a reason, counted and reported as an event; nothing a message
+does (or a handler raises) ends the loop.
+
+Call and shutter events are the record of who looked into a home: the link keeps each in memory
+(never on storage) until central's receipt on ``receipt`` names it, and one sender sends them in
+order — again after every reconnect, and again if no receipt came within ``receipt_wait_s``. The
+broker's PUBACK only means the broker has a message, not that central committed it.
 """
 
 import asyncio
@@ -14,7 +20,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
@@ -28,6 +34,7 @@ from vaka.protocol.messages import (
     AnyMessage,
     EventMessage,
     EventPayload,
+    ReceiptMessage,
     StateMessage,
     StatePayload,
     decode,
@@ -42,6 +49,10 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[AnyMessage], Awaitable[None]]
 OUTBOX_LIMIT = 200
+#: Event kinds kept until central's receipt: the audit trail's calls and shutter movements.
+KEPT_KINDS = frozenset({"call", "shutter"})
+#: The most unconfirmed events kept (a unit offline for days drops the oldest, and says so).
+KEPT_LIMIT = 500
 StateListener = Callable[["LinkState"], None]
 
 
@@ -70,6 +81,17 @@ class LinkSettings:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 60.0
     connect_timeout_s: float = 10.0
+    #: how long to wait for central's receipt before sending a kept event again
+    receipt_wait_s: float = 10.0
+
+
+@dataclass
+class _Kept:
+    """An event waiting for central's receipt."""
+
+    message: EventMessage
+    sent_on: int = 0  # the connection it was last sent on (0: not yet)
+    sent_at: float = field(default=0.0)  # monotonic
 
 
 class UnitLink:
@@ -89,6 +111,15 @@ class UnitLink:
         self._online = asyncio.Event()
         #: Events kept while offline (call ended, shutter closed), sent after reconnecting.
         self._outbox: deque[tuple[Channel, BaseModel]] = deque(maxlen=OUTBOX_LIMIT)
+        #: Call and shutter events by message id, in order, until central's receipt names them.
+        self._kept: dict[str, _Kept] = {}
+        self._kept_wake = asyncio.Event()
+        self._connection = 0
+
+    @property
+    def unconfirmed(self) -> int:
+        """Call and shutter events central has not confirmed yet."""
+        return len(self._kept)
 
     # ---------------------------------------------------------------- state
 
@@ -142,6 +173,13 @@ class UnitLink:
         except ProtocolError as err:
             await self._refuse(type(err).__name__, str(err), topic)
             return
+        except Exception as err:  # the decoder is guarded; this is the last line for a bug
+            await self._refuse("unexpected", f"{type(err).__name__}: {err}", topic)
+            return
+        if isinstance(inbound, ReceiptMessage):
+            for event_id in inbound.payload.events:
+                self._kept.pop(event_id, None)
+            return
         handler = self._handlers.get(parsed.channel)
         if handler is None:
             await self._refuse("unhandled", f"no handler for {parsed.channel.value}", topic)
@@ -184,13 +222,59 @@ class UnitLink:
             self.broker_rtt_ms = (time.perf_counter() - started) * 1000
 
     async def publish_reliably(self, channel: Channel, message: BaseModel) -> None:
-        """Publish now, or keep the message (bounded) and send it after the next connect."""
+        """Publish now, or keep the message (bounded) and send it after the next connect.
+
+        Call and shutter events are kept until central's receipt instead (see the module).
+        """
+        if isinstance(message, EventMessage) and message.payload.kind in KEPT_KINDS:
+            await self._send_or_keep(message)
+            return
         try:
             await self.publish(channel, message)
         except LinkError:
             if len(self._outbox) == self._outbox.maxlen:
                 log.warning("outbox full: dropping the oldest kept message")
             self._outbox.append((channel, message))
+
+    async def _send_or_keep(self, message: EventMessage) -> None:
+        """Keep ``message`` until its receipt; send it now if nothing older waits to be sent on
+        this connection (so a clean stop right after still gets it out), else leave it to the
+        sender, which keeps the order."""
+        if len(self._kept) >= KEPT_LIMIT:
+            dropped = next(iter(self._kept))
+            log.warning("%d events wait for central: dropping the oldest (%s)", KEPT_LIMIT, dropped)
+            del self._kept[dropped]
+        kept = self._kept[message.id] = _Kept(message)
+        connection = self._connection
+        if self._state is LinkState.ONLINE and all(
+            k.sent_on == connection for k in self._kept.values() if k is not kept
+        ):
+            try:
+                await self.publish(Channel.EVENTS, message)
+                kept.sent_on, kept.sent_at = connection, time.monotonic()
+                return
+            except LinkError:
+                pass
+        self._kept_wake.set()
+
+    async def _send_kept(self, connection: int) -> None:
+        """Send kept events in order: unsent on this connection, or unconfirmed for a while."""
+        wait = self.settings.receipt_wait_s
+        while True:
+            self._kept_wake.clear()
+            for event_id, kept in list(self._kept.items()):
+                if event_id not in self._kept:
+                    continue  # confirmed meanwhile
+                if kept.sent_on == connection and time.monotonic() - kept.sent_at < wait:
+                    continue
+                try:
+                    await self.publish(Channel.EVENTS, kept.message)
+                except LinkError as err:  # the connection is going: the next one sends it
+                    log.info("kept event %s not sent now: %s", event_id, err)
+                    break
+                kept.sent_on, kept.sent_at = connection, time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kept_wake.wait(), wait / 2)
 
     async def _flush_outbox(self) -> None:
         while self._outbox:
@@ -254,12 +338,13 @@ class UnitLink:
                         state_topic, self._state_message("online"), qos=1, retain=True
                     )
                     self._client = client
+                    # A new number before going online: what was sent on the last connection
+                    # counts as unsent here (see _send_or_keep), so resends keep their order.
+                    self._connection += 1
                     self._set_state(LinkState.ONLINE)
                     log.info("online as %s (bdseq %d)", s.device_id, self.bdseq)
                     attempt = 0
-                    await self._flush_outbox()
-                    async for inbound in client.messages:
-                        await self._route(inbound)
+                    await self._serve(client)
             except aiomqtt.MqttError as err:
                 log.warning("broker connection lost or refused: %s", err)
             except Exception as err:  # e.g. unreadable certificate: keep trying, say why
@@ -274,6 +359,19 @@ class UnitLink:
             log.info("reconnecting in %.1f s (attempt %d)", delay, attempt)
             await asyncio.sleep(delay)
         self._set_state(LinkState.CLOSED)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """While online: send what waited, then route inbound messages until the link drops."""
+        await self._flush_outbox()
+        sender = asyncio.create_task(self._send_kept(self._connection))
+        try:
+            async for inbound in client.messages:
+                try:
+                    await self._route(inbound)
+                except Exception:  # _route refuses what it can; nothing stops the loop
+                    log.exception("routing a message failed")
+        finally:
+            await cancel_and_wait([sender])
 
     async def close(self) -> None:
         """Announce "stopped" (retained), disconnect cleanly (no will), end :meth:`run`.

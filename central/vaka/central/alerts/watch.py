@@ -42,6 +42,10 @@ from vaka.central.storage.tables import alerts, assignments, permissions, schedu
 log = logging.getLogger(__name__)
 
 
+#: The status of the alert for a unit that reports calls central never placed
+#: (:mod:`vaka.central.alerts.unplaced`): the watch leaves it open; staff close it.
+FORGED_STATUS = "forged_events"
+
 #: Roles that see every alert; others see those of their groups.
 SEE_ALL_ROLES = frozenset({"support", "technician", "administrator"})
 
@@ -273,6 +277,8 @@ class AlertWatch:
             return NEVER_SEEN if record is None else derive_status(record, now, self.thresholds)
 
         for alert in await asyncio.to_thread(self.store.open_alerts):
+            if alert.status == FORGED_STATUS:
+                continue  # not about the unit being down: staff close it
             if now > alert.check_until:
                 await self._clear(alert, now, "check time passed", notify=False)
             elif status_of(alert.unit).status == "online":
@@ -302,6 +308,27 @@ class AlertWatch:
             raised = await asyncio.to_thread(self.store.raise_alert, candidate)
             if raised is not None:
                 await self._announce_raised(raised, now)
+
+    async def clear_by_staff(self, alert_id: str, staff_id: str, reason: str) -> bool:
+        """Close an open alert on a staff member's word (audited); ``False`` if none is open."""
+        now = self._clock()
+        found = next(
+            (a for a in await asyncio.to_thread(self.store.open_alerts) if a.id == alert_id), None
+        )
+        if found is None or not await asyncio.to_thread(self.store.clear, alert_id, now, "staff"):
+            return False
+        log.info("alert %s for unit %s closed by %s: %s", alert_id, found.unit, staff_id, reason)
+        await asyncio.to_thread(
+            self.audit.append,
+            "alert_cleared",
+            actor=staff_id,
+            unit=found.unit,
+            ts=now,
+            alert_id=alert_id,
+            status=found.status,
+            reason=reason,
+        )
+        return True
 
     def _detail(self, alert: Alert) -> dict[str, Any]:
         local = dt.datetime.fromtimestamp(alert.check_at, self._tz)

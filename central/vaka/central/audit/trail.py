@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,22 +81,51 @@ class AuditLog:
         **detail: Any,
     ) -> AuditEntry:
         """Append one entry; concurrent writers (several central instances) retry on conflict."""
+        fields = {"actor": actor, "unit": unit, "purpose": purpose, "call_id": call_id}
+        entry = self.append_decided(None, lambda _: {"kind": kind, "ts": ts, **fields, **detail})
+        assert entry is not None
+        return entry
+
+    def append_decided(
+        self,
+        call_id: str | None,
+        decide: Callable[[list["AuditEntry"]], dict[str, Any] | None],
+    ) -> "AuditEntry | None":
+        """Append what ``decide`` makes of the entries of ``call_id`` so far, in one transaction.
+
+        ``decide`` gets the call's entries (none if ``call_id`` is ``None``) and returns the new
+        entry's fields (``kind``, ``ts``, ``actor``, ``unit``, ``purpose``, ``call_id``, the rest
+        detail) or ``None`` to append nothing. It may run more than once: a writer that lost a race
+        for the next sequence number reads again, so a check made here sees the winner's entry.
+        """
         for _attempt in range(20):
             with self.engine.begin() as conn:
+                so_far = (
+                    [
+                        _entry(dict(r))
+                        for r in conn.execute(
+                            select(audit).where(audit.c.call_id == call_id).order_by(audit.c.seq)
+                        ).mappings()
+                    ]
+                    if call_id is not None
+                    else []
+                )
+                fields = decide(so_far)
+                if fields is None:
+                    return None
+                fields = dict(fields)
                 last = conn.execute(
                     select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
                 ).first()
                 seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+                ts = fields.pop("ts", None)
                 row: dict[str, Any] = {
                     "seq": seq,
                     "ts": round(time.time() if ts is None else ts, 6),
-                    "kind": kind,
-                    "actor": actor,
-                    "unit": unit,
-                    "purpose": purpose,
-                    "call_id": call_id,
-                    "detail": json.dumps(detail, sort_keys=True, separators=(",", ":")),
+                    "kind": fields.pop("kind"),
+                    **{k: fields.pop(k, None) for k in ("actor", "unit", "purpose", "call_id")},
                 }
+                row["detail"] = json.dumps(fields, sort_keys=True, separators=(",", ":"))
                 row["prev_hash"] = prev
                 row["hash"] = entry_hash(prev, row)
                 try:
@@ -103,7 +133,14 @@ class AuditLog:
                 except IntegrityError:
                     conn.rollback()
                     continue
-            log.info("audit %d %s unit=%s actor=%s %s", seq, kind, unit, actor, detail)
+            log.info(
+                "audit %d %s unit=%s actor=%s %s",
+                seq,
+                row["kind"],
+                row["unit"],
+                row["actor"],
+                fields,
+            )
             return _entry(row)
         raise RegistryError("audit append kept conflicting with other writers")
 
@@ -184,33 +221,3 @@ def _entry(row: dict[str, Any]) -> AuditEntry:
         prev_hash=row["prev_hash"],
         hash=row["hash"],
     )
-
-
-#: Unit events that belong in the audit trail: what the unit did with a call and its shutter.
-AUDITED_EVENTS = frozenset({"call", "shutter"})
-
-
-def audit_unit_event(log_: AuditLog, event: Any) -> None:
-    """Append a unit's ``call`` or ``shutter`` event (an :class:`EventRecord`) to the trail.
-
-    The unit reports e.g. ``{"action": "ended", "call_id": ..., "caller": ..., "purpose": ...,
-    "duration_s": ...}`` or ``{"state": "open", "call_id": ...}``.
-    """
-    detail = dict(event.detail)
-    if event.kind == "shutter":
-        kind = f"shutter_{detail.pop('state', 'unknown')}"
-    else:
-        kind = f"call_{detail.pop('action', 'unknown')}"
-    log_.append(
-        kind,
-        actor=_str(detail.pop("caller", None)),
-        unit=event.device_id,
-        purpose=_str(detail.pop("purpose", None)),
-        call_id=_str(detail.pop("call_id", None)),
-        ts=event.sent_at,
-        **detail,
-    )
-
-
-def _str(value: Any) -> str | None:
-    return None if value is None else str(value)[:80]

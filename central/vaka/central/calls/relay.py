@@ -30,6 +30,7 @@ from vaka.central.directory.policy import Authorization, CallRefused, authorize_
 from vaka.central.settings.calls import CallLimits
 from vaka.errors import LinkError, ProtocolError
 from vaka.protocol.messages import SignalMessage, SignalPayload, decode, describe_problems
+from vaka.protocol.refusals import Refusals
 from vaka.protocol.sdp import check_sdp, preferred_fingerprint
 from vaka.protocol.topics import Channel, parse_device_topic
 from vaka.provisioning.tickets import TicketClaims, sign_ticket
@@ -70,6 +71,8 @@ class CallRelay:
         self.limits = limits
         self.publish = publish
         self._pending: dict[str, asyncio.Queue[SignalPayload]] = {}
+        #: refused ``signal/out`` messages, by reason
+        self.refusals = Refusals(log, "signal")
         #: takes the citizens' requests (see :mod:`vaka.central.calls.citizen`), if any
         self.citizen_calls = citizen_calls
 
@@ -83,7 +86,10 @@ class CallRelay:
                 raise ProtocolError("payload is not bytes")
             message = decode(payload, Channel.SIGNAL_OUT)
         except ProtocolError as err:
-            log.warning("refused signal from %s: %s", topic[:120], err)
+            self.refusals.refuse(type(err).__name__, str(err), topic[:120])
+            return
+        except Exception as err:  # the decoder is guarded; this is the last line for a bug
+            self.refusals.refuse("unexpected", f"{type(err).__name__}: {err}"[:200], topic[:120])
             return
         assert isinstance(message, SignalMessage)
         queue = self._pending.get(message.payload.call_id)

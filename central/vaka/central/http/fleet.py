@@ -73,9 +73,16 @@ async def get_unit(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """``GET /api/stats``: ingest counters, refusals and latency."""
+    """``GET /api/stats``: ingest counters, refusals and latency; the broker link's counters."""
     await authenticate(request, FLEET_ROLES, action="see the fleet")
-    return web.json_response(deps(request).ingest.stats())
+    d = deps(request)
+    refused_elsewhere = {
+        "signal/out": d.relay.refusals.total,
+        "enrol and renew": d.provisioner.refusals.total if d.provisioner else 0,
+    }
+    return web.json_response(
+        {**d.ingest.stats(), "link": d.link.stats(), "refused_elsewhere": refused_elsewhere}
+    )
 
 
 def _ago(seconds: float) -> str:

@@ -31,6 +31,9 @@ class MqttSection(_Section):
     share_group: str = Field(default="central", pattern=r"^[a-z0-9-]{1,30}$")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     session_expiry_s: int = Field(default=3600, ge=0)
+    #: unacknowledged messages the broker may have in flight to central (MQTT 5 Receive Maximum):
+    #: central acknowledges only after committing, so a backlog waits at the broker
+    receive_maximum: int = Field(default=100, ge=1, le=65535)
 
 
 class HttpSection(_Section):

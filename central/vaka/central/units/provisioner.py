@@ -82,6 +82,9 @@ class Provisioner:
         except ProtocolError as err:
             self.refusals.refuse(type(err).__name__, str(err), topic[:80])
             return
+        except Exception as err:  # the decoder is guarded; this is the last line for a bug
+            self.refusals.refuse("unexpected", f"{type(err).__name__}: {err}"[:200], topic[:80])
+            return
         assert isinstance(message, EnrolRequestMessage)
         p = message.payload
         asyncio.get_running_loop().run_in_executor(
@@ -99,6 +102,9 @@ class Provisioner:
         except ProtocolError as err:
             self.refusals.refuse(type(err).__name__, str(err), topic[:80])
             return
+        except Exception as err:  # the decoder is guarded; this is the last line for a bug
+            self.refusals.refuse("unexpected", f"{type(err).__name__}: {err}"[:200], topic[:80])
+            return
         assert isinstance(message, RenewMessage)
         task = asyncio.get_running_loop().create_task(
             self.renew(where.device_id, message.payload.csr)
@@ -112,8 +118,8 @@ class Provisioner:
             key = check_csr(csr, unit, subject=unit)
             if not await asyncio.to_thread(self.certs.has_active, unit):
                 raise EnrolmentRefused(f"{unit} has no valid certificate left: enrol it again")
-        except EnrolmentRefused as err:
-            log.warning("renewal of %s refused: %s", unit, err)
+        except Exception as err:  # EnrolmentRefused, or whatever a crafted CSR makes a parser raise
+            self.refusals.refuse("renewal", f"{type(err).__name__}: {err}"[:200], unit)
             await asyncio.to_thread(
                 self.audit.append, "renewal_refused", unit=unit, reason=str(err)
             )
