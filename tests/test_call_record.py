@@ -181,3 +181,12 @@ def test_the_refusal_budget_bounds_what_is_written_per_unit() -> None:
     assert budget.take("u-good", 1001.0)  # another unit has its own
     assert not budget.take("u-bad", 1030.0)
     assert budget.take("u-bad", 1061.0)  # one more per minute
+
+
+def test_a_call_that_never_reached_media_ends_without_a_start() -> None:
+    """The unit frees itself at the setup deadline with ``media: false`` and no ``started``."""
+    ended = event("call", {"action": "ended", "call_id": CALL, "media": False})
+    assert judge(ticket(), [], ended).outcome == "record"
+    # ... but an end that claims media without a start is still out of order.
+    claimed = event("call", {"action": "ended", "call_id": CALL, "media": True}, n=1)
+    assert judge(ticket(), [], claimed).reason == "an end before the start"

@@ -5,8 +5,9 @@ write history. :func:`judge` is a pure function of central's own ticket record f
 ``ticket_issued`` entry), the unit events already recorded for that call, and the new event:
 
 * a call event is recorded only for a call id central issued a ticket for, to that unit;
-* only in an order that can happen: no end before start, no second start, nothing after the end,
-  a shutter closes only after it opened in that call;
+* only in an order that can happen: no end before start (except the end of a call that never
+  reached media: ``media: false``, no shutter opened), no second start, nothing after the end, a
+  shutter closes only after it opened in that call;
 * who called and why come from the ticket, never from the unit's message; the entry's time is
   central's receive time, the unit's clock is kept as ``unit_ts``;
 * an event whose message id is recorded already is a duplicate (a resend after a lost receipt or a
@@ -131,16 +132,25 @@ def _problem(
         return f"central issued no ticket for call {call_id[:80]!r}" if call_id else "no call"
     if ticket.unit != event.device_id:
         return f"call {call_id!r} was issued to another unit"
-    return _out_of_order({e.kind for e in so_far}, [e.kind for e in so_far], event.entry_kind)
+    reached_media = event.detail.get("media") is not False
+    return _out_of_order(
+        {e.kind for e in so_far}, [e.kind for e in so_far], event.entry_kind, reached_media
+    )
 
 
-def _out_of_order(seen: set[str], order: list[str], kind: str) -> str | None:
+def _out_of_order(
+    seen: set[str], order: list[str], kind: str, reached_media: bool = True
+) -> str | None:
     if "call_ended" in seen and not (kind in SHUTS and _shutter_is_open(order)):
         # A shutter that closes (or jams) just after the end is the safe direction, and true.
         return f"{kind} after the call ended"
     if kind == "call_started" and "call_started" in seen:
         return "a second start of the same call"
     if kind == "call_ended" and "call_started" not in seen:
+        # A call the unit took but that never reached media (no DTLS, no viewer) ends without a
+        # start: ``media: false`` and no shutter opened. Nobody looked; the report skips it.
+        if not reached_media and "shutter_open" not in seen:
+            return None
         return "an end before the start"
     if kind == "shutter_open" and _shutter_is_open(order):
         return "the shutter opened twice"
