@@ -48,8 +48,11 @@ class Built:
 
 
 @pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> LocalPki:
-    """The image tests' PKI: the broker's certificate also names the address a QEMU guest uses."""
+def image_pki(tmp_path_factory: pytest.TempPathFactory) -> LocalPki:
+    """The image tests' PKI: the broker's certificate also names the address a QEMU guest uses.
+
+    Its own name: the suite's session ``pki`` (tests/conftest.py) would shadow a plugin fixture
+    called ``pki``, and a guest would then meet a broker certificate without 10.0.2.2."""
     return LocalPki(
         tmp_path_factory.mktemp("image-pki"), broker_names=("localhost", "127.0.0.1", QEMU_HOST)
     ).ensure()
@@ -110,14 +113,14 @@ def generic_config(port: int, host: str = "127.0.0.1") -> dict[str, object]:
 
 @pytest.fixture(scope="session")
 def built(
-    pki: LocalPki, qemu_port: int, tmp_path_factory: pytest.TempPathFactory
+    image_pki: LocalPki, qemu_port: int, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Built]:
     """The amd64 variant, built once for the session (and deleted afterwards, unless
     ``VAKA_IMAGE_KEEP=1``)."""
     if os.geteuid() != 0:
         pytest.skip("the image build needs root (mmdebstrap's root mode: chroot, file owners)")
     base = tmp_path_factory.mktemp("image")
-    site = site_files(pki, base / "site", qemu_port)
+    site = site_files(image_pki, base / "site", qemu_port)
     out = base / "out"
     started = time.monotonic()
     run = subprocess.run(

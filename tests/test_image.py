@@ -201,7 +201,7 @@ def card_with_identity(built: Built, directory: Path, pki: LocalPki) -> tuple[Pa
 
 
 async def test_the_card_boots_under_qemu_and_the_unit_comes_online(
-    built: Built, pki: LocalPki, qemu_port: int, tmp_path: Path
+    built: Built, image_pki: LocalPki, qemu_port: int, tmp_path: Path
 ) -> None:
     """The whole card: kernel, read-only root, credentials partition by label, networkd, the
     site's firewall, vaka-agent.service with all its sandboxing, over QEMU's user network to a
@@ -212,8 +212,8 @@ async def test_the_card_boots_under_qemu_and_the_unit_comes_online(
     initrds = sorted((built.rootfs / "boot").glob("initrd.img-*"))
     if not kernels or not initrds:
         pytest.skip("the image was built without --kernel")
-    card, disk_id = card_with_identity(built, tmp_path, pki)
-    stack = LocalStack(tmp_path, pki=pki, broker_port=qemu_port)
+    card, disk_id = card_with_identity(built, tmp_path, image_pki)
+    stack = LocalStack(tmp_path, pki=image_pki, broker_port=qemu_port)
     stack.start_broker()
     central = CentralService(stack.central_config())
     console = tmp_path / "console.log"

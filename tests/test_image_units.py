@@ -4,6 +4,7 @@ The build and the skip condition are shared with tests/test_image.py (tests/imag
 build per session, only with ``VAKA_IMAGE_TEST=1``.
 """
 
+import asyncio
 import contextlib
 import json
 import os
@@ -22,6 +23,8 @@ from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import unit_status
 from vaka.devstack.polling import wait_for
+from vaka.devstack.stack import LocalStack
+from vaka.provisioning.localpki import LocalPki
 
 # Before its import: the shared module's asserts rewritten, as in any pytest plugin.
 pytest.register_assert_rewrite("tests.imagetools")
@@ -145,13 +148,24 @@ def test_agent_runs_inside_the_image(built: Built) -> None:
 
 
 async def test_the_images_agent_comes_online_in_central(
-    built: Built, broker: Broker, central: CentralService, tmp_path: Path
+    built: Built, image_pki: LocalPki, tmp_path: Path
 ) -> None:
     """The image's own Python, venv and agent, as user vaka, in a read-only copy of its root
-    (bubblewrap), with this unit's key and certificate on a stand-in credentials partition."""
+    (bubblewrap), with this unit's key and certificate on a stand-in credentials partition.
+
+    The broker is the image's PKI's: the card's site files trust that server CA."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         pytest.skip("bubblewrap is not installed")
+    async with LocalStack(tmp_path / "stack", pki=image_pki) as stack:
+        broker = await asyncio.to_thread(stack.start_broker)
+        central = await stack.start_central()
+        await image_agent_comes_online(built, bwrap, broker, central, tmp_path)
+
+
+async def image_agent_comes_online(
+    built: Built, bwrap: str, broker: Broker, central: CentralService, tmp_path: Path
+) -> None:
     uid, gid = vaka_ids(built)
     creds = tmp_path / "credentials"
     creds.mkdir(mode=0o700)
