@@ -18,6 +18,8 @@ const languageSelect = document.getElementById("language");
 
 let me = null;
 let cleanup = null;
+// A language picked on the log-in page (for this visit only; null: the browser's).
+let pickedBeforeLogIn = null;
 
 function setNotice(message) {
   notice.textContent = message || "";
@@ -58,14 +60,15 @@ function showShell(visible) {
   frameTexts();
 }
 
-// Logged out (by the user, by the idle time-out, or never logged in): the log-in view.
-function loggedOut(message) {
+// Logged out (by the user, by the idle time-out, or never logged in): the log-in view, in the
+// browser's language again. `message` is a function so that it is worded in that language.
+function loggedOut(message = () => "") {
   idle.stop();
   me = null;
-  setLanguage(null); // before log-in: the browser's language
+  setLanguage(pickedBeforeLogIn);
   showShell(false);
   clearView();
-  loginView.render(main, ctx, message);
+  loginView.render(main, ctx, message());
 }
 
 async function start(message) {
@@ -74,17 +77,17 @@ async function start(message) {
     answer = await api("GET", "/api/me");
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {
-      loggedOut(message || idleMessage(err.message));
+      loggedOut(() => message || idleMessage(err.message));
       return;
     }
     clearView();
-    setLanguage(null);
+    setLanguage(pickedBeforeLogIn);
     frameTexts();
     main.append(h("p", { class: "error", role: "alert" }, reason(err.message)));
     return;
   }
   me = answer;
-  setLanguage(answer.language); // the member's choice, else the browser's
+  setLanguage(answer.language || pickedBeforeLogIn); // the member's saved choice first
   idle.start(answer, onIdle);
   clearView();
   if (answer.must_enrol_totp) {
@@ -111,7 +114,7 @@ function idleMessage(text) {
 }
 
 function onIdle(text) {
-  loggedOut(idleMessage(text) || reason(text));
+  loggedOut(() => idleMessage(text) || reason(text));
 }
 
 function buildNav() {
@@ -157,13 +160,13 @@ onActivity((ok, status, message) => {
     idle.activity();
   } else if (status === 401 && me) {
     // Central ended the session (idle, expired, logged out elsewhere).
-    loggedOut(idleMessage(message) || reason(message));
+    loggedOut(() => idleMessage(message) || reason(message));
   }
 });
 
 logoutButton.addEventListener("click", async () => {
   try { await api("POST", "/api/logout", {}); } catch (err) { /* logged out either way */ }
-  loggedOut(t("app.logged_out"));
+  loggedOut(() => t("app.logged_out"));
 });
 
 // A new language: saved with the account when someone is logged in (it follows them to another
@@ -171,8 +174,8 @@ logoutButton.addEventListener("click", async () => {
 languageSelect.addEventListener("change", async () => {
   const chosen = setLanguage(languageSelect.value);
   if (!me) {
-    frameTexts();
-    loggedOut("");
+    pickedBeforeLogIn = chosen;
+    loggedOut();
     return;
   }
   try {

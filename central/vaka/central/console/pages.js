@@ -1,7 +1,7 @@
 // The console's pages. Adding a page = a file in pages/ exporting render(main, ctx) (which may
 // return a clean-up function) + one line here (its title is the catalog key "nav.<id>").
 // roles: who sees it in the navigation — the same roles central lets use the page's API
-// (tests/test_console_nav.py holds the two together):
+// (tests/test_console_i18n.py holds the two together):
 //   night-round         ROUND_ROLES (calls/round.py)
 //   on-duty             roles that take citizens' calls (ROLE_PURPOSES, directory/policy.py)
 //   video-visits        VISIT_ROLES (calls/visits.py)
