@@ -389,8 +389,8 @@ async def test_audit_page_reads_as_sentences_and_filters_narrow_it(
         outcome = page.locator("#audit-rows tr[data-kind='supervision_outcome']")
         await expect(outcome).to_have_count(1)
         said = {
-            "sv": "n-nurse angav resultatet av nattillsynen hos brukare c-1001: Allt väl.",
-            "da": "n-nurse registrerede resultatet af nattilsynet hos borger c-1001: Alt vel.",
+            "sv": "n-nurse angav resultatet av nattillsynen hos brukare c-1001 (enhet u-cam-1): Allt väl.",
+            "da": "n-nurse registrerede resultatet af nattilsynet hos borger c-1001 (enhed u-cam-1): Alt vel.",
         }
         await expect(outcome.locator(".audit-what")).to_have_text(said[lang])
         await expect(outcome).to_contain_text("sover lugnt")

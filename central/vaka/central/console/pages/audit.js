@@ -33,6 +33,10 @@ export function sentence(e) {
     staff: d.staff || "—",
     address: d.address || "—",
     failures: d.failures,
+    // "citizen c-1001 (unit nc-0042)", or only the unit where the entry names no citizen
+    subject: d.citizen
+      ? (e.unit ? t("audit.subject", { citizen: d.citizen, unit: e.unit }) : t("audit.citizen", { citizen: d.citizen }))
+      : t("audit.unit_named", { unit: e.unit || "—" }),
     duration: d.duration_s !== undefined && d.duration_s !== null ? t("audit.seconds", { n: Math.round(d.duration_s) }) : "—",
   };
   const key = `audit.say.${e.kind}`;

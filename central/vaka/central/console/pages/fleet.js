@@ -55,7 +55,7 @@ export function render(main, ctx) {
     replace(alertsList, ...alerts.map((a) =>
       h("li", { class: "alert-item", role: "alert", "data-unit": a.unit, "data-alert": a.id },
         h("p", { class: "alert-title" },
-          h("b", {}, t("fleet.alert_unit", { unit: a.unit, status: word("status", a.status) })),
+          h("b", {}, t("fleet.alert_unit", { unit: a.unit, status: word("state", a.status) })),
           " — ", t("fleet.alert_check", { citizen: a.citizen, at: String(a.check_at_local || "").slice(11, 16) || clock(a.check_at), until: minutesUntil(a.check_at) })),
         h("p", {}, t("fleet.alert_why", { why: a.reasons.join("; ") || "—" }),
           a.group ? ` ${t("fleet.alert_group", { group: a.group })}` : "",
@@ -82,7 +82,7 @@ export function render(main, ctx) {
           h("tr", { class: u.status, "data-unit": u.id },
             h("td", { "data-label": t("fleet.col_unit") }, u.id),
             h("td", { "data-label": t("fleet.col_profile") }, word("profile", u.profile)),
-            h("td", { "data-label": t("fleet.col_status") }, h("b", {}, word("status", u.status))),
+            h("td", { "data-label": t("fleet.col_status") }, h("b", {}, word("state", u.status))),
             h("td", { "data-label": t("fleet.col_why") }, u.reasons.join("; ") || "—"),
             h("td", { "data-label": t("fleet.col_agent") }, shown(u.agent_version)))),
       );

@@ -29,8 +29,8 @@ export function render(main, ctx) {
     const button = h("button", { type: "button", class: "call-button", "data-unit": v.unit }, t("visits.call"));
     button.disabled = dialling || Boolean(call);
     button.addEventListener("click", () => visit(v));
-    const state = v.status === "online" ? word("status", "online")
-      : `${word("status", v.status)}${v.reasons.length ? `: ${v.reasons.join("; ")}` : ""}`;
+    const state = v.status === "online" ? word("state", "online")
+      : `${word("state", v.status)}${v.reasons.length ? `: ${v.reasons.join("; ")}` : ""}`;
     return h("li", { class: `card ${v.status}`, "data-unit": v.unit },
       h("div", {},
         h("p", { class: "card-title" }, t("visits.citizen", { citizen: v.citizen })),
