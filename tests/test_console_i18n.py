@@ -179,9 +179,7 @@ async def test_a_saved_choice_overrides_the_browser_and_follows_the_member(
     assert page_errors_of[id(english)] == []
 
 
-async def test_language_api_accepts_our_three_and_null(
-    broker: Broker, tmp_path: Path
-) -> None:
+async def test_language_api_accepts_our_three_and_null(broker: Broker, tmp_path: Path) -> None:
     async with central_with(broker, tmp_path) as central:
         token = await staff_token(central.url, "n-nurse", PASSWORD)
         auth = {"Authorization": f"Bearer {token}"}
@@ -389,8 +387,10 @@ async def test_audit_page_reads_as_sentences_and_filters_narrow_it(
         outcome = page.locator("#audit-rows tr[data-kind='supervision_outcome']")
         await expect(outcome).to_have_count(1)
         said = {
-            "sv": "n-nurse angav resultatet av nattillsynen hos brukare c-1001 (enhet u-cam-1): Allt väl.",
-            "da": "n-nurse registrerede resultatet af nattilsynet hos borger c-1001 (enhed u-cam-1): Alt vel.",
+            "sv": "n-nurse angav resultatet av nattillsynen hos brukare c-1001 (enhet u-cam-1): "
+            "Allt väl.",
+            "da": "n-nurse registrerede resultatet af nattilsynet hos borger c-1001 "
+            "(enhed u-cam-1): Alt vel.",
         }
         await expect(outcome.locator(".audit-what")).to_have_text(said[lang])
         await expect(outcome).to_contain_text("sover lugnt")
