@@ -14,16 +14,19 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, expect
+from sqlalchemy import create_engine, inspect, text
 
 from tests.conftest import TOTP_SECRET, staff_token
 from tests.test_staff_access import PASSWORD, central_with
 from vaka import otp
 from vaka.central.calls.round import ROUND_ROLES
 from vaka.central.calls.visits import VISIT_ROLES
+from vaka.central.directory.directory import Directory
 from vaka.central.directory.policy import ROLE_PURPOSES
 from vaka.central.http.audit import AUDIT_ROLES, REPORT_ROLES
 from vaka.central.http.fleet import CONSOLE_DIR, FLEET_ROLES
 from vaka.central.service import CentralService
+from vaka.central.storage.tables import create_schema
 from vaka.devstack.broker import Broker
 
 pytest.register_assert_rewrite("tests.browser")
@@ -111,34 +114,35 @@ def no_missing_words(text: str, where: str) -> None:
 
 
 @pytest.mark.parametrize("viewport", ["phone", "desktop"])
-@pytest.mark.parametrize("lang", ["sv", "da", "en", "fr"])
 async def test_log_in_page_speaks_the_browsers_language(
-    broker: Broker, tmp_path: Path, browser: Browser, lang: str, viewport: str
+    broker: Broker, tmp_path: Path, browser: Browser, viewport: str
 ) -> None:
-    page = await new_page(browser, viewport, lang)
-    expected = "en" if lang == "fr" else lang  # anything else: English
+    wrong = {
+        "sv": "fel personal-id eller lösenord",
+        "da": "forkert medarbejder-id eller adgangskode",
+        "en": "wrong staff id or password",
+    }
     async with central_with(broker, tmp_path) as central:
-        await page.goto(central.url + "/")
-        title, code, password = LOGIN_WORDS[expected]
-        await expect(page.locator("h1")).to_have_text(title)
-        await expect(page.locator("label", has_text=code)).to_be_visible()
-        await expect(page.locator("label", has_text=password)).to_be_visible()
-        await expect(page.locator("#login-submit")).to_have_text(title)
-        assert await page.evaluate("document.documentElement.lang") == expected
-        assert await page.locator("#language").input_value() == expected
-        no_missing_words(await text_of(page), f"the log-in page ({lang})")
-        assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
-        # A refusal is shown in the same language.
-        await page.fill("#staff_id", "n-nurse")
-        await page.fill("#password", "not the password")
-        await page.click("#login-submit")
-        wrong = {
-            "sv": "fel personal-id eller lösenord",
-            "da": "forkert medarbejder-id eller adgangskode",
-            "en": "wrong staff id or password",
-        }
-        await expect(page.locator("#login-error")).to_have_text(wrong[expected])
-    assert page_errors_of[id(page)] == []
+        for lang in ("sv", "da", "en", "fr"):
+            page = await new_page(browser, viewport, lang)
+            expected = "en" if lang == "fr" else lang  # anything else: English
+            await page.goto(central.url + "/")
+            title, code, password = LOGIN_WORDS[expected]
+            await expect(page.locator("h1")).to_have_text(title)
+            await expect(page.locator("label", has_text=code)).to_be_visible()
+            await expect(page.locator("label", has_text=password)).to_be_visible()
+            await expect(page.locator("#login-submit")).to_have_text(title)
+            assert await page.evaluate("document.documentElement.lang") == expected
+            assert await page.locator("#language").input_value() == expected
+            no_missing_words(await text_of(page), f"the log-in page ({lang})")
+            assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+            # A refusal is shown in the same language.
+            await page.fill("#staff_id", "n-nurse")
+            await page.fill("#password", "not the password")
+            await page.click("#login-submit")
+            await expect(page.locator("#login-error")).to_have_text(wrong[expected])
+            assert page_errors_of[id(page)] == [], lang
+            await page.context.close()
 
 
 @pytest.mark.parametrize("viewport", ["phone", "desktop"])
@@ -246,8 +250,7 @@ async def test_times_are_24_hour_in_every_language(
 # ---------------------------------------------------------------- no "null" on any page
 
 
-@pytest.mark.parametrize("viewport", ["phone", "desktop"])
-@pytest.mark.parametrize("lang", ["sv", "da"])
+@pytest.mark.parametrize(("lang", "viewport"), [("sv", "phone"), ("da", "desktop")])
 async def test_no_null_or_undefined_on_any_page(
     broker: Broker, tmp_path: Path, browser: Browser, lang: str, viewport: str
 ) -> None:
@@ -371,8 +374,7 @@ async def rows(page: Page) -> list[str]:
     return kinds
 
 
-@pytest.mark.parametrize("viewport", ["phone", "desktop"])
-@pytest.mark.parametrize("lang", ["sv", "da"])
+@pytest.mark.parametrize(("lang", "viewport"), [("sv", "phone"), ("da", "desktop")])
 async def test_audit_page_reads_as_sentences_and_filters_narrow_it(
     broker: Broker, tmp_path: Path, browser: Browser, lang: str, viewport: str
 ) -> None:
@@ -426,3 +428,24 @@ async def test_audit_page_reads_as_sentences_and_filters_narrow_it(
         no_missing_words(await text_of(page), "the audit page")
         assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
     assert page_errors_of[id(page)] == []
+
+
+def test_an_older_staff_table_gets_the_language_column(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE staff (staff_id VARCHAR(64) PRIMARY KEY, display_name VARCHAR(120)"
+                " NOT NULL, role VARCHAR(32) NOT NULL, password_hash VARCHAR(200) NOT NULL,"
+                " active BOOLEAN NOT NULL)"
+            )
+        )
+        conn.execute(text("INSERT INTO staff VALUES ('n-old', 'Old', 'night_staff', 'x', 1)"))
+    create_schema(engine)
+    assert "language" in {c["name"] for c in inspect(engine).get_columns("staff")}
+    directory = Directory(engine)
+    assert directory.language_of("n-old") is None
+    directory.set_language("n-old", "da")
+    assert directory.language_of("n-old") == "da"
+    create_schema(engine)  # a second start changes nothing
+    assert directory.language_of("n-old") == "da"
