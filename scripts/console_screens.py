@@ -2,7 +2,8 @@
 
 Runs the real system on this machine — Mosquitto, central, simulated units in this process — and
 Debian's Chromium (headless, fake camera), logs in through the console like a person and saves
-each page at phone and tablet size. One function per page; each takes the running
+each page at phone and tablet size (the log-in, audit and fleet pages also in Swedish and Danish:
+``console-<page>-<size>-sv.png``, ``-da.png``). One function per page; each takes the running
 :class:`Scene` and a browser::
 
     .venv/bin/python scripts/console_screens.py              # every page
@@ -38,6 +39,10 @@ from vaka.staff.client import StaffClient
 ROOT = Path(__file__).resolve().parent.parent
 SCREENS = ROOT / "docs" / "screens"
 SIZES = ("phone", "tablet")
+#: the console's languages; English shots keep the plain names
+LANGS = ("en", "sv", "da")
+LOCALES = {"en": "en-GB", "sv": "sv-SE", "da": "da-DK"}
+CHANGE_PASSWORD = {"en": "Change password", "sv": "Byt lösenord", "da": "Skift adgangskode"}
 AUTO_ANSWER = [{"purpose": "video_visit", "caller_groups": ["g-day"], "countdown_s": 2}]
 TV = "u-tv"
 NIGHTCAM = "u-cam-0042"  # down, with a night check in a few minutes: an open alert
@@ -152,9 +157,18 @@ def screen_of(agent: Agent) -> HeadlessScreen:
     return agent.tv.screen
 
 
-async def new_page(browser: Browser, size: str) -> Page:
+def suffix(lang: str) -> str:
+    return "" if lang == "en" else f"-{lang}"
+
+
+async def new_page(browser: Browser, size: str, lang: str = "en") -> Page:
+    """A page whose browser asks for ``lang`` (the console follows it until someone chooses)."""
     width, height = VIEWPORTS[size]
-    context = await browser.new_context(viewport={"width": width, "height": height})
+    context = await browser.new_context(
+        viewport={"width": width, "height": height},
+        locale=LOCALES[lang],
+        timezone_id="Europe/Stockholm",
+    )
     page = await context.new_page()
     page.set_default_timeout(20_000)
     return page
@@ -183,9 +197,19 @@ async def log_in(page: Page, url: str, staff_id: str) -> None:
 
 
 async def save(page: Page, name: str) -> None:
+    text = await page.evaluate("document.body.innerText")
+    if re.search(r"\b(null|undefined)\b", text):
+        raise RuntimeError(f"{name}: the page shows null/undefined: {text[:300]!r}")
     path = SCREENS / f"{name}.png"
     await page.screenshot(path=str(path))
     print(f"wrote {path.relative_to(ROOT)}")
+
+
+async def choose_language(page: Page, lang: str) -> None:
+    """Pick the console's language as the member would (central remembers it)."""
+    await page.select_option("#language", lang)
+    # The navigation is drawn again once central has the choice.
+    await expect(page.locator("#nav a[data-page=password]")).to_have_text(CHANGE_PASSWORD[lang])
 
 
 async def still(page: Page, selector: str) -> None:
@@ -201,15 +225,17 @@ async def still(page: Page, selector: str) -> None:
 
 
 async def shoot_login(s: Scene, browser: Browser) -> None:
-    """console-login-{size}.png: the log-in form, filled in up to the code."""
-    for size in SIZES:
-        page = await new_page(browser, size)
-        await page.goto(s.central.url + "/")
-        await page.fill("#staff_id", NIGHT)
-        await page.fill("#password", PASSWORD)
-        await page.focus("#totp")
-        await save(page, f"console-login-{size}")
-        await page.context.close()
+    """console-login-{size}[-sv|-da].png: the log-in form in the browser's language, filled in
+    up to the code."""
+    for lang in LANGS:
+        for size in SIZES:
+            page = await new_page(browser, size, lang)
+            await page.goto(s.central.url + "/")
+            await page.fill("#staff_id", NIGHT)
+            await page.fill("#password", PASSWORD)
+            await page.focus("#totp")
+            await save(page, f"console-login-{size}{suffix(lang)}")
+            await page.context.close()
 
 
 async def shoot_on_duty(s: Scene, browser: Browser) -> None:
@@ -277,9 +303,13 @@ async def shoot_fleet(s: Scene, browser: Browser) -> None:
     for size, who in zip(SIZES, ("s-support", "t-tech"), strict=True):
         page = await new_page(browser, size)
         await log_in(page, s.central.url, who)
-        await expect(page.locator(f"#alerts-list li[data-unit={NIGHTCAM}]")).to_be_visible()
-        await expect(page.locator(f"#fleet-table tr[data-unit={NIGHTCAM_OK}]")).to_be_visible()
-        await save(page, f"console-fleet-{size}")
+        for lang in LANGS:
+            await choose_language(page, lang)
+            await expect(page.locator(f"#alerts-list li[data-unit={NIGHTCAM}]")).to_be_visible()
+            row = page.locator(f"#fleet-table tr[data-unit={NIGHTCAM_OK}]")
+            await expect(row).to_be_visible()
+            await save(page, f"console-fleet-{size}{suffix(lang)}")
+        await choose_language(page, "en")
         await page.context.close()
 
 
@@ -329,19 +359,25 @@ async def shoot_night_round(s: Scene, browser: Browser) -> None:
 
 
 async def shoot_audit(s: Scene, browser: Browser) -> None:
-    """console-audit-{size}.png: the trail newest first, the chain verified at the top."""
+    """console-audit-{size}[-sv|-da].png: the trail newest first as sentences, filtered to one
+    unit, the chain verified at the top."""
     await _round_extras(s)
-    for size in SIZES:
-        page = await new_page(browser, size)
-        await log_in(page, s.central.url, ADMIN)
-        await page.click("#nav a[data-page=audit]")
-        await expect(page.locator("#audit-chain")).to_contain_text("intact")
-        await page.fill("#audit-unit", NIGHTCAM_OK)
-        await page.click("#audit-filters button[type=submit]")
-        await expect(page.locator("#audit-rows tr").first).to_be_visible()
-        await page.evaluate("window.scrollTo(0, 0)")
-        await save(page, f"console-audit-{size}")
-        await page.context.close()
+    page = await new_page(browser, SIZES[0])
+    await log_in(page, s.central.url, ADMIN)
+    for lang in LANGS:
+        await choose_language(page, lang)
+        for size in SIZES:
+            width, height = VIEWPORTS[size]
+            await page.set_viewport_size({"width": width, "height": height})
+            await page.click("#nav a[data-page=audit]")
+            await expect(page.locator("#audit-chain.ok")).to_be_visible()
+            await page.fill("#audit-unit", NIGHTCAM_OK)
+            await page.click("#audit-filters button[type=submit]")
+            await expect(page.locator("#audit-rows tr").first).to_be_visible()
+            await page.evaluate("window.scrollTo(0, 0)")
+            await save(page, f"console-audit-{size}{suffix(lang)}")
+    await choose_language(page, "en")
+    await page.context.close()
 
 
 async def shoot_supervision_report(s: Scene, browser: Browser) -> None:

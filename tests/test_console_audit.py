@@ -187,7 +187,7 @@ async def test_audit_and_report_pages_at_phone_and_tablet_size(
     await expect(page.locator("#audit-chain")).to_contain_text("The audit trail is intact")
     row = page.locator("#audit-rows tr[data-kind='supervision_outcome']")
     await expect(row).to_have_count(1)
-    await expect(row).to_contain_text("outcome=all_well")
+    await expect(row).to_contain_text("s-nurse recorded the night check of unit u-cam: All well.")
     assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
     if viewport == "phone":  # stacked cards: no table header, each value labelled
         await expect(page.locator(".audit-table thead")).to_be_hidden()

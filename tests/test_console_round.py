@@ -233,9 +233,9 @@ async def test_dial_in_see_the_unit_hang_up_and_record_all_well(
     await expect(admin.locator("#audit-chain")).to_contain_text("intact")
     await admin.fill("#audit-unit", UNIT)
     await admin.click("#audit-filters button[type=submit]")
-    rows = admin.locator(f"#audit-rows tr[data-call-id='{call_id}']")
+    rows = f"#audit-rows tr[data-call-id='{call_id}']"
     for kind in ("ticket_issued", "call_started", "call_ended", "supervision_outcome"):
-        await expect(rows.filter(has_text=kind)).to_have_count(1)
+        await expect(admin.locator(f"{rows}[data-kind='{kind}']")).to_have_count(1)
     response = await admin.request.get(central.url + "/api/reports/supervisions.csv")
     assert response.status == 200
     assert "attachment" in response.headers["content-disposition"]

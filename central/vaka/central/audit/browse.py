@@ -18,6 +18,7 @@ def audit_page(
     kind: str | None,
     unit: str | None,
     limit: int,
+    actor: str | None = None,
     before: int | None,
 ) -> dict[str, Any]:
     """One page of entries, newest first, and the chain's verification on the first page
@@ -31,6 +32,8 @@ def audit_page(
         query = query.where(audit.c.kind == kind)
     if unit is not None:
         query = query.where(audit.c.unit == unit)
+    if actor is not None:
+        query = query.where(audit.c.actor == actor)
     if before is not None:
         query = query.where(audit.c.seq < before)
     with log_.engine.connect() as conn:

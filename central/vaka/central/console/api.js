@@ -1,5 +1,6 @@
 // Talking to central: same-origin requests with the session cookie; the CSRF token (from the
 // vaka_csrf cookie) goes in X-CSRF-Token on every request that is not a GET.
+import { t } from "./i18n.js";
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -37,7 +38,7 @@ export async function api(method, path, body, { background = false } = {}) {
       cache: "no-store",
     });
   } catch (err) {
-    throw new ApiError(0, "Central cannot be reached. Check the network and try again.");
+    throw new ApiError(0, t("api.unreachable"));
   }
   let data = {};
   try {
@@ -46,7 +47,7 @@ export async function api(method, path, body, { background = false } = {}) {
     data = {};
   }
   if (!response.ok) {
-    const message = data.error || `central answered ${response.status}`;
+    const message = data.error || t("api.status", { status: response.status });
     if (!background) listeners.forEach((fn) => fn(false, response.status, message));
     throw new ApiError(response.status, message);
   }

@@ -1,7 +1,8 @@
-// The console shell: who is logged in, the navigation by role, a tiny hash router, and the
-// browser's side of the idle time-out (it shows the same message as central).
+// The console shell: who is logged in, the navigation by role, the language, a tiny hash router,
+// and the browser's side of the idle time-out (it shows the same message as central).
 import { api, ApiError, onActivity } from "./api.js";
-import { h } from "./dom.js";
+import { h, mount, replace } from "./dom.js";
+import { LANGUAGES, reason, setLanguage, t, tn, word } from "./i18n.js";
 import { pagesFor } from "./pages.js";
 import * as idle from "./idle.js";
 import * as loginView from "./views/login.js";
@@ -13,9 +14,12 @@ const nav = document.getElementById("nav");
 const who = document.getElementById("who");
 const logoutButton = document.getElementById("logout");
 const notice = document.getElementById("notice");
+const languageSelect = document.getElementById("language");
 
 let me = null;
 let cleanup = null;
+// A language picked on the log-in page (for this visit only; null: the browser's).
+let pickedBeforeLogIn = null;
 
 function setNotice(message) {
   notice.textContent = message || "";
@@ -33,6 +37,7 @@ function clearView() {
 const ctx = {
   api,
   h,
+  t,
   get me() { return me; },
   notice: setNotice,
   // Start over: ask central who we are and show the right view.
@@ -40,19 +45,30 @@ const ctx = {
   go: (id) => { location.hash = `#/${id}`; },
 };
 
+// The texts of the page's frame in the chosen language (the view draws its own).
+function frameTexts() {
+  document.title = t("app.title");
+  nav.setAttribute("aria-label", t("nav.label"));
+  logoutButton.textContent = t("app.logout");
+  languageSelect.value = LANGUAGES.includes(document.documentElement.lang) ? document.documentElement.lang : "en";
+}
+
 function showShell(visible) {
   nav.hidden = !visible;
   logoutButton.hidden = !me;
-  who.textContent = me ? `${me.staff.name} (${me.staff.role.replace("_", " ")})` : "";
+  who.textContent = me ? `${me.staff.name} (${word("role", me.staff.role)})` : "";
+  frameTexts();
 }
 
-// Logged out (by the user, by the idle time-out, or never logged in): the log-in view.
-function loggedOut(message) {
+// Logged out (by the user, by the idle time-out, or never logged in): the log-in view, in the
+// browser's language again. `message` is a function so that it is worded in that language.
+function loggedOut(message = () => "") {
   idle.stop();
   me = null;
+  setLanguage(pickedBeforeLogIn);
   showShell(false);
   clearView();
-  loginView.render(main, ctx, message);
+  loginView.render(main, ctx, message());
 }
 
 async function start(message) {
@@ -61,14 +77,17 @@ async function start(message) {
     answer = await api("GET", "/api/me");
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {
-      loggedOut(message || idleMessage(err.message));
+      loggedOut(() => message || idleMessage(err.message));
       return;
     }
     clearView();
-    main.append(h("p", { class: "error", role: "alert" }, err.message));
+    setLanguage(pickedBeforeLogIn);
+    frameTexts();
+    main.append(h("p", { class: "error", role: "alert" }, reason(err.message)));
     return;
   }
   me = answer;
+  setLanguage(answer.language || pickedBeforeLogIn); // the member's saved choice first
   idle.start(answer, onIdle);
   clearView();
   if (answer.must_enrol_totp) {
@@ -86,19 +105,23 @@ async function start(message) {
   route();
 }
 
+// Central's "logged out after 15 minutes without activity" as a sentence in the chosen language.
 function idleMessage(text) {
-  return /without activity/.test(text) ? `You were ${text}` : "";
+  const found = /after (\d+) (second|minute)s? without activity/.exec(text || "");
+  if (!found) return "";
+  const amount = tn(`duration.${found[2]}s`, Number(found[1]));
+  return t("app.idle_logged_out", { duration: amount });
 }
 
 function onIdle(text) {
-  loggedOut(idleMessage(text) || text);
+  loggedOut(() => idleMessage(text) || reason(text));
 }
 
 function buildNav() {
   const pages = pagesFor(me.staff.role);
-  nav.replaceChildren(
-    ...pages.map((page) => h("a", { href: `#/${page.id}`, "data-page": page.id }, page.title)),
-    h("a", { href: "#/password", "data-page": "password" }, "Change password"),
+  replace(nav,
+    ...pages.map((page) => h("a", { href: `#/${page.id}`, "data-page": page.id }, t(`nav.${page.id}`))),
+    h("a", { href: "#/password", "data-page": "password" }, t("nav.password")),
   );
 }
 
@@ -117,7 +140,7 @@ async function route() {
   }
   const page = pages.find((p) => p.id === wanted) || pages[0];
   if (!page) {
-    main.append(h("h1", {}, `Welcome, ${me.staff.name}`), h("p", {}, "No pages are set up for your role yet."));
+    mount(main, h("h1", {}, t("app.welcome", { name: me.staff.name })), h("p", {}, t("app.no_pages")));
     return;
   }
   if (page.id !== wanted) {
@@ -128,7 +151,7 @@ async function route() {
     const module = await import(page.module);
     cleanup = await module.render(main, ctx);
   } catch (err) {
-    main.append(h("p", { class: "error", role: "alert" }, `This page could not be shown: ${err.message}`));
+    main.append(h("p", { class: "error", role: "alert" }, t("app.page_failed", { reason: reason(err.message) })));
   }
 }
 
@@ -137,14 +160,33 @@ onActivity((ok, status, message) => {
     idle.activity();
   } else if (status === 401 && me) {
     // Central ended the session (idle, expired, logged out elsewhere).
-    loggedOut(idleMessage(message) || message);
+    loggedOut(() => idleMessage(message) || reason(message));
   }
 });
 
 logoutButton.addEventListener("click", async () => {
   try { await api("POST", "/api/logout", {}); } catch (err) { /* logged out either way */ }
-  loggedOut("You are logged out.");
+  loggedOut(() => t("app.logged_out"));
+});
+
+// A new language: saved with the account when someone is logged in (it follows them to another
+// browser), then the console is drawn again in it.
+languageSelect.addEventListener("change", async () => {
+  const chosen = setLanguage(languageSelect.value);
+  if (!me) {
+    pickedBeforeLogIn = chosen;
+    loggedOut();
+    return;
+  }
+  try {
+    await api("POST", "/api/me/language", { language: chosen });
+  } catch (err) {
+    setNotice(reason(err.message));
+  }
+  start();
 });
 
 window.addEventListener("hashchange", () => route());
+setLanguage(null);
+frameTexts();
 start();

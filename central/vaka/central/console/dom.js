@@ -1,3 +1,13 @@
+// DOM helpers: an element builder, labelled fields, error lines and the call view. Missing values
+// (null, undefined, false) are left out, never written as the words "null" or "undefined".
+import { t } from "./i18n.js";
+
+function nodes(children) {
+  return children.flat()
+    .filter((child) => child !== null && child !== undefined && child !== false)
+    .map((child) => (child instanceof Node ? child : document.createTextNode(String(child))));
+}
+
 // A tiny element builder: h("p", {class: "x"}, "text", child). Text is never parsed as HTML.
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -11,11 +21,25 @@ export function h(tag, attrs = {}, ...children) {
       el.setAttribute(name, String(value));
     }
   }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
+  el.append(...nodes(children));
   return el;
+}
+
+// parent.append(...) that leaves out missing children (the DOM's own append writes "null").
+export function mount(parent, ...children) {
+  parent.append(...nodes(children));
+  return parent;
+}
+
+// parent.replaceChildren(...) likewise.
+export function replace(parent, ...children) {
+  parent.replaceChildren(...nodes(children));
+  return parent;
+}
+
+// A value from central for display: "—" when there is none.
+export function shown(value) {
+  return value === null || value === undefined || value === "" ? "—" : String(value);
 }
 
 // A labelled input: field("Staff id", {name: "staff_id", autocomplete: "username"}).
@@ -29,7 +53,7 @@ export function errorLine(id) {
 }
 
 export function showError(el, message) {
-  el.textContent = message;
+  el.textContent = message || "";
   el.hidden = !message;
 }
 
@@ -41,8 +65,8 @@ export function callView(prefix) {
   const remote = h("video", { id: `${prefix}-remote`, class: "remote-video", autoplay: true, playsinline: true });
   const local = h("video", { id: `${prefix}-local`, class: "local-video", autoplay: true, playsinline: true, muted: true });
   const state = h("p", { id: `${prefix}-call-state`, class: "call-state", role: "status", "aria-live": "polite" });
-  const hangup = h("button", { type: "button", id: `${prefix}-hangup`, class: "hangup" }, "Hang up");
-  const root = h("section", { id: `${prefix}-call`, class: "call", hidden: true, "aria-label": "Call" },
+  const hangup = h("button", { type: "button", id: `${prefix}-hangup`, class: "hangup" }, t("call.hangup"));
+  const root = h("section", { id: `${prefix}-call`, class: "call", hidden: true, "aria-label": t("call.label") },
     title, state, h("div", { class: "videos" }, remote, local), hangup);
   return { root, title, remote, local, state, hangup };
 }

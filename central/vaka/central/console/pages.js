@@ -1,12 +1,20 @@
 // The console's pages. Adding a page = a file in pages/ exporting render(main, ctx) (which may
-// return a clean-up function) + one line here. roles: who sees it in the navigation.
+// return a clean-up function) + one line here (its title is the catalog key "nav.<id>").
+// roles: who sees it in the navigation — the same roles central lets use the page's API
+// (tests/test_console_i18n.py holds the two together):
+//   night-round         ROUND_ROLES (calls/round.py)
+//   on-duty             roles that take citizens' calls (ROLE_PURPOSES, directory/policy.py)
+//   video-visits        VISIT_ROLES (calls/visits.py)
+//   fleet               FLEET_ROLES (http/fleet.py)
+//   audit               AUDIT_ROLES (http/audit.py)
+//   supervision-report  REPORT_ROLES (http/audit.py)
 export const PAGES = [
-  { id: "night-round", title: "Night round", module: "./pages/night_round.js", roles: ["night_staff", "administrator"] },
-  { id: "on-duty", title: "On duty", module: "./pages/on_duty.js", roles: ["night_staff", "day_staff", "administrator"] },
-  { id: "video-visits", title: "Video visits", module: "./pages/video_visits.js", roles: ["day_staff", "night_staff", "administrator"] },
-  { id: "fleet", title: "Fleet", module: "./pages/fleet.js", roles: ["support", "technician", "administrator"] },
-  { id: "audit", title: "Audit", module: "./pages/audit.js", roles: ["support", "administrator"] },
-  { id: "supervision-report", title: "Supervision report", module: "./pages/supervision_report.js", roles: ["administrator"] },
+  { id: "night-round", module: "./pages/night_round.js", roles: ["night_staff", "administrator"] },
+  { id: "on-duty", module: "./pages/on_duty.js", roles: ["night_staff", "day_staff"] },
+  { id: "video-visits", module: "./pages/video_visits.js", roles: ["night_staff", "day_staff"] },
+  { id: "fleet", module: "./pages/fleet.js", roles: ["support", "technician", "administrator"] },
+  { id: "audit", module: "./pages/audit.js", roles: ["support", "administrator"] },
+  { id: "supervision-report", module: "./pages/supervision_report.js", roles: ["administrator"] },
 ];
 
 export function pagesFor(role) {

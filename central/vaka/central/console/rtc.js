@@ -10,7 +10,9 @@
 // its own — one round trip, the same as vaka/staff/client.py.
 //
 // startCall resolves when the unit has answered; it throws a CallError whose message can be shown
-// to the user as it is ("The unit did not answer …", central's refusal reason, …).
+// to the user as it is ("The unit did not answer …", central's refusal reason, …), in the
+// console's language (central's own reasons are translated where the catalog knows them).
+import { reason as readable, t } from "./i18n.js";
 
 const GATHER_MS = 2000;
 // The unit pings on this data channel and keeps its shutter open only while the page answers
@@ -44,7 +46,7 @@ function socketUrl() {
 
 // Central's reasons are lower-case phrases ("the unit did not answer within 8 s"): one sentence.
 export function sentence(text) {
-  const words = String(text || "").trim();
+  const words = readable(String(text || "").trim());
   if (!words) return "";
   const first = words.charAt(0).toUpperCase() + words.slice(1);
   return /[.!?]$/.test(first) ? first : `${first}.`;
@@ -53,8 +55,8 @@ export function sentence(text) {
 function readableRefusal(reason) {
   const text = String(reason || "");
   if (/^the unit did not answer/.test(text)) return sentence(text);
-  if (/did not answer/.test(text)) return sentence(`The unit did not answer: ${text}`);
-  return sentence(text || "Central refused the call");
+  if (/did not answer/.test(text)) return sentence(t("call.no_answer_because", { reason: readable(text) }));
+  return sentence(text || t("call.refused"));
 }
 
 function waitForGathering(pc, ms) {
@@ -100,7 +102,7 @@ function messageReader(ws) {
         const timer = setTimeout(() => {
           const i = waiting.indexOf(take);
           if (i >= 0) waiting.splice(i, 1);
-          reject(new CallError("The unit did not answer in time. Try again, or check the unit's state."));
+          reject(new CallError(t("call.no_answer_in_time")));
         }, ms);
         function take(value) {
           clearTimeout(timer);
@@ -115,7 +117,7 @@ function messageReader(ws) {
 function openSocket(url) {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url);
-    const fail = () => reject(new CallError("The call channel to central could not be opened. Check the network, or log in again."));
+    const fail = () => reject(new CallError(t("call.channel_failed")));
     ws.addEventListener("open", () => {
       ws.removeEventListener("error", fail);
       resolve(ws);
@@ -126,13 +128,13 @@ function openSocket(url) {
 
 async function localMedia(local) {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    throw new CallError("This browser cannot use a camera and microphone here (the console needs https).");
+    throw new CallError(t("call.no_media_devices"));
   }
   let stream;
   try {
     stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
   } catch (err) {
-    throw new CallError(`The camera and microphone cannot be used: ${err.message || err.name}.`);
+    throw new CallError(t("call.media_refused", { reason: err.message || err.name }));
   }
   if (local) {
     local.muted = true;
@@ -162,8 +164,9 @@ export async function startCall({
   sendMedia = false,
   onState = () => {},
 } = {}) {
-  const say = (text) => {
-    try { onState(text); } catch (err) { /* a status line must not break the call */ }
+  // onState(text, phase): phase "ringing" while the unit rings (the text says it in words).
+  const say = (text, phase = "") => {
+    try { onState(text, phase); } catch (err) { /* a status line must not break the call */ }
   };
   const pc = new RTCPeerConnection({ iceServers: [] });
   let stream = null;
@@ -177,7 +180,7 @@ export async function startCall({
   };
   try {
     if (sendMedia) {
-      say("Starting the camera and microphone…");
+      say(t("call.starting_media"));
       stream = await localMedia(local);
       for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
     } else {
@@ -192,37 +195,37 @@ export async function startCall({
         video.play().catch(() => { /* autoplay rules: muted video plays; sound may wait for a tap */ });
       }
     });
-    say("Preparing the call…");
+    say(t("call.preparing"));
     await pc.setLocalDescription(await pc.createOffer());
     await waitForGathering(pc, GATHER_MS);
-    say("Opening the call channel…");
+    say(t("call.opening"));
     ws = await openSocket(socketUrl());
     const reader = messageReader(ws);
     const dial = { type: "dial", unit, purpose, sdp: pc.localDescription.sdp };
     if (reason) dial.reason = reason;
     if (request) dial.request = request;
     ws.send(JSON.stringify(dial));
-    say(`Calling ${unit}…`);
+    say(t("call.calling_unit", { unit }));
     let reply = await reader.next(ANSWER_MS);
     while (reply && reply.type === "ringing") {
-      say(`Ringing at ${unit}…`);
+      say(t("call.ringing_at", { unit }), "ringing");
       reply = await reader.next(RING_MS);
     }
-    if (!reply) throw new CallError("Central closed the call channel before the unit answered.");
+    if (!reply) throw new CallError(t("call.closed_before_answer"));
     if (reply.type === "refused") throw new CallError(readableRefusal(reply.reason), { refused: true });
-    if (reply.type === "ended") throw new CallError(sentence(`The call ended: ${reply.reason}`));
-    if (reply.type !== "answer" || !reply.sdp) throw new CallError("Central sent something unexpected instead of the unit's answer.");
+    if (reply.type === "ended") throw new CallError(t("call.ended_reason", { reason: readable(reply.reason) }));
+    if (reply.type !== "answer" || !reply.sdp) throw new CallError(t("call.unexpected"));
     await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
-    say("Connecting…");
+    say(t("call.connecting"));
     pc.addEventListener("connectionstatechange", () => {
-      if (pc.connectionState === "connected") say("Connected");
-      else if (pc.connectionState === "failed") say("The connection to the unit failed");
+      if (pc.connectionState === "connected") say(t("call.connected"));
+      else if (pc.connectionState === "failed") say(t("call.connection_failed"));
     });
     return followCall({ pc, ws, reader, callId: reply.call_id, say, cleanUp });
   } catch (err) {
     cleanUp();
     if (err instanceof CallError) throw err;
-    throw new CallError(sentence(`The call could not be started: ${err.message || err}`));
+    throw new CallError(t("call.not_started", { reason: readable(err.message || String(err)) }));
   }
 }
 
@@ -234,7 +237,7 @@ function followCall({ pc, ws, reader, callId, say, cleanUp }) {
     if (finished) return;
     finished = true;
     cleanUp();
-    say(sentence(`Call ended: ${why}`));
+    say(sentence(t("call.ended_short", { reason: why })));
     finish(why);
   };
   (async () => {
@@ -245,8 +248,8 @@ function followCall({ pc, ws, reader, callId, say, cleanUp }) {
       } catch (err) {
         message = null;
       }
-      if (!message) return end("the call channel closed");
-      if (message.type === "ended" || message.type === "refused") return end(message.reason || "ended");
+      if (!message) return end(t("call.why_channel_closed"));
+      if (message.type === "ended" || message.type === "refused") return end(readable(message.reason) || t("call.why_ended"));
     }
   })();
   return {
@@ -256,10 +259,10 @@ function followCall({ pc, ws, reader, callId, say, cleanUp }) {
     async hangup(timeoutMs = 5000) {
       if (!finished && ws.readyState === WebSocket.OPEN) {
         ws.send(JSON.stringify({ type: "hangup" }));
-        const timer = setTimeout(() => end("you hung up"), timeoutMs);
+        const timer = setTimeout(() => end(t("call.why_you_hung_up")), timeoutMs);
         ended.finally(() => clearTimeout(timer));
       } else {
-        end("you hung up");
+        end(t("call.why_you_hung_up"));
       }
       return ended;
     },

@@ -180,6 +180,20 @@ class Directory:
             return None
         return StaffMember(row["staff_id"], row["display_name"], row["role"], row["active"])
 
+    def language_of(self, staff_id: str) -> str | None:
+        """The console language the member chose, or ``None`` (the browser's decides)."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(staff.c.language).where(staff.c.staff_id == staff_id)
+            ).scalar_one_or_none()
+
+    def set_language(self, staff_id: str, language: str | None) -> None:
+        """Remember the member's console language (``None``: follow the browser again)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                staff.update().where(staff.c.staff_id == staff_id).values(language=language)
+            )
+
     def check_password(self, staff_id: str, password: str) -> StaffMember | None:
         """The staff member if the password is right and the account active, else ``None``."""
         with self.engine.connect() as conn:

@@ -1,6 +1,6 @@
 """Reading the audit trail and the record of performed supervisions over HTTP.
 
-``GET /api/audit?since=&until=&kind=&unit=&limit=&before=`` (support, administrator): entries
+``GET /api/audit?since=&until=&kind=&unit=&actor=&limit=&before=`` (support, administrator): entries
 newest first, a page at a time (``before`` = the ``next_before`` of the previous page), with the
 hash chain's verification (``vaka-central audit verify``) on the first page.
 
@@ -92,7 +92,7 @@ async def get_audit(request: web.Request) -> web.Response:
     q = request.query
     timezone = deps(request).timezone
     try:
-        _check_known(q, {"since", "until", "kind", "unit", "limit", "before"})
+        _check_known(q, {"since", "until", "kind", "unit", "actor", "limit", "before"})
         since, until = _range(q, timezone, None)
         kind = q.get("kind") or None
         if kind is not None and not _KIND.match(kind):
@@ -100,6 +100,9 @@ async def get_audit(request: web.Request) -> web.Response:
         unit = q.get("unit") or None
         if unit is not None and not _UNIT.match(unit):
             raise BadQuery("unit is a unit id like nc-0042")
+        actor = q.get("actor") or None
+        if actor is not None and not _UNIT.match(actor):
+            raise BadQuery("actor is a staff id like n-anna")
         limit = int(q.get("limit") or DEFAULT_LIMIT)
         before = int(q["before"]) if q.get("before") else None
     except ValueError as err:
@@ -114,6 +117,7 @@ async def get_audit(request: web.Request) -> web.Response:
         until=until,
         kind=kind,
         unit=unit,
+        actor=actor,
         limit=limit,
         before=before,
     )

@@ -58,6 +58,18 @@ class CodeRequest(BaseModel):
     code: str = Field(min_length=1, max_length=16)
 
 
+#: the languages of the console (its message catalogs in ``console/i18n/``)
+LANGUAGES = ("sv", "da", "en")
+
+
+class LanguageRequest(BaseModel):
+    """``POST /api/me/language`` body: one of :data:`LANGUAGES`, or ``null`` for the browser's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    language: str | None = Field(pattern="^(sv|da|en)$")
+
+
 async def _body(request: web.Request, model: type[Any], what: str) -> Any:
     try:
         return model.model_validate_json(await request.read())
@@ -127,10 +139,12 @@ async def me(request: web.Request) -> web.Response:
     member = await session_member(request, allow=(None, *RESTRICTED))
     info: SessionInfo = request[SESSION_INFO]
     groups = await asyncio.to_thread(deps(request).directory.groups_of, member.staff_id)
+    language = await asyncio.to_thread(deps(request).directory.language_of, member.staff_id)
     return web.json_response(
         {
             "staff": _staff_json(member),
             "groups": sorted(groups),
+            "language": language,
             "idle_deadline": info.idle_deadline,
             "idle_timeout_s": info.idle_timeout_s,
             "expires_at": info.expires_at,
@@ -139,6 +153,15 @@ async def me(request: web.Request) -> web.Response:
             **_state_json(request[ACCOUNT_STATE]),
         }
     )
+
+
+async def set_language(request: web.Request) -> web.Response:
+    """``POST /api/me/language``: ``{language}``, remembered with the account so that it follows
+    the member to another browser (allowed in the restricted states: it is only a preference)."""
+    member = await session_member(request, allow=(None, *RESTRICTED))
+    body: LanguageRequest = await _body(request, LanguageRequest, "language choice")
+    await asyncio.to_thread(deps(request).directory.set_language, member.staff_id, body.language)
+    return web.json_response({"language": body.language})
 
 
 async def change_password(request: web.Request) -> web.Response:
@@ -227,6 +250,7 @@ def add_staff_routes(app: web.Application) -> None:
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
     app.router.add_get("/api/me", me)
+    app.router.add_post("/api/me/language", set_language)
     app.router.add_post("/api/password", change_password)
     app.router.add_post("/api/totp/enrol", totp_enrol)
     app.router.add_post("/api/totp/confirm", totp_confirm)

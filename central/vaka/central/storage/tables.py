@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     inspect,
+    text,
 )
 from sqlalchemy.engine import Engine
 
@@ -38,6 +39,8 @@ staff = Table(
     Column("role", String(32), nullable=False),
     Column("password_hash", String(200), nullable=False),
     Column("active", Boolean, nullable=False, default=True),
+    # The console's language the member chose ("sv", "da", "en"); NULL: the browser's language.
+    Column("language", String(8)),
 )
 
 #: Log-in state beside each staff account (see :mod:`vaka.central.accounts`): when the password
@@ -319,6 +322,7 @@ def create_schema(engine: Engine) -> None:
     """Create every table that does not exist yet (and replace an outdated sessions table)."""
     metadata.create_all(engine)
     _upgrade_sessions(engine)
+    _upgrade_staff(engine)
 
 
 def _upgrade_sessions(engine: Engine) -> None:
@@ -329,3 +333,12 @@ def _upgrade_sessions(engine: Engine) -> None:
     log.warning("staff_sessions table is from an older version: recreating it (log in again)")
     staff_sessions.drop(engine)
     staff_sessions.create(engine)
+
+
+def _upgrade_staff(engine: Engine) -> None:
+    """A staff table from before the console's language choice gets the column (NULL for all)."""
+    if "language" in {c["name"] for c in inspect(engine).get_columns("staff")}:
+        return
+    log.warning("staff table is from an older version: adding the language column")
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE staff ADD COLUMN language VARCHAR(8)"))

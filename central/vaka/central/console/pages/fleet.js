@@ -2,19 +2,22 @@
 // check: send someone instead), then every unit's status with the reasons, refreshed every 10
 // seconds. Technicians and administrators also see units waiting for enrolment approval (and can
 // approve one) and units silent long enough to be decommissioned.
+import { mount, replace, shown } from "../dom.js";
+import { reason, t, tn, when, word } from "../i18n.js";
+
 const STATUSES = ["online", "degraded", "offline"];
 const TECH_ROLES = ["technician", "administrator"];
 const REFRESH_MS = 10000;
 
 function clock(ts) {
-  return ts ? new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "?";
+  return when(ts, { date: false });
 }
 
 function minutesUntil(ts) {
   const minutes = Math.round((ts - Date.now() / 1000) / 60);
-  if (minutes > 1) return `in ${minutes} minutes`;
-  if (minutes >= -1) return "now";
-  return `${-minutes} minutes ago`;
+  if (minutes > 1) return tn("time.in_minutes", minutes);
+  if (minutes >= -1) return t("time.now");
+  return tn("time.minutes_ago", -minutes);
 }
 
 export function render(main, ctx) {
@@ -24,39 +27,39 @@ export function render(main, ctx) {
 
   // ---------------------------------------------------------------- open alerts
   const alertsBox = h("section", { id: "alerts", class: "alerts", "aria-labelledby": "alerts-title" },
-    h("h2", { id: "alerts-title" }, "Open alerts"));
+    h("h2", { id: "alerts-title" }, t("fleet.open_alerts")));
   const alertsList = h("ul", { id: "alerts-list", class: "plain-list" });
-  const alertsNone = h("p", { id: "alerts-none", class: "ok", hidden: true }, "No open alerts.");
+  const alertsNone = h("p", { id: "alerts-none", class: "ok", hidden: true }, t("fleet.no_alerts"));
   alertsBox.append(alertsNone, alertsList);
 
   // ---------------------------------------------------------------- units
-  const summary = h("p", { id: "fleet-summary" }, "Loading…");
+  const summary = h("p", { id: "fleet-summary" }, t("common.loading"));
   const body = h("tbody");
   const error = h("p", { class: "error", role: "alert", hidden: true });
 
-  main.append(
-    h("h1", {}, "Fleet"),
+  mount(main,
+    h("h1", {}, t("nav.fleet")),
     alertsBox,
-    h("h2", {}, "Units"),
+    h("h2", {}, t("fleet.units")),
     summary,
     error,
     h("div", { class: "table-wrap" },
       h("table", { id: "fleet-table" },
-        h("thead", {}, h("tr", {}, ["Unit", "Profile", "Status", "Why", "Agent"].map((t) => h("th", {}, t)))),
+        h("thead", {}, h("tr", {}, ["fleet.col_unit", "fleet.col_profile", "fleet.col_status", "fleet.col_why", "fleet.col_agent"].map((k) => h("th", {}, t(k))))),
         body)),
   );
 
   function showAlerts(alerts) {
     alertsBox.classList.toggle("raised", alerts.length > 0);
     alertsNone.hidden = alerts.length > 0;
-    alertsList.replaceChildren(...alerts.map((a) =>
+    replace(alertsList, ...alerts.map((a) =>
       h("li", { class: "alert-item", role: "alert", "data-unit": a.unit, "data-alert": a.id },
         h("p", { class: "alert-title" },
-          h("b", {}, `Unit ${a.unit} is ${a.status}`),
-          ` — night check for citizen ${a.citizen} at ${a.check_at_local.slice(11, 16)} (${minutesUntil(a.check_at)})`),
-        h("p", {}, `Why: ${a.reasons.join("; ") || "?"}.`,
-          a.group ? ` Group: ${a.group}.` : "",
-          ` Raised at ${clock(a.raised_at)}. Send someone to check on the citizen in person if the unit does not come back.`))));
+          h("b", {}, t("fleet.alert_unit", { unit: a.unit, status: word("state", a.status) })),
+          " — ", t("fleet.alert_check", { citizen: a.citizen, at: String(a.check_at_local || "").slice(11, 16) || clock(a.check_at), until: minutesUntil(a.check_at) })),
+        h("p", {}, t("fleet.alert_why", { why: a.reasons.join("; ") || "—" }),
+          a.group ? ` ${t("fleet.alert_group", { group: a.group })}` : "",
+          ` ${t("fleet.alert_raised", { at: clock(a.raised_at) })}`))));
   }
 
   async function refreshAlerts(background) {
@@ -65,28 +68,28 @@ export function render(main, ctx) {
       showAlerts(answer.alerts);
     } catch (err) {
       alertsNone.hidden = true;
-      alertsList.replaceChildren(h("li", { class: "error" }, `Alerts cannot be shown: ${err.message}`));
+      replace(alertsList, h("li", { class: "error" }, t("fleet.alerts_failed", { reason: reason(err.message) })));
     }
   }
 
   async function refreshUnits(background) {
     try {
       const answer = await ctx.api("GET", "/api/units", undefined, { background });
-      const counts = STATUSES.map((s) => `${answer.units.filter((u) => u.status === s).length} ${s}`);
-      summary.textContent = `${answer.count} units: ${counts.join(", ")}.`;
-      body.replaceChildren(
+      const counts = STATUSES.map((s) => `${answer.units.filter((u) => u.status === s).length} ${word("status_count", s)}`);
+      summary.textContent = tn("fleet.summary", answer.count, { counts: counts.join(", ") });
+      replace(body,
         ...answer.units.map((u) =>
           h("tr", { class: u.status, "data-unit": u.id },
-            h("td", {}, u.id),
-            h("td", {}, u.profile || "?"),
-            h("td", {}, h("b", {}, u.status)),
-            h("td", {}, u.reasons.join("; ") || "—"),
-            h("td", {}, u.agent_version || "?"))),
+            h("td", { "data-label": t("fleet.col_unit") }, u.id),
+            h("td", { "data-label": t("fleet.col_profile") }, word("profile", u.profile)),
+            h("td", { "data-label": t("fleet.col_status") }, h("b", {}, word("state", u.status))),
+            h("td", { "data-label": t("fleet.col_why") }, u.reasons.join("; ") || "—"),
+            h("td", { "data-label": t("fleet.col_agent") }, shown(u.agent_version)))),
       );
-      if (!answer.units.length) body.append(h("tr", {}, h("td", { colspan: 5 }, "No units have connected yet.")));
+      if (!answer.units.length) body.append(h("tr", {}, h("td", { colspan: 5 }, t("fleet.no_units"))));
       error.hidden = true;
     } catch (err) {
-      error.textContent = err.message;
+      error.textContent = reason(err.message);
       error.hidden = false;
     }
   }
@@ -117,15 +120,15 @@ function technicianSections(h, ctx) {
   const approveError = h("p", { id: "approve-error", class: "error", role: "alert", hidden: true });
   const approveOk = h("p", { id: "approve-ok", class: "ok", role: "status", hidden: true });
   const form = h("form", { id: "approve-form", novalidate: true },
-    h("label", {}, "Enrolment code", h("input", { name: "code", id: "approve-code", autocomplete: "off", autocapitalize: "characters", required: true })),
-    h("label", {}, "Profile",
+    h("label", {}, t("fleet.enrolment_code"), h("input", { name: "code", id: "approve-code", autocomplete: "off", autocapitalize: "characters", required: true })),
+    h("label", {}, t("fleet.col_profile"),
       h("select", { name: "profile", id: "approve-profile" },
-        h("option", { value: "tv" }, "tv (citizen's TV)"),
-        h("option", { value: "nightcam" }, "nightcam (night supervision)"))),
-    h("label", {}, "Citizen", h("input", { name: "citizen", id: "approve-citizen", autocomplete: "off", required: true, placeholder: "c-1001" })),
-    h("label", {}, "Staff group", h("span", { class: "hint" }, "The group responsible for the unit (optional)"),
+        h("option", { value: "tv" }, t("fleet.profile_tv")),
+        h("option", { value: "nightcam" }, t("fleet.profile_nightcam")))),
+    h("label", {}, t("fleet.citizen"), h("input", { name: "citizen", id: "approve-citizen", autocomplete: "off", required: true, placeholder: "c-1001" })),
+    h("label", {}, t("fleet.group"), h("span", { class: "hint" }, t("fleet.group_hint")),
       h("input", { name: "group", id: "approve-group", autocomplete: "off", placeholder: "g-night" })),
-    h("button", { type: "submit" }, "Approve"));
+    h("button", { type: "submit" }, t("fleet.approve")));
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -135,7 +138,7 @@ function technicianSections(h, ctx) {
     const code = f.code.value.trim();
     const citizen = f.citizen.value.trim();
     if (!code || !citizen) {
-      approveError.textContent = "Fill in the code the unit shows and the citizen.";
+      approveError.textContent = t("fleet.approve_fill_in");
       approveError.hidden = false;
       return;
     }
@@ -144,12 +147,12 @@ function technicianSections(h, ctx) {
     form.querySelector("button").disabled = true;
     try {
       const result = await ctx.api("POST", `/api/enrolments/${encodeURIComponent(code)}/approve`, body);
-      approveOk.textContent = `Approved: the unit is ${result.unit_id || result.unit || code}, assigned to citizen ${citizen}.`;
+      approveOk.textContent = t("fleet.approved", { unit: result.unit_id || result.unit || code, citizen });
       approveOk.hidden = false;
       form.reset();
       refresh(false);
     } catch (err) {
-      approveError.textContent = err.message;
+      approveError.textContent = reason(err.message);
       approveError.hidden = false;
     } finally {
       form.querySelector("button").disabled = false;
@@ -159,40 +162,40 @@ function technicianSections(h, ctx) {
   async function refresh(background) {
     try {
       const answer = await ctx.api("GET", "/api/enrolments", undefined, { background });
-      pending.replaceChildren(...answer.pending.map((e) => {
-        const use = h("button", { type: "button", class: "secondary" }, "Approve this one");
+      replace(pending, ...answer.pending.map((e) => {
+        const use = h("button", { type: "button", class: "secondary" }, t("fleet.approve_this"));
         use.addEventListener("click", () => {
           form.elements.code.value = e.code;
           form.elements.profile.value = e.profile === "nightcam" ? "nightcam" : "tv";
           form.elements.citizen.focus();
         });
         return h("li", { "data-code": e.code },
-          h("b", { class: "code" }, e.code), ` ${e.profile || "?"} unit, agent ${e.agent_version || "?"}, waiting since ${new Date(e.first_seen * 1000).toLocaleString()} `,
+          h("b", { class: "code" }, e.code), " ", t("fleet.pending_line", { profile: word("profile", e.profile), agent: shown(e.agent_version), since: when(e.first_seen) }), " ",
           use);
       }));
-      if (!answer.pending.length) pending.append(h("li", {}, "No unit is waiting."));
+      if (!answer.pending.length) pending.append(h("li", {}, t("fleet.none_waiting")));
     } catch (err) {
-      pending.replaceChildren(h("li", { class: "error" }, err.message));
+      replace(pending, h("li", { class: "error" }, reason(err.message)));
     }
     try {
       const answer = await ctx.api("GET", "/api/decommission-candidates", undefined, { background });
-      candidatesNote.textContent = answer.warning || `No unit has been silent for more than ${answer.silent_days} days.`;
-      candidates.replaceChildren(...answer.candidates.map((c) =>
-        h("li", { "data-unit": c.id }, h("b", {}, c.id), ` silent for ${c.silent_days} days (last seen ${new Date(c.last_seen * 1000).toLocaleDateString()})`)));
+      candidatesNote.textContent = answer.warning || t("fleet.none_silent", { days: answer.silent_days });
+      replace(candidates, ...answer.candidates.map((c) =>
+        h("li", { "data-unit": c.id }, h("b", {}, c.id), " ", t("fleet.silent_line", { days: c.silent_days, seen: when(c.last_seen, { time: false }) }))));
     } catch (err) {
-      candidates.replaceChildren(h("li", { class: "error" }, err.message));
+      replace(candidates, h("li", { class: "error" }, reason(err.message)));
     }
   }
 
   return {
     elements: [
-      h("h2", {}, "Waiting for approval"),
-      h("p", { class: "hint" }, "Units that show an enrolment code. Approving signs the unit's certificate and assigns it to the citizen."),
+      h("h2", {}, t("fleet.waiting")),
+      h("p", { class: "hint" }, t("fleet.waiting_hint")),
       pending,
       approveError,
       approveOk,
       form,
-      h("h2", {}, "Decommission candidates"),
+      h("h2", {}, t("fleet.candidates")),
       candidatesNote,
       candidates,
     ],

@@ -1,49 +1,47 @@
 // The "Night round" page: tonight's night checks of my citizens, dialling in to see the unit's
 // live (IR) picture, and recording the outcome ("All well" / "Visit needed") after the call.
 import { startCall } from "../rtc.js";
+import { mount, replace } from "../dom.js";
+import { reason, t, tn, word } from "../i18n.js";
 
 const REFRESH_MS = 30000;
 
-const STATE_WORDS = { online: "Online", degraded: "Degraded", offline: "Offline" };
-const TIMING_WORDS = { open: "Window open now", upcoming: "Not yet", closed: "Window closed" };
-const OUTCOME_WORDS = { all_well: "All well", visit_needed: "Visit needed" };
-
 export function render(main, ctx) {
   const { h } = ctx;
-  const summary = h("p", { id: "round-summary", class: "hint" }, "Loading tonight's checks…");
+  const summary = h("p", { id: "round-summary", class: "hint" }, t("round.loading"));
   const error = h("p", { id: "round-error", class: "error", role: "alert", hidden: true });
   const ok = h("p", { id: "round-ok", class: "ok", role: "status", hidden: true });
-  const list = h("ul", { id: "round-list", class: "cards round-list", "aria-label": "Tonight's night checks" });
+  const list = h("ul", { id: "round-list", class: "cards round-list", "aria-label": t("round.list_label") });
 
   // The call panel: the unit's picture, a state line, "Hang up"; then the outcome.
   const video = h("video", {
     id: "round-video", class: "remote-video", autoplay: true, playsinline: true, muted: true,
-    "aria-label": "The unit's camera",
+    "aria-label": t("round.camera"),
   });
   video.muted = true; // the attribute alone does not mute a video created by script
   const callTitle = h("h2", { id: "round-call-title" });
   const callState = h("p", { id: "round-call-state", class: "call-state", role: "status", "aria-live": "polite" });
   const callError = h("p", { id: "round-call-error", class: "error", role: "alert", hidden: true });
-  const hangupButton = h("button", { type: "button", id: "round-hangup", class: "hangup" }, "Hang up");
-  const closeButton = h("button", { type: "button", id: "round-close", class: "secondary", hidden: true }, "Close");
+  const hangupButton = h("button", { type: "button", id: "round-hangup", class: "hangup" }, t("call.hangup"));
+  const closeButton = h("button", { type: "button", id: "round-close", class: "secondary", hidden: true }, t("common.close"));
   const note = h("textarea", { id: "outcome-note", rows: 2, maxlength: 500 });
-  const wellButton = h("button", { type: "button", id: "outcome-all-well", class: "outcome well" }, "All well");
-  const visitButton = h("button", { type: "button", id: "outcome-visit-needed", class: "outcome visit" }, "Visit needed");
+  const wellButton = h("button", { type: "button", id: "outcome-all-well", class: "outcome well" }, t("outcome.all_well"));
+  const visitButton = h("button", { type: "button", id: "outcome-visit-needed", class: "outcome visit" }, t("outcome.visit_needed"));
   const outcomeError = h("p", { id: "outcome-error", class: "error", role: "alert", hidden: true });
   const outcome = h("div", { id: "round-outcome", class: "round-outcome", hidden: true },
-    h("p", { class: "outcome-question" }, "How was it?"),
+    h("p", { class: "outcome-question" }, t("round.how_was_it")),
     h("div", { class: "outcome-buttons" }, wellButton, visitButton),
-    h("label", {}, "Note (optional)", note),
+    h("label", {}, t("round.note"), note),
     outcomeError,
   );
-  const panel = h("section", { id: "round-call", class: "call round-call", hidden: true, "aria-label": "Night check" },
+  const panel = h("section", { id: "round-call", class: "call round-call", hidden: true, "aria-label": t("purpose.night_check") },
     callTitle, callState, callError,
     h("div", { class: "videos" }, video),
     hangupButton, outcome, closeButton,
   );
 
-  main.append(
-    h("h1", {}, "Night round"),
+  mount(main,
+    h("h1", {}, t("nav.night-round")),
     summary, error, ok, panel, list,
   );
 
@@ -66,7 +64,7 @@ export function render(main, ctx) {
     try {
       answer = await ctx.api("GET", "/api/round", undefined, { background });
     } catch (err) {
-      if (!gone) show(error, err.message);
+      if (!gone) show(error, reason(err.message));
       return;
     }
     if (gone) return;
@@ -75,21 +73,21 @@ export function render(main, ctx) {
     const open = checks.filter((c) => c.timing === "open" && !c.done).length;
     const done = checks.filter((c) => c.done).length;
     summary.textContent = checks.length
-      ? `Tonight: ${checks.length} check${checks.length === 1 ? "" : "s"}, ${done} done, ${open} due now (times in ${answer.timezone}).`
-      : "No night checks are scheduled tonight for your groups.";
-    list.replaceChildren(...checks.map(row));
+      ? tn("round.summary", checks.length, { done, open, zone: answer.timezone })
+      : t("round.none");
+    replace(list, ...checks.map(row));
     setDialling(Boolean(current));
   }
 
   function row(check) {
     const state = check.unit_state || { status: "offline", reasons: [] };
     const status = check.done
-      ? `Done${check.outcome ? `: ${OUTCOME_WORDS[check.outcome] || check.outcome}` : ""}`
-      : TIMING_WORDS[check.timing] || check.timing;
+      ? (check.outcome ? t("round.done_with", { outcome: word("outcome", check.outcome) }) : t("round.done"))
+      : word("timing", check.timing);
     const dial = h("button", {
       type: "button", class: "dial", "data-unit": check.unit || "",
-      disabled: !check.unit, "aria-label": `Dial in to ${check.citizen} (${check.unit || "no unit"})`,
-    }, "Dial in");
+      disabled: !check.unit, "aria-label": t("round.dial_label", { citizen: check.citizen, unit: check.unit || t("round.no_unit") }),
+    }, t("round.dial"));
     dial.addEventListener("click", () => dialIn(check));
     return h("li", {
       class: `card round-check ${state.status} ${check.timing}${check.done ? " done" : ""}`,
@@ -97,10 +95,10 @@ export function render(main, ctx) {
     },
       h("div", { class: "round-text" },
         h("p", { class: "card-title" }, `${check.time} · ${check.citizen}`),
-        h("p", {}, `Window ${check.window_text} · `, h("span", { class: "check-status" }, status)),
+        h("p", {}, t("round.window", { window: check.window_text }), " · ", h("span", { class: "check-status" }, status)),
         h("p", {},
-          `Unit ${check.unit || "none"}: `,
-          h("b", { class: "unit-state" }, STATE_WORDS[state.status] || state.status),
+          t("round.unit", { unit: check.unit || t("round.no_unit") }), " ",
+          h("b", { class: "unit-state" }, word("status", state.status)),
           state.reasons && state.reasons.length ? ` (${state.reasons.join("; ")})` : "",
         ),
       ),
@@ -117,7 +115,7 @@ export function render(main, ctx) {
     hangupButton.hidden = false;
     hangupButton.disabled = true;
     note.value = "";
-    callTitle.textContent = `Night check: ${check.citizen} (${check.unit})`;
+    callTitle.textContent = t("round.call_title", { citizen: check.citizen, unit: check.unit });
     panel.hidden = false;
     setDialling(true);
     current = { check, call: null };
@@ -138,7 +136,7 @@ export function render(main, ctx) {
     } catch (err) {
       if (gone) return;
       callState.textContent = "";
-      show(callError, err.message);
+      show(callError, reason(err.message));
       hangupButton.hidden = true;
       closeButton.hidden = false;
       current = null;
@@ -146,9 +144,9 @@ export function render(main, ctx) {
     }
   }
 
-  function afterCall(reason) {
+  function afterCall(why) {
     if (gone || !current) return;
-    callState.textContent = `Call ended (${reason}).`;
+    callState.textContent = t("round.call_ended", { reason: why });
     hangupButton.hidden = true;
     outcome.hidden = false;
     show(outcomeError, "");
@@ -158,7 +156,7 @@ export function render(main, ctx) {
   hangupButton.addEventListener("click", async () => {
     if (!current || !current.call) return;
     hangupButton.disabled = true;
-    callState.textContent = "Hanging up…";
+    callState.textContent = t("call.hanging_up");
     await current.call.hangup();
   });
 
@@ -172,7 +170,7 @@ export function render(main, ctx) {
     try {
       await ctx.api("POST", "/api/round/outcome", body);
     } catch (err) {
-      show(outcomeError, err.message);
+      show(outcomeError, reason(err.message));
       return;
     } finally {
       wellButton.disabled = false;
@@ -180,7 +178,7 @@ export function render(main, ctx) {
     }
     current = null;
     panel.hidden = true;
-    show(ok, `Recorded for ${check.citizen}: ${OUTCOME_WORDS[result]}.`);
+    show(ok, t("round.recorded", { citizen: check.citizen, outcome: word("outcome", result) }));
     await load();
   }
 

@@ -6,13 +6,14 @@
 // title. "Answer" dials the unit with purpose citizen_call and the request id: the first nurse
 // to answer gets the call, the others see "answered by …".
 import { callInView } from "../rtc.js";
-import { callView } from "../dom.js";
+import { callView, mount, replace } from "../dom.js";
+import { reason as readable, t, when } from "../i18n.js";
 
 const WATCH_REFRESH_MS = 15000;
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
 
 function clock(ts) {
-  return ts ? new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+  return ts ? when(ts, { date: false }) : "";
 }
 
 // A ringing sound: two short beeps every 1.5 s for as long as something rings.
@@ -109,29 +110,29 @@ export function render(main, ctx) {
 
   // ---------------------------------------------------------------- the page
   const banners = h("div", { id: "ring-banners", class: "ring-banners", "aria-live": "assertive" });
-  const status = h("p", { id: "duty-status", class: "duty-status" }, "Loading your duty…");
+  const status = h("p", { id: "duty-status", class: "duty-status" }, t("duty.loading"));
   const toggle = h("button", { type: "button", id: "duty-toggle", class: "duty-toggle", disabled: true }, "…");
   const link = h("p", { id: "ring-link", class: "hint", role: "status" });
   const soundHint = h("p", { id: "sound-hint", class: "notice", hidden: true },
-    "Tap anywhere on the page so that incoming calls can ring with sound.");
+    t("duty.sound_hint"));
   const note = h("p", { id: "ring-note", class: "ok", role: "status", hidden: true });
   const error = h("p", { id: "duty-error", class: "error", role: "alert", hidden: true });
   const view = callView("duty");
-  const watch = h("div", { id: "watch" }, h("p", {}, "Loading…"));
+  const watch = h("div", { id: "watch" }, h("p", {}, t("common.loading")));
   const escalations = h("ul", { id: "escalations", class: "plain-list" });
-  main.append(
+  mount(main,
     banners,
-    h("h1", {}, "On duty"),
+    h("h1", {}, t("nav.on-duty")),
     error,
     h("div", { class: "duty-row" }, toggle, status),
     link,
     soundHint,
     note,
     view.root,
-    h("h2", {}, "Who holds the watch"),
+    h("h2", {}, t("duty.who_holds")),
     watch,
-    h("h2", {}, "Recent escalations"),
-    h("p", { class: "hint" }, "Citizens' calls that found nobody on duty or were not answered in time."),
+    h("h2", {}, t("duty.escalations")),
+    h("p", { class: "hint" }, t("duty.escalations_hint")),
     escalations,
   );
 
@@ -157,26 +158,26 @@ export function render(main, ctx) {
   function showDuty(me) {
     onDuty = Boolean(me.on);
     toggle.disabled = !me.may_go_on_duty;
-    toggle.textContent = onDuty ? "Go off duty" : "Go on duty";
+    toggle.textContent = onDuty ? t("duty.go_off") : t("duty.go_on");
     toggle.classList.toggle("on", onDuty);
     toggle.setAttribute("aria-pressed", onDuty ? "true" : "false");
-    if (!me.may_go_on_duty) status.textContent = "Your role does not take citizens' calls.";
-    else status.textContent = onDuty ? `You are on duty since ${clock(me.since)}.` : "You are off duty.";
+    if (!me.may_go_on_duty) status.textContent = t("duty.role_cannot");
+    else status.textContent = onDuty ? t("duty.on_since", { since: clock(me.since) }) : t("duty.off");
   }
 
   function showWatch(groups) {
     if (!groups.length) {
-      watch.replaceChildren(h("p", {}, "You are in no staff group."));
+      replace(watch, h("p", {}, t("duty.no_group")));
       return;
     }
-    watch.replaceChildren(...groups.map((g) =>
+    replace(watch, ...groups.map((g) =>
       h("section", { class: "watch-group", "data-group": g.group },
         h("h3", {}, g.name),
         g.staff.length
           ? h("ul", { class: "plain-list" }, g.staff.map((s) =>
-            h("li", {}, h("b", {}, s.name), ` since ${clock(s.since)}`,
-              s.ringable ? "" : h("span", { class: "hint" }, " (not connected: cannot be rung)"))))
-          : h("p", { class: "warn" }, "Nobody is on duty."))));
+            h("li", {}, h("b", {}, s.name), " ", t("duty.since", { since: clock(s.since) }),
+              s.ringable ? "" : h("span", { class: "hint" }, " ", t("duty.not_ringable")))))
+          : h("p", { class: "warn" }, t("duty.nobody")))));
   }
 
   async function refresh(background) {
@@ -191,18 +192,18 @@ export function render(main, ctx) {
         ctx.restart();
         return;
       }
-      showError(err.message);
+      showError(readable(err.message));
     }
   }
 
   async function refreshEscalations(background) {
     try {
       const answer = await ctx.api("GET", "/api/escalations", undefined, { background });
-      escalations.replaceChildren(...answer.escalations.slice(0, 10).map((e) =>
-        h("li", {}, h("b", {}, `${clock(e.at)} `), `citizen ${e.citizen || "?"} (unit ${e.unit}): ${e.reason}`)));
-      if (!answer.escalations.length) escalations.append(h("li", {}, "None."));
+      replace(escalations, ...answer.escalations.slice(0, 10).map((e) =>
+        h("li", {}, h("b", {}, `${when(e.at)} `), t("duty.escalation", { citizen: e.citizen || "—", unit: e.unit, reason: readable(e.reason) }))));
+      if (!answer.escalations.length) escalations.append(h("li", {}, t("duty.no_escalations")));
     } catch (err) {
-      escalations.replaceChildren(h("li", { class: "error" }, err.message));
+      replace(escalations, h("li", { class: "error" }, readable(err.message)));
     }
   }
 
@@ -213,7 +214,7 @@ export function render(main, ctx) {
     try {
       await ctx.api("POST", "/api/duty", { on: !onDuty });
     } catch (err) {
-      showError(err.message);
+      showError(readable(err.message));
     }
     await refresh(false);
   });
@@ -224,7 +225,7 @@ export function render(main, ctx) {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${location.host}/api/duty/ring`);
     socket = ws;
-    link.textContent = "Connecting so that calls can ring here…";
+    link.textContent = t("duty.connecting");
     ws.addEventListener("message", (event) => {
       let message;
       try { message = JSON.parse(event.data); } catch (err) { return; }
@@ -232,7 +233,7 @@ export function render(main, ctx) {
     });
     ws.addEventListener("close", () => {
       if (socket === ws) socket = null;
-      clearRings("the connection to central was lost");
+      clearRings(t("duty.why_lost"));
       if (closed) return;
       if (!onDuty) {
         link.textContent = "";
@@ -240,7 +241,7 @@ export function render(main, ctx) {
       }
       const wait = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)];
       attempt += 1;
-      link.textContent = `Not connected: calls cannot ring here. Trying again in ${Math.round(wait / 1000)} s…`;
+      link.textContent = t("duty.retry", { s: Math.round(wait / 1000) });
       link.classList.add("warn");
       reconnectTimer = setTimeout(() => {
         reconnectTimer = null;
@@ -256,7 +257,7 @@ export function render(main, ctx) {
     const ws = socket;
     socket = null;
     if (ws) ws.close();
-    clearRings("you went off duty");
+    clearRings(t("duty.why_off"));
     link.textContent = "";
   }
 
@@ -264,7 +265,7 @@ export function render(main, ctx) {
     if (message.type === "ready") {
       attempt = 0;
       link.classList.remove("warn");
-      link.textContent = "Connected: citizens' calls ring on this page. Keep it open.";
+      link.textContent = t("duty.connected");
       soundHint.hidden = ringer.canSound;
       refresh(true); // the watch now shows this nurse as reachable
     } else if (message.type === "ring") {
@@ -272,7 +273,7 @@ export function render(main, ctx) {
     } else if (message.type === "stop_ringing") {
       stopRing(message.request_id, message.reason);
     } else if (message.type === "off_duty" || message.type === "refused") {
-      showNote(message.reason || "You are off duty.");
+      showNote(message.reason ? readable(message.reason) : t("duty.off"));
       refresh(true);
     }
   }
@@ -280,10 +281,10 @@ export function render(main, ctx) {
   // ---------------------------------------------------------------- ringing
   function addRing(ring) {
     if (rings.has(ring.request_id)) return;
-    const who = `Citizen ${ring.citizen || "?"} is calling (unit ${ring.unit})`;
-    const answer = h("button", { type: "button", class: "answer", "data-request": ring.request_id }, "Answer");
+    const who = t("duty.calling", { citizen: ring.citizen || "—", unit: ring.unit });
+    const answer = h("button", { type: "button", class: "answer", "data-request": ring.request_id }, t("duty.answer"));
     const banner = h("div", { class: "ring-banner", role: "alert", "data-request": ring.request_id },
-      h("p", { class: "ring-text" }, who, h("span", { class: "ring-since" }, ` — since ${clock(ring.since)}`)),
+      h("p", { class: "ring-text" }, who, h("span", { class: "ring-since" }, ` — ${t("duty.since", { since: clock(ring.since) })}`)),
       answer);
     answer.addEventListener("click", () => answerRing(ring));
     rings.set(ring.request_id, { ring, banner });
@@ -298,7 +299,7 @@ export function render(main, ctx) {
     if (!entry) return;
     entry.banner.remove();
     rings.delete(requestId);
-    if (reason) showNote(`The call from citizen ${entry.ring.citizen || "?"} stopped ringing: ${reason}.`);
+    if (reason) showNote(t("duty.stopped_ringing", { citizen: entry.ring.citizen || "—", reason: readable(reason) }));
     quietIfNone();
   }
 
@@ -315,7 +316,7 @@ export function render(main, ctx) {
   // ---------------------------------------------------------------- the call
   async function answerRing(ring) {
     if (call) {
-      showError("Hang up the call in progress first.");
+      showError(t("duty.hang_up_first"));
       return;
     }
     const entry = rings.get(ring.request_id);
@@ -324,20 +325,20 @@ export function render(main, ctx) {
     quietIfNone();
     showError("");
     showNote("");
-    view.state.textContent = "Answering…";
+    view.state.textContent = t("duty.answering");
     let reason;
     try {
       reason = await callInView(
         view,
-        `Citizen ${ring.citizen || "?"} (unit ${ring.unit})`,
+        t("duty.call_title", { citizen: ring.citizen || "—", unit: ring.unit }),
         { unit: ring.unit, purpose: "citizen_call", request: ring.request_id },
         { closed: () => closed, call: (c) => { call = c; } },
       );
     } catch (err) {
-      showError(err.message);
+      showError(readable(err.message));
       return;
     }
-    if (reason !== null) showNote(`The call with citizen ${ring.citizen || "?"} ended: ${reason}.`);
+    if (reason !== null) showNote(t("duty.call_ended", { citizen: ring.citizen || "—", reason }));
   }
 
   view.hangup.addEventListener("click", () => {

@@ -1,7 +1,7 @@
 // The "Supervision report" page: the night checks and emergency look-ins performed in a date
 // range (who, citizen, unit, when, how long, the outcome), and the same as a CSV download.
-const OUTCOME_WORDS = { all_well: "All well", visit_needed: "Visit needed" };
-const PURPOSE_WORDS = { night_check: "Night check", break_glass: "Emergency look-in" };
+import { mount, replace, shown } from "../dom.js";
+import { reason, t, tn, when, word } from "../i18n.js";
 
 function isoDay(date) {
   const pad = (n) => String(n).padStart(2, "0");
@@ -10,9 +10,11 @@ function isoDay(date) {
 
 function minutesSeconds(seconds) {
   const whole = Math.round(seconds);
-  if (whole < 60) return `${whole} s`;
-  return `${Math.floor(whole / 60)} min ${String(whole % 60).padStart(2, "0")} s`;
+  if (whole < 60) return t("common.seconds_short", { s: whole });
+  return t("common.minutes_seconds_short", { m: Math.floor(whole / 60), s: String(whole % 60).padStart(2, "0") });
 }
+
+const COLUMNS = ["report.col_when", "report.col_who", "report.col_citizen", "report.col_unit", "report.col_duration", "report.col_outcome", "report.col_kind"];
 
 export function render(main, ctx) {
   const { h } = ctx;
@@ -20,20 +22,20 @@ export function render(main, ctx) {
   const weekAgo = new Date(today.getTime() - 7 * 86400 * 1000);
   const since = h("input", { id: "report-since", name: "since", type: "date", value: isoDay(weekAgo), required: true });
   const until = h("input", { id: "report-until", name: "until", type: "date", value: isoDay(today), required: true });
-  const form = h("form", { id: "report-form", class: "filters", "aria-label": "Date range" },
-    h("label", {}, "From", since),
-    h("label", {}, "To (including)", until),
-    h("button", { type: "submit" }, "Show"),
+  const form = h("form", { id: "report-form", class: "filters", "aria-label": t("report.range") },
+    h("label", {}, t("common.from"), since),
+    h("label", {}, t("common.to"), until),
+    h("button", { type: "submit" }, t("common.show")),
   );
   const error = h("p", { id: "report-error", class: "error", role: "alert", hidden: true });
   const summary = h("p", { id: "report-summary", role: "status" });
-  const csv = h("a", { id: "report-csv", class: "button download", download: true }, "Download CSV");
+  const csv = h("a", { id: "report-csv", class: "button download", download: true }, t("report.csv"));
   const rows = h("tbody", { id: "report-rows" });
   const table = h("table", { class: "stack report-table" },
-    h("thead", {}, h("tr", {}, ...["When", "Who", "Citizen", "Unit", "Duration", "Outcome", "Kind"].map((t) => h("th", { scope: "col" }, t)))),
+    h("thead", {}, h("tr", {}, ...COLUMNS.map((k) => h("th", { scope: "col" }, t(k))))),
     rows,
   );
-  main.append(h("h1", {}, "Supervision report"), form, error, summary, csv, h("div", { class: "table-wrap" }, table));
+  mount(main, h("h1", {}, t("nav.supervision-report")), form, error, summary, csv, h("div", { class: "table-wrap" }, table));
 
   let gone = false;
 
@@ -42,15 +44,7 @@ export function render(main, ctx) {
   }
 
   function cell(label, ...content) {
-    return h("td", { "data-label": label }, ...content);
-  }
-
-  function when(ts, timezone) {
-    try {
-      return new Date(ts * 1000).toLocaleString("sv-SE", { timeZone: timezone });
-    } catch (err) {
-      return new Date(ts * 1000).toLocaleString("sv-SE");
-    }
+    return h("td", { "data-label": t(label) }, ...content);
   }
 
   async function load() {
@@ -61,21 +55,22 @@ export function render(main, ctx) {
       answer = await ctx.api("GET", `/api/reports/supervisions?${range()}`);
     } catch (err) {
       if (gone) return;
-      error.textContent = err.message;
+      error.textContent = reason(err.message);
       error.hidden = false;
       return;
     }
     if (gone) return;
     const list = answer.supervisions;
-    summary.textContent = `${list.length} supervision${list.length === 1 ? "" : "s"} from ${since.value} to ${until.value} (times in ${answer.timezone}).`;
-    rows.replaceChildren(...list.slice().reverse().map((s) => h("tr", { "data-call-id": s.call_id },
-      cell("When", when(s.started, answer.timezone)),
-      cell("Who", s.staff),
-      cell("Citizen", s.citizen),
-      cell("Unit", s.unit),
-      cell("Duration", minutesSeconds(s.duration_s)),
-      cell("Outcome", OUTCOME_WORDS[s.outcome] || (s.outcome ? s.outcome : "not recorded"), s.outcome_note ? ` — ${s.outcome_note}` : ""),
-      cell("Kind", PURPOSE_WORDS[s.purpose] || s.purpose, s.break_glass_reason ? `: ${s.break_glass_reason}` : ""),
+    const day = (value) => when(new Date(`${value}T12:00`), { time: false });
+    summary.textContent = tn("report.summary", list.length, { since: day(since.value), until: day(until.value), zone: answer.timezone });
+    replace(rows, ...list.slice().reverse().map((s) => h("tr", { "data-call-id": s.call_id },
+      cell("report.col_when", when(s.started, { timeZone: answer.timezone })),
+      cell("report.col_who", shown(s.staff)),
+      cell("report.col_citizen", shown(s.citizen)),
+      cell("report.col_unit", shown(s.unit)),
+      cell("report.col_duration", minutesSeconds(s.duration_s)),
+      cell("report.col_outcome", s.outcome ? word("outcome", s.outcome) : t("report.not_recorded"), s.outcome_note ? ` — ${s.outcome_note}` : ""),
+      cell("report.col_kind", word("purpose", s.purpose), s.break_glass_reason ? `: ${s.break_glass_reason}` : ""),
     )));
   }
 

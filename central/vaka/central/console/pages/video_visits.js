@@ -2,7 +2,8 @@
 // A TV rings until the citizen answers (or it answers by itself, where its settings say so); the
 // citizen may decline, and the page then shows central's reason.
 import { callInView } from "../rtc.js";
-import { callView } from "../dom.js";
+import { callView, mount, replace } from "../dom.js";
+import { reason as readable, t, tn, word } from "../i18n.js";
 
 const REFRESH_MS = 15000;
 
@@ -12,12 +13,12 @@ export function render(main, ctx) {
   let call = null;
   let dialling = false;
 
-  const summary = h("p", { id: "visits-summary" }, "Loading…");
+  const summary = h("p", { id: "visits-summary" }, t("common.loading"));
   const error = h("p", { id: "visit-error", class: "error", role: "alert", hidden: true });
   const note = h("p", { id: "visit-note", class: "ok", role: "status", hidden: true });
   const list = h("ul", { id: "visits", class: "cards" });
   const view = callView("visit");
-  main.append(h("h1", {}, "Video visits"), error, note, view.root, summary, list);
+  mount(main, h("h1", {}, t("nav.video-visits")), error, note, view.root, summary, list);
 
   function show(el, message) {
     el.textContent = message || "";
@@ -25,15 +26,15 @@ export function render(main, ctx) {
   }
 
   function card(v) {
-    const button = h("button", { type: "button", class: "call-button", "data-unit": v.unit }, "Call");
+    const button = h("button", { type: "button", class: "call-button", "data-unit": v.unit }, t("visits.call"));
     button.disabled = dialling || Boolean(call);
     button.addEventListener("click", () => visit(v));
-    const state = v.status === "online" ? "online"
-      : `${v.status}${v.reasons.length ? `: ${v.reasons.join("; ")}` : ""}`;
+    const state = v.status === "online" ? word("state", "online")
+      : `${word("state", v.status)}${v.reasons.length ? `: ${v.reasons.join("; ")}` : ""}`;
     return h("li", { class: `card ${v.status}`, "data-unit": v.unit },
       h("div", {},
-        h("p", { class: "card-title" }, `Citizen ${v.citizen}`),
-        h("p", { class: "hint" }, `TV unit ${v.unit} · `, h("b", { class: "unit-state" }, state))),
+        h("p", { class: "card-title" }, t("visits.citizen", { citizen: v.citizen })),
+        h("p", { class: "hint" }, t("visits.tv_unit", { unit: v.unit }), " · ", h("b", { class: "unit-state" }, state))),
       button);
   }
 
@@ -42,9 +43,9 @@ export function render(main, ctx) {
       const answer = await ctx.api("GET", "/api/visits", undefined, { background });
       const online = answer.visits.filter((v) => v.online).length;
       summary.textContent = answer.count
-        ? `${answer.count} TV unit${answer.count === 1 ? "" : "s"} you may visit, ${online} reachable now.`
-        : "None of your groups may make video visits to anyone yet.";
-      list.replaceChildren(...answer.visits.map(card));
+        ? tn("visits.summary", answer.count, { online })
+        : t("visits.none");
+      replace(list, ...answer.visits.map(card));
       if (!background) show(error, "");
     } catch (err) {
       if (err.status === 401) {
@@ -52,7 +53,7 @@ export function render(main, ctx) {
         return;
       }
       summary.textContent = "";
-      show(error, err.message);
+      show(error, readable(err.message));
     }
   }
 
@@ -66,12 +67,12 @@ export function render(main, ctx) {
     setButtons(true);
     show(error, "");
     show(note, "");
-    view.state.textContent = "Calling…";
+    view.state.textContent = t("call.calling");
     const options = {
       unit: v.unit,
       purpose: "video_visit",
-      onState: (text) => {
-        view.state.textContent = /^Ringing/.test(text) ? "Ringing on the TV…" : text;
+      onState: (text, phase) => {
+        view.state.textContent = phase === "ringing" ? t("visits.ringing_tv") : text;
       },
     };
     const page = {
@@ -81,18 +82,18 @@ export function render(main, ctx) {
     let reason;
     try {
       reason = await callInView(
-        view, `Video visit: citizen ${v.citizen} (TV unit ${v.unit})`, options, page,
+        view, t("visits.call_title", { citizen: v.citizen, unit: v.unit }), options, page,
       );
     } catch (err) {
       dialling = false;
       setButtons(false);
-      show(error, err.message);
+      show(error, readable(err.message));
       return;
     }
     dialling = false;
     if (reason === null) return;
     setButtons(false);
-    show(note, `The visit to citizen ${v.citizen} ended: ${reason}.`);
+    show(note, t("visits.ended", { citizen: v.citizen, reason }));
   }
 
   view.hangup.addEventListener("click", () => {

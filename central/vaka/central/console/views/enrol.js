@@ -1,14 +1,15 @@
 // First log-in without a second factor: set up a TOTP app by QR code, confirm one code, and
 // write down the recovery codes.
 import { api } from "../api.js";
-import { errorLine, field, h, showError } from "../dom.js";
+import { errorLine, field, h, mount, replace, showError } from "../dom.js";
+import { reason, t } from "../i18n.js";
 
 export function render(main, ctx) {
   const error = errorLine("enrol-error");
-  const start = h("button", { type: "button", id: "enrol-start" }, "Show the QR code");
-  main.append(
-    h("h1", {}, "Set up your one-time code"),
-    h("p", {}, "Logging in needs a code from an authenticator app on your work phone (for example FreeOTP or Google Authenticator). Until it is set up, you can do nothing else here."),
+  const start = h("button", { type: "button", id: "enrol-start" }, t("enrol.show_qr"));
+  mount(main,
+    h("h1", {}, t("enrol.title")),
+    h("p", {}, t("enrol.intro")),
     error,
     start,
   );
@@ -18,7 +19,7 @@ export function render(main, ctx) {
     try {
       enrolment = await api("POST", "/api/totp/enrol", {});
     } catch (err) {
-      showError(error, err.message);
+      showError(error, reason(err.message));
       start.disabled = false;
       return;
     }
@@ -31,19 +32,19 @@ function showConfirm(main, ctx, enrolment, error) {
   const qr = h("img", {
     class: "qr",
     id: "enrol-qr",
-    alt: "QR code to scan with the authenticator app",
+    alt: t("enrol.qr_alt"),
     src: `data:image/svg+xml;base64,${btoa(enrolment.qr_svg)}`,
   });
   const form = h(
     "form",
     { id: "enrol-form" },
-    field("The code the app shows now", { name: "code", id: "enrol-code", inputmode: "numeric", autocomplete: "one-time-code", required: true, maxlength: 8 }),
-    h("button", { type: "submit" }, "Confirm"),
+    field(t("enrol.code"), { name: "code", id: "enrol-code", inputmode: "numeric", autocomplete: "one-time-code", required: true, maxlength: 8 }),
+    h("button", { type: "submit" }, t("enrol.confirm")),
   );
-  main.append(
-    h("ol", {}, h("li", {}, "Scan this code with the app."), h("li", {}, "Type the 6 digits it shows.")),
+  mount(main,
+    h("ol", {}, h("li", {}, t("enrol.step_scan")), h("li", {}, t("enrol.step_type"))),
     qr,
-    h("p", {}, "Cannot scan? Type this key into the app: ", h("span", { class: "secret", id: "enrol-secret" }, enrolment.secret)),
+    h("p", {}, t("enrol.cannot_scan"), " ", h("span", { class: "secret", id: "enrol-secret" }, enrolment.secret)),
     form,
   );
   form.elements.code.focus();
@@ -54,16 +55,16 @@ function showConfirm(main, ctx, enrolment, error) {
     try {
       answer = await api("POST", "/api/totp/confirm", { code });
     } catch (err) {
-      showError(error, err.message);
+      showError(error, reason(err.message));
       form.elements.code.value = "";
       form.elements.code.focus();
       return;
     }
-    main.replaceChildren(
-      h("h1", {}, "Your one-time code is set up"),
-      h("p", { class: "ok" }, "Write these recovery codes down and keep them somewhere safe. Each works once, instead of the code from your phone. They are shown only now."),
+    replace(main,
+      h("h1", {}, t("enrol.done_title")),
+      h("p", { class: "ok" }, t("enrol.done_text")),
       h("ol", { class: "codes", id: "recovery-codes" }, answer.recovery_codes.map((c) => h("li", {}, c))),
-      h("button", { type: "button", id: "enrol-done", onclick: () => ctx.restart() }, "I have written them down — continue"),
+      h("button", { type: "button", id: "enrol-done", onclick: () => ctx.restart() }, t("enrol.continue")),
     );
   });
 }

@@ -1,25 +1,26 @@
 // The log-in form: staff id, password, one-time code (or a recovery code).
 import { api } from "../api.js";
-import { errorLine, field, h, showError } from "../dom.js";
+import { errorLine, field, h, mount, showError } from "../dom.js";
+import { reason, t } from "../i18n.js";
 
 export function render(main, ctx, message) {
   const error = errorLine("login-error");
   const form = h(
     "form",
     { id: "login-form", novalidate: true },
-    field("Staff id", { name: "staff_id", id: "staff_id", autocomplete: "username", required: true, autocapitalize: "none", spellcheck: "false" }),
-    field("Password", { name: "password", id: "password", type: "password", autocomplete: "current-password", required: true }),
-    field("One-time code", { name: "totp", id: "totp", inputmode: "numeric", autocomplete: "one-time-code", pattern: "[0-9 ]*", maxlength: 8 }, "The 6 digits your authenticator app shows. Leave empty the first time: you will set it up next."),
+    field(t("login.staff_id"), { name: "staff_id", id: "staff_id", autocomplete: "username", required: true, autocapitalize: "none", spellcheck: "false" }),
+    field(t("login.password"), { name: "password", id: "password", type: "password", autocomplete: "current-password", required: true }),
+    field(t("login.code"), { name: "totp", id: "totp", inputmode: "numeric", autocomplete: "one-time-code", pattern: "[0-9 ]*", maxlength: 8 }, t("login.code_hint")),
     h(
       "details",
       {},
-      h("summary", {}, "Lost your phone? Use a recovery code"),
-      field("Recovery code", { name: "recovery_code", id: "recovery_code", autocomplete: "off", autocapitalize: "characters", maxlength: 24 }),
+      h("summary", {}, t("login.lost_phone")),
+      field(t("login.recovery_code"), { name: "recovery_code", id: "recovery_code", autocomplete: "off", autocapitalize: "characters", maxlength: 24 }),
     ),
-    h("button", { type: "submit", id: "login-submit" }, "Log in"),
+    h("button", { type: "submit", id: "login-submit" }, t("login.submit")),
   );
-  main.append(
-    h("h1", {}, "Log in"),
+  mount(main,
+    h("h1", {}, t("login.title")),
     message ? h("p", { class: "notice", id: "logged-out", role: "status" }, message) : null,
     error,
     form,
@@ -30,7 +31,7 @@ export function render(main, ctx, message) {
     event.preventDefault();
     const f = form.elements;
     if (!f.staff_id.value.trim() || !f.password.value) {
-      showError(error, "Fill in your staff id and password.");
+      showError(error, t("login.fill_in"));
       return;
     }
     const body = { staff_id: f.staff_id.value.trim(), password: f.password.value, session: "cookie" };
@@ -42,7 +43,7 @@ export function render(main, ctx, message) {
     try {
       await api("POST", "/api/login", body);
     } catch (err) {
-      showError(error, err.message);
+      showError(error, reason(err.message));
       form.querySelector("button").disabled = false;
       f.totp.value = "";
       (/code/.test(err.message) ? f.totp : f.password).focus();
@@ -54,7 +55,7 @@ export function render(main, ctx, message) {
     try {
       await api("GET", "/api/me");
     } catch (err) {
-      showError(error, "You were logged in, but the browser did not keep the session. Open the console over https.");
+      showError(error, t("login.no_cookie"));
       form.querySelector("button").disabled = false;
       return;
     }
