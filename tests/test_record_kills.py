@@ -79,11 +79,11 @@ async def night_check(
     await call.next_frame(timeout=10)
     if when in ("at the first frame", "while looking"):
         await asyncio.sleep(after)
-        await kill()  # the unit ends the call when its link drops
+        await kill()  # the call lives on its media path: it goes on without the broker,
+        await call.hangup()  # and ends when the viewer leaves (its heartbeat stops)
         calls = unit.agent.calls
         assert calls is not None
         await wait_for(lambda: calls.session is None, 15, what="the call over")
-        await call.hangup()
     else:
         await call.hangup()
         if when != "before the dial":
