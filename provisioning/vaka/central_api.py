@@ -82,10 +82,13 @@ class CentralApi:
                 time.sleep(otp.seconds_to_next_step() + 0.05)
                 continue
             try:
-                return self._login_once(staff_id, password, code)
+                answer = self._login_once(staff_id, password, code)
             except ApiError as err:
                 if not source.may_retry(str(err)):
                     raise
+            else:
+                source.accepted()
+                return answer
         raise ApiError("every one-time code of this step was already used")
 
     def _login_once(self, staff_id: str, password: str, totp: str | None) -> dict[str, Any]:

@@ -173,10 +173,13 @@ class StaffClient:
                 await asyncio.sleep(otp.seconds_to_next_step() + 0.05)
                 continue
             try:
-                return await self._login_once(staff_id, password, code, None)
+                body = await self._login_once(staff_id, password, code, None)
             except StaffError as err:
                 if not source.may_retry(str(err)):
                     raise
+            else:
+                source.accepted()
+                return body
         raise StaffError("log-in refused: every one-time code of this step was already used")
 
     async def _login_once(

@@ -37,9 +37,12 @@ class AccessRefused(VakaError, PermissionError):
     """A log-in or request refused; ``str()`` is the reason for the staff member, ``status``
     the HTTP status to answer with."""
 
-    def __init__(self, reason: str, status: int = 401) -> None:
+    def __init__(self, reason: str, status: int = 401, *, counts: bool = True) -> None:
         super().__init__(reason)
         self.status = status
+        #: whether the refusal counts as a failed attempt of the client's address (a reused
+        #: code came with the right password: it is a replay, not a guess)
+        self.counts = counts
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vaka.central.directory.directory import StaffMember
 from vaka.central.http.auth import authenticate
+from vaka.central.http.body import json_data
 from vaka.central.http.deps import deps
 from vaka.central.http.errors import json_error
 from vaka.central.units.config_push import build_bundle, push_config
@@ -78,9 +79,10 @@ async def list_enrolments(request: web.Request) -> web.Response:
 async def approve(request: web.Request) -> web.Response:
     """``POST /api/enrolments/{code}/approve``: sign the unit's certificate and assign it."""
     member = await _technician(request, "approve enrolments")
+    data = await json_data(request, "approval")
     try:
         code = normalise_code(request.match_info["code"])
-        body = ApproveRequest.model_validate_json(await request.read())
+        body = ApproveRequest.model_validate(data)
     except BadTopic as err:
         raise json_error(400, str(err)) from None
     except ValidationError as err:
@@ -111,9 +113,10 @@ async def _unit_request(
     """The technician, the unit id from the path and the validated body, or a 4xx."""
     member = await _technician(request, what)
     unit = request.match_info["id"]
+    data = await json_data(request, "request", empty_ok=True)
     try:
         check_device_id(unit)
-        body = model.model_validate_json(await request.read() or b"{}")
+        body = model.model_validate(data)
     except BadTopic as err:
         raise json_error(400, str(err)) from None
     except ValidationError as err:
