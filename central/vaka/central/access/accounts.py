@@ -210,20 +210,21 @@ class Accounts(SecondFactor):
         )
 
     def _failed(
-        self, staff_id: str, address: str, reason: str, count: bool = True, **fields: object
+        self,
+        staff_id: str,
+        address: str,
+        reason: str,
+        count: bool = True,
+        role: str | None = None,
     ) -> None:
         """Audit a failure with its true reason; counted ones may lock the account
         (:class:`AccessRefused`)."""
-        self.audit.append("login_failed", actor=staff_id, address=address, reason=reason, **fields)
-        if not count:
-            return
-        now = time.time()
-        window_start = now - self.policy.lockout_window_s
-        with self.engine.begin() as conn:
-            conn.execute(
-                delete(login_failures).where(
-                    login_failures.c.staff_id == staff_id, login_failures.c.ts < window_start
-                )
+        if role is None:
+            self.audit.append("login_failed", actor=staff_id, address=address, reason=reason)
+        else:
+            self.audit.append(
+                "login_failed", actor=staff_id, address=address, reason=reason, role=role
+            )
             )
             conn.execute(login_failures.insert().values(staff_id=staff_id, ts=now))
             failures = conn.execute(

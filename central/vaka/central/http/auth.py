@@ -28,6 +28,7 @@ from aiohttp import web
 from vaka.central.access.accounts import AccountState, address_allowed
 from vaka.central.access.second_factor import AccessRefused
 from vaka.central.access.sessions import SessionInfo, digest
+from vaka.central.access.throttle import RateLimited
 from vaka.central.directory.directory import StaffMember
 from vaka.central.http.deps import deps
 from vaka.central.http.errors import json_error
@@ -60,6 +61,11 @@ _REFUSAL_STATUSES = frozenset({400, 401, 403, 409, 429})
 def refusal(err: AccessRefused) -> web.HTTPException:
     """The HTTP error for a refused log-in or request."""
     return json_error(err.status if err.status in _REFUSAL_STATUSES else 403, str(err))
+
+
+def rate_limited(err: RateLimited) -> web.HTTPException:
+    """429 with ``Retry-After`` for a request over a per-address limit."""
+    return json_error(429, str(err), {"Retry-After": str(err.retry_after)})
 
 
 def duration_words(seconds: float) -> str:

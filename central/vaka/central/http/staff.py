@@ -23,6 +23,7 @@ from vaka.central.http.auth import (
     authenticate,
     client_address,
     cookie_secure,
+    rate_limited,
     refusal,
     same_origin,
     session_member,
@@ -80,11 +81,6 @@ LOGIN_REFUSED = (
     "log-in refused: wrong staff id, password or one-time code, or this account may not log in "
     "from here right now (after repeated failures wait 15 minutes or ask an administrator)"
 )
-
-
-def rate_limited(err: RateLimited) -> web.HTTPException:
-    """429 with ``Retry-After``."""
-    return json_error(429, str(err), {"Retry-After": str(err.retry_after)})
 
 
 async def login(request: web.Request) -> web.Response:

@@ -7,8 +7,9 @@ from typing import Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from vaka.central.access.throttle import RateLimited
 from vaka.central.directory.directory import StaffMember
-from vaka.central.http.auth import authenticate
+from vaka.central.http.auth import authenticate, client_address, rate_limited
 from vaka.central.http.body import json_data
 from vaka.central.http.deps import deps
 from vaka.central.http.errors import json_error
@@ -77,7 +78,12 @@ async def list_enrolments(request: web.Request) -> web.Response:
 
 
 async def approve(request: web.Request) -> web.Response:
-    """``POST /api/enrolments/{code}/approve``: sign the unit's certificate and assign it."""
+    """``POST /api/enrolments/{code}/approve``: sign the unit's certificate and assign it
+    (bounded per client address: ``[staff_access] enrolment_per_minute``)."""
+    try:
+        await asyncio.to_thread(deps(request).guard.enrolment_action, client_address(request))
+    except RateLimited as err:
+        raise rate_limited(err) from None
     member = await _technician(request, "approve enrolments")
     data = await json_data(request, "approval")
     try:

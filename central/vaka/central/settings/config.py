@@ -63,6 +63,10 @@ class PkiSection(_Section):
     unit_cert_days: float = Field(default=7, gt=0, le=90)
     silent_days: float = Field(default=30, gt=0)  # silent this long: decommission candidate
     code_ttl_s: float = Field(default=24 * 3600, gt=0)
+    #: units waiting to be enrolled at most, and new ones accepted per minute (a flood of
+    #: signing requests, each under its own valid code, fills neither the list nor the database)
+    max_pending: int = Field(default=200, ge=1)
+    new_pending_per_minute: int = Field(default=30, ge=1)
 
 
 StaffRole = Literal["night_staff", "day_staff", "support", "technician", "administrator"]
