@@ -225,6 +225,15 @@ class Accounts(SecondFactor):
             self.audit.append(
                 "login_failed", actor=staff_id, address=address, reason=reason, role=role
             )
+        if not count:
+            return
+        now = time.time()
+        window_start = now - self.policy.lockout_window_s
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(login_failures).where(
+                    login_failures.c.staff_id == staff_id, login_failures.c.ts < window_start
+                )
             )
             conn.execute(login_failures.insert().values(staff_id=staff_id, ts=now))
             failures = conn.execute(
