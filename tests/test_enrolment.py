@@ -37,7 +37,7 @@ def generic_config(broker: Broker, creds: Path) -> dict:
     config = agent_config(broker, "u-placeholder")
     del config["unit"]["id"]
     del config["broker"]["cert"], config["broker"]["key"]
-    claim = broker.pki.client("claim")
+    claim = broker.pki.claim()
     config["storage"] = {"credentials_dir": str(creds)}
     config["trust"] = {"config_key": str(broker.pki.config_keys()[1])}
     config["enrolment"] = {
@@ -196,7 +196,7 @@ async def test_refusals(broker: Broker, central: CentralService, tmp_path: Path)
         key = pki.new_key()
         real = unit_code(key)
         wrong = signing_request(key, "BBBBBBBBBB")
-        claim = broker.pki.client("claim")
+        claim = broker.pki.claim()
         ctx = client_tls_context(broker.pki.server_ca_cert, claim.cert, claim.key)
 
         async with broker.client_with(ctx, real, port=broker.claim_port) as rogue:
@@ -220,7 +220,7 @@ async def _pending_other(central: CentralService, *exclude: str) -> list[str]:
 async def test_claim_identity_is_confined_to_the_enrolment_subtree(
     broker: Broker, central: CentralService
 ) -> None:
-    claim = broker.pki.client("claim")
+    claim = broker.pki.claim()
     ctx = client_tls_context(broker.pki.server_ca_cert, claim.cert, claim.key)
 
     async with broker.client("central-2") as watcher, collecting(watcher, "vaka/v1/#") as seen:
@@ -244,7 +244,7 @@ async def test_a_request_under_someone_elses_code_is_refused(
     """Anyone with the claim identity may post a request, but only under its key's own code."""
     key = pki.new_key()
     victim_code = "DDDDDDDDDD"
-    claim = broker.pki.client("claim")
+    claim = broker.pki.claim()
     ctx = client_tls_context(broker.pki.server_ca_cert, claim.cert, claim.key)
     async with broker.client_with(ctx, "x", port=broker.claim_port) as rogue:
         request = EnrolRequestMessage(
