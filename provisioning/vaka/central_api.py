@@ -75,7 +75,7 @@ class CentralApi:
         return answer
 
     def _login_with_secret(self, staff_id: str, password: str, secret: str) -> dict[str, Any]:
-        source = otp.CodeSource(secret)
+        source = otp.CodeSource(secret, f"{self.base_url} {staff_id}")
         for _attempt in range(8):
             code = source.next()
             if code is None:  # every code of this step was used: wait for the next step

@@ -43,12 +43,14 @@ class CodeSource:
     refusal counts towards the account's lock-out.
     """
 
-    #: the last step whose code central accepted from this process, per secret (digest)
+    #: the last step whose code central accepted from this process, per secret and account
     _accepted: ClassVar[dict[str, int]] = {}
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, account: str = "") -> None:
+        """``account`` names whose codes these are at which central (central remembers used
+        codes per staff member), e.g. ``"https://central.example n-nurse"``."""
         self._totp = pyotp.TOTP(secret)
-        self._key = hashlib.sha256(secret.encode()).hexdigest()
+        self._key = hashlib.sha256(f"{secret}\n{account}".encode()).hexdigest()
         self._tried: set[int] = set()
         self._last: int | None = None
         self._retried = False

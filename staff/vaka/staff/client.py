@@ -166,7 +166,7 @@ class StaffClient:
         self.must_enrol_totp = bool(body.get("must_enrol_totp"))
 
     async def _login_with_secret(self, staff_id: str, password: str, secret: str) -> Any:
-        source = otp.CodeSource(secret)
+        source = otp.CodeSource(secret, f"{self.central_url} {staff_id}")
         for _attempt in range(8):
             code = source.next()
             if code is None:  # every code of this step was used: wait for the next step

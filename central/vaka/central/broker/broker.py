@@ -87,7 +87,11 @@ def _tls_lines(directory: Path, settings: BrokerSettings, cafile: str) -> list[s
         "use_identity_as_username true",
         "use_username_as_clientid true",
     ]
-    if settings.crl is not None:
+    if settings.crl is not None and cafile == "client-ca.crt":
+        # The CRL is the issuing CA's: on the enrolment listener OpenSSL would want one from
+        # the claim CA and refuse every claim identity. Claim certificates are not revoked
+        # one by one (they can only post signing requests, bounded by central); a leaked set is
+        # retired by replacing the claim CA.
         lines.append(f"crlfile {directory / 'crl.pem'}")
     return lines
 
