@@ -204,9 +204,12 @@ async def test_refusals(broker: Broker, central: CentralService, tmp_path: Path)
                 payload=EnrolRequestPayload(csr=wrong, profile="nightcam", agent_version="x")
             )
             await rogue.publish(f"vaka/v1/enrol/{real}/csr", encode(request), qos=1)
-            await wait_for(lambda: _pending_other(central, code, other), 5)
+            # refused as it arrives (issue 13): counted, and nothing is stored for the code
+            refusals = central.provisioner.refusals
+            await wait_for(lambda: refusals.by_category["EnrolmentRefused"] == 1, 5)
+            assert await _pending_other(central, code, other) == []
             status, body = await approve(http, real)
-        assert status == 409 and "does not match its code" in body["error"]
+        assert status == 404 and "no unit is waiting" in body["error"]
     refused = await asyncio.to_thread(central.audit.entries, kind="enrolment_refused")
     assert len(refused) >= 3
 
@@ -239,7 +242,7 @@ async def test_claim_identity_is_confined_to_the_enrolment_subtree(
 
 
 async def test_a_request_under_someone_elses_code_is_refused(
-    broker: Broker, central: CentralService
+    broker: Broker, central: CentralService, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Anyone with the claim identity may post a request, but only under its key's own code."""
     key = pki.new_key()
@@ -253,11 +256,16 @@ async def test_a_request_under_someone_elses_code_is_refused(
             )
         )
         await rogue.publish(f"vaka/v1/enrol/{victim_code}/csr", encode(request), qos=1)
-        await wait_for(lambda: _pending_other(central), 5, what="the request stored")
+        # refused as it arrives (issue 13), with the reason, and nothing stored
+        assert central.provisioner is not None
+        refusals = central.provisioner.refusals
+        await wait_for(lambda: refusals.by_category["EnrolmentRefused"] == 1, 5)
+    assert "key does not belong to code DDDDD-DDDDD" in caplog.text
+    assert await _pending_other(central) == []
     http = await technician(central)
     async with http:
         status, body = await approve(http, victim_code)
-    assert status == 409 and "key does not belong to code DDDDD-DDDDD" in body["error"]
+    assert status == 404 and body["error"] == "no unit is waiting with code DDDDD-DDDDD"
 
 
 async def test_replaced_card_enrols_under_the_same_citizen_and_revokes_the_old(
