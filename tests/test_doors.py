@@ -206,7 +206,8 @@ async def test_every_refused_login_gets_one_answer(broker: Broker, tmp_path: Pat
     assert ("s-support", "wrong staff id or password") in reasons
     assert ("s-support", "wrong one-time code") in reasons
     assert ("s-support", "missing one-time code") in reasons
-    assert [(e["actor"], e["failures"]) for e in locked] == [("n-nurse", 3)]
+    # s-support's three failures locked it too (its fourth answer would have been the same)
+    assert [(e["actor"], e["failures"]) for e in locked] == [("s-support", 3), ("n-nurse", 3)]
 
 
 # ---------------------------------------------------------------- per-address throttling
@@ -216,6 +217,7 @@ async def test_a_burst_from_one_address_is_slowed_then_refused(
     broker: Broker, tmp_path: Path
 ) -> None:
     access = {
+        "allow": {"support": ["0.0.0.0/0"]},
         "address_slow_after": 3,
         "address_block_after": 6,
         "address_delay_s": 0.3,
@@ -246,7 +248,7 @@ async def test_a_burst_from_one_address_is_slowed_then_refused(
         assert status == 200, raw
         # the count is in the database: a second instance on it refuses the address too
         async with door_central(
-            broker, tmp_path, "central-2", database=tmp_path / "central-1.db"
+            broker, tmp_path, "central-2", access=access, database=tmp_path / "central-1.db"
         ) as second:
             status, headers, raw = await raw_post(
                 second.url + "/api/login", json_body=right, headers=attacker
@@ -301,7 +303,7 @@ async def test_enrolment_requests_are_checked_on_arrival_and_capped(
             await send(unit_code(keys[0]), signing_request(keys[0], unit_code(keys[0])))
             await asyncio.sleep(0.5)
             assert len(await asyncio.to_thread(queue.pending)) == 3
-    assert caplog.text.count("does not belong to code") == 40
+    assert caplog.text.count("does not match its code") == 40
     assert caplog.text.count("units are already waiting to be enrolled (the limit)") == 2
 
 
@@ -441,12 +443,18 @@ def handshake_and_read(port: int, files: Any) -> str:
         return f"{type(err).__name__}: {err}"
 
 
+def refused(outcome: str) -> bool:
+    """The broker ended the TLS connection (an alert, or EOF) instead of answering."""
+    text = outcome.lower()
+    return any(sign in text for sign in ("unknown ca", "eof", "reset")) or text == "closed"
+
+
 async def test_the_claim_certificate_works_only_on_the_claim_listener(broker: Broker) -> None:
     claim = broker.pki.claim()
     unit = broker.pki.client("u-door")
     on_main = await asyncio.to_thread(handshake_and_read, broker.port, claim)
     print("claim certificate on the main listener:", on_main)
-    assert "unknown ca" in on_main.lower() or on_main.startswith(("closed", "Connection"))
+    assert refused(on_main)
     with pytest.raises(aiomqtt.MqttError):
         async with broker.client_with(
             client_tls_context(claim.server_ca, claim.cert, claim.key), "claim", timeout=3
@@ -454,7 +462,7 @@ async def test_the_claim_certificate_works_only_on_the_claim_listener(broker: Br
             pass
     # ... and the unit's certificate not on the claim listener either
     on_claim = await asyncio.to_thread(handshake_and_read, broker.claim_port, unit)
-    assert "unknown ca" in on_claim.lower() or on_claim.startswith(("closed", "Connection"))
+    assert refused(on_claim)
     # each where it belongs
     ctx = client_tls_context(claim.server_ca, claim.cert, claim.key)
     async with broker.client_with(ctx, "claim", port=broker.claim_port):
