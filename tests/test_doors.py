@@ -5,6 +5,7 @@ stack's PKI for the claim listener."""
 import asyncio
 import contextlib
 import csv
+import functools
 import io
 import json
 import socket
@@ -298,10 +299,17 @@ async def test_enrolment_requests_are_checked_on_arrival_and_capped(
                 await send(unit_code(k), signing_request(k, unit_code(k)))
             await wait_for(lambda: refusals.by_category["EnrolmentRefused"] == 42, 20)
             pending = [e.code for e in await asyncio.to_thread(queue.pending)]
-            assert sorted(pending) == sorted(unit_code(k) for k in keys[:3])
-            # a unit repeating its request refreshes its one entry
-            await send(unit_code(keys[0]), signing_request(keys[0], unit_code(keys[0])))
-            await asyncio.sleep(0.5)
+            assert len(pending) == 3 and set(pending) <= {unit_code(k) for k in keys}
+            # a waiting unit repeating its request refreshes its one entry
+            first = next(k for k in keys if unit_code(k) in pending)
+            before = {e.code: e.last_seen for e in await asyncio.to_thread(queue.pending)}
+
+            async def refreshed() -> bool:
+                now = {e.code: e.last_seen for e in await asyncio.to_thread(queue.pending)}
+                return now[unit_code(first)] > before[unit_code(first)]
+
+            await send(unit_code(first), signing_request(first, unit_code(first)))
+            await wait_for(refreshed, 10)
             assert len(await asyncio.to_thread(queue.pending)) == 3
     assert caplog.text.count("does not match its code") == 40
     assert caplog.text.count("units are already waiting to be enrolled (the limit)") == 2
@@ -340,13 +348,21 @@ async def test_csv_exports_escape_formula_cells(broker: Broker, tmp_path: Path) 
         audit = central.audit
         for n, text in enumerate(hostile):
             call = f"central-1.c{n}"
-            fields = {"unit": "u-1", "purpose": "night_check", "call_id": call}
-            await asyncio.to_thread(
-                audit.append, "ticket_issued", actor="n-nurse", citizen=text, group="g", **fields
-            )
-            await asyncio.to_thread(
-                audit.append, "call_ended", actor="n-nurse", duration_s=5.0, reason=text, **fields
-            )
+            for kind, detail in (
+                ("ticket_issued", {"citizen": text, "group": "g"}),
+                ("call_ended", {"duration_s": 5.0, "reason": text}),
+            ):
+                await asyncio.to_thread(
+                    functools.partial(
+                        audit.append,
+                        kind,
+                        actor="n-nurse",
+                        unit="u-1",
+                        purpose="night_check",
+                        call_id=call,
+                        **detail,
+                    )
+                )
             await asyncio.to_thread(
                 audit.append,
                 "supervision_outcome",

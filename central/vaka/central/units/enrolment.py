@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.expression import Executable
 
 from vaka.central.storage.engine import upsert
 from vaka.central.storage.tables import enrolments
@@ -96,12 +97,18 @@ class EnrolmentQueue:
     def admit(self, code: str, csr: str, profile: str, agent_version: str, now: float) -> bool:
         """Check a request as it arrives and store it; whether it is new. Refused
         (:class:`EnrolmentRefused`, nothing stored) if the CSR does not belong to ``code``, or a
-        new code would pass the bounds on waiting units."""
+        new code would pass the bounds on waiting units.
+
+        The new entry is written first and counted in the same transaction (rolled back when
+        over a bound), so concurrent requests cannot all pass one count: SQLite serialises the
+        writers; on PostgreSQL each concurrent instance can overshoot by at most its one entry.
+        """
         check_csr(csr, code)
-        if self.get(code) is not None:
-            self.record(code, csr, profile, agent_version, now)
-            return False
-        with self.engine.connect() as conn:
+        with self.engine.begin() as conn:
+            known = conn.execute(select(enrolments.c.code).where(enrolments.c.code == code)).first()
+            conn.execute(self._upsert(code, csr, profile, agent_version, now))
+            if known is not None:
+                return False
             waiting, recent = conn.execute(
                 select(
                     func.count(),
@@ -111,21 +118,26 @@ class EnrolmentQueue:
                     enrolments.c.first_seen > now - self.code_ttl_s,
                 )
             ).one()
-        if waiting >= self.max_pending:
-            raise EnrolmentRefused(
-                f"{waiting} units are already waiting to be enrolled (the limit): approve or let "
-                "codes expire first"
-            )
-        if recent >= self.new_per_minute:
-            raise EnrolmentRefused(
-                f"{recent} new units asked to be enrolled within a minute (the limit): "
-                "the unit asks again by itself"
-            )
-        self.record(code, csr, profile, agent_version, now)
+            if waiting > self.max_pending:
+                raise EnrolmentRefused(
+                    f"{waiting - 1} units are already waiting to be enrolled (the limit): "
+                    "approve them or let their codes expire first"
+                )
+            if recent > self.new_per_minute:
+                raise EnrolmentRefused(
+                    f"{recent - 1} new units asked to be enrolled within a minute (the limit): "
+                    "the unit asks again by itself"
+                )
         return True
 
     def record(self, code: str, csr: str, profile: str, agent_version: str, now: float) -> None:
         """Store or refresh a request (an approved code is left as it is)."""
+        with self.engine.begin() as conn:
+            conn.execute(self._upsert(code, csr, profile, agent_version, now))
+
+    def _upsert(
+        self, code: str, csr: str, profile: str, agent_version: str, now: float
+    ) -> Executable:
         ins = upsert(self.engine, enrolments).values(
             code=code,
             csr=csr,
@@ -135,13 +147,11 @@ class EnrolmentQueue:
             last_seen=now,
             state="pending",
         )
-        stmt = ins.on_conflict_do_update(
+        return ins.on_conflict_do_update(
             index_elements=["code"],
             set_={"last_seen": now},
             where=enrolments.c.state == "pending",
         )
-        with self.engine.begin() as conn:
-            conn.execute(stmt)
 
     def get(self, code: str) -> Enrolment | None:
         """One enrolment by code."""
