@@ -59,14 +59,11 @@ class RateCounter:
         return int(row[0]), None if row[1] is None else float(row[1])
 
     def add(self, scope: str, key: str, window_s: float, now: float) -> None:
-        """Count one hit (and forget this key's hits older than the window)."""
+        """Count one hit (and forget this scope's hits older than the window, whoever's, so
+        that addresses that stopped leave nothing behind)."""
         with self.engine.begin() as conn:
             conn.execute(
-                delete(rate_hits).where(
-                    rate_hits.c.scope == scope,
-                    rate_hits.c.key == key,
-                    rate_hits.c.ts <= now - window_s,
-                )
+                delete(rate_hits).where(rate_hits.c.scope == scope, rate_hits.c.ts <= now - window_s)
             )
             conn.execute(rate_hits.insert().values(scope=scope, key=key, ts=now))
 
