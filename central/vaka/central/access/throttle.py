@@ -63,7 +63,9 @@ class RateCounter:
         that addresses that stopped leave nothing behind)."""
         with self.engine.begin() as conn:
             conn.execute(
-                delete(rate_hits).where(rate_hits.c.scope == scope, rate_hits.c.ts <= now - window_s)
+                delete(rate_hits).where(
+                    rate_hits.c.scope == scope, rate_hits.c.ts <= now - window_s
+                )
             )
             conn.execute(rate_hits.insert().values(scope=scope, key=key, ts=now))
 
