@@ -7,7 +7,7 @@ that logs in several times within a step offers the next unused one (see :class:
 Central's refusal of a log-in does not say what was wrong (password, code, lock-out, network:
 one answer, so that a password cannot be confirmed before the second factor), so a client
 cannot tell a reused code from a wrong password: it remembers which steps it used itself and
-retries at most once.
+retries a bounded number of times.
 """
 
 import getpass
@@ -23,6 +23,9 @@ import pyotp
 STEP_S = 30
 #: part of central's one refusal of a log-in (the client may offer one more code)
 REFUSAL_MARK = "one-time code"
+#: codes offered after a refusal, at most: the rest of the window central accepts (the next and
+#: the previous step's), then the next step's
+RETRIES = 3
 SECRET_FILE_ENV = "VAKA_TOTP_SECRET_FILE"  # noqa: S105 (a variable name)
 
 
@@ -38,9 +41,11 @@ class CodeSource:
     (``None`` when all three were tried: wait :func:`seconds_to_next_step`), skipping the steps
     whose code this process already had accepted (:meth:`accepted`; a process that logs in
     several times within a step: tests, the demo, a scripted round). After a refusal,
-    :meth:`may_retry` allows one more code: another process may have used this step's, or it went
-    stale on the way. Only one, because a refusal may as well mean a wrong password, and every
-    refusal counts towards the account's lock-out.
+    :meth:`may_retry` allows another code while :data:`RETRIES` last: another process may have
+    used this step's (a technician running the CLI twice within 30 s), or it went stale on the
+    way. Not more, because a refusal may as well mean a wrong password, and every such refusal
+    counts towards the account's lock-out: a wrong password costs a tool 1 + :data:`RETRIES`
+    counted failures.
     """
 
     #: the last step whose code central accepted from this process, per secret and account
@@ -53,7 +58,7 @@ class CodeSource:
         self._key = hashlib.sha256(f"{secret}\n{account}".encode()).hexdigest()
         self._tried: set[int] = set()
         self._last: int | None = None
-        self._retried = False
+        self._retries = 0
 
     def next(self, now: float | None = None) -> str | None:
         """The next code to offer, or ``None`` if every code central accepts now was tried."""
@@ -68,9 +73,9 @@ class CodeSource:
 
     def may_retry(self, refusal: str, now: float | None = None) -> bool:
         """Whether to offer one more code after central refused the log-in with ``refusal``."""
-        if REFUSAL_MARK not in refusal or self._retried:
+        if REFUSAL_MARK not in refusal or self._retries >= RETRIES:
             return False
-        self._retried = True
+        self._retries += 1
         return True
 
     def accepted(self) -> None:

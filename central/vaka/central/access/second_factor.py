@@ -104,6 +104,7 @@ class SecondFactor:
                 "central cannot check one-time codes: its TOTP key does not fit (tell the "
                 "administrator: [staff_access] totp_key_file)",
                 503,
+                counts=False,
             ) from None
 
     def _check_code(self, staff_id: str, secret: str, code: str, now: float) -> str:
