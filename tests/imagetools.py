@@ -76,7 +76,7 @@ def site_files(pki: LocalPki, directory: Path, port: int) -> Path:
     """A municipality's site directory: /etc/vaka (the generic agent.toml and the public half of
     the PKI) and its network (firewall ruleset, the agent's IP allow-list)."""
     directory.mkdir(parents=True)
-    claim = pki.client("claim")
+    claim = pki.claim()
     shutil.copy(pki.server_ca_cert, directory / "server-ca.crt")
     shutil.copy(pki.ticket_keys()[1], directory / "ticket-key.pub.pem")
     shutil.copy(pki.config_keys()[1], directory / "config-key.pub.pem")

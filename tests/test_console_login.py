@@ -11,6 +11,7 @@ from playwright.async_api import Browser, Page, expect
 from tests.conftest import TOTP_SECRET
 from tests.test_staff_access import PASSWORD, central_with
 from vaka import otp
+from vaka.central.http.staff import LOGIN_REFUSED
 from vaka.devstack.broker import Broker
 
 pytest.register_assert_rewrite("tests.browser")  # it is also a plugin (below): no warning
@@ -70,7 +71,7 @@ async def test_a_wrong_code_is_refused_with_the_reason(
 ) -> None:
     async with central_with(broker, tmp_path) as central:
         await log_in(page, central.url, "n-nurse", "123456")
-        await expect(page.locator("#login-error")).to_have_text("wrong or missing one-time code")
+        await expect(page.locator("#login-error")).to_have_text(LOGIN_REFUSED)
         await expect(page.locator("#nav")).to_be_hidden()
     assert page_errors(page) == []
 
@@ -82,9 +83,10 @@ async def test_an_address_outside_the_allowed_networks_is_refused(
 ) -> None:
     async with central_with(broker, tmp_path, allow={"night_staff": ["192.0.2.0/24"]}) as central:
         await log_in(page, central.url, "n-nurse", otp.code_now(TOTP_SECRET))
-        await expect(page.locator("#login-error")).to_have_text(
-            "your address 127.0.0.1 is not in the networks allowed for night staff"
-        )
+        # the same answer as a wrong code (issue 13); the true reason is in the audit trail
+        await expect(page.locator("#login-error")).to_have_text(LOGIN_REFUSED)
+        refused = await asyncio.to_thread(central.audit.entries, kind="login_failed")
+        assert [e.detail["reason"] for e in refused] == ["address not allowed for the role"]
         await expect(page.locator("#nav")).to_be_hidden()
 
 

@@ -37,7 +37,7 @@ def generic_config(broker: Broker, creds: Path) -> dict:
     config = agent_config(broker, "u-placeholder")
     del config["unit"]["id"]
     del config["broker"]["cert"], config["broker"]["key"]
-    claim = broker.pki.client("claim")
+    claim = broker.pki.claim()
     config["storage"] = {"credentials_dir": str(creds)}
     config["trust"] = {"config_key": str(broker.pki.config_keys()[1])}
     config["enrolment"] = {
@@ -196,7 +196,7 @@ async def test_refusals(broker: Broker, central: CentralService, tmp_path: Path)
         key = pki.new_key()
         real = unit_code(key)
         wrong = signing_request(key, "BBBBBBBBBB")
-        claim = broker.pki.client("claim")
+        claim = broker.pki.claim()
         ctx = client_tls_context(broker.pki.server_ca_cert, claim.cert, claim.key)
 
         async with broker.client_with(ctx, real, port=broker.claim_port) as rogue:
@@ -204,9 +204,12 @@ async def test_refusals(broker: Broker, central: CentralService, tmp_path: Path)
                 payload=EnrolRequestPayload(csr=wrong, profile="nightcam", agent_version="x")
             )
             await rogue.publish(f"vaka/v1/enrol/{real}/csr", encode(request), qos=1)
-            await wait_for(lambda: _pending_other(central, code, other), 5)
+            # refused as it arrives (issue 13): counted, and nothing is stored for the code
+            refusals = central.provisioner.refusals
+            await wait_for(lambda: refusals.by_category["EnrolmentRefused"] == 1, 5)
+            assert await _pending_other(central, code, other) == []
             status, body = await approve(http, real)
-        assert status == 409 and "does not match its code" in body["error"]
+        assert status == 404 and "no unit is waiting" in body["error"]
     refused = await asyncio.to_thread(central.audit.entries, kind="enrolment_refused")
     assert len(refused) >= 3
 
@@ -220,7 +223,7 @@ async def _pending_other(central: CentralService, *exclude: str) -> list[str]:
 async def test_claim_identity_is_confined_to_the_enrolment_subtree(
     broker: Broker, central: CentralService
 ) -> None:
-    claim = broker.pki.client("claim")
+    claim = broker.pki.claim()
     ctx = client_tls_context(broker.pki.server_ca_cert, claim.cert, claim.key)
 
     async with broker.client("central-2") as watcher, collecting(watcher, "vaka/v1/#") as seen:
@@ -239,12 +242,12 @@ async def test_claim_identity_is_confined_to_the_enrolment_subtree(
 
 
 async def test_a_request_under_someone_elses_code_is_refused(
-    broker: Broker, central: CentralService
+    broker: Broker, central: CentralService, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Anyone with the claim identity may post a request, but only under its key's own code."""
     key = pki.new_key()
     victim_code = "DDDDDDDDDD"
-    claim = broker.pki.client("claim")
+    claim = broker.pki.claim()
     ctx = client_tls_context(broker.pki.server_ca_cert, claim.cert, claim.key)
     async with broker.client_with(ctx, "x", port=broker.claim_port) as rogue:
         request = EnrolRequestMessage(
@@ -253,11 +256,16 @@ async def test_a_request_under_someone_elses_code_is_refused(
             )
         )
         await rogue.publish(f"vaka/v1/enrol/{victim_code}/csr", encode(request), qos=1)
-        await wait_for(lambda: _pending_other(central), 5, what="the request stored")
+        # refused as it arrives (issue 13), with the reason, and nothing stored
+        assert central.provisioner is not None
+        refusals = central.provisioner.refusals
+        await wait_for(lambda: refusals.by_category["EnrolmentRefused"] == 1, 5)
+    assert "key does not belong to code DDDDD-DDDDD" in caplog.text
+    assert await _pending_other(central) == []
     http = await technician(central)
     async with http:
         status, body = await approve(http, victim_code)
-    assert status == 409 and "key does not belong to code DDDDD-DDDDD" in body["error"]
+    assert status == 404 and body["error"] == "no unit is waiting with code DDDDD-DDDDD"
 
 
 async def test_replaced_card_enrols_under_the_same_citizen_and_revokes_the_old(

@@ -13,6 +13,7 @@ from tests.conftest import TOTP_SECRET, totp_secret_file
 from tests.nightcheck import hhmm
 from tests.test_enrolment import PASSWORD, generic_unit, pending_code, technician
 from vaka.central.directory.spec import DirectorySpec
+from vaka.central.http.staff import LOGIN_REFUSED
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import central_config, running_central, unit_status
@@ -172,7 +173,7 @@ async def test_cli_refusals_exit_2_with_the_reason(central: CentralService) -> N
         timeout=60,
         env={**os.environ, "VAKA_PASSWORD": "nope"},
     )
-    assert wrong.returncode == 2 and "wrong staff id or password" in wrong.stderr
+    assert wrong.returncode == 2 and LOGIN_REFUSED in wrong.stderr
 
 
 async def test_renewal_with_a_short_lifetime_does_not_drop_a_call(

@@ -75,17 +75,20 @@ class CentralApi:
         return answer
 
     def _login_with_secret(self, staff_id: str, password: str, secret: str) -> dict[str, Any]:
-        source = otp.CodeSource(secret)
+        source = otp.CodeSource(secret, f"{self.base_url} {staff_id}")
         for _attempt in range(8):
             code = source.next()
             if code is None:  # every code of this step was used: wait for the next step
                 time.sleep(otp.seconds_to_next_step() + 0.05)
                 continue
             try:
-                return self._login_once(staff_id, password, code)
+                answer = self._login_once(staff_id, password, code)
             except ApiError as err:
                 if not source.may_retry(str(err)):
                     raise
+            else:
+                source.accepted()
+                return answer
         raise ApiError("every one-time code of this step was already used")
 
     def _login_once(self, staff_id: str, password: str, totp: str | None) -> dict[str, Any]:

@@ -4,19 +4,28 @@ secret from a file.
 
 Central accepts the codes of the previous, current and next 30 s step, each once; a client
 that logs in several times within a step offers the next unused one (see :class:`CodeSource`).
+Central's refusal of a log-in does not say what was wrong (password, code, lock-out, network:
+one answer, so that a password cannot be confirmed before the second factor), so a client
+cannot tell a reused code from a wrong password: it remembers which steps it used itself and
+retries a bounded number of times.
 """
 
 import getpass
+import hashlib
 import os
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pyotp
 
 STEP_S = 30
-#: part of central's refusal when a code was used before (the client may offer another)
-REUSED = "already used"
+#: part of central's one refusal of a log-in (the client may offer one more code)
+REFUSAL_MARK = "one-time code"
+#: codes offered after a refusal, at most: the rest of the window central accepts (the next and
+#: the previous step's), then the next step's
+RETRIES = 3
 SECRET_FILE_ENV = "VAKA_TOTP_SECRET_FILE"  # noqa: S105 (a variable name)
 
 
@@ -29,32 +38,51 @@ class CodeSource:
     """The codes one log-in offers central, one at a time, each step at most once.
 
     :meth:`next` gives the current step's code first, then the next and the previous step's
-    (``None`` when all three were tried: wait :func:`seconds_to_next_step`). After a refusal,
-    :meth:`may_retry` says whether another code may help: the code was used before, or it went
-    stale on the way (the step moved on while the request travelled, as on a loaded machine).
+    (``None`` when all three were tried: wait :func:`seconds_to_next_step`), skipping the steps
+    whose code this process already had accepted (:meth:`accepted`; a process that logs in
+    several times within a step: tests, the demo, a scripted round). After a refusal,
+    :meth:`may_retry` allows another code while :data:`RETRIES` last: another process may have
+    used this step's (a technician running the CLI twice within 30 s), or it went stale on the
+    way. Not more, because a refusal may as well mean a wrong password, and every such refusal
+    counts towards the account's lock-out: a wrong password costs a tool 1 + :data:`RETRIES`
+    counted failures.
     """
 
-    def __init__(self, secret: str) -> None:
+    #: the last step whose code central accepted from this process, per secret and account
+    _accepted: ClassVar[dict[str, int]] = {}
+
+    def __init__(self, secret: str, account: str = "") -> None:
+        """``account`` names whose codes these are at which central (central remembers used
+        codes per staff member), e.g. ``"https://central.example n-nurse"``."""
         self._totp = pyotp.TOTP(secret)
+        self._key = hashlib.sha256(f"{secret}\n{account}".encode()).hexdigest()
         self._tried: set[int] = set()
         self._last: int | None = None
+        self._retries = 0
 
     def next(self, now: float | None = None) -> str | None:
         """The next code to offer, or ``None`` if every code central accepts now was tried."""
         step = int((time.time() if now is None else now) // STEP_S)
+        used = self._accepted.get(self._key, -1)
         for candidate in (step, step + 1, step - 1):
-            if candidate not in self._tried:
+            if candidate not in self._tried and candidate > used:
                 self._tried.add(candidate)
                 self._last = candidate
                 return self._totp.generate_otp(candidate)
         return None
 
     def may_retry(self, refusal: str, now: float | None = None) -> bool:
-        """Whether offering another code may succeed after central refused with ``refusal``."""
-        if REUSED in refusal:
-            return True
-        step = int((time.time() if now is None else now) // STEP_S)
-        return "one-time code" in refusal and self._last is not None and self._last < step - 1
+        """Whether to offer one more code after central refused the log-in with ``refusal``."""
+        if REFUSAL_MARK not in refusal or self._retries >= RETRIES:
+            return False
+        self._retries += 1
+        return True
+
+    def accepted(self) -> None:
+        """Central accepted the last code offered: no log-in of this process offers it again."""
+        if self._last is not None:
+            previous = self._accepted.get(self._key, -1)
+            self._accepted[self._key] = max(previous, self._last)
 
 
 def seconds_to_next_step(now: float | None = None) -> float:

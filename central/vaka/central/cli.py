@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     broker.add_argument("--server-key", type=Path, required=True)
     broker.add_argument("--crl", type=Path, help="certificate revocation list (PEM)")
     broker.add_argument("--claim-port", type=int, help="port of the enrolment listener (8884)")
+    broker.add_argument("--claim-ca", type=Path, help="CA of claim identities (with --claim-port)")
     broker.add_argument(
         "--pid-file", type=Path, help="where the broker writes its pid (central reloads the CRL)"
     )
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                     server_key=args.server_key,
                     crl=args.crl,
                     claim_port=args.claim_port,
+                    claim_ca=args.claim_ca,
                     pid_file=args.pid_file,
                     central_identities=tuple(args.central_identity or ["central-1"]),
                 ),

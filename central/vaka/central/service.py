@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from vaka.central.access.accounts import Accounts
 from vaka.central.access.secret_box import SecretBox
 from vaka.central.access.sessions import StaffSessions
+from vaka.central.access.throttle import AddressGuard
 from vaka.central.alerts.notify import notifier_for
 from vaka.central.alerts.unplaced import UnplacedCallAlerts
 from vaka.central.alerts.watch import AlertWatch
@@ -142,6 +143,7 @@ class CentralService:
                 self.engine, self.directory, self.audit, access, config.calls.timezone
             ),
             access=access,
+            guard=AddressGuard(self.engine, access),
             session_ttl_s=config.session_ttl_s,
             timezone=config.calls.timezone,
             store=self.store,

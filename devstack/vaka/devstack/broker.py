@@ -125,6 +125,7 @@ class Broker:
                 persistence=self.persistence,
                 autosave_interval_s=AUTOSAVE_S,
                 claim_port=self.claim_port if self.claim else None,
+                claim_ca=self.pki.claim_ca_cert,
                 pid_file=self.pid_file,
                 user=dev_broker_user(),
                 extra_lines=self.extra_lines,

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             local = LocalPki(args.dir, broker_names=names).ensure()
             result = {
                 "client_ca": str(local.client_ca_cert),
+                "claim_ca": str(local.claim_ca_cert),
                 "server_ca": str(local.server_ca_cert),
                 "broker_cert": str(local.broker_cert),
             }

@@ -7,9 +7,14 @@ Layout (all PEM)::
     client-ca.{crt,key}    issuing CA held by central: signs unit and central client
                            certificates and the CRL, nothing else
     client-ca.crl          the revocation list the broker loads
+    claim-ca.{crt,key}     a hierarchy of its own that signs only claim identities (the generic
+                           image's first-boot certificates): the broker trusts it on the
+                           enrolment listener only, so a claim certificate cannot even connect
+                           to the main listener, and no unit or central certificate to the other
     server-ca.{crt,key}    a separate hierarchy that signs only the broker's TLS certificate
     broker.{crt,key}       the broker's server certificate
-    clients/<cn>.{crt,key} client certificate (leaf + issuing CA) and key
+    clients/<cn>.{crt,key} client certificate (leaf + issuing CA) and key; claim identities
+                           (``claim`` or ``claim-<n>``) from the claim CA
 
 The enrolment flow (units making their own keys) builds on the same CAs.
 """
@@ -22,6 +27,11 @@ from vaka.provisioning import pki
 from vaka.provisioning.tickets import new_ticket_key, write_ticket_keys
 
 DEFAULT_CLIENT_LIFETIME = dt.timedelta(days=7)
+
+
+def is_claim_name(cn: str) -> bool:
+    """Whether ``cn`` names a claim identity (``claim`` or ``claim-<anything>``)."""
+    return cn == "claim" or cn.startswith("claim-")
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,11 @@ class LocalPki:
         return self.crl_path
 
     @property
+    def claim_ca_cert(self) -> Path:
+        """What the broker trusts on the enrolment listener: the claim CA, nothing else."""
+        return self.root / "claim-ca.crt"
+
+    @property
     def server_ca_cert(self) -> Path:
         """The CA clients trust for the broker."""
         return self.root / "server-ca.crt"
@@ -88,6 +103,8 @@ class LocalPki:
                 "Vaka client issuing CA", days=5 * 365, issuer=self._ca("client-root")
             )
             issuing.write(self.root / "client-ca.crt", self.root / "client-ca.key")
+        if not self.claim_ca_cert.exists():
+            pki.make_ca("Vaka claim CA").write(self.claim_ca_cert, self.root / "claim-ca.key")
         if not (self.root / "server-ca.crt").exists():
             pki.make_ca("Vaka server CA").write(
                 self.root / "server-ca.crt", self.root / "server-ca.key"
@@ -127,7 +144,26 @@ class LocalPki:
     def client(
         self, cn: str, lifetime: dt.timedelta = DEFAULT_CLIENT_LIFETIME, *, renew: bool = False
     ) -> ClientFiles:
-        """Files of client identity ``cn``, issued now if missing (or if ``renew``)."""
+        """Files of client identity ``cn``, issued now if missing (or if ``renew``).
+
+        Claim identities come from :meth:`claim`, never from here (the main listener would take
+        them)."""
+        if is_claim_name(cn):
+            raise ValueError(f"{cn} is a claim identity: issue it with LocalPki.claim()")
+        return self._issue(cn, self.client_ca(), lifetime, renew)
+
+    def claim(
+        self, cn: str = "claim", lifetime: dt.timedelta = DEFAULT_CLIENT_LIFETIME
+    ) -> ClientFiles:
+        """Files of the claim identity ``cn`` (``claim`` or ``claim-<n>``), signed by the claim CA;
+        issued now if missing."""
+        if not is_claim_name(cn):
+            raise ValueError(f"{cn!r} is not a claim identity name (claim or claim-<n>)")
+        return self._issue(cn, self._ca("claim-ca"), lifetime, renew=False)
+
+    def _issue(
+        self, cn: str, issuing: pki.CertifiedKey, lifetime: dt.timedelta, renew: bool
+    ) -> ClientFiles:
         files = ClientFiles(
             self.root / "clients" / f"{cn}.crt",
             self.root / "clients" / f"{cn}.key",
@@ -135,7 +171,6 @@ class LocalPki:
         )
         if renew or not files.cert.exists():
             key = pki.new_key()
-            issuing = self.client_ca()
             cert = pki.issue_client_cert(issuing, cn, key.public_key(), lifetime)
             pki.write_cert(cert, files.cert, issuing.cert)
             pki.write_key(key, files.key)

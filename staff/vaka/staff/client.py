@@ -167,17 +167,20 @@ class StaffClient:
         self.must_enrol_totp = bool(body.get("must_enrol_totp"))
 
     async def _login_with_secret(self, staff_id: str, password: str, secret: str) -> Any:
-        source = otp.CodeSource(secret)
+        source = otp.CodeSource(secret, f"{self.central_url} {staff_id}")
         for _attempt in range(8):
             code = source.next()
             if code is None:  # every code of this step was used: wait for the next step
                 await asyncio.sleep(otp.seconds_to_next_step() + 0.05)
                 continue
             try:
-                return await self._login_once(staff_id, password, code, None)
+                body = await self._login_once(staff_id, password, code, None)
             except StaffError as err:
                 if not source.may_retry(str(err)):
                     raise
+            else:
+                source.accepted()
+                return body
         raise StaffError("log-in refused: every one-time code of this step was already used")
 
     async def _login_once(

@@ -107,7 +107,10 @@ class Accounts(SecondFactor):
         if member is None:
             self._failed(staff_id, address, "wrong staff id or password")
             raise AccessRefused("wrong staff id or password")
-        self.check_address(member, address, during="log-in")
+        if not address_allowed(address, self.policy.networks_for(member.role)):
+            # counted like a wrong password: the answer is the same, so is the price
+            self._failed(staff_id, address, "address not allowed for the role", role=member.role)
+            raise AccessRefused(self._network_message(member, address), 403)
         state = self.state(staff_id, now)
         if state.totp_enrolled:
             self._second_factor(member, address, totp, recovery_code, now)
@@ -139,7 +142,8 @@ class Accounts(SecondFactor):
                 self._failed(staff_id, address, "one-time code already used", count=False)
                 raise AccessRefused(
                     "wrong or missing one-time code: this code was already used, "
-                    "wait for the next one"
+                    "wait for the next one",
+                    counts=False,
                 )
         elif recovery_code:
             if self.use_recovery_code(staff_id, recovery_code):
@@ -162,9 +166,12 @@ class Accounts(SecondFactor):
             reason="address not allowed for the role",
             role=member.role,
         )
-        raise AccessRefused(
-            f"your address {address} is not in the networks allowed for {role_label(member.role)}",
-            403,
+        raise AccessRefused(self._network_message(member, address), 403)
+
+    @staticmethod
+    def _network_message(member: StaffMember, address: str) -> str:
+        return (
+            f"your address {address} is not in the networks allowed for {role_label(member.role)}"
         )
 
     def state(self, staff_id: str, now: float | None = None) -> AccountState:
@@ -202,9 +209,22 @@ class Accounts(SecondFactor):
             "failed log-ins"
         )
 
-    def _failed(self, staff_id: str, address: str, reason: str, count: bool = True) -> None:
-        """Audit a failure; counted ones may lock the account (:class:`AccessRefused`)."""
-        self.audit.append("login_failed", actor=staff_id, address=address, reason=reason)
+    def _failed(
+        self,
+        staff_id: str,
+        address: str,
+        reason: str,
+        count: bool = True,
+        role: str | None = None,
+    ) -> None:
+        """Audit a failure with its true reason; counted ones may lock the account
+        (:class:`AccessRefused`)."""
+        if role is None:
+            self.audit.append("login_failed", actor=staff_id, address=address, reason=reason)
+        else:
+            self.audit.append(
+                "login_failed", actor=staff_id, address=address, reason=reason, role=role
+            )
         if not count:
             return
         now = time.time()

@@ -37,9 +37,12 @@ class AccessRefused(VakaError, PermissionError):
     """A log-in or request refused; ``str()`` is the reason for the staff member, ``status``
     the HTTP status to answer with."""
 
-    def __init__(self, reason: str, status: int = 401) -> None:
+    def __init__(self, reason: str, status: int = 401, *, counts: bool = True) -> None:
         super().__init__(reason)
         self.status = status
+        #: whether the refusal counts as a failed attempt of the client's address (a reused
+        #: code came with the right password: it is a replay, not a guess)
+        self.counts = counts
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class SecondFactor:
                 "central cannot check one-time codes: its TOTP key does not fit (tell the "
                 "administrator: [staff_access] totp_key_file)",
                 503,
+                counts=False,
             ) from None
 
     def _check_code(self, staff_id: str, secret: str, code: str, now: float) -> str:

@@ -1,11 +1,13 @@
 """Reading the audit trail a page at a time, newest first, with the chain's verification on the
-first page (``GET /api/audit``)."""
+first page (``GET /api/audit``), or as a CSV download (``GET /api/audit.csv``)."""
 
+import datetime as dt
 import json
 from typing import Any
 
 from sqlalchemy import select
 
+from vaka.central.audit.spreadsheet import csv_text
 from vaka.central.audit.trail import AuditLog
 from vaka.central.storage.tables import audit
 
@@ -64,3 +66,28 @@ def audit_page(
         page["verify"] = {"ok": result.ok, "entries": result.entries, "problem": result.problem}
         page["head"] = {"seq": seq, "hash": digest}
     return page
+
+
+#: the audit CSV's columns (``detail`` is the entry's JSON detail as text)
+AUDIT_COLUMNS = ("seq", "time_utc", "kind", "actor", "unit", "purpose", "call_id", "detail", "hash")
+
+
+def audit_csv(entries: list[dict[str, Any]]) -> str:
+    """Entries of :func:`audit_page` as CSV, cells made safe for spreadsheets."""
+    return csv_text(
+        AUDIT_COLUMNS,
+        (
+            [
+                e["seq"],
+                dt.datetime.fromtimestamp(e["ts"], dt.UTC).isoformat(timespec="seconds"),
+                e["kind"],
+                e["actor"],
+                e["unit"],
+                e["purpose"],
+                e["call_id"],
+                json.dumps(e["detail"], ensure_ascii=False, sort_keys=True),
+                e["hash"],
+            ]
+            for e in entries
+        ),
+    )

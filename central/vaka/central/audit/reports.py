@@ -7,11 +7,10 @@ and with the ``supervision_outcome`` staff recorded after the check (``all_well`
 ``visit_needed``, and a note), if any.
 """
 
-import csv
 import datetime as dt
-import io
 from dataclasses import dataclass
 
+from vaka.central.audit.spreadsheet import csv_text
 from vaka.central.audit.trail import AuditLog
 
 SUPERVISION_PURPOSES = ("night_check", "break_glass")
@@ -93,12 +92,10 @@ def _iso(ts: float) -> str:
 
 
 def supervisions_csv(rows: list[Supervision]) -> str:
-    """The rows as CSV (times in UTC, ISO 8601)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(COLUMNS)
-    for r in rows:
-        writer.writerow(
+    """The rows as CSV (times in UTC, ISO 8601; cells made safe for spreadsheets)."""
+    return csv_text(
+        COLUMNS,
+        (
             [
                 _iso(r.started),
                 _iso(r.ended),
@@ -115,5 +112,6 @@ def supervisions_csv(rows: list[Supervision]) -> str:
                 r.outcome,
                 r.outcome_note,
             ]
-        )
-    return out.getvalue()
+            for r in rows
+        ),
+    )

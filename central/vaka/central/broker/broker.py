@@ -38,6 +38,9 @@ class BrokerSettings:
     autosave_interval_s: int = 1
     #: the enrolment listener (claim identities); ``None``: no enrolment on this broker
     claim_port: int | None = None
+    #: the CA that signs claim identities, and the only one the enrolment listener trusts (the
+    #: main listener never does: a claim certificate cannot connect there at all)
+    claim_ca: Path | None = None
     #: where Mosquitto writes its pid, so central can make it reload its CRL (SIGHUP)
     pid_file: Path | None = None
     #: the broker drops anything larger; the protocol's own limit is lower so apps see and count it
@@ -72,11 +75,11 @@ pattern read {ENROL_ROOT}/+/cert
 """
 
 
-def _tls_lines(directory: Path, settings: BrokerSettings) -> list[str]:
+def _tls_lines(directory: Path, settings: BrokerSettings, cafile: str) -> list[str]:
     lines = [
         "protocol mqtt",
         "allow_anonymous false",
-        f"cafile {directory / 'client-ca.crt'}",
+        f"cafile {directory / cafile}",
         f"certfile {directory / 'broker.crt'}",
         f"keyfile {directory / 'broker.key'}",
         "tls_version tlsv1.2",
@@ -84,7 +87,11 @@ def _tls_lines(directory: Path, settings: BrokerSettings) -> list[str]:
         "use_identity_as_username true",
         "use_username_as_clientid true",
     ]
-    if settings.crl is not None:
+    if settings.crl is not None and cafile == "client-ca.crt":
+        # The CRL is the issuing CA's: on the enrolment listener OpenSSL would want one from
+        # the claim CA and refuse every claim identity. Claim certificates are not revoked
+        # one by one (they can only post signing requests, bounded by central); a leaked set is
+        # retired by replacing the claim CA.
         lines.append(f"crlfile {directory / 'crl.pem'}")
     return lines
 
@@ -100,6 +107,13 @@ def _copy_files(directory: Path, settings: BrokerSettings) -> None:
         if not src.is_file():
             raise ConfigError(f"broker configuration: {src} does not exist")
         shutil.copyfile(src, directory / name)
+    if settings.claim_port is not None:
+        if settings.claim_ca is None or not settings.claim_ca.is_file():
+            raise ConfigError(
+                "broker configuration: the enrolment listener needs the claim CA (claim_ca, "
+                "--claim-ca), a CA of its own that signs only claim identities"
+            )
+        shutil.copyfile(settings.claim_ca, directory / "claim-ca.crt")
     (directory / "broker.key").chmod(0o600)
     (directory / "acl").write_text(acl_text(settings.central_identities))
     (directory / "acl-claim").write_text(CLAIM_ACL)
@@ -121,8 +135,9 @@ def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
     """Write ``mosquitto.conf``, the ACLs and copies of the TLS files into ``directory``.
 
     Two listeners, both forcing the client id to the certificate CN (so nobody can take over
-    another's session): the main one for units and central and, with ``claim_port``, the
-    enrolment listener, whose ACL allows only the enrolment subtree.
+    another's session): the main one for units and central (trusting the client CA only) and,
+    with ``claim_port``, the enrolment listener (trusting the claim CA only), whose ACL allows
+    only the enrolment subtree.
     Returns the path of ``mosquitto.conf``.
     """
     _copy_files(directory, settings)
@@ -147,14 +162,14 @@ def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
         "",
         f"listener {settings.port} {settings.bind}",
         f"acl_file {directory / 'acl'}",
-        *_tls_lines(directory, settings),
+        *_tls_lines(directory, settings, "client-ca.crt"),
     ]
     if settings.claim_port is not None:
         conf += [
             "",
             f"listener {settings.claim_port} {settings.bind}",
             f"acl_file {directory / 'acl-claim'}",
-            *_tls_lines(directory, settings),
+            *_tls_lines(directory, settings, "claim-ca.crt"),
         ]
     conf += list(settings.extra_lines)
     path = directory / "mosquitto.conf"

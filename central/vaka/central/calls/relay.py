@@ -107,7 +107,7 @@ class CallRelay:
 
     async def handle(self, ws: StaffChannel, caller: StaffMember) -> None:
         """Run one call with ``caller`` on ``ws`` (the call WebSocket)."""
-        dialled = await self._read_dial(ws, caller)
+        dialled = await self._read_dial(ws, caller, asyncio.get_running_loop().time())
         if dialled is None:
             return
         dial, sdp, fingerprint = dialled
@@ -147,13 +147,18 @@ class CallRelay:
             self._pending.pop(call_id, None)
 
     async def _read_dial(
-        self, ws: StaffChannel, caller: StaffMember
+        self, ws: StaffChannel, caller: StaffMember, opened: float
     ) -> tuple[DialRequest, str, str] | None:
         """The dial request, its checked SDP and the fingerprint to pin; ``None`` once refused."""
+        # One deadline from the socket's opening: a receive timeout would start again after
+        # every ping the client sends (aiohttp answers pings inside receive), so a socket that
+        # only pings could be held open for ever.
         try:
-            first = await ws.receive(timeout=15)
+            async with asyncio.timeout_at(opened + self.limits.dial_deadline_s):
+                first = await ws.receive()
         except TimeoutError:
-            await _close(ws, "no dial request within 15 s")
+            deadline = self.limits.dial_deadline_s
+            await _close(ws, f"no dial request within {deadline:g} s of opening")
             return None
         if not isinstance(first, str):
             await _close(ws, "expected a dial request")

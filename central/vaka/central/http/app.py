@@ -5,6 +5,8 @@ from aiohttp import web
 
 from vaka.central.http.alerts import add_alert_routes
 from vaka.central.http.audit import add_audit_routes
+from vaka.central.http.auth import origin_guard
+from vaka.central.http.body import MAX_BODY_BYTES
 from vaka.central.http.calls import add_call_routes
 from vaka.central.http.citizen_calls import add_citizen_call_routes
 from vaka.central.http.deps import DEPS, Deps
@@ -19,7 +21,7 @@ from vaka.central.http.visits import add_visit_routes
 
 def make_app(deps: Deps) -> web.Application:
     """The application serving the API, the console and the fleet page with ``deps``."""
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[origin_guard])
     app[DEPS] = deps
     app.on_response_prepare.append(security_headers)
     add_fleet_routes(app)

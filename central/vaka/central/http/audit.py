@@ -2,7 +2,8 @@
 
 ``GET /api/audit?since=&until=&kind=&unit=&actor=&limit=&before=`` (support, administrator): entries
 newest first, a page at a time (``before`` = the ``next_before`` of the previous page), with the
-hash chain's verification (``vaka-central audit verify``) on the first page.
+hash chain's verification (``vaka-central audit verify``) on the first page;
+``GET /api/audit.csv?since=&until=&kind=&unit=`` the newest 10 000 of them as a CSV download.
 
 ``GET /api/reports/supervisions?since=&until=`` (administrator): performed supervisions as JSON;
 ``GET /api/reports/supervisions.csv?since=&until=`` the same as a CSV download.
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from vaka.central.audit.browse import audit_page
+from vaka.central.audit.browse import audit_csv, audit_page
 from vaka.central.audit.reports import supervisions, supervisions_csv
 from vaka.central.http.auth import authenticate
 from vaka.central.http.deps import deps
@@ -31,6 +32,8 @@ from vaka.central.http.errors import json_error
 AUDIT_ROLES = frozenset({"support", "administrator"})
 REPORT_ROLES = frozenset({"administrator"})
 MAX_LIMIT = 500
+#: entries in one audit CSV download (the newest; narrow the range for older ones)
+CSV_LIMIT = 10_000
 DEFAULT_LIMIT = 50
 REPORT_DEFAULT_DAYS = 7
 _KIND = re.compile(r"^[a-z_]{1,48}$")
@@ -86,6 +89,20 @@ def _check_known(query: Any, known: set[str]) -> None:
         raise BadQuery(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
 
 
+def _audit_filters(
+    q: Any, timezone: str
+) -> tuple[float | None, float | None, str | None, str | None]:
+    """``since``, ``until``, ``kind`` and ``unit`` of an audit query, or :class:`BadQuery`."""
+    since, until = _range(q, timezone, None)
+    kind = q.get("kind") or None
+    if kind is not None and not _KIND.match(kind):
+        raise BadQuery("kind is a word like call_ended or ticket_issued")
+    unit = q.get("unit") or None
+    if unit is not None and not _UNIT.match(unit):
+        raise BadQuery("unit is a unit id like nc-0042")
+    return since, until, kind, unit
+
+
 async def get_audit(request: web.Request) -> web.Response:
     """``GET /api/audit``: see the module docstring."""
     await authenticate(request, AUDIT_ROLES, action="read the audit trail")
@@ -93,13 +110,7 @@ async def get_audit(request: web.Request) -> web.Response:
     timezone = deps(request).timezone
     try:
         _check_known(q, {"since", "until", "kind", "unit", "actor", "limit", "before"})
-        since, until = _range(q, timezone, None)
-        kind = q.get("kind") or None
-        if kind is not None and not _KIND.match(kind):
-            raise BadQuery("kind is a word like call_ended or ticket_issued")
-        unit = q.get("unit") or None
-        if unit is not None and not _UNIT.match(unit):
-            raise BadQuery("unit is a unit id like nc-0042")
+        since, until, kind, unit = _audit_filters(q, timezone)
         actor = q.get("actor") or None
         if actor is not None and not _UNIT.match(actor):
             raise BadQuery("actor is a staff id like n-anna")
@@ -123,6 +134,34 @@ async def get_audit(request: web.Request) -> web.Response:
     )
     page["timezone"] = timezone
     return web.json_response(page)
+
+
+async def get_audit_csv(request: web.Request) -> web.Response:
+    """``GET /api/audit.csv?since=&until=&kind=&unit=``: the newest :data:`CSV_LIMIT` matching
+    entries as a CSV attachment."""
+    await authenticate(request, AUDIT_ROLES, action="read the audit trail")
+    timezone = deps(request).timezone
+    try:
+        _check_known(request.query, {"since", "until", "kind", "unit"})
+        since, until, kind, unit = _audit_filters(request.query, timezone)
+    except BadQuery as err:
+        raise json_error(400, str(err)) from None
+    page = await asyncio.to_thread(
+        audit_page,
+        deps(request).audit,
+        since=since,
+        until=until,
+        kind=kind,
+        unit=unit,
+        limit=CSV_LIMIT,
+        before=None,
+    )
+    return web.Response(
+        text=audit_csv(page["entries"]),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
+    )
 
 
 async def _report_range(request: web.Request) -> tuple[float, float]:
@@ -171,5 +210,6 @@ async def get_supervisions_csv(request: web.Request) -> web.Response:
 def add_audit_routes(app: web.Application) -> None:
     """Mount the audit and report API on ``app`` (after the staff API)."""
     app.router.add_get("/api/audit", get_audit)
+    app.router.add_get("/api/audit.csv", get_audit_csv)
     app.router.add_get("/api/reports/supervisions", get_supervisions)
     app.router.add_get("/api/reports/supervisions.csv", get_supervisions_csv)

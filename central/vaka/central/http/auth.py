@@ -5,19 +5,30 @@ sends a CSRF token (cookie ``vaka_csrf`` echoed in the ``X-CSRF-Token`` header) 
 request that is not a GET; API and command-line clients send ``Authorization: Bearer``. Every
 route that needs a staff member calls :func:`authenticate`, which also enforces the networks
 allowed for the role, the idle time-out and the restricted state of a fresh account.
+
+Every state-changing request (any method but GET, HEAD, OPTIONS), log-in included, passes
+:func:`origin_guard` first. A browser always sends ``Origin`` on such a request, so:
+
+* with an ``Origin`` header, it must be central's own (scheme http/https, same host and port):
+  another site's page cannot post to central, not even a form to ``/api/login``;
+* without one, the request is a tool's (the technician CLI, the Python staff client, scripts):
+  it is let through only if it carries no session cookie, i.e. it authenticates with a bearer
+  token or is a log-in asking for a token. A log-in asking for a cookie session must carry the
+  console's ``Origin``.
 """
 
 import asyncio
 import dataclasses
 import hmac
 import urllib.parse
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 
 from aiohttp import web
 
 from vaka.central.access.accounts import AccountState, address_allowed
 from vaka.central.access.second_factor import AccessRefused
 from vaka.central.access.sessions import SessionInfo, digest
+from vaka.central.access.throttle import RateLimited
 from vaka.central.directory.directory import StaffMember
 from vaka.central.http.deps import deps
 from vaka.central.http.errors import json_error
@@ -34,6 +45,7 @@ CSRF_HEADER = "X-CSRF-Token"
 #: a request with ``X-Vaka-Activity: background`` (a page refreshing itself) does not count as
 #: activity for the idle time-out
 ACTIVITY_HEADER = "X-Vaka-Activity"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: what the restricted states may call besides /api/me and /api/logout
 RESTRICTED = {
@@ -49,6 +61,11 @@ _REFUSAL_STATUSES = frozenset({400, 401, 403, 409, 429})
 def refusal(err: AccessRefused) -> web.HTTPException:
     """The HTTP error for a refused log-in or request."""
     return json_error(err.status if err.status in _REFUSAL_STATUSES else 403, str(err))
+
+
+def rate_limited(err: RateLimited) -> web.HTTPException:
+    """429 with ``Retry-After`` for a request over a per-address limit."""
+    return json_error(429, str(err), {"Retry-After": str(err.retry_after)})
 
 
 def duration_words(seconds: float) -> str:
@@ -123,12 +140,37 @@ def _check_csrf(request: web.Request, info: SessionInfo) -> None:
         raise json_error(403, "wrong CSRF token for this session: reload the page and try again")
 
 
+def same_origin(request: web.Request) -> bool:
+    """Whether the request's ``Origin`` is central's own (scheme http/https, same host)."""
+    parsed = urllib.parse.urlsplit(request.headers.get("Origin", ""))
+    return parsed.scheme in ("http", "https") and parsed.netloc.lower() == request.host.lower()
+
+
+@web.middleware
+async def origin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a state-changing request from another site (see the module's docstring)."""
+    if request.method in SAFE_METHODS:
+        return await handler(request)
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        if not same_origin(request):
+            raise json_error(
+                403,
+                f"refused a request sent from another site ({origin[:100]}): "
+                "use the console itself",
+            )
+    elif SESSION_COOKIE in request.cookies and _credentials(request)[1] == "cookie":
+        raise json_error(
+            403, "refused a request with the console's cookie but no Origin: use the console"
+        )
+    return await handler(request)
+
+
 def _check_origin(request: web.Request) -> None:
     """A WebSocket carrying the console's cookie must be opened by the console's own page
     (browsers send the cookie whatever page opens the socket; the CSRF token does not apply)."""
     origin = request.headers.get("Origin", "")
-    parsed = urllib.parse.urlsplit(origin)
-    if parsed.scheme not in ("http", "https") or parsed.netloc.lower() != request.host.lower():
+    if not same_origin(request):
         raise json_error(
             403,
             f"refused a call channel opened by another site ({origin[:100] or 'no Origin'}): "

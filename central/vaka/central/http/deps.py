@@ -8,6 +8,7 @@ from joserfc.jwk import OKPKey
 
 from vaka.central.access.accounts import Accounts
 from vaka.central.access.sessions import StaffSessions
+from vaka.central.access.throttle import AddressGuard
 from vaka.central.alerts.watch import AlertWatch
 from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import CentralLink
@@ -32,6 +33,8 @@ class Deps:
     sessions: StaffSessions
     accounts: Accounts
     access: StaffAccessSection
+    #: per-address limits on log-in and enrolment requests
+    guard: AddressGuard
     session_ttl_s: float
     #: the time zone of schedules, reports and the night round (``[calls] timezone``)
     timezone: str

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from vaka.central.calls.duty import DutyRefused, duty_status
 from vaka.central.http.auth import authenticate
+from vaka.central.http.body import json_data
 from vaka.central.http.deps import deps
 from vaka.central.http.errors import json_error
 
@@ -24,8 +25,9 @@ async def set_duty(request: web.Request) -> web.Response:
     """``POST /api/duty``: ``{"on": true|false}`` -> ``{"on": bool, "since": ts|null}``."""
     member = await authenticate(request)
     roster, audit = deps(request).duty, deps(request).audit
+    data = await json_data(request, "duty request")
     try:
-        body = DutyRequest.model_validate_json(await request.read())
+        body = DutyRequest.model_validate(data)
     except ValidationError:
         raise json_error(400, 'send {"on": true} or {"on": false}') from None
     if body.on:

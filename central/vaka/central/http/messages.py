@@ -7,6 +7,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from vaka.central.http.auth import authenticate
+from vaka.central.http.body import json_data
 from vaka.central.http.deps import deps
 from vaka.central.http.errors import json_error
 from vaka.central.messages.requests import BadMessageRequest, MessageRefused, MessageRequest
@@ -18,8 +19,9 @@ from vaka.protocol.topics import check_device_id
 async def post_message(request: web.Request) -> web.Response:
     """``POST /api/messages``: create (and schedule) a message for a unit."""
     member = await authenticate(request)
+    data = await json_data(request, "message request")
     try:
-        body = MessageRequest.model_validate_json(await request.read())
+        body = MessageRequest.model_validate(data)
     except ValidationError as err:
         raise json_error(400, f"invalid message request: {describe_problems(err)}") from None
     desk = deps(request).messages

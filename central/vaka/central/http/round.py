@@ -15,6 +15,7 @@ from vaka.central.calls.round import (
     record_outcome,
 )
 from vaka.central.http.auth import authenticate, client_address
+from vaka.central.http.body import json_data
 from vaka.central.http.deps import deps
 from vaka.central.http.errors import json_error
 
@@ -34,8 +35,9 @@ async def post_outcome(request: web.Request) -> web.Response:
     caller = await authenticate(request, ROUND_ROLES, action="record night-check outcomes")
     audit = deps(request).audit
     address = client_address(request)
+    data = await json_data(request, "outcome")
     try:
-        body = OutcomeRequest.model_validate_json(await request.read())
+        body = OutcomeRequest.model_validate(data)
     except ValidationError as err:
         fields = ", ".join(".".join(str(p) for p in e["loc"]) or "body" for e in err.errors())
         reason = f"invalid outcome: {fields} (outcome is all_well or visit_needed)"

@@ -7,8 +7,10 @@ from typing import Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from vaka.central.access.throttle import RateLimited
 from vaka.central.directory.directory import StaffMember
-from vaka.central.http.auth import authenticate
+from vaka.central.http.auth import authenticate, client_address, rate_limited
+from vaka.central.http.body import json_data
 from vaka.central.http.deps import deps
 from vaka.central.http.errors import json_error
 from vaka.central.units.config_push import build_bundle, push_config
@@ -82,11 +84,17 @@ async def list_enrolments(request: web.Request) -> web.Response:
 
 
 async def approve(request: web.Request) -> web.Response:
-    """``POST /api/enrolments/{code}/approve``: sign the unit's certificate and assign it."""
+    """``POST /api/enrolments/{code}/approve``: sign the unit's certificate and assign it
+    (bounded per client address: ``[staff_access] enrolment_per_minute``)."""
+    try:
+        await asyncio.to_thread(deps(request).guard.enrolment_action, client_address(request))
+    except RateLimited as err:
+        raise rate_limited(err) from None
     member = await _technician(request, "approve enrolments")
+    data = await json_data(request, "approval")
     try:
         code = normalise_code(request.match_info["code"])
-        body = ApproveRequest.model_validate_json(await request.read())
+        body = ApproveRequest.model_validate(data)
     except BadTopic as err:
         raise json_error(400, str(err)) from None
     except ValidationError as err:
@@ -117,9 +125,10 @@ async def _unit_request(
     """The technician, the unit id from the path and the validated body, or a 4xx."""
     member = await _technician(request, what)
     unit = request.match_info["id"]
+    data = await json_data(request, "request", empty_ok=True)
     try:
         check_device_id(unit)
-        body = model.model_validate_json(await request.read() or b"{}")
+        body = model.model_validate(data)
     except BadTopic as err:
         raise json_error(400, str(err)) from None
     except ValidationError as err:

@@ -11,6 +11,9 @@ class CallLimits(BaseModel):
 
     timezone: str = "Europe/Stockholm"
     ticket_ttl_s: int = Field(default=60, ge=5, le=600)
+    #: a call WebSocket that has not sent its dial request this long after opening is closed
+    #: (one deadline from the opening; pings do not extend it)
+    dial_deadline_s: float = Field(default=15.0, gt=0, le=120)
     answer_timeout_s: float = Field(default=10.0, gt=0, le=60)
     #: How long a call may ring on a TV unit before central gives up on it.
     ring_timeout_s: float = Field(default=60.0, gt=0, le=600)

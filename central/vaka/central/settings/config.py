@@ -66,6 +66,10 @@ class PkiSection(_Section):
     unit_cert_days: float = Field(default=7, gt=0, le=90)
     silent_days: float = Field(default=30, gt=0)  # silent this long: decommission candidate
     code_ttl_s: float = Field(default=24 * 3600, gt=0)
+    #: units waiting to be enrolled at most, and new ones accepted per minute (a flood of
+    #: signing requests, each under its own valid code, fills neither the list nor the database)
+    max_pending: int = Field(default=200, ge=1)
+    new_pending_per_minute: int = Field(default=30, ge=1)
 
 
 StaffRole = Literal["night_staff", "day_staff", "support", "technician", "administrator"]
@@ -83,6 +87,16 @@ class StaffAccessSection(_Section):
     lockout_failures: int = Field(default=5, ge=1, le=100)
     lockout_window_s: float = Field(default=900, gt=0)
     lockout_s: float = Field(default=900, gt=0)
+    #: per client address, over ``address_window_s``: failed log-ins beyond ``address_slow_after``
+    #: are answered ever more slowly (``address_delay_s`` more each, at most 5 s); from
+    #: ``address_block_after`` on the address is refused (429) until its failures age out
+    address_window_s: float = Field(default=900, gt=0)
+    address_slow_after: int = Field(default=10, ge=1)
+    address_block_after: int = Field(default=30, ge=1)
+    address_delay_s: float = Field(default=0.5, ge=0, le=5)
+    #: log-in requests (any outcome) and enrolment actions one address may make per minute
+    login_per_minute: int = Field(default=60, ge=1)
+    enrolment_per_minute: int = Field(default=60, ge=1)
     require_totp: bool = True
     #: the key that seals the staff's TOTP secrets in the database (``vaka-central totp-key``)
     totp_key_file: Path | None = None

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
+    Index,
     Integer,
     MetaData,
     SmallInteger,
@@ -113,6 +114,18 @@ lockouts = Table(
     metadata,
     Column("staff_id", String(64), primary_key=True),
     Column("until", Float, nullable=False),
+)
+
+#: one row per counted hit of a rate limit (``scope``: what is limited, ``key``: for whom, e.g.
+#: the client address); in the database so that every central instance counts the same hits
+rate_hits = Table(
+    "rate_hits",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(32), nullable=False),
+    Column("key", String(128), nullable=False),
+    Column("ts", Float, nullable=False),
+    Index("ix_rate_hits_scope_key_ts", "scope", "key", "ts"),
 )
 
 # ---------------------------------------------------------------- access: second factor

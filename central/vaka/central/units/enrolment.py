@@ -1,8 +1,11 @@
 """Units waiting to be enrolled, and the checks a signing request must pass.
 
-A request is stored under its code as it arrives (the unit repeats it until answered); a
-technician approves the code. Codes are one-time and expire: a unit whose code expired makes a
-new key, and so a new code, by itself.
+A request is checked as it arrives (:meth:`EnrolmentQueue.admit`): its CSR must be valid and
+its key must hash to the code it came under, so a wrong code or a forged request stores nothing.
+An accepted request is kept under its code (one entry per code: the unit repeats the request
+until answered, which only refreshes it); how many units may wait, and how many new ones are
+taken per minute, is bounded. A technician approves the code. Codes are one-time and expire: a
+unit whose code expired makes a new key, and so a new code, by itself.
 """
 
 import time
@@ -12,8 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.expression import Executable
 
 from vaka.central.storage.engine import upsert
 from vaka.central.storage.tables import enrolments
@@ -78,12 +82,62 @@ def check_csr(csr_pem: str, code: str, *, subject: str | None = None) -> ec.Elli
 class EnrolmentQueue:
     """Pending and approved enrolments in central's database. Blocking."""
 
-    def __init__(self, engine: Engine, code_ttl_s: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        code_ttl_s: float,
+        max_pending: int = 200,
+        new_per_minute: int = 30,
+    ) -> None:
         self.engine = engine
         self.code_ttl_s = code_ttl_s
+        self.max_pending = max_pending
+        self.new_per_minute = new_per_minute
+
+    def admit(self, code: str, csr: str, profile: str, agent_version: str, now: float) -> bool:
+        """Check a request as it arrives and store it; whether it is new. Refused
+        (:class:`EnrolmentRefused`, nothing stored) if the CSR does not belong to ``code``, or a
+        new code would pass the bounds on waiting units.
+
+        The new entry is written first and counted in the same transaction (rolled back when
+        over a bound), so concurrent requests cannot all pass one count: SQLite serialises the
+        writers; on PostgreSQL each concurrent instance can overshoot by at most its one entry.
+        """
+        check_csr(csr, code)
+        with self.engine.begin() as conn:
+            known = conn.execute(select(enrolments.c.code).where(enrolments.c.code == code)).first()
+            conn.execute(self._upsert(code, csr, profile, agent_version, now))
+            if known is not None:
+                return False
+            waiting, recent = conn.execute(
+                select(
+                    func.count(),
+                    func.count().filter(enrolments.c.first_seen > now - 60),
+                ).where(
+                    enrolments.c.state == "pending",
+                    enrolments.c.first_seen > now - self.code_ttl_s,
+                )
+            ).one()
+            if waiting > self.max_pending:
+                raise EnrolmentRefused(
+                    f"{waiting - 1} units are already waiting to be enrolled (the limit): "
+                    "approve them or let their codes expire first"
+                )
+            if recent > self.new_per_minute:
+                raise EnrolmentRefused(
+                    f"{recent - 1} new units asked to be enrolled within a minute (the limit): "
+                    "the unit asks again by itself"
+                )
+        return True
 
     def record(self, code: str, csr: str, profile: str, agent_version: str, now: float) -> None:
         """Store or refresh a request (an approved code is left as it is)."""
+        with self.engine.begin() as conn:
+            conn.execute(self._upsert(code, csr, profile, agent_version, now))
+
+    def _upsert(
+        self, code: str, csr: str, profile: str, agent_version: str, now: float
+    ) -> Executable:
         ins = upsert(self.engine, enrolments).values(
             code=code,
             csr=csr,
@@ -93,13 +147,11 @@ class EnrolmentQueue:
             last_seen=now,
             state="pending",
         )
-        stmt = ins.on_conflict_do_update(
+        return ins.on_conflict_do_update(
             index_elements=["code"],
             set_={"last_seen": now},
             where=enrolments.c.state == "pending",
         )
-        with self.engine.begin() as conn:
-            conn.execute(stmt)
 
     def get(self, code: str) -> Enrolment | None:
         """One enrolment by code."""

@@ -66,7 +66,9 @@ class Provisioner:
         self.audit = audit
         self.publish = publish
         self.control = BrokerControl(settings.broker_crl, settings.broker_pid_file)
-        self.queue = EnrolmentQueue(certs.engine, settings.code_ttl_s)
+        self.queue = EnrolmentQueue(
+            certs.engine, settings.code_ttl_s, settings.max_pending, settings.new_pending_per_minute
+        )
         self.refusals = Refusals(log, "enrolment request")
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -86,11 +88,22 @@ class Provisioner:
             self.refusals.refuse("unexpected", f"{type(err).__name__}: {err}"[:200], topic[:80])
             return
         assert isinstance(message, EnrolRequestMessage)
+        task = asyncio.get_running_loop().create_task(self._admit(code, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _admit(self, code: str, message: EnrolRequestMessage) -> None:
+        """Check and store a request as it arrives (refused ones are counted, never stored)."""
         p = message.payload
-        asyncio.get_running_loop().run_in_executor(
-            None, self.queue.record, code, p.csr, p.profile, p.agent_version, time.time()
-        )
-        log.info("unit waiting for enrolment with code %s (%s)", display_code(code), p.profile)
+        try:
+            new = await asyncio.to_thread(
+                self.queue.admit, code, p.csr, p.profile, p.agent_version, time.time()
+            )
+        except EnrolmentRefused as err:
+            self.refusals.refuse("EnrolmentRefused", str(err), display_code(code))
+            return
+        if new:
+            log.info("unit waiting for enrolment with code %s (%s)", display_code(code), p.profile)
 
     def on_renew(self, topic: str, payload: Any) -> None:
         """A unit asks for a certificate for a new key (shared subscription: one instance)."""
