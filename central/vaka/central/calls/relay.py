@@ -29,10 +29,11 @@ from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.directory.policy import Authorization, CallRefused, authorize_call
 from vaka.central.settings.calls import CallLimits
 from vaka.errors import LinkError, ProtocolError
-from vaka.protocol.messages import SignalMessage, SignalPayload, decode, describe_problems
+from vaka.protocol.inbound import read_unit_message
+from vaka.protocol.messages import SignalMessage, SignalPayload, describe_problems
 from vaka.protocol.refusals import Refusals
 from vaka.protocol.sdp import check_sdp, preferred_fingerprint
-from vaka.protocol.topics import Channel, parse_device_topic
+from vaka.protocol.topics import Channel
 from vaka.provisioning.tickets import TicketClaims, sign_ticket
 
 log = logging.getLogger(__name__)
@@ -80,17 +81,10 @@ class CallRelay:
 
     def on_signal_out(self, topic: str, payload: Any) -> None:
         """A unit's ``signal/out`` message (every instance sees every one)."""
-        try:
-            where = parse_device_topic(topic)
-            if not isinstance(payload, bytes | bytearray):
-                raise ProtocolError("payload is not bytes")
-            message = decode(payload, Channel.SIGNAL_OUT)
-        except ProtocolError as err:
-            self.refusals.refuse(type(err).__name__, str(err), topic[:120])
+        read = read_unit_message(topic, payload, (Channel.SIGNAL_OUT,), self.refusals)
+        if read is None:
             return
-        except Exception as err:  # the decoder is guarded; this is the last line for a bug
-            self.refusals.refuse("unexpected", f"{type(err).__name__}: {err}"[:200], topic[:120])
-            return
+        where, message = read
         assert isinstance(message, SignalMessage)
         queue = self._pending.get(message.payload.call_id)
         if queue is None:

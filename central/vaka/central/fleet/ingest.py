@@ -33,16 +33,16 @@ from vaka.central.audit.call_record import (
 from vaka.central.audit.trail import AuditEntry, AuditLog
 from vaka.central.fleet.presence import Presence
 from vaka.central.fleet.store import EventRecord, FleetStore, HealthUpdate, StateUpdate
-from vaka.errors import ProtocolError, RegistryError
+from vaka.errors import RegistryError
+from vaka.protocol.inbound import read_unit_message
 from vaka.protocol.messages import (
     MAX_RECEIPT_IDS,
     EventMessage,
     HealthMessage,
     StateMessage,
-    decode,
 )
 from vaka.protocol.refusals import Refusals
-from vaka.protocol.topics import UNIT_WRITES, parse_device_topic
+from vaka.protocol.topics import UNIT_WRITES
 
 log = logging.getLogger(__name__)
 
@@ -141,19 +141,10 @@ class FleetIngest:
     def handle(self, topic: str, payload: Any, received_at: float | None = None) -> bool:
         """Validate one message from the broker and queue it; ``False`` if it was refused."""
         received_at = time.time() if received_at is None else received_at
-        try:
-            where = parse_device_topic(topic)
-            if where.channel not in UNIT_WRITES:
-                raise ProtocolError(f"central does not ingest {where.channel.value!r}")
-            if not isinstance(payload, bytes | bytearray):
-                raise ProtocolError("payload is not bytes")
-            message = decode(payload, where.channel)
-        except ProtocolError as err:
-            self.refusals.refuse(type(err).__name__, str(err), topic[:120])
+        read = read_unit_message(topic, payload, UNIT_WRITES, self.refusals)
+        if read is None:
             return False
-        except Exception as err:  # the decoder is guarded; this is the last line for a bug
-            self.refusals.refuse("unexpected", f"{type(err).__name__}: {err}"[:200], topic[:120])
-            return False
+        where, message = read
         if isinstance(message, StateMessage):
             p = message.payload
             if p.status == "online":

@@ -30,17 +30,17 @@ from vaka.protocol.enrolment import (
     enrol_topic,
     parse_enrol_topic,
 )
+from vaka.protocol.inbound import read_unit_message
 from vaka.protocol.messages import (
     CertMessage,
     CertPayload,
     CommandMessage,
     CommandPayload,
     RenewMessage,
-    decode,
     encode,
 )
 from vaka.protocol.refusals import Refusals
-from vaka.protocol.topics import DEVICE_ID_PATTERN, Channel, device_topic, parse_device_topic
+from vaka.protocol.topics import DEVICE_ID_PATTERN, Channel, device_topic
 from vaka.provisioning import pki
 from vaka.provisioning.orders import sign_order
 
@@ -107,17 +107,10 @@ class Provisioner:
 
     def on_renew(self, topic: str, payload: Any) -> None:
         """A unit asks for a certificate for a new key (shared subscription: one instance)."""
-        try:
-            where = parse_device_topic(topic)
-            if not isinstance(payload, bytes | bytearray):
-                raise ProtocolError("payload is not bytes")
-            message = decode(payload, Channel.RENEW)
-        except ProtocolError as err:
-            self.refusals.refuse(type(err).__name__, str(err), topic[:80])
+        read = read_unit_message(topic, payload, (Channel.RENEW,), self.refusals)
+        if read is None:
             return
-        except Exception as err:  # the decoder is guarded; this is the last line for a bug
-            self.refusals.refuse("unexpected", f"{type(err).__name__}: {err}"[:200], topic[:80])
-            return
+        where, message = read
         assert isinstance(message, RenewMessage)
         task = asyncio.get_running_loop().create_task(
             self.renew(where.device_id, message.payload.csr)
