@@ -87,6 +87,7 @@ export function when(ts, { date = true, time = true, seconds = false, timeZone }
 // A refusal or error from central, in the chosen language where it is one we know; central's
 // own words otherwise (they are exact and tests check them).
 const REASONS = [
+  [/^log-in refused: wrong staff id, password or one-time code/, "reason.login_refused"],
   [/^wrong staff id or password$/, "reason.wrong_password"],
   [/^wrong or missing one-time code: this code was already used/, "reason.code_used"],
   [/^wrong or missing one-time code \(that recovery code is not valid\)$/, "reason.bad_recovery"],

@@ -64,6 +64,7 @@ export default {
   "timing.upcoming": "Ikke endnu",
   "timing.closed": "Tidsvinduet er lukket",
 
+  "reason.login_refused": "log ind afvist: forkert medarbejder-id, adgangskode eller engangskode, eller kontoen må ikke logge ind herfra lige nu (vent 15 minutter efter gentagne fejl, eller spørg en administrator)",
   "reason.wrong_password": "forkert medarbejder-id eller adgangskode",
   "reason.code_used": "forkert eller manglende engangskode: koden er allerede brugt, vent på den næste",
   "reason.bad_recovery": "forkert eller manglende engangskode (gendannelseskoden er ikke gyldig)",

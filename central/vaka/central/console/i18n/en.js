@@ -64,6 +64,7 @@ export default {
   "timing.upcoming": "Not yet",
   "timing.closed": "Window closed",
 
+  "reason.login_refused": "log-in refused: wrong staff id, password or one-time code, or this account may not log in from here right now (after repeated failures wait 15 minutes or ask an administrator)",
   "reason.wrong_password": "wrong staff id or password",
   "reason.code_used": "wrong or missing one-time code: this code was already used, wait for the next one",
   "reason.bad_recovery": "wrong or missing one-time code (that recovery code is not valid)",

@@ -64,6 +64,7 @@ export default {
   "timing.upcoming": "Inte än",
   "timing.closed": "Tidsfönstret har stängt",
 
+  "reason.login_refused": "inloggningen nekades: fel personal-id, lösenord eller engångskod, eller så får kontot inte logga in härifrån just nu (vänta 15 minuter efter upprepade misslyckanden eller fråga en administratör)",
   "reason.wrong_password": "fel personal-id eller lösenord",
   "reason.code_used": "fel eller saknad engångskod: koden är redan använd, vänta på nästa",
   "reason.bad_recovery": "fel eller saknad engångskod (återställningskoden gäller inte)",
