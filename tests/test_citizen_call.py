@@ -29,7 +29,8 @@ from vaka.protocol import SignalMessage, SignalPayload, encode
 from vaka.provisioning.tickets import load_ticket_key, verify_ticket
 from vaka.rtc.ice import rtc_configuration
 from vaka.rtc.pattern import decode_pattern
-from vaka.staff.client import PatternVideoTrack, StaffClient, StaffError
+from vaka.staff.call import PatternVideoTrack
+from vaka.staff.client import StaffClient, StaffError
 
 PASSWORD = "correct horse battery"
 UNIT = "u-tv"

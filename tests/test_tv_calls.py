@@ -16,7 +16,8 @@ from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.polling import wait_for
 from vaka.rtc.pattern import decode_pattern
-from vaka.staff.client import PatternVideoTrack, StaffClient, StaffError
+from vaka.staff.call import PatternVideoTrack
+from vaka.staff.client import StaffClient, StaffError
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -27,7 +27,8 @@ from vaka.agent.ui.layout import buttons, describe
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.polling import wait_for
-from vaka.staff.client import PatternVideoTrack, StaffClient, StaffError
+from vaka.staff.call import PatternVideoTrack
+from vaka.staff.client import StaffClient, StaffError
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from vaka.central.service import CentralService
     from vaka.devstack.stack import LocalStack
     from vaka.devstack.units import AgentProcess
-    from vaka.staff.client import StaffCall, StaffClient
+    from vaka.staff.call import StaffCall
+    from vaka.staff.client import StaffClient
 
 
 def directory_spec_data() -> dict[str, Any]:

@@ -38,7 +38,8 @@ from .unit import (
 if TYPE_CHECKING:
     import psutil
 
-    from vaka.staff.client import StaffCall, StaffClient
+    from vaka.staff.call import StaffCall
+    from vaka.staff.client import StaffClient
 
 STAFF_TONE_HZ = 1000.0
 FRAME_TIMEOUT_S = 10.0
@@ -82,7 +83,7 @@ def pattern_track_15fps(width: int, height: int) -> Any:
     camera (:class:`PatternVideoTrack` itself runs at aiortc's default 30)."""
     from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError
 
-    from vaka.staff.client import PatternVideoTrack
+    from vaka.staff.call import PatternVideoTrack
 
     class PatternTrack(PatternVideoTrack):
         _start: float

@@ -12,92 +12,27 @@ import logging
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import av
 from aiortc import (
     MediaStreamTrack,
     RTCIceServer,
     RTCPeerConnection,
     RTCSessionDescription,
-    VideoStreamTrack,
 )
 
 from vaka import otp
 from vaka.errors import CallError
 from vaka.rtc import presence
 from vaka.rtc.ice import rtc_configuration
-from vaka.rtc.pattern import draw_pattern
+from vaka.staff.call import CallTimings, PatternVideoTrack, StaffCall, read_until_ended
 
 log = logging.getLogger(__name__)
 
 
 class StaffError(CallError, RuntimeError):
     """Central refused or could not be reached; the message says why."""
-
-
-@dataclass
-class CallTimings:
-    """Where the time of a call set-up went (``time.perf_counter`` seconds)."""
-
-    started: float = 0.0
-    offer_ready: float = 0.0  # local description with gathered candidates
-    answered: float = 0.0  # answer from the unit arrived
-    connected: float = 0.0  # ICE + DTLS up
-    first_frame: float = 0.0  # first decoded frame
-
-    def as_ms(self) -> dict[str, float]:
-        """Each step in milliseconds from :attr:`started`."""
-        return {
-            name: round((getattr(self, name) - self.started) * 1000, 1)
-            for name in ("offer_ready", "answered", "connected", "first_frame")
-            if getattr(self, name)
-        }
-
-
-@dataclass
-class StaffCall:
-    """A call in progress from the staff side."""
-
-    call_id: str
-    pc: RTCPeerConnection
-    ws: aiohttp.ClientWebSocketResponse
-    timings: CallTimings
-    track: "asyncio.Future[MediaStreamTrack]"
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    end_reason: str | None = None
-    #: the unit's sound (resolved when its audio track arrives; calls with audio only)
-    audio: "asyncio.Future[MediaStreamTrack] | None" = None
-    _reader: "asyncio.Task[None] | None" = None
-
-    async def next_frame(self, timeout: float = 10.0) -> av.VideoFrame:
-        """The next decoded video frame from the unit."""
-        track = await asyncio.wait_for(asyncio.shield(self.track), timeout)
-        frame = await asyncio.wait_for(track.recv(), timeout)
-        assert isinstance(frame, av.VideoFrame)
-        if not self.timings.first_frame:
-            self.timings.first_frame = time.perf_counter()
-        return frame
-
-    async def hangup(self, timeout: float = 5.0) -> str | None:
-        """Hang up and wait for central to confirm; returns the end reason."""
-        if not self.ended.is_set() and not self.ws.closed:
-            with contextlib.suppress(ConnectionError, aiohttp.ClientError):
-                await self.ws.send_json({"type": "hangup"})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.ended.wait(), timeout)
-        await self.close()
-        return self.end_reason
-
-    async def close(self) -> None:
-        """Close the peer connection and the WebSocket. Safe twice."""
-        if self._reader is not None:
-            self._reader.cancel()
-        await self.pc.close()
-        await self.ws.close()
-        self.ended.set()
 
 
 class StaffClient:
@@ -278,7 +213,7 @@ class StaffClient:
         timings.answered = time.perf_counter()
         await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
         call = StaffCall(reply["call_id"], pc, ws, timings, track, audio=audio)
-        call._reader = asyncio.create_task(_read_until_ended(call))
+        call._reader = asyncio.create_task(read_until_ended(call))
         return call
 
     # ------------------------------------------------------------ duty and citizen calls
@@ -429,37 +364,3 @@ class RingSocket:
             message = await self.next(max(0.01, deadline - time.monotonic()))
             if message.get("type") == "ring":
                 return message
-
-
-class PatternVideoTrack(VideoStreamTrack):
-    """The synthetic test pattern (:mod:`vaka.rtc.pattern`) as the staff member's picture."""
-
-    def __init__(self, width: int = 320, height: int = 240) -> None:
-        super().__init__()
-        self.width, self.height = width, height
-        self.counter = 0
-
-    async def recv(self) -> av.VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        image = draw_pattern(self.width, self.height, self.counter, int(time.time() * 1000))
-        self.counter += 1
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-        frame.pts, frame.time_base = pts, time_base
-        return frame
-
-
-async def _read_until_ended(call: StaffCall) -> None:
-    async for msg in call.ws:
-        if msg.type is not aiohttp.WSMsgType.TEXT:
-            continue
-        with contextlib.suppress(ValueError):
-            data = json.loads(msg.data)
-            if data.get("type") == "ended":
-                call.end_reason = data.get("reason")
-                break
-    if call.end_reason is None:
-        call.end_reason = "call channel closed"
-    call.ended.set()
-    # Shielded: StaffCall.close() cancels this reader, and an aiortc close() cancelled halfway
-    # never completes, so that a second close() would wait for it for ever.
-    await asyncio.shield(call.pc.close())
