@@ -15,6 +15,7 @@ lint: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/lint-imports --no-cache
+	$(VENV)/python scripts/sizes.py
 
 typecheck: setup
 	$(VENV)/mypy
