@@ -84,6 +84,24 @@ async def read_pattern(page: Page, selector: str, attempts: int = 40) -> Pattern
     pytest.fail(f"the browser's {selector} never showed the unit's pattern")
 
 
+async def pattern_moves_on(page: Page, selector: str, within_s: float = 15.0) -> None:
+    """The unit's pattern counter, as the browser shows it, goes past its first reading.
+
+    A loaded machine may hold the first picture for a while (the decoder waits for the next
+    key frame after a lost packet); the picture must move on within ``within_s``.
+    """
+    first = await read_pattern(page, selector)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    later = first
+    while later.counter <= first.counter and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+        later = await read_pattern(page, selector)
+    assert later.counter > first.counter, (
+        f"the picture in {selector} stayed at frame {first.counter} for {within_s:g} s"
+    )
+
+
 async def video_plays(page: Page, selector: str) -> None:
     """The ``<video>`` has a picture and its clock runs."""
     await page.wait_for_function(
@@ -149,13 +167,7 @@ async def test_console_rings_answers_two_way_and_hangs_up(
                 # The browser plays the unit's picture: the synthetic pattern, and it moves on.
                 await expect(page.locator("#duty-call")).to_be_visible()
                 await video_plays(page, "#duty-remote")
-                first = await read_pattern(page, "#duty-remote")
-                later = await read_pattern(page, "#duty-remote")
-                for _ in range(20):
-                    if later.counter > first.counter:
-                        break
-                    later = await read_pattern(page, "#duty-remote")
-                assert later.counter > first.counter
+                await pattern_moves_on(page, "#duty-remote")
                 # The unit receives the browser's camera (Chromium's fake device).
                 await wait_for(lambda: isinstance(screen_of(agent).state, InCall), 10)
                 await wait_for(lambda: received_frames(agent) > 5, 10, what="browser frames")

@@ -11,7 +11,12 @@ from playwright.async_api import expect
 
 from tests.conftest import TOTP_SECRET, staff_token
 from tests.nightcheck import PASSWORD
-from tests.test_console_duty import console_log_in, read_pattern, received_frames, video_plays
+from tests.test_console_duty import (
+    console_log_in,
+    pattern_moves_on,
+    received_frames,
+    video_plays,
+)
 from tests.tvunit import (
     CITIZEN,
     DAY,
@@ -59,13 +64,7 @@ async def test_a_video_visit_rings_on_the_tv_and_goes_two_way(
         await expect(page.locator("#visit-call-state")).to_have_text("Ringing on the TV…")
         await wait_for(lambda: isinstance(screen_of(agent).state, InCall), 15, what="answered")
         await video_plays(page, "#visit-remote")
-        first = await read_pattern(page, "#visit-remote")
-        later = await read_pattern(page, "#visit-remote")
-        for _ in range(20):
-            if later.counter > first.counter:
-                break
-            later = await read_pattern(page, "#visit-remote")
-        assert later.counter > first.counter
+        await pattern_moves_on(page, "#visit-remote")
         await wait_for(lambda: received_frames(agent) > 5, 10, what="browser frames at the TV")
         seen = received_frames(agent)
         await wait_for(lambda: received_frames(agent) > seen + 5, 10, what="more frames")
