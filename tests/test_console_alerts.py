@@ -101,6 +101,7 @@ async def test_a_technician_approves_a_waiting_unit_from_the_fleet_page(
                     "totp_secret": TOTP_SECRET,
                 }
             ],
+            "citizen": [{"id": "c-9"}],
         }
     )
     await asyncio.to_thread(central.directory.load, spec)

@@ -84,6 +84,8 @@ async def technician(central: CentralService) -> aiohttp.ClientSession:
                     "totp_secret": TOTP_SECRET,
                 }
             ],
+            # the citizens the tests approve units for (an unknown one is refused)
+            "citizen": [{"id": "c-9"}, {"id": "c-77"}],
         }
     )
     await asyncio.to_thread(central.directory.load, spec)

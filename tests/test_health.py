@@ -14,9 +14,11 @@ import pytest
 
 from vaka.agent import __version__, health
 from vaka.agent.health import HealthReporter, HealthSampler
+from vaka.agent.hw.clock import KernelClock, kernel_clock_synced
 from vaka.agent.hw.fake_camera import SimulatedCameraDevice
+from vaka.agent.hw.fake_clock import FakeClock
 from vaka.agent.hw.hardware import Hardware, simulated
-from vaka.agent.sysinfo import kernel_clock_synced, read_cpu_temperature, read_link
+from vaka.agent.sysinfo import read_cpu_temperature, read_link
 from vaka.protocol.messages import HealthMessage, HealthPayload, LinkQuality, decode, encode
 from vaka.provisioning import pki
 
@@ -162,6 +164,17 @@ def test_certificate_expiry(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
 
 
 # ---------------------------------------------------------------- whole samples
+
+
+def test_a_simulated_unit_reports_its_fake_clock_not_the_host_s(roots: tuple[Path, Path]) -> None:
+    sys_root, proc_root = roots
+    hardware = simulated("nightcam")
+    assert isinstance(hardware.clock, FakeClock) and isinstance(Hardware().clock, KernelClock)
+    sampler = HealthSampler(hardware=hardware, sys_root=sys_root, proc_root=proc_root)
+    assert sampler.sample().clock_synced is True
+    hardware.clock.set_synchronised(False)
+    assert sampler.sample().clock_synced is False
+    assert [synced for _, synced in hardware.clock.history] == [True, False]
 
 
 def test_sample_of_this_machine_is_a_valid_payload() -> None:

@@ -301,13 +301,14 @@ WORKLOAD = textwrap.dedent(
     from aiortc.codecs import get_encoder
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
     from vaka.agent import sysinfo
+    from vaka.agent.hw.clock import kernel_clock_synced
     from vaka.rtc.ice import configure_ice, rtc_configuration
 
     out = {}
     out["health"] = [sysinfo.read_load1() >= 0, 0 <= sysinfo.read_memory_used() <= 100,
                      sysinfo.read_uptime() > 0]
     try:
-        out["adjtimex"] = str(sysinfo.kernel_clock_synced())
+        out["adjtimex"] = str(kernel_clock_synced())
     except OSError as err:
         out["adjtimex"] = errno.errorcode[err.errno]
     for name in ("AF_PACKET", "AF_NETLINK", "AF_INET6"):

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from tests.conftest import TOTP_SECRET, totp_secret_file
@@ -23,8 +24,22 @@ from vaka.rtc.pattern import decode_pattern
 from vaka.staff.client import StaffClient
 
 
-def provision(central: CentralService, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run `vaka-provision` as the technician would."""
+def provision(
+    central: CentralService,
+    *args: str,
+    state: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `vaka-provision` as the technician would: password and one-time code from the
+    environment (``env`` replaces them), the kept session under ``state`` (a fresh directory per
+    command when not given: every command logs in)."""
+    if state is None:
+        with tempfile.TemporaryDirectory(prefix="vaka-provision-") as fresh:
+            return provision(central, *args, state=Path(fresh), env=env)
+    credentials = {
+        "VAKA_PASSWORD": PASSWORD,
+        "VAKA_TOTP_SECRET_FILE": str(totp_secret_file()),
+    }
     return subprocess.run(
         [
             sys.executable,
@@ -40,10 +55,12 @@ def provision(central: CentralService, *args: str) -> subprocess.CompletedProces
         capture_output=True,
         text=True,
         timeout=60,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # no terminal: nothing may wait for a prompt
         env={
-            **os.environ,
-            "VAKA_PASSWORD": PASSWORD,
-            "VAKA_TOTP_SECRET_FILE": str(totp_secret_file()),
+            **{k: v for k, v in os.environ.items() if k not in credentials},
+            **(credentials if env is None else env),
+            "XDG_STATE_HOME": str(state),
         },
     )
 
@@ -149,7 +166,7 @@ async def test_config_push_and_rotation_through_the_cli(
     assert "config_pushed" in kinds and "rotate_ordered" in kinds and "cert_renewed" in kinds
 
 
-async def test_cli_refusals_exit_2_with_the_reason(central: CentralService) -> None:
+async def test_cli_refusals_exit_2_with_the_reason(central: CentralService, tmp_path: Path) -> None:
     await (await technician(central)).close()
     result = await asyncio.to_thread(
         provision, central, "approve", "AAAAA-AAAAA", "--profile", "nightcam", "--citizen", "c-1"
@@ -171,7 +188,9 @@ async def test_cli_refusals_exit_2_with_the_reason(central: CentralService) -> N
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "VAKA_PASSWORD": "nope"},
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # no terminal: nothing may wait for a prompt
+        env={**os.environ, "VAKA_PASSWORD": "nope", "XDG_STATE_HOME": str(tmp_path)},
     )
     assert wrong.returncode == 2 and LOGIN_REFUSED in wrong.stderr
 

@@ -5,6 +5,7 @@ Errors come back as :class:`ApiError` carrying central's own reason, ready to pr
 
 import json
 import os
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +16,16 @@ from vaka.errors import VakaError
 
 
 class ApiError(VakaError, RuntimeError):
-    """Central refused a request or could not be reached; the message says why."""
+    """Central refused a request or could not be reached; the message says why.
+
+    ``status`` is central's HTTP status (``None`` when central was not reached) and ``reason``
+    central's own words.
+    """
+
+    def __init__(self, message: str, status: int | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason if reason is not None else message
 
 
 class CentralApi:
@@ -45,7 +55,9 @@ class CentralApi:
                 reason = json.loads(err.read()).get("error", err.reason)
             except ValueError:
                 reason = err.reason
-            raise ApiError(f"central refused ({err.code}): {reason}") from None
+            raise ApiError(
+                f"central refused ({err.code}): {reason}", err.code, str(reason)
+            ) from None
         except (urllib.error.URLError, OSError) as err:
             raise ApiError(f"cannot reach central at {self.base_url}: {err}") from None
 
@@ -100,7 +112,15 @@ class CentralApi:
 
 
 def password_from_env_or_prompt(user: str) -> str:
-    """``VAKA_PASSWORD`` if set (scripts), else asked on the terminal."""
+    """``VAKA_PASSWORD`` if set (scripts), else asked on the terminal; :class:`ApiError` when
+    there is neither (a script must not hang on a prompt nobody sees)."""
     import getpass
 
-    return os.environ.get("VAKA_PASSWORD") or getpass.getpass(f"password for {user}: ")
+    password = os.environ.get("VAKA_PASSWORD")
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        raise ApiError(
+            f"log in first: no password for {user} (set VAKA_PASSWORD, or run on a terminal)"
+        )
+    return getpass.getpass(f"password for {user}: ")

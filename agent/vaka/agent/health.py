@@ -1,8 +1,9 @@
 """Health sampling and reporting.
 
 :class:`HealthSampler` reads the unit's own Linux sources (:mod:`vaka.agent.sysinfo`: psutil,
-``/sys``, ``/proc``, the kernel's clock discipline), the certificate on disk and the hardware
-states into one
+``/sys``, ``/proc``), the hardware's clock (:mod:`vaka.agent.hw.clock`: the kernel's clock
+discipline, or a fake on simulated hardware), the certificate on disk and the hardware states
+into one
 :class:`~vaka.protocol.messages.HealthPayload`. Each source tracks whether its last read
 succeeded and logs only when that changes ("cpu temperature failed: ...", "cpu temperature:
 recovered"); a failing source gives ``None`` and never an exception.
@@ -29,7 +30,6 @@ from vaka.agent.hw.hardware import Hardware
 from vaka.agent.hw.sound import SoundPresence
 from vaka.agent.sysinfo import (
     in_range,
-    kernel_clock_synced,
     read_cpu_temperature,
     read_link,
     read_load1,
@@ -88,7 +88,7 @@ class HealthSampler:
         config_version: Callable[[], int] = lambda: 0,
         refused_messages: Callable[[], int] = lambda: 0,
         last_call: Callable[[], str | None] = lambda: None,
-        clock_synced: Callable[[], bool] = kernel_clock_synced,
+        clock_synced: Callable[[], bool] | None = None,
         sys_root: Path = Path("/sys"),
         proc_root: Path = Path("/proc"),
     ) -> None:
@@ -103,7 +103,8 @@ class HealthSampler:
         self._config_version = config_version
         self._refused = refused_messages
         self._last_call = last_call
-        self._clock_synced = clock_synced
+        #: a callable given wins over the hardware's clock (tests pin it)
+        self._clock_synced = clock_synced or self.hardware.clock.synchronised
         self._status: dict[str, SourceStatus] = {}
         self._lock = threading.Lock()
 

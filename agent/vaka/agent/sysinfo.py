@@ -1,4 +1,4 @@
-"""What the unit's own Linux says about itself: temperature, link, clock sync, uptime, memory.
+"""What the unit's own Linux says about itself: temperature, link, uptime, memory.
 
 Every reader raises (:class:`OSError`, :class:`ValueError`) when its source is unreadable or gives
 an implausible value, and returns ``None`` only when the unit has no such thing (no CPU thermal
@@ -7,9 +7,6 @@ Readers of ``/sys`` and ``/proc`` take their roots as arguments so that tests ca
 fake tree. All of them block briefly: call them off the event loop.
 """
 
-import ctypes
-import ctypes.util
-import functools
 import math
 import re
 import time
@@ -23,8 +20,6 @@ from vaka.protocol.messages import LinkQuality
 CPU_ZONE_TYPES = re.compile(r"cpu|soc|x86_pkg_temp|tcpu|core", re.IGNORECASE)
 #: ``/proc/net/wireless`` link quality is out of 70 with cfg80211 drivers.
 WIFI_QUALITY_MAX = 70.0
-STA_UNSYNC = 0x0040
-TIME_ERROR = 5
 _ARPHRD_ETHER = 1
 _ARPHRD_LOOPBACK = 772
 _IFF_UP = 0x1
@@ -134,46 +129,6 @@ def read_link(sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc")) ->
     ether = _read_text(net / name / "type") == str(_ARPHRD_ETHER)
     kind = "ethernet" if ether and (net / name / "device").exists() else "other"
     return LinkQuality(interface=name[:200], kind=kind)
-
-
-class _Timex(ctypes.Structure):
-    """The head of Linux's ``struct timex``; the tail is reserved space for the kernel to fill."""
-
-    _fields_ = [
-        ("modes", ctypes.c_uint),
-        ("offset", ctypes.c_long),
-        ("freq", ctypes.c_long),
-        ("maxerror", ctypes.c_long),
-        ("esterror", ctypes.c_long),
-        ("status", ctypes.c_int),
-        ("_rest", ctypes.c_byte * 256),
-    ]
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-
-
-#: systemd-timesyncd creates this file once the clock is synchronised.
-TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
-
-
-def kernel_clock_synced() -> bool:
-    """Whether the kernel's clock is synchronised (``adjtimex`` read-only, no privileges needed).
-
-    Raises :class:`OSError` (or :class:`AttributeError` without ``adjtimex``) when it cannot tell.
-    """
-    timex = _Timex()  # modes = 0: read only
-    result = _libc().adjtimex(ctypes.byref(timex))
-    if result == -1:
-        errno = ctypes.get_errno()
-        # Under the hardened unit (ProtectClock, the system-call filter) even a read-only
-        # adjtimex is refused: then ask systemd-timesyncd, which marks a synchronised clock.
-        if TIMESYNC_FLAG.parent.exists():
-            return TIMESYNC_FLAG.exists()
-        raise OSError(errno, f"adjtimex failed with errno {errno}")
-    return result != TIME_ERROR and not timex.status & STA_UNSYNC
 
 
 def read_uptime() -> float:

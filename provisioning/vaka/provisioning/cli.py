@@ -2,9 +2,10 @@
 
 Unit commands talk to central (``--central URL --user ID``, password from ``VAKA_PASSWORD`` or
 asked): ``list``, ``status``, ``approve``, ``assign``, ``push-config``, ``rotate``, ``revoke``,
-``decommission``. ``pki-init``/``pki-issue`` manage a local PKI directory for a first
-installation. Exit status: 0 on success, 2 with the reason on stderr when refused; ``--json``
-prints machine-readable output.
+``decommission``. The first one logs in (``login`` does only that) and keeps the session in a
+0600 file until central ends it or ``logout`` (:mod:`vaka.provisioning.session`).
+``pki-init``/``pki-issue`` manage a local PKI directory for a first installation. Exit status:
+0 on success, 2 with the reason on stderr when refused; ``--json`` prints machine-readable output.
 """
 
 import argparse
@@ -18,7 +19,12 @@ from vaka.errors import VakaError
 from vaka.protocol.topics import DEVICE_ID_PATTERN
 from vaka.provisioning import pki
 from vaka.provisioning.localpki import LocalPki
-from vaka.provisioning.technician import UNIT_COMMANDS, add_unit_commands, run_unit_command
+from vaka.provisioning.technician import (
+    UNIT_COMMANDS,
+    add_unit_commands,
+    run_logout,
+    run_unit_command,
+)
 
 IDENTITY = re.compile(rf"{DEVICE_ID_PATTERN}|central-[a-z0-9-]{{1,30}}")
 
@@ -41,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "logout":
+        return run_logout()
     if args.command in UNIT_COMMANDS:
         return run_unit_command(args)
     try:

@@ -1,15 +1,22 @@
-"""The technician's unit commands of ``vaka-provision``, over central's HTTP API."""
+"""The technician's unit commands of ``vaka-provision``, over central's HTTP API.
+
+The first command of a sitting logs in (password and one-time code); the session is kept in a
+file (:mod:`vaka.provisioning.session`) until central ends it or ``vaka-provision logout``.
+"""
 
 import argparse
-import datetime as dt
 import json
 import sys
+import time
 import urllib.parse
 from typing import Any
 
 from vaka.central_api import ApiError, CentralApi, password_from_env_or_prompt
+from vaka.provisioning.session import SessionFile, SessionFileRefused, StoredSession
+from vaka.provisioning.when import local_time
 
 UNIT_COMMANDS = (
+    "login",
     "list",
     "status",
     "approve",
@@ -18,6 +25,12 @@ UNIT_COMMANDS = (
     "rotate",
     "revoke",
     "decommission",
+)
+
+
+CREATE_CITIZEN = (
+    "create the citizen if the directory has none of that pseudonym (without it an unknown "
+    "citizen is refused, or asked about on a terminal)"
 )
 
 
@@ -31,6 +44,8 @@ def add_unit_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
         p.add_argument("--json", action="store_true", help="machine-readable output")
         return p
 
+    command("login", "log in now; later commands use the kept session until it ends")
+    sub.add_parser("logout", help="end the kept session and delete its file")
     command("list", "units waiting to enrol, silent units, the fleet")
     command("status", "one unit in detail").add_argument("unit")
     p = command("approve", "approve a waiting unit's enrolment code")
@@ -40,11 +55,13 @@ def add_unit_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("--group", help="the staff group responsible for the unit")
     p.add_argument("--unit-id", help="the unit id to give (default: from the code)")
     p.add_argument("--replaces", help="the unit whose card this one replaces (it is revoked)")
+    p.add_argument("--create-citizen", action="store_true", help=CREATE_CITIZEN)
     p = command("assign", "assign a unit to a citizen")
     p.add_argument("unit")
     p.add_argument("--profile", required=True, choices=["nightcam", "tv"])
     p.add_argument("--citizen", required=True)
     p.add_argument("--group")
+    p.add_argument("--create-citizen", action="store_true", help=CREATE_CITIZEN)
     p = command("push-config", "sign and send the unit's next config version")
     p.add_argument("unit")
     p.add_argument("--profile", required=True, choices=["nightcam", "tv"])
@@ -108,11 +125,17 @@ def _call(api: CentralApi, args: argparse.Namespace) -> Any:
             "group": args.group,
             "unit_id": args.unit_id,
             "replaces": args.replaces,
+            "create_citizen": args.create_citizen,
         }
         code = urllib.parse.quote(args.code.replace(" ", ""), safe="")
         return api.request("POST", f"/api/enrolments/{code}/approve", body)
     if cmd == "assign":
-        body = {"profile": args.profile, "citizen": args.citizen, "group": args.group}
+        body = {
+            "profile": args.profile,
+            "citizen": args.citizen,
+            "group": args.group,
+            "create_citizen": args.create_citizen,
+        }
         return api.request("POST", f"/api/units/{args.unit}/assign", body)
     if cmd == "push-config":
         body = {"profile": args.profile}
@@ -171,43 +194,158 @@ def ice_servers_file(path: str) -> list[object]:
     return servers
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+def _print_list(result: dict[str, Any], now: float) -> None:
+    print(f"Waiting to enrol ({len(result['pending'])}):")
+    for e in result["pending"]:
+        print(f"  {e['code']}  {e['profile']:<9} since {local_time(e['first_seen'], now)}")
+    print(f"Units ({len(result['units'])}):")
+    for u in result["units"]:
+        why = f"  ({'; '.join(u['reasons'])})" if u["reasons"] else ""
+        since = f" since {local_time(u['since'], now)}" if u.get("since") else ""
+        print(f"  {u['id']:<22} {u['profile'] or '?':<9} {u['status']}{since}{why}")
+    warning = result["candidates"].get("warning")
+    if warning:
+        print(f"WARNING: {warning}")
+        for c in result["candidates"]["candidates"]:
+            print(f"  {c['id']:<22} silent {c['silent_days']} days")
+
+
+#: ``status`` fields shown by :func:`_print_status` itself (others follow as they come)
+_STATUS_SHOWN = frozenset(
+    {"id", "profile", "status", "since", "reasons", "agent_version", "last_seen", "bdseq"}
+    | {"health", "health_received_at", "events"}
+)
+
+
+def _print_status(result: dict[str, Any], now: float) -> None:
+    """One unit, its times on the local clock with their ages."""
+    rows: list[tuple[str, object]] = [
+        ("unit", result.get("id")),
+        ("profile", result.get("profile") or "?"),
+        ("status", f"{result.get('status')} since {local_time(result.get('since'), now)}"),
+        ("why", "; ".join(result.get("reasons") or []) or "-"),
+        ("agent", result.get("agent_version") or "?"),
+        ("last seen", local_time(result.get("last_seen"), now)),
+        ("health report", local_time(result.get("health_received_at"), now)),
+    ]
+    health = result.get("health") or {}
+    if "clock_synced" in health:
+        rows.append(("clock", "synchronised" if health["clock_synced"] else "NOT synchronised"))
+    if health.get("cert_expires_at") is not None:
+        rows.append(("certificate", f"expires {local_time(health['cert_expires_at'], now)}"))
+    for key, value in result.items():
+        if key in _STATUS_SHOWN:
+            continue
+        shown = local_time(value, now) if key.endswith("_at") and _is_time(value) else value
+        rows.append((key.replace("_", " "), shown))
+    for label, value in rows:
+        print(f"{label:<16} {value}")
+    events = result.get("events") or []
+    if events:
+        print("recent events:")
+        for e in events[:5]:
+            detail = ", ".join(f"{k}: {v}" for k, v in (e.get("detail") or {}).items())
+            print(f"  {local_time(e.get('received_at'), now)}  {e.get('kind')}  {detail}"[:160])
+
+
+def _is_time(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 1e9
 
 
 def _print(command: str, result: Any) -> None:
+    now = time.time()
     if command == "list":
-        print(f"Waiting to enrol ({len(result['pending'])}):")
-        for e in result["pending"]:
-            print(f"  {e['code']}  {e['profile']:<9} since {_when(e['first_seen'])}")
-        print(f"Units ({len(result['units'])}):")
-        for u in result["units"]:
-            why = f"  ({'; '.join(u['reasons'])})" if u["reasons"] else ""
-            print(f"  {u['id']:<22} {u['profile'] or '?':<9} {u['status']}{why}")
-        warning = result["candidates"].get("warning")
-        if warning:
-            print(f"WARNING: {warning}")
-            for c in result["candidates"]["candidates"]:
-                print(f"  {c['id']:<22} silent {c['silent_days']} days")
-        return
-    for key, value in result.items():
-        if key not in ("health", "events"):
-            print(f"{key:<16} {value}")
+        _print_list(result, now)
+    elif command == "status":
+        _print_status(result, now)
+    else:
+        for key, value in result.items():
+            shown = local_time(value, now) if key.endswith("_at") and _is_time(value) else value
+            print(f"{key:<16} {shown}")
+
+
+def _log_in(api: CentralApi, user: str, sessions: SessionFile) -> None:
+    """Log in (password and one-time code, asked or from the environment) and keep the
+    session for the next commands."""
+    answer = api.login(user, password_from_env_or_prompt(user))
+    sessions.save(StoredSession(api.base_url, user, answer["token"], float(answer["expires_at"])))
+
+
+def _ask_create_citizen(args: argparse.Namespace, err: ApiError) -> bool:
+    """On a terminal, whether the technician wants the unknown citizen created (never without a
+    terminal: a script must say ``--create-citizen``)."""
+    if args.command not in ("approve", "assign") or args.create_citizen:
+        return False
+    if err.status != 404 or "there is no citizen" not in err.reason or not sys.stdin.isatty():
+        return False
+    print(f"vaka-provision: {err.reason}", file=sys.stderr)
+    answer = input(f"Create citizen {args.citizen} now? [y/N] ").strip().lower()
+    return answer in ("y", "yes", "j", "ja")
+
+
+def _run(api: CentralApi, args: argparse.Namespace, sessions: SessionFile) -> Any:
+    """The command on a kept session, logging in first when there is none or central ended it."""
+    stored = sessions.session_for(api.base_url, args.user)
+    if stored is None:
+        _log_in(api, args.user, sessions)
+    else:
+        api.token = stored.token
+    try:
+        return _call(api, args)
+    except ApiError as err:
+        if err.status == 401 and stored is not None:
+            # Central ended the kept session (expired, idle, logged out elsewhere): the request
+            # was refused before anything was done, so log in again and repeat it.
+            sessions.delete()
+            print(f"vaka-provision: {err.reason}; logging in again", file=sys.stderr)
+            _log_in(api, args.user, sessions)
+            return _call(api, args)
+        if _ask_create_citizen(args, err):
+            args.create_citizen = True
+            return _call(api, args)
+        raise
 
 
 def run_unit_command(args: argparse.Namespace) -> int:
-    """Log in and run one unit command; 2 with central's reason when refused."""
+    """Run one unit command on the kept session (logging in when needed); 2 with central's
+    reason when refused."""
+    sessions = SessionFile()
     try:
         api = CentralApi(args.central)
-        api.login(args.user, password_from_env_or_prompt(args.user))
-        result = _call(api, args)
-    except ApiError as err:
+        if args.command == "login":
+            _log_in(api, args.user, sessions)
+            result: Any = {
+                "user": args.user,
+                "central": api.base_url,
+                "session": str(sessions.path),
+            }
+        else:
+            result = _run(api, args, sessions)
+    except (ApiError, SessionFileRefused) as err:
         print(f"vaka-provision: {err}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         _print(args.command, result)
+    return 0
+
+
+def run_logout() -> int:
+    """End the kept session in central and delete the session file."""
+    sessions = SessionFile()
+    try:
+        stored = sessions.read()
+    except SessionFileRefused as err:
+        print(f"vaka-provision: {err}", file=sys.stderr)
+        return 2
+    if stored is None:
+        print("not logged in (no session kept)")
+        return 0
+    try:
+        CentralApi(stored.central, token=stored.token).request("POST", "/api/logout", {})
+    except ApiError as err:  # an ended session or an unreachable central: the file goes anyway
+        print(f"vaka-provision: {err}", file=sys.stderr)
+    sessions.delete()
+    print(f"logged out of {stored.central} ({stored.user}); session file deleted")
     return 0

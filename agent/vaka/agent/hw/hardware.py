@@ -15,9 +15,11 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from vaka.agent.hw.base import StateSource
 from vaka.agent.hw.camera import CameraDevice
+from vaka.agent.hw.clock import Clock, KernelClock
 from vaka.agent.hw.display import Display, TvState
 from vaka.agent.hw.fake_camera import SimulatedCameraDevice
 from vaka.agent.hw.fake_cec import FakeCecBus, FakeCecDisplay
+from vaka.agent.hw.fake_clock import FakeClock
 from vaka.agent.hw.fake_hotplug import FakeHotplug
 from vaka.agent.hw.fake_mechanism import FakeMechanism
 from vaka.agent.hw.gpio import close_quietly
@@ -51,6 +53,8 @@ class Hardware:
     ir_light: IrLight | None = None
     #: Where devices appearing and disappearing are reported (udev, or the fake one).
     hotplug: Hotplug | None = None
+    #: Whether the clock is synchronised: the kernel's, or a fake that says so (simulated).
+    clock: Clock = field(default_factory=KernelClock)
     #: The simulated shutter mechanism (only from :func:`simulated`): tests ``jam()`` it.
     mechanism: FakeMechanism | None = None
     #: A pin factory these devices own, closed last by :meth:`close` (the mock one from
@@ -134,9 +138,10 @@ def simulated(
 
     ``nightcam``: camera, shutter, LED and IR light; ``tv``: camera, shutter, LED and a TV on a
     fake CEC bus (:class:`~vaka.agent.hw.fake_cec.FakeCecBus` records what was sent). Both get a
-    :class:`~vaka.agent.hw.fake_hotplug.FakeHotplug` that plugs the camera (and the TV's HDMI). The
-    pins come from the packaged pin map (or ``pin_map``); the simulated shutter takes ``travel_s``
-    to move and faults after ``timeout_s`` (see :attr:`Hardware.mechanism` to jam it).
+    :class:`~vaka.agent.hw.fake_hotplug.FakeHotplug` that plugs the camera (and the TV's HDMI), and
+    a synchronised :class:`~vaka.agent.hw.fake_clock.FakeClock` (not the host's clock). The pins
+    come from the packaged pin map (or ``pin_map``); the simulated shutter takes ``travel_s`` to
+    move and faults after ``timeout_s`` (see :attr:`Hardware.mechanism` to jam it).
     """
     if profile not in PROFILES:
         raise ConfigError(f"unknown unit profile {profile!r}: expected 'tv' or 'nightcam'")
@@ -170,4 +175,5 @@ def simulated(
         hotplug.attach(HotplugKind.AUDIO, sound)
         hardware.sound = sound
     hardware.hotplug = hotplug
+    hardware.clock = FakeClock(synchronised=True)
     return hardware

@@ -234,6 +234,21 @@ class Directory:
             ).first()
         return found is not None
 
+    def citizen_exists(self, citizen_id: str) -> bool:
+        """Whether the directory knows a citizen of that pseudonym."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(citizens.c.citizen_id).where(citizens.c.citizen_id == citizen_id)
+            ).first()
+        return found is not None
+
+    def assigned_profile(self, device_id: str) -> str | None:
+        """The profile a unit was assigned with (at enrolment or by ``assign``), or ``None``."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(assignments.c.profile).where(assignments.c.device_id == device_id)
+            ).scalar()
+
     def citizen_of(self, device_id: str) -> str | None:
         """The citizen pseudonym a unit is assigned to."""
         with self.engine.connect() as conn:

@@ -13,8 +13,14 @@ from vaka.central.http.auth import authenticate, client_address, rate_limited
 from vaka.central.http.body import json_data
 from vaka.central.http.deps import deps
 from vaka.central.http.errors import json_error
-from vaka.central.units.config_push import build_bundle, push_config
-from vaka.central.units.enrolment import EnrolmentRefused
+from vaka.central.units.config_push import (
+    UnknownUnit,
+    WrongProfile,
+    build_bundle,
+    check_profile,
+    push_config,
+)
+from vaka.central.units.enrolment import EnrolmentRefused, UnknownCitizen, unknown_citizen
 from vaka.central.units.provisioner import Provisioner
 from vaka.errors import BadTopic, ProvisioningError
 from vaka.protocol.enrolment import display_code, normalise_code
@@ -50,6 +56,8 @@ class ApproveRequest(BaseModel):
     group: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
     unit_id: str | None = None
     replaces: str | None = Field(default=None, max_length=64)  # the unit whose card it replaces
+    #: make ``citizen`` if the directory has no such pseudonym (else that is refused: a typo)
+    create_citizen: bool = False
 
 
 async def _technician(request: web.Request, what: str) -> StaffMember:
@@ -109,7 +117,10 @@ async def approve(request: web.Request) -> web.Response:
             member.staff_id,
             body.unit_id,
             body.replaces,
+            create_citizen=body.create_citizen,
         )
+    except UnknownCitizen as err:
+        raise json_error(404, str(err)) from None
     except EnrolmentRefused as err:
         status = 404 if str(err).startswith("no unit is waiting") else 409
         raise json_error(status, str(err)) from None
@@ -186,12 +197,18 @@ class AssignRequest(BaseModel):
     citizen: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
     group: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
     profile: Literal["tv", "nightcam"]
+    #: make ``citizen`` if the directory has no such pseudonym (else that is refused: a typo)
+    create_citizen: bool = False
 
 
 async def assign(request: web.Request) -> web.Response:
     """Assign a unit to a citizen (and the staff group responsible for it)."""
     member, unit, body = await _unit_request(request, AssignRequest, "assign units")
     service = deps(request)
+    if not body.create_citizen and not await asyncio.to_thread(
+        service.directory.citizen_exists, body.citizen
+    ):
+        raise json_error(404, str(unknown_citizen(body.citizen)))
     await asyncio.to_thread(
         service.directory.assign_unit, unit, body.citizen, body.group, body.profile
     )
@@ -241,6 +258,14 @@ async def push(request: web.Request) -> web.Response:
     version = 1 + max((e.detail.get("version", 0) for e in pushed if e.unit == unit), default=0)
     if body.auto_answer and body.profile != "tv":
         raise json_error(400, "auto-answer rules apply to tv units only")
+    running = await asyncio.to_thread(service.store.unit, unit)
+    assigned = await asyncio.to_thread(service.directory.assigned_profile, unit)
+    try:
+        check_profile(unit, body.profile, None if running is None else running.profile, assigned)
+    except WrongProfile as err:
+        raise json_error(409, str(err)) from None
+    except UnknownUnit as err:
+        raise json_error(404, str(err)) from None
     for rule in body.auto_answer or []:
         for group in rule.caller_groups:
             if not await asyncio.to_thread(service.directory.group_exists, group):

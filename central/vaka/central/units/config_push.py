@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import CentralLink
+from vaka.errors import ProvisioningError
 from vaka.protocol.messages import ConfigMessage, ConfigPayload, describe_problems
 from vaka.protocol.topics import Channel
 from vaka.provisioning.bundles import BadBundle, UnitConfigBundle, sign_bundle
@@ -34,6 +35,35 @@ class Central(Protocol):
     @property
     def audit(self) -> AuditLog:
         """The audit trail."""
+
+
+class WrongProfile(ProvisioningError, ValueError):
+    """A config's profile is not the unit's (a unit refuses such a bundle: refused here first)."""
+
+
+class UnknownUnit(ProvisioningError, LookupError):
+    """A config for a unit central has never heard of."""
+
+
+def check_profile(unit: str, profile: str, running: str | None, assigned: str | None) -> None:
+    """Refuse a ``profile`` config for ``unit`` unless it fits the unit.
+
+    ``running`` is the profile the unit reports it runs (its image: the truth, the unit would
+    refuse anything else), ``assigned`` the one it was enrolled or assigned with (for a unit that
+    has not connected since). Raises :class:`WrongProfile`, or :class:`UnknownUnit` when central
+    knows neither.
+    """
+    known = running or assigned
+    if known is None:
+        raise UnknownUnit(
+            f"central knows no unit {unit}: it has never connected and is not assigned "
+            "(check the unit id)"
+        )
+    if profile != known:
+        raise WrongProfile(
+            f"unit {unit} is a {known} unit: a {profile} config does not fit it (the unit would "
+            f"refuse it); push a {known} config"
+        )
 
 
 def build_bundle(

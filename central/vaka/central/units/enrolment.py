@@ -29,6 +29,19 @@ class EnrolmentRefused(CertificateError):
     """An approval was refused; the message says why."""
 
 
+class UnknownCitizen(EnrolmentRefused, LookupError):
+    """An approval named a citizen the directory does not know (and did not ask to create it)."""
+
+
+def unknown_citizen(citizen: str) -> UnknownCitizen:
+    """The refusal of an approval or assignment to a citizen that is not in the directory: a
+    typo must not create a citizen, so a new one is made only when asked for."""
+    return UnknownCitizen(
+        f"there is no citizen {citizen} in the directory: check the pseudonym, or ask for a new "
+        "citizen explicitly (vaka-provision --create-citizen)"
+    )
+
+
 @dataclass(frozen=True)
 class Enrolment:
     """One unit's request."""

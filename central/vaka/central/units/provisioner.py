@@ -18,7 +18,12 @@ from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import PublishRaw
 from vaka.central.directory.directory import Directory
 from vaka.central.settings.config import MqttSection, PkiSection
-from vaka.central.units.enrolment import EnrolmentQueue, EnrolmentRefused, check_csr
+from vaka.central.units.enrolment import (
+    EnrolmentQueue,
+    EnrolmentRefused,
+    check_csr,
+    unknown_citizen,
+)
 from vaka.central.units.revocation import BrokerControl, CertificateRegistry, cut_session
 from vaka.errors import ProtocolError, ProvisioningError
 from vaka.protocol.enrolment import (
@@ -154,14 +159,21 @@ class Provisioner:
         actor: str,
         unit_id: str | None = None,
         replaces: str | None = None,
+        *,
+        create_citizen: bool = False,
     ) -> dict[str, Any]:
         """Check the request, sign its certificate, assign the unit, answer the unit.
 
-        ``replaces`` names the unit whose card this one replaces: it must be the same citizen's,
-        and its identity is revoked in the same step.
+        ``citizen`` must be in the directory unless ``create_citizen`` (a mistyped pseudonym
+        must not create a citizen). ``replaces`` names the unit whose card this one replaces: it
+        must be the same citizen's, and its identity is revoked in the same step.
         """
         now = time.time()
         try:
+            if not create_citizen and not await asyncio.to_thread(
+                self.directory.citizen_exists, citizen
+            ):
+                raise unknown_citizen(citizen)
             public_key, unit = await self._approvable(
                 code, profile, citizen, group, unit_id, replaces, now
             )
@@ -177,6 +189,7 @@ class Provisioner:
             dt.timedelta(days=self.settings.unit_cert_days),
             "unit",
         )
+        citizen_is_new = not await asyncio.to_thread(self.directory.citizen_exists, citizen)
         await asyncio.to_thread(self.directory.assign_unit, unit, citizen, group, profile)
         replaced = [replaces] if replaces else []
         for old in replaced:
@@ -197,12 +210,14 @@ class Provisioner:
             profile=profile,
             serial=format(cert.serial_number, "x"),
             replaced=replaced,
+            citizen_created=citizen_is_new,
         )
         return {
             "unit": unit,
             "citizen": citizen,
             "profile": profile,
             "replaced": replaced,
+            "citizen_created": citizen_is_new,
             "expires_at": cert.not_valid_after_utc.timestamp(),
         }
 
