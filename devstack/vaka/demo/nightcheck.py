@@ -11,6 +11,9 @@ from vaka.staff.client import StaffClient
 
 NURSE = "s-demo-nurse"
 ADMIN = "a-demo-admin"  # sees every page of the console, the fleet too
+TECHNICIAN = "t-demo-tech"  # approves the demo's new unit with vaka-provision
+#: the citizen whose home gets the demo's new TV (in the directory before the unit arrives)
+NEW_CITIZEN = "c-demo-3"
 PASSWORD = "demo-password-change-me"  # noqa: S105 (the demo's own account, printed for the user)
 #: the demo nurse's second factor, pre-enrolled (printed for the user to add to an app)
 TOTP_SECRET = "KVKFKRCPNZQUYMLXOVYDSQKJKZDTSRLD"  # noqa: S105
@@ -38,10 +41,18 @@ def demo_directory(timezone: str = "Europe/Stockholm") -> DirectorySpec:
                     "password": PASSWORD,
                     "totp_secret": TOTP_SECRET,
                 },
+                {
+                    "id": TECHNICIAN,
+                    "name": "Demo Technician",
+                    "role": "technician",
+                    "password": PASSWORD,
+                    "totp_secret": TOTP_SECRET,
+                },
             ],
             "citizen": [
                 {"id": "c-demo-1", "units": ["u-demo-nightcam"]},
                 {"id": "c-demo-2", "units": ["u-demo-tv"]},
+                {"id": NEW_CITIZEN},
             ],
             "permission": [
                 {
@@ -50,6 +61,7 @@ def demo_directory(timezone: str = "Europe/Stockholm") -> DirectorySpec:
                     "purposes": ["night_check", "break_glass"],
                 },
                 {"group": "g-demo-night", "citizen": "c-demo-2", "purposes": ["video_visit"]},
+                {"group": "g-demo-night", "citizen": NEW_CITIZEN, "purposes": ["video_visit"]},
             ],
             "schedule": [
                 {"citizen": "c-demo-1", "times": [local.strftime("%H:%M")], "tolerance_min": 180}

@@ -2,40 +2,96 @@
 
 Everything lives under one directory (default ``.vaka-demo``): a local PKI, the broker's
 configuration, central's database, the units' configurations and logs. The world is started by
-:class:`vaka.devstack.stack.LocalStack`, like the tests' and the benches'.
+:class:`vaka.devstack.stack.LocalStack`, like the tests' and the benches'. The demo dials a
+night check in to the simulated night camera, then provisions a new TV from the box
+(:mod:`vaka.demo.newunit`). SIGTERM and SIGINT (Ctrl-C) cancel it at any point; the stack's
+teardown then stops every unit and the broker, newest first.
 """
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from vaka.central.fleet.status import derive_status
 from vaka.central.service import CentralService
+from vaka.demo.newunit import NewUnitFailed, provision_new_unit
+from vaka.demo.nightcheck import ADMIN, NURSE, PASSWORD, TECHNICIAN, TOTP_SECRET, demo_directory
 from vaka.devstack.ports import port_or_free
 from vaka.devstack.stack import LocalStack
 
 DEMO_UNITS = (("u-demo-tv", "tv"), ("u-demo-nightcam", "nightcam"))
+#: the demo's unit fresh from the box (named by its files until central gives it an id)
+NEW_UNIT = "new-tv"
+
+T = TypeVar("T")
 
 
 async def run_demo(
     directory: Path, http_port: int, seconds: float | None, interval_s: float = 5
 ) -> int:
-    """Run the demo; 0 when every simulated unit came online and the night check streamed."""
-    stack = await asyncio.to_thread(LocalStack, directory)
+    """Run the demo; 0 when every simulated unit came online, the night check streamed and the
+    new unit was provisioned — or when SIGTERM or SIGINT (Ctrl-C) stopped it, after the broker
+    and every unit it started have stopped."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    received: list[signal.Signals] = []
+
+    def stop(sig: signal.Signals) -> None:
+        if not received:  # a second signal must not cut the teardown short
+            received.append(sig)
+            task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        return await _demo(directory, http_port, seconds, interval_s)
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        task.uncancel()
+        print(f"\nStopped ({received[0].name}): the broker and every unit were stopped.")
+        return 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _whole(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call`` on a worker thread, finished even when the demo is stopped meanwhile: what it
+    starts (a broker, a unit) is then in the stack, and the teardown stops it."""
+    work = asyncio.ensure_future(asyncio.to_thread(call, *args, **kwargs))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await asyncio.wait([work])
+        raise
+
+
+async def _demo(directory: Path, http_port: int, seconds: float | None, interval_s: float) -> int:
+    stack = await _whole(LocalStack, directory)
     async with stack:
-        await asyncio.to_thread(stack.start_broker)
+        await _whole(stack.start_broker)
         database = stack.directory / "central.db"
         for stale in stack.directory.glob("central.db*"):
             stale.unlink()
         config = stack.central_config(http_port=port_or_free(http_port), database=database)
         central = await stack.start_central(config=config)
+        await asyncio.to_thread(
+            central.directory.load, demo_directory(central.config.calls.timezone)
+        )
         for device_id, profile in DEMO_UNITS:
-            await asyncio.to_thread(
+            await _whole(
                 stack.spawn_unit, device_id, profile, interval_s=interval_s, keepalive_s=10
             )
+        new_unit = await _whole(stack.spawn_new_unit, NEW_UNIT, "tv", interval_s=interval_s)
         ok = await stack.wait_online(central, [d for d, _ in DEMO_UNITS], timeout=20)
         _print_fleet(central)
         print(f"\nStaff console:              {central.url}/")
@@ -46,24 +102,23 @@ async def run_demo(
             return 1
         if not await _night_check(central):
             return 1
+        try:
+            await provision_new_unit(central, new_unit, stack.directory)
+        except NewUnitFailed as err:
+            print(f"New unit: {err}", file=sys.stderr)
+            return 1
+        _print_fleet(central)
+        _print_accounts(central)
         await _wait(seconds)
         return 0
 
 
 async def _night_check(central: CentralService) -> bool:
     """Load the demo directory and dial in to the night camera as the demo nurse."""
-    from vaka.demo.nightcheck import (
-        ADMIN,
-        NURSE,
-        PASSWORD,
-        TOTP_SECRET,
-        demo_directory,
-        dial_night_check,
-    )
+    from vaka.demo.nightcheck import dial_night_check
     from vaka.rtc.ice import configure_ice
     from vaka.staff.client import StaffError
 
-    await asyncio.to_thread(central.directory.load, demo_directory(central.config.calls.timezone))
     configure_ice(["127.0.0.1"])
     print("\nNight check: demo nurse dials in to u-demo-nightcam ...")
     try:
@@ -80,11 +135,14 @@ async def _night_check(central: CentralService) -> bool:
     await asyncio.sleep(0.5)  # the unit's call-ended and shutter events reach the audit trail
     entries = await asyncio.to_thread(central.audit.entries)
     print("  audit trail:", ", ".join(e.kind for e in entries if e.call_id == seen["call_id"]))
-    print(f"\nOpen the staff console at {central.url}/ and log in as {NURSE} (night round)")
-    print(f"or {ADMIN} (fleet, audit, reports), password {PASSWORD}; the one-time code:")
-    print(f"  .venv/bin/python -m vaka.otp {TOTP_SECRET}")
-    print("  (or add that key to an authenticator app: TOTP, 30 s)")
     return seen["pattern_frames"] > 0
+
+
+def _print_accounts(central: CentralService) -> None:
+    print(f"\nOpen the staff console at {central.url}/ and log in as {NURSE} (night round),")
+    print(f"{ADMIN} (fleet, audit, reports) or {TECHNICIAN} (enrolment), password {PASSWORD};")
+    print(f"the one-time code: .venv/bin/python -m vaka.otp {TOTP_SECRET}")
+    print("  (or add that key to an authenticator app: TOTP, 30 s)")
 
 
 def _print_fleet(central: CentralService) -> None:
@@ -100,12 +158,8 @@ async def _wait(seconds: float | None) -> None:
     if seconds is not None:
         await asyncio.sleep(seconds)
         return
-    print("\nRunning; press Ctrl-C to stop.")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    print("\nRunning; press Ctrl-C to stop.", flush=True)
+    await asyncio.Event().wait()  # until SIGINT or SIGTERM cancels the demo
 
 
 def demo_seconds_from_env() -> float | None:

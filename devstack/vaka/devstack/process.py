@@ -35,6 +35,9 @@ class ChildProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                # A group of its own: Ctrl-C in a terminal reaches the parent (the demo, a test
+                # run) alone, which then stops its children in order (units before the broker).
+                process_group=0,
             )
         log.debug("%s started (pid %s)", self.name, self._proc.pid)
 

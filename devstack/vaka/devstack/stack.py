@@ -17,6 +17,7 @@ crash tests use the broker's and the units' ``kill``/``freeze``/``thaw``.
 
 import contextlib
 import logging
+import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,13 @@ from vaka.devstack.central import (
     wait_units_online,
 )
 from vaka.devstack.ports import free_port
-from vaka.devstack.units import AgentProcess, running_agent, unit_config, write_unit_config
+from vaka.devstack.units import (
+    AgentProcess,
+    new_unit_config,
+    running_agent,
+    unit_config,
+    write_unit_config,
+)
 from vaka.errors import ConfigError
 from vaka.provisioning.localpki import LocalPki
 
@@ -169,6 +176,34 @@ class LocalStack:
         if previous is None:
             self._parts.append(_Part(device_id, lambda: self.units[device_id].stop()))
         self.units[device_id] = agent
+        return agent
+
+    def spawn_new_unit(
+        self, name: str, profile: str = "tv", interval_s: float = 30, keepalive_s: int = 5
+    ) -> AgentProcess:
+        """Start ``vaka-agent --simulate`` for a unit fresh from the box (no identity yet: it
+        shows an enrolment code and waits for a technician, see :func:`new_unit_config`).
+
+        ``name`` names its files (``units/<name>.toml``, ``units/<name>-credentials/``,
+        ``logs/<name>.log``) until central gives it a unit id. Credentials an earlier run left
+        there are wiped first: the unit starts as it left the factory.
+        """
+        self._after_broker(name)
+        units = self.directory / "units"
+        credentials = units / f"{name}-credentials"
+        shutil.rmtree(credentials, ignore_errors=True)
+        config = new_unit_config(
+            self.broker,
+            profile,
+            credentials,
+            interval_s=interval_s,
+            keepalive_s=keepalive_s,
+        )
+        path = write_unit_config(units / f"{name}.toml", config)
+        agent = AgentProcess(name, path, self.directory / "logs" / f"{name}.log")
+        agent.spawn()
+        self._parts.append(_Part(name, agent.stop))
+        self.units[name] = agent
         return agent
 
     def running_unit(

@@ -63,6 +63,47 @@ def unit_config(
     }
 
 
+def new_unit_config(
+    broker: Broker,
+    profile: str,
+    credentials_dir: Path,
+    *,
+    interval_s: float = 30,
+    keepalive_s: int = 5,
+    repeat_s: float = 1.0,
+) -> dict[str, Any]:
+    """A unit fresh from the box: the generic image's claim identity, no id and no certificate.
+
+    It makes its key in ``credentials_dir``, shows its enrolment code (on a ``tv`` unit, on the
+    TV's screen) and asks over the broker's enrolment listener every ``repeat_s`` until a
+    technician approves the code; then it runs as the unit id central gave it.
+    """
+    pki = broker.pki
+    claim = pki.claim()
+    return {
+        "unit": {"profile": profile, "simulate": True},
+        "broker": {
+            "host": broker.host,
+            "port": broker.port,
+            "server_ca": str(claim.server_ca),
+            "keepalive_s": keepalive_s,
+            "reconnect_min_s": 0.2,
+            "reconnect_max_s": 1.0,
+        },
+        "health": {"interval_s": interval_s},
+        "calls": {"ticket_key": str(pki.ticket_keys()[1])},
+        "trust": {"config_key": str(pki.config_keys()[1])},
+        "media": {"ice_addresses": ["127.0.0.1"]},
+        "storage": {"credentials_dir": str(credentials_dir)},
+        "enrolment": {
+            "claim_cert": str(claim.cert),
+            "claim_key": str(claim.key),
+            "port": broker.claim_port,
+            "repeat_s": repeat_s,
+        },
+    }
+
+
 def write_unit_config(path: Path, config: Mapping[str, Any]) -> Path:
     """Write a unit configuration as the agent's TOML file."""
     path.parent.mkdir(parents=True, exist_ok=True)
