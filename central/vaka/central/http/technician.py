@@ -258,20 +258,26 @@ async def push(request: web.Request) -> web.Response:
     version = 1 + max((e.detail.get("version", 0) for e in pushed if e.unit == unit), default=0)
     if body.auto_answer and body.profile != "tv":
         raise json_error(400, "auto-answer rules apply to tv units only")
-    running = await asyncio.to_thread(service.store.unit, unit)
-    assigned = await asyncio.to_thread(service.directory.assigned_profile, unit)
-    try:
-        check_profile(unit, body.profile, None if running is None else running.profile, assigned)
-    except WrongProfile as err:
-        raise json_error(409, str(err)) from None
-    except UnknownUnit as err:
-        raise json_error(404, str(err)) from None
     for rule in body.auto_answer or []:
         for group in rule.caller_groups:
             if not await asyncio.to_thread(service.directory.group_exists, group):
                 raise json_error(400, f"auto-answer rule names unknown group {group}")
-    settings: dict[str, object] = body.model_dump(exclude_none=True, exclude={"profile"})
     citizen = await asyncio.to_thread(service.directory.citizen_of, unit)
+    running = await asyncio.to_thread(service.store.unit, unit)
+    assigned = await asyncio.to_thread(service.directory.assigned_profile, unit)
+    try:
+        check_profile(
+            unit,
+            body.profile,
+            None if running is None else running.profile,
+            assigned,
+            known=running is not None or citizen is not None,
+        )
+    except WrongProfile as err:
+        raise json_error(409, str(err)) from None
+    except UnknownUnit as err:
+        raise json_error(404, str(err)) from None
+    settings: dict[str, object] = body.model_dump(exclude_none=True, exclude={"profile"})
     if citizen is not None:
         checks = await asyncio.to_thread(service.directory.schedule, citizen)
         settings["schedules"] = [

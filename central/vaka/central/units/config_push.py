@@ -45,24 +45,27 @@ class UnknownUnit(ProvisioningError, LookupError):
     """A config for a unit central has never heard of."""
 
 
-def check_profile(unit: str, profile: str, running: str | None, assigned: str | None) -> None:
+def check_profile(
+    unit: str, profile: str, running: str | None, assigned: str | None, *, known: bool
+) -> None:
     """Refuse a ``profile`` config for ``unit`` unless it fits the unit.
 
     ``running`` is the profile the unit reports it runs (its image: the truth, the unit would
     refuse anything else), ``assigned`` the one it was enrolled or assigned with (for a unit that
-    has not connected since). Raises :class:`WrongProfile`, or :class:`UnknownUnit` when central
-    knows neither.
+    has not connected since); ``known`` whether central knows the unit at all (it has connected,
+    or it is assigned to a citizen). Raises :class:`WrongProfile`, or :class:`UnknownUnit`. A
+    known unit whose profile central has not learnt yet passes: the unit checks it itself.
     """
-    known = running or assigned
-    if known is None:
+    if not known:
         raise UnknownUnit(
             f"central knows no unit {unit}: it has never connected and is not assigned "
             "(check the unit id)"
         )
-    if profile != known:
+    expected = running or assigned
+    if expected is not None and profile != expected:
         raise WrongProfile(
-            f"unit {unit} is a {known} unit: a {profile} config does not fit it (the unit would "
-            f"refuse it); push a {known} config"
+            f"unit {unit} is a {expected} unit: a {profile} config does not fit it (the unit "
+            f"would refuse it); push a {expected} config"
         )
 
 

@@ -170,30 +170,20 @@ class Provisioner:
         """
         now = time.time()
         try:
-            if not create_citizen and not await asyncio.to_thread(
-                self.directory.citizen_exists, citizen
-            ):
-                raise unknown_citizen(citizen)
-            public_key, unit = await self._approvable(
-                code, profile, citizen, group, unit_id, replaces, now
+            public_key, unit, new_citizen = await self._approvable(
+                code, profile, citizen, group, unit_id, replaces, now, create_citizen
             )
         except EnrolmentRefused as err:
             await asyncio.to_thread(
                 self.audit.append, "enrolment_refused", actor=actor, code=code, reason=str(err)
             )
             raise
-        cert = await asyncio.to_thread(
-            self.certs.issue,
-            unit,
-            public_key,
-            dt.timedelta(days=self.settings.unit_cert_days),
-            "unit",
-        )
-        citizen_is_new = not await asyncio.to_thread(self.directory.citizen_exists, citizen)
+        lifetime = dt.timedelta(days=self.settings.unit_cert_days)
+        cert = await asyncio.to_thread(self.certs.issue, unit, public_key, lifetime, "unit")
         await asyncio.to_thread(self.directory.assign_unit, unit, citizen, group, profile)
         replaced = [replaces] if replaces else []
-        for old in replaced:
-            await self._retire(old, unit, actor)
+        if replaces:
+            await self._retire(replaces, unit, actor)
         await asyncio.to_thread(self.queue.mark_approved, code, unit, actor, now)
         answer = EnrolResponseMessage(
             payload=EnrolResponsePayload(unit_id=unit, cert_chain=self._chain(cert))
@@ -210,14 +200,14 @@ class Provisioner:
             profile=profile,
             serial=format(cert.serial_number, "x"),
             replaced=replaced,
-            citizen_created=citizen_is_new,
+            citizen_created=new_citizen,
         )
         return {
             "unit": unit,
             "citizen": citizen,
             "profile": profile,
             "replaced": replaced,
-            "citizen_created": citizen_is_new,
+            "citizen_created": new_citizen,
             "expires_at": cert.not_valid_after_utc.timestamp(),
         }
 
@@ -230,10 +220,14 @@ class Provisioner:
         unit_id: str | None,
         replaces: str | None,
         now: float,
-    ) -> tuple[pki.ec.EllipticCurvePublicKey, str]:
-        """The request's key and the unit id if ``code`` may be approved so; else
-        :class:`EnrolmentRefused`."""
+        create_citizen: bool,
+    ) -> tuple[pki.ec.EllipticCurvePublicKey, str, bool]:
+        """The request's key, the unit id and whether the citizen is new, if ``code`` may be
+        approved so; else :class:`EnrolmentRefused`."""
         enrolment = await asyncio.to_thread(self.queue.check_approvable, code, now)
+        new_citizen = not await asyncio.to_thread(self.directory.citizen_exists, citizen)
+        if new_citizen and not create_citizen:
+            raise unknown_citizen(citizen)
         public_key = check_csr(enrolment.csr, code)
         if enrolment.profile != profile:
             raise EnrolmentRefused(f"the unit runs the {enrolment.profile} image, not {profile}")
@@ -248,7 +242,7 @@ class Provisioner:
                 raise EnrolmentRefused(
                     f"{replaces} is not a unit of citizen {citizen}: nothing to replace"
                 )
-        return public_key, unit
+        return public_key, unit, new_citizen
 
     async def _retire(self, old: str, unit: str, actor: str) -> None:
         """Take the unit ``unit`` replaces out of the home and revoke it."""
