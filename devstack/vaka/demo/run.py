@@ -84,9 +84,7 @@ async def _demo(directory: Path, http_port: int, seconds: float | None, interval
             stale.unlink()
         config = stack.central_config(http_port=port_or_free(http_port), database=database)
         central = await stack.start_central(config=config)
-        await asyncio.to_thread(
-            central.directory.load, demo_directory(central.config.calls.timezone)
-        )
+        await _whole(central.directory.load, demo_directory(central.config.calls.timezone))
         for device_id, profile in DEMO_UNITS:
             await _whole(
                 stack.spawn_unit, device_id, profile, interval_s=interval_s, keepalive_s=10
