@@ -277,3 +277,68 @@ def test_times_read_as_a_technician_reads_them() -> None:
         r"\d{4}-\d\d-\d\d \d\d:\d\d \(\d+ days ago\)", local_time(now - 5 * 86400, now)
     )
     assert local_time(None) == "-"
+
+
+def _assign_on_a_terminal(central: CentralService, state: Path, answer: str) -> tuple[int, str]:
+    """`vaka-provision assign` with a terminal on stdin that answers ``answer``."""
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "vaka.provisioning.cli",
+                "assign",
+                "u-spare",
+                "--profile",
+                "tv",
+                "--citizen",
+                "c-typo",
+                "--central",
+                central.url,
+                "--user",
+                "t-tech",
+            ],
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            env={**os.environ, "XDG_STATE_HOME": str(state)},
+        )
+        os.write(master, answer.encode() + b"\n")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    return proc.returncode, out
+
+
+async def test_an_unknown_citizen_is_asked_about_on_a_terminal_only(
+    central: CentralService, tmp_path: Path
+) -> None:
+    await (await technician(central)).close()
+    state = tmp_path / "state"
+    assert (await asyncio.to_thread(provision, central, "login", state=state)).returncode == 0
+    scripted = await asyncio.to_thread(
+        provision,
+        central,
+        "assign",
+        "u-spare",
+        "--profile",
+        "tv",
+        "--citizen",
+        "c-typo",
+        state=state,
+        env=NO_CREDENTIALS,
+    )
+    assert scripted.returncode == 2 and "there is no citizen c-typo" in scripted.stderr
+    assert "Create it now?" not in scripted.stdout + scripted.stderr
+    status, out = await asyncio.to_thread(_assign_on_a_terminal, central, state, "n")
+    assert status == 2, out
+    assert "Citizen c-typo is not in the directory. Create it now? [y/N]" in out, out
+    assert "there is no citizen c-typo" in out
+    assert not await asyncio.to_thread(central.directory.citizen_exists, "c-typo")
+    status, out = await asyncio.to_thread(_assign_on_a_terminal, central, state, "y")
+    assert status == 0, out
+    assert await asyncio.to_thread(central.directory.citizen_of, "u-spare") == "c-typo"

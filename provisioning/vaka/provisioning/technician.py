@@ -278,8 +278,8 @@ def _ask_create_citizen(args: argparse.Namespace, err: ApiError) -> bool:
         return False
     if err.status != 404 or "there is no citizen" not in err.reason or not sys.stdin.isatty():
         return False
-    print(f"vaka-provision: {err.reason}", file=sys.stderr)
-    answer = input(f"Create citizen {args.citizen} now? [y/N] ").strip().lower()
+    question = f"Citizen {args.citizen} is not in the directory. Create it now? [y/N] "
+    answer = input(question).strip().lower()
     return answer in ("y", "yes", "j", "ja")
 
 
