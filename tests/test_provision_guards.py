@@ -216,7 +216,10 @@ async def test_the_session_file_ends_with_central_s_session(
     _expire_sessions(central)
     ended = await asyncio.to_thread(provision, central, "list", state=state, env=NO_CREDENTIALS)
     assert ended.returncode == 2
-    assert "session expired or unknown: log in again; logging in again" in ended.stderr
+    assert (
+        "the kept session ended (session expired or unknown: log in again); logging in again"
+        in ended.stderr
+    )
     assert not kept.exists()
     # With the credentials at hand, the command logs in again and goes on.
     again = await asyncio.to_thread(provision, central, "list", state=state)

@@ -297,7 +297,10 @@ def _run(api: CentralApi, args: argparse.Namespace, sessions: SessionFile) -> An
             # Central ended the kept session (expired, idle, logged out elsewhere): the request
             # was refused before anything was done, so log in again and repeat it.
             sessions.delete()
-            print(f"vaka-provision: {err.reason}; logging in again", file=sys.stderr)
+            print(
+                f"vaka-provision: the kept session ended ({err.reason}); logging in again",
+                file=sys.stderr,
+            )
             _log_in(api, args.user, sessions)
             return _call(api, args)
         if _ask_create_citizen(args, err):
