@@ -124,9 +124,16 @@ async def dial_once(args: argparse.Namespace, password: str) -> dict[str, Any]:
                         cv2.waitKey(1)
             except (TimeoutError, MediaStreamError):  # no picture in time, or the call ended
                 pass
+            except asyncio.CancelledError:  # Ctrl-C: hang up below, then stop
+                stop.set()
+                raise
             finally:
-                # Ended by the unit or central unless it ended while this side was still in it.
-                early = call.ended.is_set() and call.end_reason != "you hung up"
+                # Over before its time, and not from here: the unit (or central) ended it; its
+                # word on why is on the way.
+                early = not stop.is_set() and time.monotonic() < deadline
+                if early:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(call.ended.wait(), 3)
                 reason = await call.hangup()
                 if window is not None:
                     import cv2
