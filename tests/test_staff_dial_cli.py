@@ -23,19 +23,23 @@ from tests.tvunit import DAY, TV, push_tv_config, running_tv, screen_of, tv_dire
 from vaka.agent.app import Agent
 from vaka.agent.ui import ButtonId, Idle, InCall, Incoming
 from vaka.central.service import CentralService
+from vaka.central.settings.calls import CallLimits
 from vaka.devstack.central import running_central
 from vaka.devstack.polling import wait_for
 from vaka.devstack.stack import LocalStack
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(150)
 
-#: Longer than a heartbeat (10 s) plus its pong time (5 s) at either end of the call socket.
-RING_FOR_S = 17
+#: Past the ~30 s after which the call socket used to die of an unanswered ping (and past several
+#: heartbeats, 10 s, and their pong time, 5 s, at either end).
+RING_FOR_S = 32
 
 
 @contextlib.asynccontextmanager
 async def tv_and_central(stack: LocalStack) -> AsyncIterator[tuple[CentralService, Agent]]:
-    async with running_central(stack.central_config()) as central, running_tv(stack.broker) as tv:
+    # Rings longer than the default 30 s, so that the socket has to live through it.
+    config = stack.central_config().model_copy(update={"calls": CallLimits(ring_timeout_s=45)})
+    async with running_central(config) as central, running_tv(stack.broker) as tv:
         await asyncio.to_thread(central.directory.load, tv_directory())
         await push_tv_config(central, tv)  # no auto-answer: the TV rings until pressed
         yield central, tv
