@@ -34,11 +34,11 @@ from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import PublishToUnit
 from vaka.central.calls.channel import StaffChannel
 from vaka.central.calls.citizen import CitizenCallDesk
+from vaka.central.calls.staff_side import StaffSide, close_with, refuse, say
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.directory.policy import Authorization, CallRefused, authorize_call
 from vaka.central.settings.calls import CallLimits
-from vaka.errors import BadMessage, LinkError, ProtocolError
-from vaka.protocol.guard import parse_json
+from vaka.errors import LinkError, ProtocolError
 from vaka.protocol.inbound import read_unit_message
 from vaka.protocol.messages import SignalMessage, SignalPayload, describe_problems
 from vaka.protocol.refusals import Refusals
@@ -50,8 +50,6 @@ log = logging.getLogger(__name__)
 
 #: How much longer than the ringing deadline central waits for the unit to say it gave up.
 RING_GRACE_S = 5.0
-#: What the staff side sends to end the call (or cancel it while it rings).
-HANGUP_TYPES = frozenset({"hangup", "cancel"})
 
 
 class DialRequest(BaseModel):
@@ -134,7 +132,7 @@ class CallRelay:
             allowed = await self._authorize(caller, dial, now)
         except CallRefused as err:
             await self._audit("ticket_refused", **fields, reason=str(err))
-            await _refuse(ws, str(err), None)
+            await refuse(ws, str(err), None)
             return
         claims = self._claims(caller, dial, allowed, call_id, fingerprint, now)
         ticket = sign_ticket(claims, self.ticket_key)
@@ -150,7 +148,7 @@ class CallRelay:
         )
         queue: asyncio.Queue[SignalPayload] = asyncio.Queue()
         self._pending[call_id] = queue
-        staff = _StaffSide(ws)
+        staff = StaffSide(ws)
         try:
             await self._run_call(staff, dial.unit, call_id, ticket, sdp, queue, fields)
         except ConnectionError as err:  # the staff side went while central spoke to it
@@ -174,10 +172,10 @@ class CallRelay:
                 first = await ws.receive()
         except TimeoutError:
             deadline = self.limits.dial_deadline_s
-            await _close(ws, f"no dial request within {deadline:g} s of opening")
+            await close_with(ws, f"no dial request within {deadline:g} s of opening")
             return None
         if not isinstance(first, str):
-            await _close(ws, "expected a dial request")
+            await close_with(ws, "expected a dial request")
             return None
         try:
             dial = DialRequest.model_validate_json(first)
@@ -186,7 +184,7 @@ class CallRelay:
         except (ValidationError, ProtocolError) as err:
             reason = _readable(err)
             await self._audit("ticket_refused", actor=caller.staff_id, reason=reason)
-            await _refuse(ws, reason, None)
+            await refuse(ws, reason, None)
             return None
         return dial, sdp, fingerprint
 
@@ -248,7 +246,7 @@ class CallRelay:
 
     async def _run_call(
         self,
-        staff: "_StaffSide",
+        staff: StaffSide,
         unit: str,
         call_id: str,
         ticket: str,
@@ -261,7 +259,7 @@ class CallRelay:
         try:
             await self.publish(unit, Channel.SIGNAL_IN, SignalMessage(payload=offer))
         except LinkError as err:
-            await _refuse(ws, f"central cannot reach the broker: {err}", call_id)
+            await refuse(ws, f"central cannot reach the broker: {err}", call_id)
             return
         timeout, ringing = self.limits.answer_timeout_s, False
         try:
@@ -285,7 +283,7 @@ class CallRelay:
         await self._follow(staff, unit, call_id, queue)
 
     async def _next(
-        self, queue: asyncio.Queue[SignalPayload], staff: "_StaffSide", timeout: float
+        self, queue: asyncio.Queue[SignalPayload], staff: StaffSide, timeout: float
     ) -> SignalPayload | str:
         """The unit's next message, or what the staff side did first: ``"cancel"`` (it sent a
         hang-up) or ``"left"`` (its socket closed). :raises TimeoutError: neither in time."""
@@ -307,7 +305,7 @@ class CallRelay:
 
     async def _unanswered(
         self,
-        staff: "_StaffSide",
+        staff: StaffSide,
         unit: str,
         call_id: str,
         fields: dict[str, Any],
@@ -323,10 +321,10 @@ class CallRelay:
             unit, SignalPayload(kind="hangup", call_id=call_id, reason="unanswered")
         )
         extra = {"outcome": "no_answer", "ring_s": self.limits.ring_timeout_s} if ringing else {}
-        await _refuse(staff.ws, reason, call_id, **extra)
+        await refuse(staff.ws, reason, call_id, **extra)
 
     async def _staff_ended(
-        self, staff: "_StaffSide", unit: str, call_id: str, fields: dict[str, Any], how: str
+        self, staff: StaffSide, unit: str, call_id: str, fields: dict[str, Any], how: str
     ) -> None:
         """The staff side cancelled (or left) before the unit answered: the unit stops ringing."""
         why = "cancelled by the caller" if how == "cancel" else "caller left"
@@ -335,7 +333,7 @@ class CallRelay:
         log.info("call %s to %s: %s before it was answered", call_id, unit, why)
         if how == "cancel":
             ended = {"type": "ended", "call_id": call_id, "reason": "cancelled"}
-            await _say(staff.ws, {**ended, "outcome": "cancelled"})
+            await say(staff.ws, {**ended, "outcome": "cancelled"})
         await staff.ws.close()
 
     async def _not_taken(self, ws: StaffChannel, call_id: str, said: SignalPayload) -> None:
@@ -348,11 +346,11 @@ class CallRelay:
             extra["ring_s"] = self.limits.ring_timeout_s
         else:
             reason = f"the unit refused: {reason}"
-        await _refuse(ws, reason, call_id, **extra)
+        await refuse(ws, reason, call_id, **extra)
 
     async def _follow(
         self,
-        staff: "_StaffSide",
+        staff: StaffSide,
         unit: str,
         call_id: str,
         queue: asyncio.Queue[SignalPayload],
@@ -366,7 +364,7 @@ class CallRelay:
                 if said.kind not in ("hangup", "error"):
                     continue
                 ended = {"type": "ended", "call_id": call_id, "reason": said.reason or said.kind}
-                await _say(ws, ended)
+                await say(ws, ended)
                 await ws.close()
                 return
             if said == "left":
@@ -377,71 +375,12 @@ class CallRelay:
             await self._send_unit(
                 unit, SignalPayload(kind="hangup", call_id=call_id, reason="caller hung up")
             )
-            await _say(ws, {"type": "ended", "call_id": call_id, "reason": "you hung up"})
+            await say(ws, {"type": "ended", "call_id": call_id, "reason": "you hung up"})
             await ws.close()
             return
-
-
-class _StaffSide:
-    """The staff side's messages during one call: one ``receive`` at a time, kept across the
-    call's phases (a receive that is cancelled halfway could lose a message), so that the
-    socket is read — and its pings answered — from the dial to the end."""
-
-    def __init__(self, ws: StaffChannel) -> None:
-        self.ws = ws
-        self.pending: asyncio.Task[str | bytes | None] = asyncio.create_task(ws.receive())
-
-    def said(self) -> str | None:
-        """``"cancel"``, ``"left"``, or ``None`` (nothing that ends the call; reading goes on),
-        once :attr:`pending` is done."""
-        if not self.pending.done():
-            return None
-        try:
-            message = self.pending.result()
-        except (ConnectionError, RuntimeError, asyncio.CancelledError):
-            return "left"
-        if message is None:
-            return "left"
-        self.pending = asyncio.create_task(self.ws.receive())
-        if isinstance(message, str) and _asks_hangup(message):
-            return "cancel"
-        return None
-
-    def close(self) -> None:
-        """Stop reading."""
-        self.pending.cancel()
-
-
-def _asks_hangup(text: str) -> bool:
-    try:
-        message = parse_json(text, what="call message")
-    except BadMessage:
-        return False
-    return isinstance(message, dict) and message.get("type") in HANGUP_TYPES
 
 
 def _readable(err: Exception) -> str:
     if isinstance(err, ValidationError):
         return describe_problems(err, "request")
     return str(err)
-
-
-async def _say(ws: StaffChannel, message: dict[str, Any]) -> None:
-    """Send ``message`` unless the staff side has gone (then there is nobody to tell)."""
-    if ws.closed:
-        return
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        await ws.send_json(message)
-
-
-async def _refuse(ws: StaffChannel, reason: str, call_id: str | None, **extra: Any) -> None:
-    """Tell the staff side why there is no call, and close: a normal outcome, one log line."""
-    log.info("call %s refused: %s", call_id or "-", reason)
-    await _say(ws, {"type": "refused", "call_id": call_id, "reason": reason, **extra})
-    await ws.close()
-
-
-async def _close(ws: StaffChannel, reason: str) -> None:
-    with contextlib.suppress(ConnectionError):
-        await ws.send_json({"type": "refused", "reason": reason})
-    await ws.close()
