@@ -180,8 +180,12 @@ class CallManager:
             return
         elif self.observer.rings:
             self.state.ringing(p.call_id, claims.purpose)
-            ring = asyncio.get_running_loop().create_task(
-                self._ring_then_take(p, claims), name=f"ring-{p.call_id}"
+            loop = asyncio.get_running_loop()
+            # Both tasks exist before this handler returns: a hang-up right behind the offer
+            # finds the ringing to cancel.
+            self._admit = loop.create_task(self.observer.admit(claims), name=f"admit-{p.call_id}")
+            ring = loop.create_task(
+                self._ring_then_take(p, claims, self._admit), name=f"ring-{p.call_id}"
             )
             self._ring_task = ring
             ring.add_done_callback(self._ring_done)
@@ -194,11 +198,13 @@ class CallManager:
         if not task.cancelled() and task.exception() is not None:
             log.error("ringing call failed: %s", task.exception())
 
-    async def _ring_then_take(self, p: SignalPayload, claims: TicketClaims) -> None:
+    async def _ring_then_take(
+        self, p: SignalPayload, claims: TicketClaims, admit: asyncio.Task[str | None]
+    ) -> None:
         """Ring until the citizen decides, the deadline passes or the caller cancels; then take
         the call, or tell the caller why not."""
         ring_s = p.ring_s or RING_S
-        declined = await self._ring(p.call_id, claims, ring_s)
+        declined = await self._ring(p.call_id, admit, ring_s)
         if declined is None:
             if self._ringing(p.call_id):
                 self._take(p, claims)
@@ -266,14 +272,10 @@ class CallManager:
         self._background(self._release_when_ended(session))
 
     async def _ring(
-        self, call_id: str, claims: TicketClaims, ring_s: float
+        self, call_id: str, admit: asyncio.Task[str | None], ring_s: float
     ) -> tuple[str, CallOutcome | None] | None:
-        """Ring on the unit until the observer decides, for at most ``ring_s``; ``None`` takes
-        the call, else why not (and in a word, for the caller's console)."""
-        admit = asyncio.get_running_loop().create_task(
-            self.observer.admit(claims), name=f"admit-{call_id}"
-        )
-        self._admit = admit
+        """Ring on the unit until the observer decides (``admit``), for at most ``ring_s``;
+        ``None`` takes the call, else why not (and in a word, for the caller's console)."""
         try:
             await self.signals.signal(
                 SignalPayload(kind="state", call_id=call_id, state="ringing", reason="ringing")
@@ -285,7 +287,8 @@ class CallManager:
                 self.state.idle()
             raise
         finally:
-            self._admit = None
+            if self._admit is admit:
+                self._admit = None
         if not admit.done():
             admit.cancel()
             await asyncio.wait({admit})
