@@ -110,8 +110,18 @@ class ReceiptPayload(_Strict):
     events: list[Identifier] = Field(min_length=1, max_length=MAX_RECEIPT_IDS)
 
 
+#: Why a call was not taken, or ended before it was: one word that the caller's console says in
+#: its own language (the ``reason`` beside it is the readable English).
+CallOutcome = Literal["cancelled", "no_answer", "declined", "busy"]
+
+
 class SignalPayload(_Strict):
-    """Call signalling between central and the unit (filled in by the call machinery)."""
+    """Call signalling between central and the unit (filled in by the call machinery).
+
+    An ``offer`` may carry ``ring_s``: how long the call may ring on a unit that rings first (the
+    TV) before the unit gives up on it by itself. A ``hangup`` or ``error`` may carry the
+    ``outcome`` of a call that was never taken.
+    """
 
     kind: Literal["request", "offer", "answer", "hangup", "state", "error"]
     call_id: Identifier
@@ -119,6 +129,8 @@ class SignalPayload(_Strict):
     sdp: Annotated[str, Field(max_length=MAX_SDP_CHARS)] | None = None
     state: ShortText | None = None
     reason: ShortText | None = None
+    ring_s: float | None = Field(default=None, gt=0, le=600)
+    outcome: CallOutcome | None = None
 
 
 class ConfigPayload(_Strict):

@@ -24,7 +24,13 @@ def _parser() -> argparse.ArgumentParser:
     units = sub.add_parser("units", help="list units and their status")
     units.add_argument("--status", choices=["online", "degraded", "offline"])
     units.add_argument("--user", required=True, help="your staff id (support, technician, admin)")
-    dial = sub.add_parser("dial", help="dial in to a unit and receive its video")
+    dial = sub.add_parser(
+        "dial",
+        help="dial in to a unit and receive its video",
+        description="Dial in to a unit and receive its video. While a TV rings, Ctrl-C or a line "
+        "'cancel' on standard input cancels the call. Exit status: 0 the call ran its --seconds, "
+        "2 refused, 3 the unit ended it early, 130 cancelled.",
+    )
     dial.add_argument("unit", help="unit id, e.g. u-demo-nightcam")
     dial.add_argument("--user", required=True, help="your staff id")
     dial.add_argument(

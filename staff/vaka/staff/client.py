@@ -32,7 +32,14 @@ log = logging.getLogger(__name__)
 
 
 class StaffError(CallError, RuntimeError):
-    """Central refused or could not be reached; the message says why."""
+    """Central refused or could not be reached; the message says why.
+
+    :attr:`outcome` names, for a call that was not taken, why in one word (``cancelled``,
+    ``no_answer``, ``declined``, ``busy``), where central said it."""
+
+    def __init__(self, message: str, outcome: str | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class StaffClient:
@@ -141,7 +148,10 @@ class StaffClient:
         send_audio: MediaStreamTrack | None = None,
     ) -> StaffCall:
         """Ask central for a ticket and set up the call in one round trip (a TV unit may ring
-        up to ``ring_timeout`` seconds before it answers).
+        up to ``ring_timeout`` seconds, or as long as central says, before it answers).
+
+        Cancelling this coroutine while the unit rings cancels the call: central is told, and
+        the unit stops ringing.
 
         By default the call only receives the unit's video. With ``send_video`` (and
         ``send_audio``) the staff side sends too: video both ways, audio both ways.
@@ -199,17 +209,26 @@ class StaffClient:
             }
         )
         try:
+            # Read all along (aiohttp answers central's pings inside receive): a TV rings for
+            # up to half a minute, and a socket whose pings go unanswered is closed.
             reply = await ws.receive_json(timeout=timeout)
             while reply.get("type") == "ringing":  # a TV unit rings until it is answered
-                reply = await ws.receive_json(timeout=timeout + ring_timeout)
+                ring_s = float(reply.get("ring_s") or ring_timeout)
+                reply = await ws.receive_json(timeout=timeout + ring_s)
         except (TimeoutError, TypeError, ValueError) as err:
             await pc.close()
             await ws.close()
             raise StaffError(f"no answer from central: {err!r}") from None
+        except asyncio.CancelledError:
+            await _cancel_dial(ws)
+            await pc.close()
+            raise
         if reply.get("type") != "answer":
             await pc.close()
             await ws.close()
-            raise StaffError(f"call refused: {reply.get('reason', reply)}")
+            raise StaffError(
+                f"call refused: {reply.get('reason', reply)}", outcome=reply.get("outcome")
+            )
         timings.answered = time.perf_counter()
         await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
         call = StaffCall(reply["call_id"], pc, ws, timings, track, audio=audio)
@@ -330,6 +349,18 @@ class StaffClient:
         answer = await self._api("GET", f"/api/messages?{query}")
         rows: list[dict[str, Any]] = answer["messages"]
         return rows
+
+
+async def _cancel_dial(ws: aiohttp.ClientWebSocketResponse, timeout: float = 3.0) -> None:
+    """Cancel a call that is not answered yet: tell central (which stops the unit's ringing),
+    wait a moment for its word, close."""
+    with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+        await ws.send_json({"type": "cancel"})
+        with contextlib.suppress(TimeoutError, TypeError, ValueError):
+            async with asyncio.timeout(timeout):
+                while (await ws.receive_json()).get("type") not in ("ended", "refused"):
+                    pass
+    await ws.close()
 
 
 class RingSocket:

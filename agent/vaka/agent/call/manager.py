@@ -1,8 +1,13 @@
 """Routes call signalling on the unit: at most one call at a time, every refusal explained.
 
 A profile that rings (the TV) is asked through its :class:`~vaka.agent.call.observer.CallObserver`
-before a verified call is taken; the unit tells central ``ringing`` meanwhile, and a caller who
-hangs up stops the ringing. The citizen's own call request (the night-staff button,
+before a verified call is taken; the unit tells central ``ringing`` meanwhile. Ringing is a task of
+its own with its own deadline (the offer's ``ring_s``, else :data:`RING_S`): :meth:`on_signal`
+returns at once, so that the unit keeps handling signalling, messages and configuration while a
+call rings. The unit stops ringing by itself when the deadline passes ("no answer after 30 s"), at
+once when the caller cancels, and a second call while one rings or runs is refused as busy.
+
+The citizen's own call request (the night-staff button,
 :class:`~vaka.agent.call.request.CitizenRequest`) is answered by a ``citizen_call`` offer naming
 the request, which is taken at once.
 
@@ -14,7 +19,7 @@ broker link: it lives while its viewer answers on the call's own media path
 broker that freezes does not keep a camera open. The composition routes ``signal/in`` to
 :meth:`CallManager.on_signal` and link changes to :meth:`CallManager.link_changed`.
 
-The media stack is imported by the first call (:meth:`CallManager._take`), so that an idle unit
+The media stack is imported by the first call (:meth:`CallManager._prepare`), so that an idle unit
 does not carry it.
 """
 
@@ -34,7 +39,7 @@ from vaka.agent.call.state import CallPhase, UnitCall
 from vaka.agent.hw.hardware import Hardware
 from vaka.agent.media.settings import MediaSettings
 from vaka.agent.memory import release_memory
-from vaka.protocol.messages import AnyMessage, SignalMessage, SignalPayload
+from vaka.protocol.messages import AnyMessage, CallOutcome, SignalMessage, SignalPayload
 from vaka.provisioning.tickets import TicketClaims
 
 if TYPE_CHECKING:
@@ -43,6 +48,9 @@ if TYPE_CHECKING:
     from vaka.agent.call.session import CallSession
 
 log = logging.getLogger(__name__)
+
+#: How long a call rings when its offer does not say (central's ``[calls] ring_timeout_s``).
+RING_S = 30.0
 
 
 class _Tracking(CallObserver):
@@ -93,7 +101,8 @@ class CallManager:
         self.request = request
         self.observer = observer or CallObserver()
         self.deadlines = deadlines or MediaDeadlines()
-        self._ring_task: asyncio.Task[str | None] | None = None
+        self._ring_task: asyncio.Task[None] | None = None
+        self._admit: asyncio.Task[str | None] | None = None
         self._online = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -112,16 +121,21 @@ class CallManager:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _refuse(self, call_id: str, reason: str, **extra: Any) -> None:
+    async def _refuse(
+        self, call_id: str, reason: str, outcome: CallOutcome | None = None, **extra: Any
+    ) -> None:
         log.warning("call %s refused: %s", call_id, reason)
         self.state.last_result = f"refused: {reason}"[:200]
-        await self.signals.signal(SignalPayload(kind="error", call_id=call_id, reason=reason[:200]))
+        await self.signals.signal(
+            SignalPayload(kind="error", call_id=call_id, reason=reason[:200], outcome=outcome)
+        )
         await self.signals.event(
             "call", {"action": "refused", "call_id": call_id, "reason": reason[:200], **extra}
         )
 
     async def on_signal(self, message: AnyMessage) -> None:
-        """Handle one ``signal/in`` message."""
+        """Handle one ``signal/in`` message; returns at once (a call rings and starts in a task
+        of its own)."""
         assert isinstance(message, SignalMessage)
         p = message.payload
         pending = self.request.pending if self.request is not None else None
@@ -135,8 +149,9 @@ class CallManager:
             session = self.session
             if session is not None and session.call_id == p.call_id:
                 await session.end(f"hung up by caller ({p.reason or 'no reason given'})")
-            elif self._ringing(p.call_id) and self._ring_task is not None:
-                self._ring_task.cancel()
+            elif self._ringing(p.call_id) and self._admit is not None:
+                log.info("call %s cancelled by the caller while ringing", p.call_id)
+                self._admit.cancel()
         else:
             await self._refuse(p.call_id, f"unexpected {p.kind!r} message")
 
@@ -144,8 +159,11 @@ class CallManager:
         return self.state.phase is CallPhase.RINGING and self.state.call_id == call_id
 
     async def _offer(self, p: SignalPayload) -> None:
+        """Check the offer and take it, ring for it or refuse it. Everything up to the new call
+        state happens without waiting, so that a second offer right behind it finds the unit
+        busy; the ringing and the peer connection's set-up run in tasks."""
         if self.state.phase not in (CallPhase.IDLE, CallPhase.REQUESTING):
-            await self._refuse(p.call_id, "busy: another call is in progress")
+            await self._refuse(p.call_id, "busy: another call is in progress", "busy")
             return
         try:
             claims = self.guard.check(p.call_id, p.ticket, p.sdp)
@@ -158,31 +176,69 @@ class CallManager:
                 await self._refuse(p.call_id, "no call request from the citizen is open for it")
                 return
         elif pending is not None:
-            await self._refuse(p.call_id, "busy: the citizen is calling the night staff")
+            await self._refuse(p.call_id, "busy: the citizen is calling the night staff", "busy")
             return
-        elif self.observer.rings and not await self._answered(p.call_id, claims):
+        elif self.observer.rings:
+            self.state.ringing(p.call_id, claims.purpose)
+            loop = asyncio.get_running_loop()
+            # Both tasks exist before this handler returns: a hang-up right behind the offer
+            # finds the ringing to cancel.
+            self._admit = loop.create_task(self.observer.admit(claims), name=f"admit-{p.call_id}")
+            ring = loop.create_task(
+                self._ring_then_take(p, claims, self._admit), name=f"ring-{p.call_id}"
+            )
+            self._ring_task = ring
+            ring.add_done_callback(self._ring_done)
             return
-        await self._take(p, claims)
+        self._take(p, claims)
 
-    async def _answered(self, call_id: str, claims: TicketClaims) -> bool:
-        """Ring; ``False`` (and the caller told why) if the call was not taken."""
-        declined = await self._ring(call_id, claims)
+    def _ring_done(self, task: asyncio.Task[None]) -> None:
+        if self._ring_task is task:
+            self._ring_task = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ringing call failed: %s", task.exception())
+
+    async def _ring_then_take(
+        self, p: SignalPayload, claims: TicketClaims, admit: asyncio.Task[str | None]
+    ) -> None:
+        """Ring until the citizen decides, the deadline passes or the caller cancels; then take
+        the call, or tell the caller why not."""
+        ring_s = p.ring_s or RING_S
+        declined = await self._ring(p.call_id, admit, ring_s)
         if declined is None:
-            return True
-        log.info("call %s not taken: %s", call_id, declined)
-        self.state.idle(f"{claims.purpose}: {declined}")
-        await self.signals.hangup(call_id, declined)
+            if self._ringing(p.call_id):
+                self._take(p, claims)
+            return
+        reason, outcome = declined
+        log.info("call %s not taken: %s", p.call_id, reason)
+        if self._ringing(p.call_id):
+            self.state.idle(f"{claims.purpose}: {reason}")
+        await self.signals.signal(
+            SignalPayload(kind="hangup", call_id=p.call_id, reason=reason[:200], outcome=outcome)
+        )
         detail = {
             "action": "declined",
-            "call_id": call_id,
+            "call_id": p.call_id,
             "caller": claims.sub,
             "purpose": claims.purpose,
-            "reason": declined[:200],
+            "reason": reason[:200],
+            "outcome": outcome,
         }
         await self.signals.event("call", detail)
-        return False
 
-    async def _take(self, p: SignalPayload, claims: TicketClaims) -> None:
+    def _take(self, p: SignalPayload, claims: TicketClaims) -> None:
+        """Take the call: the unit is ``connecting`` now, the answer follows from a task."""
+        try:
+            session = self._prepare(claims)
+        except Exception as err:
+            log.exception("call %s could not be set up", p.call_id)
+            self.state.idle(f"{claims.purpose}: could not start: {err}")
+            self._background(self._refuse(p.call_id, f"could not start: {err}"))
+            return
+        self._background(self._start(session, p))
+
+    def _prepare(self, claims: TicketClaims) -> CallSession:
+        """The call's session, and the unit ``connecting`` (without waiting)."""
         # The media stack (aiortc, PyAV, OpenCV: tens of MB) is loaded by the first call, not
         # by an idle unit; its process-wide settings go with it.
         from vaka.agent.call.session import CallSession
@@ -200,6 +256,10 @@ class CallManager:
             self.deadlines,
         )
         self.state.connecting(session)
+        return session
+
+    async def _start(self, session: CallSession, p: SignalPayload) -> None:
+        """Answer the offer; the session reports the rest."""
         try:
             assert p.sdp is not None
             answer = await session.start(p.sdp)
@@ -211,23 +271,39 @@ class CallManager:
         await self.signals.signal(SignalPayload(kind="answer", call_id=p.call_id, sdp=answer))
         self._background(self._release_when_ended(session))
 
-    async def _ring(self, call_id: str, claims: TicketClaims) -> str | None:
-        """Ring on the unit until the observer decides; ``None`` takes the call."""
-        self.state.ringing(call_id, claims.purpose)
-        await self.signals.signal(
-            SignalPayload(kind="state", call_id=call_id, state="ringing", reason="ringing")
-        )
-        self._ring_task = asyncio.get_running_loop().create_task(self.observer.admit(claims))
+    async def _ring(
+        self, call_id: str, admit: asyncio.Task[str | None], ring_s: float
+    ) -> tuple[str, CallOutcome | None] | None:
+        """Ring on the unit until the observer decides (``admit``), for at most ``ring_s``;
+        ``None`` takes the call, else why not (and in a word, for the caller's console)."""
         try:
-            return await self._ring_task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
+            await self.signals.signal(
+                SignalPayload(kind="state", call_id=call_id, state="ringing", reason="ringing")
+            )
+            await asyncio.wait({admit}, timeout=ring_s)
+        except asyncio.CancelledError:  # the agent is stopping
+            admit.cancel()
+            if self._ringing(call_id):
                 self.state.idle()
-                raise
-            return "the caller hung up before it was answered"
+            raise
         finally:
-            self._ring_task = None
+            if self._admit is admit:
+                self._admit = None
+        if not admit.done():
+            admit.cancel()
+            await asyncio.wait({admit})
+            return f"no answer after {ring_s:g} s", "no_answer"
+        if admit.cancelled():
+            return "cancelled by the caller before it was answered", "cancelled"
+        failed = admit.exception()
+        if failed is not None:
+            log.error("call %s: ringing failed: %s", call_id, failed)
+            return f"the unit could not ring: {failed}", None
+        declined = admit.result()
+        if declined is None:
+            return None
+        # The observer's own refusals ("the unit's screen is not ready") are no decline.
+        return declined, "declined" if declined.startswith("declined") else None
 
     async def _release_when_ended(self, session: CallSession) -> None:
         await session.ended.wait()
@@ -245,6 +321,8 @@ class CallManager:
 
     async def close(self) -> None:
         """End any call (the agent is stopping)."""
+        if self._admit is not None:
+            self._admit.cancel()
         if self._ring_task is not None:
             self._ring_task.cancel()
         if self.session is not None:

@@ -22,7 +22,8 @@ class CallObserver:
 
     async def admit(self, claims: TicketClaims) -> str | None:
         """Decide whether to take a verified call: ``None`` takes it, a text declines it (the
-        reason sent back). May take long (ringing); cancelled if the caller hangs up first."""
+        reason sent back; one that starts with "declined" is the citizen's decline). May take
+        long (ringing); cancelled if the caller hangs up first or the ringing deadline passes."""
         return None
 
     def extra_tracks(self, claims: TicketClaims, offered: frozenset[str]) -> list[MediaStreamTrack]:

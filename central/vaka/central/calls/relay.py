@@ -5,6 +5,15 @@ One WebSocket per call (a :class:`~vaka.central.calls.channel.StaffChannel`). Th
 offer's DTLS fingerprint, and sends offer and ticket to the unit in one message; the unit's
 answer comes back on the same WebSocket — one round trip. Either side may hang up.
 
+A TV rings first: the offer carries ``[calls] ring_timeout_s`` as the unit's ringing deadline,
+the unit says ``ringing`` and gives up by itself when the deadline passes ("no answer after
+30 s"); central waits :data:`RING_GRACE_S` longer before it gives up on a silent unit. Central
+reads the staff side all along, so a ``hangup`` (or ``cancel``) while the unit rings cancels the
+call there and then, and the socket's pings are answered while it rings. What the staff side is
+told carries an ``outcome`` (``cancelled``, ``no_answer``, ``declined``, ``busy``) that the
+console says in its language. A refused or cancelled call is a normal outcome: it is logged on
+one line with its reason, and a staff side that has gone meanwhile is no error.
+
 Several central instances may run: each subscribes to ``signal/out`` without sharing and keeps
 only answers to calls whose id it issued (call ids start with the instance's identity). What
 the unit *did* (call started, ended, refused; shutter moved) reaches the audit trail through the
@@ -25,6 +34,7 @@ from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import PublishToUnit
 from vaka.central.calls.channel import StaffChannel
 from vaka.central.calls.citizen import CitizenCallDesk
+from vaka.central.calls.staff_side import StaffSide, close_with, refuse, say
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.directory.policy import Authorization, CallRefused, authorize_call
 from vaka.central.settings.calls import CallLimits
@@ -37,6 +47,9 @@ from vaka.protocol.topics import Channel
 from vaka.provisioning.tickets import TicketClaims, sign_ticket
 
 log = logging.getLogger(__name__)
+
+#: How much longer than the ringing deadline central waits for the unit to say it gave up.
+RING_GRACE_S = 5.0
 
 
 class DialRequest(BaseModel):
@@ -119,7 +132,7 @@ class CallRelay:
             allowed = await self._authorize(caller, dial, now)
         except CallRefused as err:
             await self._audit("ticket_refused", **fields, reason=str(err))
-            await _refuse(ws, str(err))
+            await refuse(ws, str(err), None)
             return
         claims = self._claims(caller, dial, allowed, call_id, fingerprint, now)
         ticket = sign_ticket(claims, self.ticket_key)
@@ -135,9 +148,16 @@ class CallRelay:
         )
         queue: asyncio.Queue[SignalPayload] = asyncio.Queue()
         self._pending[call_id] = queue
+        staff = StaffSide(ws)
         try:
-            await self._run_call(ws, dial.unit, call_id, ticket, sdp, queue, fields)
+            await self._run_call(staff, dial.unit, call_id, ticket, sdp, queue, fields)
+        except ConnectionError as err:  # the staff side went while central spoke to it
+            log.info("call %s: the caller's channel closed (%s)", call_id, err)
+            await self._send_unit(
+                dial.unit, SignalPayload(kind="hangup", call_id=call_id, reason="caller left")
+            )
         finally:
+            staff.close()
             self._pending.pop(call_id, None)
 
     async def _read_dial(
@@ -152,10 +172,10 @@ class CallRelay:
                 first = await ws.receive()
         except TimeoutError:
             deadline = self.limits.dial_deadline_s
-            await _close(ws, f"no dial request within {deadline:g} s of opening")
+            await close_with(ws, f"no dial request within {deadline:g} s of opening")
             return None
         if not isinstance(first, str):
-            await _close(ws, "expected a dial request")
+            await close_with(ws, "expected a dial request")
             return None
         try:
             dial = DialRequest.model_validate_json(first)
@@ -164,7 +184,7 @@ class CallRelay:
         except (ValidationError, ProtocolError) as err:
             reason = _readable(err)
             await self._audit("ticket_refused", actor=caller.staff_id, reason=reason)
-            await _refuse(ws, reason)
+            await refuse(ws, reason, None)
             return None
         return dial, sdp, fingerprint
 
@@ -226,7 +246,7 @@ class CallRelay:
 
     async def _run_call(
         self,
-        ws: StaffChannel,
+        staff: StaffSide,
         unit: str,
         call_id: str,
         ticket: str,
@@ -234,102 +254,133 @@ class CallRelay:
         queue: asyncio.Queue[SignalPayload],
         fields: dict[str, Any],
     ) -> None:
+        ws, ring_s = staff.ws, self.limits.ring_timeout_s
+        offer = SignalPayload(kind="offer", call_id=call_id, ticket=ticket, sdp=sdp, ring_s=ring_s)
         try:
-            await self.publish(
-                unit,
-                Channel.SIGNAL_IN,
-                SignalMessage(
-                    payload=SignalPayload(kind="offer", call_id=call_id, ticket=ticket, sdp=sdp)
-                ),
-            )
+            await self.publish(unit, Channel.SIGNAL_IN, SignalMessage(payload=offer))
         except LinkError as err:
-            await _refuse(ws, f"central cannot reach the broker: {err}", call_id)
+            await refuse(ws, f"central cannot reach the broker: {err}", call_id)
             return
+        timeout, ringing = self.limits.answer_timeout_s, False
         try:
-            first = await asyncio.wait_for(queue.get(), self.limits.answer_timeout_s)
-            while first.kind == "state":  # a TV rings before it is answered
-                await ws.send_json(
-                    {"type": "ringing", "call_id": call_id, "state": first.state or "ringing"}
-                )
-                first = await asyncio.wait_for(queue.get(), self.limits.ring_timeout_s)
+            first = await self._next(queue, staff, timeout)
+            while isinstance(first, SignalPayload) and first.kind == "state":
+                if not ringing:  # a TV rings before it is answered
+                    said = {"type": "ringing", "call_id": call_id, "state": "ringing"}
+                    await ws.send_json({**said, "ring_s": ring_s})
+                timeout, ringing = ring_s + RING_GRACE_S, True
+                first = await self._next(queue, staff, timeout)
         except TimeoutError:
-            reason = f"the unit did not answer within {self.limits.answer_timeout_s:.0f} s"
-            await self._audit("call_unanswered", **fields, reason=reason)
-            await self._send_unit(
-                unit, SignalPayload(kind="hangup", call_id=call_id, reason="unanswered")
-            )
-            await _refuse(ws, reason, call_id)
+            await self._unanswered(staff, unit, call_id, fields, ringing)
+            return
+        if isinstance(first, str):
+            await self._staff_ended(staff, unit, call_id, fields, first)
             return
         if first.kind != "answer" or not first.sdp:
-            await _refuse(ws, f"the unit refused: {first.reason or first.kind}", call_id)
+            await self._not_taken(ws, call_id, first)
             return
         await ws.send_json({"type": "answer", "call_id": call_id, "sdp": first.sdp})
-        await self._follow(ws, unit, call_id, queue)
+        await self._follow(staff, unit, call_id, queue)
+
+    async def _next(
+        self, queue: asyncio.Queue[SignalPayload], staff: StaffSide, timeout: float
+    ) -> SignalPayload | str:
+        """The unit's next message, or what the staff side did first: ``"cancel"`` (it sent a
+        hang-up) or ``"left"`` (its socket closed). :raises TimeoutError: neither in time."""
+        from_unit = asyncio.create_task(queue.get())
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    await asyncio.wait(
+                        {from_unit, staff.pending}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if from_unit.done():  # the unit first, should both have come
+                        return from_unit.result()
+                    said = staff.said()
+                    if said is not None:
+                        return said
+        finally:
+            if not from_unit.done():
+                from_unit.cancel()
+
+    async def _unanswered(
+        self,
+        staff: StaffSide,
+        unit: str,
+        call_id: str,
+        fields: dict[str, Any],
+        ringing: bool,
+    ) -> None:
+        """Central gave up on the unit: it never replied, or it rang and then fell silent."""
+        if ringing:
+            reason = f"no answer after {self.limits.ring_timeout_s:g} s"
+        else:
+            reason = f"the unit did not answer within {self.limits.answer_timeout_s:.0f} s"
+        await self._audit("call_unanswered", **fields, reason=reason)
+        await self._send_unit(
+            unit, SignalPayload(kind="hangup", call_id=call_id, reason="unanswered")
+        )
+        extra = {"outcome": "no_answer", "ring_s": self.limits.ring_timeout_s} if ringing else {}
+        await refuse(staff.ws, reason, call_id, **extra)
+
+    async def _staff_ended(
+        self, staff: StaffSide, unit: str, call_id: str, fields: dict[str, Any], how: str
+    ) -> None:
+        """The staff side cancelled (or left) before the unit answered: the unit stops ringing."""
+        why = "cancelled by the caller" if how == "cancel" else "caller left"
+        await self._send_unit(unit, SignalPayload(kind="hangup", call_id=call_id, reason=why))
+        await self._audit("call_cancelled", **fields, reason=why)
+        log.info("call %s to %s: %s before it was answered", call_id, unit, why)
+        if how == "cancel":
+            ended = {"type": "ended", "call_id": call_id, "reason": "cancelled"}
+            await say(staff.ws, {**ended, "outcome": "cancelled"})
+        await staff.ws.close()
+
+    async def _not_taken(self, ws: StaffChannel, call_id: str, said: SignalPayload) -> None:
+        """The unit refused the call, or rang and did not take it: tell the staff side why."""
+        reason = said.reason or said.kind
+        extra: dict[str, Any] = {}
+        if said.outcome is not None:
+            extra["outcome"] = said.outcome
+        if said.outcome == "no_answer":
+            extra["ring_s"] = self.limits.ring_timeout_s
+        else:
+            reason = f"the unit refused: {reason}"
+        await refuse(ws, reason, call_id, **extra)
 
     async def _follow(
         self,
-        ws: StaffChannel,
+        staff: StaffSide,
         unit: str,
         call_id: str,
         queue: asyncio.Queue[SignalPayload],
     ) -> None:
-        """Until one side hangs up: staff messages to the unit, the unit's end to the staff."""
-        from_unit = asyncio.create_task(queue.get())
-        from_staff = asyncio.create_task(ws.receive())
-        try:
-            while True:
-                done, _ = await asyncio.wait(
-                    {from_unit, from_staff}, return_when=asyncio.FIRST_COMPLETED
+        """Until one side hangs up: the staff side's hang-up to the unit, the unit's end to the
+        staff side."""
+        ws = staff.ws
+        while True:
+            said = await self._next(queue, staff, 24 * 3600)
+            if isinstance(said, SignalPayload):
+                if said.kind not in ("hangup", "error"):
+                    continue
+                ended = {"type": "ended", "call_id": call_id, "reason": said.reason or said.kind}
+                await say(ws, ended)
+                await ws.close()
+                return
+            if said == "left":
+                await self._send_unit(
+                    unit, SignalPayload(kind="hangup", call_id=call_id, reason="caller left")
                 )
-                if from_unit in done:
-                    signal = from_unit.result()
-                    if signal.kind in ("hangup", "error"):
-                        await ws.send_json(
-                            {
-                                "type": "ended",
-                                "call_id": call_id,
-                                "reason": signal.reason or signal.kind,
-                            }
-                        )
-                        await ws.close()
-                        return
-                    from_unit = asyncio.create_task(queue.get())
-                if from_staff in done:
-                    msg = from_staff.result()
-                    if msg is None:
-                        await self._send_unit(
-                            unit,
-                            SignalPayload(kind="hangup", call_id=call_id, reason="caller left"),
-                        )
-                        return
-                    if isinstance(msg, str) and '"hangup"' in msg:
-                        await self._send_unit(
-                            unit,
-                            SignalPayload(kind="hangup", call_id=call_id, reason="caller hung up"),
-                        )
-                        await ws.send_json(
-                            {"type": "ended", "call_id": call_id, "reason": "you hung up"}
-                        )
-                        await ws.close()
-                        return
-                    from_staff = asyncio.create_task(ws.receive())
-        finally:
-            for task in (from_unit, from_staff):
-                task.cancel()
+                return
+            await self._send_unit(
+                unit, SignalPayload(kind="hangup", call_id=call_id, reason="caller hung up")
+            )
+            await say(ws, {"type": "ended", "call_id": call_id, "reason": "you hung up"})
+            await ws.close()
+            return
 
 
 def _readable(err: Exception) -> str:
     if isinstance(err, ValidationError):
         return describe_problems(err, "request")
     return str(err)
-
-
-async def _refuse(ws: StaffChannel, reason: str, call_id: str | None = None) -> None:
-    await ws.send_json({"type": "refused", "call_id": call_id, "reason": reason})
-    await ws.close()
-
-
-async def _close(ws: StaffChannel, reason: str) -> None:
-    with contextlib.suppress(ConnectionError):
-        await ws.send_json({"type": "refused", "reason": reason})
-    await ws.close()

@@ -11,7 +11,11 @@
 //
 // startCall resolves when the unit has answered; it throws a CallError whose message can be shown
 // to the user as it is ("The unit did not answer …", central's refusal reason, …), in the
-// console's language (central's own reasons are translated where the catalog knows them).
+// console's language (central's own reasons are translated where the catalog knows them). A call
+// that was not taken says why in one word from central (err.outcome: "cancelled", "no_answer",
+// "declined", "busy"), shown from the catalog ("No answer after 30 s."). Until the unit answers,
+// the call can be cancelled with an AbortSignal (options.signal): central is told, the unit stops
+// ringing, and startCall throws a CallError with err.cancelled set.
 import { reason as readable, t } from "./i18n.js";
 
 const GATHER_MS = 2000;
@@ -29,14 +33,30 @@ function answerPings(pc) {
   return channel;
 }
 const ANSWER_MS = 30000; // central gives up on a silent unit first and says so
-const RING_MS = 90000; // a TV unit may ring before it is answered
+const RING_MS = 90000; // a TV unit may ring before it is answered (central says how long)
+const CANCEL_MS = 3000; // how long a cancel waits for central's word before closing the socket
+const OUTCOMES = ["cancelled", "no_answer", "declined", "busy"];
 
 export class CallError extends Error {
-  constructor(message, { refused = false } = {}) {
+  constructor(message, { refused = false, outcome = null } = {}) {
     super(message);
     this.name = "CallError";
     this.refused = refused;
+    this.outcome = outcome;
+    this.cancelled = outcome === "cancelled";
   }
+}
+
+// Central's word for a call that was not taken, as the catalog says it; null for other replies.
+function outcomeError(reply) {
+  const outcome = reply && OUTCOMES.includes(reply.outcome) ? reply.outcome : null;
+  if (!outcome) return null;
+  const text = t(`call.outcome.${outcome}`, { seconds: reply.ring_s ?? "—" });
+  return new CallError(text, { refused: reply.type === "refused", outcome });
+}
+
+function cancelledError() {
+  return new CallError(t("call.outcome.cancelled"), { outcome: "cancelled" });
 }
 
 function socketUrl() {
@@ -151,7 +171,8 @@ async function localMedia(local) {
  *   reason (break-glass), request (the citizen's request a citizen_call answers),
  *   video: HTMLVideoElement for the remote picture, local: optional HTMLVideoElement (self view),
  *   sendMedia: true = camera + microphone both ways (else receive video only),
- *   onState: (text) => void, for a status line.
+ *   onState: (text) => void, for a status line,
+ *   signal: an AbortSignal that cancels the call until the unit answers.
  * Resolves to { callId, hangup(): Promise<reason>, ended: Promise<reason>, pc }.
  */
 export async function startCall({
@@ -163,6 +184,7 @@ export async function startCall({
   local,
   sendMedia = false,
   onState = () => {},
+  signal = null,
 } = {}) {
   // onState(text, phase): phase "ringing" while the unit rings (the text says it in words).
   const say = (text, phase = "") => {
@@ -178,6 +200,22 @@ export async function startCall({
     if (video) video.srcObject = null;
     if (local) local.srcObject = null;
   };
+  // A cancel: before the dial went out, nothing to tell; after, central is told (the unit stops
+  // ringing) and its "ended" reply ends the wait below; closing the socket ends it otherwise.
+  let cancelled = false;
+  const onAbort = () => {
+    cancelled = true;
+    say(t("call.cancelling"));
+    if (ws && ws.readyState === WebSocket.OPEN) {
+      ws.send(JSON.stringify({ type: "cancel" }));
+      setTimeout(() => { if (ws.readyState <= WebSocket.OPEN) ws.close(); }, CANCEL_MS);
+    }
+  };
+  const check = () => { if (cancelled) throw cancelledError(); };
+  if (signal) {
+    if (signal.aborted) throw cancelledError();
+    signal.addEventListener("abort", onAbort, { once: true });
+  }
   try {
     if (sendMedia) {
       say(t("call.starting_media"));
@@ -195,11 +233,14 @@ export async function startCall({
         video.play().catch(() => { /* autoplay rules: muted video plays; sound may wait for a tap */ });
       }
     });
+    check();
     say(t("call.preparing"));
     await pc.setLocalDescription(await pc.createOffer());
     await waitForGathering(pc, GATHER_MS);
+    check();
     say(t("call.opening"));
     ws = await openSocket(socketUrl());
+    check();
     const reader = messageReader(ws);
     const dial = { type: "dial", unit, purpose, sdp: pc.localDescription.sdp };
     if (reason) dial.reason = reason;
@@ -208,10 +249,13 @@ export async function startCall({
     say(t("call.calling_unit", { unit }));
     let reply = await reader.next(ANSWER_MS);
     while (reply && reply.type === "ringing") {
-      say(t("call.ringing_at", { unit }), "ringing");
-      reply = await reader.next(RING_MS);
+      if (!cancelled) say(t("call.ringing_at", { unit }), "ringing");
+      reply = await reader.next(reply.ring_s ? reply.ring_s * 1000 + ANSWER_MS : RING_MS);
     }
+    check(); // cancelled: whatever came (central's "ended", an answer just in time) ends it here
     if (!reply) throw new CallError(t("call.closed_before_answer"));
+    const notTaken = outcomeError(reply);
+    if (notTaken) throw notTaken;
     if (reply.type === "refused") throw new CallError(readableRefusal(reply.reason), { refused: true });
     if (reply.type === "ended") throw new CallError(t("call.ended_reason", { reason: readable(reply.reason) }));
     if (reply.type !== "answer" || !reply.sdp) throw new CallError(t("call.unexpected"));
@@ -224,8 +268,11 @@ export async function startCall({
     return followCall({ pc, ws, reader, callId: reply.call_id, say, cleanUp });
   } catch (err) {
     cleanUp();
+    if (cancelled) throw cancelledError();
     if (err instanceof CallError) throw err;
     throw new CallError(t("call.not_started", { reason: readable(err.message || String(err)) }));
+  } finally {
+    if (signal) signal.removeEventListener("abort", onAbort);
   }
 }
 
@@ -269,16 +316,22 @@ function followCall({ pc, ws, reader, callId, say, cleanUp }) {
   };
 }
 
-// A two-way call shown in a callView (dom.js) until it ends: the view opens with `title`, its
-// Hang up button ends the call. `page.closed()` says whether the page was left meanwhile (the
-// call is then hung up at once); `page.call(c)` is told the running call (null when it ends).
+// A two-way call shown in a callView (dom.js) until it ends: the view opens with `title`; its
+// button cancels the call while it is set up or rings ("Cancel"), and hangs up once it runs.
+// `page.closed()` says whether the page was left meanwhile (a ringing call is then cancelled, a
+// running one hung up at once); `page.call(c)` is told the running call (null when it ends).
 // Returns the end reason (null if the page was left); throws CallError, view hidden, if the
-// call never started.
+// call never started (err.cancelled when it was cancelled).
 export async function callInView(view, title, options, page) {
   view.root.hidden = false;
-  view.hangup.disabled = true;
   view.title.textContent = title;
   view.root.scrollIntoView({ block: "start" });
+  const cancel = new AbortController();
+  const onCancel = () => cancel.abort();
+  const left = setInterval(() => { if (page.closed()) cancel.abort(); }, 500);
+  view.hangup.textContent = t("call.cancel");
+  view.hangup.disabled = false;
+  view.hangup.addEventListener("click", onCancel);
   let started;
   try {
     started = await startCall({
@@ -287,10 +340,15 @@ export async function callInView(view, title, options, page) {
       sendMedia: true,
       video: view.remote,
       local: view.local,
+      signal: cancel.signal,
     });
   } catch (err) {
     view.root.hidden = true;
     throw err;
+  } finally {
+    clearInterval(left);
+    view.hangup.removeEventListener("click", onCancel);
+    view.hangup.textContent = t("call.hangup");
   }
   if (page.closed()) {
     started.hangup();

@@ -15,8 +15,9 @@ class CallLimits(BaseModel):
     #: (one deadline from the opening; pings do not extend it)
     dial_deadline_s: float = Field(default=15.0, gt=0, le=120)
     answer_timeout_s: float = Field(default=10.0, gt=0, le=60)
-    #: How long a call may ring on a TV unit before central gives up on it.
-    ring_timeout_s: float = Field(default=60.0, gt=0, le=600)
+    #: How long a call may ring on a TV unit: the unit stops ringing by itself then ("no answer
+    #: after 30 s"); central waits a few seconds more for it to say so.
+    ring_timeout_s: float = Field(default=30.0, gt=0, le=600)
     night_check_max_s: int = Field(default=300, gt=0, le=3600)
     video_visit_max_s: int = Field(default=1800, gt=0, le=7200)
     citizen_call_max_s: int = Field(default=1800, gt=0, le=7200)

@@ -9,6 +9,7 @@ const PAGE_SIZE = 50;
 // audit.say.*); entries of other kinds still show, with a general sentence.
 export const KINDS = [
   "ticket_issued", "ticket_refused", "call_started", "call_ended", "call_refused", "call_unanswered",
+  "call_cancelled",
   "shutter_open", "shutter_closed", "supervision_outcome", "outcome_refused",
   "duty_on", "duty_off", "duty_refused",
   "login", "login_failed", "login_locked", "logout", "logout_idle", "access_refused",

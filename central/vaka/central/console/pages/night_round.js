@@ -113,12 +113,14 @@ export function render(main, ctx) {
     outcome.hidden = true;
     closeButton.hidden = true;
     hangupButton.hidden = false;
-    hangupButton.disabled = true;
+    hangupButton.disabled = false; // "Cancel" until the unit answers, then "Hang up"
+    hangupButton.textContent = t("call.cancel");
     note.value = "";
     callTitle.textContent = t("round.call_title", { citizen: check.citizen, unit: check.unit });
     panel.hidden = false;
     setDialling(true);
-    current = { check, call: null };
+    const cancel = new AbortController();
+    current = { check, call: null, cancel };
     panel.scrollIntoView({ block: "start" });
     try {
       const call = await startCall({
@@ -127,9 +129,11 @@ export function render(main, ctx) {
         video,
         sendMedia: false,
         onState: (text) => { callState.textContent = text; },
+        signal: cancel.signal,
       });
       if (gone) { call.hangup(); return; }
       current.call = call;
+      hangupButton.textContent = t("call.hangup");
       hangupButton.disabled = false;
       hangupButton.focus();
       call.ended.then((reason) => afterCall(reason));
@@ -154,8 +158,12 @@ export function render(main, ctx) {
   }
 
   hangupButton.addEventListener("click", async () => {
-    if (!current || !current.call) return;
+    if (!current) return;
     hangupButton.disabled = true;
+    if (!current.call) {
+      current.cancel.abort(); // still ringing: the unit stops, startCall says "cancelled"
+      return;
+    }
     callState.textContent = t("call.hanging_up");
     await current.call.hangup();
   });
@@ -197,5 +205,6 @@ export function render(main, ctx) {
     gone = true;
     clearInterval(timer);
     if (current && current.call) current.call.hangup();
+    else if (current && current.cancel) current.cancel.abort();
   };
 }

@@ -335,7 +335,8 @@ export function render(main, ctx) {
         { closed: () => closed, call: (c) => { call = c; } },
       );
     } catch (err) {
-      showError(readable(err.message));
+      if (err.cancelled) showNote(err.message);
+      else showError(readable(err.message));
       return;
     }
     if (reason !== null) showNote(t("duty.call_ended", { citizen: ring.citizen || "—", reason }));

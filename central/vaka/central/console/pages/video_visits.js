@@ -87,7 +87,8 @@ export function render(main, ctx) {
     } catch (err) {
       dialling = false;
       setButtons(false);
-      show(error, readable(err.message));
+      if (err.cancelled) show(note, err.message);
+      else show(error, readable(err.message));
       return;
     }
     dialling = false;

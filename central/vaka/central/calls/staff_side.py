@@ -1,0 +1,77 @@
+"""The staff member's end of one call, as the relay (:mod:`vaka.central.calls.relay`) reads and
+tells it: one read at a time from the dial to the end, and messages that reach a staff side only
+if it is still there. A staff side that has gone is no error: a refused or cancelled call is a
+normal outcome, logged on one line with its reason."""
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from vaka.central.calls.channel import StaffChannel
+from vaka.errors import BadMessage
+from vaka.protocol.guard import parse_json
+
+log = logging.getLogger(__name__)
+
+#: What the staff side sends to end the call (or cancel it while it rings).
+HANGUP_TYPES = frozenset({"hangup", "cancel"})
+
+
+class StaffSide:
+    """The staff side's messages during one call: one ``receive`` at a time, kept across the
+    call's phases (a receive that is cancelled halfway could lose a message), so that the
+    socket is read — and its pings answered — from the dial to the end."""
+
+    def __init__(self, ws: StaffChannel) -> None:
+        self.ws = ws
+        self.pending: asyncio.Task[str | bytes | None] = asyncio.create_task(ws.receive())
+
+    def said(self) -> str | None:
+        """``"cancel"``, ``"left"``, or ``None`` (nothing that ends the call; reading goes on),
+        once :attr:`pending` is done."""
+        if not self.pending.done():
+            return None
+        try:
+            message = self.pending.result()
+        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+            return "left"
+        if message is None:
+            return "left"
+        self.pending = asyncio.create_task(self.ws.receive())
+        if isinstance(message, str) and _asks_hangup(message):
+            return "cancel"
+        return None
+
+    def close(self) -> None:
+        """Stop reading."""
+        self.pending.cancel()
+
+
+def _asks_hangup(text: str) -> bool:
+    try:
+        message = parse_json(text, what="call message")
+    except BadMessage:
+        return False
+    return isinstance(message, dict) and message.get("type") in HANGUP_TYPES
+
+
+async def say(ws: StaffChannel, message: dict[str, Any]) -> None:
+    """Send ``message`` unless the staff side has gone (then there is nobody to tell)."""
+    if ws.closed:
+        return
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await ws.send_json(message)
+
+
+async def refuse(ws: StaffChannel, reason: str, call_id: str | None, **extra: Any) -> None:
+    """Tell the staff side why there is no call, and close: a normal outcome, one log line."""
+    log.info("call %s refused: %s", call_id or "-", reason)
+    await say(ws, {"type": "refused", "call_id": call_id, "reason": reason, **extra})
+    await ws.close()
+
+
+async def close_with(ws: StaffChannel, reason: str) -> None:
+    """Close a socket that never made a call (no dial request, or not one), saying why."""
+    await say(ws, {"type": "refused", "reason": reason})
+    await ws.close()
