@@ -16,7 +16,10 @@ UNIT_COMMANDS = (
     "assign",
     "push-config",
     "rotate",
+    "suspend",
+    "resume",
     "revoke",
+    "reenrol",
     "decommission",
 )
 
@@ -83,12 +86,17 @@ def add_unit_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     )
     command("rotate", "make the unit renew its key and certificate now").add_argument("unit")
     for name, what in (
+        ("suspend", "take a unit out of service for a while (no alerts for it)"),
         ("revoke", "revoke a unit now (stolen, compromised)"),
+        ("reenrol", "make a unit show a new enrolment code; approve it with --unit-id UNIT"),
         ("decommission", "wipe a unit and take it out of service"),
     ):
         p = command(name, what)
         p.add_argument("unit")
         p.add_argument("--reason", required=True)
+    p = command("resume", "put a suspended unit back in service")
+    p.add_argument("unit")
+    p.add_argument("--reason", default="resumed")
 
 
 def _call(api: CentralApi, args: argparse.Namespace) -> Any:
@@ -185,7 +193,8 @@ def _print(command: str, result: Any) -> None:
         print(f"Units ({len(result['units'])}):")
         for u in result["units"]:
             why = f"  ({'; '.join(u['reasons'])})" if u["reasons"] else ""
-            print(f"  {u['id']:<22} {u['profile'] or '?':<9} {u['status']}{why}")
+            life = u.get("lifecycle", {}).get("state", "active")
+            print(f"  {u['id']:<22} {u['profile'] or '?':<9} {life:<14} {u['status']}{why}")
         warning = result["candidates"].get("warning")
         if warning:
             print(f"WARNING: {warning}")
@@ -193,7 +202,7 @@ def _print(command: str, result: Any) -> None:
                 print(f"  {c['id']:<22} silent {c['silent_days']} days")
         return
     for key, value in result.items():
-        if key not in ("health", "events"):
+        if key not in ("health", "events", "health_history"):
             print(f"{key:<16} {value}")
 
 
