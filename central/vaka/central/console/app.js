@@ -127,8 +127,13 @@ function buildNav() {
   );
 }
 
+// Which route() call is the newest: an older one still loading its page's script draws nothing
+// (two quick changes of address must not leave two pages on the screen).
+let routing = 0;
+
 async function route() {
   if (!me || me.must_enrol_totp || me.must_change_password) return;
+  const mine = ++routing;
   const pages = pagesFor(me.staff.role);
   const [wanted, ...params] = location.hash.replace(/^#\/?/, "").split("/");
   ctx.params = params.map((p) => { try { return decodeURIComponent(p); } catch (err) { return p; } });
@@ -154,6 +159,7 @@ async function route() {
   }
   try {
     const module = await import(page.module);
+    if (mine !== routing) return;
     cleanup = await module.render(main, ctx);
   } catch (err) {
     main.append(h("p", { class: "error", role: "alert" }, t("app.page_failed", { reason: reason(err.message) })));

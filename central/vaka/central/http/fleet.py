@@ -107,6 +107,7 @@ async def _unit_page(request: web.Request, unit: str) -> dict[str, Any]:
     alerts = await asyncio.to_thread(d.alerts.store.open_alerts_of, unit)
     return {
         "citizen": await asyncio.to_thread(d.directory.citizen_of, unit),
+        "health_period_s": d.thresholds.health_history_period_s,
         "health_history": [
             {"sent_at": h.sent_at, "received_at": h.received_at, "health": h.payload}
             for h in history[:HEALTH_SHOWN]

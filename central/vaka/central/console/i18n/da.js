@@ -253,7 +253,7 @@ export default {
   "unit.open_alerts": "Åbne alarmer",
   "unit.alert_line": "Nattilsyn kl. {at} hos borger {citizen}:",
   "unit.health": "Helbredshistorik",
-  "unit.health_hint": "Den nyeste rapport for hver 5 minutter, som centralen har gemt, nyeste først.",
+  "unit.health_hint": "Den nyeste rapport for hver {period}, som centralen har gemt, nyeste først.",
   "unit.no_health": "Ingen helbredsrapporter endnu.",
   "unit.col_when": "Hvornår",
   "unit.col_temp": "Temperatur",

@@ -253,7 +253,7 @@ export default {
   "unit.open_alerts": "Open alerts",
   "unit.alert_line": "Night check at {at} for citizen {citizen}:",
   "unit.health": "Health history",
-  "unit.health_hint": "The newest report of each 5 minutes central has kept, newest first.",
+  "unit.health_hint": "The newest report of every {period} that central has kept, newest first.",
   "unit.no_health": "No health reports yet.",
   "unit.col_when": "When",
   "unit.col_temp": "Temperature",

@@ -253,7 +253,7 @@ export default {
   "unit.open_alerts": "Öppna larm",
   "unit.alert_line": "Nattillsyn kl. {at} hos brukare {citizen}:",
   "unit.health": "Hälsohistorik",
-  "unit.health_hint": "Den senaste rapporten per 5 minuter som centralen har sparat, nyaste först.",
+  "unit.health_hint": "Den senaste rapporten per {period} som centralen har sparat, nyaste först.",
   "unit.no_health": "Inga hälsorapporter än.",
   "unit.col_when": "När",
   "unit.col_temp": "Temperatur",

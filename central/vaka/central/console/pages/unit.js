@@ -3,7 +3,7 @@
 // the actions its lifecycle allows (push config, suspend/resume, revoke, re-enrol, decommission,
 // enrol again with a new code), each asking for confirmation first.
 import { mount, replace, shown } from "../dom.js";
-import { mmss, reason, t, when, word } from "../i18n.js";
+import { mmss, reason, t, tn, when, word } from "../i18n.js";
 
 const TECH_ROLES = ["technician", "administrator"];
 const REFRESH_MS = 10000;
@@ -54,6 +54,7 @@ export function render(main, ctx) {
   const facts = h("dl", { id: "unit-facts", class: "facts" });
   const alertsList = h("ul", { id: "unit-alerts", class: "plain-list" });
   const historyBody = h("tbody");
+  const healthHint = h("p", { class: "hint", id: "unit-health-hint" });
   const callsList = h("ul", { id: "unit-calls", class: "plain-list" });
   const actions = h("section", { id: "unit-actions", class: "unit-actions", "aria-labelledby": "unit-actions-title", hidden: true });
 
@@ -65,7 +66,7 @@ export function render(main, ctx) {
     actions,
     h("h2", {}, t("unit.open_alerts")), alertsList,
     h("h2", {}, t("unit.health")),
-    h("p", { class: "hint" }, t("unit.health_hint")),
+    healthHint,
     h("div", { class: "table-wrap" },
       h("table", { id: "unit-health", class: "stack" },
         h("thead", {}, h("tr", {}, h("th", {}, t("unit.col_when")), HEALTH_COLUMNS.map((k) => h("th", {}, t(`unit.col_${k}`))))),
@@ -101,6 +102,10 @@ export function render(main, ctx) {
         h("b", {}, t("unit.alert_line", { at: String(a.check_at_local || "").slice(11, 16) || when(a.check_at, { date: false }), citizen: a.citizen })),
         " ", a.reasons.join("; "))));
     if (!u.open_alerts.length) alertsList.append(h("li", { class: "ok-line" }, t("fleet.no_alerts")));
+    const period = Number(u.health_period_s) || 300;
+    healthHint.textContent = t("unit.health_hint", {
+      period: period % 60 === 0 ? tn("duration.minutes", period / 60) : tn("duration.seconds", Math.round(period)),
+    });
     replace(historyBody, ...u.health_history.map((s) =>
       h("tr", {},
         h("td", { "data-label": t("unit.col_when") }, when(s.received_at)),
@@ -118,7 +123,7 @@ export function render(main, ctx) {
     const state = u.lifecycle.state;
     const allowed = ACTIONS[state] || [];
     const buttons = allowed.map((name) => h("button", {
-      type: "button", id: `action-${name}`, class: DANGER.includes(name) ? "danger" : "secondary",
+      type: "button", id: `action-${name}`, class: DANGER.includes(name) ? "secondary danger-outline" : "secondary",
       onclick: () => { confirming = name; drawActions(unit); },
     }, t(`unit.action.${name}`)));
     const parts = [h("h2", { id: "unit-actions-title" }, t("unit.actions")), h("div", { class: "action-buttons" }, buttons)];
