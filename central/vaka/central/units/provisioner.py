@@ -175,13 +175,8 @@ class Provisioner:
                 self.audit.append, "enrolment_refused", actor=actor, code=code, reason=str(err)
             )
             raise
-        cert = await asyncio.to_thread(
-            self.certs.issue,
-            unit,
-            public_key,
-            dt.timedelta(days=self.settings.unit_cert_days),
-            "unit",
-        )
+        lifetime = dt.timedelta(days=self.settings.unit_cert_days)
+        cert = await asyncio.to_thread(self.certs.issue, unit, public_key, lifetime, "unit")
         await asyncio.to_thread(self.directory.assign_unit, unit, citizen, group, profile)
         replaced = [replaces] if replaces else []
         for old in replaced:

@@ -12,6 +12,7 @@ alerts room is a sibling, not a dependency).
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from vaka.central.audit.trail import AuditLog
 from vaka.central.fleet.lifecycle import (
@@ -53,7 +54,7 @@ class UnitStanding:
         actor: str | None,
         reason: str,
         only_from: frozenset[Lifecycle] | None = None,
-    ) -> dict[str, object]:
+    ) -> dict[str, Any]:
         """Change the unit's state and close its alerts if it is now quiet; the change as the
         API shows it (``changed`` is false when another writer made a change first)."""
         old = await asyncio.to_thread(
@@ -72,7 +73,7 @@ class UnitStanding:
             "alerts_closed": closed,
         }
 
-    async def suspend(self, unit: str, actor: str, reason: str) -> dict[str, object]:
+    async def suspend(self, unit: str, actor: str, reason: str) -> dict[str, Any]:
         """Take the unit out of service for a while (a hospital stay): no alerts; audited."""
         result = await self.move(
             unit,
@@ -87,7 +88,7 @@ class UnitStanding:
             )
         return result
 
-    async def resume(self, unit: str, actor: str, reason: str) -> dict[str, object]:
+    async def resume(self, unit: str, actor: str, reason: str) -> dict[str, Any]:
         """Put a suspended unit back in service; audited."""
         result = await self.move(
             unit, Lifecycle.ACTIVE, actor, reason, only_from=frozenset({Lifecycle.SUSPENDED})
