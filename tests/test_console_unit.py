@@ -24,7 +24,7 @@ from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, UNIT, running_agent
 from tests.test_alerts import FAR, SOON, central_with_alerts, nightcam, online
 from tests.test_console_round import load_round_directory, wait_until_playing
-from tests.test_enrolment import generic_unit, pending_code
+from tests.test_enrolment import approve, generic_unit, pending_code, technician
 from tests.test_notify import WebhookReceiver, webhook_server
 from vaka import otp
 from vaka.central.directory.spec import DirectorySpec
@@ -417,3 +417,67 @@ async def test_the_night_check_shows_a_timer_and_one_line_of_outcomes(
     outcomes = await asyncio.to_thread(central.audit.entries, kind="supervision_outcome")
     assert [e.detail["outcome"] for e in outcomes] == ["visit_needed"]
     assert ERRORS[id(page)] == []
+
+
+@pytest.mark.parametrize(("lang", "viewport"), [("da", "desktop"), ("sv", "phone")])
+async def test_re_enrol_from_the_unit_page_brings_the_same_unit_back(
+    broker: Broker, central: CentralService, tmp_path: Path, browser: Browser, lang: str,
+    viewport: str,
+) -> None:  # fmt: skip
+    words = WORDS[lang]
+    page = await new_page(browser, viewport, lang)
+    creds = tmp_path / "creds"
+    async with generic_unit(broker, creds):
+        first = await pending_code(central)
+        async with await technician(central) as http:
+            status, answer = await approve(http, first)
+        assert status == 200, answer
+        unit = answer["unit"]
+        await wait_for(lambda: is_active(central, unit), 20, what=f"{unit} active")
+        await asyncio.sleep(otp.seconds_to_next_step() + 0.2)  # the API took this step's code
+        await log_in(page, central.url, "t-tech", otp.code_now(TOTP_SECRET))
+        await page.goto(f"{central.url}/#/units/{unit}")
+        await expect(page.locator("#unit-lifecycle")).to_contain_text(words["active"])
+        await page.click("#action-reenrol")
+        await expect(page.locator("#confirm-reenrol")).to_be_visible()
+        await page.fill("#confirm-reason", "nyt kort")
+        await page.click("#confirm-yes")
+        # The unit wipes its key and shows a new code; it stays with its citizen, enrolling.
+        await expect(page.locator("#unit-lifecycle")).to_contain_text(
+            words["enrolling"], timeout=20_000
+        )
+        await wait_for(lambda: new_code(central, first), 30, what="a new code")
+        code = display_code(await new_code(central, first))
+        form = page.locator("#enrol-again")
+        await expect(form).to_be_visible()
+        await expect(page.locator("#enrol-citizen")).to_have_value("c-9")
+        await page.fill("#enrol-code", code)
+        await page.select_option("#enrol-profile", "nightcam")
+        await page.click("#enrol-submit")
+        await expect(page.locator("#unit-ok")).to_contain_text(unit)
+        await expect(page.locator("#unit-lifecycle")).to_contain_text(
+            words["active"], timeout=25_000
+        )
+        assert await fits(page)
+        await no_missing_words(page, "the re-enrolled unit's page")
+    kinds = [e.kind for e in await asyncio.to_thread(central.audit.entries) if e.unit == unit]
+    assert [k for k in kinds if k.startswith("unit_")] == [
+        "unit_enrolled",
+        "unit_activated",
+        "unit_revoked",
+        "unit_reenrol_ordered",
+        "unit_enrolled",
+        "unit_activated",
+    ]
+    assert await asyncio.to_thread(central.directory.citizen_of, unit) == "c-9"
+    assert ERRORS[id(page)] == []
+
+
+async def is_active(central: CentralService, unit: str) -> bool:
+    return (await central.standing.get(unit)).state.value == "active"
+
+
+async def new_code(central: CentralService, old: str) -> str | None:
+    assert central.provisioner is not None
+    pending = await asyncio.to_thread(central.provisioner.queue.pending)
+    return next((e.code for e in pending if e.code != old), None)

@@ -126,7 +126,7 @@ def test_the_rules_refuse_what_a_state_cannot_become(tmp_path: Path) -> None:
     assert store.activate("u-new") is True
     assert store.activate("u-new") is False  # once
     record = store.get("u-new")
-    assert record.state is Lifecycle.ACTIVE and record.reason == "connected"
+    assert record.state is Lifecycle.ACTIVE and record.reason is None and record.actor is None
 
 
 async def test_an_enrolling_unit_becomes_active_on_its_first_connection(tmp_path: Path) -> None:

@@ -165,7 +165,7 @@ class LifecycleStore:
                     unit_lifecycle.c.device_id == unit,
                     unit_lifecycle.c.state == Lifecycle.ENROLLING.value,
                 )
-                .values(state=Lifecycle.ACTIVE.value, since=now, actor=None, reason="connected")
+                .values(state=Lifecycle.ACTIVE.value, since=now, actor=None, reason=None)
             ).rowcount
         return bool(done)
 

@@ -183,7 +183,7 @@ class Provisioner:
             await self._retire(old, unit, actor)
         await asyncio.to_thread(self.queue.mark_approved, code, unit, actor, now)
         # Enrolling before the unit has its certificate: its first connection makes it active.
-        await self.standing.move(unit, Lifecycle.ENROLLING, actor, f"code {display_code(code)}")
+        await self.standing.move(unit, Lifecycle.ENROLLING, actor, display_code(code))
         answer = EnrolResponseMessage(
             payload=EnrolResponsePayload(unit_id=unit, cert_chain=self._chain(cert))
         )
