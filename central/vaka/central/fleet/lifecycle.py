@@ -137,13 +137,14 @@ class LifecycleStore:
         if only_from is not None and old.state not in only_from:
             raise LifecycleRefused(f"unit {unit} is {old.state.value}, not {_either(only_from)}")
         values = {"state": new.value, "since": now, "actor": actor, "reason": (reason or "")[:200]}
-        with self.engine.begin() as conn:
-            if old.since is None:
-                try:
+        if old.since is None:
+            try:
+                with self.engine.begin() as conn:
                     conn.execute(unit_lifecycle.insert().values(device_id=unit, **values))
-                except IntegrityError:
-                    return None  # another writer made the first row
-                return old
+            except IntegrityError:
+                return None  # another writer made the first row
+            return old
+        with self.engine.begin() as conn:
             done = conn.execute(
                 update(unit_lifecycle)
                 .where(
