@@ -447,7 +447,9 @@ async def test_re_enrol_from_the_unit_page_brings_the_same_unit_back(
             words["enrolling"], timeout=20_000
         )
         await wait_for(lambda: new_code(central, first), 30, what="a new code")
-        code = display_code(await new_code(central, first))
+        fresh = await new_code(central, first)
+        assert fresh is not None
+        code = display_code(fresh)
         form = page.locator("#enrol-again")
         await expect(form).to_be_visible()
         await expect(page.locator("#enrol-citizen")).to_have_value("c-9")
