@@ -340,6 +340,13 @@ async def test_an_enrolled_unit_is_enrolling_then_active_and_revoked_from_its_pa
 
         await row.get_by_role("link", name=unit).click()
         await expect(page.locator("#unit-lifecycle")).to_contain_text(words["active"])
+        # Push config, confirmed: the unit gets its next version.
+        await page.click("#action-push-config")
+        await expect(page.locator("#confirm-push-config")).to_be_visible()
+        await page.click("#confirm-yes")
+        await expect(page.locator("#unit-ok")).to_contain_text(unit)
+        pushed = await asyncio.to_thread(central.audit.entries, kind="config_pushed")
+        assert [(e.unit, e.actor, e.detail["version"]) for e in pushed] == [(unit, "t-tech", 1)]
         await page.click("#action-revoke")
         await expect(page.locator("#confirm-revoke")).to_be_visible()
         await page.fill("#confirm-reason", "stulen")
@@ -417,6 +424,17 @@ async def test_the_night_check_shows_a_timer_and_one_line_of_outcomes(
     outcomes = await asyncio.to_thread(central.audit.entries, kind="supervision_outcome")
     assert [e.detail["outcome"] for e in outcomes] == ["visit_needed"]
     assert ERRORS[id(page)] == []
+    # The unit's page lists the check among its last calls, with its length.
+    admin = await new_page(browser, viewport, lang)
+    await log_in(admin, central.url, "s-admin", otp.code_now(TOTP_SECRET))
+    await admin.goto(f"{central.url}/#/units/{UNIT}")
+    call = admin.locator(f"#unit-calls li[data-call-id='{outcomes[0].call_id}']")
+    await expect(call).to_have_attribute("data-kind", "call_ended")
+    await expect(call).to_contain_text(re.compile(r"\b00:\d\d\b"))
+    await expect(call).to_contain_text(words["round"])
+    assert await fits(admin)
+    await no_missing_words(admin, "the unit page after a night check")
+    assert ERRORS[id(admin)] == []
 
 
 @pytest.mark.parametrize(("lang", "viewport"), [("da", "desktop"), ("sv", "phone")])
