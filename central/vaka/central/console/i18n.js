@@ -105,6 +105,10 @@ const REASONS = [
   [/^logged out after (.+) without activity$/, "reason.idle", ["duration"]],
   [/^your address (\S+) is not in the networks allowed for (.+)$/, "reason.address", ["address", "role"]],
   [/^not logged in$/, "reason.not_logged_in"],
+  // why a unit's alerts were closed when it left service (alerts/watch.py, units/standing.py)
+  [/^unit suspended(?:: (.*))?$/, "reason.unit_suspended", ["why"]],
+  [/^unit revoked(?:: (.*))?$/, "reason.unit_revoked", ["why"]],
+  [/^unit decommissioned(?:: (.*))?$/, "reason.unit_decommissioned", ["why"]],
 ];
 
 export function reason(text) {

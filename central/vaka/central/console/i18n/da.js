@@ -76,6 +76,9 @@ export default {
   "reason.idle": "logget ud efter {duration} uden aktivitet",
   "reason.address": "din adresse {address} er ikke i de net, der er tilladt for {role}",
   "reason.not_logged_in": "ikke logget ind",
+  "reason.unit_suspended": "enheden sat på pause: {why}",
+  "reason.unit_revoked": "enheden spærret: {why}",
+  "reason.unit_decommissioned": "enheden udfaset: {why}",
 
   "login.title": "Log ind",
   "login.staff_id": "Medarbejder-id",

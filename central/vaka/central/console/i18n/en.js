@@ -76,6 +76,9 @@ export default {
   "reason.idle": "logged out after {duration} without activity",
   "reason.address": "your address {address} is not in the networks allowed for {role}",
   "reason.not_logged_in": "not logged in",
+  "reason.unit_suspended": "unit suspended: {why}",
+  "reason.unit_revoked": "unit revoked: {why}",
+  "reason.unit_decommissioned": "unit decommissioned: {why}",
 
   "login.title": "Log in",
   "login.staff_id": "Staff id",

@@ -76,6 +76,9 @@ export default {
   "reason.idle": "utloggad efter {duration} utan aktivitet",
   "reason.address": "din adress {address} ingår inte i de nät som är tillåtna för {role}",
   "reason.not_logged_in": "inte inloggad",
+  "reason.unit_suspended": "enheten pausad: {why}",
+  "reason.unit_revoked": "enheten spärrad: {why}",
+  "reason.unit_decommissioned": "enheten avvecklad: {why}",
 
   "login.title": "Logga in",
   "login.staff_id": "Personal-id",
