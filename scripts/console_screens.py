@@ -2,9 +2,9 @@
 
 Runs the real system on this machine — Mosquitto, central, simulated units in this process — and
 Debian's Chromium (headless, fake camera), logs in through the console like a person and saves
-each page at phone and tablet size (the log-in, audit and fleet pages also in Swedish and Danish:
-``console-<page>-<size>-sv.png``, ``-da.png``). One function per page; each takes the running
-:class:`Scene` and a browser::
+each page at phone and tablet size (the log-in, audit, fleet, unit and night-round pages also in
+Swedish and Danish: ``console-<page>-<size>-sv.png``, ``-da.png``). One function per page; each
+takes the running :class:`Scene` and a browser::
 
     .venv/bin/python scripts/console_screens.py              # every page
     .venv/bin/python scripts/console_screens.py fleet login  # some of them
@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import re
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from vaka.agent.ui import ButtonId, Calling, HeadlessScreen, Idle, InCall
 from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.central.settings.alerts import AlertSettings
+from vaka.central.settings.fleet import Thresholds
 from vaka.devstack.browser import CHROMIUM, FLAGS, VIEWPORTS
 from vaka.devstack.central import load_directory, push_unit_config
 from vaka.devstack.polling import wait_for
@@ -133,7 +135,13 @@ async def scene(workdir: Path) -> AsyncIterator[Scene]:
     async with LocalStack(workdir) as stack:
         stack.start_broker()
         config = stack.central_config()
-        config = config.model_copy(update={"alerts": AlertSettings(lead_min=60, check_every_s=1)})
+        config = config.model_copy(
+            update={
+                "alerts": AlertSettings(lead_min=60, check_every_s=1),
+                # a unit's page shows some history within the few minutes the pictures take
+                "fleet": Thresholds(health_history_period_s=10),
+            }
+        )
         central = await stack.start_central(config=config)
         await load_directory(central, scene_directory())
         tv_unit = stack.running_unit(
@@ -143,7 +151,9 @@ async def scene(workdir: Path) -> AsyncIterator[Scene]:
             media={**SMALL, "audio": "synthetic"},
             tv={"screen": "headless", "language": "en", "idle_standby_s": 2},
         )
-        camera_unit = stack.running_unit(NIGHTCAM_OK, prepare=_clock_synced, media=SMALL)
+        camera_unit = stack.running_unit(
+            NIGHTCAM_OK, prepare=_clock_synced, media=SMALL, interval_s=5
+        )
         async with camera_unit, tv_unit as tv:
             await wait_for(lambda: tv.tv is not None and tv.tv.screen is not None, 10)
             await push_unit_config(central, TV, "tv", 1, language="en", auto_answer=AUTO_ANSWER)
@@ -174,26 +184,28 @@ async def new_page(browser: Browser, size: str, lang: str = "en") -> Page:
     return page
 
 
+#: the one-time-code step each member last logged in with (central takes each code once)
+_used_steps: dict[str, int] = {}
+
+
 async def log_in(page: Page, url: str, staff_id: str) -> None:
-    """Log in through the form, as a person would; a code already used (the same person at
-    another size a moment ago) means waiting for the next one, as a person would."""
-    for _attempt in range(3):
-        await page.goto(url + "/")
-        await page.fill("#staff_id", staff_id)
-        await page.fill("#password", PASSWORD)
-        await page.fill("#totp", otp.code_now(TOTP_SECRET))
-        await page.click("#login-form button[type=submit]")
-        nav, error = page.locator("#nav"), page.locator("#login-error")
-        await page.wait_for_function(
-            "() => !document.getElementById('nav').hidden"
-            " || !document.getElementById('login-error').hidden"
-        )
-        if await nav.is_visible():
-            return
-        if "already used" not in await error.inner_text():
-            raise RuntimeError(f"log-in refused: {await error.inner_text()}")
+    """Log in through the form, as a person would; the same person again within one code's
+    step (at another size a moment ago) waits for the next code, as a person would."""
+    if _used_steps.get(staff_id) == int(time.time() // 30):
         await asyncio.sleep(otp.seconds_to_next_step() + 0.2)
-    raise RuntimeError(f"could not log in as {staff_id}")
+    await page.goto(url + "/")
+    await page.fill("#staff_id", staff_id)
+    await page.fill("#password", PASSWORD)
+    await page.fill("#totp", otp.code_now(TOTP_SECRET))
+    _used_steps[staff_id] = int(time.time() // 30)
+    await page.click("#login-form button[type=submit]")
+    nav, error = page.locator("#nav"), page.locator("#login-error")
+    await page.wait_for_function(
+        "() => !document.getElementById('nav').hidden"
+        " || !document.getElementById('login-error').hidden"
+    )
+    if not await nav.is_visible():
+        raise RuntimeError(f"log-in refused: {await error.inner_text()}")
 
 
 async def save(page: Page, name: str) -> None:
@@ -296,7 +308,8 @@ async def shoot_video_visits(s: Scene, browser: Browser) -> None:
 
 async def shoot_fleet(s: Scene, browser: Browser) -> None:
     """console-fleet-{size}.png with an open alert (support at phone size, a technician with
-    approvals and decommission candidates at tablet size)."""
+    approvals and decommission candidates at tablet size); console-fleet-units-phone.png: the
+    units as a list of cards on a phone, each linking to its page."""
     await wait_for(
         lambda: asyncio.to_thread(s.central.alerts.store.open_alerts), 15, what="an open alert"
     )
@@ -309,6 +322,10 @@ async def shoot_fleet(s: Scene, browser: Browser) -> None:
             row = page.locator(f"#fleet-table tr[data-unit={NIGHTCAM_OK}]")
             await expect(row).to_be_visible()
             await save(page, f"console-fleet-{size}{suffix(lang)}")
+            if size == "phone":  # the units as cards, further down
+                await page.locator("#fleet-table").scroll_into_view_if_needed()
+                await save(page, f"console-fleet-units-{size}{suffix(lang)}")
+                await page.evaluate("window.scrollTo(0, 0)")
         await choose_language(page, "en")
         await page.context.close()
 
@@ -338,24 +355,62 @@ async def _round_extras(s: Scene) -> None:
 
 
 async def shoot_night_round(s: Scene, browser: Browser) -> None:
-    """console-night-round-{size}.png: a night check in progress (the nightcam's live
-    picture); then hung up and recorded "All well" (which the audit and report pages show)."""
+    """console-night-round-{size}[-sv|-da].png: a night check in progress (the nightcam's live
+    picture and the call's timer); -outcome-{size}: hung up, the two outcomes on one line; then
+    recorded "All well" (which the audit, unit and report pages show)."""
     await _round_extras(s)
-    for size in SIZES:
-        page = await new_page(browser, size)
+    for lang in LANGS:
+        page = await new_page(browser, SIZES[0], lang)
         await log_in(page, s.central.url, NIGHT)
-        await page.click("#nav a[data-page=night-round]")
-        row = page.locator(f".round-check[data-unit={NIGHTCAM_OK}]").first
-        await expect(row.locator(".unit-state")).to_have_text("Online")
-        await row.locator("button.dial").click()
-        await still(page, "#round-video")
-        await expect(page.locator("#round-call-state")).to_have_text("Connected")
-        await asyncio.sleep(3)  # a night check takes a moment: a realistic duration
-        await save(page, f"console-night-round-{size}")
-        await page.click("#round-hangup")
-        await page.click("#outcome-all-well")
-        await expect(page.locator("#round-ok")).to_be_visible()
+        for size in SIZES:
+            width, height = VIEWPORTS[size]
+            await page.set_viewport_size({"width": width, "height": height})
+            await page.click("#nav a[data-page=night-round]")
+            row = page.locator(f".round-check[data-unit={NIGHTCAM_OK}]").first
+            await expect(row.locator("button.dial")).to_be_enabled()
+            await row.locator("button.dial").click()
+            await still(page, "#round-video")
+            await expect(page.locator("#round-timer")).to_have_text(re.compile(r"00:0[1-9]"))
+            await asyncio.sleep(3)  # a night check takes a moment: a realistic duration
+            await save(page, f"console-night-round-{size}{suffix(lang)}")
+            await page.click("#round-hangup")
+            await expect(page.locator("#round-outcome")).to_be_visible()
+            await page.locator("#round-outcome").scroll_into_view_if_needed()
+            await save(page, f"console-night-round-outcome-{size}{suffix(lang)}")
+            await page.click("#outcome-all-well")
+            await expect(page.locator("#round-ok")).to_be_visible()
         await page.context.close()
+
+
+async def shoot_unit(s: Scene, browser: Browser) -> None:
+    """console-unit-{size}[-sv|-da].png: the online nightcam's page as a technician sees it
+    (status, lifecycle, health history, last calls, actions); console-unit-confirm-{size}.png:
+    revoking it asks for a reason and a confirmation first (and is cancelled here)."""
+
+    async def history() -> bool:
+        return len(await asyncio.to_thread(s.central.store.health_history, NIGHTCAM_OK)) >= 4
+
+    await wait_for(history, 60, what="a few health reports")
+    page = await new_page(browser, SIZES[0])
+    await log_in(page, s.central.url, "t-tech")
+    for lang in LANGS:
+        await choose_language(page, lang)
+        for size in SIZES:
+            width, height = VIEWPORTS[size]
+            await page.set_viewport_size({"width": width, "height": height})
+            await page.goto(f"{s.central.url}/#/units/{NIGHTCAM_OK}")
+            await expect(page.locator("#unit-health tbody tr").nth(3)).to_be_visible()
+            await expect(page.locator("#unit-actions")).to_be_visible()
+            await page.evaluate("window.scrollTo(0, 0)")
+            await save(page, f"console-unit-{size}{suffix(lang)}")
+            if lang == "en":
+                await page.click("#action-revoke")
+                await page.fill("#confirm-reason", "stolen from the home")
+                await page.locator("#confirm-revoke").scroll_into_view_if_needed()
+                await save(page, f"console-unit-confirm-{size}")
+                await page.click("#confirm-cancel")
+    await choose_language(page, "en")
+    await page.context.close()
 
 
 async def shoot_audit(s: Scene, browser: Browser) -> None:
@@ -404,6 +459,7 @@ PAGES: dict[str, Callable[[Scene, Browser], Awaitable[None]]] = {
     "video_visits": shoot_video_visits,
     "fleet": shoot_fleet,
     "night_round": shoot_night_round,
+    "unit": shoot_unit,
     "audit": shoot_audit,
     "supervision_report": shoot_supervision_report,
 }

@@ -20,6 +20,19 @@ from vaka.devstack.units import AgentProcess
 from vaka.provisioning.localpki import LocalPki
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """CLIs the tests start keep their state (vaka-provision's session file) in the run's own
+    directory, never in the home directory of whoever runs the suite."""
+    before = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> LocalPki:
     """One local PKI for the whole test session."""

@@ -324,6 +324,7 @@ def test_the_navigation_roles_are_the_roles_central_allows() -> None:
         "on-duty": takes_calls,
         "video-visits": set(VISIT_ROLES),
         "fleet": set(FLEET_ROLES),
+        "units": set(FLEET_ROLES),  # a unit's page (linked from the fleet, not in the navigation)
         "audit": set(AUDIT_ROLES),
         "supervision-report": set(REPORT_ROLES),
     }

@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, UNIT, load_directory, running_agent
+from vaka.central.alerts.store import FORGED_STATUS, AlertStore
 from vaka.central.alerts.unplaced import FORGED_REASON
-from vaka.central.alerts.watch import FORGED_STATUS, AlertStore
 from vaka.central.audit.reports import supervisions
 from vaka.central.fleet.ingest import REFUSED_KIND
 from vaka.central.service import CentralService

@@ -10,10 +10,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TOTP_SECRET, totp_secret_file
 from tests.nightcheck import hhmm
 from tests.test_enrolment import PASSWORD, generic_unit, pending_code, technician
 from vaka.central.directory.spec import DirectorySpec
+from vaka.central.fleet.lifecycle import LifecycleRefused
 from vaka.central.http.staff import LOGIN_REFUSED
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
@@ -246,3 +249,43 @@ async def test_renewal_with_a_short_lifetime_does_not_drop_a_call(
                 assert not call.ended.is_set()
                 assert await unit_status(central, unit) == "online"
                 await call.hangup()
+
+
+@pytest.mark.timeout(300)  # each CLI run logs in with a fresh one-time code (up to 30 s apart)
+async def test_suspend_resume_and_revoke_through_the_cli(
+    broker: Broker, central: CentralService, tmp_path: Path
+) -> None:
+    await (await technician(central)).close()
+    async with generic_unit(broker, tmp_path / "creds"):
+        unit = await enrol(central, broker, tmp_path / "creds")
+        await wait_for(
+            lambda: _lifecycle(central, unit, "active"), 10, what="active on first connection"
+        )
+        result = await asyncio.to_thread(
+            provision, central, "suspend", unit, "--reason", "in hospital"
+        )
+        assert result.returncode == 0, result.stderr
+        listed = await asyncio.to_thread(provision, central, "list")
+        assert f"{unit:<22} nightcam  suspended" in listed.stdout
+        again = await asyncio.to_thread(provision, central, "suspend", unit, "--reason", "again")
+        assert again.returncode == 2
+        assert f"unit {unit} is suspended already" in again.stderr
+        result = await asyncio.to_thread(provision, central, "resume", unit)
+        assert result.returncode == 0, result.stderr
+        assert central.provisioner is not None
+        await central.provisioner.revoke(unit, "stolen", "t-tech")
+        assert await _lifecycle(central, unit, "revoked")
+        with pytest.raises(LifecycleRefused, match=f"unit {unit} is revoked: it cannot be made"):
+            await central.standing.resume(unit, "t-tech", "found again")
+    kinds = [e.kind for e in await asyncio.to_thread(central.audit.entries) if e.unit == unit]
+    assert [k for k in kinds if k.startswith("unit_")] == [
+        "unit_enrolled",
+        "unit_activated",
+        "unit_suspended",
+        "unit_resumed",
+        "unit_revoked",
+    ]
+
+
+async def _lifecycle(central: CentralService, unit: str, state: str) -> bool:
+    return (await central.standing.get(unit)).state.value == state

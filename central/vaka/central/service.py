@@ -23,6 +23,7 @@ from vaka.central.calls.duty import DutyRoster
 from vaka.central.calls.relay import CallRelay
 from vaka.central.directory.directory import Directory
 from vaka.central.fleet.ingest import FleetIngest
+from vaka.central.fleet.lifecycle import LifecycleStore
 from vaka.central.fleet.store import SqlFleetStore
 from vaka.central.http.app import make_app
 from vaka.central.http.deps import Deps
@@ -31,6 +32,7 @@ from vaka.central.settings.config import CentralConfig
 from vaka.central.storage.engine import open_engine
 from vaka.central.units.provisioner import Provisioner, issuing_ca
 from vaka.central.units.revocation import CertificateRegistry
+from vaka.central.units.standing import UnitStanding
 from vaka.protocol.messages import ReceiptMessage, ReceiptPayload
 from vaka.protocol.topics import Channel
 from vaka.provisioning.bundles import load_config_key
@@ -46,7 +48,7 @@ class CentralService:
     def __init__(self, config: CentralConfig, notify: Notify | None = None) -> None:
         self.config = config
         self.engine = open_engine(config.database.url)
-        self.store = SqlFleetStore(self.engine)
+        self.store = SqlFleetStore(self.engine, config.fleet)
         self.directory = Directory(
             self.engine, SecretBox.from_file(config.staff_access.totp_key_file)
         )
@@ -69,6 +71,10 @@ class CentralService:
             config.fleet,
             config.calls.timezone,
         )
+        #: the units' lifecycle changes (closing alerts through the watch)
+        self.standing = UnitStanding(
+            LifecycleStore(self.engine), self.audit, self.alerts.close_for_unit
+        )
         self.duty, self.citizen_calls, self.relay = self._calls(ticket_key, notify)
         self.messages = MessageDesk(
             self.engine, self.directory, self.audit, self.config_key, self._publish,
@@ -78,7 +84,7 @@ class CentralService:
             self.store,
             self.audit,
             event_hooks=[self.messages.on_event_record],
-            online_hooks=[self.messages.on_unit_online],
+            online_hooks=[self.messages.on_unit_online, self.standing.on_unit_online],
             receipts=self._receipt,
             on_forged=UnplacedCallAlerts(self.alerts).raise_once,
         )
@@ -127,7 +133,13 @@ class CentralService:
             return None, None
         certs = CertificateRegistry(self.engine, issuing_ca(pki))
         provisioner = Provisioner(
-            pki, self.config.mqtt, certs, self.directory, self.audit, self._publish_raw
+            pki,
+            self.config.mqtt,
+            certs,
+            self.directory,
+            self.audit,
+            self._publish_raw,
+            self.standing,
         )
         return certs, provisioner
 
@@ -156,6 +168,7 @@ class CentralService:
             alerts=self.alerts,
             link=self.link,
             provisioner=self.provisioner,
+            standing=self.standing,
             config_key=self.config_key,
             ticket_public_pem=self.ticket_public_pem,
             silent_days=config.pki.silent_days if config.pki else 30.0,

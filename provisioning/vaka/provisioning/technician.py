@@ -23,7 +23,10 @@ UNIT_COMMANDS = (
     "assign",
     "push-config",
     "rotate",
+    "suspend",
+    "resume",
     "revoke",
+    "reenrol",
     "decommission",
 )
 
@@ -100,12 +103,17 @@ def add_unit_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     )
     command("rotate", "make the unit renew its key and certificate now").add_argument("unit")
     for name, what in (
+        ("suspend", "take a unit out of service for a while (no alerts for it)"),
         ("revoke", "revoke a unit now (stolen, compromised)"),
+        ("reenrol", "make a unit show a new enrolment code; approve it with --unit-id UNIT"),
         ("decommission", "wipe a unit and take it out of service"),
     ):
         p = command(name, what)
         p.add_argument("unit")
         p.add_argument("--reason", required=True)
+    p = command("resume", "put a suspended unit back in service")
+    p.add_argument("unit")
+    p.add_argument("--reason", default="resumed")
 
 
 def _call(api: CentralApi, args: argparse.Namespace) -> Any:
@@ -202,7 +210,8 @@ def _print_list(result: dict[str, Any], now: float) -> None:
     for u in result["units"]:
         why = f"  ({'; '.join(u['reasons'])})" if u["reasons"] else ""
         since = f" since {local_time(u['since'], now)}" if u.get("since") else ""
-        print(f"  {u['id']:<22} {u['profile'] or '?':<9} {u['status']}{since}{why}")
+        life = (u.get("lifecycle") or {}).get("state", "active")
+        print(f"  {u['id']:<22} {u['profile'] or '?':<9} {life:<14} {u['status']}{since}{why}")
     warning = result["candidates"].get("warning")
     if warning:
         print(f"WARNING: {warning}")
@@ -213,7 +222,8 @@ def _print_list(result: dict[str, Any], now: float) -> None:
 #: ``status`` fields shown by :func:`_print_status` itself (others follow as they come)
 _STATUS_SHOWN = frozenset(
     {"id", "profile", "status", "since", "reasons", "agent_version", "last_seen", "bdseq"}
-    | {"health", "health_received_at", "events"}
+    | {"health", "health_received_at", "events", "lifecycle", "health_history", "open_alerts"}
+    | {"calls"}
 )
 
 
@@ -224,6 +234,7 @@ def _print_status(result: dict[str, Any], now: float) -> None:
         ("profile", result.get("profile") or "?"),
         ("status", f"{result.get('status')} since {local_time(result.get('since'), now)}"),
         ("why", "; ".join(result.get("reasons") or []) or "-"),
+        ("lifecycle", _lifecycle(result.get("lifecycle"), now)),
         ("agent", result.get("agent_version") or "?"),
         ("last seen", local_time(result.get("last_seen"), now)),
         ("health report", local_time(result.get("health_received_at"), now)),
@@ -246,6 +257,18 @@ def _print_status(result: dict[str, Any], now: float) -> None:
         for e in events[:5]:
             detail = ", ".join(f"{k}: {v}" for k, v in (e.get("detail") or {}).items())
             print(f"  {local_time(e.get('received_at'), now)}  {e.get('kind')}  {detail}"[:160])
+
+
+def _lifecycle(record: object, now: float) -> str:
+    """``active since 14:52:03 (2 min ago)``, with the reason when one was given."""
+    if not isinstance(record, dict):
+        return "active"
+    text = str(record.get("state", "active"))
+    if _is_time(record.get("since")):
+        text += f" since {local_time(record['since'], now)}"
+    if record.get("reason"):
+        text += f" ({record['reason']})"
+    return text
 
 
 def _is_time(value: object) -> bool:

@@ -13,7 +13,9 @@ import time
 import uuid
 from collections.abc import Callable
 
-from vaka.central.alerts.watch import FORGED_STATUS, Alert, AlertWatch
+from vaka.central.alerts.store import FORGED_STATUS, Alert
+from vaka.central.alerts.watch import AlertWatch
+from vaka.central.fleet.lifecycle import QUIET
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,12 @@ class UnplacedCallAlerts:
         self._clock = clock
 
     async def raise_once(self, unit: str, reason: str) -> None:
-        """Raise the alert for ``unit`` unless one is open; audit and notify when raised."""
+        """Raise the alert for ``unit`` unless one is open or the unit is out of service (its
+        lifecycle is quiet); audit and notify when raised."""
         watch = self.watch
         now = self._clock()
+        if (await asyncio.to_thread(watch.lifecycle.get, unit)).state in QUIET:
+            return
         citizen = await asyncio.to_thread(watch.directory.citizen_of, unit)
         candidate = Alert(
             str(uuid.uuid4()),

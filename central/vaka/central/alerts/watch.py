@@ -8,7 +8,9 @@ at most ``lead_min`` minutes away (or its window is open), it raises an alert: a
 ``alerts``, the audit entry ``alert_raised`` and the notifier event ``unit_down_before_check``.
 When the unit is online again the alert is cleared (``alert_cleared``, ``unit_recovered``); when
 the check's window has closed it is closed as expired (``alert_cleared`` with the reason, no
-event).
+event). A unit that is suspended, revoked or decommissioned (its lifecycle,
+:mod:`vaka.central.fleet.lifecycle`) gets no alerts; :meth:`AlertWatch.close_for_unit` closes
+its open ones with the reason when it enters that state (and each round closes any left over).
 
 Several instances may watch at once: ``(unit, check_at)`` is unique and every change is a
 conditional write, so only the instance whose write took effect audits and notifies.
@@ -16,200 +18,31 @@ conditional write, so only the instance whose write took effect audits and notif
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from vaka.central.alerts.notify import Notifier
+from vaka.central.alerts.store import FORGED_STATUS, Alert, AlertStore
 from vaka.central.audit.trail import AuditLog
 from vaka.central.directory.directory import Directory
 from vaka.central.directory.policy import next_check
+from vaka.central.fleet.lifecycle import QUIET, LifecycleStore
 from vaka.central.fleet.status import UnitStatus, derive_status
 from vaka.central.fleet.store import FleetStore
 from vaka.central.settings.alerts import AlertSettings
 from vaka.central.settings.fleet import Thresholds
-from vaka.central.storage.engine import upsert
-from vaka.central.storage.tables import alerts, assignments, permissions, schedules
 
 log = logging.getLogger(__name__)
 
 
-#: The status of the alert for a unit that reports calls central never placed
-#: (:mod:`vaka.central.alerts.unplaced`): the watch leaves it open; staff close it.
-FORGED_STATUS = "forged_events"
-
 #: Roles that see every alert; others see those of their groups.
 SEE_ALL_ROLES = frozenset({"support", "technician", "administrator"})
-
-
-@dataclass(frozen=True)
-class WatchedUnit:
-    """A unit of a citizen with night checks, and the group responsible for it."""
-
-    unit: str
-    citizen: str
-    group: str | None
-    schedule: list[tuple[int, int]]
-
-
-@dataclass(frozen=True)
-class Alert:
-    """One alert row."""
-
-    id: str
-    unit: str
-    citizen: str
-    group: str | None
-    check_at: float
-    check_until: float
-    status: str
-    reasons: list[str]
-    raised_at: float
-    cleared_at: float | None
-    cleared_reason: str | None
-
-    def view(self, timezone: str) -> dict[str, Any]:
-        """The JSON shape in ``GET /api/alerts``."""
-        local = dt.datetime.fromtimestamp(self.check_at, ZoneInfo(timezone))
-        return {
-            "id": self.id,
-            "unit": self.unit,
-            "citizen": self.citizen,
-            "group": self.group,
-            "check_at": self.check_at,
-            "check_at_local": local.isoformat(timespec="minutes"),
-            "status": self.status,
-            "reasons": self.reasons,
-            "raised_at": self.raised_at,
-            "cleared_at": self.cleared_at,
-            "cleared_reason": self.cleared_reason,
-        }
-
-
-class AlertStore:
-    """The ``alerts`` table and the directory queries the watch needs. Blocking."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def watched_units(self) -> list[WatchedUnit]:
-        """Every assigned unit whose citizen has night-check schedules."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    assignments.c.device_id,
-                    assignments.c.citizen_id,
-                    assignments.c.group_id,
-                    schedules.c.at_minute,
-                    schedules.c.tolerance_min,
-                )
-                .join(schedules, schedules.c.citizen_id == assignments.c.citizen_id)
-                .where(schedules.c.purpose == "night_check")
-                .order_by(assignments.c.device_id, schedules.c.at_minute)
-            ).all()
-            permitted = conn.execute(
-                select(permissions.c.citizen_id, permissions.c.group_id)
-                .where(permissions.c.purpose == "night_check", permissions.c.direction == "to_unit")
-                .order_by(permissions.c.group_id)
-            ).all()
-        first_group: dict[str, str] = {}
-        for citizen, group in permitted:
-            first_group.setdefault(citizen, group)
-        found: dict[str, WatchedUnit] = {}
-        for unit, citizen, group, minute, tolerance in rows:
-            if unit not in found:
-                found[unit] = WatchedUnit(unit, citizen, group or first_group.get(citizen), [])
-            found[unit].schedule.append((minute, tolerance))
-        return list(found.values())
-
-    def raise_alert(self, alert: Alert) -> Alert | None:
-        """Insert ``alert`` or reopen a cleared one of the same unit and check; ``None`` if an
-        open one exists already (this or another instance raised it)."""
-        values = {
-            "id": alert.id,
-            "unit": alert.unit,
-            "citizen": alert.citizen,
-            "group_id": alert.group,
-            "check_at": int(alert.check_at),
-            "check_until": int(alert.check_until),
-            "status": alert.status,
-            "reasons": json.dumps(alert.reasons),
-            "raised_at": alert.raised_at,
-            "cleared_at": None,
-            "cleared_reason": None,
-        }
-        ins = upsert(self.engine, alerts).values(**values)
-        stmt = ins.on_conflict_do_update(
-            index_elements=[alerts.c.unit, alerts.c.check_at],
-            set_={
-                "status": ins.excluded.status,
-                "reasons": ins.excluded.reasons,
-                "raised_at": ins.excluded.raised_at,
-                "cleared_at": None,
-                "cleared_reason": None,
-            },
-            where=alerts.c.cleared_at.is_not(None)
-            & (alerts.c.check_until >= ins.excluded.raised_at),
-        )
-        with self.engine.begin() as conn:
-            if not conn.execute(stmt).rowcount:
-                return None
-            row = (
-                conn.execute(
-                    select(alerts).where(
-                        alerts.c.unit == alert.unit, alerts.c.check_at == int(alert.check_at)
-                    )
-                )
-                .mappings()
-                .one()
-            )
-        return _alert(dict(row))
-
-    def clear(self, alert_id: str, at: float, reason: str) -> bool:
-        """Close an open alert; ``False`` if it was closed already."""
-        stmt = (
-            update(alerts)
-            .where(alerts.c.id == alert_id, alerts.c.cleared_at.is_(None))
-            .values(cleared_at=at, cleared_reason=reason)
-        )
-        with self.engine.begin() as conn:
-            return bool(conn.execute(stmt).rowcount)
-
-    def open_alerts(self) -> list[Alert]:
-        """Every open alert, soonest check first."""
-        query = select(alerts).where(alerts.c.cleared_at.is_(None)).order_by(alerts.c.check_at)
-        with self.engine.connect() as conn:
-            return [_alert(dict(r)) for r in conn.execute(query).mappings()]
-
-    def recent(self, limit: int = 200) -> list[Alert]:
-        """The newest alerts, open or closed, newest first."""
-        query = select(alerts).order_by(alerts.c.raised_at.desc()).limit(limit)
-        with self.engine.connect() as conn:
-            return [_alert(dict(r)) for r in conn.execute(query).mappings()]
-
-
-def _alert(row: dict[str, Any]) -> Alert:
-    return Alert(
-        id=row["id"],
-        unit=row["unit"],
-        citizen=row["citizen"],
-        group=row["group_id"],
-        check_at=float(row["check_at"]),
-        check_until=float(row["check_until"]),
-        status=row["status"],
-        reasons=json.loads(row["reasons"]),
-        raised_at=row["raised_at"],
-        cleared_at=row["cleared_at"],
-        cleared_reason=row["cleared_reason"],
-    )
 
 
 def visible_alerts(directory: Directory, staff_id: str, found: list[Alert]) -> list[Alert]:
@@ -245,6 +78,7 @@ class AlertWatch:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = AlertStore(engine)
+        self.lifecycle = LifecycleStore(engine)
         self.fleet = fleet
         self.directory = directory
         self.audit = audit
@@ -271,13 +105,20 @@ class AlertWatch:
         now = self._clock() if now is None else now
         watched = await asyncio.to_thread(self.store.watched_units)
         records = {r.device_id: r for r in await asyncio.to_thread(self.fleet.units)}
+        quiet = {
+            unit: record
+            for unit, record in (await asyncio.to_thread(self.lifecycle.all)).items()
+            if record.state in QUIET
+        }
 
         def status_of(unit: str) -> UnitStatus:
             record = records.get(unit)
             return NEVER_SEEN if record is None else derive_status(record, now, self.thresholds)
 
         for alert in await asyncio.to_thread(self.store.open_alerts):
-            if alert.status == FORGED_STATUS:
+            if alert.unit in quiet:
+                await self._clear(alert, now, _left_service(quiet[alert.unit].state), notify=False)
+            elif alert.status == FORGED_STATUS:
                 continue  # not about the unit being down: staff close it
             if now > alert.check_until:
                 await self._clear(alert, now, "check time passed", notify=False)
@@ -286,6 +127,8 @@ class AlertWatch:
         local = dt.datetime.fromtimestamp(now, self._tz)
         lead_s = self.settings.lead_min * 60
         for w in watched:
+            if w.unit in quiet:
+                continue  # not expected to answer: nobody is sent because of it
             check = next_check(w.schedule, local)
             if check is None or check.at.timestamp() - now > lead_s:
                 continue
@@ -330,6 +173,15 @@ class AlertWatch:
         )
         return True
 
+    async def close_for_unit(self, unit: str, reason: str, actor: str | None) -> int:
+        """Close every open alert of ``unit`` (it was revoked, decommissioned or suspended) with
+        ``reason``, each audited once; how many this call closed."""
+        now = self._clock()
+        closed = 0
+        for alert in await asyncio.to_thread(self.store.open_alerts_of, unit):
+            closed += await self._clear(alert, now, reason[:64], notify=False, actor=actor)
+        return closed
+
     def _detail(self, alert: Alert) -> dict[str, Any]:
         local = dt.datetime.fromtimestamp(alert.check_at, self._tz)
         return {
@@ -358,14 +210,17 @@ class AlertWatch:
         )
         await self.notifier.notify("unit_down_before_check", {**detail, "minutes_left": minutes})
 
-    async def _clear(self, alert: Alert, now: float, reason: str, notify: bool) -> None:
+    async def _clear(
+        self, alert: Alert, now: float, reason: str, notify: bool, actor: str | None = None
+    ) -> bool:
         if not await asyncio.to_thread(self.store.clear, alert.id, now, reason):
-            return
+            return False
         detail = self._detail(alert)
         log.info("alert for unit %s cleared: %s", alert.unit, reason)
         await asyncio.to_thread(
             self.audit.append,
             "alert_cleared",
+            actor=actor,
             unit=alert.unit,
             ts=now,
             reason=reason,
@@ -375,6 +230,12 @@ class AlertWatch:
             await self.notifier.notify(
                 "unit_recovered", {**detail, "down_for_s": round(now - alert.raised_at)}
             )
+        return True
+
+
+def _left_service(state: str) -> str:
+    """The reason an alert of a unit in a quiet lifecycle state is closed with."""
+    return f"unit {state}"
 
 
 def _audited(detail: dict[str, Any]) -> dict[str, Any]:

@@ -91,3 +91,34 @@ def audit_csv(entries: list[dict[str, Any]]) -> str:
             for e in entries
         ),
     )
+
+
+#: the entries that end a call (one per call that reached the unit, or was refused by it)
+CALL_ENDINGS = ("call_ended", "call_unanswered", "call_refused")
+
+
+def last_calls(log_: AuditLog, unit: str, limit: int = 10) -> list[dict[str, Any]]:
+    """The unit's newest calls as the trail ended them, newest first (blocking)."""
+    query = (
+        select(audit)
+        .where(audit.c.unit == unit, audit.c.kind.in_(CALL_ENDINGS))
+        .order_by(audit.c.seq.desc())
+        .limit(limit)
+    )
+    with log_.engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    calls = []
+    for r in rows:
+        detail = json.loads(r["detail"])
+        calls.append(
+            {
+                "ts": r["ts"],
+                "kind": r["kind"],
+                "actor": r["actor"],
+                "purpose": r["purpose"],
+                "call_id": r["call_id"],
+                "duration_s": detail.get("duration_s"),
+                "reason": detail.get("reason"),
+            }
+        )
+    return calls

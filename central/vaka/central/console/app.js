@@ -3,7 +3,7 @@
 import { api, ApiError, onActivity } from "./api.js";
 import { h, mount, replace } from "./dom.js";
 import { LANGUAGES, reason, setLanguage, t, tn, word } from "./i18n.js";
-import { pagesFor } from "./pages.js";
+import { navPagesFor, pagesFor } from "./pages.js";
 import * as idle from "./idle.js";
 import * as loginView from "./views/login.js";
 import * as enrolView from "./views/enrol.js";
@@ -43,6 +43,8 @@ const ctx = {
   // Start over: ask central who we are and show the right view.
   restart: () => start(),
   go: (id) => { location.hash = `#/${id}`; },
+  // what the address names after the page id: #/units/u-cam -> ["u-cam"]
+  params: [],
 };
 
 // The texts of the page's frame in the chosen language (the view draws its own).
@@ -118,19 +120,26 @@ function onIdle(text) {
 }
 
 function buildNav() {
-  const pages = pagesFor(me.staff.role);
+  const pages = navPagesFor(me.staff.role);
   replace(nav,
     ...pages.map((page) => h("a", { href: `#/${page.id}`, "data-page": page.id }, t(`nav.${page.id}`))),
     h("a", { href: "#/password", "data-page": "password" }, t("nav.password")),
   );
 }
 
+// Which route() call is the newest: an older one still loading its page's script draws nothing
+// (two quick changes of address must not leave two pages on the screen).
+let routing = 0;
+
 async function route() {
   if (!me || me.must_enrol_totp || me.must_change_password) return;
+  const mine = ++routing;
   const pages = pagesFor(me.staff.role);
-  const wanted = location.hash.replace(/^#\/?/, "");
+  const [wanted, ...params] = location.hash.replace(/^#\/?/, "").split("/");
+  ctx.params = params.map((p) => { try { return decodeURIComponent(p); } catch (err) { return p; } });
+  const shownAs = (pages.find((p) => p.id === wanted) || {}).under || wanted;
   for (const link of nav.querySelectorAll("a")) {
-    if (link.dataset.page === wanted) link.setAttribute("aria-current", "page");
+    if (link.dataset.page === shownAs) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
   clearView();
@@ -138,17 +147,19 @@ async function route() {
     passwordView.render(main, ctx, { expired: false });
     return;
   }
-  const page = pages.find((p) => p.id === wanted) || pages[0];
+  const page = pages.find((p) => p.id === wanted) || pages.find((p) => p.nav !== false);
   if (!page) {
     mount(main, h("h1", {}, t("app.welcome", { name: me.staff.name })), h("p", {}, t("app.no_pages")));
     return;
   }
   if (page.id !== wanted) {
+    ctx.params = [];
     history.replaceState(null, "", `#/${page.id}`);
     nav.querySelector(`a[data-page="${page.id}"]`)?.setAttribute("aria-current", "page");
   }
   try {
     const module = await import(page.module);
+    if (mine !== routing) return;
     cleanup = await module.render(main, ctx);
   } catch (err) {
     main.append(h("p", { class: "error", role: "alert" }, t("app.page_failed", { reason: reason(err.message) })));

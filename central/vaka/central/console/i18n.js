@@ -84,6 +84,12 @@ export function when(ts, { date = true, time = true, seconds = false, timeZone }
   return time ? `${day} ${clock}` : day;
 }
 
+// A duration as a running clock: mmss(83) -> "01:23" (the call timer, a call's length).
+export function mmss(seconds) {
+  const s = Math.max(0, Math.round(Number(seconds) || 0));
+  return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+}
+
 // A refusal or error from central, in the chosen language where it is one we know; central's
 // own words otherwise (they are exact and tests check them).
 const REASONS = [
@@ -99,6 +105,10 @@ const REASONS = [
   [/^logged out after (.+) without activity$/, "reason.idle", ["duration"]],
   [/^your address (\S+) is not in the networks allowed for (.+)$/, "reason.address", ["address", "role"]],
   [/^not logged in$/, "reason.not_logged_in"],
+  // why a unit's alerts were closed when it left service (alerts/watch.py, units/standing.py)
+  [/^unit suspended(?:: (.*))?$/, "reason.unit_suspended", ["why"]],
+  [/^unit revoked(?:: (.*))?$/, "reason.unit_revoked", ["why"]],
+  [/^unit decommissioned(?:: (.*))?$/, "reason.unit_decommissioned", ["why"]],
 ];
 
 export function reason(text) {

@@ -7,6 +7,7 @@ never stale and any central instance derives the same answer (STYLE rule 11).
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from vaka.central.fleet.lifecycle import LifecycleRecord
 from vaka.central.fleet.store import UnitRecord
 from vaka.central.settings.fleet import Thresholds
 
@@ -79,11 +80,14 @@ def derive_status(unit: UnitRecord, now: float, thresholds: Thresholds) -> UnitS
     return UnitStatus("online", unit.status_since)
 
 
-def unit_view(unit: UnitRecord, now: float, thresholds: Thresholds) -> dict[str, Any]:
+def unit_view(
+    unit: UnitRecord, now: float, thresholds: Thresholds, lifecycle: LifecycleRecord
+) -> dict[str, Any]:
     """The JSON shape of one unit in ``GET /api/units``."""
     status = derive_status(unit, now, thresholds)
     return {
         "id": unit.device_id,
+        "lifecycle": lifecycle.view(),
         "profile": unit.profile,
         "agent_version": unit.agent_version,
         "status": status.status,
@@ -93,4 +97,21 @@ def unit_view(unit: UnitRecord, now: float, thresholds: Thresholds) -> dict[str,
         "bdseq": unit.presence.bdseq,
         "health": unit.health,
         "health_received_at": unit.health_received_at,
+    }
+
+
+def unconnected_view(lifecycle: LifecycleRecord) -> dict[str, Any]:
+    """The JSON shape of a unit central enrolled that has not connected yet."""
+    return {
+        "id": lifecycle.unit,
+        "lifecycle": lifecycle.view(),
+        "profile": None,
+        "agent_version": None,
+        "status": "offline",
+        "since": lifecycle.since,
+        "reasons": ["not connected yet"],
+        "last_seen": None,
+        "bdseq": None,
+        "health": None,
+        "health_received_at": None,
     }

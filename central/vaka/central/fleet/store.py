@@ -1,4 +1,5 @@
-"""The fleet registry's storage: units, their latest health and their events.
+"""The fleet registry's storage: units, their latest health, a short health history and their
+events.
 
 SQLAlchemy Core over SQLite (the embedded default) or PostgreSQL (``postgresql+psycopg://``):
 the same statements serve both. Nothing a second central instance would need lives only in this
@@ -17,8 +18,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from vaka.central.fleet.presence import RANK, Presence, merge
+from vaka.central.settings.fleet import Thresholds
 from vaka.central.storage.engine import open_engine, upsert
-from vaka.central.storage.tables import events, health, units
+from vaka.central.storage.tables import events, health, health_history, units
 from vaka.errors import RegistryError
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,9 @@ class FleetStore(Protocol):
     def recent_events(self, device_id: str, limit: int = 50) -> list[EventRecord]:
         """The newest events of one unit, newest first."""
 
+    def health_history(self, device_id: str) -> list[HealthUpdate]:
+        """The unit's kept health samples (one per period), newest first."""
+
     def close(self) -> None:
         """Release connections."""
 
@@ -100,8 +105,11 @@ class FleetStore(Protocol):
 class SqlFleetStore:
     """:class:`FleetStore` on SQLAlchemy Core. Blocking: call it from a worker thread."""
 
-    def __init__(self, engine: Engine | str) -> None:
+    def __init__(self, engine: Engine | str, settings: Thresholds | None = None) -> None:
         self.engine: Engine = open_engine(engine) if isinstance(engine, str) else engine
+        settings = settings or Thresholds()
+        self.history_period_s = settings.health_history_period_s
+        self.history_slots = settings.health_history_slots
 
     def _insert(self, table: Table) -> Any:
         return upsert(self.engine, table)
@@ -191,7 +199,29 @@ class SqlFleetStore:
         seen_stmt = seen.on_conflict_do_update(
             index_elements=[units.c.device_id], set_={"last_seen": seen.excluded.last_seen}
         )
-        self._write(stmt, rows, (seen_stmt, seen_rows))
+        self._write(stmt, rows, (seen_stmt, seen_rows), self._history(rows))
+
+    def _history(self, rows: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
+        """The ring of past samples: each sample overwrites its period's slot (the ring holds
+        ``history_slots`` periods, so a unit's rows never grow beyond that)."""
+        ring = [
+            {
+                **r,
+                "slot": int(r["received_at"] // self.history_period_s) % self.history_slots,
+            }
+            for r in rows
+        ]
+        ins = self._insert(health_history)
+        stmt = ins.on_conflict_do_update(
+            index_elements=[health_history.c.device_id, health_history.c.slot],
+            set_={
+                "sent_at": ins.excluded.sent_at,
+                "received_at": ins.excluded.received_at,
+                "payload": ins.excluded.payload,
+            },
+            where=ins.excluded.received_at >= health_history.c.received_at,
+        )
+        return stmt, ring
 
     def add_events(self, records: Sequence[EventRecord]) -> list[EventRecord]:
         """Append events not stored yet (by message id); returns those that were new."""
@@ -278,6 +308,25 @@ class SqlFleetStore:
                 json.loads(r["detail"]),
             )
             for r in rows
+        ]
+
+    def health_history(self, device_id: str) -> list[HealthUpdate]:
+        """The unit's kept health samples within the ring's span, newest first (a slot left
+        from an earlier lap of the ring is older than the span and not shown)."""
+        query = (
+            select(health_history)
+            .where(health_history.c.device_id == device_id)
+            .order_by(health_history.c.received_at.desc())
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        if not rows:
+            return []
+        oldest = rows[0]["received_at"] - self.history_period_s * self.history_slots
+        return [
+            HealthUpdate(r["device_id"], r["sent_at"], r["received_at"], json.loads(r["payload"]))
+            for r in rows
+            if r["received_at"] > oldest
         ]
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ from vaka.central.messages.desk import MessageDesk
 from vaka.central.settings.config import StaffAccessSection
 from vaka.central.settings.fleet import Thresholds
 from vaka.central.units.provisioner import Provisioner
+from vaka.central.units.standing import UnitStanding
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Deps:
     link: CentralLink
     #: ``None`` without a ``[pki]`` section: central cannot provision units
     provisioner: Provisioner | None
+    #: the units' lifecycle changes (suspend, resume; the provisioner makes the others)
+    standing: UnitStanding
     #: signs config bundles, orders and messages; ``None`` without ``[keys] config_key``
     config_key: OKPKey | None
     #: central's ticket public key (PEM), which config bundles carry to the units

@@ -14,7 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from vaka.central.fleet.status import unit_view
+from vaka.central.audit.browse import last_calls
+from vaka.central.fleet.lifecycle import Lifecycle, LifecycleRecord
+from vaka.central.fleet.status import unconnected_view, unit_view
 from vaka.central.http.auth import authenticate
 from vaka.central.http.deps import deps
 from vaka.central.http.errors import json_error
@@ -30,10 +32,29 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+#: how many past health samples and calls a unit's page shows
+HEALTH_SHOWN = 24
+CALLS_SHOWN = 10
+
+
 async def _views(request: web.Request) -> list[dict[str, Any]]:
-    records = await asyncio.to_thread(deps(request).store.units)
+    """Every unit the registry knows, and those enrolled that have not connected yet."""
+    d = deps(request)
+    records = await asyncio.to_thread(d.store.units)
+    states = await asyncio.to_thread(d.standing.store.all)
     now = time.time()
-    return [unit_view(r, now, deps(request).thresholds) for r in records]
+    views = [
+        unit_view(
+            r, now, d.thresholds, states.get(r.device_id, LifecycleRecord(r.device_id, ACTIVE))
+        )
+        for r in records
+    ]
+    known = {r.device_id for r in records}
+    views += [unconnected_view(s) for unit, s in states.items() if unit not in known]
+    return sorted(views, key=lambda v: str(v["id"]))
+
+
+ACTIVE = Lifecycle.ACTIVE
 
 
 async def list_units(request: web.Request) -> web.Response:
@@ -59,17 +80,41 @@ async def get_unit(request: web.Request) -> web.Response:
         check_device_id(device_id)
     except BadTopic as err:
         raise json_error(400, str(err).replace('"', "'")) from None
-    store = deps(request).store
+    d = deps(request)
+    store = d.store
     record = await asyncio.to_thread(store.unit, device_id)
-    if record is None:
+    lifecycle = await d.standing.get(device_id)
+    if record is None and lifecycle.since is None:
         raise json_error(404, f"no unit {device_id} in the registry")
-    view = unit_view(record, time.time(), deps(request).thresholds)
+    if record is None:
+        view = unconnected_view(lifecycle)
+    else:
+        view = unit_view(record, time.time(), d.thresholds, lifecycle)
     events = await asyncio.to_thread(store.recent_events, device_id, 20)
     view["events"] = [
         {"kind": e.kind, "detail": e.detail, "sent_at": e.sent_at, "received_at": e.received_at}
         for e in events
     ]
+    view.update(await _unit_page(request, device_id))
     return web.json_response(view)
+
+
+async def _unit_page(request: web.Request, unit: str) -> dict[str, Any]:
+    """What the unit's page shows beside its status: its citizen, health history, open alerts
+    and last calls."""
+    d = deps(request)
+    history = await asyncio.to_thread(d.store.health_history, unit)
+    alerts = await asyncio.to_thread(d.alerts.store.open_alerts_of, unit)
+    return {
+        "citizen": await asyncio.to_thread(d.directory.citizen_of, unit),
+        "health_period_s": d.thresholds.health_history_period_s,
+        "health_history": [
+            {"sent_at": h.sent_at, "received_at": h.received_at, "health": h.payload}
+            for h in history[:HEALTH_SHOWN]
+        ],
+        "open_alerts": [a.view(d.timezone) for a in alerts],
+        "calls": await asyncio.to_thread(last_calls, d.audit, unit, CALLS_SHOWN),
+    }
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -112,9 +157,10 @@ async def fleet_page(request: web.Request) -> web.Response:
     rows = []
     for v in views:
         rows.append(
-            "<tr class='{s}'><td>{id}</td><td>{profile}</td><td><b>{s}</b> for {ago}</td>"
+            "<tr class='{s}'><td>{id}</td><td>{profile}</td><td><b>{s}</b> for {ago} ({life})</td>"
             "<td>{reasons}</td><td>{version}</td></tr>".format(
                 s=v["status"],
+                life=v["lifecycle"]["state"],
                 id=html.escape(v["id"]),
                 profile=html.escape(v["profile"] or "?"),
                 ago=_ago(now - v["since"]),

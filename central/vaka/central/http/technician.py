@@ -1,4 +1,5 @@
-"""Technician-facing HTTP: enrolment approval and revocation (decommissioning grows here)."""
+"""Technician-facing HTTP: enrolment approval, config pushes, and a unit's lifecycle (suspend,
+resume, revoke, re-enrol, decommission)."""
 
 import asyncio
 import time
@@ -161,9 +162,70 @@ async def decommission(request: web.Request) -> web.Response:
     """Order the unit to wipe itself, revoke it and take it out of the directory."""
     member, unit, body = await _unit_request(request, RevokeRequest, "decommission units")
     service = deps(request)
-    result = await _provisioner(request).decommission(
-        unit, body.reason, member.staff_id, service.config_key
-    )
+    try:
+        result = await _provisioner(request).decommission(
+            unit, body.reason, member.staff_id, service.config_key
+        )
+    except ProvisioningError as err:
+        raise json_error(409, str(err)) from None
+    return web.json_response(result)
+
+
+async def reenrol(request: web.Request) -> web.Response:
+    """Order the unit to forget its key and show a new enrolment code, revoke its certificates;
+    it stays assigned and is *enrolling* until that code is approved as this unit again."""
+    member, unit, body = await _unit_request(request, RevokeRequest, "re-enrol units")
+    service = deps(request)
+    if service.config_key is None:
+        raise json_error(409, "central has no config key: it cannot sign orders")
+    try:
+        result = await _provisioner(request).decommission(
+            unit, body.reason, member.staff_id, service.config_key, reenrol=True
+        )
+    except ProvisioningError as err:
+        raise json_error(409, str(err)) from None
+    return web.json_response(result)
+
+
+async def _known(request: web.Request, unit: str) -> None:
+    """404 unless central has seen, enrolled or assigned ``unit``."""
+    d = deps(request)
+    if (
+        await asyncio.to_thread(d.store.unit, unit) is None
+        and (await d.standing.get(unit)).since is None
+        and await asyncio.to_thread(d.directory.citizen_of, unit) is None
+    ):
+        raise json_error(404, f"no unit {unit} in the registry")
+
+
+class ReasonRequest(BaseModel):
+    """``POST /api/units/{id}/suspend`` and ``/resume`` body."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: str = Field(default="", max_length=200)
+
+
+async def suspend(request: web.Request) -> web.Response:
+    """Take a unit out of service for a while: no alerts for it until it is resumed."""
+    member, unit, body = await _unit_request(request, RevokeRequest, "suspend units")
+    await _known(request, unit)
+    try:
+        result = await deps(request).standing.suspend(unit, member.staff_id, body.reason)
+    except ProvisioningError as err:
+        raise json_error(409, str(err)) from None
+    return web.json_response(result)
+
+
+async def resume(request: web.Request) -> web.Response:
+    """Put a suspended unit back in service."""
+    member, unit, body = await _unit_request(request, ReasonRequest, "resume units")
+    try:
+        result = await deps(request).standing.resume(
+            unit, member.staff_id, body.reason or "resumed"
+        )
+    except ProvisioningError as err:
+        raise json_error(409, str(err)) from None
     return web.json_response(result)
 
 
@@ -327,6 +389,9 @@ def add_technician_routes(app: web.Application) -> None:
     app.router.add_get("/api/decommission-candidates", candidates)
     app.router.add_post("/api/units/{id}/revoke", revoke)
     app.router.add_post("/api/units/{id}/decommission", decommission)
+    app.router.add_post("/api/units/{id}/reenrol", reenrol)
+    app.router.add_post("/api/units/{id}/suspend", suspend)
+    app.router.add_post("/api/units/{id}/resume", resume)
     app.router.add_post("/api/units/{id}/rotate", rotate)
     app.router.add_post("/api/units/{id}/assign", assign)
     app.router.add_post("/api/units/{id}/config", push)

@@ -203,6 +203,32 @@ health = Table(
     Column("payload", Text, nullable=False),
 )
 
+#: A ring of recent health samples per unit for its page: ``slot`` is the sample's period
+#: (``[fleet] health_history_period_s``) modulo the ring's size, so each unit keeps at most
+#: ``health_history_slots`` rows (the newest sample of each period) and nothing needs pruning.
+health_history = Table(
+    "health_history",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("sent_at", Float, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("payload", Text, nullable=False),
+)
+
+#: Each unit's one lifecycle state (see :mod:`vaka.central.fleet.lifecycle`): enrolling, active,
+#: suspended, revoked, decommissioned. A unit without a row is active (it was provisioned
+#: outside central's enrolment, or before central kept lifecycles).
+unit_lifecycle = Table(
+    "unit_lifecycle",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("since", Float, nullable=False),
+    Column("actor", String(64)),
+    Column("reason", String(200)),
+)
+
 events = Table(
     "events",
     metadata,

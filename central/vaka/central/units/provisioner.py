@@ -1,5 +1,6 @@
-"""Central's side of a unit's life: enrolment approval, revocation (and, later, renewal and
-decommissioning). Every step is audited."""
+"""Central's side of a unit's life: enrolment approval, renewal, revocation, re-enrolment and
+decommissioning. Every step is audited and moves the unit's lifecycle
+(:mod:`vaka.central.units.standing`)."""
 
 import asyncio
 import datetime as dt
@@ -17,6 +18,7 @@ from joserfc.jwk import OKPKey
 from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import PublishRaw
 from vaka.central.directory.directory import Directory
+from vaka.central.fleet.lifecycle import Lifecycle
 from vaka.central.settings.config import MqttSection, PkiSection
 from vaka.central.units.enrolment import (
     EnrolmentQueue,
@@ -25,6 +27,7 @@ from vaka.central.units.enrolment import (
     unknown_citizen,
 )
 from vaka.central.units.revocation import BrokerControl, CertificateRegistry, cut_session
+from vaka.central.units.standing import UnitStanding
 from vaka.errors import ProtocolError, ProvisioningError
 from vaka.protocol.enrolment import (
     EnrolRequestMessage,
@@ -63,8 +66,10 @@ class Provisioner:
         directory: Directory,
         audit: AuditLog,
         publish: PublishRaw,
+        standing: UnitStanding,
     ) -> None:
         self.settings = settings
+        self.standing = standing
         self.mqtt = mqtt
         self.certs = certs
         self.directory = directory
@@ -185,6 +190,8 @@ class Provisioner:
         if replaces:
             await self._retire(replaces, unit, actor)
         await asyncio.to_thread(self.queue.mark_approved, code, unit, actor, now)
+        # Enrolling before the unit has its certificate: its first connection makes it active.
+        await self.standing.move(unit, Lifecycle.ENROLLING, actor, display_code(code))
         answer = EnrolResponseMessage(
             payload=EnrolResponsePayload(unit_id=unit, cert_chain=self._chain(cert))
         )
@@ -272,9 +279,21 @@ class Provisioner:
     # ------------------------------------------------------------ decommissioning
 
     async def decommission(
-        self, unit: str, reason: str, actor: str, order_key: OKPKey | None, wait_s: float = 5.0
+        self,
+        unit: str,
+        reason: str,
+        actor: str,
+        order_key: OKPKey | None,
+        wait_s: float = 5.0,
+        *,
+        reenrol: bool = False,
     ) -> dict[str, Any]:
-        """Order the unit to wipe itself, revoke it, take it out of the directory; audited."""
+        """Order the unit to wipe itself, revoke it, take it out of the directory; audited.
+
+        With ``reenrol`` the unit stays assigned and becomes *enrolling*: it shows a new code,
+        which a technician approves as this unit again (``unit_id``)."""
+        becomes = Lifecycle.ENROLLING if reenrol else Lifecycle.DECOMMISSIONED
+        await self.standing.check(unit, becomes)
         topic = device_topic(unit, Channel.COMMAND)
         ordered = order_key is not None
         if order_key is not None:
@@ -283,27 +302,41 @@ class Provisioner:
             await self.publish(topic, encode(message), True)
             await asyncio.sleep(wait_s)  # the unit reports "wiping" and stops
             await self.publish(topic, b"", True)  # clear the retained order
+        what = "re-enrolment" if reenrol else "decommissioned"
         try:
-            serials = await self.revoke(unit, f"decommissioned: {reason}", actor)
+            serials = await self.revoke(unit, f"{what}: {reason}", actor, becomes=None)
         except ProvisioningError as err:
-            log.warning("decommission of %s: %s", unit, err)
+            log.warning("%s of %s: %s", what, unit, err)
             serials = []
-        await asyncio.to_thread(self.directory.unassign_unit, unit)
+        if not reenrol:
+            await asyncio.to_thread(self.directory.unassign_unit, unit)
+        moved = await self.standing.move(unit, becomes, actor, reason)
         await asyncio.to_thread(
             self.audit.append,
-            "unit_decommissioned",
+            "unit_reenrol_ordered" if reenrol else "unit_decommissioned",
             actor=actor,
             unit=unit,
             reason=reason,
             wipe_ordered=ordered,
             serials=serials,
         )
-        return {"unit": unit, "wipe_ordered": ordered, "revoked": serials}
+        return {
+            "unit": unit,
+            "wipe_ordered": ordered,
+            "revoked": serials,
+            "lifecycle": becomes.value,
+            "alerts_closed": moved["alerts_closed"],
+        }
 
     # ------------------------------------------------------------ revocation
 
-    async def revoke(self, unit_id: str, reason: str, actor: str) -> list[str]:
-        """Revoke a unit: its certificates into the CRL, its live session cut, all audited."""
+    async def revoke(
+        self, unit_id: str, reason: str, actor: str, becomes: Lifecycle | None = Lifecycle.REVOKED
+    ) -> list[str]:
+        """Revoke a unit: its certificates into the CRL, its live session cut, all audited; its
+        lifecycle ``becomes`` revoked (``None``: the caller moves it)."""
+        if becomes is not None:
+            await self.standing.check(unit_id, becomes)
         serials = await asyncio.to_thread(self.certs.revoke_cn, unit_id, reason)
         if not serials and not await asyncio.to_thread(self.certs.known, unit_id):
             raise ProvisioningError(f"no certificate of {unit_id} is known to central")
@@ -323,6 +356,8 @@ class Provisioner:
             serials=serials,
             reason=reason,
         )
+        if becomes is not None:
+            await self.standing.move(unit_id, becomes, actor, reason)
         return serials
 
 

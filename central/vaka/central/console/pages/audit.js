@@ -19,6 +19,7 @@ export const KINDS = [
   "alert_raised", "alert_cleared", "unit_down_before_check",
   "unit_enrolled", "unit_assigned", "enrolment_refused", "config_pushed", "cert_renewed",
   "renewal_refused", "rotate_ordered", "unit_revoked", "unit_decommissioned",
+  "unit_suspended", "unit_resumed", "unit_activated", "unit_reenrol_ordered",
 ];
 
 // The sentence for one entry, in the chosen language.

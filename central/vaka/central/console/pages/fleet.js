@@ -1,13 +1,20 @@
 // The fleet for the support function: open alerts first (a unit down ahead of a scheduled night
 // check: send someone instead), then every unit's status with the reasons, refreshed every 10
 // seconds. Technicians and administrators also see units waiting for enrolment approval (and can
-// approve one) and units silent long enough to be decommissioned.
+// approve one) and units silent long enough to be decommissioned. Each unit links to its own page
+// (#/units/<id>); on a phone the table is a list of cards (console.css, .stack).
 import { mount, replace, shown } from "../dom.js";
 import { reason, t, tn, when, word } from "../i18n.js";
 
 const STATUSES = ["online", "degraded", "offline"];
 const TECH_ROLES = ["technician", "administrator"];
 const REFRESH_MS = 10000;
+const COLUMNS = ["fleet.col_unit", "fleet.col_lifecycle", "fleet.col_profile", "fleet.col_status", "fleet.col_why", "fleet.col_agent"];
+
+// The link to a unit's own page.
+export function unitLink(h, id) {
+  return h("a", { href: `#/units/${encodeURIComponent(id)}`, class: "unit-link" }, id);
+}
 
 function clock(ts) {
   return when(ts, { date: false });
@@ -44,8 +51,8 @@ export function render(main, ctx) {
     summary,
     error,
     h("div", { class: "table-wrap" },
-      h("table", { id: "fleet-table" },
-        h("thead", {}, h("tr", {}, ["fleet.col_unit", "fleet.col_profile", "fleet.col_status", "fleet.col_why", "fleet.col_agent"].map((k) => h("th", {}, t(k))))),
+      h("table", { id: "fleet-table", class: "stack fleet-table" },
+        h("thead", {}, h("tr", {}, COLUMNS.map((k) => h("th", {}, t(k))))),
         body)),
   );
 
@@ -59,7 +66,8 @@ export function render(main, ctx) {
           " — ", t("fleet.alert_check", { citizen: a.citizen, at: String(a.check_at_local || "").slice(11, 16) || clock(a.check_at), until: minutesUntil(a.check_at) })),
         h("p", {}, t("fleet.alert_why", { why: a.reasons.join("; ") || "—" }),
           a.group ? ` ${t("fleet.alert_group", { group: a.group })}` : "",
-          ` ${t("fleet.alert_raised", { at: clock(a.raised_at) })}`))));
+          ` ${t("fleet.alert_raised", { at: clock(a.raised_at) })} `,
+          h("a", { href: `#/units/${encodeURIComponent(a.unit)}`, class: "unit-link" }, t("fleet.open_unit"))))));
   }
 
   async function refreshAlerts(background) {
@@ -79,14 +87,15 @@ export function render(main, ctx) {
       summary.textContent = tn("fleet.summary", answer.count, { counts: counts.join(", ") });
       replace(body,
         ...answer.units.map((u) =>
-          h("tr", { class: u.status, "data-unit": u.id },
-            h("td", { "data-label": t("fleet.col_unit") }, u.id),
+          h("tr", { class: `${u.status} life-${u.lifecycle.state}`, "data-unit": u.id, "data-lifecycle": u.lifecycle.state },
+            h("td", { "data-label": t("fleet.col_unit"), class: "unit-cell" }, unitLink(h, u.id)),
+            h("td", { "data-label": t("fleet.col_lifecycle") }, h("span", { class: `lifecycle ${u.lifecycle.state}` }, word("lifecycle", u.lifecycle.state))),
             h("td", { "data-label": t("fleet.col_profile") }, word("profile", u.profile)),
             h("td", { "data-label": t("fleet.col_status") }, h("b", {}, word("state", u.status))),
             h("td", { "data-label": t("fleet.col_why") }, u.reasons.join("; ") || "—"),
             h("td", { "data-label": t("fleet.col_agent") }, shown(u.agent_version)))),
       );
-      if (!answer.units.length) body.append(h("tr", {}, h("td", { colspan: 5 }, t("fleet.no_units"))));
+      if (!answer.units.length) body.append(h("tr", {}, h("td", { colspan: COLUMNS.length }, t("fleet.no_units"))));
       error.hidden = true;
     } catch (err) {
       error.textContent = reason(err.message);

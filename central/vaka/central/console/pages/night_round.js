@@ -1,8 +1,10 @@
 // The "Night round" page: tonight's night checks of my citizens, dialling in to see the unit's
-// live (IR) picture, and recording the outcome ("All well" / "Visit needed") after the call.
+// live (IR) picture with the call's running time (mm:ss), and recording the outcome after the call:
+// one line of two choices, "All well" and "Visit needed" — the second styled as the action it
+// starts (someone goes out), not as a green "go".
 import { startCall } from "../rtc.js";
 import { mount, replace } from "../dom.js";
-import { reason, t, tn, word } from "../i18n.js";
+import { mmss, reason, t, tn, word } from "../i18n.js";
 
 const REFRESH_MS = 30000;
 
@@ -21,21 +23,27 @@ export function render(main, ctx) {
   video.muted = true; // the attribute alone does not mute a video created by script
   const callTitle = h("h2", { id: "round-call-title" });
   const callState = h("p", { id: "round-call-state", class: "call-state", role: "status", "aria-live": "polite" });
+  // The running time of the check: shown from the answer, frozen at the end (not announced
+  // every second: it has no live region).
+  const timerText = h("span", { id: "round-timer", class: "call-timer" }, "00:00");
+  const timerBox = h("p", { class: "call-timer-line", hidden: true }, h("span", { class: "timer-label" }, t("round.timer_label")), " ", timerText);
   const callError = h("p", { id: "round-call-error", class: "error", role: "alert", hidden: true });
   const hangupButton = h("button", { type: "button", id: "round-hangup", class: "hangup" }, t("call.hangup"));
   const closeButton = h("button", { type: "button", id: "round-close", class: "secondary", hidden: true }, t("common.close"));
   const note = h("textarea", { id: "outcome-note", rows: 2, maxlength: 500 });
-  const wellButton = h("button", { type: "button", id: "outcome-all-well", class: "outcome well" }, t("outcome.all_well"));
-  const visitButton = h("button", { type: "button", id: "outcome-visit-needed", class: "outcome visit" }, t("outcome.visit_needed"));
+  const wellButton = h("button", { type: "button", id: "outcome-all-well", class: "outcome well" },
+    h("span", { class: "outcome-mark", "aria-hidden": "true" }, "✓"), t("outcome.all_well"));
+  const visitButton = h("button", { type: "button", id: "outcome-visit-needed", class: "outcome visit" },
+    h("span", { class: "outcome-mark", "aria-hidden": "true" }, "!"), t("outcome.visit_needed"));
   const outcomeError = h("p", { id: "outcome-error", class: "error", role: "alert", hidden: true });
   const outcome = h("div", { id: "round-outcome", class: "round-outcome", hidden: true },
     h("p", { class: "outcome-question" }, t("round.how_was_it")),
-    h("div", { class: "outcome-buttons" }, wellButton, visitButton),
+    h("div", { class: "outcome-buttons", role: "group", "aria-label": t("round.outcome_label") }, wellButton, visitButton),
     h("label", {}, t("round.note"), note),
     outcomeError,
   );
   const panel = h("section", { id: "round-call", class: "call round-call", hidden: true, "aria-label": t("purpose.night_check") },
-    callTitle, callState, callError,
+    callTitle, h("div", { class: "call-head" }, callState, timerBox), callError,
     h("div", { class: "videos" }, video),
     hangupButton, outcome, closeButton,
   );
@@ -49,6 +57,20 @@ export function render(main, ctx) {
   let current = null; // { row, call, callId }
   let timer = null;
   let gone = false;
+  let ticking = null;
+
+  function startTimer() {
+    stopTimer();
+    const started = Date.now();
+    timerText.textContent = "00:00";
+    timerBox.hidden = false;
+    ticking = setInterval(() => { timerText.textContent = mmss((Date.now() - started) / 1000); }, 250);
+  }
+
+  function stopTimer() {
+    if (ticking) clearInterval(ticking);
+    ticking = null;
+  }
 
   function show(el, text) {
     el.textContent = text || "";
@@ -116,6 +138,8 @@ export function render(main, ctx) {
     hangupButton.disabled = false; // "Cancel" until the unit answers, then "Hang up"
     hangupButton.textContent = t("call.cancel");
     note.value = "";
+    stopTimer();
+    timerBox.hidden = true;
     callTitle.textContent = t("round.call_title", { citizen: check.citizen, unit: check.unit });
     panel.hidden = false;
     setDialling(true);
@@ -134,6 +158,7 @@ export function render(main, ctx) {
       if (gone) { call.hangup(); return; }
       current.call = call;
       hangupButton.textContent = t("call.hangup");
+      startTimer();
       hangupButton.disabled = false;
       hangupButton.focus();
       call.ended.then((reason) => afterCall(reason));
@@ -149,6 +174,7 @@ export function render(main, ctx) {
   }
 
   function afterCall(why) {
+    stopTimer();
     if (gone || !current) return;
     callState.textContent = t("round.call_ended", { reason: why });
     hangupButton.hidden = true;
@@ -204,6 +230,7 @@ export function render(main, ctx) {
   return () => {
     gone = true;
     clearInterval(timer);
+    stopTimer();
     if (current && current.call) current.call.hangup();
     else if (current && current.cancel) current.cancel.abort();
   };

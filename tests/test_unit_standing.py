@@ -1,0 +1,153 @@
+"""A unit's lifecycle rules on their own (one database shared by two central instances, a
+controlled clock): revoking or decommissioning closes the unit's open alerts exactly once, with
+the reason, audited; no alert is raised for it afterwards; suspending pauses alerts until it is
+resumed; the moves the rules forbid are refused; an enrolling unit becomes active when it first
+connects; the health history is a bounded ring."""
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from tests.test_alerts import SOON, Recorder, directory_spec, watch
+from vaka.central.alerts.watch import AlertWatch
+from vaka.central.audit.trail import AuditLog
+from vaka.central.directory.directory import Directory
+from vaka.central.directory.spec import ScheduleSpec
+from vaka.central.fleet.lifecycle import Lifecycle, LifecycleRefused, LifecycleStore
+from vaka.central.fleet.store import HealthUpdate, SqlFleetStore
+from vaka.central.settings.fleet import Thresholds
+from vaka.central.storage.engine import open_engine
+from vaka.central.units.standing import UnitStanding
+
+CHECK = dt.datetime(2025, 1, 11, 0, 10, tzinfo=ZoneInfo("Europe/Stockholm")).timestamp()
+BEFORE = CHECK - 50 * 60  # within the lead time: a unit that is down raises an alert
+
+
+def scene(tmp_path: Path) -> tuple[Engine, AlertWatch, AlertWatch, Recorder]:
+    """Two instances' watches on one database; SOON never connected and is checked at 00:10."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'central.db'}")
+    spec = directory_spec().model_copy(
+        update={"schedule": [ScheduleSpec(citizen="c-1001", times=["00:10"], tolerance_min=20)]}
+    )
+    Directory(engine).load(spec)
+    recorder = Recorder()
+    first, second = watch(engine, recorder), watch(engine, recorder)
+    for w in (first, second):
+        w._clock = lambda: BEFORE + 60
+    return engine, first, second, recorder
+
+
+def standing(engine: Engine, w: AlertWatch) -> UnitStanding:
+    return UnitStanding(LifecycleStore(engine), AuditLog(engine), w.close_for_unit)
+
+
+def kinds(engine: Engine, prefix: str) -> list[str]:
+    return [e.kind for e in AuditLog(engine).entries() if e.kind.startswith(prefix)]
+
+
+@pytest.mark.parametrize("state", [Lifecycle.REVOKED, Lifecycle.DECOMMISSIONED])
+async def test_leaving_service_closes_open_alerts_once_and_no_new_ones_come(
+    tmp_path: Path, state: Lifecycle
+) -> None:
+    engine, first, second, recorder = scene(tmp_path)
+    await first.check_once(BEFORE)
+    (alert,) = first.store.open_alerts()
+    assert alert.unit == SOON
+
+    # Both instances take the same change at once: one moves the unit, one closes the alert.
+    one, two = standing(engine, first), standing(engine, second)
+    results = await asyncio.gather(
+        one.move(SOON, state, "t-tech", "stolen from the home"),
+        two.move(SOON, state, "t-tech", "stolen from the home"),
+    )
+    assert sorted(r["alerts_closed"] for r in results) == [0, 1]
+    assert first.store.open_alerts() == []
+    (closed,) = first.store.recent()
+    assert closed.cleared_reason == f"unit {state.value}: stolen from the home"
+    cleared = [e for e in AuditLog(engine).entries() if e.kind == "alert_cleared"]
+    assert [(e.unit, e.actor, e.detail["reason"]) for e in cleared] == [
+        (SOON, "t-tech", f"unit {state.value}: stolen from the home")
+    ]
+
+    # Rounds of both watches later, still down before its check: no new alert, nothing notified.
+    for w in (first, second, first):
+        await w.check_once(BEFORE + 120)
+    assert first.store.open_alerts() == []
+    assert kinds(engine, "alert") == ["alert_raised", "alert_cleared"]
+    assert [k for k, _ in recorder.events] == ["unit_down_before_check"]
+    assert await one.close_alerts(SOON, "again", "t-tech") == 0
+    assert LifecycleStore(engine).get(SOON).state is state
+
+
+async def test_the_watch_closes_alerts_a_change_left_open(tmp_path: Path) -> None:
+    """A change whose alert closing failed (the instance died in between): the next round
+    closes the alert with the lifecycle state, once."""
+    engine, first, second, _ = scene(tmp_path)
+    await first.check_once(BEFORE)
+    LifecycleStore(engine).move(SOON, Lifecycle.REVOKED, actor="t-tech", reason="lost")
+    await asyncio.gather(first.check_once(BEFORE + 60), second.check_once(BEFORE + 60))
+    (closed,) = first.store.recent()
+    assert closed.cleared_reason == "unit revoked"
+    assert kinds(engine, "alert") == ["alert_raised", "alert_cleared"]
+
+
+async def test_a_suspended_unit_raises_no_alert_until_it_is_resumed(tmp_path: Path) -> None:
+    engine, first, _, recorder = scene(tmp_path)
+    await first.check_once(BEFORE)
+    units = standing(engine, first)
+    result = await units.suspend(SOON, "t-tech", "in hospital")
+    assert result["alerts_closed"] == 1 and result["was"] == "active"
+    await first.check_once(BEFORE + 60)
+    assert first.store.open_alerts() == []
+    # Suspending twice is refused; resuming brings the alerts back.
+    with pytest.raises(LifecycleRefused, match="unit u-soon is suspended already"):
+        await units.suspend(SOON, "t-tech", "again")
+    await units.resume(SOON, "t-tech", "home again")
+    await first.check_once(BEFORE + 120)
+    (again,) = first.store.open_alerts()
+    assert again.unit == SOON
+    assert kinds(engine, "unit_") == ["unit_suspended", "unit_resumed"]
+    assert [k for k, _ in recorder.events] == ["unit_down_before_check"] * 2
+
+
+def test_the_rules_refuse_what_a_state_cannot_become(tmp_path: Path) -> None:
+    store = LifecycleStore(open_engine(f"sqlite:///{tmp_path / 'central.db'}"))
+    assert store.get("u-new").state is Lifecycle.ACTIVE and store.get("u-new").since is None
+    store.move("u-new", Lifecycle.DECOMMISSIONED, actor="t-tech", reason="gone")
+    for refused in (Lifecycle.ACTIVE, Lifecycle.SUSPENDED, Lifecycle.REVOKED):
+        with pytest.raises(LifecycleRefused, match="is decommissioned: it cannot be made"):
+            store.move("u-new", refused, actor="t-tech", reason="no")
+    # Back through enrolment: approving a new code makes it enrolling, connecting active.
+    store.move("u-new", Lifecycle.ENROLLING, actor="t-tech", reason="code ABCDE-FGH23")
+    assert store.activate("u-new") is True
+    assert store.activate("u-new") is False  # once
+    record = store.get("u-new")
+    assert record.state is Lifecycle.ACTIVE and record.reason is None and record.actor is None
+
+
+async def test_an_enrolling_unit_becomes_active_on_its_first_connection(tmp_path: Path) -> None:
+    engine, first, _, _ = scene(tmp_path)
+    units = standing(engine, first)
+    await units.move("u-fresh", Lifecycle.ENROLLING, "t-tech", "code ABCDE-FGH23")
+    units.on_unit_online("u-fresh")
+    units.on_unit_online("u-fresh")  # a second birth changes nothing
+    while units._tasks:
+        await asyncio.sleep(0.01)
+    assert (await units.get("u-fresh")).state is Lifecycle.ACTIVE
+    assert kinds(engine, "unit_activated") == ["unit_activated"]
+
+
+def test_health_history_is_a_ring_of_one_sample_per_period(tmp_path: Path) -> None:
+    settings = Thresholds(health_history_period_s=60, health_history_slots=3)
+    store = SqlFleetStore(f"sqlite:///{tmp_path / 'central.db'}", settings)
+    t0 = 1_700_000_000.0 - 1_700_000_000.0 % 60
+    for i in range(10):  # two samples a minute for five minutes
+        at = t0 + 30 * i
+        store.put_health([HealthUpdate("u-cam", at, at, {"uptime_s": i})])
+    kept = store.health_history("u-cam")
+    assert [h.payload["uptime_s"] for h in kept] == [9, 7, 5]  # the newest of each minute
+    assert store.health_history("u-other") == []
