@@ -167,12 +167,9 @@ class Provisioner:
         *,
         create_citizen: bool = False,
     ) -> dict[str, Any]:
-        """Check the request, sign its certificate, assign the unit, answer the unit.
-
-        ``citizen`` must be in the directory unless ``create_citizen`` (a mistyped pseudonym
-        must not create a citizen). ``replaces`` names the unit whose card this one replaces: it
-        must be the same citizen's, and its identity is revoked in the same step.
-        """
+        """Check the request, sign its certificate, assign the unit, answer the unit. ``citizen``
+        must be in the directory unless ``create_citizen`` (a typo must not create one);
+        ``replaces``, the same citizen's unit this one replaces, is revoked in the same step."""
         now = time.time()
         try:
             public_key, unit, new_citizen = await self._approvable(
