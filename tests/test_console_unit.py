@@ -307,6 +307,7 @@ async def test_an_enrolled_unit_is_enrolling_then_active_and_revoked_from_its_pa
     spec = DirectorySpec.model_validate(
         {
             "group": [{"id": "g-night", "name": "Night patrol"}],
+            "citizen": [{"id": "c-9"}],
             "staff": [
                 {
                     "id": "t-tech",
