@@ -16,6 +16,7 @@ from vaka.central.fleet.status import derive_status
 from vaka.central.service import CentralService
 from vaka.devstack.ports import port_or_free
 from vaka.devstack.stack import LocalStack
+from vaka.errors import ConfigError
 
 DEMO_UNITS = (("u-demo-tv", "tv"), ("u-demo-nightcam", "nightcam"))
 
@@ -27,6 +28,7 @@ async def run_demo(
     stack = await asyncio.to_thread(LocalStack, directory)
     async with stack:
         await asyncio.to_thread(stack.start_broker)
+        relay = await _start_relay(stack)
         database = stack.directory / "central.db"
         for stale in stack.directory.glob("central.db*"):
             stale.unlink()
@@ -40,6 +42,7 @@ async def run_demo(
         _print_fleet(central)
         print(f"\nStaff console:              {central.url}/")
         print(f"Fleet API:                  {central.url}/api/units")
+        print(f"Relay (coturn, STUN/TURN):  {relay}")
         print(f"Logs and configuration:     {stack.directory}")
         if not ok:
             print("Some units did not come online; see the logs above.", file=sys.stderr)
@@ -48,6 +51,17 @@ async def run_demo(
             return 1
         await _wait(seconds)
         return 0
+
+
+async def _start_relay(stack: LocalStack) -> str:
+    """Start coturn; without it (not installed) calls still run, only without a relay."""
+    try:
+        turn = await asyncio.to_thread(stack.start_turn)
+    except ConfigError as err:
+        print(f"No relay: {err}", file=sys.stderr)
+        return "none (calls run without a relay)"
+    settings = turn.settings
+    return f"{settings.listen_ip}:{settings.port} (UDP and TCP), per-call credentials"
 
 
 async def _night_check(central: CentralService) -> bool:

@@ -5,12 +5,8 @@ One WebSocket per call (a :class:`~vaka.central.calls.channel.StaffChannel`). Th
 offer's DTLS fingerprint, and sends offer and ticket to the unit in one message; the unit's
 answer comes back on the same WebSocket — one round trip. Either side may hang up.
 
-With a relay configured (``[turn]``), a caller first sends ``prepare`` (the dial's fields without
-the SDP): central checks the permission matrix then, answers ``prepared`` with the call id, the
-caller's relay credential as ICE servers and their expiry, and the caller makes its offer with
-them (no trickle ICE: the candidates must be in the offer). The ``dial`` that follows on the same
-socket must name the same unit and purpose; its ticket expires with the credentials and carries
-the unit's own (:mod:`vaka.central.calls.turn`). A caller that dials at once gets no relay.
+A caller may first send ``prepare`` to get the call's relay credential before it makes its
+offer (:mod:`vaka.central.calls.prepare`); the ticket then carries the unit's own.
 
 Several central instances may run: each subscribes to ``signal/out`` without sharing and keeps
 only answers to calls whose id it issued (call ids start with the instance's identity). What
@@ -23,7 +19,6 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from joserfc.jwk import OKPKey
@@ -33,18 +28,24 @@ from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import PublishToUnit
 from vaka.central.calls.channel import StaffChannel
 from vaka.central.calls.citizen import CitizenCallDesk
-from vaka.central.calls.turn import Party, RelayCredentials, ice_servers, relay_claim
+from vaka.central.calls.prepare import (
+    Prepared,
+    PrepareRequest,
+    dial_fields,
+    is_prepare,
+    prepare_call,
+)
+from vaka.central.calls.turn import RelayCredentials, relay_claim
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.directory.policy import Authorization, CallRefused, authorize_call
 from vaka.central.settings.calls import CallLimits
-from vaka.errors import ConfigError, LinkError, ProtocolError
+from vaka.errors import LinkError, ProtocolError
 from vaka.protocol.inbound import read_unit_message
 from vaka.protocol.messages import SignalMessage, SignalPayload, describe_problems
 from vaka.protocol.refusals import Refusals
 from vaka.protocol.sdp import check_sdp, preferred_fingerprint
 from vaka.protocol.topics import Channel
 from vaka.provisioning.tickets import TicketClaims, sign_ticket
-from vaka.provisioning.turn import TurnCredential
 
 log = logging.getLogger(__name__)
 
@@ -60,50 +61,6 @@ class DialRequest(BaseModel):
     sdp: str = Field(max_length=64 * 1024)
     reason: str | None = Field(default=None, max_length=500)
     request: str | None = Field(default=None, max_length=80)  # the citizen's request (REQ)
-
-
-class PrepareRequest(BaseModel):
-    """The optional first message: the dial's fields without the SDP, to get ICE servers."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["prepare"]
-    unit: str = Field(max_length=64)
-    purpose: Literal["night_check", "video_visit", "break_glass", "citizen_call"]
-    reason: str | None = Field(default=None, max_length=500)
-    request: str | None = Field(default=None, max_length=80)
-
-
-class _Typed(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    type: str = ""
-
-
-def _is_prepare(text: str) -> bool:
-    try:
-        return _Typed.model_validate_json(text).type == "prepare"
-    except ValidationError:
-        return False
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """A prepared call: what was authorized, when, and when its ticket and credentials end."""
-
-    request: PrepareRequest
-    allowed: Authorization
-    now: float
-    expires_at: int
-
-    def matches(self, dial: DialRequest) -> bool:
-        asked = self.request
-        return (asked.unit, asked.purpose, asked.reason, asked.request) == (
-            dial.unit,
-            dial.purpose,
-            dial.reason,
-            dial.request,
-        )
 
 
 class CallRelay:
@@ -182,7 +139,7 @@ class CallRelay:
                 await self._audit("ticket_refused", **fields, reason=str(err))
                 await _refuse(ws, str(err))
                 return
-        unit_relay = await self._mint(call_id, "unit", expires_at, now)
+        unit_relay = await self.relay_credentials.mint(call_id, "unit", expires_at, now)
         claims = self._claims(caller, dial, allowed, call_id, fingerprint, now)
         claims = claims.model_copy(update={"rly": relay_claim(unit_relay)})
         ticket = sign_ticket(claims, self.ticket_key)
@@ -222,15 +179,24 @@ class CallRelay:
 
     async def _read_dial(
         self, ws: StaffChannel, caller: StaffMember, opened: float, call_id: str
-    ) -> tuple[DialRequest, str, str, _Prepared | None] | None:
+    ) -> tuple[DialRequest, str, str, Prepared | None] | None:
         """The dial request, its checked SDP, the fingerprint to pin and the prepared call it
         follows (if it does); ``None`` once refused."""
         first = await self._receive_request(ws, opened)
         if first is None:
             return None
         prepared = None
-        if _is_prepare(first):
-            prepared = await self._prepare(ws, caller, first, call_id)
+        if is_prepare(first):
+            prepared = await prepare_call(
+                ws,
+                caller,
+                first,
+                call_id,
+                self._authorize,
+                self.audit,
+                self.relay_credentials,
+                self.limits.ticket_ttl_s,
+            )
             if prepared is None:
                 return None
             first = await self._receive_request(ws, opened)
@@ -245,64 +211,16 @@ class CallRelay:
             await self._audit("ticket_refused", actor=caller.staff_id, reason=reason)
             await _refuse(ws, reason)
             return None
-        if prepared is not None and not prepared.matches(dial):
+        if prepared is not None and prepared.fields != dial_fields(dial):
             reason = "the dial request does not match the prepared call"
             await self._audit("ticket_refused", actor=caller.staff_id, reason=reason)
             await _refuse(ws, reason, call_id)
             return None
         return dial, sdp, fingerprint, prepared
 
-    async def _prepare(
-        self, ws: StaffChannel, caller: StaffMember, text: str, call_id: str
-    ) -> _Prepared | None:
-        """Authorize a prepared call and send the caller its ICE servers; ``None`` if refused."""
-        try:
-            asked = PrepareRequest.model_validate_json(text)
-        except ValidationError as err:
-            reason = _readable(err)
-            await self._audit("ticket_refused", actor=caller.staff_id, reason=reason)
-            await _refuse(ws, reason)
-            return None
-        now = time.time()
-        fields = {"actor": caller.staff_id, "unit": asked.unit, "purpose": asked.purpose}
-        as_dial = DialRequest(
-            type="dial",
-            unit=asked.unit,
-            purpose=asked.purpose,
-            sdp="",
-            reason=asked.reason,
-            request=asked.request,
-        )
-        try:
-            allowed = await self._authorize(caller, as_dial, now)
-        except CallRefused as err:
-            await self._audit("ticket_refused", **fields, call_id=call_id, reason=str(err))
-            await _refuse(ws, str(err))
-            return None
-        expires_at = int(now) + self.limits.ticket_ttl_s
-        credential = await self._mint(call_id, "caller", expires_at, now)
-        await ws.send_json(
-            {
-                "type": "prepared",
-                "call_id": call_id,
-                "ice_servers": ice_servers(credential),
-                "expires_at": expires_at,
-            }
-        )
-        return _Prepared(asked, allowed, now, expires_at)
-
-    async def _mint(
-        self, call_id: str, party: Party, expires_at: int, now: float
-    ) -> TurnCredential | None:
-        """A relay credential, or none (logged) when the secret cannot be read: the call may
-        still connect directly, which beats refusing a night check outright."""
-        try:
-            return await self.relay_credentials.mint(call_id, party, expires_at, now)
-        except ConfigError as err:
-            log.error("call %s: no relay credential for the %s: %s", call_id, party, err)
-            return None
-
-    async def _authorize(self, caller: StaffMember, dial: DialRequest, now: float) -> Authorization:
+    async def _authorize(
+        self, caller: StaffMember, dial: DialRequest | PrepareRequest, now: float
+    ) -> Authorization:
         """The permission matrix's answer (a citizen call is first won for the caller)."""
         if dial.purpose == "citizen_call":
             await self._accept_citizen_call(caller, dial)
@@ -346,7 +264,9 @@ class CallRelay:
             req=dial.request if dial.purpose == "citizen_call" else None,
         )
 
-    async def _accept_citizen_call(self, caller: StaffMember, dial: DialRequest) -> None:
+    async def _accept_citizen_call(
+        self, caller: StaffMember, dial: DialRequest | PrepareRequest
+    ) -> None:
         """Win the citizen's request for ``caller`` (first accept wins) or raise CallRefused."""
         if self.citizen_calls is None:
             raise CallRefused("citizen calls are not taken on this central")

@@ -14,12 +14,16 @@ secret during a rotation takes effect without restarting central.
 """
 
 import asyncio
+import logging
 import math
 from typing import Literal
 
 from vaka.central.settings.config import TurnSection
+from vaka.errors import ConfigError
 from vaka.provisioning.tickets import RelayClaim
 from vaka.provisioning.turn import RelayEndpoint, TurnCredential, read_secret, turn_credential
+
+log = logging.getLogger(__name__)
 
 Party = Literal["unit", "caller"]
 
@@ -45,11 +49,16 @@ class RelayCredentials:
     ) -> TurnCredential | None:
         """``party``'s credential for ``call_id``, valid until ``expires_at`` (unix seconds).
 
-        :raises ConfigError: the secret file cannot be read or holds no usable secret.
+        ``None`` without ``[turn]``, and (logged) when the secret file cannot be read: the call
+        may still connect directly, which beats refusing a night check outright.
         """
         if self.settings is None or self.endpoint is None:
             return None
-        secret = await asyncio.to_thread(read_secret, self.settings.secret_file)
+        try:
+            secret = await asyncio.to_thread(read_secret, self.settings.secret_file)
+        except ConfigError as err:
+            log.error("call %s: no relay credential for the %s: %s", call_id, party, err)
+            return None
         # Whole seconds on both sides, so the expiry is exactly the ticket's.
         lifetime = max(expires_at - math.floor(now), 1)
         return turn_credential(
