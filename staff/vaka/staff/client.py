@@ -207,8 +207,11 @@ class StaffClient:
         if prepared.get("type") != "prepared":
             await ws.close()
             raise StaffError(f"call refused: {prepared.get('reason', prepared)}")
-        servers = relay_servers(prepared.get("ice_servers") or [], self.relay_transport)
-        pc = RTCPeerConnection(rtc_configuration([*self.ice_servers, *servers]))
+        servers = [
+            *self.ice_servers,
+            *relay_servers(prepared.get("ice_servers") or [], self.relay_transport),
+        ]
+        pc = RTCPeerConnection(rtc_configuration(servers))
         if send_video is None:
             pc.addTransceiver("video", direction="recvonly")
         else:
@@ -252,7 +255,7 @@ class StaffClient:
             raise StaffError(f"call refused: {reply.get('reason', reply)}")
         timings.answered = time.perf_counter()
         await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
-        call = StaffCall(reply["call_id"], pc, ws, timings, track, audio=audio)
+        call = StaffCall(reply["call_id"], pc, ws, timings, track, audio=audio, ice_servers=servers)
         call._reader = asyncio.create_task(read_until_ended(call))
         return call
 
