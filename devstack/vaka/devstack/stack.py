@@ -191,9 +191,11 @@ class LocalStack:
         keepalive_s: int = 5,
         *,
         env: Mapping[str, str] | None = None,
+        netns: str | None = None,
         **options: Any,
     ) -> AgentProcess:
-        """Start ``vaka-agent --simulate`` for ``device_id`` as a child process.
+        """Start ``vaka-agent --simulate`` for ``device_id`` as a child process (inside the
+        network namespace ``netns`` if given: a unit behind a test bed's home router).
 
         A unit spawned again under the same id is restarted on a fresh configuration.
         """
@@ -206,7 +208,9 @@ class LocalStack:
         previous = self.units.get(device_id)
         if previous is not None:
             previous.stop()
-        agent = AgentProcess(device_id, path, self.directory / "logs" / f"{device_id}.log")
+        agent = AgentProcess(
+            device_id, path, self.directory / "logs" / f"{device_id}.log", netns=netns
+        )
         agent.spawn(env)
         if previous is None:
             self._parts.append(_Part(device_id, lambda: self.units[device_id].stop()))
