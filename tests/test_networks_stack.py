@@ -13,7 +13,8 @@ relay only). The staff client (this process) dials a night check through central
 * the home's uplink goes down for 20 s during the call: the unit ends the call and closes the
   shutter, central sees the unit offline (its status says so and the "unit down before a night
   check" alert is raised), the unit reconnects by itself when the line is back, its call's
-  events (ended, shutter closed) reach the audit trail, and the alert is cleared.
+  events (ended, shutter closed) reach the audit trail, the alert is cleared, and the unit's
+  health reports the outage (``link_outages``, ``last_outage_s``).
 
 Needs root for the namespaces; skips with the reason when the machine cannot make them.
 """
@@ -194,6 +195,17 @@ async def _call_and_flap(
             return ("alert_cleared", UNIT) in await _audit(central)
 
         await _until(alert_cleared, 30, "the alert cleared")
+
+        async def outage_reported() -> bool:
+            record = await asyncio.to_thread(central.store.unit, UNIT)
+            health = record.health if record is not None else None
+            return bool(health and health.get("link_outages", 0) >= 1)
+
+        await _until(outage_reported, 15, "the outage in the unit's health")
+        record = await asyncio.to_thread(central.store.unit, UNIT)
+        assert record is not None and record.health is not None
+        print("the unit's health after the outage:", record.health["last_outage_s"], "s down")
+        assert 5 <= record.health["last_outage_s"] <= LINK_DOWN_S + 30
         await call.hangup()
     kinds = [k for k, _ in await _audit(central, call.call_id)]
     assert kinds.index("shutter_open") < kinds.index("shutter_closed"), kinds
