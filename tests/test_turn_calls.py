@@ -75,6 +75,7 @@ async def test_caller_and_unit_both_allocate_with_their_own_credentials(
         await staff.login("s-nurse", PASSWORD, totp_secret=TOTP_SECRET)
         call = await staff.dial(UNIT, "night_check")
         await call.next_frame(timeout=10)
+        assert unit.agent.calls is not None
         session = unit.agent.calls.session
         assert session is not None
         relay = session.claims.rly
