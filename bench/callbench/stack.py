@@ -194,10 +194,12 @@ async def running_bench(
     directory: Path,
     agent_env: dict[str, str] | None = None,
     broker_lines: Sequence[str] = (),
+    relay: bool = False,
 ) -> AsyncIterator[Bench]:
     """The local stack, central with the directory loaded, a logged-in staff client.
 
-    ``broker_lines`` are appended to ``mosquitto.conf`` (experiments, e.g. ``set_tcp_nodelay``).
+    ``broker_lines`` are appended to ``mosquitto.conf`` (experiments, e.g. ``set_tcp_nodelay``);
+    ``relay`` starts the stack's coturn first, so calls carry per-call relay credentials.
     """
     from vaka.devstack.central import load_directory
     from vaka.devstack.stack import LocalStack
@@ -208,6 +210,8 @@ async def running_bench(
     )
     async with stack:
         await asyncio.to_thread(stack.start_broker)
+        if relay:
+            await asyncio.to_thread(stack.start_turn)
         central = await stack.start_central()
         await load_directory(central, directory_spec_data())
         async with StaffClient(central.url) as staff:

@@ -88,6 +88,7 @@ class HealthSampler:
         config_version: Callable[[], int] = lambda: 0,
         refused_messages: Callable[[], int] = lambda: 0,
         last_call: Callable[[], str | None] = lambda: None,
+        link_outages: Callable[[], tuple[int, float | None]] = lambda: (0, None),
         clock_synced: Callable[[], bool] | None = None,
         sys_root: Path = Path("/sys"),
         proc_root: Path = Path("/proc"),
@@ -105,6 +106,7 @@ class HealthSampler:
         self._last_call = last_call
         #: a callable given wins over the hardware's clock (tests pin it)
         self._clock_synced = clock_synced or self.hardware.clock.synchronised
+        self._link_outages = link_outages
         self._status: dict[str, SourceStatus] = {}
         self._lock = threading.Lock()
 
@@ -154,7 +156,15 @@ class HealthSampler:
             "config_version": read("config version", lambda: _count(self._config_version())) or 0,
             "refused_messages": read("refused messages", lambda: _count(self._refused())) or 0,
             "last_call": read("last call", self._last),
+            **self._outages(),
         }
+
+    def _outages(self) -> dict[str, Any]:
+        outages = self._read("link outages", self._link_outages)
+        if outages is None:
+            return {}
+        count, last_s = outages
+        return {"link_outages": _count(count), "last_outage_s": last_s}
 
     def _rtt(self) -> float | None:
         rtt = self._broker_rtt_ms()

@@ -21,6 +21,7 @@ from vaka.central.broker.mqtt import CentralLink
 from vaka.central.calls.citizen import CitizenCallDesk, Notify
 from vaka.central.calls.duty import DutyRoster
 from vaka.central.calls.relay import CallRelay
+from vaka.central.calls.turn import RelayCredentials
 from vaka.central.directory.directory import Directory
 from vaka.central.fleet.ingest import FleetIngest
 from vaka.central.fleet.lifecycle import LifecycleStore
@@ -123,6 +124,7 @@ class CentralService:
             config.calls,
             self._publish,
             desk,
+            RelayCredentials(config.turn),
         )
         return duty, desk, relay
 

@@ -24,6 +24,7 @@ from vaka.demo.newunit import NewUnitFailed, provision_new_unit
 from vaka.demo.nightcheck import ADMIN, NURSE, PASSWORD, TECHNICIAN, TOTP_SECRET, demo_directory
 from vaka.devstack.ports import port_or_free
 from vaka.devstack.stack import LocalStack
+from vaka.errors import ConfigError
 
 DEMO_UNITS = (("u-demo-tv", "tv"), ("u-demo-nightcam", "nightcam"))
 #: the demo's unit fresh from the box (named by its files until central gives it an id)
@@ -79,6 +80,7 @@ async def _demo(directory: Path, http_port: int, seconds: float | None, interval
     stack = await _whole(LocalStack, directory)
     async with stack:
         await _whole(stack.start_broker)
+        relay = await _start_relay(stack)
         database = stack.directory / "central.db"
         for stale in stack.directory.glob("central.db*"):
             stale.unlink()
@@ -94,6 +96,7 @@ async def _demo(directory: Path, http_port: int, seconds: float | None, interval
         _print_fleet(central)
         print(f"\nStaff console:              {central.url}/")
         print(f"Fleet API:                  {central.url}/api/units")
+        print(f"Relay (coturn, STUN/TURN):  {relay}")
         print(f"Logs and configuration:     {stack.directory}")
         if not ok:
             print("Some units did not come online; see the logs above.", file=sys.stderr)
@@ -109,6 +112,17 @@ async def _demo(directory: Path, http_port: int, seconds: float | None, interval
         _print_accounts(central)
         await _wait(seconds)
         return 0
+
+
+async def _start_relay(stack: LocalStack) -> str:
+    """Start coturn; without it (not installed) calls still run, only without a relay."""
+    try:
+        turn = await _whole(stack.start_turn)
+    except ConfigError as err:
+        print(f"No relay: {err}", file=sys.stderr)
+        return "none (calls run without a relay)"
+    settings = turn.settings
+    return f"{settings.listen_ip}:{settings.port} (UDP and TCP), per-call credentials"
 
 
 async def _night_check(central: CentralService) -> bool:

@@ -25,6 +25,7 @@ from vaka.central.settings.config import (
     KeysSection,
     MqttSection,
     PkiSection,
+    TurnSection,
 )
 from vaka.central.units.config_push import build_bundle, push_config
 from vaka.devstack.broker import Broker
@@ -43,10 +44,12 @@ def central_config(
     http_port: int = 0,
     keepalive_s: int = 5,
     database: Path | None = None,
+    turn: TurnSection | None = None,
 ) -> CentralConfig:
     """Central's configuration for ``broker``: its identity's certificate, the stack's keys,
     the issuing CA (enrolment, revocation through the broker's CRL) and a SQLite file in
-    ``directory`` (``<identity>.db`` unless ``database`` names one that several share)."""
+    ``directory`` (``<identity>.db`` unless ``database`` names one that several share), and
+    ``turn``, the relay central mints per-call credentials for (none: no relay)."""
     pki = broker.pki
     files = pki.client(identity)
     db = database or directory / f"{identity}.db"
@@ -69,6 +72,7 @@ def central_config(
         ),
         http=HttpSection(port=http_port),
         database=DatabaseSection(url=f"sqlite:///{db}"),
+        turn=turn,
     )
 
 

@@ -1,4 +1,5 @@
-"""The local stack: PKI, broker, central, simulated units; started in order, torn down in reverse.
+"""The local stack: PKI, broker, relay, central, simulated units; started in order, torn down
+in reverse.
 
 The demo, the tests, the benches and the console screenshots all start the world through
 :class:`LocalStack`, so they share one set of defaults (production's: broker persistence, the
@@ -6,6 +7,7 @@ CRL, the enrolment listener) and one teardown::
 
     async with LocalStack(directory) as stack:    # the PKI (made once, or shared)
         stack.start_broker()
+        stack.start_turn()                        # coturn; central then mints relay credentials
         central = await stack.start_central()     # in this event loop
         stack.spawn_unit("u-1", "nightcam")       # a vaka-agent --simulate process
         await stack.wait_online(central, ["u-1"])
@@ -17,6 +19,7 @@ crash tests use the broker's and the units' ``kill``/``freeze``/``thaw``.
 
 import contextlib
 import logging
+import secrets
 import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vaka.central.service import CentralService
-from vaka.central.settings.config import CentralConfig
+from vaka.central.settings.config import CentralConfig, TurnSection
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import (
     CentralProcess,
@@ -33,6 +36,7 @@ from vaka.devstack.central import (
     wait_units_online,
 )
 from vaka.devstack.ports import free_port
+from vaka.devstack.turn import TEST_PEER_RANGES, TurnServer, TurnSettings
 from vaka.devstack.units import (
     AgentProcess,
     new_unit_config,
@@ -94,6 +98,8 @@ class LocalStack:
             central_identities=central_identities,
             extra_lines=broker_lines,
         )
+        self.host = host
+        self.turn: TurnServer | None = None
         self.units: dict[str, AgentProcess] = {}
         self._parts: list[_Part] = []
         self._broker_started = False
@@ -115,10 +121,46 @@ class LocalStack:
         if not self._broker_started:
             raise ConfigError(f"start the broker before {part} (stack.start_broker())")
 
+    # -- the relay
+
+    def start_turn(self) -> TurnServer:
+        """Start coturn (the shipped ``turnserver.conf``, rendered) on a free port of the stack's
+        host, with a fresh shared secret; a central started afterwards hands out per-call relay
+        credentials for it. Unlike production, it lets peers on loopback be relayed to (the
+        stack's units and staff gather there) besides the test ranges."""
+        if self.turn is None:
+            work = self.directory / "turn"
+            work.mkdir(parents=True, exist_ok=True)
+            secret_file = work / "secret"
+            secret_file.touch(mode=0o600, exist_ok=True)
+            secret_file.write_text(secrets.token_urlsafe(32) + "\n")
+            settings = TurnSettings(
+                listen_ip=self.host,
+                secret_file=secret_file,
+                work_dir=work,
+                port=free_port(self.host),
+                allowed_peers=("127.0.0.0-127.255.255.255", *TEST_PEER_RANGES),
+            )
+            self.turn = TurnServer(settings)
+            self._parts.append(_Part("turn", self.turn.stop))
+        self.turn.start()
+        return self.turn
+
+    @property
+    def turn_section(self) -> TurnSection | None:
+        """Central's ``[turn]`` for the stack's relay (``None`` before :meth:`start_turn`)."""
+        if self.turn is None:
+            return None
+        settings = self.turn.settings
+        return TurnSection(
+            host=settings.listen_ip, port=settings.port, secret_file=settings.secret_file
+        )
+
     # -- central
 
     def central_config(self, identity: str = "central-1", **options: Any) -> CentralConfig:
         """Central's configuration for this stack (:func:`vaka.devstack.central.central_config`)."""
+        options.setdefault("turn", self.turn_section)
         return central_config(self.broker, self.directory, identity, **options)
 
     async def start_central(
@@ -156,9 +198,11 @@ class LocalStack:
         keepalive_s: int = 5,
         *,
         env: Mapping[str, str] | None = None,
+        netns: str | None = None,
         **options: Any,
     ) -> AgentProcess:
-        """Start ``vaka-agent --simulate`` for ``device_id`` as a child process.
+        """Start ``vaka-agent --simulate`` for ``device_id`` as a child process (inside the
+        network namespace ``netns`` if given: a unit behind a test bed's home router).
 
         A unit spawned again under the same id is restarted on a fresh configuration.
         """
@@ -171,7 +215,9 @@ class LocalStack:
         previous = self.units.get(device_id)
         if previous is not None:
             previous.stop()
-        agent = AgentProcess(device_id, path, self.directory / "logs" / f"{device_id}.log")
+        agent = AgentProcess(
+            device_id, path, self.directory / "logs" / f"{device_id}.log", netns=netns
+        )
         agent.spawn(env)
         if previous is None:
             self._parts.append(_Part(device_id, lambda: self.units[device_id].stop()))

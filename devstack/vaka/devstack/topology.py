@@ -127,12 +127,19 @@ def build(net: TestNet, profile: Profile) -> Topology:
     return Topology(net, profile, unit, staff, relay, home, carrier, municipality, internet)
 
 
-def unit_ruleset(relay_ip: str) -> str:
-    """The unit's shipped ruleset with ``relay_ip`` as its only TURN address."""
+def unit_ruleset(relay_ip: str, broker: tuple[str, Sequence[int]] | None = None) -> str:
+    """The unit's shipped ruleset with ``relay_ip`` as its only TURN address and, if given,
+    ``broker`` (address, ports) as its broker."""
+    definitions = {"TURN_V4": f"{{ {relay_ip} }}"}
+    if broker is not None:
+        address, ports = broker
+        definitions["BROKER_V4"] = f"{{ {address} }}"
+        definitions["BROKER_PORTS"] = "{ " + ", ".join(str(p) for p in ports) + " }"
     text = UNIT_RULESET.read_text()
-    text, count = re.subn(
-        r"^define TURN_V4 = .*$", f"define TURN_V4 = {{ {relay_ip} }}", text, flags=re.M
-    )
-    if count != 1:
-        raise ValueError(f"{UNIT_RULESET} has no single TURN_V4 definition")
+    for name, value in definitions.items():
+        text, count = re.subn(
+            rf"^define {name} = .*$", f"define {name} = {value}", text, flags=re.M
+        )
+        if count != 1:
+            raise ValueError(f"{UNIT_RULESET} has no single {name} definition")
     return text

@@ -114,12 +114,13 @@ def write_unit_config(path: Path, config: Mapping[str, Any]) -> Path:
 class AgentProcess(ChildProcess):
     """``vaka-agent --simulate`` as a child process."""
 
-    def __init__(self, device_id: str, config_path: Path, log_path: Path) -> None:
-        super().__init__(
-            device_id,
-            [sys.executable, "-m", "vaka.agent.cli", "--config", str(config_path), "--simulate"],
-            log_path,
-        )
+    def __init__(
+        self, device_id: str, config_path: Path, log_path: Path, netns: str | None = None
+    ) -> None:
+        argv = [sys.executable, "-m", "vaka.agent.cli", "--config", str(config_path), "--simulate"]
+        # `ip netns exec` execs the agent, so the child's pid stays the agent's own.
+        prefix = ["ip", "netns", "exec", netns] if netns is not None else []
+        super().__init__(device_id, [*prefix, *argv], log_path)
         self.device_id = device_id
         self.config_path = config_path
 

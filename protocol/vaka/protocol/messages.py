@@ -82,6 +82,8 @@ class HealthPayload(_Strict):
     config_version: int = Field(ge=0)
     last_call: ShortText | None = None
     refused_messages: int = Field(default=0, ge=0)
+    link_outages: int = Field(default=0, ge=0)  # broker link losses since the agent started
+    last_outage_s: float | None = Field(default=None, ge=0)  # how long the last one lasted
 
 
 EventValue = str | int | float | bool | None

@@ -31,6 +31,20 @@ class BadTicket(CallError, ValueError):
     """A ticket was missing, malformed, wrongly signed, expired or not meant for this unit."""
 
 
+class RelayClaim(BaseModel):
+    """The unit's relay credential for this call (TURN REST, see :mod:`vaka.provisioning.turn`).
+
+    It travels inside the signed ticket, so a broker cannot point a unit's media at a relay of
+    its choosing; it expires with the ticket (``username`` starts with the expiry).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    urls: tuple[str, ...] = Field(min_length=1, max_length=4)  # stun: first, then turn(s):
+    username: str = Field(max_length=120)  # "<expiry>:<call id>-unit"
+    credential: str = Field(max_length=64)  # base64(HMAC-SHA1(secret, username))
+
+
 class TicketClaims(BaseModel):
     """What a ticket says. Short names keep the token small; the docstrings say what they are."""
 
@@ -53,6 +67,7 @@ class TicketClaims(BaseModel):
     fp: str = Field(max_length=200)  # caller's DTLS fingerprint, "sha-256 AB:CD:..."
     brk: str | None = Field(default=None, max_length=500)  # break-glass reason
     req: str | None = Field(default=None, max_length=80)  # the citizen's request a call answers
+    rly: RelayClaim | None = None  # the unit's relay credential for this call, if central has one
 
 
 def new_ticket_key() -> OKPKey:

@@ -25,6 +25,7 @@ import hmac
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from vaka.errors import ConfigError
@@ -165,3 +166,23 @@ def turn_credential(
     expires_at = math.ceil(start + lifetime_s)
     username = f"{expires_at}:{call_id}"
     return TurnCredential(username, turn_password(secret, username), expires_at, endpoint)
+
+
+def read_secret(path: Path) -> bytes:
+    """The newest shared secret in ``path``: its last non-empty line.
+
+    The file holds one secret per line, as coturn's ``static-auth-secret`` lines are made from
+    it. During a rotation the new secret is appended (coturn then accepts both), so whoever
+    derives credentials from the file switches to the new one without a restart.
+
+    :raises ConfigError: the file cannot be read, holds no secret, or its newest is too short.
+    """
+    try:
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except OSError as err:
+        raise ConfigError(f"cannot read the TURN secret file {path}: {err.strerror}") from err
+    if not lines:
+        raise ConfigError(f"the TURN secret file {path} holds no secret")
+    secret = lines[-1].encode("utf-8")
+    check_secret(secret)
+    return secret

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import av
-from aiortc import MediaStreamTrack, RTCPeerConnection, VideoStreamTrack
+from aiortc import MediaStreamTrack, RTCIceServer, RTCPeerConnection, VideoStreamTrack
 
 from vaka.errors import BadMessage
 from vaka.protocol.guard import parse_json
@@ -52,6 +52,8 @@ class StaffCall:
     #: the unit's sound (resolved when its audio track arrives; calls with audio only)
     audio: "asyncio.Future[MediaStreamTrack] | None" = None
     _reader: "asyncio.Task[None] | None" = None
+    #: the ICE servers the call was made with (central's per-call relay credential among them)
+    ice_servers: list[RTCIceServer] = field(default_factory=list)
 
     async def next_frame(self, timeout: float = 10.0) -> av.VideoFrame:
         """The next decoded video frame from the unit."""

@@ -11,8 +11,8 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Literal
 
 import aiohttp
 from aiortc import (
@@ -42,12 +42,54 @@ class StaffError(CallError, RuntimeError):
         self.outcome = outcome
 
 
-class StaffClient:
-    """A logged-in staff member's connection to central."""
+RelayTransport = Literal["udp", "tcp", "tls"]
 
-    def __init__(self, central_url: str, ice_servers: Sequence[RTCIceServer] = ()) -> None:
+
+def relay_servers(
+    entries: Sequence[Mapping[str, Any]], prefer: RelayTransport = "udp"
+) -> list[RTCIceServer]:
+    """Central's ICE servers for a call, the TURN URL of the ``prefer`` transport first.
+
+    aiortc uses only the first STUN and the first TURN URL it is given: behind a firewall that
+    lets only TCP 443 out, ``prefer="tls"`` picks ``turns:``.
+    """
+
+    def transport(url: str) -> str:
+        if url.startswith("turns:"):
+            return "tls"
+        return "tcp" if url.endswith("transport=tcp") else "udp"
+
+    servers = [
+        RTCIceServer(
+            urls=str(entry["urls"]),
+            username=entry.get("username"),
+            credential=entry.get("credential"),
+        )
+        for entry in entries
+        if isinstance(entry, Mapping) and isinstance(entry.get("urls"), str)
+    ]
+    stun = [s for s in servers if str(s.urls).startswith("stun:")]
+    turn = [s for s in servers if not str(s.urls).startswith("stun:")]
+    turn.sort(key=lambda s: transport(str(s.urls)) != prefer)
+    return stun + turn
+
+
+class StaffClient:
+    """A logged-in staff member's connection to central.
+
+    ``ice_servers`` are used for every call, before the relay credential central hands out
+    per call (``relay_transport`` picks which of its TURN URLs aiortc uses).
+    """
+
+    def __init__(
+        self,
+        central_url: str,
+        ice_servers: Sequence[RTCIceServer] = (),
+        relay_transport: RelayTransport = "udp",
+    ) -> None:
         self.central_url = central_url.rstrip("/")
         self.ice_servers = list(ice_servers)
+        self.relay_transport: RelayTransport = relay_transport
         self._http: aiohttp.ClientSession | None = None
         self._token: str | None = None
         self.staff: dict[str, Any] = {}
@@ -147,8 +189,9 @@ class StaffClient:
         send_video: MediaStreamTrack | None = None,
         send_audio: MediaStreamTrack | None = None,
     ) -> StaffCall:
-        """Ask central for a ticket and set up the call in one round trip (a TV unit may ring
-        up to ``ring_timeout`` seconds, or as long as central says, before it answers).
+        """Ask central for the call's ICE servers, then for a ticket, and set up the call (a TV
+        unit may ring up to ``ring_timeout`` seconds, or as long as central says, before it
+        answers).
 
         Cancelling this coroutine while the unit rings cancels the call: central is told, and
         the unit stops ringing.
@@ -160,7 +203,26 @@ class StaffClient:
         if self._token is None:
             raise StaffError("log in first")
         timings = CallTimings(started=time.perf_counter())
-        pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
+        fields = {
+            "unit": unit,
+            "purpose": purpose,
+            **({"reason": reason} if reason else {}),
+            **({"request": request} if request else {}),
+        }
+        ws = await self._prepare(fields)
+        try:
+            prepared = await ws.receive_json(timeout=timeout)
+        except (TimeoutError, TypeError, ValueError) as err:
+            await ws.close()
+            raise StaffError(f"no answer from central: {err!r}") from None
+        if prepared.get("type") != "prepared":
+            await ws.close()
+            raise StaffError(f"call refused: {prepared.get('reason', prepared)}")
+        servers = [
+            *self.ice_servers,
+            *relay_servers(prepared.get("ice_servers") or [], self.relay_transport),
+        ]
+        pc = RTCPeerConnection(rtc_configuration(servers))
         if send_video is None:
             pc.addTransceiver("video", direction="recvonly")
         else:
@@ -189,25 +251,7 @@ class StaffClient:
 
         await pc.setLocalDescription(await pc.createOffer())
         timings.offer_ready = time.perf_counter()
-        try:
-            ws = await self.http.ws_connect(
-                f"{self.central_url}/api/calls",
-                headers={"Authorization": f"Bearer {self._token}"},
-                heartbeat=10,
-            )
-        except aiohttp.ClientError as err:
-            await pc.close()
-            raise StaffError(f"cannot open the call channel: {err}") from None
-        await ws.send_json(
-            {
-                "type": "dial",
-                "unit": unit,
-                "purpose": purpose,
-                "sdp": pc.localDescription.sdp,
-                **({"reason": reason} if reason else {}),
-                **({"request": request} if request else {}),
-            }
-        )
+        await ws.send_json({"type": "dial", **fields, "sdp": pc.localDescription.sdp})
         try:
             # Read all along (aiohttp answers central's pings inside receive): a TV rings for
             # up to half a minute, and a socket whose pings go unanswered is closed.
@@ -231,9 +275,22 @@ class StaffClient:
             )
         timings.answered = time.perf_counter()
         await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
-        call = StaffCall(reply["call_id"], pc, ws, timings, track, audio=audio)
+        call = StaffCall(reply["call_id"], pc, ws, timings, track, audio=audio, ice_servers=servers)
         call._reader = asyncio.create_task(read_until_ended(call))
         return call
+
+    async def _prepare(self, fields: Mapping[str, str]) -> aiohttp.ClientWebSocketResponse:
+        """Open the call's WebSocket and ask for its ICE servers (``prepare``)."""
+        try:
+            ws = await self.http.ws_connect(
+                f"{self.central_url}/api/calls",
+                headers={"Authorization": f"Bearer {self._token}"},
+                heartbeat=10,
+            )
+        except aiohttp.ClientError as err:
+            raise StaffError(f"cannot open the call channel: {err}") from None
+        await ws.send_json({"type": "prepare", **fields})
+        return ws
 
     # ------------------------------------------------------------ duty and citizen calls
 

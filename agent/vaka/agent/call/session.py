@@ -20,7 +20,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from enum import Enum
 from typing import Any
 
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 
 from vaka.agent.call.observer import CallObserver
 from vaka.agent.call.presence import MediaDeadlines, PresenceWatch
@@ -35,6 +41,24 @@ log = logging.getLogger(__name__)
 
 Report = Callable[[str, dict[str, Any]], Awaitable[None]]
 Hangup = Callable[[str, str], Awaitable[None]]
+
+
+def call_ice_servers(claims: TicketClaims, media: MediaSettings) -> list[RTCIceServer]:
+    """The relay credential central put in the ticket for this call, then the configured servers.
+
+    The ticket's come first because aiortc uses only the first STUN and the first TURN URL; a
+    unit's configuration may name servers too, but carries no long-lived relay secret.
+    """
+    servers = media.rtc_ice_servers()
+    relay = claims.rly
+    if relay is None:
+        return servers
+    stun = [url for url in relay.urls if url.startswith("stun:")]
+    turn = [url for url in relay.urls if not url.startswith("stun:")]
+    ticket = [RTCIceServer(urls=stun)] if stun else []
+    if turn:
+        ticket.append(RTCIceServer(urls=turn, username=relay.username, credential=relay.credential))
+    return ticket + servers
 
 
 class CallState(Enum):
@@ -74,7 +98,7 @@ class CallSession:
         self.started_at = time.monotonic()
         self.end_reason: str | None = None
         self.ended = asyncio.Event()
-        self._pc = RTCPeerConnection(rtc_configuration(media.rtc_ice_servers()))
+        self._pc = RTCPeerConnection(rtc_configuration(call_ice_servers(claims, media)))
         self._capture: Capture | None = None
         self._track: CameraTrack | None = None
         self._tasks: list[asyncio.Task[None]] = []

@@ -27,6 +27,7 @@ from vaka.agent.hotplug_report import HotplugReporter
 from vaka.agent.hw.hardware import Hardware
 from vaka.agent.lifecycle import UnitLifecycle
 from vaka.agent.link import LinkSettings, LinkState, UnitLink
+from vaka.agent.link.outages import LinkOutages
 from vaka.agent.runner import Part
 from vaka.agent.shutter_report import ShutterReporter
 from vaka.agent.watchdog import LinkReadiness, SystemdNotifier
@@ -114,6 +115,8 @@ def build_common(config: AgentConfig, hardware: Hardware) -> Common:
     notifier = SystemdNotifier()
     store = ConfigStore(storage.credentials_dir, config_key, device_id, profile=config.unit.profile)
     call = UnitCall()
+    outages = LinkOutages()
+    link.subscribe_state(outages.on_state)
     sampler = HealthSampler(
         interval_s=config.health.interval_s,
         hardware=hardware,
@@ -122,6 +125,7 @@ def build_common(config: AgentConfig, hardware: Hardware) -> Common:
         config_version=lambda: store.version,
         refused_messages=lambda: link.refusals.total,
         last_call=lambda: call.last_result,
+        link_outages=outages.snapshot,
     )
     reporter = HealthReporter(sampler, interval_s=config.health.interval_s, hardware=hardware)
     lifecycle = UnitLifecycle(link, device_id, cert, key, config_key, storage.credentials_dir)

@@ -158,10 +158,15 @@ class HeadlessScreen(Screen):
     def _show(self, state: ScreenState) -> None:
         # A call shows a new state per video frame: keep only the newest of a run of them, so
         # that the history (and the pictures it holds) stays small.
-        if self.history and isinstance(state, InCall) and isinstance(self.history[-1][1], InCall):
+        previous = self.history[-1] if self.history else None
+        if previous is not None and isinstance(state, InCall) and isinstance(previous[1], InCall):
             self.history[-1] = (time.monotonic(), state)
-        else:
-            self.history.append((time.monotonic(), state))
+            return
+        if previous is not None and isinstance(previous[1], InCall):
+            # The call's run ended: keep that it was shown, not its last two pictures (about
+            # 1.8 MB at 640x480, which a simulated unit kept for each of its last 1000 states).
+            self.history[-1] = (previous[0], InCall())
+        self.history.append((time.monotonic(), state))
         if len(self.history) > HISTORY_LIMIT:
             del self.history[0]
 

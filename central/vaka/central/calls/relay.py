@@ -14,6 +14,9 @@ told carries an ``outcome`` (``cancelled``, ``no_answer``, ``declined``, ``busy`
 console says in its language. A refused or cancelled call is a normal outcome: it is logged on
 one line with its reason, and a staff side that has gone meanwhile is no error.
 
+A caller may first send ``prepare`` to get the call's relay credential before it makes its
+offer (:mod:`vaka.central.calls.prepare`); the ticket then carries the unit's own.
+
 Several central instances may run: each subscribes to ``signal/out`` without sharing and keeps
 only answers to calls whose id it issued (call ids start with the instance's identity). What
 the unit *did* (call started, ended, refused; shutter moved) reaches the audit trail through the
@@ -35,6 +38,14 @@ from vaka.central.broker.mqtt import PublishToUnit
 from vaka.central.calls.channel import StaffChannel
 from vaka.central.calls.citizen import CitizenCallDesk
 from vaka.central.calls.staff_side import StaffSide, close_with, refuse, say
+from vaka.central.calls.prepare import (
+    Prepared,
+    PrepareRequest,
+    dial_fields,
+    is_prepare,
+    prepare_call,
+)
+from vaka.central.calls.turn import RelayCredentials, relay_claim
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.directory.policy import Authorization, CallRefused, authorize_call
 from vaka.central.settings.calls import CallLimits
@@ -77,6 +88,7 @@ class CallRelay:
         limits: CallLimits,
         publish: PublishToUnit,
         citizen_calls: CitizenCallDesk | None = None,
+        relay_credentials: RelayCredentials | None = None,
     ) -> None:
         self.identity = identity
         self.directory = directory
@@ -89,6 +101,8 @@ class CallRelay:
         self.refusals = Refusals(log, "signal")
         #: takes the citizens' requests (see :mod:`vaka.central.calls.citizen`), if any
         self.citizen_calls = citizen_calls
+        #: mints the unit's and the caller's relay credentials (none without ``[turn]``)
+        self.relay_credentials = relay_credentials or RelayCredentials(None)
 
     # ------------------------------------------------------------ from the units
 
@@ -114,11 +128,11 @@ class CallRelay:
 
     async def handle(self, ws: StaffChannel, caller: StaffMember) -> None:
         """Run one call with ``caller`` on ``ws`` (the call WebSocket)."""
-        dialled = await self._read_dial(ws, caller, asyncio.get_running_loop().time())
+        call_id = f"{self.identity}.{uuid.uuid4().hex[:16]}"
+        dialled = await self._read_dial(ws, caller, asyncio.get_running_loop().time(), call_id)
         if dialled is None:
             return
-        dial, sdp, fingerprint = dialled
-        call_id = f"{self.identity}.{uuid.uuid4().hex[:16]}"
+        dial, sdp, fingerprint, prepared = dialled
         fields = {
             "actor": caller.staff_id,
             "unit": dial.unit,
@@ -127,14 +141,20 @@ class CallRelay:
         }
         if dial.request is not None:
             fields["request"] = dial.request
-        now = time.time()
-        try:
-            allowed = await self._authorize(caller, dial, now)
-        except CallRefused as err:
-            await self._audit("ticket_refused", **fields, reason=str(err))
-            await refuse(ws, str(err), None)
-            return
+        if prepared is not None:
+            allowed, now, expires_at = prepared.allowed, prepared.now, prepared.expires_at
+        else:
+            now = time.time()
+            expires_at = int(now) + self.limits.ticket_ttl_s
+            try:
+                allowed = await self._authorize(caller, dial, now)
+            except CallRefused as err:
+                await self._audit("ticket_refused", **fields, reason=str(err))
+                await refuse(ws, str(err), None)
+                return
+        unit_relay = await self.relay_credentials.mint(call_id, "unit", expires_at, now)
         claims = self._claims(caller, dial, allowed, call_id, fingerprint, now)
+        claims = claims.model_copy(update={"rly": relay_claim(unit_relay)})
         ticket = sign_ticket(claims, self.ticket_key)
         await self._audit(
             "ticket_issued",
@@ -160,10 +180,8 @@ class CallRelay:
             staff.close()
             self._pending.pop(call_id, None)
 
-    async def _read_dial(
-        self, ws: StaffChannel, caller: StaffMember, opened: float
-    ) -> tuple[DialRequest, str, str] | None:
-        """The dial request, its checked SDP and the fingerprint to pin; ``None`` once refused."""
+    async def _receive_request(self, ws: StaffChannel, opened: float) -> str | None:
+        """The next text message before the dial deadline; ``None`` once the socket is closed."""
         # One deadline from the socket's opening: a receive timeout would start again after
         # every ping the client sends (aiohttp answers pings inside receive), so a socket that
         # only pings could be held open for ever.
@@ -177,6 +195,33 @@ class CallRelay:
         if not isinstance(first, str):
             await close_with(ws, "expected a dial request")
             return None
+        return first
+
+    async def _read_dial(
+        self, ws: StaffChannel, caller: StaffMember, opened: float, call_id: str
+    ) -> tuple[DialRequest, str, str, Prepared | None] | None:
+        """The dial request, its checked SDP, the fingerprint to pin and the prepared call it
+        follows (if it does); ``None`` once refused."""
+        first = await self._receive_request(ws, opened)
+        if first is None:
+            return None
+        prepared = None
+        if is_prepare(first):
+            prepared = await prepare_call(
+                ws,
+                caller,
+                first,
+                call_id,
+                self._authorize,
+                self.audit,
+                self.relay_credentials,
+                self.limits.ticket_ttl_s,
+            )
+            if prepared is None:
+                return None
+            first = await self._receive_request(ws, opened)
+            if first is None:
+                return None
         try:
             dial = DialRequest.model_validate_json(first)
             sdp = check_sdp(dial.sdp)
@@ -186,9 +231,16 @@ class CallRelay:
             await self._audit("ticket_refused", actor=caller.staff_id, reason=reason)
             await refuse(ws, reason, None)
             return None
-        return dial, sdp, fingerprint
+        if prepared is not None and prepared.fields != dial_fields(dial):
+            reason = "the dial request does not match the prepared call"
+            await self._audit("ticket_refused", actor=caller.staff_id, reason=reason)
+            await refuse(ws, reason, call_id)
+            return None
+        return dial, sdp, fingerprint, prepared
 
-    async def _authorize(self, caller: StaffMember, dial: DialRequest, now: float) -> Authorization:
+    async def _authorize(
+        self, caller: StaffMember, dial: DialRequest | PrepareRequest, now: float
+    ) -> Authorization:
         """The permission matrix's answer (a citizen call is first won for the caller)."""
         if dial.purpose == "citizen_call":
             await self._accept_citizen_call(caller, dial)
@@ -232,7 +284,9 @@ class CallRelay:
             req=dial.request if dial.purpose == "citizen_call" else None,
         )
 
-    async def _accept_citizen_call(self, caller: StaffMember, dial: DialRequest) -> None:
+    async def _accept_citizen_call(
+        self, caller: StaffMember, dial: DialRequest | PrepareRequest
+    ) -> None:
         """Win the citizen's request for ``caller`` (first accept wins) or raise CallRefused."""
         if self.citizen_calls is None:
             raise CallRefused("citizen calls are not taken on this central")

@@ -190,11 +190,11 @@ export async function startCall({
   const say = (text, phase = "") => {
     try { onState(text, phase); } catch (err) { /* a status line must not break the call */ }
   };
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  let pc = null;
   let stream = null;
   let ws = null;
   const cleanUp = () => {
-    try { pc.close(); } catch (err) { /* already closed */ }
+    try { if (pc) pc.close(); } catch (err) { /* already closed */ }
     if (stream) stream.getTracks().forEach((t) => t.stop());
     if (ws && ws.readyState <= WebSocket.OPEN) ws.close();
     if (video) video.srcObject = null;
@@ -203,10 +203,13 @@ export async function startCall({
   // A cancel: before the dial went out, nothing to tell; after, central is told (the unit stops
   // ringing) and its "ended" reply ends the wait below; closing the socket ends it otherwise.
   let cancelled = false;
+  let dialled = false;
   const onAbort = () => {
     cancelled = true;
     say(t("call.cancelling"));
-    if (ws && ws.readyState === WebSocket.OPEN) {
+    if (ws && ws.readyState === WebSocket.OPEN && !dialled) {
+      ws.close(); // only prepared: central has rung nobody yet
+    } else if (ws && ws.readyState === WebSocket.OPEN) {
       ws.send(JSON.stringify({ type: "cancel" }));
       setTimeout(() => { if (ws.readyState <= WebSocket.OPEN) ws.close(); }, CANCEL_MS);
     }
@@ -220,6 +223,24 @@ export async function startCall({
     if (sendMedia) {
       say(t("call.starting_media"));
       stream = await localMedia(local);
+    }
+    say(t("call.opening"));
+    ws = await openSocket(socketUrl());
+    check();
+    const reader = messageReader(ws);
+    const fields = { unit, purpose };
+    if (reason) fields.reason = reason;
+    if (request) fields.request = request;
+    // The call's relay credential comes before the offer: without trickle ICE on the unit's
+    // side, the offer must already hold the relay candidates.
+    ws.send(JSON.stringify({ type: "prepare", ...fields }));
+    const prepared = await reader.next(ANSWER_MS);
+    check();
+    if (!prepared) throw new CallError(t("call.closed_before_answer"));
+    if (prepared.type === "refused") throw new CallError(readableRefusal(prepared.reason), { refused: true });
+    if (prepared.type !== "prepared") throw new CallError(t("call.unexpected"));
+    pc = new RTCPeerConnection({ iceServers: Array.isArray(prepared.ice_servers) ? prepared.ice_servers : [] });
+    if (stream) {
       for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: "sendrecv", streams: [stream] });
     } else {
       pc.addTransceiver("video", { direction: "recvonly" });
@@ -238,13 +259,8 @@ export async function startCall({
     await pc.setLocalDescription(await pc.createOffer());
     await waitForGathering(pc, GATHER_MS);
     check();
-    say(t("call.opening"));
-    ws = await openSocket(socketUrl());
-    check();
-    const reader = messageReader(ws);
-    const dial = { type: "dial", unit, purpose, sdp: pc.localDescription.sdp };
-    if (reason) dial.reason = reason;
-    if (request) dial.request = request;
+    const dial = { type: "dial", ...fields, sdp: pc.localDescription.sdp };
+    dialled = true;
     ws.send(JSON.stringify(dial));
     say(t("call.calling_unit", { unit }));
     let reply = await reader.next(ANSWER_MS);

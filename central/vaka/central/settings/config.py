@@ -72,6 +72,20 @@ class PkiSection(_Section):
     new_pending_per_minute: int = Field(default=30, ge=1)
 
 
+class TurnSection(_Section):
+    """``[turn]``: the municipality's coturn, for per-call relay credentials (docs/networks.md).
+
+    Without it calls get no relay: peers connect directly or not at all.
+    """
+
+    host: str = Field(min_length=1, max_length=253)  # the relay's name or address, as peers see it
+    port: int = Field(default=3478, ge=1, le=65535)  # STUN and TURN over UDP and TCP
+    tls_port: int = Field(default=443, ge=1, le=65535)  # TURN over TLS
+    #: coturn's shared secret(s), one per line, root-only; the last line is the one central uses
+    #: (append a new one to rotate: docs/networks.md)
+    secret_file: Path
+
+
 StaffRole = Literal["night_staff", "day_staff", "support", "technician", "administrator"]
 Network = IPv4Network | IPv6Network
 #: Where staff may log in from when ``[staff_access] allow`` does not name their role: this
@@ -122,6 +136,7 @@ class CentralConfig(_Section):
     fleet: Thresholds = Thresholds()
     calls: CallLimits = CallLimits()
     pki: PkiSection | None = None
+    turn: TurnSection | None = None
     alerts: AlertSettings = AlertSettings()
     session_ttl_s: float = Field(default=12 * 3600, gt=0)
     staff_access: StaffAccessSection = StaffAccessSection()
