@@ -10,9 +10,8 @@ the unit says ``ringing`` and gives up by itself when the deadline passes ("no a
 30 s"); central waits :data:`RING_GRACE_S` longer before it gives up on a silent unit. Central
 reads the staff side all along, so a ``hangup`` (or ``cancel``) while the unit rings cancels the
 call there and then, and the socket's pings are answered while it rings. What the staff side is
-told carries an ``outcome`` (``cancelled``, ``no_answer``, ``declined``, ``busy``) that the
-console says in its language. A refused or cancelled call is a normal outcome: it is logged on
-one line with its reason, and a staff side that has gone meanwhile is no error.
+told carries an ``outcome`` (``cancelled``, ``no_answer``, ``declined``, ``busy``). A refused or
+cancelled call is a normal outcome: one log line with its reason, and no error.
 
 A caller may first send ``prepare`` to get the call's relay credential before it makes its
 offer (:mod:`vaka.central.calls.prepare`); the ticket then carries the unit's own.
@@ -28,16 +27,15 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from joserfc.jwk import OKPKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import PublishToUnit
 from vaka.central.calls.channel import StaffChannel
 from vaka.central.calls.citizen import CitizenCallDesk
-from vaka.central.calls.staff_side import StaffSide, close_with, refuse, say
+from vaka.central.calls.dial import DialRefused, DialRequest, parse_dial, read_dial_text
 from vaka.central.calls.prepare import (
     Prepared,
     PrepareRequest,
@@ -45,15 +43,15 @@ from vaka.central.calls.prepare import (
     is_prepare,
     prepare_call,
 )
+from vaka.central.calls.staff_side import StaffSide, refuse, say
 from vaka.central.calls.turn import RelayCredentials, relay_claim
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.directory.policy import Authorization, CallRefused, authorize_call
 from vaka.central.settings.calls import CallLimits
-from vaka.errors import LinkError, ProtocolError
+from vaka.errors import LinkError
 from vaka.protocol.inbound import read_unit_message
-from vaka.protocol.messages import SignalMessage, SignalPayload, describe_problems
+from vaka.protocol.messages import SignalMessage, SignalPayload
 from vaka.protocol.refusals import Refusals
-from vaka.protocol.sdp import check_sdp, preferred_fingerprint
 from vaka.protocol.topics import Channel
 from vaka.provisioning.tickets import TicketClaims, sign_ticket
 
@@ -61,19 +59,6 @@ log = logging.getLogger(__name__)
 
 #: How much longer than the ringing deadline central waits for the unit to say it gave up.
 RING_GRACE_S = 5.0
-
-
-class DialRequest(BaseModel):
-    """The first WebSocket message of a call."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["dial"]
-    unit: str = Field(max_length=64)
-    purpose: Literal["night_check", "video_visit", "break_glass", "citizen_call"]
-    sdp: str = Field(max_length=64 * 1024)
-    reason: str | None = Field(default=None, max_length=500)
-    request: str | None = Field(default=None, max_length=80)  # the citizen's request (REQ)
 
 
 class CallRelay:
@@ -180,29 +165,12 @@ class CallRelay:
             staff.close()
             self._pending.pop(call_id, None)
 
-    async def _receive_request(self, ws: StaffChannel, opened: float) -> str | None:
-        """The next text message before the dial deadline; ``None`` once the socket is closed."""
-        # One deadline from the socket's opening: a receive timeout would start again after
-        # every ping the client sends (aiohttp answers pings inside receive), so a socket that
-        # only pings could be held open for ever.
-        try:
-            async with asyncio.timeout_at(opened + self.limits.dial_deadline_s):
-                first = await ws.receive()
-        except TimeoutError:
-            deadline = self.limits.dial_deadline_s
-            await close_with(ws, f"no dial request within {deadline:g} s of opening")
-            return None
-        if not isinstance(first, str):
-            await close_with(ws, "expected a dial request")
-            return None
-        return first
-
     async def _read_dial(
         self, ws: StaffChannel, caller: StaffMember, opened: float, call_id: str
     ) -> tuple[DialRequest, str, str, Prepared | None] | None:
         """The dial request, its checked SDP, the fingerprint to pin and the prepared call it
         follows (if it does); ``None`` once refused."""
-        first = await self._receive_request(ws, opened)
+        first = await read_dial_text(ws, opened, self.limits.dial_deadline_s)
         if first is None:
             return None
         prepared = None
@@ -219,15 +187,13 @@ class CallRelay:
             )
             if prepared is None:
                 return None
-            first = await self._receive_request(ws, opened)
+            first = await read_dial_text(ws, opened, self.limits.dial_deadline_s)
             if first is None:
                 return None
         try:
-            dial = DialRequest.model_validate_json(first)
-            sdp = check_sdp(dial.sdp)
-            fingerprint = preferred_fingerprint(sdp)
-        except (ValidationError, ProtocolError) as err:
-            reason = _readable(err)
+            dial, sdp, fingerprint = parse_dial(first)
+        except DialRefused as err:
+            reason = str(err)
             await self._audit("ticket_refused", actor=caller.staff_id, reason=reason)
             await refuse(ws, reason, None)
             return None
@@ -432,9 +398,3 @@ class CallRelay:
             await say(ws, {"type": "ended", "call_id": call_id, "reason": "you hung up"})
             await ws.close()
             return
-
-
-def _readable(err: Exception) -> str:
-    if isinstance(err, ValidationError):
-        return describe_problems(err, "request")
-    return str(err)
