@@ -36,12 +36,16 @@ async def real_log(broker: Broker, central: CentralService) -> Path:
         await staff.login("s-nurse", PASSWORD, totp_secret=TOTP_SECRET)
         call = await staff.dial(UNIT, "night_check")
         await call.next_frame()
+
+        async def recorded(kind: str) -> bool:
+            return kind in await audit_kinds(central)
+
+        # A nurse looks before hanging up: the shutter has opened (a call hung up at the first
+        # frame may end before it opens, and its trail then has no shutter_open to tamper with).
+        await wait_for(lambda: recorded("shutter_open"), 10, what="shutter_open")
         await call.hangup()
 
-    async def ended() -> bool:
-        return "call_ended" in await audit_kinds(central)
-
-    await wait_for(ended, 5, what="call_ended")
+    await wait_for(lambda: recorded("call_ended"), 5, what="call_ended")
     url = central.config.database.url
     return Path(url.removeprefix("sqlite:///"))
 
