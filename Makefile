@@ -24,7 +24,7 @@ typecheck: setup
 # of a process, and other suites' process-wide state has kept it from starting.
 WINDOW_TESTS := tests/test_tv_screen.py tests/test_tv_window.py tests/test_tv_enrol_screen.py
 unit: setup
-	$(VENV)/pytest -q $(addprefix --ignore=,$(WINDOW_TESTS))
+	$(VENV)/pytest -q --durations=15 $(addprefix --ignore=,$(WINDOW_TESTS))
 	$(foreach t,$(WINDOW_TESTS),$(VENV)/pytest -q $(t) &&) true
 
 test: lint typecheck unit
