@@ -80,8 +80,10 @@ class MediaSettings(BaseModel):
     "Apply CLAHE to dark (IR/night) frames."
     ice_addresses: list[str] | None = None
     "Gather ICE host candidates on exactly these addresses; ``None``: every interface."
-    ice_gather_timeout_s: float = Field(default=0.3, gt=0, le=30)
-    "Longest wait for STUN/TURN candidates."
+    ice_gather_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    """Longest wait for STUN/TURN candidates. It must cover a TURN allocation (two round trips)
+    over a home line with one retransmission; gathering ends as soon as every server answered,
+    so a unit with no servers, or with servers that answer, does not wait for it."""
     ice_servers: list[IceServer] = []
     "STUN/TURN servers (none by default: the unit contacts nobody it was not told to)."
     audio: Literal["none", "synthetic", "pulse", "alsa"] | None = None
