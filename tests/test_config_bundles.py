@@ -68,14 +68,56 @@ def test_a_signed_bundle_verifies(config_key: OKPKey, ticket_key: OKPKey) -> Non
         health_interval_s=12,
         language="da",
         auto_answer=[{"purpose": "video_visit", "caller_groups": ["g-day"], "countdown_s": 5}],
-        ice_servers=[{"urls": ["turn:turn.example:3478"], "username": "u", "credential": "s3cret"}],
+        ice_servers=[
+            {"urls": ["stun:turn.example:3478"]},
+            {"urls": ["turn:turn.example:3478"], "username": "u"},  # no credential: allowed
+        ],
     )
     token = sign_bundle(original, config_key)
     assert jwt.decode(token, config_key, algorithms=["Ed25519"]).header["typ"] == "vaka-config+jwt"
     checked = verify_bundle(token, config_key, UNIT, current_version=2)
     assert checked == original
     assert checked.ticket_public_key().as_pem() == ticket_key.as_pem(private=False)
-    assert "s3cret" not in repr(checked)
+
+
+STATIC_TURN = {"urls": ["turn:turn.example:3478"], "username": "u", "credential": "s3cret"}
+NO_STATIC_SECRET = (
+    "Value error, a TURN server in the unit's configuration must not carry a credential: "
+    "central hands out per-call credentials"
+)
+
+
+def test_a_relay_secret_is_refused_in_a_bundle(config_key: OKPKey, ticket_key: OKPKey) -> None:
+    """Central will not build one, and a unit refuses one signed anyway: per-call credentials
+    come in the ticket; a secret in the configuration would outlive every call."""
+    with pytest.raises(BadBundle) as built:
+        bundle(ticket_key, ice_servers=[STATIC_TURN])
+    assert f"ice_servers.0: {NO_STATIC_SECRET}" in str(built.value)
+    claims = bundle(ticket_key).model_dump(mode="json")
+    claims["ice_servers"] = [STATIC_TURN]
+    token = jwt.encode(
+        {"alg": "Ed25519", "typ": "vaka-config+jwt"}, claims, config_key, algorithms=["Ed25519"]
+    )
+    with pytest.raises(BadBundle) as verified:
+        verify_bundle(token, config_key, UNIT)
+    assert str(verified.value) == f"config bundle is invalid: ice_servers.0: {NO_STATIC_SECRET}"
+    assert "s3cret" not in str(verified.value)
+
+
+def test_a_relay_secret_is_refused_in_the_units_configuration(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The agent's own ``[[media.ice_servers]]``: a credential stops it at load, with the reason;
+    STUN and a TURN entry without a credential load."""
+    config = agent_config(broker, ice_servers=[{"urls": ["stun:stun.example:3478"]}, STATIC_TURN])
+    with pytest.raises(ConfigError) as err:
+        parse_config(config)
+    assert str(err.value) == f"config is invalid: media.ice_servers.1: {NO_STATIC_SECRET}"
+    assert "s3cret" not in str(err.value)
+    stun, turn = ["stun:stun.example:3478"], ["turn:turn.example:3478"]
+    allowed = [{"urls": stun}, {"urls": turn, "username": "u"}]
+    media = parse_config(agent_config(broker, ice_servers=allowed)).media
+    assert [s.urls for s in media.ice_servers] == [stun, turn]
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,8 @@ async def test_auto_answer_rules_reach_the_tv(broker: Broker, central: CentralSe
     await asyncio.to_thread(central.directory.load, tv_directory())
     async with http, running_tv(broker) as agent:
         path = f"/api/units/{TV}/config"
-        turn = {"urls": ["turn:turn.example.org:3478"], "username": "u", "credential": "s3cret"}
+        # a relay without a credential (each call's comes in its ticket)
+        turn = {"urls": ["turn:turn.example.org:3478"], "username": "u"}
         body = {"profile": "tv", "language": "da", "auto_answer": [RULE], "ice_servers": [turn]}
         async with http.post(path, json=body) as resp:
             assert resp.status == 200, await resp.text()
@@ -55,6 +56,11 @@ async def test_auto_answer_rules_reach_the_tv(broker: Broker, central: CentralSe
             ),
             ({"profile": "tv", "auto_answer": [{**RULE, "countdown_s": 999}]}, "countdown_s"),
             ({"profile": "tv", "ice_servers": [{"urls": ["http://x.example"]}]}, "stun:"),
+            (
+                {"profile": "tv", "ice_servers": [{**turn, "credential": "s3cret"}]},
+                "a TURN server in the unit's configuration must not carry a credential: "
+                "central hands out per-call credentials",
+            ),
         ]
         for body, reason in bad:
             async with http.post(path, json=body) as resp:

@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Any
 
+from vaka.agent.media.settings import MediaSettings
+
 HOST = "127.0.0.1"
 UNIT = "u-bench-cam"
 STAFF = "s-bench"
@@ -19,7 +21,7 @@ SMALL = (640, 480)
 LARGE = (1280, 720)
 MAX_BITRATE_BPS = 1_000_000
 """The agent's default ``max_bitrate_bps``; the bare sender gets the same cap."""
-DEFAULT_GATHER_BOUND_S = 1.0
+DEFAULT_GATHER_BOUND_S: float = MediaSettings.model_fields["ice_gather_timeout_s"].default
 """The shipped ``ice_gather_timeout_s`` default (``MediaSettings``)."""
 CALL_TIMEOUT_S = 30.0
 """Longest one call set-up may take before the bench gives up on it."""

@@ -36,6 +36,8 @@ class PeerSettings:
     gather_timeout_s: float = 2.0
     consent_interval_s: float = 1.0
     consent_failures: int = 4
+    audio_hz: float | None = None
+    "Also send a sine tone of this frequency and measure the sound received (``None``: no audio)."
 
 
 class PeerError(RuntimeError):

@@ -6,7 +6,11 @@ with its capture time), decodes what it receives, and reads the stamp back. Ever
 stdin/stdout as JSON lines, one object each:
 
 * first line in: the settings (``host``, ``ice_servers``, ``width``, ``height``, ``fps``,
-  ``send``, ``gather_timeout_s``, ``consent_interval_s``, ``consent_failures``);
+  ``send``, ``gather_timeout_s``, ``consent_interval_s``, ``consent_failures``, ``audio_hz``);
+  with ``audio_hz`` the peer also sends the project's synthetic microphone, a sine tone
+  (:class:`vaka.agent.media.audio.ToneTrack`), and measures the sound it receives
+  (:class:`vaka.agent.media.audio.AudioSink`: frames, and the strongest frequency of each
+  quarter second, to tell the other side's tone);
 * out: ``{"ready": true}``;
 * in ``{"cmd": "offer"}`` → out ``{"sdp", "type": "offer", "candidates", "started_at"}``
   (full gathering first: aiortc has no trickle ICE);
@@ -15,7 +19,8 @@ stdin/stdout as JSON lines, one object each:
 * out, unasked: ``{"event": "state", "state", "at"}`` on each connection state change and
   ``{"event": "first_frame", "at", "latency_ms"}``;
 * in ``{"cmd": "report"}`` → out ``{"report": {...}}`` (frames, decoded stamps, latencies, the
-  selected candidate pair);
+  selected candidate pair, and with audio ``audio``: frames, first frame time, the strongest
+  frequency of each quarter second heard);
 * in ``{"cmd": "close"}`` or end of input: close the peer connection and exit.
 
 Times are ``time.time()``: every namespace shares the host's clock, so the test process can
@@ -41,11 +46,13 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from vaka.agent.media.audio import ANALYSIS_WINDOW_S, AudioSink, ToneTrack
 from vaka.rtc.ice import configure_ice, rtc_configuration
 from vaka.rtc.pattern import decode_pattern, draw_pattern
 
 _CLOCK = 90_000
 _MAX_LATENCIES = 2000
+_MAX_TONE_READINGS = 2000
 
 
 class PatternTrack(MediaStreamTrack):
@@ -140,6 +147,13 @@ class Peer:
             self.pc.addTrack(PatternTrack(settings["width"], settings["height"], settings["fps"]))
         else:
             self.pc.addTransceiver("video", direction="recvonly")
+        self.tone: ToneTrack | None = None
+        self.sound: AudioSink | None = None
+        self.tone_hz: list[float | None] = []
+        if settings.get("audio_hz") is not None:
+            self.tone = ToneTrack(float(settings["audio_hz"]))
+            self.sound = AudioSink()
+            self.pc.addTrack(self.tone)
 
     def _on_state(self) -> None:
         _emit({"event": "state", "state": self.pc.connectionState, "at": time.time()})
@@ -148,6 +162,22 @@ class Peer:
         if track.kind == "video":
             task = asyncio.ensure_future(self._receive(track))
             self._tasks.add(task)
+        elif track.kind == "audio" and self.sound is not None:
+            self.sound.start(track)
+            self._tasks.add(asyncio.ensure_future(self._listen(self.sound)))
+
+    async def _listen(self, sound: AudioSink) -> None:
+        """Note the strongest frequency of each quarter second once sound arrives (``None``:
+        silence or nothing new), so a report shows how much of the call carried the tone."""
+        heard = 0
+        while len(self.tone_hz) < _MAX_TONE_READINGS:
+            await asyncio.sleep(ANALYSIS_WINDOW_S)
+            if sound.frames == 0:
+                continue
+            fresh = sound.frames > heard
+            heard = sound.frames
+            hz = sound.dominant_hz if fresh else None
+            self.tone_hz.append(None if hz is None else round(hz, 1))
 
     async def _receive(self, track: MediaStreamTrack) -> None:
         try:
@@ -212,13 +242,35 @@ class Peer:
                 "first_frame_at": self.first_frame_at,
                 "started_at": self.started_at,
                 "pair": selected_pair(self.pc),
+                "audio": self._audio_report(),
             }
+        }
+
+    def _audio_report(self) -> dict[str, Any] | None:
+        if self.sound is None or self.tone is None:
+            return None
+        return {
+            "sent_hz": self.tone.frequency,
+            "sent_frames": self.tone.frames,
+            "frames": self.sound.frames,
+            "first_frame_at": _wall_time(self.sound.first_frame_at),
+            "level": round(self.sound.level, 3),
+            "tone_hz": self.tone_hz,
         }
 
     async def close(self) -> None:
         await self.pc.close()
+        if self.sound is not None:
+            await self.sound.stop()
         for task in self._tasks:
             task.cancel()
+
+
+def _wall_time(perf_counter_at: float | None) -> float | None:
+    """A ``time.perf_counter()`` reading as ``time.time()``, comparable across namespaces."""
+    if perf_counter_at is None:
+        return None
+    return time.time() - (time.perf_counter() - perf_counter_at)
 
 
 async def _stdin() -> asyncio.StreamReader:

@@ -61,14 +61,28 @@ class AutoAnswerRule(_Strict):
     countdown_s: int = Field(default=10, ge=0, le=120)
 
 
+STATIC_CREDENTIAL_REFUSED = (
+    "a TURN server in the unit's configuration must not carry a credential: "
+    "central hands out per-call credentials"
+)
+"""Why a bundle's ICE server with a ``credential`` is refused (the agent's own configuration
+refuses it with the same words, :class:`vaka.agent.media.settings.IceServer`)."""
+
+
 class IceServer(_Strict):
-    """One STUN or TURN server (as ``RTCIceServer``); TURN needs a username and credential."""
+    """One STUN or TURN server (as ``RTCIceServer``), with no credential.
+
+    A relay secret in a unit's configuration would live as long as the configuration and open
+    the relay to whoever reads it off the unit; central puts a credential that ends with the call
+    in each call ticket instead (docs/networks.md). A ``username`` alone is allowed.
+    """
 
     urls: list[Annotated[str, Field(min_length=6, max_length=256)]] = Field(
         min_length=1, max_length=8
     )
     username: Annotated[str, Field(max_length=256)] | None = None
-    # A TURN secret: kept out of ``repr`` so it never reaches a log by accident.
+    # Present only to be refused with a reason (not as an unknown key); out of ``repr`` so a
+    # refused secret never reaches a log.
     credential: Annotated[str, Field(max_length=256)] | None = Field(default=None, repr=False)
 
     @field_validator("urls")
@@ -78,6 +92,12 @@ class IceServer(_Strict):
             if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
                 raise ValueError(f"{url!r} is not a stun:, stuns:, turn: or turns: URL")
         return urls
+
+    @model_validator(mode="after")
+    def _no_static_credential(self) -> Self:
+        if self.credential is not None:
+            raise ValueError(STATIC_CREDENTIAL_REFUSED)
+        return self
 
 
 ClockTime = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]

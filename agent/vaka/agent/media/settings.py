@@ -10,7 +10,7 @@ import ipaddress
 import logging
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vaka.errors import ConfigError
 
@@ -25,14 +25,24 @@ AUDIO_DEVICE_PATTERN = r"^[A-Za-z0-9_.:,=@/-]+$"
 """What an audio device name may contain (ALSA ``plughw:CARD=Speak,DEV=0``, a pulse node name)."""
 
 
+STATIC_CREDENTIAL_REFUSED = (
+    "a TURN server in the unit's configuration must not carry a credential: "
+    "central hands out per-call credentials"
+)
+"""Why a configured ICE server with a ``credential`` is refused; the same words as the signed
+bundle's rule (``vaka.provisioning.bundles``, which this package may not import)."""
+
+
 class IceServer(BaseModel):
-    """One STUN or TURN server."""
+    """One STUN or TURN server, with no credential: the relay credential of a call comes in its
+    ticket (``rly``) and ends with it, a secret in the configuration would not."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     urls: list[str] = Field(min_length=1)
     username: str | None = None
-    credential: str | None = None
+    # Present only to be refused with a reason; out of ``repr`` so it never reaches a log.
+    credential: str | None = Field(default=None, repr=False)
 
     @field_validator("urls")
     @classmethod
@@ -41,6 +51,12 @@ class IceServer(BaseModel):
             if not url.startswith(("stun:", "turn:", "turns:")):
                 raise ValueError(f"{url!r} is not a stun:, turn: or turns: URL")
         return value
+
+    @model_validator(mode="after")
+    def _no_static_credential(self) -> IceServer:
+        if self.credential is not None:
+            raise ValueError(STATIC_CREDENTIAL_REFUSED)
+        return self
 
 
 class MediaSettings(BaseModel):
@@ -64,8 +80,10 @@ class MediaSettings(BaseModel):
     "Apply CLAHE to dark (IR/night) frames."
     ice_addresses: list[str] | None = None
     "Gather ICE host candidates on exactly these addresses; ``None``: every interface."
-    ice_gather_timeout_s: float = Field(default=0.3, gt=0, le=30)
-    "Longest wait for STUN/TURN candidates."
+    ice_gather_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    """Longest wait for STUN/TURN candidates. It must cover a TURN allocation (two round trips)
+    over a home line with one retransmission; gathering ends as soon as every server answered,
+    so a unit with no servers, or with servers that answer, does not wait for it."""
     ice_servers: list[IceServer] = []
     "STUN/TURN servers (none by default: the unit contacts nobody it was not told to)."
     audio: Literal["none", "synthetic", "pulse", "alsa"] | None = None
@@ -83,10 +101,7 @@ class MediaSettings(BaseModel):
         """The configured servers as aiortc wants them."""
         from aiortc import RTCIceServer
 
-        return [
-            RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
-            for s in self.ice_servers
-        ]
+        return [RTCIceServer(urls=s.urls, username=s.username) for s in self.ice_servers]
 
     @field_validator("ice_addresses")
     @classmethod
