@@ -331,7 +331,7 @@ async def test_the_unit_cancels_while_ringing(broker: Broker, tmp_path: Path) ->
             "type": "stop_ringing",
             "request_id": req,
             "reason": "cancelled by the citizen",
-            "reason_code": "citizen_cancelled",
+            "reason_code": "ring_cancelled",
             "params": {},
         }
         audit = await audit_of(desk.central, req)

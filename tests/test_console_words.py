@@ -2,7 +2,8 @@
 against the real agents: a video visit that the nurse hangs up and one the citizen declines (the
 Video visits page), and a unit that stops before its night check (its status reasons and the open
 alert on the Fleet page and the unit's page) — in Swedish and in Danish, at phone and desktop
-size, with none of central's English reasons left on the page."""
+size, with none of central's English reasons left on the page; and the approval form's "New
+citizen" choice (``vaka-provision approve --create-citizen``)."""
 
 import asyncio
 import functools
@@ -12,11 +13,14 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
+from tests.conftest import TOTP_SECRET
+from tests.nightcheck import PASSWORD
 from tests.test_alerts import FAR, SOON, central_with_alerts, nightcam, online
 from tests.test_console_alerts import console_log_in as support_log_in
 from tests.test_console_duty import console_log_in
 from tests.test_console_i18n import new_page, page_errors_of
 from tests.test_console_visits import RULES
+from tests.test_enrolment import generic_unit, pending_code
 from tests.test_notify import WebhookReceiver, webhook_server
 from tests.tvunit import (
     CITIZEN,
@@ -28,10 +32,13 @@ from tests.tvunit import (
     screen_of,
     tv_directory,
 )
+from vaka import otp
 from vaka.agent.ui import ButtonId, Idle, InCall, Incoming
+from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.polling import wait_for
+from vaka.protocol.enrolment import display_code
 
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.timeout(150)
@@ -141,4 +148,56 @@ async def test_an_offline_unit_and_its_alert_say_why_in_the_readers_language(
         await expect(page.locator("#unit-status")).to_contain_text(STOPPED[lang])
         await expect(page.locator(".alert-item").first).to_contain_text(STOPPED[lang])
         await no_english(page)
+    assert page_errors_of[id(page)] == []
+
+
+UNKNOWN_CITIZEN = {
+    "sv": "det finns ingen brukare c-new i katalogen: kontrollera pseudonymen, eller kryssa i "
+    "”Ny brukare” om brukaren verkligen är ny",
+    "en": "there is no citizen c-new in the directory: check the pseudonym, or tick "
+    '"New citizen" if the citizen is truly new',
+}
+
+
+@pytest.mark.parametrize(("lang", "viewport"), [("sv", "phone"), ("en", "desktop")])
+async def test_the_approval_form_creates_a_citizen_only_when_new_citizen_is_ticked(
+    broker: Broker, central: CentralService, tmp_path: Path, browser: Any, lang: str, viewport: str
+) -> None:
+    spec = DirectorySpec.model_validate(
+        {
+            "group": [{"id": "g-night", "name": "Night patrol"}],
+            "staff": [
+                {
+                    "id": "t-tech",
+                    "name": "Tina Tech",
+                    "role": "technician",
+                    "password": PASSWORD,
+                    "totp_secret": TOTP_SECRET,
+                }
+            ],
+        }
+    )
+    await asyncio.to_thread(central.directory.load, spec)
+    page = await new_page(browser, viewport, lang)
+    async with generic_unit(broker, tmp_path / "creds"):
+        code = display_code(await pending_code(central))
+        await support_log_in(page, central.url, "t-tech", otp.code_now(TOTP_SECRET))
+        ticked = page.locator("#approve-create-citizen")
+        await expect(ticked).not_to_be_checked()  # a typo must not create a citizen
+        await page.fill("#approve-code", code)
+        await page.select_option("#approve-profile", "nightcam")
+        await page.fill("#approve-citizen", "c-new")
+        await page.click("#approve-form button[type=submit]")
+        await expect(page.locator("#approve-error")).to_have_text(UNKNOWN_CITIZEN[lang])
+        assert await asyncio.to_thread(central.directory.citizen_exists, "c-new") is False
+
+        await ticked.check()
+        await page.click("#approve-form button[type=submit]")
+        unit = f"u-{code.replace('-', '').lower()}"
+        await expect(page.locator("#approve-ok")).to_contain_text(unit)
+        await expect(ticked).not_to_be_checked()  # the form is ready for the next unit
+        assert await asyncio.to_thread(central.directory.citizen_of, unit) == "c-new"
+        await expect(page.locator(f"#fleet-table tr[data-unit={unit}]")).to_be_visible()
+        if lang != "en":
+            await no_english(page)
     assert page_errors_of[id(page)] == []

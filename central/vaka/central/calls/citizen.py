@@ -191,7 +191,7 @@ class CitizenCallDesk:
             )
         ring = self._rings.get(req)
         if ring is not None:
-            ring.stop(Reason("cancelled by the citizen", "citizen_cancelled"))
+            ring.stop(Reason("cancelled by the citizen", "ring_cancelled"))
 
     # ------------------------------------------------------------ ringing
 

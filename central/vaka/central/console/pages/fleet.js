@@ -140,7 +140,7 @@ function technicianSections(h, ctx) {
     // vaka-provision approve --create-citizen: off unless the technician says the citizen is new
     h("label", { class: "check" },
       h("input", { type: "checkbox", name: "create_citizen", id: "approve-create-citizen" }),
-      " ", t("fleet.new_citizen"), h("span", { class: "hint" }, t("fleet.new_citizen_hint"))),
+      h("span", {}, t("fleet.new_citizen")), h("span", { class: "hint" }, t("fleet.new_citizen_hint"))),
     h("button", { type: "submit" }, t("fleet.approve")));
 
   form.addEventListener("submit", async (event) => {
