@@ -197,7 +197,8 @@ async def test_the_approval_form_creates_a_citizen_only_when_new_citizen_is_tick
         await expect(page.locator("#approve-ok")).to_contain_text(unit)
         await expect(ticked).not_to_be_checked()  # the form is ready for the next unit
         assert await asyncio.to_thread(central.directory.citizen_of, unit) == "c-new"
-        await expect(page.locator(f"#fleet-table tr[data-unit={unit}]")).to_be_visible()
+        row = page.locator(f"#fleet-table tr[data-unit={unit}]")
+        await expect(row).to_be_visible(timeout=15_000)  # the next refresh lists it
         if lang != "en":
             await no_english(page)
     assert page_errors_of[id(page)] == []
