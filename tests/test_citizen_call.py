@@ -201,6 +201,8 @@ async def test_two_on_duty_both_ring_first_accept_wins_and_the_call_is_two_way(
             "type": "stop_ringing",
             "request_id": req,
             "reason": "answered by Nina Night",
+            "reason_code": "already_answered",
+            "params": {"name": "Nina Night"},
         }
 
         # The offer reaches the unit with a ticket for this request, signed by central.
@@ -297,7 +299,13 @@ async def test_nobody_accepts_in_time_stops_ringing_and_escalates(
         req = await unit.press()
         assert (await rings.next_ring(5))["request_id"] == req
         stop = await rings.next(15)
-        assert stop == {"type": "stop_ringing", "request_id": req, "reason": "unanswered"}
+        assert stop == {
+            "type": "stop_ringing",
+            "request_id": req,
+            "reason": "unanswered",
+            "reason_code": "request_unanswered",
+            "params": {},
+        }
         error = await unit.signal(lambda s: s["kind"] == "error" and s["call_id"] == req)
         assert error["state"] == "unanswered"
         assert "nobody from the night staff answered within 5 s" in error["reason"]
@@ -323,6 +331,8 @@ async def test_the_unit_cancels_while_ringing(broker: Broker, tmp_path: Path) ->
             "type": "stop_ringing",
             "request_id": req,
             "reason": "cancelled by the citizen",
+            "reason_code": "ring_cancelled",
+            "params": {},
         }
         audit = await audit_of(desk.central, req)
         assert audit["citizen_call_cancelled"][0].detail["reason"] == "the citizen pressed cancel"

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from vaka.central.storage.engine import upsert
 from vaka.central.storage.tables import alerts, assignments, permissions, schedules
+from vaka.protocol.reasons import code_of, from_view, to_view
 
 #: The status of the alert for a unit that reports calls central never placed
 #: (:mod:`vaka.central.alerts.unplaced`): the watch leaves it open; staff close it.
@@ -60,6 +61,7 @@ class Alert:
             "check_at_local": local.isoformat(timespec="minutes"),
             "status": self.status,
             "reasons": self.reasons,
+            "reason_codes": [code_of(r) for r in self.reasons],
             "raised_at": self.raised_at,
             "cleared_at": self.cleared_at,
             "cleared_reason": self.cleared_reason,
@@ -113,7 +115,7 @@ class AlertStore:
             "check_at": int(alert.check_at),
             "check_until": int(alert.check_until),
             "status": alert.status,
-            "reasons": json.dumps(alert.reasons),
+            "reasons": json.dumps([to_view(r) for r in alert.reasons]),
             "raised_at": alert.raised_at,
             "cleared_at": None,
             "cleared_reason": None,
@@ -187,7 +189,7 @@ def _alert(row: dict[str, Any]) -> Alert:
         check_at=float(row["check_at"]),
         check_until=float(row["check_until"]),
         status=row["status"],
-        reasons=json.loads(row["reasons"]),
+        reasons=[from_view(r) for r in json.loads(row["reasons"])],
         raised_at=row["raised_at"],
         cleared_at=row["cleared_at"],
         cleared_reason=row["cleared_reason"],

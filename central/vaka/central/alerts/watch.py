@@ -33,7 +33,7 @@ from vaka.central.audit.trail import AuditLog
 from vaka.central.directory.directory import Directory
 from vaka.central.directory.policy import next_check
 from vaka.central.fleet.lifecycle import QUIET, LifecycleStore
-from vaka.central.fleet.status import UnitStatus, derive_status
+from vaka.central.fleet.status import NEVER_CONNECTED, UnitStatus, derive_status
 from vaka.central.fleet.store import FleetStore
 from vaka.central.settings.alerts import AlertSettings
 from vaka.central.settings.fleet import Thresholds
@@ -59,7 +59,7 @@ def visible_alerts(directory: Directory, staff_id: str, found: list[Alert]) -> l
     return visible
 
 
-NEVER_SEEN = UnitStatus("offline", 0.0, ["never connected to central"])
+NEVER_SEEN = UnitStatus("offline", 0.0, [NEVER_CONNECTED])
 
 
 class AlertWatch:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from vaka.central.audit.spreadsheet import csv_text
 from vaka.central.audit.trail import AuditLog
 from vaka.central.storage.tables import audit
+from vaka.protocol.reasons import unit_said, with_code
 
 
 def audit_page(
@@ -118,7 +119,12 @@ def last_calls(log_: AuditLog, unit: str, limit: int = 10) -> list[dict[str, Any
                 "purpose": r["purpose"],
                 "call_id": r["call_id"],
                 "duration_s": detail.get("duration_s"),
-                "reason": detail.get("reason"),
+                **_reason(detail.get("reason")),
             }
         )
     return calls
+
+
+def _reason(text: object) -> dict[str, Any]:
+    """A call's recorded reason, with its code where it is the unit's known words."""
+    return {"reason": None} if text is None else with_code(unit_said(str(text)))

@@ -28,21 +28,24 @@ from typing import Any
 
 from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import PublishToUnit
+from vaka.central.calls import reasons
 from vaka.central.calls.duty import DutyRoster
+from vaka.central.calls.reasons import nobody_to_ring, request_ended
 from vaka.central.calls.requests import CallRequest, RequestBook
-from vaka.central.calls.ringing import Ring, RingSockets
+from vaka.central.calls.ringing import NO_LONGER_RINGING, Ring, RingSockets
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.directory.policy import ROLE_PURPOSES, CallRefused, citizen_call_groups
 from vaka.central.settings.calls import CallLimits
 from vaka.errors import LinkError
 from vaka.protocol.messages import SignalMessage, SignalPayload
+from vaka.protocol.reasons import Reason
 from vaka.protocol.topics import Channel
 
 log = logging.getLogger(__name__)
 
 Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
 #: What the unit shows when nobody can be rung (the audit trail has the exact reason).
-NO_STAFF = "nobody from the night staff is on duty"
+NO_STAFF = reasons.NO_STAFF
 #: How often an instance looks at a ringing request's row.
 POLL_S = 0.25
 #: How long after a request's deadline another instance settles it (its creator is gone).
@@ -164,15 +167,7 @@ class CitizenCallDesk:
         )
         watch = await asyncio.to_thread(self.roster.watch, groups)
         live = {w.staff_id for w in watch if w.ringable}
-        problem = None
-        if citizen is None:
-            problem = f"unit {unit} is not assigned to a citizen"
-        elif not groups:
-            problem = f"no staff group takes citizen calls from citizen {citizen}"
-        elif not watch:
-            problem = NO_STAFF
-        elif not live:
-            problem = "nobody from the night staff on duty is connected"
+        problem = nobody_to_ring(unit, citizen, groups, bool(watch), bool(live))
         if problem is not None:
             if await asyncio.to_thread(self.book.finish, req, "no_staff", problem):
                 await self._send_unit(
@@ -196,7 +191,7 @@ class CitizenCallDesk:
             )
         ring = self._rings.get(req)
         if ring is not None:
-            ring.stop("cancelled by the citizen")
+            ring.stop(Reason("cancelled by the citizen", "ring_cancelled"))
 
     # ------------------------------------------------------------ ringing
 
@@ -245,10 +240,10 @@ class CitizenCallDesk:
             # case it is gone (whoever settles the row first tells the unit and escalates).
             if remaining <= 0 and (creator or remaining < -TAKEOVER_S):
                 if await self._give_up(ring.request):
-                    ring.stop("unanswered")
+                    ring.stop(Reason("unanswered", "request_unanswered"))
                     return
                 if not creator:
-                    ring.stop("no longer ringing")
+                    ring.stop(NO_LONGER_RINGING)
                     return
             pause = min(POLL_S, max(remaining, 0.01)) if remaining > 0 else POLL_S
             with contextlib.suppress(TimeoutError):
@@ -257,14 +252,18 @@ class CitizenCallDesk:
                 return
             row = await asyncio.to_thread(self.book.get, req)
             if row is None or row.state != "ringing":
-                ring.stop(_ended_reason(row))
+                ring.stop(request_ended(row))
 
     async def _give_up(self, request: CallRequest) -> bool:
         """Settle a request nobody answered in time: the unit hears ``unanswered`` and central
         escalates. ``False`` if it was no longer ringing (taken, cancelled, or settled by
         another instance)."""
         ring_s = self.limits.citizen_call_ring_s
-        reason = f"nobody from the night staff answered within {ring_s:.0f} s"
+        reason = Reason(
+            f"nobody from the night staff answered within {ring_s:.0f} s",
+            "staff_no_answer",
+            seconds=round(ring_s),
+        )
         req = request.request_id
         if not await asyncio.to_thread(self.book.finish, req, "unanswered", reason):
             return False
@@ -353,10 +352,16 @@ class CitizenCallDesk:
         )
         if not won:
             now = await asyncio.to_thread(self.book.get, request_id)
-            raise CallRefused(_ended_reason(now))
+            raise CallRefused(request_ended(now))
         ring = self._rings.get(request_id)
         if ring is not None:
-            ring.stop(f"answered by {caller.display_name}")
+            ring.stop(
+                Reason(
+                    f"answered by {caller.display_name}",
+                    "already_answered",
+                    name=caller.display_name,
+                )
+            )
         await self._audit(
             "citizen_call_accepted",
             actor=caller.staff_id,
@@ -370,21 +375,7 @@ class CitizenCallDesk:
     async def close(self) -> None:
         """Stop ringing and background work. Safe twice."""
         for ring in list(self._rings.values()):
-            ring.stop("central is shutting down")
+            ring.stop(Reason("central is shutting down", "central_stopping"))
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def _ended_reason(request: CallRequest | None) -> str:
-    if request is None:
-        return "the citizen's request is unknown"
-    if request.accepted_by is not None:
-        return f"already answered by {request.accepted_name}"
-    if request.state == "cancelled":
-        return "the citizen cancelled the call"
-    if request.state == "unanswered":
-        return "the citizen's call was not answered in time and has been escalated"
-    if request.state == "no_staff":
-        return "the citizen's call found nobody on duty and has been escalated"
-    return f"the citizen's call is {request.state}"

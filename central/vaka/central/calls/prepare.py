@@ -32,6 +32,7 @@ from vaka.central.calls.turn import RelayCredentials, ice_servers
 from vaka.central.directory.directory import StaffMember
 from vaka.central.directory.policy import Authorization, CallRefused
 from vaka.protocol.messages import describe_problems
+from vaka.protocol.reasons import reason_of
 
 Purpose = Literal["night_check", "video_visit", "break_glass", "citizen_call"]
 
@@ -113,7 +114,7 @@ async def prepare_call(
     try:
         allowed = await authorize(caller, asked, now)
     except CallRefused as err:
-        await _refused(ws, audit, str(err), caller.staff_id, asked, call_id)
+        await _refused(ws, audit, reason_of(err), caller.staff_id, asked, call_id)
         return None
     expires_at = int(now) + ticket_ttl_s
     credential = await credentials.mint(call_id, "caller", expires_at, now)

@@ -33,6 +33,7 @@ from joserfc.jwk import OKPKey
 
 from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import PublishToUnit
+from vaka.central.calls import reasons
 from vaka.central.calls.channel import StaffChannel
 from vaka.central.calls.citizen import CitizenCallDesk
 from vaka.central.calls.dial import DialRefused, DialRequest, parse_dial, read_dial_text
@@ -51,6 +52,7 @@ from vaka.central.settings.calls import CallLimits
 from vaka.errors import LinkError
 from vaka.protocol.inbound import read_unit_message
 from vaka.protocol.messages import SignalMessage, SignalPayload
+from vaka.protocol.reasons import reason_of, with_code
 from vaka.protocol.refusals import Refusals
 from vaka.protocol.topics import Channel
 from vaka.provisioning.tickets import TicketClaims, sign_ticket
@@ -135,7 +137,7 @@ class CallRelay:
                 allowed = await self._authorize(caller, dial, now)
             except CallRefused as err:
                 await self._audit("ticket_refused", **fields, reason=str(err))
-                await refuse(ws, str(err), None)
+                await refuse(ws, reason_of(err), None)
                 return
         unit_relay = await self.relay_credentials.mint(call_id, "unit", expires_at, now)
         claims = self._claims(caller, dial, allowed, call_id, fingerprint, now)
@@ -332,10 +334,8 @@ class CallRelay:
         ringing: bool,
     ) -> None:
         """Central gave up on the unit: it never replied, or it rang and then fell silent."""
-        if ringing:
-            reason = f"no answer after {self.limits.ring_timeout_s:g} s"
-        else:
-            reason = f"the unit did not answer within {self.limits.answer_timeout_s:.0f} s"
+        limits = self.limits
+        reason = reasons.unanswered(ringing, limits.ring_timeout_s, limits.answer_timeout_s)
         await self._audit("call_unanswered", **fields, reason=reason)
         await self._send_unit(
             unit, SignalPayload(kind="hangup", call_id=call_id, reason="unanswered")
@@ -352,20 +352,19 @@ class CallRelay:
         await self._audit("call_cancelled", **fields, reason=why)
         log.info("call %s to %s: %s before it was answered", call_id, unit, why)
         if how == "cancel":
-            ended = {"type": "ended", "call_id": call_id, "reason": "cancelled"}
+            ended = {"type": "ended", "call_id": call_id, **with_code(reasons.CANCELLED)}
             await say(staff.ws, {**ended, "outcome": "cancelled"})
         await staff.ws.close()
 
     async def _not_taken(self, ws: StaffChannel, call_id: str, said: SignalPayload) -> None:
         """The unit refused the call, or rang and did not take it: tell the staff side why."""
-        reason = said.reason or said.kind
         extra: dict[str, Any] = {}
         if said.outcome is not None:
             extra["outcome"] = said.outcome
+        ring_s = self.limits.ring_timeout_s
         if said.outcome == "no_answer":
-            extra["ring_s"] = self.limits.ring_timeout_s
-        else:
-            reason = f"the unit refused: {reason}"
+            extra["ring_s"] = ring_s
+        reason = reasons.unit_refusal(said.reason or said.kind, said.outcome, ring_s)
         await refuse(ws, reason, call_id, **extra)
 
     async def _follow(
@@ -383,7 +382,8 @@ class CallRelay:
             if isinstance(said, SignalPayload):
                 if said.kind not in ("hangup", "error"):
                     continue
-                ended = {"type": "ended", "call_id": call_id, "reason": said.reason or said.kind}
+                why = reasons.unit_ended(said.reason or said.kind)
+                ended = {"type": "ended", "call_id": call_id, **with_code(why)}
                 await say(ws, ended)
                 await ws.close()
                 return
@@ -395,6 +395,6 @@ class CallRelay:
             await self._send_unit(
                 unit, SignalPayload(kind="hangup", call_id=call_id, reason="caller hung up")
             )
-            await say(ws, {"type": "ended", "call_id": call_id, "reason": "you hung up"})
+            await say(ws, {"type": "ended", "call_id": call_id, **with_code(reasons.YOU_HUNG_UP)})
             await ws.close()
             return

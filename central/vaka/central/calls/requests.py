@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from vaka.central.storage.engine import upsert
 from vaka.central.storage.tables import citizen_call_requests, escalations
+from vaka.protocol.reasons import from_column, to_column, with_code
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class RequestBook:
                     unit=unit,
                     citizen=citizen,
                     group=",".join(sorted(groups)) or None,
-                    reason=reason[:200],
+                    reason=to_column(reason),
                     request_id=req,
                 )
             )
@@ -145,7 +146,8 @@ class RequestBook:
             for row in conn.execute(query).mappings():
                 mine = {g for g in (row["group"] or "").split(",") if g} & groups
                 if mine:
-                    found.append(dict(row))
+                    said = from_column(str(row["reason"] or ""))
+                    found.append({**dict(row), **with_code(said)})
                 if len(found) >= limit:
                     break
         return found

@@ -9,6 +9,10 @@ from typing import Any
 from vaka.central.calls.channel import StaffChannel
 from vaka.central.calls.duty import OnDuty
 from vaka.central.calls.requests import CallRequest
+from vaka.protocol.reasons import Reason, with_code
+
+#: why a ring stopped when nothing more exact is known
+NO_LONGER_RINGING = Reason("no longer ringing", "no_longer_ringing")
 
 
 @dataclass
@@ -80,7 +84,7 @@ class RingSockets:
         message = {
             "type": "stop_ringing",
             "request_id": ring.request.request_id,
-            "reason": ring.reason or "no longer ringing",
+            **with_code(ring.reason or NO_LONGER_RINGING),
         }
         await asyncio.gather(*(send(ws, message) for ws in ring.sockets))
 

@@ -25,6 +25,7 @@ from vaka.central.fleet.status import derive_status
 from vaka.central.fleet.store import FleetStore
 from vaka.central.settings.fleet import Thresholds
 from vaka.central.storage.tables import assignments, permissions, schedules
+from vaka.protocol.reasons import Reason, code_of
 
 ROUND_ROLES = frozenset({"night_staff", "administrator"})
 #: the audit kind of a recorded outcome
@@ -144,9 +145,15 @@ def _performed(audit: AuditLog, since: float) -> _Performed:
 def _unit_state(store: FleetStore, unit: str, now: float, thresholds: Thresholds) -> dict[str, Any]:
     record = store.unit(unit)
     if record is None:
-        return {"status": "offline", "reasons": ["never connected"], "since": None}
+        return _state("offline", [Reason("never connected", "never_connected")], None)
     status = derive_status(record, now, thresholds)
-    return {"status": status.status, "reasons": status.reasons, "since": status.since}
+    return _state(status.status, status.reasons, status.since)
+
+
+def _state(status: str, reasons: list[str], since: float | None) -> dict[str, Any]:
+    """A unit's state in a check: the English reasons and their codes side by side."""
+    codes = [code_of(r) for r in reasons]
+    return {"status": status, "reasons": reasons, "reason_codes": codes, "since": since}
 
 
 def _hhmm(when: dt.datetime) -> str:
@@ -205,7 +212,7 @@ def night_round(
 
 
 #: the unit state of a check whose citizen has no unit
-NO_UNIT = {"status": "offline", "reasons": ["no unit assigned"], "since": None}
+NO_UNIT = _state("offline", [Reason("no unit assigned", "no_unit")], None)
 
 
 def _check(occurrence: CheckTime, unit: str, done: _Performed, now: float) -> dict[str, Any]:

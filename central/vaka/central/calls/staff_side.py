@@ -11,6 +11,7 @@ from typing import Any
 from vaka.central.calls.channel import StaffChannel
 from vaka.errors import BadMessage
 from vaka.protocol.guard import parse_json
+from vaka.protocol.reasons import with_code
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,14 @@ async def say(ws: StaffChannel, message: dict[str, Any]) -> None:
 
 
 async def refuse(ws: StaffChannel, reason: str, call_id: str | None, **extra: Any) -> None:
-    """Tell the staff side why there is no call, and close: a normal outcome, one log line."""
+    """Tell the staff side why there is no call (with its code, where ``reason`` is a
+    :class:`~vaka.protocol.reasons.Reason`), and close: a normal outcome, one log line."""
     log.info("call %s refused: %s", call_id or "-", reason)
-    await say(ws, {"type": "refused", "call_id": call_id, "reason": reason, **extra})
+    await say(ws, {"type": "refused", "call_id": call_id, **with_code(reason), **extra})
     await ws.close()
 
 
 async def close_with(ws: StaffChannel, reason: str) -> None:
     """Close a socket that never made a call (no dial request, or not one), saying why."""
-    await say(ws, {"type": "refused", "reason": reason})
+    await say(ws, {"type": "refused", **with_code(reason)})
     await ws.close()

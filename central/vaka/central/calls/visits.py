@@ -18,10 +18,11 @@ from sqlalchemy import select
 
 from vaka.central.directory.directory import Directory
 from vaka.central.directory.policy import ROLE_PURPOSES
-from vaka.central.fleet.status import derive_status
+from vaka.central.fleet.status import NEVER_CONNECTED, derive_status
 from vaka.central.fleet.store import FleetStore
 from vaka.central.settings.fleet import Thresholds
 from vaka.central.storage.tables import assignments, memberships, permissions
+from vaka.protocol.reasons import code_of
 
 #: Roles that may make video visits (and so see this list).
 VISIT_ROLES = frozenset(r for r, purposes in ROLE_PURPOSES.items() if "video_visit" in purposes)
@@ -81,8 +82,9 @@ def visits(
         profile = target.profile or (record.profile if record is not None else None)
         if profile is not None and profile != "tv":
             continue
+        reasons: list[str]
         if record is None:
-            status, reasons, last_seen = "offline", ["never connected to central"], None
+            status, reasons, last_seen = "offline", [NEVER_CONNECTED], None
         else:
             derived = derive_status(record, at, thresholds)
             status, reasons, last_seen = derived.status, derived.reasons, record.last_seen
@@ -95,6 +97,7 @@ def visits(
                 "status": status,
                 "online": status != "offline",
                 "reasons": reasons,
+                "reason_codes": [code_of(r) for r in reasons],
                 "last_seen": last_seen,
             }
         )

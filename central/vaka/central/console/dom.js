@@ -1,9 +1,9 @@
 // DOM helpers: an element builder, labelled fields, error lines and the call view. Missing values
 // (null, undefined, false) are left out, never written as the words "null" or "undefined".
-import { t } from "./i18n.js";
+import { saidList, t } from "./i18n.js";
 
 function nodes(children) {
-  return children.flat()
+  return children.flat(Infinity)
     .filter((child) => child !== null && child !== undefined && child !== false)
     .map((child) => (child instanceof Node ? child : document.createTextNode(String(child))));
 }
@@ -69,4 +69,38 @@ export function callView(prefix) {
   const root = h("section", { id: `${prefix}-call`, class: "call", hidden: true, "aria-label": t("call.label") },
     title, state, h("div", { class: "videos" }, remote, local), hangup);
   return { root, title, remote, local, state, hangup };
+}
+
+// Central's reasons (texts and their codes) as one line "a; b", each in the reader's language;
+// one whose code the catalog does not know keeps central's English and says so (lang="en").
+// `none` when there are none.
+export function reasonsLine(texts, codes, none = "—") {
+  const items = saidList(texts, codes);
+  if (!items.length) return document.createTextNode(none);
+  const line = document.createElement("span");
+  line.className = "reasons";
+  items.forEach((item, i) => {
+    if (i) line.append("; ");
+    const part = document.createElement("span");
+    if (!item.known) part.lang = "en";
+    part.textContent = item.text;
+    line.append(part);
+  });
+  return line;
+}
+
+// t(key, params) as nodes, where a param may itself be a node (a reasonsLine): the catalog's
+// sentence with that node in its place.
+export function phrase(key, params = {}) {
+  const marks = {};
+  const plain = {};
+  for (const [name, value] of Object.entries(params)) {
+    if (value instanceof Node) {
+      marks[name] = value;
+      plain[name] = `\u0000${name}\u0000`;
+    } else {
+      plain[name] = value;
+    }
+  }
+  return t(key, plain).split("\u0000").map((piece, i) => (i % 2 ? marks[piece] : piece)).filter((p) => p !== "" && p !== undefined);
 }

@@ -90,6 +90,34 @@ export function mmss(seconds) {
   return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
 }
 
+// Something central (or a unit) said with a stable code: {reason, reason_code, params} on a call
+// message, {code, params} beside an English text in a list ("reasons" + "reason_codes"). The
+// catalog's "why.<code>" in the chosen language; the English text only for a code the catalog
+// does not know (known() says which, so the page can mark that text lang="en").
+export function known(code) {
+  return typeof code === "string" && `why.${code}` in en;
+}
+
+export function said(text, code, params = {}) {
+  if (!known(code)) return String(text ?? "") || "—";
+  return t(`why.${code}`, params || {});
+}
+
+// The reasons of a unit or alert from central: [{text, code, params}, …] (codes may be missing:
+// an older central, or a reason without one).
+export function saidList(texts, codes) {
+  return (texts || []).map((text, i) => {
+    const c = (codes || [])[i] || {};
+    return { text: said(text, c.code, c.params), known: known(c.code) };
+  });
+}
+
+// A call message's reason ({reason, reason_code, params}) in the chosen language.
+export function saidBy(message) {
+  if (!message) return "";
+  return said(message.reason, message.reason_code, message.params);
+}
+
 // A refusal or error from central, in the chosen language where it is one we know; central's
 // own words otherwise (they are exact and tests check them).
 const REASONS = [

@@ -16,7 +16,7 @@
 // "declined", "busy"), shown from the catalog ("No answer after 30 s."). Until the unit answers,
 // the call can be cancelled with an AbortSignal (options.signal): central is told, the unit stops
 // ringing, and startCall throws a CallError with err.cancelled set.
-import { reason as readable, t } from "./i18n.js";
+import { known, reason as readable, saidBy, t } from "./i18n.js";
 
 const GATHER_MS = 2000;
 // The unit pings on this data channel and keeps its shutter open only while the page answers
@@ -72,11 +72,19 @@ export function sentence(text) {
   return /[.!?]$/.test(first) ? first : `${first}.`;
 }
 
-function readableRefusal(reason) {
-  const text = String(reason || "");
+// A refusal from central: its code in the reader's language; central's words (translated where
+// the catalog knows the phrase) when it has none.
+function readableRefusal(message) {
+  if (message && known(message.reason_code)) return sentence(saidBy(message));
+  const text = String((message && message.reason) || "");
   if (/^the unit did not answer/.test(text)) return sentence(text);
   if (/did not answer/.test(text)) return sentence(t("call.no_answer_because", { reason: readable(text) }));
   return sentence(text || t("call.refused"));
+}
+
+// Why a call ended, from central's message: its code in the reader's language, else its words.
+function endReason(message) {
+  return known(message.reason_code) ? saidBy(message) : readable(message.reason);
 }
 
 function waitForGathering(pc, ms) {
@@ -237,7 +245,7 @@ export async function startCall({
     const prepared = await reader.next(ANSWER_MS);
     check();
     if (!prepared) throw new CallError(t("call.closed_before_answer"));
-    if (prepared.type === "refused") throw new CallError(readableRefusal(prepared.reason), { refused: true });
+    if (prepared.type === "refused") throw new CallError(readableRefusal(prepared), { refused: true });
     if (prepared.type !== "prepared") throw new CallError(t("call.unexpected"));
     pc = new RTCPeerConnection({ iceServers: Array.isArray(prepared.ice_servers) ? prepared.ice_servers : [] });
     if (stream) {
@@ -272,8 +280,8 @@ export async function startCall({
     if (!reply) throw new CallError(t("call.closed_before_answer"));
     const notTaken = outcomeError(reply);
     if (notTaken) throw notTaken;
-    if (reply.type === "refused") throw new CallError(readableRefusal(reply.reason), { refused: true });
-    if (reply.type === "ended") throw new CallError(t("call.ended_reason", { reason: readable(reply.reason) }));
+    if (reply.type === "refused") throw new CallError(readableRefusal(reply), { refused: true });
+    if (reply.type === "ended") throw new CallError(t("call.ended_reason", { reason: endReason(reply) }));
     if (reply.type !== "answer" || !reply.sdp) throw new CallError(t("call.unexpected"));
     await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
     say(t("call.connecting"));
@@ -312,7 +320,7 @@ function followCall({ pc, ws, reader, callId, say, cleanUp }) {
         message = null;
       }
       if (!message) return end(t("call.why_channel_closed"));
-      if (message.type === "ended" || message.type === "refused") return end(readable(message.reason) || t("call.why_ended"));
+      if (message.type === "ended" || message.type === "refused") return end(endReason(message) || t("call.why_ended"));
     }
   })();
   return {

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from vaka.central.storage.tables import unit_lifecycle
 from vaka.errors import ProvisioningError
+from vaka.protocol.reasons import from_column, to_column, with_code
 
 
 class Lifecycle(enum.StrEnum):
@@ -79,13 +80,9 @@ class LifecycleRecord:
     reason: str | None = None
 
     def view(self) -> dict[str, object]:
-        """The JSON shape in the fleet API."""
-        return {
-            "state": self.state.value,
-            "since": self.since,
-            "actor": self.actor,
-            "reason": self.reason,
-        }
+        """The JSON shape in the fleet API (a reason the system wrote carries its code)."""
+        said = {"reason": None} if self.reason is None else with_code(self.reason)
+        return {"state": self.state.value, "since": self.since, "actor": self.actor, **said}
 
 
 def check_move(unit: str, old: Lifecycle, new: Lifecycle) -> None:
@@ -136,7 +133,8 @@ class LifecycleStore:
         check_move(unit, old.state, new)
         if only_from is not None and old.state not in only_from:
             raise LifecycleRefused(f"unit {unit} is {old.state.value}, not {_either(only_from)}")
-        values = {"state": new.value, "since": now, "actor": actor, "reason": (reason or "")[:200]}
+        said = to_column(reason or "")
+        values = {"state": new.value, "since": now, "actor": actor, "reason": said}
         if old.since is None:
             try:
                 with self.engine.begin() as conn:
@@ -181,5 +179,5 @@ def _record(row: dict[str, object]) -> LifecycleRecord:
         state=Lifecycle(str(row["state"])),
         since=float(row["since"]),  # type: ignore[arg-type]
         actor=None if row["actor"] is None else str(row["actor"]),
-        reason=None if row["reason"] is None else str(row["reason"]) or None,
+        reason=None if row["reason"] is None else from_column(str(row["reason"])) or None,
     )

@@ -47,6 +47,7 @@ from vaka.protocol.messages import (
     RenewMessage,
     encode,
 )
+from vaka.protocol.reasons import Reason
 from vaka.protocol.refusals import Refusals
 from vaka.protocol.topics import DEVICE_ID_PATTERN, Channel, device_topic
 from vaka.provisioning import pki
@@ -188,7 +189,7 @@ class Provisioner:
             await self._retire(replaces, unit, actor)
         await asyncio.to_thread(self.queue.mark_approved, code, unit, actor, now)
         # Enrolling before the unit has its certificate: its first connection makes it active.
-        await self.standing.move(unit, Lifecycle.ENROLLING, actor, display_code(code))
+        await self.standing.move(unit, Lifecycle.ENROLLING, actor, _waiting(code))
         answer = EnrolResponseMessage(
             payload=EnrolResponsePayload(unit_id=unit, cert_chain=self._chain(cert))
         )
@@ -363,3 +364,9 @@ def issuing_ca(settings: PkiSection) -> pki.CertifiedKey:
     return pki.CertifiedKey(
         pki.load_cert(settings.issuing_cert), pki.load_key(settings.issuing_key)
     )
+
+
+def _waiting(code: str) -> Reason:
+    """The lifecycle reason of a unit approved and not yet connected: its enrolment code."""
+    shown = display_code(code)
+    return Reason(f"enrolment code {shown}", "enrolment_code", code=shown)

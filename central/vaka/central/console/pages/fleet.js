@@ -3,7 +3,7 @@
 // seconds. Technicians and administrators also see units waiting for enrolment approval (and can
 // approve one) and units silent long enough to be decommissioned. Each unit links to its own page
 // (#/units/<id>); on a phone the table is a list of cards (console.css, .stack).
-import { mount, replace, shown } from "../dom.js";
+import { mount, phrase, reasonsLine, replace, shown } from "../dom.js";
 import { reason, t, tn, when, word } from "../i18n.js";
 
 const STATUSES = ["online", "degraded", "offline"];
@@ -64,7 +64,7 @@ export function render(main, ctx) {
         h("p", { class: "alert-title" },
           h("b", {}, t("fleet.alert_unit", { unit: a.unit, status: word("state", a.status) })),
           " — ", t("fleet.alert_check", { citizen: a.citizen, at: String(a.check_at_local || "").slice(11, 16) || clock(a.check_at), until: minutesUntil(a.check_at) })),
-        h("p", {}, t("fleet.alert_why", { why: a.reasons.join("; ") || "—" }),
+        h("p", {}, phrase("fleet.alert_why", { why: reasonsLine(a.reasons, a.reason_codes) }),
           a.group ? ` ${t("fleet.alert_group", { group: a.group })}` : "",
           ` ${t("fleet.alert_raised", { at: clock(a.raised_at) })} `,
           h("a", { href: `#/units/${encodeURIComponent(a.unit)}`, class: "unit-link" }, t("fleet.open_unit"))))));
@@ -92,7 +92,7 @@ export function render(main, ctx) {
             h("td", { "data-label": t("fleet.col_lifecycle") }, h("span", { class: `lifecycle ${u.lifecycle.state}` }, word("lifecycle", u.lifecycle.state))),
             h("td", { "data-label": t("fleet.col_profile") }, word("profile", u.profile)),
             h("td", { "data-label": t("fleet.col_status") }, h("b", {}, word("state", u.status))),
-            h("td", { "data-label": t("fleet.col_why") }, u.reasons.join("; ") || "—"),
+            h("td", { "data-label": t("fleet.col_why") }, reasonsLine(u.reasons, u.reason_codes)),
             h("td", { "data-label": t("fleet.col_agent") }, shown(u.agent_version)))),
       );
       if (!answer.units.length) body.append(h("tr", {}, h("td", { colspan: COLUMNS.length }, t("fleet.no_units"))));
@@ -137,6 +137,10 @@ function technicianSections(h, ctx) {
     h("label", {}, t("fleet.citizen"), h("input", { name: "citizen", id: "approve-citizen", autocomplete: "off", required: true, placeholder: "c-1001" })),
     h("label", {}, t("fleet.group"), h("span", { class: "hint" }, t("fleet.group_hint")),
       h("input", { name: "group", id: "approve-group", autocomplete: "off", placeholder: "g-night" })),
+    // vaka-provision approve --create-citizen: off unless the technician says the citizen is new
+    h("label", { class: "check" },
+      h("input", { type: "checkbox", name: "create_citizen", id: "approve-create-citizen" }),
+      h("span", {}, t("fleet.new_citizen")), h("span", { class: "hint" }, t("fleet.new_citizen_hint"))),
     h("button", { type: "submit" }, t("fleet.approve")));
 
   form.addEventListener("submit", async (event) => {
@@ -153,6 +157,7 @@ function technicianSections(h, ctx) {
     }
     const body = { profile: f.profile.value, citizen };
     if (f.group.value.trim()) body.group = f.group.value.trim();
+    if (f.create_citizen.checked) body.create_citizen = true;
     form.querySelector("button").disabled = true;
     try {
       const result = await ctx.api("POST", `/api/enrolments/${encodeURIComponent(code)}/approve`, body);
@@ -161,7 +166,8 @@ function technicianSections(h, ctx) {
       form.reset();
       refresh(false);
     } catch (err) {
-      approveError.textContent = reason(err.message);
+      const unknown = /^there is no citizen (\S+) in the directory/.exec(err.message || "");
+      approveError.textContent = unknown ? t("reason.unknown_citizen", { citizen: unknown[1] }) : reason(err.message);
       approveError.hidden = false;
     } finally {
       form.querySelector("button").disabled = false;

@@ -3,7 +3,7 @@
 // one line of two choices, "All well" and "Visit needed" — the second styled as the action it
 // starts (someone goes out), not as a green "go".
 import { startCall } from "../rtc.js";
-import { mount, replace } from "../dom.js";
+import { mount, reasonsLine, replace } from "../dom.js";
 import { mmss, reason, t, tn, word } from "../i18n.js";
 
 const REFRESH_MS = 30000;
@@ -121,7 +121,7 @@ export function render(main, ctx) {
         h("p", {},
           t("round.unit", { unit: check.unit || t("round.no_unit") }), " ",
           h("b", { class: "unit-state" }, word("status", state.status)),
-          state.reasons && state.reasons.length ? ` (${state.reasons.join("; ")})` : "",
+          state.reasons && state.reasons.length ? [" (", reasonsLine(state.reasons, state.reason_codes), ")"] : "",
         ),
       ),
       dial,

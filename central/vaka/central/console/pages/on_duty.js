@@ -7,7 +7,7 @@
 // to answer gets the call, the others see "answered by …".
 import { callInView } from "../rtc.js";
 import { callView, mount, replace } from "../dom.js";
-import { reason as readable, t, when } from "../i18n.js";
+import { known, reason as readable, saidBy, t, when } from "../i18n.js";
 
 const WATCH_REFRESH_MS = 15000;
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
@@ -200,7 +200,7 @@ export function render(main, ctx) {
     try {
       const answer = await ctx.api("GET", "/api/escalations", undefined, { background });
       replace(escalations, ...answer.escalations.slice(0, 10).map((e) =>
-        h("li", {}, h("b", {}, `${when(e.at)} `), t("duty.escalation", { citizen: e.citizen || "—", unit: e.unit, reason: readable(e.reason) }))));
+        h("li", {}, h("b", {}, `${when(e.at)} `), t("duty.escalation", { citizen: e.citizen || "—", unit: e.unit, reason: known(e.reason_code) ? saidBy(e) : readable(e.reason) }))));
       if (!answer.escalations.length) escalations.append(h("li", {}, t("duty.no_escalations")));
     } catch (err) {
       replace(escalations, h("li", { class: "error" }, readable(err.message)));
@@ -271,7 +271,7 @@ export function render(main, ctx) {
     } else if (message.type === "ring") {
       addRing(message);
     } else if (message.type === "stop_ringing") {
-      stopRing(message.request_id, message.reason);
+      stopRing(message.request_id, saidBy(message));
     } else if (message.type === "off_duty" || message.type === "refused") {
       showNote(message.reason ? readable(message.reason) : t("duty.off"));
       refresh(true);

@@ -2,8 +2,8 @@
 // health history and last calls, refreshed every 10 seconds; for technicians and administrators
 // the actions its lifecycle allows (push config, suspend/resume, revoke, re-enrol, decommission,
 // enrol again with a new code), each asking for confirmation first.
-import { mount, replace, shown } from "../dom.js";
-import { mmss, reason, t, tn, when, word } from "../i18n.js";
+import { mount, reasonsLine, replace, shown } from "../dom.js";
+import { mmss, reason, said, t, tn, when, word } from "../i18n.js";
 
 const TECH_ROLES = ["technician", "administrator"];
 const REFRESH_MS = 10000;
@@ -36,9 +36,9 @@ function health(hh, key) {
 const HEALTH_COLUMNS = ["temp", "memory", "link", "rtt", "camera", "clock"];
 
 function callResult(c) {
-  if (c.kind === "call_ended") return t("unit.call_ended", { duration: c.duration_s === null || c.duration_s === undefined ? "—" : mmss(c.duration_s), reason: shown(c.reason) });
+  if (c.kind === "call_ended") return t("unit.call_ended", { duration: c.duration_s === null || c.duration_s === undefined ? "—" : mmss(c.duration_s), reason: shown(c.reason && said(c.reason, c.reason_code, c.params)) });
   if (c.kind === "call_unanswered") return t("unit.call_unanswered");
-  return t("unit.call_refused", { reason: shown(c.reason) });
+  return t("unit.call_refused", { reason: shown(c.reason && said(c.reason, c.reason_code, c.params)) });
 }
 
 export function render(main, ctx) {
@@ -87,10 +87,10 @@ export function render(main, ctx) {
     const life = u.lifecycle;
     const lifeText = [word("lifecycle", life.state),
       life.since ? ` ${t("unit.since", { at: when(life.since) })}` : "",
-      life.reason ? ` — ${life.reason}` : ""].join("");
+      life.reason ? ` — ${said(life.reason, life.reason_code, life.params)}` : ""].join("");
     replace(facts,
       fact("unit.status", h("span", { class: `unit-status ${u.status}` }, word("state", u.status),
-        u.reasons.length ? ` (${u.reasons.join("; ")})` : ""), "unit-status"),
+        u.reasons.length ? [" (", reasonsLine(u.reasons, u.reason_codes), ")"] : ""), "unit-status"),
       fact("unit.lifecycle", h("span", { class: `lifecycle ${life.state}` }, lifeText), "unit-lifecycle"),
       fact("unit.citizen", shown(u.citizen), "unit-citizen"),
       fact("fleet.col_profile", word("profile", u.profile)),
@@ -100,7 +100,7 @@ export function render(main, ctx) {
     replace(alertsList, ...u.open_alerts.map((a) =>
       h("li", { class: "alert-item", "data-alert": a.id },
         h("b", {}, t("unit.alert_line", { at: String(a.check_at_local || "").slice(11, 16) || when(a.check_at, { date: false }), citizen: a.citizen })),
-        " ", a.reasons.join("; "))));
+        " ", reasonsLine(a.reasons, a.reason_codes))));
     if (!u.open_alerts.length) alertsList.append(h("li", { class: "ok-line" }, t("fleet.no_alerts")));
     const period = Number(u.health_period_s) || 300;
     healthHint.textContent = t("unit.health_hint", {

@@ -2,7 +2,7 @@
 // A TV rings until the citizen answers (or it answers by itself, where its settings say so); the
 // citizen may decline, and the page then shows central's reason.
 import { callInView } from "../rtc.js";
-import { callView, mount, replace } from "../dom.js";
+import { callView, mount, reasonsLine, replace } from "../dom.js";
 import { reason as readable, t, tn, word } from "../i18n.js";
 
 const REFRESH_MS = 15000;
@@ -30,7 +30,7 @@ export function render(main, ctx) {
     button.disabled = dialling || Boolean(call);
     button.addEventListener("click", () => visit(v));
     const state = v.status === "online" ? word("state", "online")
-      : `${word("state", v.status)}${v.reasons.length ? `: ${v.reasons.join("; ")}` : ""}`;
+      : [word("state", v.status), v.reasons.length ? [": ", reasonsLine(v.reasons, v.reason_codes)] : ""];
     return h("li", { class: `card ${v.status}`, "data-unit": v.unit },
       h("div", {},
         h("p", { class: "card-title" }, t("visits.citizen", { citizen: v.citizen })),
