@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.settings.calls import CallLimits
 from vaka.errors import CallError
+from vaka.provisioning.tickets import ViewLevel
 
 
 class CallRefused(CallError, PermissionError):
@@ -44,6 +45,10 @@ class Authorization:
     window: tuple[int, int]
     max_duration_s: int
     break_glass_reason: str | None = None
+    #: the view the call starts in (``None``: the unit's default for the purpose)
+    view: ViewLevel | None = None
+    #: whether the staff member may escalate a blurred view to clear (with a reason)
+    may_escalate: bool = False
 
 
 def schedule_window(
@@ -137,23 +142,37 @@ def authorize_call(
                 f"an emergency (break-glass) call needs a typed reason of at least "
                 f"{limits.break_glass_min_reason} characters"
             )
-        return Authorization(citizen, group, (start, start + max_s), max_s, text)
+        return Authorization(citizen, group, (start, start + max_s), max_s, text, view="clear")
     if purpose == "night_check":
-        schedule = directory.schedule(citizen, "night_check")
-        if not schedule:
-            raise CallRefused(f"citizen {citizen} has no night checks in their care decision")
-        local = dt.datetime.fromtimestamp(now, ZoneInfo(limits.timezone))
-        window = schedule_window(schedule, local)
-        if window is None:
-            raise CallRefused(
-                f"outside the night-check schedule for citizen {citizen}: "
-                f"{_describe_schedule(schedule)}"
-            )
-        # The call may run past the window's end by at most its maximum duration.
-        return Authorization(
-            citizen, group, (int(window[0].timestamp()), int(window[1].timestamp())), max_s
-        )
+        return _authorize_night_check(directory, citizen, group, now, limits)
     return Authorization(citizen, group, (start, start + max_s), max_s)
+
+
+def _authorize_night_check(
+    directory: Directory, citizen: str, group: str, now: float, limits: CallLimits
+) -> Authorization:
+    """A night check inside the care decision's schedule, in the citizen's night view."""
+    max_s = limits.max_duration("night_check")
+    schedule = directory.schedule(citizen, "night_check")
+    if not schedule:
+        raise CallRefused(f"citizen {citizen} has no night checks in their care decision")
+    local = dt.datetime.fromtimestamp(now, ZoneInfo(limits.timezone))
+    window = schedule_window(schedule, local)
+    if window is None:
+        raise CallRefused(
+            f"outside the night-check schedule for citizen {citizen}: "
+            f"{_describe_schedule(schedule)}"
+        )
+    night_view = directory.night_view(citizen)
+    # The call may run past the window's end by at most its maximum duration.
+    return Authorization(
+        citizen,
+        group,
+        (int(window[0].timestamp()), int(window[1].timestamp())),
+        max_s,
+        view="clear" if night_view == "clear" else "blurred",
+        may_escalate=night_view == "escalate",
+    )
 
 
 def citizen_call_groups(directory: Directory, caller: StaffMember, citizen: str) -> set[str]:

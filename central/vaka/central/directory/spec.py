@@ -15,6 +15,9 @@ from vaka.protocol.topics import DEVICE_ID_PATTERN
 Purpose = Literal["night_check", "video_visit", "citizen_call", "break_glass"]
 Role = Literal["night_staff", "day_staff", "support", "technician", "administrator"]
 Direction = Literal["to_unit", "from_unit"]
+#: How a citizen's night checks look: ``blurred`` only; ``escalate`` (blurred, clear after the
+#: staff member escalates with a reason); ``clear`` from the start (the care decision says so).
+NightView = Literal["blurred", "escalate", "clear"]
 
 _ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
 _HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
@@ -52,6 +55,8 @@ class CitizenSpec(_Spec):
 
     id: str = Field(pattern=_ID)
     units: list[str] = Field(default=[], max_length=4)
+    #: what night checks show (docs/privacy.md); a night check starts blurred unless ``clear``
+    night_view: NightView = "escalate"
 
 
 class PermissionSpec(_Spec):

@@ -72,6 +72,15 @@ memberships = Table(
 
 citizens = Table("citizens", metadata, Column("citizen_id", String(64), primary_key=True))
 
+# A citizen's privacy choices (see docs/privacy.md); a table of its own, so that databases made
+# before it gain it by ``create_all`` without a changed column.
+citizen_privacy = Table(
+    "citizen_privacy",
+    metadata,
+    Column("citizen_id", String(64), primary_key=True),
+    Column("night_view", String(16), nullable=False),  # blurred | escalate | clear
+)
+
 assignments = Table(
     "unit_assignments",
     metadata,
