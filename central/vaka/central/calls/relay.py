@@ -80,6 +80,8 @@ class CallRelay:
         publish: PublishToUnit,
         citizen_calls: CitizenCallDesk | None = None,
         relay_credentials: RelayCredentials | None = None,
+        *,
+        require_consent: bool = True,
     ) -> None:
         self.identity = identity
         self.directory = directory
@@ -94,6 +96,8 @@ class CallRelay:
         self.citizen_calls = citizen_calls
         #: mints the unit's and the caller's relay credentials (none without ``[turn]``)
         self.relay_credentials = relay_credentials or RelayCredentials(None)
+        #: whether calls need the consent record (``[privacy] require_consent``)
+        self.require_consent = require_consent
         #: checks, audits and signs the staff side's view escalations
         self.escalation = ViewEscalation(directory, audit, ticket_key, limits, publish)
 
@@ -230,6 +234,7 @@ class CallRelay:
             dial.reason,
             dial.request,
             self.citizen_calls,
+            require_consent=self.require_consent,
         )
 
     def _claims(

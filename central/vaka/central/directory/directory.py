@@ -14,6 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection, Engine
 
+from vaka.central.directory.consent import ConsentRecord
 from vaka.central.directory.spec import DirectorySpec, StaffSpec
 from vaka.central.storage.engine import upsert
 from vaka.central.storage.tables import (
@@ -101,6 +102,8 @@ class Directory:
         self.engine = engine
         #: seals the staff's TOTP secrets at rest; ``None``: they are stored as they are
         self.secret_box = secret_box
+        #: consent per citizen and cohabitant (docs/privacy.md)
+        self.consent = ConsentRecord(engine)
 
     def load(self, spec: DirectorySpec) -> None:
         """Upsert everything in ``spec``; permissions and schedules of named citizens are
@@ -160,6 +163,7 @@ class Directory:
             view = {"night_view": c.night_view}
             ins = upsert(self.engine, citizen_privacy).values(citizen_id=c.id, **view)
             conn.execute(ins.on_conflict_do_update(index_elements=["citizen_id"], set_=view))
+            self.consent.load(conn, c)
             for unit in c.units:
                 ins = upsert(self.engine, assignments).values(device_id=unit, citizen_id=c.id)
                 conn.execute(

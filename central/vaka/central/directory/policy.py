@@ -109,8 +109,13 @@ def authorize_call(
     reason: str | None = None,
     request: str | None = None,
     ledger: CitizenCallLedger | None = None,
+    *,
+    require_consent: bool = True,
 ) -> Authorization:
     """Apply the permission matrix; raise :class:`CallRefused` with the reason.
+
+    With ``require_consent`` a night check, video visit or break-glass call also needs valid
+    consent from the citizen and every cohabitant (:mod:`vaka.central.directory.consent`).
 
     A ``citizen_call`` answers the citizen's request ``request``: it needs a ``ledger`` (the
     citizen-call desk) that says the caller is on duty and accepted that request.
@@ -132,6 +137,10 @@ def authorize_call(
             f"staff {caller.staff_id} is not in a group allowed {purpose} calls "
             f"to citizen {citizen}"
         )
+    if require_consent:
+        missing = directory.consent.refusal(citizen, purpose, now)
+        if missing is not None:
+            raise CallRefused(missing)
     group = sorted(groups)[0]
     max_s = limits.max_duration(purpose)
     start = int(now)

@@ -81,6 +81,26 @@ citizen_privacy = Table(
     Column("night_view", String(16), nullable=False),  # blurred | escalate | clear
 )
 
+# Who else lives in a citizen's home and may appear in the picture (pseudonyms, like citizens).
+cohabitants = Table(
+    "cohabitants",
+    metadata,
+    Column("citizen_id", String(64), primary_key=True),
+    Column("person_id", String(64), primary_key=True),
+)
+
+# Consent per citizen and per cohabitant, per scope (night_check, video_visit, break_glass).
+# ``person_id`` is "citizen" for the citizen themself.
+consents = Table(
+    "consents",
+    metadata,
+    Column("citizen_id", String(64), primary_key=True),
+    Column("person_id", String(64), primary_key=True),
+    Column("scope", String(32), primary_key=True),
+    Column("given_at", Float, nullable=False),
+    Column("withdrawn_at", Float),
+)
+
 assignments = Table(
     "unit_assignments",
     metadata,
