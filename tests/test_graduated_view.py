@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from joserfc import jwt
 
 from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, UNIT, load_directory, running_agent
@@ -21,7 +22,7 @@ from vaka.devstack.polling import wait_for
 from vaka.protocol.messages import SignalMessage, SignalPayload
 from vaka.protocol.topics import Channel
 from vaka.provisioning.escalation import BadEscalation, sign_escalation, verify_escalation
-from vaka.provisioning.tickets import TicketClaims, new_ticket_key, start_view
+from vaka.provisioning.tickets import TicketClaims, new_ticket_key, sign_ticket, start_view
 from vaka.rtc.pattern import decode_pattern, draw_pattern
 from vaka.staff.client import StaffCall, StaffClient
 
@@ -215,6 +216,11 @@ def test_escalation_is_bound_to_unit_call_and_caller() -> None:
 
 
 def test_a_night_check_ticket_without_a_view_starts_blurred() -> None:
+    # A ticket without a view is the token it was before the graduated view (older units take it).
+    key = new_ticket_key()
+    token = sign_ticket(_claims(view=None, esc=None, purpose="video_visit"), key)
+    raw = jwt.decode(token, key, algorithms=["Ed25519"]).claims
+    assert "view" not in raw and "esc" not in raw
     assert start_view(_claims(view=None)) == "blurred"
     assert start_view(_claims(view=None, purpose="video_visit")) == "clear"
     assert start_view(_claims(view="clear")) == "clear"

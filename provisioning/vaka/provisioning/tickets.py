@@ -71,7 +71,10 @@ class TicketClaims(BaseModel):
     req: str | None = Field(default=None, max_length=80)  # the citizen's request a call answers
     rly: RelayClaim | None = None  # the unit's relay credential for this call, if central has one
     view: ViewLevel | None = None  # the view the call starts in (None: see :func:`start_view`)
-    esc: bool = False  # whether a signed escalation may make a blurred view clear
+    # whether a signed escalation may make a blurred view clear; ``None`` (no) is left out of
+    # the token, so that a ticket without a view is the same token a unit before the graduated
+    # view accepts
+    esc: bool | None = None
 
 
 def start_view(claims: TicketClaims) -> ViewLevel:

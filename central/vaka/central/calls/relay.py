@@ -263,7 +263,7 @@ class CallRelay:
             brk=allowed.break_glass_reason,
             req=dial.request if dial.purpose == "citizen_call" else None,
             view=allowed.view,
-            esc=allowed.may_escalate,
+            esc=allowed.may_escalate or None,
         )
 
     async def _accept_citizen_call(
