@@ -118,6 +118,8 @@ async def test_night_check_is_blurred_until_escalated_and_forgeries_are_refused(
             f"clear frames' Laplacian variance {[round(v, 1) for v in clear_sharpness]}, "
             f"blurred {[round(v, 1) for v in blurred_sharpness]}"
         )
+        again = await call.escalate(REASON)
+        assert again["level"] == "clear" and again["reason"] == "the view is clear already"
         readings = [decode_pattern(image) for image in clear]
         counters = [r.counter for r in readings if r is not None]
         assert counters == sorted(counters) and len(set(counters)) == 5

@@ -28,10 +28,12 @@ async def follow(
     staff side; escalation requests to :class:`ViewEscalation`, the unit's view to the staff."""
     ws, unit, call_id = staff.ws, claims.aud, claims.cid
     staff.in_call = True
+    clear = False  # the unit said its view is clear: a second escalation asks nothing more
     while True:
         said = await next_said(queue, staff, 24 * 3600)
         if isinstance(said, SignalPayload):
             if said.kind == "state" and said.state in ("clear", "blurred"):
+                clear = clear or said.state == "clear"
                 view = {"type": "view", "call_id": call_id, "level": said.state}
                 await say(ws, {**view, "reason": said.reason})
                 continue
@@ -42,7 +44,11 @@ async def follow(
             await ws.close()
             return
         if said == "escalate":
-            await escalation.escalate(ws, claims, staff.escalation_reason)
+            if clear:
+                view = {"type": "view", "call_id": call_id, "level": "clear"}
+                await say(ws, {**view, "reason": "the view is clear already"})
+            else:
+                await escalation.escalate(ws, claims, staff.escalation_reason)
             continue
         if said == "left":
             await send_unit(
