@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from joserfc import jwt
 
-from tests.conftest import TOTP_SECRET
+from tests.conftest import TOTP_SECRET, totp_secret_file
 from tests.nightcheck import PASSWORD, UNIT, load_directory, running_agent
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
@@ -24,7 +24,9 @@ from vaka.protocol.topics import Channel
 from vaka.provisioning.escalation import BadEscalation, sign_escalation, verify_escalation
 from vaka.provisioning.tickets import TicketClaims, new_ticket_key, sign_ticket, start_view
 from vaka.rtc.pattern import decode_pattern, draw_pattern
+from vaka.staff.cli import build_parser
 from vaka.staff.client import StaffCall, StaffClient
+from vaka.staff.dial import dial_once
 
 #: Variance of the Laplacian a received blurred frame stays below, and a clear one above
 #: (320x240 pattern after VP8; measured here: blurred 3.1-3.8, clear 1870-2090; the figures of
@@ -168,6 +170,21 @@ async def test_blurred_only_citizen_cannot_be_escalated(
         frames = await _frames(call, 10)
         assert all(decode_pattern(image) is None for image in frames)
         await call.hangup()
+
+
+async def test_vaka_staff_dial_escalates_with_a_reason(
+    broker: Broker, central: CentralService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await load_directory(central, night_view="escalate")
+    monkeypatch.setenv("VAKA_TOTP_SECRET_FILE", str(totp_secret_file()))
+    command = ["--central", central.url, "dial", UNIT, "--user", "s-nurse", "--seconds", "3"]
+    args = build_parser().parse_args([*command, "--escalate", REASON])
+    async with running_agent(broker):
+        result = await dial_once(args, PASSWORD)
+    assert result["view"] == "clear" and result["view_reason"] == "escalated"
+    assert result["pattern_frames"] > 0, result
+    entries = await _entries(central, result["call_id"])
+    assert [e.detail["reason"] for e in entries if e.kind == "view_escalated"] == [REASON]
 
 
 # ---------------------------------------------------------------- without a stack
