@@ -117,8 +117,8 @@ async def _with_staff(broker: Broker, central: CentralService, staff: StaffClien
         assert await _dial(staff) == "you hung up"
 
 
-async def test_the_dev_stack_says_it_does_not_require_consent(central: CentralService) -> None:
-    assert central.config.privacy.require_consent is False
+def test_the_dev_stack_says_it_does_not_require_consent(stack: LocalStack) -> None:
+    assert stack.central_config().privacy.require_consent is False
 
 
 def test_a_consent_from_someone_not_in_the_home_is_refused(tmp_path: Path) -> None:
