@@ -14,7 +14,12 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
 #: "path" or "path:function" -> why it may stay larger
-ALLOWED: dict[str, str] = {}
+ALLOWED: dict[str, str] = {
+    "central/vaka/central/storage/tables.py": (
+        "every table on one MetaData in one module by design (what exists never depends on "
+        "which module was imported first); it is declarations only, one section per room"
+    ),
+}
 
 
 def _functions(tree: ast.AST) -> list[tuple[str, int]]:

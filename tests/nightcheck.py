@@ -36,8 +36,13 @@ def hhmm(offset_min: int, tz: str = "Europe/Stockholm") -> str:
     return local.strftime("%H:%M")
 
 
-def directory_spec() -> DirectorySpec:
-    """Night nurse in g-night may check c-1001 (u-cam) now; c-2002 is checked at another time."""
+def directory_spec(night_view: str = "clear") -> DirectorySpec:
+    """Night nurse in g-night may check c-1001 (u-cam) now; c-2002 is checked at another time.
+
+    c-1001's night checks are ``clear`` from the start unless ``night_view`` says otherwise
+    (set explicitly: these tests read the pattern's code, which the graduated view's blur hides;
+    tests/test_graduated_view.py tests the blurred start and its escalation).
+    """
     return DirectorySpec.model_validate(
         {
             "group": [
@@ -62,7 +67,10 @@ def directory_spec() -> DirectorySpec:
                     "totp_secret": TOTP_SECRET,
                 },
             ],
-            "citizen": [{"id": "c-1001", "units": [UNIT]}, {"id": "c-2002", "units": [OTHER_UNIT]}],
+            "citizen": [
+                {"id": "c-1001", "units": [UNIT], "night_view": night_view},
+                {"id": "c-2002", "units": [OTHER_UNIT]},
+            ],
             "permission": [
                 {
                     "group": "g-night",
@@ -120,8 +128,8 @@ async def audit_kinds(central: CentralService, call_id: str | None = None) -> li
     return [e.kind for e in entries if call_id is None or e.call_id == call_id]
 
 
-async def load_directory(central: CentralService) -> None:
-    await asyncio.to_thread(central.directory.load, directory_spec())
+async def load_directory(central: CentralService, night_view: str = "clear") -> None:
+    await asyncio.to_thread(central.directory.load, directory_spec(night_view))
 
 
 def now() -> int:

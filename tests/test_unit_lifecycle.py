@@ -222,7 +222,8 @@ async def test_renewal_with_a_short_lifetime_does_not_drop_a_call(
                             "totp_secret": TOTP_SECRET,
                         }
                     ],
-                    "citizen": [{"id": "c-9"}],
+                    # Clear from the start (set explicitly): the test reads the pattern's code.
+                    "citizen": [{"id": "c-9", "night_view": "clear"}],
                     "permission": [
                         {"group": "g-night", "citizen": "c-9", "purposes": ["night_check"]}
                     ],

@@ -59,7 +59,8 @@ def directory_spec_data() -> dict[str, Any]:
                 "totp_secret": TOTP_SECRET,
             }
         ],
-        "citizen": [{"id": "c-bench", "units": [UNIT]}],
+        # Clear from the start (set explicitly): the benches decode the pattern for latency.
+        "citizen": [{"id": "c-bench", "units": [UNIT], "night_view": "clear"}],
         "permission": [{"group": "g-night", "citizen": "c-bench", "purposes": ["night_check"]}],
         "schedule": [
             {"citizen": "c-bench", "times": [local.strftime("%H:%M")], "tolerance_min": 120}

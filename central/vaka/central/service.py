@@ -125,6 +125,7 @@ class CentralService:
             self._publish,
             desk,
             RelayCredentials(config.turn),
+            require_consent=config.privacy.require_consent,
         )
         return duty, desk, relay
 

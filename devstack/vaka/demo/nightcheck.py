@@ -50,7 +50,9 @@ def demo_directory(timezone: str = "Europe/Stockholm") -> DirectorySpec:
                 },
             ],
             "citizen": [
-                {"id": "c-demo-1", "units": ["u-demo-nightcam"]},
+                # Clear from the start, set explicitly: the demo checks the picture's test pattern,
+                # which the graduated view's blur (the default, docs/privacy.md) hides.
+                {"id": "c-demo-1", "units": ["u-demo-nightcam"], "night_view": "clear"},
                 {"id": "c-demo-2", "units": ["u-demo-tv"]},
                 {"id": NEW_CITIZEN},
             ],

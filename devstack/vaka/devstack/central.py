@@ -27,6 +27,7 @@ from vaka.central.settings.config import (
     PkiSection,
     TurnSection,
 )
+from vaka.central.settings.privacy import PrivacySettings
 from vaka.central.units.config_push import build_bundle, push_config
 from vaka.devstack.broker import Broker
 from vaka.devstack.ports import free_port, wait_for_port
@@ -73,6 +74,9 @@ def central_config(
         http=HttpSection(port=http_port),
         database=DatabaseSection(url=f"sqlite:///{db}"),
         turn=turn,
+        # The dev stack's directories (tests, demo, benches) record no consent: its central does
+        # not require it, said here and nowhere else (tests/test_consent.py turns it on).
+        privacy=PrivacySettings(require_consent=False),
     )
 
 

@@ -122,10 +122,12 @@ class SignalPayload(_Strict):
 
     An ``offer`` may carry ``ring_s``: how long the call may ring on a unit that rings first (the
     TV) before the unit gives up on it by itself. A ``hangup`` or ``error`` may carry the
-    ``outcome`` of a call that was never taken.
+    ``outcome`` of a call that was never taken. An ``escalate`` (central to unit) carries a signed
+    view escalation (:mod:`vaka.provisioning.escalation`) in ``ticket``; the unit answers with a
+    ``state`` whose ``state`` is the call's view (``clear``, or ``blurred`` with the reason).
     """
 
-    kind: Literal["request", "offer", "answer", "hangup", "state", "error"]
+    kind: Literal["request", "offer", "answer", "hangup", "state", "error", "escalate"]
     call_id: Identifier
     ticket: Annotated[str, Field(max_length=4096)] | None = None
     sdp: Annotated[str, Field(max_length=MAX_SDP_CHARS)] | None = None

@@ -25,6 +25,8 @@ ISSUER = "vaka-central"
 LEEWAY_S = 30
 
 Purpose = Literal["night_check", "video_visit", "citizen_call", "break_glass"]
+#: What a call may show: the unit's picture blurred on the unit, or clear.
+ViewLevel = Literal["blurred", "clear"]
 
 
 class BadTicket(CallError, ValueError):
@@ -68,6 +70,20 @@ class TicketClaims(BaseModel):
     brk: str | None = Field(default=None, max_length=500)  # break-glass reason
     req: str | None = Field(default=None, max_length=80)  # the citizen's request a call answers
     rly: RelayClaim | None = None  # the unit's relay credential for this call, if central has one
+    view: ViewLevel | None = None  # the view the call starts in (None: see :func:`start_view`)
+    # whether a signed escalation may make a blurred view clear; ``None`` (no) is left out of
+    # the token, so that a ticket without a view is the same token a unit before the graduated
+    # view accepts
+    esc: bool | None = None
+
+
+def start_view(claims: TicketClaims) -> ViewLevel:
+    """The view a call starts in: the ticket's, else ``blurred`` for a night check (a ticket
+    from a central that predates graduated view still gets a blurred night check) and
+    ``clear`` for the rest."""
+    if claims.view is not None:
+        return claims.view
+    return "blurred" if claims.purpose == "night_check" else "clear"
 
 
 def new_ticket_key() -> OKPKey:

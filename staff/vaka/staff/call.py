@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import av
@@ -54,6 +55,14 @@ class StaffCall:
     _reader: "asyncio.Task[None] | None" = None
     #: the ICE servers the call was made with (central's per-call relay credential among them)
     ice_servers: list[RTCIceServer] = field(default_factory=list)
+    #: central's ``view`` messages (the unit's view level after an escalation, or why not)
+    views: "asyncio.Queue[dict[str, Any]]" = field(default_factory=asyncio.Queue)
+
+    async def escalate(self, reason: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Ask for the clear view with ``reason``; central's answer (``{"type": "view",
+        "level": "clear" | "blurred", "reason": …}``) once the unit (or central) decided."""
+        await self.ws.send_json({"type": "escalate", "reason": reason})
+        return await asyncio.wait_for(self.views.get(), timeout)
 
     async def next_frame(self, timeout: float = 10.0) -> av.VideoFrame:
         """The next decoded video frame from the unit."""
@@ -107,6 +116,8 @@ async def read_until_ended(call: StaffCall) -> None:
             continue
         with contextlib.suppress(BadMessage):
             data = parse_json(msg.data, what="call message")
+            if isinstance(data, dict) and data.get("type") == "view":
+                call.views.put_nowait(data)
             if isinstance(data, dict) and data.get("type") == "ended":
                 call.end_reason = data.get("reason")
                 break

@@ -12,7 +12,8 @@ from vaka import otp
 from vaka.central_api import ApiError, CentralApi, password_from_env_or_prompt
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``vaka-staff`` (its tests parse with it too)."""
     p = argparse.ArgumentParser(prog="vaka-staff", description="Vaka staff tools.")
     p.add_argument("--central", default="http://127.0.0.1:8080", help="central's base URL")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -39,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     dial.add_argument("--reason", help="typed reason (required for break_glass)")
     dial.add_argument("--seconds", type=float, default=5.0, help="how long to stay in the call")
     dial.add_argument("--show", action="store_true", help="show the video in a window")
+    dial.add_argument(
+        "--escalate",
+        metavar="REASON",
+        help="once the picture shows, ask for the clear view of a blurred night check with "
+        "this reason (audited; docs/privacy.md)",
+    )
     dial.add_argument(
         "--ice-address", action="append", help="gather ICE candidates only on this address"
     )
@@ -191,7 +198,7 @@ def run_message(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.totp_secret_file:
         os.environ[otp.SECRET_FILE_ENV] = args.totp_secret_file
     if args.command == "dial":

@@ -108,10 +108,13 @@ async def dial_once(args: argparse.Namespace, password: str) -> dict[str, Any]:
             frames, decoded, size = 0, 0, (0, 0)
             deadline = time.monotonic() + args.seconds
             window = None
+            view: dict[str, Any] | None = None
             try:
                 while time.monotonic() < deadline and not call.ended.is_set() and not stop.is_set():
                     frame = await call.next_frame(timeout=max(0.5, deadline - time.monotonic()))
                     frames += 1
+                    if view is None and getattr(args, "escalate", None):
+                        view = await call.escalate(args.escalate)
                     image = frame.to_ndarray(format="bgr24")
                     size = (image.shape[1], image.shape[0])
                     if decode_pattern(image) is not None:
@@ -148,6 +151,8 @@ async def dial_once(args: argparse.Namespace, password: str) -> dict[str, Any]:
             "timings_ms": call.timings.as_ms(),
             "ended": reason,
             "ended_by": "unit" if early else "you",
+            "view": None if view is None else view.get("level"),
+            "view_reason": None if view is None else view.get("reason"),
         }
 
 
@@ -180,8 +185,13 @@ def run_dial(args: argparse.Namespace) -> int:
     else:
         t = result["timings_ms"]
         ended = "ended by the unit" if result["ended_by"] == "unit" else "ended"
+        view = ""
+        if result["view"] is not None:
+            view = f"; view {result['view']}"
+            if result["view_reason"]:
+                view += f" ({result['view_reason']})"
         print(
             f"{result['unit']}: {result['frames']} frames {result['size'][0]}x{result['size'][1]}"
-            f", first frame after {t.get('first_frame', '?')} ms; {ended}: {result['ended']}"
+            f", first frame after {t.get('first_frame', '?')} ms{view}; {ended}: {result['ended']}"
         )
     return ENDED_EARLY if result["ended_by"] == "unit" else 0

@@ -19,6 +19,12 @@ broker link: it lives while its viewer answers on the call's own media path
 broker that freezes does not keep a camera open. The composition routes ``signal/in`` to
 :meth:`CallManager.on_signal` and link changes to :meth:`CallManager.link_changed`.
 
+A night check's picture is blurred on the unit until central sends a signed escalation for that
+very call (:mod:`vaka.provisioning.escalation`); the manager checks it against the call's ticket
+and only then lets the session's view gate go ``clear``. A forged or misdirected escalation is
+refused: the caller is told (a ``state`` that stays ``blurred``, with the reason) and the
+refusal is an event for the audit trail.
+
 The media stack is imported by the first call (:meth:`CallManager._prepare`), so that an idle unit
 does not carry it.
 """
@@ -40,6 +46,7 @@ from vaka.agent.hw.hardware import Hardware
 from vaka.agent.media.settings import MediaSettings
 from vaka.agent.memory import release_memory
 from vaka.protocol.messages import AnyMessage, CallOutcome, SignalMessage, SignalPayload
+from vaka.provisioning.escalation import BadEscalation, verify_escalation
 from vaka.provisioning.tickets import TicketClaims
 
 if TYPE_CHECKING:
@@ -145,6 +152,8 @@ class CallManager:
                 self.state.idle()
         elif p.kind == "offer":
             await self._offer(p)
+        elif p.kind == "escalate":
+            await self._escalate(p)
         elif p.kind == "hangup":
             session = self.session
             if session is not None and session.call_id == p.call_id:
@@ -154,6 +163,37 @@ class CallManager:
                 self._admit.cancel()
         else:
             await self._refuse(p.call_id, f"unexpected {p.kind!r} message")
+
+    async def _escalate(self, p: SignalPayload) -> None:
+        """Make the call's view clear if ``p`` carries central's escalation for it; else refuse."""
+        session = self.session
+        if session is None or session.call_id != p.call_id:
+            reason = "escalation refused: no such call under way"
+            log.warning("call %s: %s", p.call_id, reason)
+            await self.signals.signal(
+                SignalPayload(kind="state", call_id=p.call_id, state="blurred", reason=reason)
+            )
+            return
+        try:
+            verify_escalation(p.ticket, self.guard.ticket_key, session.claims)
+        except BadEscalation as err:
+            reason = f"escalation refused: {err}"[:200]
+            log.warning("call %s: %s", p.call_id, reason)
+            await self.signals.signal(
+                SignalPayload(
+                    kind="state", call_id=p.call_id, state=session.view.level, reason=reason
+                )
+            )
+            detail = {"action": "escalation_refused", "call_id": p.call_id, "reason": reason}
+            await self.signals.event("call", detail)
+            return
+        changed = session.view.clear()
+        await self.signals.signal(
+            SignalPayload(kind="state", call_id=p.call_id, state="clear", reason="escalated")
+        )
+        if changed:
+            detail = {"action": "view_changed", "call_id": p.call_id, "view": "clear"}
+            await self.signals.event("call", detail)
 
     def _ringing(self, call_id: str) -> bool:
         return self.state.phase is CallPhase.RINGING and self.state.call_id == call_id

@@ -32,9 +32,10 @@ from vaka.agent.call.observer import CallObserver
 from vaka.agent.call.presence import MediaDeadlines, PresenceWatch
 from vaka.agent.hw.hardware import Hardware
 from vaka.agent.media.capture import Capture
+from vaka.agent.media.privacy import ViewGate
 from vaka.agent.media.settings import MediaSettings, make_source
 from vaka.agent.media.track import CameraTrack
-from vaka.provisioning.tickets import TicketClaims
+from vaka.provisioning.tickets import TicketClaims, start_view
 from vaka.rtc.ice import rtc_configuration
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class CallSession:
         self.observer = observer or CallObserver()
         self.deadlines = deadlines or MediaDeadlines()
         self.presence = PresenceWatch(self.deadlines)
+        #: what the picture shows: the ticket's level, ``clear`` only after a verified escalation
+        self.view = ViewGate(start_view(claims))
         self.state = CallState.CONNECTING
         self.started_at = time.monotonic()
         self.end_reason: str | None = None
@@ -131,7 +134,7 @@ class CallSession:
             make_source(self.media), self.media.fps, dark_threshold=self.media.dark_below
         )
         self._capture = capture
-        self._track = CameraTrack(capture, enhance=self.media.enhance_low_light)
+        self._track = CameraTrack(capture, enhance=self.media.enhance_low_light, view=self.view)
         pc = self._pc
 
         @pc.on("connectionstatechange")
@@ -228,6 +231,7 @@ class CallSession:
                     "fingerprint": self.claims.fp,
                     "break_glass": self.claims.brk,
                     "media_after_s": self.media_after_s,
+                    "view": self.view.level,
                 },
             )
 

@@ -11,14 +11,17 @@ from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamEr
 
 from vaka.agent.media.capture import Capture
 from vaka.agent.media.enhance import enhance_low_light
+from vaka.agent.media.privacy import ViewGate, privacy_blur
 from vaka.agent.media.source import BgrImage, CameraUnavailable
 
 log = logging.getLogger(__name__)
 
 
-def _to_video_frame(image: BgrImage, enhance: bool) -> av.VideoFrame:
+def _to_video_frame(image: BgrImage, enhance: bool, blur: bool = False) -> av.VideoFrame:
     if enhance:
         image = enhance_low_light(image)
+    if blur:
+        image = privacy_blur(image)
     return av.VideoFrame.from_ndarray(image, format="bgr24")
 
 
@@ -28,17 +31,23 @@ class CameraTrack(MediaStreamTrack):
     Only :meth:`recv` is overridden: it waits for the capture's next frame, applies low-light
     enhancement when ``enhance`` is on and the capture reports the picture as dark, and returns
     an ``av.VideoFrame`` whose ``pts`` (90 kHz ``time_base``) is the frame's capture time since
-    this track's first frame. Several tracks may share one capture; a slow one skips frames.
+    this track's first frame. With a ``view`` gate that says ``blurred``, every frame is blurred
+    (:func:`~vaka.agent.media.privacy.privacy_blur`) before it is returned: the gate is read for
+    each frame, so an escalation takes effect at the next one, and nothing else can unblur it.
+    Several tracks may share one capture; a slow one skips frames.
     :meth:`stop` (aiortc's) detaches the track from the capture; it does not stop the capture,
     whose owner decides that.
     """
 
     kind = "video"
 
-    def __init__(self, capture: Capture, *, enhance: bool = False) -> None:
+    def __init__(
+        self, capture: Capture, *, enhance: bool = False, view: ViewGate | None = None
+    ) -> None:
         super().__init__()
         self.capture = capture
         self.enhance = enhance
+        self.view = view
         self._last_index = -1
         self._first_capture: float | None = None
         self._last_pts = -1
@@ -63,8 +72,10 @@ class CameraTrack(MediaStreamTrack):
             self.stop()
             raise MediaStreamError(str(err)) from err
         self._last_index = frame.index
-        if self.enhance and self.capture.is_dark:
-            video = await asyncio.to_thread(_to_video_frame, frame.image, True)
+        enhance = self.enhance and self.capture.is_dark
+        blur = self.view is not None and self.view.blurred
+        if enhance or blur:
+            video = await asyncio.to_thread(_to_video_frame, frame.image, enhance, blur)
         else:
             video = _to_video_frame(frame.image, False)
         if self._first_capture is None:

@@ -31,7 +31,18 @@ CALL_KINDS = frozenset({"call", "shutter"})
 #: part of the record.
 REQUEST_ACTIONS = frozenset({"requested", "cancelled"})
 #: What the unit may report it did with a call central issued.
-CALL_ACTIONS = frozenset({"started", "ended", "refused", "declined", "picture_shown"})
+CALL_ACTIONS = frozenset(
+    {
+        "started",
+        "ended",
+        "refused",
+        "declined",
+        "picture_shown",
+        # the graduated view: the unit made the picture clear, or refused an escalation
+        "view_changed",
+        "escalation_refused",
+    }
+)
 SHUTTER_STATES = frozenset({"open", "closed", "fault"})
 SHUTS = frozenset({"shutter_closed", "shutter_fault"})
 #: Detail keys the record takes from the ticket, never from the unit.

@@ -13,6 +13,10 @@ call there and then, and the socket's pings are answered while it rings. What th
 told carries an ``outcome`` (``cancelled``, ``no_answer``, ``declined``, ``busy``). A refused or
 cancelled call is a normal outcome: one log line with its reason, and no error.
 
+Once the unit answered, :func:`~vaka.central.calls.in_call.follow` carries the call to its end,
+the staff side's view escalation of a blurred night check among it
+(:mod:`vaka.central.calls.escalation`).
+
 A caller may first send ``prepare`` to get the call's relay credential before it makes its
 offer (:mod:`vaka.central.calls.prepare`); the ticket then carries the unit's own.
 
@@ -37,6 +41,8 @@ from vaka.central.calls import reasons
 from vaka.central.calls.channel import StaffChannel
 from vaka.central.calls.citizen import CitizenCallDesk
 from vaka.central.calls.dial import DialRefused, DialRequest, parse_dial, read_dial_text
+from vaka.central.calls.escalation import ViewEscalation
+from vaka.central.calls.in_call import follow
 from vaka.central.calls.prepare import (
     Prepared,
     PrepareRequest,
@@ -76,6 +82,8 @@ class CallRelay:
         publish: PublishToUnit,
         citizen_calls: CitizenCallDesk | None = None,
         relay_credentials: RelayCredentials | None = None,
+        *,
+        require_consent: bool = True,
     ) -> None:
         self.identity = identity
         self.directory = directory
@@ -90,6 +98,10 @@ class CallRelay:
         self.citizen_calls = citizen_calls
         #: mints the unit's and the caller's relay credentials (none without ``[turn]``)
         self.relay_credentials = relay_credentials or RelayCredentials(None)
+        #: whether calls need the consent record (``[privacy] require_consent``)
+        self.require_consent = require_consent
+        #: checks, audits and signs the staff side's view escalations
+        self.escalation = ViewEscalation(directory, audit, ticket_key, limits, publish)
 
     # ------------------------------------------------------------ from the units
 
@@ -152,12 +164,13 @@ class CallRelay:
             window=list(allowed.window),
             max_duration_s=allowed.max_duration_s,
             break_glass=allowed.break_glass_reason,
+            view=claims.view,
         )
         queue: asyncio.Queue[SignalPayload] = asyncio.Queue()
         self._pending[call_id] = queue
         staff = StaffSide(ws)
         try:
-            await self._run_call(staff, dial.unit, call_id, ticket, sdp, queue, fields)
+            await self._run_call(staff, claims, ticket, sdp, queue, fields)
         except ConnectionError as err:  # the staff side went while central spoke to it
             log.info("call %s: the caller's channel closed (%s)", call_id, err)
             await self._send_unit(
@@ -223,6 +236,7 @@ class CallRelay:
             dial.reason,
             dial.request,
             self.citizen_calls,
+            require_consent=self.require_consent,
         )
 
     def _claims(
@@ -250,6 +264,8 @@ class CallRelay:
             fp=fingerprint,
             brk=allowed.break_glass_reason,
             req=dial.request if dial.purpose == "citizen_call" else None,
+            view=allowed.view,
+            esc=allowed.may_escalate or None,
         )
 
     async def _accept_citizen_call(
@@ -269,14 +285,14 @@ class CallRelay:
     async def _run_call(
         self,
         staff: StaffSide,
-        unit: str,
-        call_id: str,
+        claims: TicketClaims,
         ticket: str,
         sdp: str,
         queue: asyncio.Queue[SignalPayload],
         fields: dict[str, Any],
     ) -> None:
         ws, ring_s = staff.ws, self.limits.ring_timeout_s
+        unit, call_id = claims.aud, claims.cid
         offer = SignalPayload(kind="offer", call_id=call_id, ticket=ticket, sdp=sdp, ring_s=ring_s)
         try:
             await self.publish(unit, Channel.SIGNAL_IN, SignalMessage(payload=offer))
@@ -302,7 +318,7 @@ class CallRelay:
             await self._not_taken(ws, call_id, first)
             return
         await ws.send_json({"type": "answer", "call_id": call_id, "sdp": first.sdp})
-        await self._follow(staff, unit, call_id, queue)
+        await follow(staff, claims, queue, self._next, self._send_unit, self.escalation)
 
     async def _next(
         self, queue: asyncio.Queue[SignalPayload], staff: StaffSide, timeout: float
@@ -366,35 +382,3 @@ class CallRelay:
             extra["ring_s"] = ring_s
         reason = reasons.unit_refusal(said.reason or said.kind, said.outcome, ring_s)
         await refuse(ws, reason, call_id, **extra)
-
-    async def _follow(
-        self,
-        staff: StaffSide,
-        unit: str,
-        call_id: str,
-        queue: asyncio.Queue[SignalPayload],
-    ) -> None:
-        """Until one side hangs up: the staff side's hang-up to the unit, the unit's end to the
-        staff side."""
-        ws = staff.ws
-        while True:
-            said = await self._next(queue, staff, 24 * 3600)
-            if isinstance(said, SignalPayload):
-                if said.kind not in ("hangup", "error"):
-                    continue
-                why = reasons.unit_ended(said.reason or said.kind)
-                ended = {"type": "ended", "call_id": call_id, **with_code(why)}
-                await say(ws, ended)
-                await ws.close()
-                return
-            if said == "left":
-                await self._send_unit(
-                    unit, SignalPayload(kind="hangup", call_id=call_id, reason="caller left")
-                )
-                return
-            await self._send_unit(
-                unit, SignalPayload(kind="hangup", call_id=call_id, reason="caller hung up")
-            )
-            await say(ws, {"type": "ended", "call_id": call_id, **with_code(reasons.YOU_HUNG_UP)})
-            await ws.close()
-            return

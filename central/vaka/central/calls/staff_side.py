@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 #: What the staff side sends to end the call (or cancel it while it rings).
 HANGUP_TYPES = frozenset({"hangup", "cancel"})
+#: What the staff side sends to ask for the clear view (:mod:`vaka.central.calls.escalation`).
+ESCALATE_TYPE = "escalate"
 
 
 class StaffSide:
@@ -27,10 +29,15 @@ class StaffSide:
     def __init__(self, ws: StaffChannel) -> None:
         self.ws = ws
         self.pending: asyncio.Task[str | bytes | None] = asyncio.create_task(ws.receive())
+        #: set once the unit answered: only then is an escalation request heard
+        self.in_call = False
+        #: the reason of the last escalation request
+        self.escalation_reason: str | None = None
 
     def said(self) -> str | None:
-        """``"cancel"``, ``"left"``, or ``None`` (nothing that ends the call; reading goes on),
-        once :attr:`pending` is done."""
+        """``"cancel"``, ``"left"``, ``"escalate"`` (in a call; the reason in
+        :attr:`escalation_reason`) or ``None`` (nothing to act on; reading goes on), once
+        :attr:`pending` is done."""
         if not self.pending.done():
             return None
         try:
@@ -40,8 +47,17 @@ class StaffSide:
         if message is None:
             return "left"
         self.pending = asyncio.create_task(self.ws.receive())
-        if isinstance(message, str) and _asks_hangup(message):
+        if not isinstance(message, str):
+            return None
+        asked = _asked(message)
+        if asked is None:
+            return None
+        if asked.get("type") in HANGUP_TYPES:
             return "cancel"
+        if asked.get("type") == ESCALATE_TYPE and self.in_call:
+            reason = asked.get("reason")
+            self.escalation_reason = reason if isinstance(reason, str) else None
+            return "escalate"
         return None
 
     def close(self) -> None:
@@ -49,12 +65,12 @@ class StaffSide:
         self.pending.cancel()
 
 
-def _asks_hangup(text: str) -> bool:
+def _asked(text: str) -> dict[str, Any] | None:
     try:
         message = parse_json(text, what="call message")
     except BadMessage:
-        return False
-    return isinstance(message, dict) and message.get("type") in HANGUP_TYPES
+        return None
+    return message if isinstance(message, dict) else None
 
 
 async def say(ws: StaffChannel, message: dict[str, Any]) -> None:

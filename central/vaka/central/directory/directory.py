@@ -14,10 +14,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection, Engine
 
+from vaka.central.directory.consent import ConsentRecord
 from vaka.central.directory.spec import DirectorySpec, StaffSpec
 from vaka.central.storage.engine import upsert
 from vaka.central.storage.tables import (
     assignments,
+    citizen_privacy,
     citizens,
     memberships,
     permissions,
@@ -100,6 +102,8 @@ class Directory:
         self.engine = engine
         #: seals the staff's TOTP secrets at rest; ``None``: they are stored as they are
         self.secret_box = secret_box
+        #: consent per citizen and cohabitant (docs/privacy.md)
+        self.consent = ConsentRecord(engine)
 
     def load(self, spec: DirectorySpec) -> None:
         """Upsert everything in ``spec``; permissions and schedules of named citizens are
@@ -124,17 +128,7 @@ class Directory:
                 conn.execute(delete(memberships).where(memberships.c.staff_id == s.id))
                 for g_id in s.groups:
                     conn.execute(memberships.insert().values(staff_id=s.id, group_id=g_id))
-            for c in spec.citizen:
-                conn.execute(
-                    upsert(self.engine, citizens).values(citizen_id=c.id).on_conflict_do_nothing()
-                )
-                for unit in c.units:
-                    ins = upsert(self.engine, assignments).values(device_id=unit, citizen_id=c.id)
-                    conn.execute(
-                        ins.on_conflict_do_update(
-                            index_elements=["device_id"], set_={"citizen_id": c.id}
-                        )
-                    )
+            self._load_citizens(conn, spec)
             named = {p.citizen for p in spec.permission}
             conn.execute(delete(permissions).where(permissions.c.citizen_id.in_(named)))
             for p in spec.permission:
@@ -159,6 +153,24 @@ class Directory:
                             tolerance_min=sch.tolerance_min,
                         )
                     )
+
+    def _load_citizens(self, conn: Connection, spec: DirectorySpec) -> None:
+        """Upsert the citizens of ``spec``, their privacy choices and their units."""
+        for c in spec.citizen:
+            conn.execute(
+                upsert(self.engine, citizens).values(citizen_id=c.id).on_conflict_do_nothing()
+            )
+            view = {"night_view": c.night_view}
+            ins = upsert(self.engine, citizen_privacy).values(citizen_id=c.id, **view)
+            conn.execute(ins.on_conflict_do_update(index_elements=["citizen_id"], set_=view))
+            self.consent.load(conn, c)
+            for unit in c.units:
+                ins = upsert(self.engine, assignments).values(device_id=unit, citizen_id=c.id)
+                conn.execute(
+                    ins.on_conflict_do_update(
+                        index_elements=["device_id"], set_={"citizen_id": c.id}
+                    )
+                )
 
     def set_password(self, staff_id: str, password: str) -> None:
         """Store a new password (hashed) and when it was set."""
@@ -275,6 +287,17 @@ class Directory:
                 )
             )
             return {r[0] for r in rows}
+
+    def night_view(self, citizen_id: str) -> str:
+        """How ``citizen_id``'s night checks look: ``blurred``, ``escalate`` (the default, also
+        for a citizen no directory file named) or ``clear``."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(citizen_privacy.c.night_view).where(
+                    citizen_privacy.c.citizen_id == citizen_id
+                )
+            ).scalar()
+        return str(found) if found is not None else "escalate"
 
     def schedule(self, citizen_id: str, purpose: str = "night_check") -> list[tuple[int, int]]:
         """``(minute of day, tolerance in minutes)`` of each scheduled check, in order."""

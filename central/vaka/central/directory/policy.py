@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.settings.calls import CallLimits
 from vaka.errors import CallError
+from vaka.provisioning.tickets import ViewLevel
 
 
 class CallRefused(CallError, PermissionError):
@@ -44,6 +45,10 @@ class Authorization:
     window: tuple[int, int]
     max_duration_s: int
     break_glass_reason: str | None = None
+    #: the view the call starts in (``None``: the unit's default for the purpose)
+    view: ViewLevel | None = None
+    #: whether the staff member may escalate a blurred view to clear (with a reason)
+    may_escalate: bool = False
 
 
 def schedule_window(
@@ -104,8 +109,13 @@ def authorize_call(
     reason: str | None = None,
     request: str | None = None,
     ledger: CitizenCallLedger | None = None,
+    *,
+    require_consent: bool = True,
 ) -> Authorization:
     """Apply the permission matrix; raise :class:`CallRefused` with the reason.
+
+    With ``require_consent`` a night check, video visit or break-glass call also needs valid
+    consent from the citizen and every cohabitant (:mod:`vaka.central.directory.consent`).
 
     A ``citizen_call`` answers the citizen's request ``request``: it needs a ``ledger`` (the
     citizen-call desk) that says the caller is on duty and accepted that request.
@@ -127,6 +137,10 @@ def authorize_call(
             f"staff {caller.staff_id} is not in a group allowed {purpose} calls "
             f"to citizen {citizen}"
         )
+    if require_consent:
+        missing = directory.consent.refusal(citizen, purpose, now)
+        if missing is not None:
+            raise CallRefused(missing)
     group = sorted(groups)[0]
     max_s = limits.max_duration(purpose)
     start = int(now)
@@ -137,23 +151,37 @@ def authorize_call(
                 f"an emergency (break-glass) call needs a typed reason of at least "
                 f"{limits.break_glass_min_reason} characters"
             )
-        return Authorization(citizen, group, (start, start + max_s), max_s, text)
+        return Authorization(citizen, group, (start, start + max_s), max_s, text, view="clear")
     if purpose == "night_check":
-        schedule = directory.schedule(citizen, "night_check")
-        if not schedule:
-            raise CallRefused(f"citizen {citizen} has no night checks in their care decision")
-        local = dt.datetime.fromtimestamp(now, ZoneInfo(limits.timezone))
-        window = schedule_window(schedule, local)
-        if window is None:
-            raise CallRefused(
-                f"outside the night-check schedule for citizen {citizen}: "
-                f"{_describe_schedule(schedule)}"
-            )
-        # The call may run past the window's end by at most its maximum duration.
-        return Authorization(
-            citizen, group, (int(window[0].timestamp()), int(window[1].timestamp())), max_s
-        )
+        return _authorize_night_check(directory, citizen, group, now, limits)
     return Authorization(citizen, group, (start, start + max_s), max_s)
+
+
+def _authorize_night_check(
+    directory: Directory, citizen: str, group: str, now: float, limits: CallLimits
+) -> Authorization:
+    """A night check inside the care decision's schedule, in the citizen's night view."""
+    max_s = limits.max_duration("night_check")
+    schedule = directory.schedule(citizen, "night_check")
+    if not schedule:
+        raise CallRefused(f"citizen {citizen} has no night checks in their care decision")
+    local = dt.datetime.fromtimestamp(now, ZoneInfo(limits.timezone))
+    window = schedule_window(schedule, local)
+    if window is None:
+        raise CallRefused(
+            f"outside the night-check schedule for citizen {citizen}: "
+            f"{_describe_schedule(schedule)}"
+        )
+    night_view = directory.night_view(citizen)
+    # The call may run past the window's end by at most its maximum duration.
+    return Authorization(
+        citizen,
+        group,
+        (int(window[0].timestamp()), int(window[1].timestamp())),
+        max_s,
+        view="clear" if night_view == "clear" else "blurred",
+        may_escalate=night_view == "escalate",
+    )
 
 
 def citizen_call_groups(directory: Directory, caller: StaffMember, citizen: str) -> set[str]:

@@ -15,6 +15,13 @@ from vaka.protocol.topics import DEVICE_ID_PATTERN
 Purpose = Literal["night_check", "video_visit", "citizen_call", "break_glass"]
 Role = Literal["night_staff", "day_staff", "support", "technician", "administrator"]
 Direction = Literal["to_unit", "from_unit"]
+#: How a citizen's night checks look: ``blurred`` only; ``escalate`` (blurred, clear after the
+#: staff member escalates with a reason); ``clear`` from the start (the care decision says so).
+NightView = Literal["blurred", "escalate", "clear"]
+#: What a consent covers (a citizen_call is the citizen's own call and needs none).
+ConsentScope = Literal["night_check", "video_visit", "break_glass"]
+#: The person id of the citizen themself in a consent entry.
+CITIZEN_SELF = "citizen"
 
 _ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
 _HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
@@ -47,11 +54,26 @@ class GroupSpec(_Spec):
     name: str = Field(min_length=1, max_length=120)
 
 
+class ConsentSpec(_Spec):
+    """``[[citizen.consent]]``: one person's consent to some scopes, from a date (or time), and
+    its withdrawal if it was withdrawn. ``person`` is ``citizen`` or a cohabitant's pseudonym."""
+
+    person: str = Field(default=CITIZEN_SELF, pattern=_ID)
+    scope: list[ConsentScope] = Field(min_length=1)
+    given: dt.datetime | dt.date
+    withdrawn: dt.datetime | dt.date | None = None
+
+
 class CitizenSpec(_Spec):
-    """``[[citizen]]``: a citizen pseudonym and the units in their home."""
+    """``[[citizen]]``: a citizen pseudonym, the units in their home, who else lives there
+    (``cohabitants``, pseudonyms) and everyone's consent (docs/privacy.md)."""
 
     id: str = Field(pattern=_ID)
     units: list[str] = Field(default=[], max_length=4)
+    #: what night checks show (docs/privacy.md); a night check starts blurred unless ``clear``
+    night_view: NightView = "escalate"
+    cohabitants: list[str] = Field(default=[], max_length=8)
+    consent: list[ConsentSpec] = Field(default=[], max_length=64)
 
 
 class PermissionSpec(_Spec):
@@ -95,6 +117,17 @@ def _cross_check(spec: DirectorySpec) -> list[str]:
             f"citizen {c.id}: {u!r} is not a unit id"
             for u in c.units
             if not re.fullmatch(DEVICE_ID_PATTERN, u)
+        ]
+    for c in spec.citizen:
+        problems += [
+            f"citizen {c.id}: consent from {k.person}, who is not a cohabitant"
+            for k in c.consent
+            if k.person != CITIZEN_SELF and k.person not in c.cohabitants
+        ]
+        problems += [
+            f"citizen {c.id}: {p!r} cannot be a cohabitant's pseudonym"
+            for p in c.cohabitants
+            if p == CITIZEN_SELF or not re.fullmatch(_ID, p)
         ]
     for p in spec.permission:
         if p.group not in groups:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vaka.central.settings.alerts import AlertSettings
 from vaka.central.settings.calls import CallLimits
 from vaka.central.settings.fleet import Thresholds
+from vaka.central.settings.privacy import PrivacySettings
 from vaka.errors import ConfigError
 
 
@@ -135,6 +136,7 @@ class CentralConfig(_Section):
     database: DatabaseSection = DatabaseSection()
     fleet: Thresholds = Thresholds()
     calls: CallLimits = CallLimits()
+    privacy: PrivacySettings = PrivacySettings()
     pki: PkiSection | None = None
     turn: TurnSection | None = None
     alerts: AlertSettings = AlertSettings()

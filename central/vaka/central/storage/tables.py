@@ -72,6 +72,35 @@ memberships = Table(
 
 citizens = Table("citizens", metadata, Column("citizen_id", String(64), primary_key=True))
 
+# A citizen's privacy choices (see docs/privacy.md); a table of its own, so that databases made
+# before it gain it by ``create_all`` without a changed column.
+citizen_privacy = Table(
+    "citizen_privacy",
+    metadata,
+    Column("citizen_id", String(64), primary_key=True),
+    Column("night_view", String(16), nullable=False),  # blurred | escalate | clear
+)
+
+# Who else lives in a citizen's home and may appear in the picture (pseudonyms, like citizens).
+cohabitants = Table(
+    "cohabitants",
+    metadata,
+    Column("citizen_id", String(64), primary_key=True),
+    Column("person_id", String(64), primary_key=True),
+)
+
+# Consent per citizen and per cohabitant, per scope (night_check, video_visit, break_glass).
+# ``person_id`` is "citizen" for the citizen themself.
+consents = Table(
+    "consents",
+    metadata,
+    Column("citizen_id", String(64), primary_key=True),
+    Column("person_id", String(64), primary_key=True),
+    Column("scope", String(32), primary_key=True),
+    Column("given_at", Float, nullable=False),
+    Column("withdrawn_at", Float),
+)
+
 assignments = Table(
     "unit_assignments",
     metadata,
