@@ -39,7 +39,12 @@ async def test_broker_keeps_retained_messages_across_restart_and_kill_9(
 
         async with broker.client("central-1") as writer:
             await writer.publish(TOPIC, b"autosaved", qos=1, retain=True)
-        await asyncio.sleep(1.5)  # the store is written every second
+        # The store is written every second while something changes (Mosquitto skips a save
+        # when idle, so on a busy machine it may take a few): wait until it holds the message.
+        store = broker.directory / "mosquitto.db"
+        await wait_for(
+            lambda: store.exists() and b"autosaved" in store.read_bytes(), 15, what="autosave"
+        )
         broker.kill()
         assert not broker.running
         broker.start()
