@@ -106,6 +106,36 @@ def test_an_idle_unit_does_not_load_the_media_stack(tmp_path: Path) -> None:
     assert done.stdout.strip() == "[]"
 
 
+NIGHTCAM_PROBE = """
+import sys
+from pathlib import Path
+
+import vaka.agent.cli
+import vaka.agent.identity
+from vaka.agent.app import Agent
+from vaka.agent.config import load_config
+
+Agent(load_config(Path(sys.argv[1]))).hardware.close()
+heavy = {"numpy", "PIL", "qrcode", "dns.resolver"}
+print(sorted(m for m in sys.modules if m in heavy or m.split(".")[0] in heavy - {"dns.resolver"}))
+"""
+
+
+def test_an_idle_nightcam_loads_no_drawing_or_dns_libraries(tmp_path: Path) -> None:
+    """An enrolled nightcam's start imports neither NumPy, Pillow, the QR encoder (the TV's
+    screen and the enrolment code) nor dnspython's resolver (paho's unused SRV look-ups): together
+    about 30 MB of an idle unit's RSS."""
+    config = _config(tmp_path, simulate=True)
+    done = subprocess.run(
+        [sys.executable, "-c", NIGHTCAM_PROBE, str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 # -- the unit's call state -----------------------------------------------------------------------
 
 

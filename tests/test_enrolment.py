@@ -18,7 +18,8 @@ from tests.conftest import TOTP_SECRET, collecting, staff_token
 from tests.nightcheck import agent_config
 from vaka.agent.app import Agent
 from vaka.agent.config import AgentConfig, parse_config
-from vaka.agent.enrol import resolve_identity, signing_request, unit_code
+from vaka.agent.enrol import signing_request, unit_code
+from vaka.agent.identity import resolve_identity
 from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker

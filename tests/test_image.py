@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from vaka.agent.enrol import CERT_FILE, KEY_FILE
+from vaka.agent.config import CERT_FILE, KEY_FILE
 from vaka.central.service import CentralService
 from vaka.devstack.central import unit_status
 from vaka.devstack.polling import WaitTimeout, wait_for

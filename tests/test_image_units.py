@@ -18,7 +18,7 @@ import pytest
 import tomli_w
 
 from tests.test_systemd_units import LIMITS, OTHER_LIMIT, analyze, exposure, services, units
-from vaka.agent.enrol import CERT_FILE, KEY_FILE
+from vaka.agent.config import CERT_FILE, KEY_FILE
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import unit_status

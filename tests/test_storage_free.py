@@ -53,8 +53,8 @@ import tomli_w
 
 from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, UNIT, agent_config, audit_kinds, load_directory
+from vaka.agent.config import CERT_FILE, KEY_FILE
 from vaka.agent.config_store import CONFIG_FILE
-from vaka.agent.enrol import CERT_FILE, KEY_FILE
 from vaka.central.service import CentralService
 from vaka.central.units.config_push import build_bundle, push_config
 from vaka.devstack.broker import Broker

@@ -18,7 +18,8 @@ from tests.test_enrolment import generic_config, pending_code, technician
 from tests.tvunit import CITIZEN, tv_directory
 from tests.xserver import screenshot, xdisplay  # noqa: F401 - xdisplay is a fixture
 from vaka.agent.config import parse_config
-from vaka.agent.enrol import qr_modules, resolve_identity
+from vaka.agent.enrol import qr_modules
+from vaka.agent.identity import resolve_identity
 from vaka.agent.ui import Catalog, Enrolling, render
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker

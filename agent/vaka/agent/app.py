@@ -6,7 +6,10 @@ closes first, then the TV, hotplug, health and lifecycle stop, then the link ann
 stop, and the hardware is released last.
 """
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING
 
 from vaka.agent.call.manager import CallManager
 from vaka.agent.config import AgentConfig
@@ -18,9 +21,10 @@ from vaka.agent.messages import MessageInbox
 from vaka.agent.profiles.backends import build_hardware
 from vaka.agent.profiles.common import Unit
 from vaka.agent.profiles.nightcam import compose_nightcam
-from vaka.agent.profiles.tv import compose_tv
 from vaka.agent.runner import Runner
-from vaka.agent.tv.controller import TvController
+
+if TYPE_CHECKING:
+    from vaka.agent.tv.controller import TvController
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,10 @@ def compose(config: AgentConfig, hardware: Hardware | None = None) -> Unit:
     hardware = hardware or build_hardware(config)
     try:
         if config.unit.profile == "tv":
+            # Imported here: the TV's screen and media draw with NumPy and Pillow (~17 MB of
+            # RSS), which a nightcam never needs.
+            from vaka.agent.profiles.tv import compose_tv
+
             return compose_tv(config, hardware)
         return compose_nightcam(config, hardware)
     except BaseException:

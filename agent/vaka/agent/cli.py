@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
 async def _run(config: "AgentConfig") -> None:
     """Enrol first if the unit has no identity, then run the agent until SIGTERM/SIGINT."""
     from vaka.agent.app import Agent
-    from vaka.agent.enrol import resolve_identity
+    from vaka.agent.identity import resolve_identity
 
     loop = asyncio.get_running_loop()
 

@@ -71,6 +71,11 @@ class TrustSection(_Section):
     config_key: Path | None = None  # central's Ed25519 config-signing public key (PEM)
 
 
+#: The unit's key and certificate in ``[storage] credentials_dir`` (made by enrolment).
+KEY_FILE = "unit.key"
+CERT_FILE = "unit.crt"
+
+
 class StorageSection(_Section):
     """``[storage]``: where the unit keeps its few persistent files (key, certificate, config)."""
 
@@ -126,7 +131,7 @@ class AgentConfig(_Section):
 
     def identity(self) -> tuple[str, Path, Path]:
         """``(unit id, certificate, key)``; only for a configuration with its identity resolved
-        (see :func:`vaka.agent.enrol.resolve_identity`)."""
+        (see :func:`vaka.agent.identity.resolve_identity`)."""
         if self.unit.id is None or self.broker.cert is None or self.broker.key is None:
             raise ConfigError("the unit has no identity yet: it must enrol first")
         return self.unit.id, self.broker.cert, self.broker.key

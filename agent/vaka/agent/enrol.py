@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from vaka.agent import __version__
-from vaka.agent.config import AgentConfig, EnrolmentSection
+from vaka.agent.config import CERT_FILE, KEY_FILE, AgentConfig, EnrolmentSection
 from vaka.agent.profiles.backends import screen_mode
 from vaka.agent.ui import (
     ButtonId,
@@ -52,9 +52,6 @@ from vaka.protocol.topics import check_device_id
 from vaka.provisioning import pki
 
 log = logging.getLogger(__name__)
-
-KEY_FILE = "unit.key"
-CERT_FILE = "unit.crt"
 
 
 def unit_code(key: pki.PrivateKey) -> str:
@@ -266,27 +263,3 @@ class Enroller:
         os.replace(tmp, cert_path)
         log.info("enrolled as %s", answer.payload.unit_id)
         return answer.payload.unit_id, cert_path, self.directory / KEY_FILE
-
-
-async def resolve_identity(config: AgentConfig, *, screen: Screen | None = None) -> AgentConfig:
-    """The configuration with the unit's identity filled in, enrolling first if it has none
-    (showing the code on ``screen`` if given, see :class:`Enroller`)."""
-    if config.broker.cert is not None:
-        return config
-    directory = config.storage.credentials_dir
-    assert directory is not None  # parse_config guarantees it
-    cert, key = directory / CERT_FILE, directory / KEY_FILE
-    if cert.exists() and key.exists():
-        unit_id = pki.common_name(pki.load_cert(cert))
-    else:
-        unit_id, cert, key = await Enroller(config, screen).run()
-    if config.unit.id is not None and config.unit.id != unit_id:
-        raise ConfigError(
-            f"the certificate is for {unit_id}, the configuration says {config.unit.id}"
-        )
-    return config.model_copy(
-        update={
-            "unit": config.unit.model_copy(update={"id": unit_id}),
-            "broker": config.broker.model_copy(update={"cert": cert, "key": key}),
-        }
-    )

@@ -7,9 +7,12 @@ media factory (:func:`~vaka.agent.media.settings.settings_in_force`) makes the s
 the camera source and the sound.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vaka.agent.config import AgentConfig
 from vaka.agent.hw.camera import V4l2CameraDevice
@@ -19,7 +22,9 @@ from vaka.agent.hw.hotplug import HotplugMonitor
 from vaka.agent.hw.pins import load_pin_map
 from vaka.agent.hw.sound import UsbSoundCards
 from vaka.agent.media.settings import MediaSettings, settings_in_force
-from vaka.agent.tv.controller import ScreenMode
+
+if TYPE_CHECKING:  # the TV package draws with NumPy: a nightcam never imports it
+    from vaka.agent.tv.controller import ScreenMode
 
 log = logging.getLogger(__name__)
 
