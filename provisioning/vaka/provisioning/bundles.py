@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from vaka.errors import ConfigError, ProvisioningError
+from vaka.protocol.ice import IceServer
 from vaka.protocol.messages import describe_problems
 from vaka.protocol.topics import check_device_id
 from vaka.provisioning.jws import TokenKind, open_token
@@ -59,45 +60,6 @@ class AutoAnswerRule(_Strict):
     purpose: Purpose
     caller_groups: list[Name] = Field(min_length=1, max_length=32)
     countdown_s: int = Field(default=10, ge=0, le=120)
-
-
-STATIC_CREDENTIAL_REFUSED = (
-    "a TURN server in the unit's configuration must not carry a credential: "
-    "central hands out per-call credentials"
-)
-"""Why a bundle's ICE server with a ``credential`` is refused (the agent's own configuration
-refuses it with the same words, :class:`vaka.agent.media.settings.IceServer`)."""
-
-
-class IceServer(_Strict):
-    """One STUN or TURN server (as ``RTCIceServer``), with no credential.
-
-    A relay secret in a unit's configuration would live as long as the configuration and open
-    the relay to whoever reads it off the unit; central puts a credential that ends with the call
-    in each call ticket instead (docs/networks.md). A ``username`` alone is allowed.
-    """
-
-    urls: list[Annotated[str, Field(min_length=6, max_length=256)]] = Field(
-        min_length=1, max_length=8
-    )
-    username: Annotated[str, Field(max_length=256)] | None = None
-    # Present only to be refused with a reason (not as an unknown key); out of ``repr`` so a
-    # refused secret never reaches a log.
-    credential: Annotated[str, Field(max_length=256)] | None = Field(default=None, repr=False)
-
-    @field_validator("urls")
-    @classmethod
-    def _known_schemes(cls, urls: list[str]) -> list[str]:
-        for url in urls:
-            if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
-                raise ValueError(f"{url!r} is not a stun:, stuns:, turn: or turns: URL")
-        return urls
-
-    @model_validator(mode="after")
-    def _no_static_credential(self) -> Self:
-        if self.credential is not None:
-            raise ValueError(STATIC_CREDENTIAL_REFUSED)
-        return self
 
 
 ClockTime = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]

@@ -10,9 +10,10 @@ import ipaddress
 import logging
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vaka.errors import ConfigError
+from vaka.protocol.ice import IceServer
 
 if TYPE_CHECKING:
     from aiortc import RTCIceServer
@@ -23,40 +24,6 @@ log = logging.getLogger(__name__)
 
 AUDIO_DEVICE_PATTERN = r"^[A-Za-z0-9_.:,=@/-]+$"
 """What an audio device name may contain (ALSA ``plughw:CARD=Speak,DEV=0``, a pulse node name)."""
-
-
-STATIC_CREDENTIAL_REFUSED = (
-    "a TURN server in the unit's configuration must not carry a credential: "
-    "central hands out per-call credentials"
-)
-"""Why a configured ICE server with a ``credential`` is refused; the same words as the signed
-bundle's rule (``vaka.provisioning.bundles``, which this package may not import)."""
-
-
-class IceServer(BaseModel):
-    """One STUN or TURN server, with no credential: the relay credential of a call comes in its
-    ticket (``rly``) and ends with it, a secret in the configuration would not."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    urls: list[str] = Field(min_length=1)
-    username: str | None = None
-    # Present only to be refused with a reason; out of ``repr`` so it never reaches a log.
-    credential: str | None = Field(default=None, repr=False)
-
-    @field_validator("urls")
-    @classmethod
-    def _stun_or_turn(cls, value: list[str]) -> list[str]:
-        for url in value:
-            if not url.startswith(("stun:", "turn:", "turns:")):
-                raise ValueError(f"{url!r} is not a stun:, turn: or turns: URL")
-        return value
-
-    @model_validator(mode="after")
-    def _no_static_credential(self) -> IceServer:
-        if self.credential is not None:
-            raise ValueError(STATIC_CREDENTIAL_REFUSED)
-        return self
 
 
 class MediaSettings(BaseModel):

@@ -25,13 +25,13 @@ from vaka.central.units.enrolment import EnrolmentRefused, UnknownCitizen, unkno
 from vaka.central.units.provisioner import Provisioner
 from vaka.errors import BadTopic, ProvisioningError
 from vaka.protocol.enrolment import display_code, normalise_code
+from vaka.protocol.ice import IceServer
 from vaka.protocol.messages import CommandMessage, CommandPayload, describe_problems
 from vaka.protocol.topics import Channel, check_device_id
 from vaka.provisioning.bundles import (
     AutoAnswerRule,
     BadBundle,
     ClockTime,
-    IceServer,
     PhoneNumber,
 )
 from vaka.provisioning.orders import sign_order
