@@ -152,8 +152,9 @@ def _problem(
 def _out_of_order(
     seen: set[str], order: list[str], kind: str, reached_media: bool = True
 ) -> str | None:
-    if "call_ended" in seen and not (kind in SHUTS and _shutter_is_open(order)):
-        # A shutter that closes (or jams) just after the end is the safe direction, and true.
+    if "call_ended" in seen and not (kind in SHUTS and not _shutter_is_closed(order)):
+        # A shutter that closes (or jams) just after the end is the safe direction, and true:
+        # also when it was still opening (a close wins over an open in progress).
         return f"{kind} after the call ended"
     if kind == "call_started" and "call_started" in seen:
         return "a second start of the same call"
@@ -165,14 +166,24 @@ def _out_of_order(
         return "an end before the start"
     if kind == "shutter_open" and _shutter_is_open(order):
         return "the shutter opened twice"
-    if kind == "shutter_closed" and not _shutter_is_open(order):
-        return "the shutter closed without having opened"
+    # A close without an open before it is true: the call ended while the shutter was still
+    # opening, and a close wins over an open in progress (only movements that end are reported).
+    if kind == "shutter_closed" and _shutter_is_closed(order):
+        return "the shutter closed twice"
     return None
 
 
-def _shutter_is_open(order: list[str]) -> bool:
+def _last_shutter(order: list[str]) -> str | None:
     last = [k for k in order if k in ("shutter_open", "shutter_closed")]
-    return bool(last) and last[-1] == "shutter_open"
+    return last[-1] if last else None
+
+
+def _shutter_is_open(order: list[str]) -> bool:
+    return _last_shutter(order) == "shutter_open"
+
+
+def _shutter_is_closed(order: list[str]) -> bool:
+    return _last_shutter(order) == "shutter_closed"
 
 
 def _entry(ticket: AuditEntry | None, event: UnitEvent) -> NewEntry:
