@@ -23,7 +23,8 @@ from vaka.central.service import CentralService
 from vaka.devstack.central import running_central
 from vaka.devstack.stack import LocalStack
 from vaka.rtc.ice import reset_ice
-from vaka.staff.client import StaffClient, relay_servers
+from vaka.staff.client import StaffClient
+from vaka.staff.placing import relay_servers
 
 
 @pytest.fixture

@@ -65,7 +65,25 @@ def add_unit_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("--citizen", required=True)
     p.add_argument("--group")
     p.add_argument("--create-citizen", action="store_true", help=CREATE_CITIZEN)
-    p = command("push-config", "sign and send the unit's next config version")
+    _push_config_options(command("push-config", "sign and send the unit's next config version"))
+    command("rotate", "make the unit renew its key and certificate now").add_argument("unit")
+    for name, what in (
+        ("suspend", "take a unit out of service for a while (no alerts for it)"),
+        ("revoke", "revoke a unit now (stolen, compromised)"),
+        ("reenrol", "make a unit show a new enrolment code; approve it with --unit-id UNIT"),
+        ("decommission", "wipe a unit and take it out of service"),
+    ):
+        p = command(name, what)
+        p.add_argument("unit")
+        p.add_argument("--reason", required=True)
+    p = command("resume", "put a suspended unit back in service")
+    p.add_argument("unit")
+    p.add_argument("--reason", default="resumed")
+
+
+def _push_config_options(p: argparse.ArgumentParser) -> None:
+    """What ``push-config`` may set in the unit's signed configuration."""
+
     p.add_argument("unit")
     p.add_argument("--profile", required=True, choices=["nightcam", "tv"])
     p.add_argument("--health-interval", type=float, dest="health_interval_s")
@@ -98,22 +116,9 @@ def add_unit_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
         "--ice-servers",
         type=ice_servers_file,
         metavar="FILE",
-        help="STUN/TURN servers: a JSON list of {urls, username?, credential?} (a file, so that "
-        "TURN secrets stay out of the process list and shell history)",
+        help="STUN/TURN servers: a JSON file with a list of {urls, username?}; no credential "
+        "(central gives each call its own relay credential)",
     )
-    command("rotate", "make the unit renew its key and certificate now").add_argument("unit")
-    for name, what in (
-        ("suspend", "take a unit out of service for a while (no alerts for it)"),
-        ("revoke", "revoke a unit now (stolen, compromised)"),
-        ("reenrol", "make a unit show a new enrolment code; approve it with --unit-id UNIT"),
-        ("decommission", "wipe a unit and take it out of service"),
-    ):
-        p = command(name, what)
-        p.add_argument("unit")
-        p.add_argument("--reason", required=True)
-    p = command("resume", "put a suspended unit back in service")
-    p.add_argument("unit")
-    p.add_argument("--reason", default="resumed")
 
 
 def _call(api: CentralApi, args: argparse.Namespace) -> Any:

@@ -15,9 +15,20 @@ import aiohttp
 import av
 from aiortc import MediaStreamTrack, RTCIceServer, RTCPeerConnection, VideoStreamTrack
 
-from vaka.errors import BadMessage
+from vaka.errors import BadMessage, CallError
 from vaka.protocol.guard import parse_json
 from vaka.rtc.pattern import draw_pattern
+
+
+class StaffError(CallError, RuntimeError):
+    """Central refused or could not be reached; the message says why.
+
+    :attr:`outcome` names, for a call that was not taken, why in one word (``cancelled``,
+    ``no_answer``, ``declined``, ``busy``), where central said it."""
+
+    def __init__(self, message: str, outcome: str | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 @dataclass

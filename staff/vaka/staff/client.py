@@ -12,66 +12,19 @@ import logging
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 from aiortc import (
     MediaStreamTrack,
     RTCIceServer,
-    RTCPeerConnection,
-    RTCSessionDescription,
 )
 
 from vaka import otp
-from vaka.errors import CallError
-from vaka.rtc import presence
-from vaka.rtc.ice import rtc_configuration
-from vaka.staff.call import CallTimings, PatternVideoTrack, StaffCall, read_until_ended
+from vaka.staff.call import CallTimings, PatternVideoTrack, StaffCall, StaffError
+from vaka.staff.placing import RelayTransport, Waits, place_call, relay_servers
 
 log = logging.getLogger(__name__)
-
-
-class StaffError(CallError, RuntimeError):
-    """Central refused or could not be reached; the message says why.
-
-    :attr:`outcome` names, for a call that was not taken, why in one word (``cancelled``,
-    ``no_answer``, ``declined``, ``busy``), where central said it."""
-
-    def __init__(self, message: str, outcome: str | None = None) -> None:
-        super().__init__(message)
-        self.outcome = outcome
-
-
-RelayTransport = Literal["udp", "tcp", "tls"]
-
-
-def relay_servers(
-    entries: Sequence[Mapping[str, Any]], prefer: RelayTransport = "udp"
-) -> list[RTCIceServer]:
-    """Central's ICE servers for a call, the TURN URL of the ``prefer`` transport first.
-
-    aiortc uses only the first STUN and the first TURN URL it is given: behind a firewall that
-    lets only TCP 443 out, ``prefer="tls"`` picks ``turns:``.
-    """
-
-    def transport(url: str) -> str:
-        if url.startswith("turns:"):
-            return "tls"
-        return "tcp" if url.endswith("transport=tcp") else "udp"
-
-    servers = [
-        RTCIceServer(
-            urls=str(entry["urls"]),
-            username=entry.get("username"),
-            credential=entry.get("credential"),
-        )
-        for entry in entries
-        if isinstance(entry, Mapping) and isinstance(entry.get("urls"), str)
-    ]
-    stun = [s for s in servers if str(s.urls).startswith("stun:")]
-    turn = [s for s in servers if not str(s.urls).startswith("stun:")]
-    turn.sort(key=lambda s: transport(str(s.urls)) != prefer)
-    return stun + turn
 
 
 class StaffClient:
@@ -215,6 +168,9 @@ class StaffClient:
         except (TimeoutError, TypeError, ValueError) as err:
             await ws.close()
             raise StaffError(f"no answer from central: {err!r}") from None
+        except asyncio.CancelledError:
+            await ws.close()  # nothing rings yet: central forgets the prepared call
+            raise
         if prepared.get("type") != "prepared":
             await ws.close()
             raise StaffError(f"call refused: {prepared.get('reason', prepared)}")
@@ -222,62 +178,15 @@ class StaffClient:
             *self.ice_servers,
             *relay_servers(prepared.get("ice_servers") or [], self.relay_transport),
         ]
-        pc = RTCPeerConnection(rtc_configuration(servers))
-        if send_video is None:
-            pc.addTransceiver("video", direction="recvonly")
-        else:
-            pc.addTransceiver(send_video, direction="sendrecv")
-        if send_audio is not None:
-            pc.addTransceiver(send_audio, direction="sendrecv")
-        # The unit keeps its shutter open only while this channel answers its pings.
-        heartbeat = pc.createDataChannel(presence.LABEL, ordered=False, maxRetransmits=0)
-        heartbeat.on("message", lambda message: presence.answer(heartbeat, message))
-        loop = asyncio.get_running_loop()
-        track: asyncio.Future[MediaStreamTrack] = loop.create_future()
-
-        audio: asyncio.Future[MediaStreamTrack] = loop.create_future()
-
-        @pc.on("track")
-        def _on_track(remote: MediaStreamTrack) -> None:
-            if remote.kind == "video" and not track.done():
-                track.set_result(remote)
-            elif remote.kind == "audio" and not audio.done():
-                audio.set_result(remote)
-
-        @pc.on("connectionstatechange")
-        def _on_state() -> None:
-            if pc.connectionState == "connected" and not timings.connected:
-                timings.connected = time.perf_counter()
-
-        await pc.setLocalDescription(await pc.createOffer())
-        timings.offer_ready = time.perf_counter()
-        await ws.send_json({"type": "dial", **fields, "sdp": pc.localDescription.sdp})
-        try:
-            # Read all along (aiohttp answers central's pings inside receive): a TV rings for
-            # up to half a minute, and a socket whose pings go unanswered is closed.
-            reply = await ws.receive_json(timeout=timeout)
-            while reply.get("type") == "ringing":  # a TV unit rings until it is answered
-                ring_s = float(reply.get("ring_s") or ring_timeout)
-                reply = await ws.receive_json(timeout=timeout + ring_s)
-        except (TimeoutError, TypeError, ValueError) as err:
-            await pc.close()
-            await ws.close()
-            raise StaffError(f"no answer from central: {err!r}") from None
-        except asyncio.CancelledError:
-            await _cancel_dial(ws)
-            await pc.close()
-            raise
-        if reply.get("type") != "answer":
-            await pc.close()
-            await ws.close()
-            raise StaffError(
-                f"call refused: {reply.get('reason', reply)}", outcome=reply.get("outcome")
-            )
-        timings.answered = time.perf_counter()
-        await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
-        call = StaffCall(reply["call_id"], pc, ws, timings, track, audio=audio, ice_servers=servers)
-        call._reader = asyncio.create_task(read_until_ended(call))
-        return call
+        return await place_call(
+            ws,
+            fields,
+            servers,
+            timings,
+            Waits(timeout, ring_timeout),
+            send_video=send_video,
+            send_audio=send_audio,
+        )
 
     async def _prepare(self, fields: Mapping[str, str]) -> aiohttp.ClientWebSocketResponse:
         """Open the call's WebSocket and ask for its ICE servers (``prepare``)."""
@@ -406,18 +315,6 @@ class StaffClient:
         answer = await self._api("GET", f"/api/messages?{query}")
         rows: list[dict[str, Any]] = answer["messages"]
         return rows
-
-
-async def _cancel_dial(ws: aiohttp.ClientWebSocketResponse, timeout: float = 3.0) -> None:
-    """Cancel a call that is not answered yet: tell central (which stops the unit's ringing),
-    wait a moment for its word, close."""
-    with contextlib.suppress(ConnectionError, aiohttp.ClientError):
-        await ws.send_json({"type": "cancel"})
-        with contextlib.suppress(TimeoutError, TypeError, ValueError):
-            async with asyncio.timeout(timeout):
-                while (await ws.receive_json()).get("type") not in ("ended", "refused"):
-                    pass
-    await ws.close()
 
 
 class RingSocket:
