@@ -29,7 +29,7 @@ def _client(broker: Broker, case: AclCase) -> aiomqtt.Client:
 async def _until(seen: list[aiomqtt.Message], payload: bytes) -> list[bytes]:
     """Wait until ``payload`` has arrived; everything that arrived until then."""
     async with asyncio.timeout(5):
-        while payload not in (payloads := [bytes(m.payload) for m in seen]):  # type: ignore[arg-type]
+        while payload not in (payloads := [bytes(m.payload) for m in seen]):
             await asyncio.sleep(0.01)
     return payloads
 

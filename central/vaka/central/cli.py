@@ -29,6 +29,43 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the central service")
     serve.add_argument("--config", type=Path, required=True, help="central configuration (TOML)")
 
+    _add_broker_config(sub)
+
+    audit = sub.add_parser("audit", help="check the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="recompute the hash chain")
+    verify.add_argument("--database", required=True, help="SQLAlchemy URL, e.g. sqlite:///c.db")
+    verify.add_argument("--expect-head", help="SEQ:HASH anchored earlier (`audit head`)")
+    head = audit_sub.add_parser("head", help="print the newest SEQ:HASH to anchor elsewhere")
+    head.add_argument("--database", required=True)
+
+    report = sub.add_parser("report", help="reports")
+    report_sub = report.add_subparsers(dest="report_command", required=True)
+    sup = report_sub.add_parser("supervisions", help="performed night checks as CSV")
+    sup.add_argument("--database", required=True)
+    sup.add_argument("--from", dest="since", required=True, type=_date, help="YYYY-MM-DD")
+    sup.add_argument("--to", dest="until", required=True, type=_date, help="YYYY-MM-DD (excl.)")
+    sup.add_argument("--out", type=Path, help="write here instead of standard output")
+
+    directory = sub.add_parser("directory", help="staff, groups, citizens, permissions")
+    directory_sub = directory.add_subparsers(dest="directory_command", required=True)
+    load = directory_sub.add_parser("load", help="load a directory TOML file")
+    load.add_argument("file", type=Path)
+    load.add_argument("--database", required=True)
+    load.add_argument(
+        "--totp-key",
+        type=Path,
+        help="the key that seals one-time code secrets ([staff_access] totp_key_file)",
+    )
+
+    key = sub.add_parser("totp-key", help="make the key that seals staff TOTP secrets at rest")
+    key.add_argument("file", type=Path, help="where to write it (mode 0600; never overwritten)")
+
+    return p
+
+
+def _add_broker_config(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """``broker-config``: Mosquitto's files, or one EMQX cluster node's."""
     broker = sub.add_parser("broker-config", help="write the broker's configuration and ACL")
     broker.add_argument(
         "--kind",
@@ -62,38 +99,6 @@ def _parser() -> argparse.ArgumentParser:
         help="an EMQX node of the cluster, e.g. emqx@10.0.0.11 (repeatable; all nodes)",
     )
     broker.add_argument("--emqx-data-dir", default="/var/lib/emqx", help="EMQX's data directory")
-
-    audit = sub.add_parser("audit", help="check the audit trail")
-    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser("verify", help="recompute the hash chain")
-    verify.add_argument("--database", required=True, help="SQLAlchemy URL, e.g. sqlite:///c.db")
-    verify.add_argument("--expect-head", help="SEQ:HASH anchored earlier (`audit head`)")
-    head = audit_sub.add_parser("head", help="print the newest SEQ:HASH to anchor elsewhere")
-    head.add_argument("--database", required=True)
-
-    report = sub.add_parser("report", help="reports")
-    report_sub = report.add_subparsers(dest="report_command", required=True)
-    sup = report_sub.add_parser("supervisions", help="performed night checks as CSV")
-    sup.add_argument("--database", required=True)
-    sup.add_argument("--from", dest="since", required=True, type=_date, help="YYYY-MM-DD")
-    sup.add_argument("--to", dest="until", required=True, type=_date, help="YYYY-MM-DD (excl.)")
-    sup.add_argument("--out", type=Path, help="write here instead of standard output")
-
-    directory = sub.add_parser("directory", help="staff, groups, citizens, permissions")
-    directory_sub = directory.add_subparsers(dest="directory_command", required=True)
-    load = directory_sub.add_parser("load", help="load a directory TOML file")
-    load.add_argument("file", type=Path)
-    load.add_argument("--database", required=True)
-    load.add_argument(
-        "--totp-key",
-        type=Path,
-        help="the key that seals one-time code secrets ([staff_access] totp_key_file)",
-    )
-
-    key = sub.add_parser("totp-key", help="make the key that seals staff TOTP secrets at rest")
-    key.add_argument("file", type=Path, help="where to write it (mode 0600; never overwritten)")
-
-    return p
 
 
 async def _serve(config_path: Path) -> None:

@@ -162,6 +162,32 @@ def _mqtt_lines(settings: BrokerSettings) -> list[str]:
     ]
 
 
+def _listener_lines(directory: Path, settings: BrokerSettings) -> list[str]:
+    """EMQX's default listeners off (plain TCP and WebSocket would take anyone); ours on."""
+    lines = [
+        "listeners.tcp.default.enable = false",
+        "listeners.ws.default.enable = false",
+        "listeners.wss.default.enable = false",
+        "# Units and central: client certificates from the client CA only.",
+        "listeners.ssl.default {",
+        *_ssl_listener(directory, settings.bind, settings.port, "client-ca.crt"),
+        "}",
+    ]
+    if settings.claim_port is not None:
+        lines += [
+            "# Enrolment: claim certificates from the claim CA only; its zone marks the clients",
+            "# so that the rules confine them to the enrolment subtree.",
+            f"listeners.ssl.{ENROL_ZONE} {{",
+            f"  zone = {ENROL_ZONE}",
+            *_ssl_listener(directory, settings.bind, settings.claim_port, "claim-ca.crt"),
+            "}",
+            f"zones.{ENROL_ZONE}.mqtt.client_attrs_init = [",
+            f"  {{expression = {_q(ENROL_MARK)}, set_as_attr = {_q(LISTENER_ATTR)}}}",
+            "]",
+        ]
+    return lines
+
+
 def _copy_files(directory: Path, settings: BrokerSettings) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     files = [
@@ -214,26 +240,8 @@ def write_emqx_config(directory: Path, settings: BrokerSettings, node: EmqxNode)
         "# are overwritten. One file per node: only node.name differs between them.",
         *_cluster_lines(node),
         "",
-        "listeners.tcp.default.enable = false",
-        "listeners.ws.default.enable = false",
-        "listeners.wss.default.enable = false",
-        "# Units and central: client certificates from the client CA only.",
-        "listeners.ssl.default {",
-        *_ssl_listener(directory, settings.bind, settings.port, "client-ca.crt"),
-        "}",
+        *_listener_lines(directory, settings),
     ]
-    if settings.claim_port is not None:
-        conf += [
-            "# Enrolment: claim certificates from the claim CA only; its zone marks the clients",
-            "# so that the rules confine them to the enrolment subtree.",
-            f"listeners.ssl.{ENROL_ZONE} {{",
-            f"  zone = {ENROL_ZONE}",
-            *_ssl_listener(directory, settings.bind, settings.claim_port, "claim-ca.crt"),
-            "}",
-            f"zones.{ENROL_ZONE}.mqtt.client_attrs_init = [",
-            f"  {{expression = {_q(ENROL_MARK)}, set_as_attr = {_q(LISTENER_ATTR)}}}",
-            "]",
-        ]
     conf += [
         "",
         *_mqtt_lines(settings),
