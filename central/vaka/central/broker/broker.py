@@ -49,9 +49,6 @@ class BrokerSettings:
     #: away (central restarting): at 20 000 units a 1000-message queue holds only ~1.5 s of
     #: health reports
     max_queued_messages: int = 100_000
-    #: QoS 1 messages sent to a client and not yet acknowledged (Mosquitto's default); a client's
-    #: own MQTT 5 receive maximum lowers it
-    max_inflight_messages: int = 20
     #: user the broker drops to when started as root; ``None`` leaves Mosquitto's default
     #: (``mosquitto``). The local stack (``vaka.devstack``), which keeps files in private
     #: temporary directories, stays the current user.
@@ -155,7 +152,6 @@ def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
         *([f"pid_file {settings.pid_file}"] if settings.pid_file else []),
         f"max_packet_size {settings.max_packet_size}",
         f"max_queued_messages {settings.max_queued_messages}",
-        f"max_inflight_messages {settings.max_inflight_messages}",
         # Small messages (signalling) go out at once instead of waiting for Nagle/delayed ACK.
         "set_tcp_nodelay true",
         "log_dest stderr",

@@ -28,6 +28,9 @@ from vaka.protocol.topics import DEVICE_ROOT, TOPIC_ROOT, UNIT_READS, UNIT_WRITE
 #: the EMQX release whose configuration keys and rule syntax this module writes
 EMQX_VERSION = "5.8"
 
+#: the largest Receive Maximum MQTT 5 allows
+MQTT_MAX_RECEIVE = 65_535
+
 #: the zone of the enrolment listener, and the client attribute its clients carry
 ENROL_ZONE = "enrol"
 LISTENER_ATTR = "listener"
@@ -147,11 +150,14 @@ def _mqtt_lines(settings: BrokerSettings) -> list[str]:
         "  peer_cert_as_username = cn",
         "  peer_cert_as_clientid = cn",
         f"  max_packet_size = {settings.max_packet_size}",
-        # Mosquitto's max_queued_messages and max_inflight_messages; QoS 0 is not queued there
-        # either. A full queue drops its oldest message (Mosquitto refuses the newest).
+        # Mosquitto's max_queued_messages; QoS 0 is not queued there either. A full queue drops
+        # its oldest message (Mosquitto refuses the newest).
         f"  max_mqueue_len = {settings.max_queued_messages}",
-        f"  max_inflight = {settings.max_inflight_messages}",
         "  mqueue_store_qos0 = false",
+        # Mosquitto lets an MQTT 5 client's Receive Maximum set its window (central's
+        # [mqtt] receive_maximum); EMQX takes the smaller of it and this, so this is the
+        # protocol's maximum and the client decides, as there.
+        f"  max_inflight = {MQTT_MAX_RECEIVE}",
         # Central's MQTT 5 CONNECT asks for a session expiry of its own ([mqtt] session_expiry_s),
         # which EMQX honours: its session and queue outlive a reconnect to any node. This value
         # applies only to clients older than MQTT 5.
