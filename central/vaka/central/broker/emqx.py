@@ -195,6 +195,7 @@ def _listener_lines(directory: Path, settings: BrokerSettings) -> list[str]:
 
 
 def _copy_files(directory: Path, settings: BrokerSettings) -> None:
+    """The TLS files and the rules, into the node's own directory."""
     directory.mkdir(parents=True, exist_ok=True)
     files = [
         (settings.client_ca, "client-ca.crt"),
@@ -247,8 +248,6 @@ def write_emqx_config(directory: Path, settings: BrokerSettings, node: EmqxNode)
         *_cluster_lines(node),
         "",
         *_listener_lines(directory, settings),
-    ]
-    conf += [
         "",
         *_mqtt_lines(settings),
         "",
