@@ -12,6 +12,7 @@ from vaka.central.access.secret_box import SecretBox, write_new_key
 from vaka.central.audit.reports import supervisions, supervisions_csv
 from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.broker import BrokerSettings, write_broker_config
+from vaka.central.broker.emqx import EmqxNode, write_emqx_config
 from vaka.central.directory.directory import Directory
 from vaka.central.directory.spec import load_directory_file
 from vaka.central.service import CentralService
@@ -28,25 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the central service")
     serve.add_argument("--config", type=Path, required=True, help="central configuration (TOML)")
 
-    broker = sub.add_parser("broker-config", help="write Mosquitto's configuration and ACL")
-    broker.add_argument("--out", type=Path, required=True, help="directory for mosquitto.conf")
-    broker.add_argument("--port", type=int, default=8883)
-    broker.add_argument("--bind", default="0.0.0.0")
-    broker.add_argument("--client-ca", type=Path, required=True, help="CA that signs clients")
-    broker.add_argument("--server-cert", type=Path, required=True)
-    broker.add_argument("--server-key", type=Path, required=True)
-    broker.add_argument("--crl", type=Path, help="certificate revocation list (PEM)")
-    broker.add_argument("--claim-port", type=int, help="port of the enrolment listener (8884)")
-    broker.add_argument("--claim-ca", type=Path, help="CA of claim identities (with --claim-port)")
-    broker.add_argument(
-        "--pid-file", type=Path, help="where the broker writes its pid (central reloads the CRL)"
-    )
-    broker.add_argument(
-        "--central-identity",
-        action="append",
-        default=None,
-        help="certificate CN of a central instance (repeatable; default central-1)",
-    )
+    _add_broker_config(sub)
 
     audit = sub.add_parser("audit", help="check the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -79,6 +62,43 @@ def _parser() -> argparse.ArgumentParser:
     key.add_argument("file", type=Path, help="where to write it (mode 0600; never overwritten)")
 
     return p
+
+
+def _add_broker_config(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """``broker-config``: Mosquitto's files, or one EMQX cluster node's."""
+    broker = sub.add_parser("broker-config", help="write the broker's configuration and ACL")
+    broker.add_argument(
+        "--kind",
+        choices=["mosquitto", "emqx"],
+        default="mosquitto",
+        help="mosquitto (one machine) or emqx (a cluster node; EMQX 5.8)",
+    )
+    broker.add_argument("--out", type=Path, required=True, help="directory for the files")
+    broker.add_argument("--port", type=int, default=8883)
+    broker.add_argument("--bind", default="0.0.0.0")
+    broker.add_argument("--client-ca", type=Path, required=True, help="CA that signs clients")
+    broker.add_argument("--server-cert", type=Path, required=True)
+    broker.add_argument("--server-key", type=Path, required=True)
+    broker.add_argument("--crl", type=Path, help="certificate revocation list (PEM)")
+    broker.add_argument("--claim-port", type=int, help="port of the enrolment listener (8884)")
+    broker.add_argument("--claim-ca", type=Path, help="CA of claim identities (with --claim-port)")
+    broker.add_argument(
+        "--pid-file", type=Path, help="where the broker writes its pid (central reloads the CRL)"
+    )
+    broker.add_argument(
+        "--central-identity",
+        action="append",
+        default=None,
+        help="certificate CN of a central instance (repeatable; default central-1)",
+    )
+    broker.add_argument("--emqx-node", default="emqx@127.0.0.1", help="this EMQX node's name")
+    broker.add_argument(
+        "--emqx-seed",
+        action="append",
+        default=None,
+        help="an EMQX node of the cluster, e.g. emqx@10.0.0.11 (repeatable; all nodes)",
+    )
+    broker.add_argument("--emqx-data-dir", default="/var/lib/emqx", help="EMQX's data directory")
 
 
 async def _serve(config_path: Path) -> None:
@@ -137,6 +157,28 @@ def _offline_command(args: argparse.Namespace) -> int:
     return 1
 
 
+def _broker_config(args: argparse.Namespace) -> Path:
+    """Write the chosen broker's configuration; the path of its main file."""
+    settings = BrokerSettings(
+        port=args.port,
+        bind=args.bind,
+        client_ca=args.client_ca,
+        server_cert=args.server_cert,
+        server_key=args.server_key,
+        crl=args.crl,
+        claim_port=args.claim_port,
+        claim_ca=args.claim_ca,
+        pid_file=args.pid_file,
+        central_identities=tuple(args.central_identity or ["central-1"]),
+    )
+    if args.kind == "emqx":
+        node = EmqxNode(
+            name=args.emqx_node, seeds=tuple(args.emqx_seed or ()), data_dir=args.emqx_data_dir
+        )
+        return write_emqx_config(args.out, settings, node)
+    return write_broker_config(args.out, settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -147,22 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             asyncio.run(_serve(args.config))
         elif args.command == "broker-config":
-            path = write_broker_config(
-                args.out,
-                BrokerSettings(
-                    port=args.port,
-                    bind=args.bind,
-                    client_ca=args.client_ca,
-                    server_cert=args.server_cert,
-                    server_key=args.server_key,
-                    crl=args.crl,
-                    claim_port=args.claim_port,
-                    claim_ca=args.claim_ca,
-                    pid_file=args.pid_file,
-                    central_identities=tuple(args.central_identity or ["central-1"]),
-                ),
-            )
-            print(f"wrote {path}")
+            print(f"wrote {_broker_config(args)}")
         elif args.command == "totp-key":
             try:
                 write_new_key(args.file)

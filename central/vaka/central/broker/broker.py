@@ -45,6 +45,10 @@ class BrokerSettings:
     pid_file: Path | None = None
     #: the broker drops anything larger; the protocol's own limit is lower so apps see and count it
     max_packet_size: int = 4 * MAX_MESSAGE_BYTES
+    #: QoS 1 messages kept per client above those in flight, for a client that is slow or briefly
+    #: away (central restarting): at 20 000 units a 1000-message queue holds only ~1.5 s of
+    #: health reports
+    max_queued_messages: int = 100_000
     #: user the broker drops to when started as root; ``None`` leaves Mosquitto's default
     #: (``mosquitto``). The local stack (``vaka.devstack``), which keeps files in private
     #: temporary directories, stays the current user.
@@ -147,9 +151,7 @@ def write_broker_config(directory: Path, settings: BrokerSettings) -> Path:
         *([f"user {settings.user}"] if settings.user else []),
         *([f"pid_file {settings.pid_file}"] if settings.pid_file else []),
         f"max_packet_size {settings.max_packet_size}",
-        # Messages kept for a client that is slow or briefly away (central restarting): at 20 000
-        # units a 1000-message queue holds only ~1.5 s of health reports.
-        "max_queued_messages 100000",
+        f"max_queued_messages {settings.max_queued_messages}",
         # Small messages (signalling) go out at once instead of waiting for Nagle/delayed ACK.
         "set_tcp_nodelay true",
         "log_dest stderr",
