@@ -136,3 +136,67 @@ def test_a_consent_from_someone_not_in_the_home_is_refused(tmp_path: Path) -> No
         f"directory file {path} is inconsistent: "
         "citizen c-1001: consent from h-lodger, who is not a cohabitant"
     )
+
+
+def _with_keeper(citizen: dict[str, Any]) -> DirectorySpec:
+    """The directory with consent, and a support member who keeps the consent record."""
+    data = _with_consent(citizen).model_dump(mode="json", exclude_none=True)
+    keeper = {
+        "id": "s-records",
+        "name": "Rita Records",
+        "role": "support",
+        "groups": [],
+        "password": PASSWORD,
+        "totp_secret": TOTP_SECRET,
+    }
+    data["staff"] = [*data["staff"], keeper]
+    return DirectorySpec.model_validate(data)
+
+
+async def test_consent_withdrawn_through_the_api_refuses_the_next_ticket_and_is_audited(
+    broker: Broker, strict_central: CentralService
+) -> None:
+    central = strict_central
+    given = [{"scope": ["night_check"], "given": YESTERDAY}]
+    await asyncio.to_thread(central.directory.load, _with_keeper({"consent": given}))
+    async with StaffClient(central.url) as keeper, StaffClient(central.url) as nurse:
+        await keeper.login("s-records", PASSWORD, totp_secret=TOTP_SECRET)
+        await nurse.login("s-nurse", PASSWORD, totp_secret=TOTP_SECRET)
+        # Night staff do not keep the record.
+        with pytest.raises(StaffError) as refused:
+            await nurse.change_consent("c-1001", "night_check", "withdraw")
+        assert str(refused.value) == (
+            "refused: the role night_staff may not change the consent record"
+        )
+        # Nobody outside the home consents for it.
+        with pytest.raises(StaffError) as refused:
+            await keeper.change_consent("c-1001", "night_check", "give", person="h-lodger")
+        assert str(refused.value) == (
+            "refused: h-lodger is not the citizen or a cohabitant of citizen c-1001"
+        )
+        async with running_agent(broker):
+            assert await _dial(nurse) == "you hung up"
+            answer = await keeper.change_consent(
+                "c-1001", "night_check", "withdraw", source="phone call with the citizen"
+            )
+            assert answer["recorded"] == "consent_withdrawn"
+            assert await _refusal(nurse) == f"call refused: {NO_CONSENT}"
+            await asyncio.sleep(0.01)  # consent given again counts from after the withdrawal
+            answer = await keeper.change_consent(
+                "c-1001", "night_check", "give", source="signed form 2026-14"
+            )
+            assert answer["recorded"] == "consent_given"
+            assert await _dial(nurse) == "you hung up"
+    entries = await asyncio.to_thread(central.audit.entries)
+    changes = [
+        (e.kind, e.actor, e.detail["citizen"], e.detail["person"], e.detail["scope"])
+        for e in entries
+        if e.kind.startswith("consent_")
+    ]
+    assert changes == [
+        ("consent_withdrawn", "s-records", "c-1001", "citizen", "night_check"),
+        ("consent_given", "s-records", "c-1001", "citizen", "night_check"),
+    ]
+    sources = [e.detail["source"] for e in entries if e.kind.startswith("consent_")]
+    assert sources == ["phone call with the citizen", "signed form 2026-14"]
+    assert (await asyncio.to_thread(central.audit.verify)).ok
