@@ -317,7 +317,10 @@ class CallRelay:
         if first.kind != "answer" or not first.sdp:
             await self._not_taken(ws, call_id, first)
             return
-        await ws.send_json({"type": "answer", "call_id": call_id, "sdp": first.sdp})
+        # The view the call starts in: a night check without one in its ticket starts blurred.
+        view = claims.view or ("blurred" if claims.purpose == "night_check" else "clear")
+        answer = {"type": "answer", "call_id": call_id, "sdp": first.sdp, "view": view}
+        await ws.send_json({**answer, "may_escalate": bool(claims.esc)})
         await follow(staff, claims, queue, self._next, self._send_unit, self.escalation)
 
     async def _next(
