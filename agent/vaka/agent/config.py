@@ -111,6 +111,13 @@ class TvSection(_Section):
     osd_name: str = Field(default="Vaka", max_length=14)
 
 
+class PrivacySection(_Section):
+    """``[privacy]``: the citizen's privacy mode ("I have visitors", "I am away")."""
+
+    #: how long the camera stays blocked once the citizen starts the mode
+    duration_min: float = Field(default=60.0, gt=0, le=24 * 60)
+
+
 class AgentConfig(_Section):
     """The whole agent configuration file."""
 
@@ -123,6 +130,7 @@ class AgentConfig(_Section):
     storage: StorageSection = StorageSection()
     enrolment: EnrolmentSection | None = None
     tv: TvSection = TvSection()
+    privacy: PrivacySection = PrivacySection()
 
     def identity(self) -> tuple[str, Path, Path]:
         """``(unit id, certificate, key)``; only for a configuration with its identity resolved

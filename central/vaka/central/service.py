@@ -14,6 +14,7 @@ from vaka.central.access.secret_box import SecretBox
 from vaka.central.access.sessions import StaffSessions
 from vaka.central.access.throttle import AddressGuard
 from vaka.central.alerts.notify import notifier_for
+from vaka.central.alerts.privacy_visit import PrivacyVisits
 from vaka.central.alerts.unplaced import UnplacedCallAlerts
 from vaka.central.alerts.watch import AlertWatch
 from vaka.central.audit.trail import AuditLog
@@ -25,6 +26,7 @@ from vaka.central.calls.turn import RelayCredentials
 from vaka.central.directory.directory import Directory
 from vaka.central.fleet.ingest import FleetIngest
 from vaka.central.fleet.lifecycle import LifecycleStore
+from vaka.central.fleet.privacy_mode import PrivacyModes
 from vaka.central.fleet.store import SqlFleetStore
 from vaka.central.http.app import make_app
 from vaka.central.http.deps import Deps
@@ -76,6 +78,16 @@ class CentralService:
         self.standing = UnitStanding(
             LifecycleStore(self.engine), self.audit, self.alerts.close_for_unit
         )
+        #: the citizens' privacy modes, and the physical visits they call for
+        self.privacy = PrivacyModes(self.engine, self.audit, config.calls.timezone)
+        privacy_visits = PrivacyVisits(
+            self.alerts.store,
+            self.directory,
+            self.audit,
+            self.privacy,
+            config.privacy.privacy_mode_visit,
+            config.calls.timezone,
+        )
         self.duty, self.citizen_calls, self.relay = self._calls(ticket_key, notify)
         self.messages = MessageDesk(
             self.engine, self.directory, self.audit, self.config_key, self._publish,
@@ -84,7 +96,11 @@ class CentralService:
         self.ingest = FleetIngest(
             self.store,
             self.audit,
-            event_hooks=[self.messages.on_event_record],
+            event_hooks=[
+                self.messages.on_event_record,
+                self.privacy.on_event_record,
+                privacy_visits.on_event_record,
+            ],
             online_hooks=[self.messages.on_unit_online, self.standing.on_unit_online],
             receipts=self._receipt,
             on_forged=UnplacedCallAlerts(self.alerts).raise_once,
@@ -126,6 +142,7 @@ class CentralService:
             desk,
             RelayCredentials(config.turn),
             require_consent=config.privacy.require_consent,
+            privacy=self.privacy,
         )
         return duty, desk, relay
 
@@ -175,6 +192,7 @@ class CentralService:
             config_key=self.config_key,
             ticket_public_pem=self.ticket_public_pem,
             silent_days=config.pki.silent_days if config.pki else 30.0,
+            privacy=self.privacy,
         )
 
     @property

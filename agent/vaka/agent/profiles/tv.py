@@ -55,7 +55,7 @@ def compose_tv(config: AgentConfig, hardware: Hardware) -> Unit:
     """Build a TV unit's parts; nothing runs until the runner starts them."""
     media = media_settings(config)
     common = build_common(config, hardware)
-    guard = call_guard(config, common.device_id)
+    guard = call_guard(config, common.device_id, common.privacy)
     calls = tv = None
     board = MessageBoard() if guard is not None else None
     inbox = _inbox(common, board)
