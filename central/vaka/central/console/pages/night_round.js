@@ -4,7 +4,7 @@
 // starts (someone goes out), not as a green "go".
 import { startCall } from "../rtc.js";
 import { mount, reasonsLine, replace } from "../dom.js";
-import { mmss, reason, t, tn, word } from "../i18n.js";
+import { mmss, reason, said, t, tn, word } from "../i18n.js";
 import { viewPanel } from "./view_escalation.js";
 
 const REFRESH_MS = 30000;
@@ -125,6 +125,8 @@ export function render(main, ctx) {
           h("b", { class: "unit-state" }, word("status", state.status)),
           state.reasons && state.reasons.length ? [" (", reasonsLine(state.reasons, state.reason_codes), ")"] : "",
         ),
+        check.privacy ? h("p", { class: "privacy-mode" },
+          t("round.privacy", { reason: said(check.privacy.reason, check.privacy.reason_code, check.privacy.params) })) : "",
       ),
       dial,
     );
