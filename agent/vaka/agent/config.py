@@ -109,6 +109,12 @@ class TvSection(_Section):
     cec_device: str | None = None
     #: The name the TV shows for the unit's input.
     osd_name: str = Field(default="Vaka", max_length=14)
+    #: when the TV shows the viewing log of the night by itself (local ``HH:MM``; none: never)
+    viewing_log_morning: str | None = Field(
+        default="07:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+    )
+    #: how long that morning showing stays on the screen
+    viewing_log_show_s: float = Field(default=60.0, gt=0, le=3600)
 
 
 class PrivacySection(_Section):

@@ -31,6 +31,7 @@ from vaka.central.fleet.store import SqlFleetStore
 from vaka.central.http.app import make_app
 from vaka.central.http.deps import Deps
 from vaka.central.messages.desk import MessageDesk
+from vaka.central.messages.viewing_log import ViewingLogDesk
 from vaka.central.settings.config import CentralConfig
 from vaka.central.storage.engine import open_engine
 from vaka.central.units.provisioner import Provisioner, issuing_ca
@@ -78,16 +79,7 @@ class CentralService:
         self.standing = UnitStanding(
             LifecycleStore(self.engine), self.audit, self.alerts.close_for_unit
         )
-        #: the citizens' privacy modes, and the physical visits they call for
-        self.privacy = PrivacyModes(self.engine, self.audit, config.calls.timezone)
-        privacy_visits = PrivacyVisits(
-            self.alerts.store,
-            self.directory,
-            self.audit,
-            self.privacy,
-            config.privacy.privacy_mode_visit,
-            config.calls.timezone,
-        )
+        self.privacy, privacy_visits, self.viewing_log = self._privacy()
         self.duty, self.citizen_calls, self.relay = self._calls(ticket_key, notify)
         self.messages = MessageDesk(
             self.engine, self.directory, self.audit, self.config_key, self._publish,
@@ -100,6 +92,7 @@ class CentralService:
                 self.messages.on_event_record,
                 self.privacy.on_event_record,
                 privacy_visits.on_event_record,
+                self.viewing_log.on_event_record,
             ],
             online_hooks=[self.messages.on_unit_online, self.standing.on_unit_online],
             receipts=self._receipt,
@@ -145,6 +138,21 @@ class CentralService:
             privacy=self.privacy,
         )
         return duty, desk, relay
+
+    def _privacy(self) -> tuple[PrivacyModes, PrivacyVisits, ViewingLogDesk]:
+        """The privacy modes, the physical visits they call for, and the viewing logs."""
+        config, tz = self.config, self.config.calls.timezone
+        modes = PrivacyModes(self.engine, self.audit, tz)
+        visits = PrivacyVisits(
+            self.alerts.store,
+            self.directory,
+            self.audit,
+            modes,
+            config.privacy.privacy_mode_visit,
+            tz,
+        )
+        viewing_log = ViewingLogDesk(self.audit, self.directory, self.config_key, self._publish)
+        return modes, visits, viewing_log
 
     def _provisioning(self) -> tuple[CertificateRegistry | None, Provisioner | None]:
         """The certificate registry and the provisioner, if ``[pki]`` is configured."""
@@ -207,6 +215,7 @@ class CentralService:
             asyncio.create_task(self.ingest.run(), name="ingest"),
             asyncio.create_task(self.link.run(), name="central-link"),
             asyncio.create_task(self.messages.run(), name="messages"),
+            asyncio.create_task(self.viewing_log.run(), name="viewing-log"),
             asyncio.create_task(self.notifier.run(), name="notifier"),
             asyncio.create_task(self.alerts.run(), name="alert-watch"),
         ]
