@@ -2,8 +2,9 @@
 
 A TV asks with a ``viewing_log`` event (the citizen pressed "Who looked in?", or it is the
 morning). :meth:`ViewingLogDesk.on_event_record` (an ingest hook, on the writing thread) hands
-the request to :meth:`ViewingLogDesk.run` on the event loop, which reads the unit's camera
-sessions of the last :data:`PERIOD_S` from the audit trail — the performed supervisions
+the request to :meth:`ViewingLogDesk.run` on the event loop, which reads the camera sessions of
+the citizen's units (the TV's and the nightcam's) of the last :data:`PERIOD_S` from the audit
+trail — the performed supervisions
 (:func:`vaka.central.audit.reports.supervisions`): night checks and emergency look-ins that
 reached media — and sends them to the unit signed with the config key
 (:mod:`vaka.provisioning.viewing_log`). Each entry names the staff member's role, never the
@@ -80,9 +81,16 @@ class ViewingLogDesk:
                 log.exception("viewing log for %s could not be sent", unit)
 
     def build(self, unit: str, now: float) -> ViewingLog:
-        """The unit's viewing log of the last :data:`PERIOD_S` (blocking)."""
+        """The viewing log of the last :data:`PERIOD_S` for ``unit``: the sessions of every
+        camera in the citizen's home (the nightcam in the bedroom shows on the TV's list)
+        (blocking)."""
         since = now - PERIOD_S
-        sessions = [s for s in supervisions(self.audit, since, now) if s.unit == unit]
+        citizen = self.directory.citizen_of(unit)
+        sessions = [
+            s
+            for s in supervisions(self.audit, since, now)
+            if s.unit == unit or (citizen is not None and s.citizen == citizen)
+        ]
         roles: dict[str, str] = {}
         entries = []
         for s in sessions[-MAX_ENTRIES:]:
