@@ -72,7 +72,9 @@ async def test_the_nightcams_button_blocks_night_checks_until_the_mode_ends_by_i
         finally:
             await pc.close()
         assert reply["kind"] == "error"
-        local_until = time.strftime("%H:%M", time.localtime(agent.privacy.state.until))
+        running = agent.privacy.state
+        assert running is not None
+        local_until = time.strftime("%H:%M", time.localtime(running.until))
         assert reply["reason"] == f"privacy mode: the citizen has visitors until {local_until}"
         assert unit.shutter_states == ["closed"]
 
