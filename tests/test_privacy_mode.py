@@ -1,7 +1,8 @@
 """The citizen's privacy mode on the real stack (docs/privacy.md): the nightcam's button starts
 "I have visitors"; central refuses night checks with the reason and raises a physical visit
 (the default rule), the unit refuses a ticket itself, the mode is in its health, and it ends by
-itself — audited start and end — after which the next night check goes through."""
+itself — audited start and end — after which the next night check goes through. Each morning
+the TV shows the viewing log by itself, once."""
 
 import asyncio
 import datetime as dt
@@ -14,6 +15,8 @@ import pytest
 from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, UNIT, RunningAgent, agent_config, load_directory, make_offer
 from tests.test_call_refusals import claims, offer_directly
+from tests.tvunit import cec_bus, running_tv, screen_of, shown, tv_directory
+from vaka.agent.ui import Idle, ViewingLogShown
 from vaka.central.alerts.privacy_visit import VISIT_REASON
 from vaka.central.alerts.store import PRIVACY_STATUS
 from vaka.central.service import CentralService
@@ -111,3 +114,27 @@ async def test_the_nightcams_button_blocks_night_checks_until_the_mode_ends_by_i
     assert [(e.unit, e.detail["reason"]) for e in finished] == [(UNIT, "time is up")]
     assert started[0].detail["reason"] == words
     assert (await asyncio.to_thread(central.audit.verify)).ok
+
+
+async def test_each_morning_the_tv_shows_the_viewing_log_by_itself_then_goes_back(
+    broker: Broker, central: CentralService
+) -> None:
+    await asyncio.to_thread(central.directory.load, tv_directory())
+    async with running_tv(broker, viewing_log_morning="07:00", viewing_log_show_s=1.5) as agent:
+        tv = agent.tv
+        assert tv is not None
+        await wait_for(lambda: isinstance(screen_of(agent).state, Idle), 10)
+        morning = dt.datetime.now().replace(hour=7, minute=0, second=5).timestamp()
+        sent_before = len(cec_bus(agent).sent)
+        tv.clock = lambda: morning  # the TV's clock says 07:00
+
+        def log_shown() -> bool:
+            return any(isinstance(s, ViewingLogShown) and s.entries == () for s in shown(agent))
+
+        await wait_for(log_shown, 15, what="the morning's viewing log (nobody looked in)")
+        assert ("image-view-on",) in cec_bus(agent).sent[sent_before:]  # the TV set was woken
+        await wait_for(
+            lambda: isinstance(screen_of(agent).state, Idle), 10, what="back to the idle screen"
+        )
+        await asyncio.sleep(2.5)  # once a day: the same morning does not show it again
+        assert sum(isinstance(s, ViewingLogShown) and s.entries == () for s in shown(agent)) == 1

@@ -56,6 +56,9 @@ class Redrawn(Protocol):
     def refresh(self) -> None:
         """Show what is due now."""
 
+    #: unix time now (a test freezes it to see the screen at a given hour)
+    clock: Callable[[], float]
+
     async def _wake_tv(self) -> None:
         """Switch the TV set on (HDMI-CEC), if the unit can."""
 
@@ -77,11 +80,14 @@ class PrivacyScreens:
         refresh: Callable[[], None],
         wake: Callable[[], Awaitable[None]],
         settings: TvSection,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.privacy = privacy
         self.viewing_log = viewing_log
         self.refresh = refresh
         self.wake = wake
+        #: unix time now: the TV's clock
+        self.clock = clock
         self.morning = settings.viewing_log_morning
         self.morning_show_s = settings.viewing_log_show_s
         #: the choice "I have visitors" / "I am away" is on screen
@@ -103,7 +109,7 @@ class PrivacyScreens:
         """The screens of ``privacy`` on ``tv`` (the controller); ``None`` without a mode."""
         if privacy is None:
             return None
-        return cls(privacy, viewing_log, tv.refresh, tv._wake_tv, settings)
+        return cls(privacy, viewing_log, tv.refresh, tv._wake_tv, settings, lambda: tv.clock())
 
     def start(self) -> Callable[[], None]:
         """Start the morning showing of the viewing log (on the agent's loop); returns
@@ -180,14 +186,16 @@ class PrivacyScreens:
         self.refresh()
 
     async def _mornings(self, at: str) -> None:
-        """Each day at ``at`` (local time): wake the TV and show the viewing log briefly."""
-        hour, minute = (int(part) for part in at.split(":"))
+        """Each day in the minute ``at`` (local time, on the TV's clock, looked at every second
+        so that a clock stepped by NTP or frozen by a test is followed): wake the TV and show
+        the viewing log briefly, once a day."""
+        shown_on: dt.date | None = None
         while True:
-            now = dt.datetime.now().astimezone()
-            next_at = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-            if next_at <= now:
-                next_at += dt.timedelta(days=1)
-            await asyncio.sleep((next_at - now).total_seconds())
+            await asyncio.sleep(1.0)
+            now = dt.datetime.fromtimestamp(self.clock())
+            if now.strftime("%H:%M") != at or now.date() == shown_on:
+                continue
+            shown_on = now.date()
             log.info("showing the viewing log of the night")
             await self.wake()
             self._on_screen(self.show_log(self.morning_show_s))
