@@ -280,7 +280,7 @@ def test_servo_without_pwm_is_a_hardware_error() -> None:
 def test_packaged_pin_map() -> None:
     night = load_pin_map("nightcam")
     assert night.shutter_servo in (12, 13, 18, 19)  # hardware PWM
-    assert night.ir_light is not None and night.button is None
+    assert night.ir_light is not None and night.button == 22  # the citizen's privacy button
     tv = load_pin_map("tv")
     assert tv.button is not None and tv.ir_light is None
     for pins in (night, tv):

@@ -161,7 +161,9 @@ async def test_night_hours_and_day_number_reach_the_tv_screen(
         await wait_for(lambda: agent.config_store.version == 2, 10)
         tv.troubles.clear_notice()
         phone = await screen_at(12, 0)
-        assert phone.reach is StaffReach.PHONE and not describe(phone, catalog).buttons
+        assert phone.reach is StaffReach.PHONE
+        # no button to the staff (the privacy mode's and the viewing log's stay)
+        assert ButtonId.CALL_STAFF not in {b.id for b in describe(phone, catalog).buttons}
         assert "Call home care: 08-123 45 67" in [t.text for t in describe(phone, catalog).texts]
         with pytest.raises(ValueError, match="no 'call_staff' button"):
             screen_of(agent).press(ButtonId.CALL_STAFF)

@@ -18,6 +18,7 @@ from vaka.agent.health import HealthReporter, HealthSampler
 from vaka.agent.hw.hardware import Hardware
 from vaka.agent.link import UnitLink
 from vaka.agent.messages import MessageInbox
+from vaka.agent.privacy_mode import PrivacyMode
 from vaka.agent.profiles.backends import build_hardware
 from vaka.agent.profiles.common import Unit
 from vaka.agent.profiles.nightcam import compose_nightcam
@@ -77,6 +78,10 @@ class Agent:
     @property
     def reporter(self) -> HealthReporter:
         return self.unit.common.reporter
+
+    @property
+    def privacy(self) -> PrivacyMode:
+        return self.unit.common.privacy
 
     @property
     def calls(self) -> CallManager | None:

@@ -114,6 +114,19 @@ class TvSection(_Section):
     cec_device: str | None = None
     #: The name the TV shows for the unit's input.
     osd_name: str = Field(default="Vaka", max_length=14)
+    #: when the TV shows the viewing log of the night by itself (local ``HH:MM``; none: never)
+    viewing_log_morning: str | None = Field(
+        default="07:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+    )
+    #: how long that morning showing stays on the screen
+    viewing_log_show_s: float = Field(default=60.0, gt=0, le=3600)
+
+
+class PrivacySection(_Section):
+    """``[privacy]``: the citizen's privacy mode ("I have visitors", "I am away")."""
+
+    #: how long the camera stays blocked once the citizen starts the mode
+    duration_min: float = Field(default=60.0, gt=0, le=24 * 60)
 
 
 class AgentConfig(_Section):
@@ -128,6 +141,7 @@ class AgentConfig(_Section):
     storage: StorageSection = StorageSection()
     enrolment: EnrolmentSection | None = None
     tv: TvSection = TvSection()
+    privacy: PrivacySection = PrivacySection()
 
     def identity(self) -> tuple[str, Path, Path]:
         """``(unit id, certificate, key)``; only for a configuration with its identity resolved

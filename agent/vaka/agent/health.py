@@ -36,7 +36,7 @@ from vaka.agent.sysinfo import (
     read_memory_used,
     read_uptime,
 )
-from vaka.protocol.messages import HealthPayload
+from vaka.protocol.messages import HealthPayload, PrivacyState
 from vaka.provisioning.pki import cert_expiry
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class HealthSampler:
         refused_messages: Callable[[], int] = lambda: 0,
         last_call: Callable[[], str | None] = lambda: None,
         link_outages: Callable[[], tuple[int, float | None]] = lambda: (0, None),
+        privacy: Callable[[], PrivacyState | None] = lambda: None,
         clock_synced: Callable[[], bool] | None = None,
         sys_root: Path = Path("/sys"),
         proc_root: Path = Path("/proc"),
@@ -107,6 +108,7 @@ class HealthSampler:
         #: a callable given wins over the hardware's clock (tests pin it)
         self._clock_synced = clock_synced or self.hardware.clock.synchronised
         self._link_outages = link_outages
+        self._privacy = privacy
         self._status: dict[str, SourceStatus] = {}
         self._lock = threading.Lock()
 
@@ -156,6 +158,7 @@ class HealthSampler:
             "config_version": read("config version", lambda: _count(self._config_version())) or 0,
             "refused_messages": read("refused messages", lambda: _count(self._refused())) or 0,
             "last_call": read("last call", self._last),
+            "privacy": read("privacy mode", self._privacy),
             **self._outages(),
         }
 

@@ -14,6 +14,7 @@ from vaka.central.access.secret_box import SecretBox
 from vaka.central.access.sessions import StaffSessions
 from vaka.central.access.throttle import AddressGuard
 from vaka.central.alerts.notify import notifier_for
+from vaka.central.alerts.privacy_visit import PrivacyVisits
 from vaka.central.alerts.unplaced import UnplacedCallAlerts
 from vaka.central.alerts.watch import AlertWatch
 from vaka.central.audit.trail import AuditLog
@@ -25,10 +26,12 @@ from vaka.central.calls.turn import RelayCredentials
 from vaka.central.directory.directory import Directory
 from vaka.central.fleet.ingest import FleetIngest
 from vaka.central.fleet.lifecycle import LifecycleStore
+from vaka.central.fleet.privacy_mode import PrivacyModes
 from vaka.central.fleet.store import SqlFleetStore
 from vaka.central.http.app import make_app
 from vaka.central.http.deps import Deps
 from vaka.central.messages.desk import MessageDesk
+from vaka.central.messages.viewing_log import ViewingLogDesk
 from vaka.central.settings.config import CentralConfig
 from vaka.central.storage.engine import open_engine
 from vaka.central.units.provisioner import Provisioner, issuing_ca
@@ -76,6 +79,7 @@ class CentralService:
         self.standing = UnitStanding(
             LifecycleStore(self.engine), self.audit, self.alerts.close_for_unit
         )
+        self.privacy, privacy_visits, self.viewing_log = self._privacy()
         self.duty, self.citizen_calls, self.relay = self._calls(ticket_key, notify)
         self.messages = MessageDesk(
             self.engine, self.directory, self.audit, self.config_key, self._publish,
@@ -84,7 +88,12 @@ class CentralService:
         self.ingest = FleetIngest(
             self.store,
             self.audit,
-            event_hooks=[self.messages.on_event_record],
+            event_hooks=[
+                self.messages.on_event_record,
+                self.privacy.on_event_record,
+                privacy_visits.on_event_record,
+                self.viewing_log.on_event_record,
+            ],
             online_hooks=[self.messages.on_unit_online, self.standing.on_unit_online],
             receipts=self._receipt,
             on_forged=UnplacedCallAlerts(self.alerts).raise_once,
@@ -126,8 +135,24 @@ class CentralService:
             desk,
             RelayCredentials(config.turn),
             require_consent=config.privacy.require_consent,
+            privacy=self.privacy,
         )
         return duty, desk, relay
+
+    def _privacy(self) -> tuple[PrivacyModes, PrivacyVisits, ViewingLogDesk]:
+        """The privacy modes, the physical visits they call for, and the viewing logs."""
+        config, tz = self.config, self.config.calls.timezone
+        modes = PrivacyModes(self.engine, self.audit, tz)
+        visits = PrivacyVisits(
+            self.alerts.store,
+            self.directory,
+            self.audit,
+            modes,
+            config.privacy.privacy_mode_visit,
+            tz,
+        )
+        viewing_log = ViewingLogDesk(self.audit, self.directory, self.config_key, self._publish)
+        return modes, visits, viewing_log
 
     def _provisioning(self) -> tuple[CertificateRegistry | None, Provisioner | None]:
         """The certificate registry and the provisioner, if ``[pki]`` is configured."""
@@ -175,6 +200,7 @@ class CentralService:
             config_key=self.config_key,
             ticket_public_pem=self.ticket_public_pem,
             silent_days=config.pki.silent_days if config.pki else 30.0,
+            privacy=self.privacy,
         )
 
     @property
@@ -189,6 +215,7 @@ class CentralService:
             asyncio.create_task(self.ingest.run(), name="ingest"),
             asyncio.create_task(self.link.run(), name="central-link"),
             asyncio.create_task(self.messages.run(), name="messages"),
+            asyncio.create_task(self.viewing_log.run(), name="viewing-log"),
             asyncio.create_task(self.notifier.run(), name="notifier"),
             asyncio.create_task(self.alerts.run(), name="alert-watch"),
         ]

@@ -62,6 +62,18 @@ class LinkQuality(_Strict):
     quality_pct: float | None = Field(default=None, ge=0, le=100)
 
 
+class PrivacyState(_Strict):
+    """The citizen's privacy mode on a unit: the camera is blocked until ``until`` (unix time).
+
+    ``visitors`` ("I have visitors") or ``away`` ("I am away"); the unit refuses night checks
+    and video visits until then, and says so in its health and in ``privacy`` events.
+    """
+
+    mode: Literal["visitors", "away"]
+    since: float = Field(ge=0, lt=2**53)
+    until: float = Field(ge=0, lt=2**53)
+
+
 class HealthPayload(_Strict):
     """One health sample. Optional fields are ``None`` where the unit cannot measure them."""
 
@@ -84,15 +96,29 @@ class HealthPayload(_Strict):
     refused_messages: int = Field(default=0, ge=0)
     link_outages: int = Field(default=0, ge=0)  # broker link losses since the agent started
     last_outage_s: float | None = Field(default=None, ge=0)  # how long the last one lasted
+    privacy: PrivacyState | None = None  # the citizen's privacy mode, while it lasts
 
 
 EventValue = str | int | float | bool | None
 
 
 class EventPayload(_Strict):
-    """Something happened on the unit: a button, hotplug, shutter movement, a refused message."""
+    """Something happened on the unit: a button, hotplug, shutter movement, a refused message,
+    the citizen's privacy mode starting or ending (``privacy``), the TV asking for its viewing
+    log (``viewing_log``)."""
 
-    kind: Literal["button", "hotplug", "shutter", "fault", "refused", "call", "info", "message"]
+    kind: Literal[
+        "button",
+        "hotplug",
+        "shutter",
+        "fault",
+        "refused",
+        "call",
+        "info",
+        "message",
+        "privacy",
+        "viewing_log",
+    ]
     detail: dict[Annotated[str, Field(max_length=64)], EventValue] = Field(
         default_factory=dict, max_length=32
     )

@@ -28,6 +28,7 @@ UNIT_COMMANDS = (
     "revoke",
     "reenrol",
     "decommission",
+    "consent",
 )
 
 
@@ -79,6 +80,12 @@ def add_unit_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p = command("resume", "put a suspended unit back in service")
     p.add_argument("unit")
     p.add_argument("--reason", default="resumed")
+    p = command("consent", "record or withdraw a consent (support, administrators; audited)")
+    p.add_argument("action", choices=["give", "withdraw"])
+    p.add_argument("--citizen", required=True)
+    p.add_argument("--scope", required=True, choices=["night_check", "video_visit", "break_glass"])
+    p.add_argument("--person", default="citizen", help="a cohabitant (default: the citizen)")
+    p.add_argument("--source", help="the signed form's reference, or a note")
 
 
 def _push_config_options(p: argparse.ArgumentParser) -> None:
@@ -170,6 +177,11 @@ def _call(api: CentralApi, args: argparse.Namespace) -> Any:
         return api.request("POST", f"/api/units/{args.unit}/config", body)
     if cmd == "rotate":
         return api.request("POST", f"/api/units/{args.unit}/rotate", {})
+    if cmd == "consent":
+        body = {"citizen": args.citizen, "person": args.person, "scope": args.scope}
+        if args.source is not None:
+            body["source"] = args.source
+        return api.request("POST", "/api/consent", {**body, "action": args.action})
     return api.request("POST", f"/api/units/{args.unit}/{cmd}", {"reason": args.reason})
 
 

@@ -237,6 +237,21 @@ class StaffClient:
         result: dict[str, Any] = await self._api("GET", "/api/duty")
         return result
 
+    async def change_consent(
+        self,
+        citizen: str,
+        scope: str,
+        action: str,
+        person: str = "citizen",
+        source: str | None = None,
+    ) -> dict[str, Any]:
+        """Record (``action="give"``) or withdraw a consent (support and administrators)."""
+        body = {"citizen": citizen, "person": person, "scope": scope, "action": action}
+        if source is not None:
+            body["source"] = source
+        result: dict[str, Any] = await self._api("POST", "/api/consent", body)
+        return result
+
     async def escalations(self) -> list[dict[str, Any]]:
         """Recent escalations of citizen calls in my groups, newest first."""
         result: list[dict[str, Any]] = (await self._api("GET", "/api/escalations"))["escalations"]

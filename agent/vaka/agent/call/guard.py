@@ -14,6 +14,7 @@ stepped by NTP after boot (a board without a real-time clock starts in the past)
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from joserfc.jwk import OKPKey
@@ -58,8 +59,17 @@ class NonceCache:
 class OfferGuard:
     """Checks offers for one unit."""
 
-    def __init__(self, device_id: str, profile: str, ticket_key: OKPKey, max_duration_s: int):
+    def __init__(
+        self,
+        device_id: str,
+        profile: str,
+        ticket_key: OKPKey,
+        max_duration_s: int,
+        blocked: Callable[[str], str | None] | None = None,
+    ):
         self.device_id = device_id
+        #: why the unit takes no call of a purpose now (the citizen's privacy mode), if anything
+        self.blocked = blocked
         self.purposes = PROFILE_PURPOSES[profile]
         self.profile = profile
         self.ticket_key = ticket_key
@@ -104,6 +114,9 @@ class OfferGuard:
             )
         if not self.nonces.use(claims.jti, claims.exp + 60, now):
             raise OfferRefused("ticket already used (replayed nonce)")
+        why = self.blocked(claims.purpose) if self.blocked is not None else None
+        if why is not None:
+            raise OfferRefused(why)
         return claims
 
     def duration_limit(self, claims: TicketClaims) -> float:

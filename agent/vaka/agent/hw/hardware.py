@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpiozero import Button
 from gpiozero.pins import Factory
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
@@ -51,6 +52,9 @@ class Hardware:
     display: Display | None = None
     led: IndicatorLed | None = None
     ir_light: IrLight | None = None
+    #: The citizen's button (the nightcam's privacy button); a gpiozero ``Button`` whose
+    #: ``when_pressed`` the profile sets (a test drives its mock pin low to press it).
+    button: Button | None = None
     #: Where devices appearing and disappearing are reported (udev, or the fake one).
     hotplug: Hotplug | None = None
     #: Whether the clock is synchronised: the kernel's, or a fake that says so (simulated).
@@ -88,6 +92,7 @@ class Hardware:
         if self._closed:
             return
         self._closed = True
+        close_quietly(self.button)
         if self.mechanism is not None:
             self.mechanism.close()
         close_quietly(self.pin_factory)
@@ -121,6 +126,8 @@ def gpio_hardware(
             hardware.led = IndicatorLed(pins.led, pin_factory=pin_factory)
         if pins.ir_light is not None:
             hardware.ir_light = IrLight(pins.ir_light, pin_factory=pin_factory)
+        if pins.button is not None:
+            hardware.button = Button(pins.button, pull_up=True, pin_factory=pin_factory)
     except BaseException:
         hardware.close()
         raise

@@ -37,7 +37,8 @@ class PinMap(BaseModel):
     led: Pin | None = None
     #: The IR illuminator (through a MOSFET).
     ir_light: Pin | None = None
-    #: The citizen's button (``tv``: "call the night staff"; to ground, pull-up).
+    #: The citizen's button (``tv``: "call the night staff"; ``nightcam``: the privacy mode,
+    #: "I have visitors", pressed again to end it; to ground, pull-up).
     button: Pin | None = None
 
     def used(self) -> dict[str, int]:

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[AnyMessage], Awaitable[None]]
 OUTBOX_LIMIT = 200
 #: Event kinds kept until central's receipt: the audit trail's calls and shutter movements.
-KEPT_KINDS = frozenset({"call", "shutter"})
+KEPT_KINDS = frozenset({"call", "shutter", "privacy"})
 #: The most unconfirmed events kept (a unit offline for days drops the oldest, and says so).
 KEPT_LIMIT = 500
 StateListener = Callable[["LinkState"], None]

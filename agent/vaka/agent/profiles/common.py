@@ -28,6 +28,7 @@ from vaka.agent.hw.hardware import Hardware
 from vaka.agent.lifecycle import UnitLifecycle
 from vaka.agent.link import LinkSettings, LinkState, UnitLink
 from vaka.agent.link.outages import LinkOutages
+from vaka.agent.privacy_mode import PrivacyMode
 from vaka.agent.runner import Part
 from vaka.agent.shutter_report import ShutterReporter
 from vaka.agent.watchdog import LinkReadiness, SystemdNotifier
@@ -70,6 +71,8 @@ class Common:
     lifecycle: UnitLifecycle
     hotplug: HotplugReporter
     shutter: ShutterReporter
+    #: the citizen's privacy mode ("I have visitors", "I am away")
+    privacy: PrivacyMode
     unsubscribe: list[Callable[[], None]] = field(default_factory=list)
     "Subscriptions to end when the link has closed."
 
@@ -115,6 +118,11 @@ def build_common(config: AgentConfig, hardware: Hardware) -> Common:
     notifier = SystemdNotifier()
     store = ConfigStore(storage.credentials_dir, config_key, device_id, profile=config.unit.profile)
     call = UnitCall()
+
+    async def publish_event(message: EventMessage) -> None:
+        await link.publish_reliably(Channel.EVENTS, message)
+
+    privacy = PrivacyMode(publish_event, config.privacy.duration_min)
     outages = LinkOutages()
     link.subscribe_state(outages.on_state)
     sampler = HealthSampler(
@@ -126,12 +134,10 @@ def build_common(config: AgentConfig, hardware: Hardware) -> Common:
         refused_messages=lambda: link.refusals.total,
         last_call=lambda: call.last_result,
         link_outages=outages.snapshot,
+        privacy=lambda: privacy.state,
     )
     reporter = HealthReporter(sampler, interval_s=config.health.interval_s, hardware=hardware)
     lifecycle = UnitLifecycle(link, device_id, cert, key, config_key, storage.credentials_dir)
-
-    async def publish_event(message: EventMessage) -> None:
-        await link.publish_reliably(Channel.EVENTS, message)
 
     link.on(Channel.CONFIG, ConfigUpdates(store, link).handle)
     return Common(
@@ -147,15 +153,20 @@ def build_common(config: AgentConfig, hardware: Hardware) -> Common:
         lifecycle,
         HotplugReporter(hardware, publish_event),
         ShutterReporter(hardware.shutter, call, publish_event),
+        privacy,
         [
             link.subscribe_state(LinkReadiness(notifier)),
             link.subscribe_state(lambda _s: reporter.trigger()),
+            privacy.subscribe(lambda _s: reporter.trigger()),
         ],
     )
 
 
-def call_guard(config: AgentConfig, device_id: str) -> OfferGuard | None:
-    """The unit's own checks of call offers, if it takes calls (``[calls]``)."""
+def call_guard(
+    config: AgentConfig, device_id: str, privacy: PrivacyMode | None = None
+) -> OfferGuard | None:
+    """The unit's own checks of call offers, if it takes calls (``[calls]``); with ``privacy``,
+    calls the citizen's privacy mode blocks are refused too."""
     if config.calls is None:
         return None
     return OfferGuard(
@@ -163,6 +174,7 @@ def call_guard(config: AgentConfig, device_id: str) -> OfferGuard | None:
         config.unit.profile,
         load_ticket_key(config.calls.ticket_key),
         config.calls.max_duration_s,
+        blocked=privacy.refusal if privacy is not None else None,
     )
 
 
@@ -236,6 +248,14 @@ def common_parts(common: Common, profile: list[Part], calls: CallManager | None)
         Part("health", run=lambda: common.reporter.run(publish_health)),
         Part("lifecycle", run=common.lifecycle.run),
         Part("hotplug", start=common.hotplug.start, stop=common.hotplug.stop),
+        Part("privacy mode", stop=_stopper(common.privacy.close)),
         *profile,
         Part("shutter", stop=end_calls_and_close_shutter),
     ]
+
+
+def _stopper(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def stop() -> None:
+        close()
+
+    return stop

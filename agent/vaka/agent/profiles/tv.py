@@ -31,8 +31,11 @@ from vaka.agent.runner import Part
 from vaka.agent.tv.controller import TvController
 from vaka.agent.tv.shown_message import MessageBoard
 from vaka.agent.tv.staff_hours import StaffHours
+from vaka.agent.tv.viewing_log import ViewingLogClient
+from vaka.protocol.messages import AnyMessage, MessageMessage
 from vaka.protocol.topics import Channel
 from vaka.provisioning.bundles import AutoAnswerRule
+from vaka.provisioning.viewing_log import is_viewing_log
 
 
 def _auto_answer(store: ConfigStore) -> list[AutoAnswerRule]:
@@ -40,25 +43,34 @@ def _auto_answer(store: ConfigStore) -> list[AutoAnswerRule]:
     return list(bundle.auto_answer) if bundle is not None else []
 
 
-def _inbox(common: Common, board: MessageBoard | None) -> MessageInbox:
-    """The message inbox, shown on ``board`` (only logged without a screen)."""
+def _inbox(common: Common, board: MessageBoard | None) -> tuple[MessageInbox, ViewingLogClient]:
+    """The message inbox, shown on ``board`` (only logged without a screen), and the viewing
+    log's client: central's viewing logs come on the same channel as the staff's messages."""
     link = common.link
     report = event_reporter(link.publish_reliably)
     key, device_id = common.config_store.key, common.device_id
     show, hide = (log_show, log_hide) if board is None else (board.show, board.hide)
     inbox = MessageInbox(device_id, key, report, show, hide, refusals=link.refusals)
-    link.on(Channel.MESSAGE, inbox.handle)
-    return inbox
+    viewing_log = ViewingLogClient(link, device_id, key)
+
+    async def route(message: AnyMessage) -> None:
+        if isinstance(message, MessageMessage) and is_viewing_log(message.payload.token):
+            viewing_log.handle(message.payload.token)
+        else:
+            await inbox.handle(message)
+
+    link.on(Channel.MESSAGE, route)
+    return inbox, viewing_log
 
 
 def compose_tv(config: AgentConfig, hardware: Hardware) -> Unit:
     """Build a TV unit's parts; nothing runs until the runner starts them."""
     media = media_settings(config)
     common = build_common(config, hardware)
-    guard = call_guard(config, common.device_id)
+    guard = call_guard(config, common.device_id, common.privacy)
     calls = tv = None
     board = MessageBoard() if guard is not None else None
-    inbox = _inbox(common, board)
+    inbox, viewing_log = _inbox(common, board)
     if guard is not None and board is not None:
         signals = CallSignals(common.link)
         request = CitizenRequest(common.device_id, common.call, signals)
@@ -75,6 +87,8 @@ def compose_tv(config: AgentConfig, hardware: Hardware) -> Unit:
             acknowledge=inbox.acknowledge,
             auto_answer=lambda: _auto_answer(store),
             staff_hours=lambda: StaffHours.of(store.active),
+            privacy=common.privacy,
+            viewing_log=viewing_log,
         )
         calls = CallManager(
             signals,

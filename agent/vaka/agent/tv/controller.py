@@ -12,7 +12,7 @@ night staff), a message waiting for its acknowledgement, trouble that keeps a ca
 made or taken (no connection, no camera), a notice after a citizen call nobody could take, and
 otherwise the idle screen with the clock and the button to the staff: "call the night staff" in
 the care provider's night hours, "call the staff" (or the provider's day number) by day
-(:class:`~vaka.agent.tv.staff_hours.StaffHours`).
+(:class:`~vaka.agent.tv.staff_hours.StaffHours`), and :mod:`~vaka.agent.tv.privacy_screens`.
 
 Everything runs on the agent's event loop; the screen delivers presses there.
 """
@@ -36,6 +36,7 @@ from vaka.agent.link import UnitLink
 from vaka.agent.media.settings import MediaSettings
 from vaka.agent.tv.autoanswer import auto_answer_countdown
 from vaka.agent.tv.call_media import CallMedia
+from vaka.agent.tv.privacy_screens import PrivacyScreens
 from vaka.agent.tv.shown_message import MessageBoard, ShownMessage
 from vaka.agent.tv.staff_button import StaffButton
 from vaka.agent.tv.staff_hours import StaffHours
@@ -65,6 +66,8 @@ if TYPE_CHECKING:
 
     from vaka.agent.call.session import CallSession
     from vaka.agent.config import TvSection
+    from vaka.agent.privacy_mode import PrivacyMode
+    from vaka.agent.tv.viewing_log import ViewingLogClient
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,8 @@ class TvController(CallObserver):
         auto_answer: Callable[[], Sequence[AutoAnswerRule]] = list,
         staff_hours: Callable[[], StaffHours] = StaffHours,
         clock: Callable[[], float] = time.time,
+        privacy: PrivacyMode | None = None,
+        viewing_log: ViewingLogClient | None = None,
     ) -> None:
         self.settings = settings
         self.screen_mode = screen_mode
@@ -124,6 +129,7 @@ class TvController(CallObserver):
         self.call_media = CallMedia(media, self._remote_frame)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: list[Callable[[], None]] = []
+        self.privacy_screens = PrivacyScreens.of(privacy, viewing_log, self, settings)
 
     # ------------------------------------------------------------ life cycle
 
@@ -146,6 +152,8 @@ class TvController(CallObserver):
             if device is not None:
                 self._unsubscribe.append(device.subscribe(lambda _s: self.refresh()))
         self._tasks.add(loop.create_task(self._clock()))
+        if self.privacy_screens is not None:
+            self._unsubscribe.append(self.privacy_screens.start())
         self.refresh()
 
     async def close(self) -> None:
@@ -190,7 +198,10 @@ class TvController(CallObserver):
         trouble = self.troubles.current()
         if trouble is not None:
             return Trouble(trouble, night=hours.is_night(now))
-        return Idle(hours.local(now), hours.reach(now), hours.day_phone)
+        screens = self.privacy_screens  # the privacy mode's screens, given the mode
+        if screens is None or (shown := screens.due(hours.reach(now))) is None:
+            return Idle(hours.local(now), hours.reach(now), hours.day_phone, screens is not None)
+        return shown
 
     def refresh(self) -> None:
         """Show what is due now."""
@@ -279,6 +290,8 @@ class TvController(CallObserver):
                 if message is not None:
                     self.board.hide(message.mid)
                     self.acknowledge(message.mid)
+            case _ if self.privacy_screens is not None and button in PrivacyScreens.BUTTONS:
+                self.privacy_screens.press(button)
 
     # ------------------------------------------------------------ incoming calls
 

@@ -22,9 +22,12 @@ from vaka.agent.ui.states import (
     InCall,
     Incoming,
     Message,
+    PrivacyChoice,
+    PrivacyOn,
     ScreenState,
     StaffReach,
     Trouble,
+    ViewingLogShown,
 )
 
 __all__ = [
@@ -40,12 +43,15 @@ __all__ = [
     "Incoming",
     "Message",
     "PressHandler",
+    "PrivacyChoice",
+    "PrivacyOn",
     "Screen",
     "ScreenError",
     "ScreenState",
     "StaffReach",
     "Trouble",
     "TvScreen",
+    "ViewingLogShown",
     "hit_test",
     "render",
 ]

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vaka.agent.media.source import BgrImage
+from vaka.agent.ui import privacy_layout
 from vaka.agent.ui.catalog import Catalog
 from vaka.agent.ui.drawing import draw
 from vaka.agent.ui.spec import (
@@ -64,9 +65,12 @@ from vaka.agent.ui.states import (
     InCall,
     Incoming,
     Message,
+    PrivacyChoice,
+    PrivacyOn,
     ScreenState,
     StaffReach,
     Trouble,
+    ViewingLogShown,
 )
 
 log = logging.getLogger(__name__)
@@ -125,6 +129,10 @@ def min_target_px(height: int = BASE[1]) -> int:
 
 def _buttons_of(state: ScreenState) -> tuple[_Button, ...]:
     match state:
+        case Idle(privacy=True):
+            return privacy_layout.idle_buttons(state)
+        case PrivacyChoice() | PrivacyOn() | ViewingLogShown():
+            return privacy_layout.buttons_of(state)
         case Idle(reach=StaffReach.NIGHT):
             return (_CALL_NIGHT_STAFF,)
         case Idle(reach=StaffReach.DAY, day_phone=None):
@@ -266,6 +274,11 @@ def _content(
     texts: tuple[TextSpec, ...] = ()
     frame: Rgb | None = None
     match state:
+        case Idle(privacy=True):
+            date = _date_text(state.now or datetime.now(), catalog)
+            texts = privacy_layout.idle_texts(state, catalog, text, date)
+        case PrivacyChoice() | PrivacyOn() | ViewingLogShown():
+            texts = privacy_layout.texts_of(state, catalog, text)
         case Idle():
             texts = _idle_texts(state, catalog, text)
         case Incoming(caller_name=name, caller_role=role, countdown_s=countdown):

@@ -32,6 +32,18 @@ class ButtonId(StrEnum):
     "In a call, or while calling the night staff: end it."
     ACKNOWLEDGE = "acknowledge"
     "A message or reminder: the citizen has seen it."
+    PRIVACY = "privacy"
+    "Idle: visitors or away (the privacy mode's choice)."
+    PRIVACY_VISITORS = "privacy_visitors"
+    "The privacy choice: I have visitors."
+    PRIVACY_AWAY = "privacy_away"
+    "The privacy choice: I am away."
+    PRIVACY_END = "privacy_end"
+    "Privacy mode: turn the camera back on."
+    VIEWING_LOG = "viewing_log"
+    "Idle: who looked in (the viewing log)."
+    BACK = "back"
+    "The privacy choice or the viewing log: back to the idle screen."
 
 
 class StaffReach(StrEnum):
@@ -55,6 +67,8 @@ class Idle:
     "What the button says, or that there is none."
     day_phone: str | None = None
     "The care provider's daytime number (e.g. ``08-123 45 67``); shown in the daytime."
+    privacy: bool = False
+    "Offer the privacy mode and the viewing log (two buttons below the one to the staff)."
 
 
 @dataclass(frozen=True)
@@ -117,5 +131,47 @@ class Enrolling:
     "The code's QR symbol, ``True`` for a dark module, quiet zone included; ``None`` for none."
 
 
-ScreenState = Idle | Incoming | Calling | InCall | Trouble | Message | Enrolling
+@dataclass(frozen=True)
+class PrivacyChoice:
+    """The citizen is choosing a privacy mode: "I have visitors" or "I am away"."""
+
+    minutes: int = 60
+    "How long the camera will be off."
+
+
+@dataclass(frozen=True)
+class PrivacyOn:
+    """The privacy mode runs: the camera is off until ``until``; the staff can still be called."""
+
+    mode: str = "visitors"
+    "``visitors`` or ``away``."
+    until: str = ""
+    "When it ends, as the citizen reads a time (``23:40``)."
+    reach: StaffReach = StaffReach.NIGHT
+    "What the button to the staff says, or that there is none."
+
+
+@dataclass(frozen=True)
+class ViewingLogShown:
+    """Who looked in: one ``(role, time, seconds)`` per camera session, oldest first.
+
+    ``entries`` is ``None`` while the log is being fetched from central; ``failed`` when it
+    could not be."""
+
+    entries: tuple[tuple[str, str, int], ...] | None = None
+    failed: bool = False
+
+
+ScreenState = (
+    Idle
+    | Incoming
+    | Calling
+    | InCall
+    | Trouble
+    | Message
+    | Enrolling
+    | PrivacyChoice
+    | PrivacyOn
+    | ViewingLogShown
+)
 """Anything the screen can show."""

@@ -21,6 +21,10 @@ from vaka.protocol.reasons import code_of, from_view, to_view
 #: The status of the alert for a unit that reports calls central never placed
 #: (:mod:`vaka.central.alerts.unplaced`): the watch leaves it open; staff close it.
 FORGED_STATUS = "forged_events"
+#: The status of the alert for a night check the citizen's privacy mode blocks, where the care
+#: provider's rule sends a physical visit instead (:mod:`vaka.central.alerts.privacy_visit`):
+#: the watch leaves it open; staff close it (or the mode ends before the check).
+PRIVACY_STATUS = "privacy_mode"
 
 
 @dataclass(frozen=True)

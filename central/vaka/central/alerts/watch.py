@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 
 from vaka.central.alerts.notify import Notifier
-from vaka.central.alerts.store import FORGED_STATUS, Alert, AlertStore
+from vaka.central.alerts.store import FORGED_STATUS, PRIVACY_STATUS, Alert, AlertStore
 from vaka.central.audit.trail import AuditLog
 from vaka.central.directory.directory import Directory
 from vaka.central.directory.policy import next_check
@@ -118,7 +118,7 @@ class AlertWatch:
         for alert in await asyncio.to_thread(self.store.open_alerts):
             if alert.unit in quiet:
                 await self._clear(alert, now, _left_service(quiet[alert.unit].state), notify=False)
-            elif alert.status == FORGED_STATUS:
+            elif alert.status in (FORGED_STATUS, PRIVACY_STATUS):
                 continue  # not about the unit being down: staff close it
             if now > alert.check_until:
                 await self._clear(alert, now, "check time passed", notify=False)

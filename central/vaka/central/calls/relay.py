@@ -54,6 +54,7 @@ from vaka.central.calls.staff_side import StaffSide, refuse, say
 from vaka.central.calls.turn import RelayCredentials, relay_claim
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.directory.policy import Authorization, CallRefused, authorize_call
+from vaka.central.fleet.privacy_mode import PrivacyModes
 from vaka.central.settings.calls import CallLimits
 from vaka.errors import LinkError
 from vaka.protocol.inbound import read_unit_message
@@ -84,6 +85,7 @@ class CallRelay:
         relay_credentials: RelayCredentials | None = None,
         *,
         require_consent: bool = True,
+        privacy: PrivacyModes | None = None,
     ) -> None:
         self.identity = identity
         self.directory = directory
@@ -100,6 +102,8 @@ class CallRelay:
         self.relay_credentials = relay_credentials or RelayCredentials(None)
         #: whether calls need the consent record (``[privacy] require_consent``)
         self.require_consent = require_consent
+        #: the citizens' privacy modes: a night check or video visit inside one is refused
+        self.privacy = privacy
         #: checks, audits and signs the staff side's view escalations
         self.escalation = ViewEscalation(directory, audit, ticket_key, limits, publish)
 
@@ -225,7 +229,7 @@ class CallRelay:
         """The permission matrix's answer (a citizen call is first won for the caller)."""
         if dial.purpose == "citizen_call":
             await self._accept_citizen_call(caller, dial)
-        return await asyncio.to_thread(
+        allowed = await asyncio.to_thread(
             authorize_call,
             self.directory,
             caller,
@@ -238,6 +242,11 @@ class CallRelay:
             self.citizen_calls,
             require_consent=self.require_consent,
         )
+        if self.privacy is not None:  # after the permission checks: only they learn of it
+            blocked = await asyncio.to_thread(self.privacy.refusal, dial.unit, dial.purpose, now)
+            if blocked is not None:
+                raise CallRefused(blocked)
+        return allowed
 
     def _claims(
         self,
@@ -317,7 +326,10 @@ class CallRelay:
         if first.kind != "answer" or not first.sdp:
             await self._not_taken(ws, call_id, first)
             return
-        await ws.send_json({"type": "answer", "call_id": call_id, "sdp": first.sdp})
+        # The view the call starts in: a night check without one in its ticket starts blurred.
+        view = claims.view or ("blurred" if claims.purpose == "night_check" else "clear")
+        answer = {"type": "answer", "call_id": call_id, "sdp": first.sdp, "view": view}
+        await ws.send_json({**answer, "may_escalate": bool(claims.esc)})
         await follow(staff, claims, queue, self._next, self._send_unit, self.escalation)
 
     async def _next(

@@ -180,8 +180,11 @@ async function localMedia(local) {
  *   video: HTMLVideoElement for the remote picture, local: optional HTMLVideoElement (self view),
  *   sendMedia: true = camera + microphone both ways (else receive video only),
  *   onState: (text) => void, for a status line,
- *   signal: an AbortSignal that cancels the call until the unit answers.
- * Resolves to { callId, hangup(): Promise<reason>, ended: Promise<reason>, pc }.
+ *   signal: an AbortSignal that cancels the call until the unit answers,
+ *   onView: ({level, reason}) => void, the view the unit reports after an escalation.
+ * Resolves to { callId, hangup(): Promise<reason>, ended: Promise<reason>, pc, view,
+ * escalate(reason) }: view is the night check's starting view ({level, mayEscalate}, or null),
+ * escalate asks central for the clear picture with the staff member's reason.
  */
 export async function startCall({
   unit,
@@ -193,6 +196,7 @@ export async function startCall({
   sendMedia = false,
   onState = () => {},
   signal = null,
+  onView = () => {},
 } = {}) {
   // onState(text, phase): phase "ringing" while the unit rings (the text says it in words).
   const say = (text, phase = "") => {
@@ -289,7 +293,8 @@ export async function startCall({
       if (pc.connectionState === "connected") say(t("call.connected"));
       else if (pc.connectionState === "failed") say(t("call.connection_failed"));
     });
-    return followCall({ pc, ws, reader, callId: reply.call_id, say, cleanUp });
+    const view = reply.view ? { level: reply.view, mayEscalate: Boolean(reply.may_escalate) } : null;
+    return followCall({ pc, ws, reader, callId: reply.call_id, say, cleanUp, view, onView });
   } catch (err) {
     cleanUp();
     if (cancelled) throw cancelledError();
@@ -300,7 +305,7 @@ export async function startCall({
   }
 }
 
-function followCall({ pc, ws, reader, callId, say, cleanUp }) {
+function followCall({ pc, ws, reader, callId, say, cleanUp, view, onView }) {
   let finish;
   let finished = false;
   const ended = new Promise((resolve) => { finish = resolve; });
@@ -320,6 +325,10 @@ function followCall({ pc, ws, reader, callId, say, cleanUp }) {
         message = null;
       }
       if (!message) return end(t("call.why_channel_closed"));
+      if (message.type === "view") {
+        try { onView({ level: message.level, reason: message.reason }); } catch (err) { /* display only */ }
+        continue;
+      }
       if (message.type === "ended" || message.type === "refused") return end(endReason(message) || t("call.why_ended"));
     }
   })();
@@ -327,6 +336,10 @@ function followCall({ pc, ws, reader, callId, say, cleanUp }) {
     callId,
     pc,
     ended,
+    view,
+    escalate(reason) {
+      if (!finished && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "escalate", reason }));
+    },
     async hangup(timeoutMs = 5000) {
       if (!finished && ws.readyState === WebSocket.OPEN) {
         ws.send(JSON.stringify({ type: "hangup" }));

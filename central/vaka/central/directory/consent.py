@@ -101,6 +101,34 @@ class ConsentRecord:
             )
         return bool(done.rowcount)
 
+    def people(self, citizen: str) -> list[str]:
+        """Who in ``citizen``'s home gives consent: the citizen, then the cohabitants."""
+        with self.engine.connect() as conn:
+            others = conn.execute(
+                select(cohabitants.c.person_id)
+                .where(cohabitants.c.citizen_id == citizen)
+                .order_by(cohabitants.c.person_id)
+            ).scalars()
+            return [CITIZEN_SELF, *others]
+
+    def entries(self, citizen: str) -> list[dict[str, object]]:
+        """The consents recorded for ``citizen``'s home (``GET /api/consent``)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    consents.c.person_id,
+                    consents.c.scope,
+                    consents.c.given_at,
+                    consents.c.withdrawn_at,
+                )
+                .where(consents.c.citizen_id == citizen)
+                .order_by(consents.c.person_id, consents.c.scope)
+            ).all()
+        return [
+            {"person": person, "scope": scope, "given_at": given, "withdrawn_at": withdrawn}
+            for person, scope, given, withdrawn in rows
+        ]
+
     def refusal(self, citizen: str, purpose: str, now: float) -> str | None:
         """Why a ``purpose`` call to ``citizen``'s home lacks consent, or ``None``."""
         words = SCOPE_WORDS.get(purpose)

@@ -9,6 +9,7 @@ from vaka.central.http.auth import origin_guard
 from vaka.central.http.body import MAX_BODY_BYTES
 from vaka.central.http.calls import add_call_routes
 from vaka.central.http.citizen_calls import add_citizen_call_routes
+from vaka.central.http.consent import add_consent_routes
 from vaka.central.http.deps import DEPS, Deps
 from vaka.central.http.duty import add_duty_routes
 from vaka.central.http.fleet import add_fleet_routes, security_headers
@@ -35,4 +36,5 @@ def make_app(deps: Deps) -> web.Application:
     add_round_routes(app)
     add_audit_routes(app)
     add_visit_routes(app)
+    add_consent_routes(app)
     return app

@@ -17,6 +17,7 @@ from vaka.central.calls.duty import DutyRoster
 from vaka.central.calls.relay import CallRelay
 from vaka.central.directory.directory import Directory
 from vaka.central.fleet.ingest import FleetIngest
+from vaka.central.fleet.privacy_mode import PrivacyModes
 from vaka.central.fleet.store import FleetStore
 from vaka.central.messages.desk import MessageDesk
 from vaka.central.settings.config import StaffAccessSection
@@ -58,6 +59,8 @@ class Deps:
     ticket_public_pem: str
     #: units silent this many days are decommission candidates
     silent_days: float
+    #: the citizens' privacy modes, as the units reported them
+    privacy: PrivacyModes | None = None
 
 
 DEPS: web.AppKey[Deps] = web.AppKey("vaka_deps", Deps)

@@ -3,6 +3,7 @@ after each check (see :mod:`vaka.central.calls.round`)."""
 
 import asyncio
 import time
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -14,6 +15,7 @@ from vaka.central.calls.round import (
     night_round,
     record_outcome,
 )
+from vaka.central.fleet.privacy_mode import PrivacyModes
 from vaka.central.http.auth import authenticate, client_address
 from vaka.central.http.body import json_data
 from vaka.central.http.deps import deps
@@ -24,10 +26,22 @@ async def get_round(request: web.Request) -> web.Response:
     """``GET /api/round``: tonight's night checks of the caller's citizens."""
     caller = await authenticate(request, ROUND_ROLES, action="see the night round")
     d = deps(request)
+    now = time.time()
     body = await asyncio.to_thread(
-        night_round, d.directory, d.audit, d.store, d.thresholds, caller, d.timezone, time.time()
+        night_round, d.directory, d.audit, d.store, d.thresholds, caller, d.timezone, now
     )
+    if d.privacy is not None:
+        await asyncio.to_thread(_with_privacy, d.privacy, body, d.timezone, now)
     return web.json_response(body)
+
+
+def _with_privacy(privacy: PrivacyModes, body: dict[str, Any], timezone: str, now: float) -> None:
+    """Mark each check whose unit's camera the citizen's privacy mode blocks now (blocking)."""
+    for check in body.get("checks", []):
+        unit = check.get("unit")
+        active = privacy.active(unit, now) if unit else None
+        if active is not None:
+            check["privacy"] = active.view(timezone)
 
 
 async def post_outcome(request: web.Request) -> web.Response:

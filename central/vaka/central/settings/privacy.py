@@ -1,4 +1,7 @@
-"""``[privacy]``: whether calls need the consent record (docs/privacy.md)."""
+"""``[privacy]``: whether calls need the consent record, and what a citizen's privacy mode
+means for a night check it blocks (docs/privacy.md)."""
+
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -12,3 +15,7 @@ class PrivacySettings(BaseModel):
     #: citizen and every cohabitant (:mod:`vaka.central.directory.consent`); only a development
     #: stack whose directories record no consent turns this off, and it says so
     require_consent: bool = True
+    #: a night check that the citizen's privacy mode ("I have visitors", "I am away") blocks:
+    #: ``physical_visit`` raises an alert so that someone goes out instead; ``skip`` lets it
+    #: pass (refused and audited, nobody sent)
+    privacy_mode_visit: Literal["physical_visit", "skip"] = "physical_visit"

@@ -101,6 +101,18 @@ consents = Table(
     Column("withdrawn_at", Float),
 )
 
+# The citizen's privacy mode per unit, as the unit reported it ("I have visitors", "I am
+# away"): the camera is blocked from ``since`` to ``until`` unless ``ended_at`` came first.
+privacy_modes = Table(
+    "privacy_modes",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("mode", String(16), nullable=False),
+    Column("since", Float, nullable=False),
+    Column("until", Float, nullable=False),
+    Column("ended_at", Float),
+)
+
 assignments = Table(
     "unit_assignments",
     metadata,

@@ -20,6 +20,7 @@ export const KINDS = [
   "unit_enrolled", "unit_assigned", "enrolment_refused", "config_pushed", "cert_renewed",
   "renewal_refused", "rotate_ordered", "unit_revoked", "unit_decommissioned",
   "unit_suspended", "unit_resumed", "unit_activated", "unit_reenrol_ordered",
+  "privacy_mode_started", "privacy_mode_ended", "view_escalated", "consent_given", "consent_withdrawn",
 ];
 
 // The sentence for one entry, in the chosen language.

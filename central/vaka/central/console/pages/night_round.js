@@ -4,7 +4,8 @@
 // starts (someone goes out), not as a green "go".
 import { startCall } from "../rtc.js";
 import { mount, reasonsLine, replace } from "../dom.js";
-import { mmss, reason, t, tn, word } from "../i18n.js";
+import { mmss, reason, said, t, tn, word } from "../i18n.js";
+import { viewPanel } from "./view_escalation.js";
 
 const REFRESH_MS = 30000;
 
@@ -42,8 +43,9 @@ export function render(main, ctx) {
     h("label", {}, t("round.note"), note),
     outcomeError,
   );
+  const viewBox = viewPanel(h);
   const panel = h("section", { id: "round-call", class: "call round-call", hidden: true, "aria-label": t("purpose.night_check") },
-    callTitle, h("div", { class: "call-head" }, callState, timerBox), callError,
+    callTitle, h("div", { class: "call-head" }, callState, timerBox), callError, viewBox.root,
     h("div", { class: "videos" }, video),
     hangupButton, outcome, closeButton,
   );
@@ -123,6 +125,8 @@ export function render(main, ctx) {
           h("b", { class: "unit-state" }, word("status", state.status)),
           state.reasons && state.reasons.length ? [" (", reasonsLine(state.reasons, state.reason_codes), ")"] : "",
         ),
+        check.privacy ? h("p", { class: "privacy-mode" },
+          t("round.privacy", { reason: said(check.privacy.reason, check.privacy.reason_code, check.privacy.params) })) : "",
       ),
       dial,
     );
@@ -154,9 +158,11 @@ export function render(main, ctx) {
         sendMedia: false,
         onState: (text) => { callState.textContent = text; },
         signal: cancel.signal,
+        onView: (view) => viewBox.update(view),
       });
       if (gone) { call.hangup(); return; }
       current.call = call;
+      viewBox.start(call);
       hangupButton.textContent = t("call.hangup");
       startTimer();
       hangupButton.disabled = false;
@@ -175,6 +181,7 @@ export function render(main, ctx) {
 
   function afterCall(why) {
     stopTimer();
+    viewBox.stop();
     if (gone || !current) return;
     callState.textContent = t("round.call_ended", { reason: why });
     hangupButton.hidden = true;
