@@ -22,6 +22,11 @@ from vaka.central.calls.citizen import CitizenCallDesk, Notify
 from vaka.central.calls.duty import DutyRoster
 from vaka.central.calls.relay import CallRelay
 from vaka.central.calls.turn import RelayCredentials
+from vaka.central.circle.calls import ContactCalls
+from vaka.central.circle.contacts import ContactBook
+from vaka.central.circle.credentials import ContactCredentials
+from vaka.central.circle.invitations import Invitations
+from vaka.central.circle.sessions import ContactSessions
 from vaka.central.directory.directory import Directory
 from vaka.central.fleet.ingest import FleetIngest
 from vaka.central.fleet.lifecycle import LifecycleStore
@@ -54,6 +59,15 @@ class CentralService:
             self.engine, SecretBox.from_file(config.staff_access.totp_key_file)
         )
         self.audit = AuditLog(self.engine)
+        #: the citizens' circles (their contacts) and the rules of contacts' calls
+        self.contacts = ContactBook(self.engine, self.directory.consent)
+        self.contact_calls = ContactCalls(
+            self.contacts,
+            self.directory,
+            self.store,
+            config.calls,
+            require_consent=config.privacy.require_consent,
+        )
         ticket_key = load_ticket_key(config.keys.ticket_key)
         #: central's ticket public key (PEM), which config bundles carry to the units
         self.ticket_public_pem = ticket_key.as_pem(private=False).decode()
@@ -126,6 +140,7 @@ class CentralService:
             desk,
             RelayCredentials(config.turn),
             require_consent=config.privacy.require_consent,
+            contacts=self.contact_calls,
         )
         return duty, desk, relay
 
@@ -175,6 +190,11 @@ class CentralService:
             config_key=self.config_key,
             ticket_public_pem=self.ticket_public_pem,
             silent_days=config.pki.silent_days if config.pki else 30.0,
+            contacts=self.contacts,
+            contact_calls=self.contact_calls,
+            invitations=Invitations(self.engine),
+            contact_credentials=ContactCredentials(self.engine),
+            contact_sessions=ContactSessions(self.engine),
         )
 
     @property

@@ -24,7 +24,7 @@ ISSUER = "vaka-central"
 #: Clock difference tolerated between central and a unit.
 LEEWAY_S = 30
 
-Purpose = Literal["night_check", "video_visit", "citizen_call", "break_glass"]
+Purpose = Literal["night_check", "video_visit", "citizen_call", "break_glass", "contact_call"]
 #: What a call may show: the unit's picture blurred on the unit, or clear.
 ViewLevel = Literal["blurred", "clear"]
 

@@ -17,6 +17,12 @@ Once the unit answered, :func:`~vaka.central.calls.in_call.follow` carries the c
 the staff side's view escalation of a blurred night check among it
 (:mod:`vaka.central.calls.escalation`).
 
+A contact of the citizen (:mod:`vaka.central.circle`) calls on the same path from the contact
+page's own WebSocket, as a caller of the role ``contact`` that may dial only ``contact_call``
+and only the rules of :class:`~vaka.central.circle.calls.ContactCalls` allow; the contact's call
+in progress is recorded with the contact, so that removing the contact ends it
+(:meth:`CallRelay.end_call`).
+
 A caller may first send ``prepare`` to get the call's relay credential before it makes its
 offer (:mod:`vaka.central.calls.prepare`); the ticket then carries the unit's own.
 
@@ -52,6 +58,7 @@ from vaka.central.calls.prepare import (
 )
 from vaka.central.calls.staff_side import StaffSide, refuse, say
 from vaka.central.calls.turn import RelayCredentials, relay_claim
+from vaka.central.circle.calls import CONTACT_PURPOSE, CONTACT_ROLE, ContactCalls
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.directory.policy import Authorization, CallRefused, authorize_call
 from vaka.central.settings.calls import CallLimits
@@ -84,6 +91,7 @@ class CallRelay:
         relay_credentials: RelayCredentials | None = None,
         *,
         require_consent: bool = True,
+        contacts: ContactCalls | None = None,
     ) -> None:
         self.identity = identity
         self.directory = directory
@@ -102,6 +110,8 @@ class CallRelay:
         self.require_consent = require_consent
         #: checks, audits and signs the staff side's view escalations
         self.escalation = ViewEscalation(directory, audit, ticket_key, limits, publish)
+        #: the rules of contacts' calls (none: contacts cannot call through this relay)
+        self.contacts = contacts
 
     # ------------------------------------------------------------ from the units
 
@@ -169,6 +179,9 @@ class CallRelay:
         queue: asyncio.Queue[SignalPayload] = asyncio.Queue()
         self._pending[call_id] = queue
         staff = StaffSide(ws)
+        contact = self.contacts.book if self.contacts and caller.role == CONTACT_ROLE else None
+        if contact is not None:
+            await asyncio.to_thread(contact.call_opened, caller.staff_id, call_id, dial.unit)
         try:
             await self._run_call(staff, claims, ticket, sdp, queue, fields)
         except ConnectionError as err:  # the staff side went while central spoke to it
@@ -179,6 +192,13 @@ class CallRelay:
         finally:
             staff.close()
             self._pending.pop(call_id, None)
+            if contact is not None:
+                await asyncio.to_thread(contact.call_closed, caller.staff_id, call_id)
+
+    async def end_call(self, unit: str, call_id: str, reason: str) -> None:
+        """Tell ``unit`` to end ``call_id`` now (whichever instance runs it: the unit's hang-up
+        reaches that instance, which ends the caller's side with the unit's reason)."""
+        await self._send_unit(unit, SignalPayload(kind="hangup", call_id=call_id, reason=reason))
 
     async def _read_dial(
         self, ws: StaffChannel, caller: StaffMember, opened: float, call_id: str
@@ -222,7 +242,14 @@ class CallRelay:
     async def _authorize(
         self, caller: StaffMember, dial: DialRequest | PrepareRequest, now: float
     ) -> Authorization:
-        """The permission matrix's answer (a citizen call is first won for the caller)."""
+        """The permission matrix's answer (a citizen call is first won for the caller; a
+        contact's call follows the contact's rules)."""
+        if caller.role == CONTACT_ROLE or dial.purpose == CONTACT_PURPOSE:
+            if self.contacts is None or caller.role != CONTACT_ROLE:
+                raise CallRefused(f"the role {caller.role} may not make {dial.purpose} calls")
+            if dial.purpose != CONTACT_PURPOSE:
+                raise CallRefused(f"a contact may not make {dial.purpose} calls")
+            return await asyncio.to_thread(self.contacts.authorize, caller.staff_id, dial.unit, now)
         if dial.purpose == "citizen_call":
             await self._accept_citizen_call(caller, dial)
         return await asyncio.to_thread(

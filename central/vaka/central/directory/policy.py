@@ -41,7 +41,8 @@ class Authorization:
     """An allowed call request: what goes into the ticket."""
 
     citizen: str
-    group: str
+    #: the caller's permitting group (``None`` for a contact of the citizen: no staff group)
+    group: str | None
     window: tuple[int, int]
     max_duration_s: int
     break_glass_reason: str | None = None
