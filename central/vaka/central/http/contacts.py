@@ -142,9 +142,15 @@ async def add_contact(request: web.Request) -> web.Response:
     return web.json_response(contact.staff_json(), status=201)
 
 
-async def _end_access(d: Deps, contact: Contact, reason: str) -> dict[str, Any]:
-    """End the contact's sessions, credentials, invitations and call in progress."""
-    sessions = await asyncio.to_thread(d.contact_sessions.end_all, contact.contact_id)
+async def _end_access(
+    d: Deps, contact: Contact, reason: str, *, sessions_too: bool
+) -> dict[str, Any]:
+    """End the contact's credentials, invitations and call in progress, and (``sessions_too``)
+    their sessions. A removed contact's sessions are refused anyway; kept until they expire,
+    they let the contact's page say "no longer a contact" instead of "log in again"."""
+    sessions = 0
+    if sessions_too:
+        sessions = await asyncio.to_thread(d.contact_sessions.end_all, contact.contact_id)
     credentials = await asyncio.to_thread(d.contact_credentials.revoke_all, contact.contact_id)
     await asyncio.to_thread(d.invitations.withdraw_all, contact.contact_id)
     ended = None
@@ -161,7 +167,7 @@ async def remove_contact(request: web.Request) -> web.Response:
     removed = await asyncio.to_thread(d.contacts.remove, contact.contact_id, member.staff_id)
     if removed is None:
         raise json_error(409, f"contact {contact.contact_id} was already removed")
-    ended = await _end_access(d, removed, "the contact was removed")
+    ended = await _end_access(d, removed, "the contact was removed", sessions_too=False)
     await asyncio.to_thread(
         d.audit.append,
         "contact_removed",
@@ -179,7 +185,9 @@ async def revoke_contact(request: web.Request) -> web.Response:
     member, contact, d = await _contact_for(request)
     if not contact.active:
         raise json_error(409, f"contact {contact.contact_id} was removed")
-    ended = await _end_access(d, contact, "the contact's log-ins were revoked")
+    ended = await _end_access(
+        d, contact, "the contact's log-ins were revoked", sessions_too=True
+    )
     await asyncio.to_thread(
         d.audit.append,
         "contact_revoked",
