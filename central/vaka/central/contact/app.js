@@ -241,6 +241,10 @@ async function placeCall() {
   if (!me || !me.unit) return;
   $("refusal").hidden = true;
   say("");
+  // A log-in revoked or a contact removed since the page loaded: say so before dialling.
+  const now = await api("/api/contact/me");
+  if (!now.ok) return afterCall("", now);
+  me = now.data;
   show("in-call");
   $("call-title").textContent = t("call.title", { name: me.citizen_name });
   $("hangup").textContent = t("call.cancel");
@@ -269,8 +273,8 @@ async function placeCall() {
 }
 
 // Back to the big button, saying why; a contact removed or revoked meanwhile is told so.
-async function afterCall(text) {
-  const answer = await api("/api/contact/me");
+async function afterCall(text, known = null) {
+  const answer = known || await api("/api/contact/me");
   if (!answer.ok) {
     if (answer.data.code === "contact_removed") return gone(answer.data);
     me = null;

@@ -185,9 +185,7 @@ async def revoke_contact(request: web.Request) -> web.Response:
     member, contact, d = await _contact_for(request)
     if not contact.active:
         raise json_error(409, f"contact {contact.contact_id} was removed")
-    ended = await _end_access(
-        d, contact, "the contact's log-ins were revoked", sessions_too=True
-    )
+    ended = await _end_access(d, contact, "the contact's log-ins were revoked", sessions_too=True)
     await asyncio.to_thread(
         d.audit.append,
         "contact_revoked",
