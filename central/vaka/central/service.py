@@ -59,15 +59,7 @@ class CentralService:
             self.engine, SecretBox.from_file(config.staff_access.totp_key_file)
         )
         self.audit = AuditLog(self.engine)
-        #: the citizens' circles (their contacts) and the rules of contacts' calls
-        self.contacts = ContactBook(self.engine, self.directory.consent)
-        self.contact_calls = ContactCalls(
-            self.contacts,
-            self.directory,
-            self.store,
-            config.calls,
-            require_consent=config.privacy.require_consent,
-        )
+        self.contacts, self.contact_calls = self._circle()
         ticket_key = load_ticket_key(config.keys.ticket_key)
         #: central's ticket public key (PEM), which config bundles carry to the units
         self.ticket_public_pem = ticket_key.as_pem(private=False).decode()
@@ -114,6 +106,19 @@ class CentralService:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.http_port: int | None = None
+
+    def _circle(self) -> tuple[ContactBook, ContactCalls]:
+        """The citizens' circles (their contacts) and the rules of contacts' calls."""
+        book = ContactBook(self.engine, self.directory.consent)
+        rules = ContactCalls(
+            book,
+            self.directory,
+            self.store,
+            self.config.calls,
+            self._publish,
+            require_consent=self.config.privacy.require_consent,
+        )
+        return book, rules
 
     def _calls(
         self, ticket_key: OKPKey, notify: Notify | None

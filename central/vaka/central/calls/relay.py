@@ -17,11 +17,8 @@ Once the unit answered, :func:`~vaka.central.calls.in_call.follow` carries the c
 the staff side's view escalation of a blurred night check among it
 (:mod:`vaka.central.calls.escalation`).
 
-A contact of the citizen (:mod:`vaka.central.circle`) calls on the same path from the contact
-page's own WebSocket, as a caller of the role ``contact`` that may dial only ``contact_call``
-and only the rules of :class:`~vaka.central.circle.calls.ContactCalls` allow; the contact's call
-in progress is recorded with the contact, so that removing the contact ends it
-(:meth:`CallRelay.end_call`).
+A contact of the citizen calls on the same path, as role ``contact`` (:mod:`vaka.central.circle`
+rules), its call in progress recorded with the contact, whose removal ends it.
 
 A caller may first send ``prepare`` to get the call's relay credential before it makes its
 offer (:mod:`vaka.central.calls.prepare`); the ticket then carries the unit's own.
@@ -110,8 +107,7 @@ class CallRelay:
         self.require_consent = require_consent
         #: checks, audits and signs the staff side's view escalations
         self.escalation = ViewEscalation(directory, audit, ticket_key, limits, publish)
-        #: the rules of contacts' calls (none: contacts cannot call through this relay)
-        self.contacts = contacts
+        self.contacts = contacts  # the rules of contacts' calls (none: contacts cannot call)
 
     # ------------------------------------------------------------ from the units
 
@@ -195,11 +191,6 @@ class CallRelay:
             if contact is not None:
                 await asyncio.to_thread(contact.call_closed, caller.staff_id, call_id)
 
-    async def end_call(self, unit: str, call_id: str, reason: str) -> None:
-        """Tell ``unit`` to end ``call_id`` now (whichever instance runs it: the unit's hang-up
-        reaches that instance, which ends the caller's side with the unit's reason)."""
-        await self._send_unit(unit, SignalPayload(kind="hangup", call_id=call_id, reason=reason))
-
     async def _read_dial(
         self, ws: StaffChannel, caller: StaffMember, opened: float, call_id: str
     ) -> tuple[DialRequest, str, str, Prepared | None] | None:
@@ -242,14 +233,12 @@ class CallRelay:
     async def _authorize(
         self, caller: StaffMember, dial: DialRequest | PrepareRequest, now: float
     ) -> Authorization:
-        """The permission matrix's answer (a citizen call is first won for the caller; a
-        contact's call follows the contact's rules)."""
+        """The permission matrix's (or a contact's rules') answer; a citizen call is won first."""
         if caller.role == CONTACT_ROLE or dial.purpose == CONTACT_PURPOSE:
-            if self.contacts is None or caller.role != CONTACT_ROLE:
-                raise CallRefused(f"the role {caller.role} may not make {dial.purpose} calls")
-            if dial.purpose != CONTACT_PURPOSE:
-                raise CallRefused(f"a contact may not make {dial.purpose} calls")
-            return await asyncio.to_thread(self.contacts.authorize, caller.staff_id, dial.unit, now)
+            if self.contacts is None:
+                raise CallRefused("contacts' calls are not taken on this central")
+            check = self.contacts.authorize_caller
+            return await asyncio.to_thread(check, caller, dial.purpose, dial.unit, now)
         if dial.purpose == "citizen_call":
             await self._accept_citizen_call(caller, dial)
         return await asyncio.to_thread(

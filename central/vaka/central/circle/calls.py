@@ -10,18 +10,23 @@ it in the contact's language. The allowed call's ticket names the contact (``sub
 the role ``contact`` and no staff group, so no auto-answer rule of the TV matches it.
 """
 
+import contextlib
 import datetime as dt
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from vaka.central.broker.mqtt import PublishToUnit
 from vaka.central.circle.contacts import CONTACT_SCOPE, Contact, ContactBook
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.directory.policy import Authorization, CallRefused
 from vaka.central.fleet.store import FleetStore
 from vaka.central.settings.calls import CallLimits
 from vaka.central.storage.tables import assignments
+from vaka.errors import LinkError
+from vaka.protocol.messages import SignalMessage, SignalPayload
 from vaka.protocol.reasons import Reason
+from vaka.protocol.topics import Channel
 
 #: the role a contact's caller carries on the call WebSocket and in the ticket
 CONTACT_ROLE = "contact"
@@ -34,7 +39,7 @@ def contact_caller(contact: Contact) -> StaffMember:
 
 
 class ContactCalls:
-    """Checks contacts' calls. Blocking: call from a worker thread."""
+    """Checks contacts' calls (blocking: call from a worker thread) and ends one."""
 
     def __init__(
         self,
@@ -42,10 +47,12 @@ class ContactCalls:
         directory: Directory,
         store: FleetStore,
         limits: CallLimits,
+        publish: PublishToUnit,
         *,
         require_consent: bool = True,
     ) -> None:
         self.book = book
+        self.publish = publish
         self.directory = directory
         self.store = store
         self.limits = limits
@@ -68,6 +75,17 @@ class ContactCalls:
             if profile == "tv":
                 return unit
         return None
+
+    def authorize_caller(
+        self, caller: StaffMember, purpose: str, unit: str, now: float
+    ) -> Authorization:
+        """:meth:`authorize` for a caller on the call path: only a contact, only
+        ``contact_call``."""
+        if caller.role != CONTACT_ROLE:
+            raise CallRefused(f"the role {caller.role} may not make {purpose} calls")
+        if purpose != CONTACT_PURPOSE:
+            raise CallRefused(f"a contact may not make {purpose} calls")
+        return self.authorize(caller.staff_id, unit, now)
 
     def authorize(self, contact_id: str, unit: str, now: float) -> Authorization:
         """The call's authorization; :class:`CallRefused` with a coded reason otherwise."""
@@ -106,3 +124,15 @@ class ContactCalls:
             )
         max_s = self.limits.contact_call_max_s
         return Authorization(contact.citizen_id, None, (int(now), int(now) + max_s), max_s)
+
+    async def end_call(self, contact: Contact, reason: str) -> str | None:
+        """Tell the unit to end the contact's call in progress now; its call id, if there was
+        one. Whichever central instance runs the call, the unit's hang-up reaches it, and it
+        ends the contact's side."""
+        if contact.open_call is None:
+            return None
+        call_id, unit = contact.open_call
+        hangup = SignalPayload(kind="hangup", call_id=call_id, reason=reason)
+        with contextlib.suppress(LinkError):  # the unit's own limits end it then
+            await self.publish(unit, Channel.SIGNAL_IN, SignalMessage(payload=hangup))
+        return call_id

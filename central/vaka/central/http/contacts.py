@@ -153,11 +153,7 @@ async def _end_access(
         sessions = await asyncio.to_thread(d.contact_sessions.end_all, contact.contact_id)
     credentials = await asyncio.to_thread(d.contact_credentials.revoke_all, contact.contact_id)
     await asyncio.to_thread(d.invitations.withdraw_all, contact.contact_id)
-    ended = None
-    if contact.open_call is not None:
-        call_id, unit = contact.open_call
-        await d.relay.end_call(unit, call_id, reason)
-        ended = call_id
+    ended = await d.contact_calls.end_call(contact, reason)
     return {"sessions_ended": sessions, "credentials_revoked": credentials, "call_ended": ended}
 
 
