@@ -180,6 +180,16 @@ async def test_refusals_are_shown_with_their_reasons(
             "That invitation has already been used. Ask the care staff for a new one."
         )
         await shot(other, tmp_path, "contact-refused-invitation-phone")
+        # The same in Swedish, and the choice is kept for the next visit.
+        await other.select_option("#language", "sv")
+        await expect(other.locator("#code-form button[type=submit]")).to_have_text("Fortsätt")
+        await other.click("#code-form button[type=submit]")
+        await expect(other.locator("#error")).to_have_text(
+            "Inbjudan har redan använts. Be vårdpersonalen om en ny."
+        )
+        await other.reload()
+        await expect(other.locator("#welcome h1")).to_have_text("Välkommen")
+        await shot(other, tmp_path, "contact-refused-invitation-phone-sv")
 
         # Declined on the TV.
         await page.click("#call")

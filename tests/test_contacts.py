@@ -15,6 +15,7 @@ import pytest
 
 from tests.circle import ContactApi, StaffApi, picture
 from tests.tvunit import CITIZEN, DAY, TV, tv_directory
+from vaka import otp
 from vaka.central.circle.contacts import ContactError, ContactRules, check_picture, parse_clock
 from vaka.central.circle.invitations import Invitations
 from vaka.central.directory.spec import DirectorySpec
@@ -113,6 +114,7 @@ async def test_an_invitation_is_redeemed_once_and_a_contact_reaches_only_its_own
             "unit": TV,
             "may_call": True,
             "hours": "00:00-24:00",
+            "log_in": ["password"],
         }
         # The contact's cookie opens no staff route.
         status, body = await phone.request("GET", "/api/visits")
@@ -153,6 +155,39 @@ async def test_an_invitation_is_redeemed_once_and_a_contact_reaches_only_its_own
         assert kind in kinds
     trail = json.dumps([e.detail for e in await asyncio.to_thread(central.audit.entries)])
     assert code not in trail and code.replace("-", "") not in trail
+
+
+async def test_a_password_with_a_one_time_code_app(central: CentralService) -> None:
+    await _load(central)
+    staff = await StaffApi.log_in(central.url, DAY)
+    async with ContactApi(central.url) as phone:
+        contact = await _contact_logged_in(central, staff, phone)
+        status, made = await phone.request("POST", "/api/contact/totp/start", {})
+        assert status == 200 and made["qr_svg"].startswith("<svg")
+        assert made["uri"].startswith("otpauth://totp/Vaka:")
+        status, body = await phone.request("POST", "/api/contact/totp/confirm", {"code": "000000"})
+        assert status == 400 and body["code"] == "totp_wrong"
+        first = otp.code_now(made["secret"], time.time() - 30)
+        status, body = await phone.request("POST", "/api/contact/totp/confirm", {"code": first})
+        assert status == 200
+        assert (await phone.request("GET", "/api/contact/me"))[1]["log_in"] == ["password", "totp"]
+    async with ContactApi(central.url) as other:
+        login = {"contact": contact, "password": "z" * 12}
+        status, body = await other.request("POST", "/api/contact/login", login)
+        assert status == 401 and body["code"] == "totp_needed"
+        code = otp.code_now(made["secret"])
+        status, body = await other.request("POST", "/api/contact/login", {**login, "totp": code})
+        assert status == 200
+        # The same code a second time: refused (each code counts once).
+        status, body = await other.request("POST", "/api/contact/login", {**login, "totp": code})
+        assert status == 401 and body["error"] == "wrong or already used one-time code"
+    # A passkey-only contact has no password to pair a code with.
+    async with ContactApi(central.url) as fresh:
+        second = str((await staff.add_contact(CITIZEN))["id"])
+        code = (await staff.invite(second))["code"]
+        await fresh.request("POST", "/api/contact/redeem", {"code": code})
+        status, body = await fresh.request("POST", "/api/contact/totp/start", {})
+        assert status == 403 and body["code"] == "enrol_first"
 
 
 async def test_expired_replaced_revoked_and_removed(central: CentralService) -> None:

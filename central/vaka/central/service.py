@@ -198,7 +198,7 @@ class CentralService:
             contacts=self.contacts,
             contact_calls=self.contact_calls,
             invitations=Invitations(self.engine),
-            contact_credentials=ContactCredentials(self.engine),
+            contact_credentials=ContactCredentials(self.engine, self.directory.secret_box),
             contact_sessions=ContactSessions(self.engine),
         )
 

@@ -5,17 +5,21 @@ Passkeys are discoverable (resident) credentials, so a contact logs in later wit
 name: the browser offers the passkey it holds for this site. The relying party is central's
 own host as the browser sees it (``rp_id``: the host without port; ``origin``: scheme, host and
 port), which the route takes from the request. A password log-in names the contact's log-in name
-(the contact id, shown once the password is set). Revoking a contact's credentials (a lost
-phone) ends them all; staff then invite again.
+(the contact id, shown once the password is set); a contact who wants a second factor adds a
+one-time code app (TOTP, as staff do), and the password then logs in only with a fresh code.
+Revoking a contact's credentials (a lost phone) ends them all; staff then invite again.
 
 Blocking: call from a worker thread.
 """
 
+import hmac
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
@@ -35,6 +39,8 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from vaka.central.access.second_factor import ISSUER, TOTP_STEP_S, qr_svg
+from vaka.central.directory.directory import Sealer
 from vaka.central.storage.tables import contact_challenges, contact_credentials
 from vaka.errors import VakaError
 
@@ -63,8 +69,10 @@ def _b64(data: bytes) -> str:
 class ContactCredentials:
     """Registers and checks contacts' passkeys and passwords."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, sealer: Sealer | None = None) -> None:
         self.engine = engine
+        #: seals one-time code secrets at rest, as the staff's are (``None``: stored as they are)
+        self.sealer = sealer
 
     # ------------------------------------------------------------ passkeys
 
@@ -221,6 +229,103 @@ class ContactCredentials:
         except (VerificationError, InvalidHashError):
             return False
 
+    # ------------------------------------------------------------ one-time codes (TOTP)
+
+    def _seal(self, secret: str) -> str:
+        return secret if self.sealer is None else self.sealer.seal(secret)
+
+    def _unseal(self, stored: str) -> str:
+        return stored if self.sealer is None else self.sealer.open(stored)
+
+    def start_totp(self, contact_id: str) -> dict[str, str]:
+        """A new secret waiting for its first code: ``{secret, uri, qr_svg}``."""
+        if not self._has(contact_id, "password"):
+            raise CredentialRefused("a one-time code goes with a password: set a password first")
+        secret = pyotp.random_base32()
+        uri = pyotp.TOTP(secret).provisioning_uri(name=contact_id, issuer_name=ISSUER)
+        key = f"totp-pending:{contact_id}"
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(contact_credentials).where(contact_credentials.c.credential_id == key)
+            )
+            conn.execute(
+                contact_credentials.insert().values(
+                    credential_id=key,
+                    contact_id=contact_id,
+                    kind="totp_pending",
+                    public_key=self._seal(secret),
+                    created_at=time.time(),
+                )
+            )
+        return {"secret": secret, "uri": uri, "qr_svg": qr_svg(uri)}
+
+    def confirm_totp(self, contact_id: str, code: str, now: float | None = None) -> None:
+        """Enrol the waiting secret with its first code; :class:`CredentialRefused` if wrong."""
+        at = time.time() if now is None else now
+        with self.engine.connect() as conn:
+            stored = conn.execute(
+                select(contact_credentials.c.public_key).where(
+                    contact_credentials.c.credential_id == f"totp-pending:{contact_id}"
+                )
+            ).scalar()
+        if stored is None:
+            raise CredentialRefused("start setting up the one-time code first")
+        counter = _matching_counter(self._unseal(stored), code, at, after=-1)
+        if counter is None:
+            raise CredentialRefused("wrong one-time code")
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(contact_credentials).where(
+                    contact_credentials.c.credential_id.in_(
+                        [f"totp:{contact_id}", f"totp-pending:{contact_id}"]
+                    )
+                )
+            )
+            conn.execute(
+                contact_credentials.insert().values(
+                    credential_id=f"totp:{contact_id}",
+                    contact_id=contact_id,
+                    kind="totp",
+                    public_key=stored,
+                    sign_count=counter,
+                    created_at=at,
+                )
+            )
+
+    def check_totp(self, contact_id: str, code: str, now: float | None = None) -> bool:
+        """Whether ``code`` is a fresh code of the contact's secret (each code counts once)."""
+        at = time.time() if now is None else now
+        key = f"totp:{contact_id}"
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(contact_credentials.c.public_key, contact_credentials.c.sign_count).where(
+                    contact_credentials.c.credential_id == key,
+                    contact_credentials.c.revoked_at.is_(None),
+                )
+            ).first()
+        if row is None:
+            return False
+        counter = _matching_counter(self._unseal(row[0]), code, at, after=int(row[1]))
+        if counter is None:
+            return False
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                contact_credentials.update()
+                .where(
+                    contact_credentials.c.credential_id == key,
+                    contact_credentials.c.sign_count < counter,
+                )
+                .values(sign_count=counter)
+            )
+        return done.rowcount == 1  # another request used this code at the same moment
+
+    def _has(self, contact_id: str, kind: str) -> bool:
+        return kind in self.kinds(contact_id)
+
+    def needs_totp(self, contact_id: str) -> bool:
+        """Whether the contact's password logs in only with a one-time code."""
+        return self._has(contact_id, "totp")
+
     # ------------------------------------------------------------ revocation
 
     def revoke_all(self, contact_id: str, now: float | None = None) -> int:
@@ -247,3 +352,16 @@ class ContactCredentials:
                 )
             ).scalars()
             return sorted(set(rows))
+
+
+def _matching_counter(secret: str, code: str, now: float, after: int) -> int | None:
+    """The time step (of now ±1) whose code ``code`` is, if it is later than ``after``."""
+    code = re.sub(r"\s", "", code)
+    if not re.fullmatch(r"\d{6}", code):
+        return None
+    totp = pyotp.TOTP(secret)
+    current = int(now // TOTP_STEP_S)
+    for counter in (current - 1, current, current + 1):
+        if counter > after and hmac.compare_digest(totp.generate_otp(counter), code):
+            return counter
+    return None

@@ -118,6 +118,8 @@ function showHome() {
   $("call").textContent = t("home.call", { name: me.citizen_name });
   $("call").disabled = !me.unit || !me.may_call;
   $("hours").textContent = me.unit ? t("home.hours", { hours: me.hours }) : t("home.no_tv", { name: me.citizen_name });
+  const kinds = me.log_in || [];
+  $("extra").hidden = !kinds.includes("password") || kinds.includes("totp");
 }
 
 // ---------------------------------------------------------------- invitation and log-in
@@ -215,9 +217,30 @@ async function passkeyLogin() {
 async function passwordLogin(event) {
   event.preventDefault();
   say("");
-  const answer = await api("/api/contact/login", { contact: $("login-name").value.trim(), password: $("login-password").value });
+  const body = { contact: $("login-name").value.trim(), password: $("login-password").value };
+  if ($("login-totp").value.trim()) body.totp = $("login-totp").value.trim();
+  const answer = await api("/api/contact/login", body);
   if (!answer.ok) return say(why(answer.data));
   await load();
+}
+
+async function startTotp() {
+  say("");
+  const answer = await api("/api/contact/totp/start", {});
+  if (!answer.ok) return say(why(answer.data));
+  $("totp-qr").src = `data:image/svg+xml;base64,${btoa(answer.data.qr_svg)}`;
+  $("totp-secret").textContent = answer.data.secret;
+  $("totp-setup").hidden = false;
+}
+
+async function confirmTotp(event) {
+  event.preventDefault();
+  say("");
+  const answer = await api("/api/contact/totp/confirm", { code: $("totp-code").value.trim() });
+  if (!answer.ok) return say(why(answer.data));
+  await load();
+  $("totp-done").textContent = t("totp.done");
+  $("totp-done").hidden = false;
 }
 
 async function logOut() {
@@ -313,6 +336,8 @@ function start() {
   $("passkey-login").addEventListener("click", passkeyLogin);
   $("login-form").addEventListener("submit", passwordLogin);
   $("logout").addEventListener("click", logOut);
+  $("totp-start").addEventListener("click", startTotp);
+  $("totp-form").addEventListener("submit", confirmTotp);
   $("call").addEventListener("click", placeCall);
   $("hangup").addEventListener("click", hangUp);
   load();

@@ -6,6 +6,8 @@ none of staff's.
 * ``POST /api/contact/redeem`` ``{code}`` — an invitation, once: an ``enrol`` session
 * ``POST /api/contact/passkey/options``, ``POST /api/contact/passkey`` — set a passkey
 * ``POST /api/contact/password`` ``{password}`` — or a password (log-in name: the contact id)
+* ``POST /api/contact/totp/start``, ``POST /api/contact/totp/confirm`` ``{code}`` — a one-time
+  code app for a password (then the password logs in only with a code)
 * ``POST /api/contact/login/options``, ``POST /api/contact/login`` — log in again
 * ``GET /api/contact/me`` — whom the contact may call, and nothing else of the citizen
 * ``GET /api/contact/call`` (WebSocket) — the call, on the staff's call path
@@ -69,6 +71,7 @@ class LoginBody(BaseModel):
     credential: dict[str, Any] | None = None
     contact: str | None = Field(default=None, max_length=64)
     password: str | None = Field(default=None, max_length=200)
+    totp: str | None = Field(default=None, max_length=16)
 
 
 def relying_party(request: web.Request) -> RelyingParty:
@@ -226,6 +229,7 @@ async def login(request: web.Request) -> web.Response:
             )
             if not ok:
                 raise CredentialRefused("wrong log-in name or password")
+            await _second_factor(d, contact_id, body.totp)
     except RateLimited as err:
         raise rate_limited(err) from None
     except CredentialRefused as err:
@@ -239,11 +243,51 @@ async def login(request: web.Request) -> web.Response:
     return await _full_session(request, d, contact, {"stage": "full"})
 
 
+async def _second_factor(d: Deps, contact_id: str, code: str | None) -> None:
+    """A password with a one-time code app logs in only with a fresh code."""
+    if not await asyncio.to_thread(d.contact_credentials.needs_totp, contact_id):
+        return
+    if not code:
+        raise refused(401, "enter the one-time code from your app too", "totp_needed")
+    if not await asyncio.to_thread(d.contact_credentials.check_totp, contact_id, code):
+        raise CredentialRefused("wrong or already used one-time code")
+
+
+class TotpBody(BaseModel):
+    """``POST /api/contact/totp/confirm``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    code: str = Field(min_length=1, max_length=16)
+
+
+async def totp_start(request: web.Request) -> web.Response:
+    """``POST /api/contact/totp/start``: ``{secret, uri, qr_svg}`` for the contact's app."""
+    _session, contact, d = await session_of(request)
+    try:
+        made = await asyncio.to_thread(d.contact_credentials.start_totp, contact.contact_id)
+    except CredentialRefused as err:
+        raise refused(400, str(err), "password_first") from None
+    return web.json_response(made)
+
+
+async def totp_confirm(request: web.Request) -> web.Response:
+    """``POST /api/contact/totp/confirm``: the app's first code enrols it."""
+    _session, contact, d = await session_of(request)
+    body = await json_body(request, TotpBody, "one-time code")
+    try:
+        await asyncio.to_thread(d.contact_credentials.confirm_totp, contact.contact_id, body.code)
+    except CredentialRefused as err:
+        raise refused(400, str(err), "totp_wrong") from None
+    await _audit(d, "contact_credential_set", actor=contact.contact_id, credential="totp")
+    return web.json_response({"second_factor": "totp"})
+
+
 async def me(request: web.Request) -> web.Response:
     """``GET /api/contact/me``: the contact's own name and picture, whom they may call (the
     name they know the citizen by), their hours, and the TV to dial — nothing else."""
     _session, contact, d = await session_of(request)
     unit = await asyncio.to_thread(d.contact_calls.tv_of, contact.citizen_id)
+    kinds = await asyncio.to_thread(d.contact_credentials.kinds, contact.contact_id)
     rules = contact.rules
     return web.json_response(
         {
@@ -253,6 +297,7 @@ async def me(request: web.Request) -> web.Response:
             "unit": unit,
             "may_call": rules.may_call,
             "hours": rules.hours(),
+            "log_in": [k for k in kinds if k in ("passkey", "password", "totp")],
         }
     )
 
@@ -293,6 +338,8 @@ def add_contact_page_routes(app: web.Application) -> None:
     app.router.add_post("/api/contact/passkey/options", passkey_options)
     app.router.add_post("/api/contact/passkey", passkey_register)
     app.router.add_post("/api/contact/password", password_register)
+    app.router.add_post("/api/contact/totp/start", totp_start)
+    app.router.add_post("/api/contact/totp/confirm", totp_confirm)
     app.router.add_post("/api/contact/login/options", login_options)
     app.router.add_post("/api/contact/login", login)
     app.router.add_get("/api/contact/me", me)
