@@ -1,11 +1,13 @@
 """The contact's page in real Chromium against the real stack and a simulated TV unit: a
 relative invited in person redeems the code from the QR link, creates a passkey with Chromium's
 virtual authenticator (DevTools ``WebAuthn`` domain), calls the TV — pictures and sound both
-ways — and logs in again with the passkey; at phone size and on a desktop. Refusals are shown
+ways — and logs in again with the passkey; at phone size (the citizen answers) and on a desktop
+(a contact whom staff set to be answered by itself). Refusals are shown
 with their reasons: declined on the TV, removed mid-call (the call ends), revoked log-in."""
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,9 @@ from vaka.agent.media.audio import AudioSink
 from vaka.agent.ui import ButtonId, Idle, InCall, Incoming
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
+from vaka.devstack.central import running_central
 from vaka.devstack.polling import wait_for
+from vaka.devstack.stack import LocalStack
 
 pytest.register_assert_rewrite("tests.browser")
 from tests.browser import new_page, page_errors  # noqa: E402
@@ -95,11 +99,23 @@ async def invited(central: CentralService, **rules: Any) -> tuple[StaffApi, str,
     return staff, contact, code
 
 
+@pytest.fixture
+async def central(stack: LocalStack) -> AsyncIterator[CentralService]:
+    """Central whose TV answers an auto-answered contact after 3 s (10 s by default)."""
+    config = stack.central_config()
+    calls = config.calls.model_copy(update={"contact_auto_answer_s": 3})
+    async with running_central(config.model_copy(update={"calls": calls})) as service:
+        yield service
+
+
+# At phone size the citizen answers; on the desktop the contact is one whom staff set to be
+# answered by itself.
 @pytest.mark.parametrize("viewport", ["phone", "desktop"])
 async def test_an_invited_relative_sets_a_passkey_and_calls_the_tv_two_way(
     broker: Broker, central: CentralService, browser: Any, tmp_path: Path, viewport: str
 ) -> None:
-    _staff, contact, code = await invited(central)
+    auto = viewport == "desktop"
+    _staff, contact, code = await invited(central, auto_answer=auto)
     page = await new_page(browser, viewport)
     await virtual_passkeys(page)
     async with running_tv(broker) as agent:
@@ -122,8 +138,11 @@ async def test_an_invited_relative_sets_a_passkey_and_calls_the_tv_two_way(
         ringing = screen_of(agent).state
         assert isinstance(ringing, Incoming)
         assert (ringing.caller_name, ringing.caller_role) == ("Anna Andersson", "contact")
-        assert ringing.countdown_s is None  # a contact's call never answers by itself
-        screen_of(agent).press(ButtonId.ANSWER)
+        if auto:
+            assert ringing.countdown_s == 3
+        else:
+            assert ringing.countdown_s is None  # a contact's call only rings by default
+            screen_of(agent).press(ButtonId.ANSWER)
         await wait_for(lambda: isinstance(screen_of(agent).state, InCall), 15, what="answered")
         # Pictures both ways: the TV's moving pattern on the phone, the phone's camera at the TV.
         await video_plays(page, "#remote")

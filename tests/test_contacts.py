@@ -16,6 +16,7 @@ import pytest
 from tests.circle import ContactApi, StaffApi, picture
 from tests.tvunit import CITIZEN, DAY, TV, tv_directory
 from vaka import otp
+from vaka.agent.tv.autoanswer import auto_answer_countdown
 from vaka.central.circle.contacts import ContactError, ContactRules, check_picture, parse_clock
 from vaka.central.circle.invitations import Invitations
 from vaka.central.directory.spec import DirectorySpec
@@ -23,6 +24,8 @@ from vaka.central.service import CentralService
 from vaka.central.settings.privacy import PrivacySettings
 from vaka.devstack.central import running_central
 from vaka.devstack.stack import LocalStack
+from vaka.provisioning.bundles import AutoAnswerRule
+from vaka.provisioning.tickets import TicketClaims
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -66,6 +69,30 @@ def test_rules_pictures_and_clock_times() -> None:
         check_picture("data:image/gif;base64,R0lGOD")
     with pytest.raises(ContactError, match="not a readable PNG or JPEG image"):
         check_picture("data:image/png;base64,aGVsbG8=")
+
+
+def test_the_tv_answers_a_contact_by_itself_only_when_the_ticket_says_so() -> None:
+    now = int(time.time())
+    base = {
+        "aud": TV,
+        "sub": "k-ANNA234567",
+        "name": "Anna",
+        "role": "contact",
+        "purpose": "contact_call",
+        "cid": "c-1",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 60,
+        "win": (now, now + 3600),
+        "maxd": 3600,
+        "fp": "sha-256 AB",
+    }
+    # Even a rule naming contact calls does not answer one: only the signed countdown does.
+    rules = [AutoAnswerRule(purpose="contact_call", caller_groups=["g-day"], countdown_s=1)]
+    assert auto_answer_countdown(rules, TicketClaims.model_validate(base)) is None
+    chosen = TicketClaims.model_validate({**base, "aa": 5})
+    assert auto_answer_countdown([], chosen) == 5
+    assert "aa" not in TicketClaims.model_validate(base).model_dump(exclude_none=True)
 
 
 async def test_an_invitation_is_redeemed_once_and_a_contact_reaches_only_its_own_routes(

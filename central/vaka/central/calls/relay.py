@@ -17,8 +17,7 @@ Once the unit answered, :func:`~vaka.central.calls.in_call.follow` carries the c
 the staff side's view escalation of a blurred night check among it
 (:mod:`vaka.central.calls.escalation`).
 
-A contact of the citizen calls on the same path, as role ``contact`` (:mod:`vaka.central.circle`
-rules), its call in progress recorded with the contact, whose removal ends it.
+Contacts of the citizen call on this path too (role ``contact``, :mod:`vaka.central.circle`).
 
 A caller may first send ``prepare`` to get the call's relay credential before it makes its
 offer (:mod:`vaka.central.calls.prepare`); the ticket then carries the unit's own.
@@ -282,6 +281,7 @@ class CallRelay:
             req=dial.request if dial.purpose == "citizen_call" else None,
             view=allowed.view,
             esc=allowed.may_escalate or None,
+            aa=allowed.auto_answer_s,
         )
 
     async def _accept_citizen_call(

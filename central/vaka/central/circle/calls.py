@@ -7,7 +7,9 @@ reachable by a contact, and the unit refuses a contact ticket on one by itself t
 
 Each refusal is a :class:`~vaka.protocol.reasons.Reason` with a code, so the contact's page says
 it in the contact's language. The allowed call's ticket names the contact (``sub``, ``name``),
-the role ``contact`` and no staff group, so no auto-answer rule of the TV matches it.
+the role ``contact`` and no staff group, so no auto-answer rule of the TV matches it: the TV
+rings, unless staff set this contact to be answered by itself (the ticket's ``aa`` countdown,
+``[calls] contact_auto_answer_s``).
 """
 
 import contextlib
@@ -123,7 +125,9 @@ class ContactCalls:
                 )
             )
         max_s = self.limits.contact_call_max_s
-        return Authorization(contact.citizen_id, None, (int(now), int(now) + max_s), max_s)
+        auto = self.limits.contact_auto_answer_s if contact.rules.auto_answer else None
+        window = (int(now), int(now) + max_s)
+        return Authorization(contact.citizen_id, None, window, max_s, auto_answer_s=auto)
 
     async def end_call(self, contact: Contact, reason: str) -> str | None:
         """Tell the unit to end the contact's call in progress now; its call id, if there was

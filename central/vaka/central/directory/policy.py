@@ -50,6 +50,8 @@ class Authorization:
     view: ViewLevel | None = None
     #: whether the staff member may escalate a blurred view to clear (with a reason)
     may_escalate: bool = False
+    #: a contact's call the TV answers by itself after this many seconds (``None``: it rings)
+    auto_answer_s: int | None = None
 
 
 def schedule_window(
