@@ -14,7 +14,8 @@ none of staff's.
   (:mod:`vaka.central.calls.relay`) as a caller of the role ``contact``
 * ``POST /api/contact/logout``
 
-The session is an HttpOnly cookie ``vaka_contact`` (``SameSite=Strict``, path ``/``);
+The session is an HttpOnly cookie ``vaka_contact`` (``SameSite=Strict``, path ``/api/contact``:
+no other route ever receives it);
 state-changing requests pass :func:`~vaka.central.http.auth.origin_guard` like the console's,
 and the call WebSocket must come from central's own origin. Refusals carry ``code`` beside the
 English ``error`` so the page says them in the contact's language.
@@ -35,13 +36,20 @@ from vaka.central.circle.contacts import Contact
 from vaka.central.circle.credentials import CredentialRefused, RelyingParty
 from vaka.central.circle.invitations import InvitationRefused
 from vaka.central.circle.sessions import ContactSession, Stage
-from vaka.central.http.auth import client_address, cookie_secure, rate_limited, same_origin
+from vaka.central.http.auth import (
+    client_address,
+    cookie_secure,
+    over_tls,
+    rate_limited,
+    same_origin,
+)
 from vaka.central.http.body import json_body
 from vaka.central.http.deps import Deps, deps
 from vaka.central.http.sockets import open_socket
 
 PAGE_DIR = Path(__file__).parent.parent / "contact"
 COOKIE = "vaka_contact"
+COOKIE_PATH = "/api/contact"
 
 
 def refused(status: int, reason: str, code: str) -> web.HTTPException:
@@ -74,9 +82,14 @@ class LoginBody(BaseModel):
     totp: str | None = Field(default=None, max_length=16)
 
 
+def page_origin(request: web.Request) -> str:
+    """Central's origin as the contact's browser sees it (``https`` behind a TLS proxy)."""
+    return f"{'https' if over_tls(request) else 'http'}://{request.host}"
+
+
 def relying_party(request: web.Request) -> RelyingParty:
-    """Central as the contact's browser sees it."""
-    return RelyingParty(request.url.host or "localhost", f"{request.scheme}://{request.host}")
+    """Central as the contact's browser sees it: the passkeys' relying party."""
+    return RelyingParty(request.url.host or "localhost", page_origin(request))
 
 
 async def _audit(d: Deps, kind: str, **fields: Any) -> None:
@@ -111,7 +124,7 @@ def _with_session(
         COOKIE,
         token,
         max_age=max(1, int(expires - time.time())),
-        path="/",
+        path=COOKIE_PATH,
         httponly=True,
         samesite="Strict",
         secure=cookie_secure(request),
@@ -311,7 +324,7 @@ async def logout(request: web.Request) -> web.Response:
         if session is not None:
             await asyncio.to_thread(d.contact_sessions.end, session.token_hash)
     response = web.json_response({"logged_out": True})
-    response.del_cookie(COOKIE, path="/")
+    response.del_cookie(COOKIE, path=COOKIE_PATH)
     return response
 
 

@@ -28,6 +28,7 @@ from vaka.central.circle.invitations import invitation_qr, shown
 from vaka.central.directory.directory import StaffMember
 from vaka.central.http.auth import authenticate
 from vaka.central.http.body import json_body
+from vaka.central.http.contact_page import page_origin
 from vaka.central.http.deps import Deps, deps
 from vaka.central.http.errors import json_error
 
@@ -205,7 +206,7 @@ async def invite_contact(request: web.Request) -> web.Response:
         d.invitations.create, contact.contact_id, member.staff_id, body.valid_hours * 3600.0
     )
     code = shown(made.code)
-    url = f"{request.scheme}://{request.host}/contact#code={code}"
+    url = f"{page_origin(request)}/contact#code={code}"
     await asyncio.to_thread(
         d.audit.append,
         "contact_invited",
