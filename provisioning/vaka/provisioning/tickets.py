@@ -77,7 +77,7 @@ class TicketClaims(BaseModel):
     esc: bool | None = None
     # a contact's call that staff set to answer by itself: the countdown in seconds (``None``,
     # left out of the token: it only rings, as every other contact's call)
-    aa: int | None = Field(default=None, ge=3, le=60)
+    aa: int | None = Field(default=None, ge=0, le=60)
 
 
 def start_view(claims: TicketClaims) -> ViewLevel:
