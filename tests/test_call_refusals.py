@@ -130,6 +130,7 @@ CASES = [
     "replayed nonce",
     "outside window",
     "wrong purpose",
+    "contact ticket",
     "no data channel",
 ]
 
@@ -152,6 +153,8 @@ async def test_unit_refuses_a_bad_offer_with_its_own_reason(
         "replayed nonce": "ticket already used (replayed nonce)",
         "outside window": "outside the ticket's schedule window",
         "wrong purpose": "video_visit calls are not allowed on a nightcam unit",
+        # a contact of the citizen, signed by central itself: still no night camera
+        "contact ticket": "contact_call calls are not allowed on a nightcam unit",
         "no data channel": "bad offer: no data channel for the viewer's heartbeat",
     }[case]
     if case == "no ticket":
@@ -170,6 +173,9 @@ async def test_unit_refuses_a_bad_offer_with_its_own_reason(
         ticket = sign_ticket(claims(fp, win=(now + 3600, now + 7200)), key)
     elif case == "wrong purpose":
         ticket = sign_ticket(claims(fp, purpose="video_visit"), key)
+    elif case == "contact ticket":
+        contact = {"sub": "k-ANNA234567", "name": "Anna", "role": "contact", "grp": None}
+        ticket = sign_ticket(claims(fp, purpose="contact_call", **contact), key)
     elif case == "no data channel":  # a peer that could not prove its presence
         await pc.close()
         pc = RTCPeerConnection(rtc_configuration())

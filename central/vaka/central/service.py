@@ -23,6 +23,11 @@ from vaka.central.calls.citizen import CitizenCallDesk, Notify
 from vaka.central.calls.duty import DutyRoster
 from vaka.central.calls.relay import CallRelay
 from vaka.central.calls.turn import RelayCredentials
+from vaka.central.circle.calls import ContactCalls
+from vaka.central.circle.contacts import ContactBook
+from vaka.central.circle.credentials import ContactCredentials
+from vaka.central.circle.invitations import Invitations
+from vaka.central.circle.sessions import ContactSessions
 from vaka.central.directory.directory import Directory
 from vaka.central.fleet.ingest import FleetIngest
 from vaka.central.fleet.lifecycle import LifecycleStore
@@ -46,6 +51,10 @@ from vaka.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 
+def _config_key(config: CentralConfig) -> OKPKey | None:
+    return load_config_key(config.keys.config_key) if config.keys.config_key else None
+
+
 class CentralService:
     """One central instance. ``async with CentralService(config) as svc: ...``."""
 
@@ -57,12 +66,12 @@ class CentralService:
             self.engine, SecretBox.from_file(config.staff_access.totp_key_file)
         )
         self.audit = AuditLog(self.engine)
+        self.contacts, self.contact_calls = self._circle()
         ticket_key = load_ticket_key(config.keys.ticket_key)
         #: central's ticket public key (PEM), which config bundles carry to the units
         self.ticket_public_pem = ticket_key.as_pem(private=False).decode()
-        self.config_key = (
-            load_config_key(config.keys.config_key) if config.keys.config_key else None
-        )
+        #: the key that signs configuration bundles, messages and viewing logs (if configured)
+        self.config_key = _config_key(config)
         #: ``await service.notifier.notify(kind, detail)``: events for the external notifier
         self.notifier = notifier_for(config.alerts, self.audit)
         self.alerts = AlertWatch(
@@ -110,6 +119,19 @@ class CentralService:
         self._tasks: list[asyncio.Task[None]] = []
         self.http_port: int | None = None
 
+    def _circle(self) -> tuple[ContactBook, ContactCalls]:
+        """The citizens' circles (their contacts) and the rules of contacts' calls."""
+        book = ContactBook(self.engine, self.directory.consent)
+        rules = ContactCalls(
+            book,
+            self.directory,
+            self.store,
+            self.config.calls,
+            self._publish,
+            require_consent=self.config.privacy.require_consent,
+        )
+        return book, rules
+
     def _calls(
         self, ticket_key: OKPKey, notify: Notify | None
     ) -> tuple[DutyRoster, CitizenCallDesk, CallRelay]:
@@ -136,6 +158,7 @@ class CentralService:
             RelayCredentials(config.turn),
             require_consent=config.privacy.require_consent,
             privacy=self.privacy,
+            contacts=self.contact_calls,
         )
         return duty, desk, relay
 
@@ -201,6 +224,11 @@ class CentralService:
             ticket_public_pem=self.ticket_public_pem,
             silent_days=config.pki.silent_days if config.pki else 30.0,
             privacy=self.privacy,
+            contacts=self.contacts,
+            contact_calls=self.contact_calls,
+            invitations=Invitations(self.engine),
+            contact_credentials=ContactCredentials(self.engine, self.directory.secret_box),
+            contact_sessions=ContactSessions(self.engine),
         )
 
     @property

@@ -24,7 +24,7 @@ ISSUER = "vaka-central"
 #: Clock difference tolerated between central and a unit.
 LEEWAY_S = 30
 
-Purpose = Literal["night_check", "video_visit", "citizen_call", "break_glass"]
+Purpose = Literal["night_check", "video_visit", "citizen_call", "break_glass", "contact_call"]
 #: What a call may show: the unit's picture blurred on the unit, or clear.
 ViewLevel = Literal["blurred", "clear"]
 
@@ -75,6 +75,9 @@ class TicketClaims(BaseModel):
     # the token, so that a ticket without a view is the same token a unit before the graduated
     # view accepts
     esc: bool | None = None
+    # a contact's call that staff set to answer by itself: the countdown in seconds (``None``,
+    # left out of the token: it only rings, as every other contact's call)
+    aa: int | None = Field(default=None, ge=0, le=60)
 
 
 def start_view(claims: TicketClaims) -> ViewLevel:

@@ -27,7 +27,8 @@ from vaka.rtc.presence import offers_presence
 #: What each profile may be called for.
 PROFILE_PURPOSES = {
     "nightcam": frozenset({"night_check", "break_glass"}),
-    "tv": frozenset({"video_visit", "citizen_call", "break_glass"}),
+    # a contact of the citizen reaches the TV only, never a night camera
+    "tv": frozenset({"video_visit", "citizen_call", "break_glass", "contact_call"}),
 }
 
 

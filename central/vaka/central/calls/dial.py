@@ -26,7 +26,7 @@ class DialRequest(BaseModel):
 
     type: Literal["dial"]
     unit: str = Field(max_length=64)
-    purpose: Literal["night_check", "video_visit", "break_glass", "citizen_call"]
+    purpose: Literal["night_check", "video_visit", "break_glass", "citizen_call", "contact_call"]
     sdp: str = Field(max_length=64 * 1024)
     reason: str | None = Field(default=None, max_length=500)
     request: str | None = Field(default=None, max_length=80)  # the citizen's request (REQ)

@@ -34,7 +34,7 @@ from vaka.central.directory.policy import Authorization, CallRefused
 from vaka.protocol.messages import describe_problems
 from vaka.protocol.reasons import reason_of
 
-Purpose = Literal["night_check", "video_visit", "break_glass", "citizen_call"]
+Purpose = Literal["night_check", "video_visit", "break_glass", "citizen_call", "contact_call"]
 
 
 class PrepareRequest(BaseModel):

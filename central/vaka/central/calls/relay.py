@@ -17,6 +17,8 @@ Once the unit answered, :func:`~vaka.central.calls.in_call.follow` carries the c
 the staff side's view escalation of a blurred night check among it
 (:mod:`vaka.central.calls.escalation`).
 
+Contacts of the citizen call on this path too (role ``contact``, :mod:`vaka.central.circle`).
+
 A caller may first send ``prepare`` to get the call's relay credential before it makes its
 offer (:mod:`vaka.central.calls.prepare`); the ticket then carries the unit's own.
 
@@ -50,8 +52,9 @@ from vaka.central.calls.prepare import (
     is_prepare,
     prepare_call,
 )
-from vaka.central.calls.staff_side import StaffSide, refuse, say
+from vaka.central.calls.staff_side import StaffSide, next_said, refuse, say
 from vaka.central.calls.turn import RelayCredentials, relay_claim
+from vaka.central.circle.calls import CONTACT_PURPOSE, CONTACT_ROLE, ContactCalls
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.directory.policy import Authorization, CallRefused, authorize_call
 from vaka.central.fleet.privacy_mode import PrivacyModes
@@ -86,6 +89,7 @@ class CallRelay:
         *,
         require_consent: bool = True,
         privacy: PrivacyModes | None = None,
+        contacts: ContactCalls | None = None,
     ) -> None:
         self.identity = identity
         self.directory = directory
@@ -106,6 +110,7 @@ class CallRelay:
         self.privacy = privacy
         #: checks, audits and signs the staff side's view escalations
         self.escalation = ViewEscalation(directory, audit, ticket_key, limits, publish)
+        self.contacts = contacts  # the rules of contacts' calls (none: contacts cannot call)
 
     # ------------------------------------------------------------ from the units
 
@@ -173,6 +178,9 @@ class CallRelay:
         queue: asyncio.Queue[SignalPayload] = asyncio.Queue()
         self._pending[call_id] = queue
         staff = StaffSide(ws)
+        contact = self.contacts.book if self.contacts and caller.role == CONTACT_ROLE else None
+        if contact is not None:
+            await asyncio.to_thread(contact.call_opened, caller.staff_id, call_id, dial.unit)
         try:
             await self._run_call(staff, claims, ticket, sdp, queue, fields)
         except ConnectionError as err:  # the staff side went while central spoke to it
@@ -183,6 +191,8 @@ class CallRelay:
         finally:
             staff.close()
             self._pending.pop(call_id, None)
+            if contact is not None:
+                await asyncio.to_thread(contact.call_closed, caller.staff_id, call_id)
 
     async def _read_dial(
         self, ws: StaffChannel, caller: StaffMember, opened: float, call_id: str
@@ -226,7 +236,12 @@ class CallRelay:
     async def _authorize(
         self, caller: StaffMember, dial: DialRequest | PrepareRequest, now: float
     ) -> Authorization:
-        """The permission matrix's answer (a citizen call is first won for the caller)."""
+        """The permission matrix's (or a contact's rules') answer; a citizen call is won first."""
+        if caller.role == CONTACT_ROLE or dial.purpose == CONTACT_PURPOSE:
+            if self.contacts is None:
+                raise CallRefused("contacts' calls are not taken on this central")
+            check = self.contacts.authorize_caller
+            return await asyncio.to_thread(check, caller, dial.purpose, dial.unit, now)
         if dial.purpose == "citizen_call":
             await self._accept_citizen_call(caller, dial)
         allowed = await asyncio.to_thread(
@@ -275,6 +290,7 @@ class CallRelay:
             req=dial.request if dial.purpose == "citizen_call" else None,
             view=allowed.view,
             esc=allowed.may_escalate or None,
+            aa=allowed.auto_answer_s,
         )
 
     async def _accept_citizen_call(
@@ -310,13 +326,13 @@ class CallRelay:
             return
         timeout, ringing = self.limits.answer_timeout_s, False
         try:
-            first = await self._next(queue, staff, timeout)
+            first = await next_said(queue, staff, timeout)
             while isinstance(first, SignalPayload) and first.kind == "state":
                 if not ringing:  # a TV rings before it is answered
                     said = {"type": "ringing", "call_id": call_id, "state": "ringing"}
                     await ws.send_json({**said, "ring_s": ring_s})
                 timeout, ringing = ring_s + RING_GRACE_S, True
-                first = await self._next(queue, staff, timeout)
+                first = await next_said(queue, staff, timeout)
         except TimeoutError:
             await self._unanswered(staff, unit, call_id, fields, ringing)
             return
@@ -330,28 +346,7 @@ class CallRelay:
         view = claims.view or ("blurred" if claims.purpose == "night_check" else "clear")
         answer = {"type": "answer", "call_id": call_id, "sdp": first.sdp, "view": view}
         await ws.send_json({**answer, "may_escalate": bool(claims.esc)})
-        await follow(staff, claims, queue, self._next, self._send_unit, self.escalation)
-
-    async def _next(
-        self, queue: asyncio.Queue[SignalPayload], staff: StaffSide, timeout: float
-    ) -> SignalPayload | str:
-        """The unit's next message, or what the staff side did first: ``"cancel"`` (it sent a
-        hang-up) or ``"left"`` (its socket closed). :raises TimeoutError: neither in time."""
-        from_unit = asyncio.create_task(queue.get())
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    await asyncio.wait(
-                        {from_unit, staff.pending}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if from_unit.done():  # the unit first, should both have come
-                        return from_unit.result()
-                    said = staff.said()
-                    if said is not None:
-                        return said
-        finally:
-            if not from_unit.done():
-                from_unit.cancel()
+        await follow(staff, claims, queue, next_said, self._send_unit, self.escalation)
 
     async def _unanswered(
         self,

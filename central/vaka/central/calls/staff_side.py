@@ -11,6 +11,7 @@ from typing import Any
 from vaka.central.calls.channel import StaffChannel
 from vaka.errors import BadMessage
 from vaka.protocol.guard import parse_json
+from vaka.protocol.messages import SignalPayload
 from vaka.protocol.reasons import with_code
 
 log = logging.getLogger(__name__)
@@ -93,3 +94,23 @@ async def close_with(ws: StaffChannel, reason: str) -> None:
     """Close a socket that never made a call (no dial request, or not one), saying why."""
     await say(ws, {"type": "refused", **with_code(reason)})
     await ws.close()
+
+
+async def next_said(
+    queue: asyncio.Queue[SignalPayload], staff: StaffSide, timeout: float
+) -> SignalPayload | str:
+    """The unit's next message, or what the staff side did first: ``"cancel"`` (it sent a
+    hang-up) or ``"left"`` (its socket closed). :raises TimeoutError: neither in time."""
+    from_unit = asyncio.create_task(queue.get())
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                await asyncio.wait({from_unit, staff.pending}, return_when=asyncio.FIRST_COMPLETED)
+                if from_unit.done():  # the unit first, should both have come
+                    return from_unit.result()
+                said = staff.said()
+                if said is not None:
+                    return said
+    finally:
+        if not from_unit.done():
+            from_unit.cancel()

@@ -38,11 +38,13 @@ const CANCEL_MS = 3000; // how long a cancel waits for central's word before clo
 const OUTCOMES = ["cancelled", "no_answer", "declined", "busy"];
 
 export class CallError extends Error {
-  constructor(message, { refused = false, outcome = null } = {}) {
+  constructor(message, { refused = false, outcome = null, code = null } = {}) {
     super(message);
     this.name = "CallError";
     this.refused = refused;
     this.outcome = outcome;
+    // central's reason code for a refusal, for a page with its own catalog (the contact page)
+    this.code = code;
     this.cancelled = outcome === "cancelled";
   }
 }
@@ -59,9 +61,9 @@ function cancelledError() {
   return new CallError(t("call.outcome.cancelled"), { outcome: "cancelled" });
 }
 
-function socketUrl() {
+function socketUrl(path) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/api/calls`;
+  return `${scheme}//${location.host}${path}`;
 }
 
 // Central's reasons are lower-case phrases ("the unit did not answer within 8 s"): one sentence.
@@ -182,6 +184,7 @@ async function localMedia(local) {
  *   onState: (text) => void, for a status line,
  *   signal: an AbortSignal that cancels the call until the unit answers,
  *   onView: ({level, reason}) => void, the view the unit reports after an escalation.
+ *   path: the call WebSocket (the contact page's is /api/contact/call).
  * Resolves to { callId, hangup(): Promise<reason>, ended: Promise<reason>, pc, view,
  * escalate(reason) }: view is the night check's starting view ({level, mayEscalate}, or null),
  * escalate asks central for the clear picture with the staff member's reason.
@@ -197,6 +200,7 @@ export async function startCall({
   onState = () => {},
   signal = null,
   onView = () => {},
+  path = "/api/calls",
 } = {}) {
   // onState(text, phase): phase "ringing" while the unit rings (the text says it in words).
   const say = (text, phase = "") => {
@@ -237,7 +241,7 @@ export async function startCall({
       stream = await localMedia(local);
     }
     say(t("call.opening"));
-    ws = await openSocket(socketUrl());
+    ws = await openSocket(socketUrl(path));
     check();
     const reader = messageReader(ws);
     const fields = { unit, purpose };
@@ -249,7 +253,7 @@ export async function startCall({
     const prepared = await reader.next(ANSWER_MS);
     check();
     if (!prepared) throw new CallError(t("call.closed_before_answer"));
-    if (prepared.type === "refused") throw new CallError(readableRefusal(prepared), { refused: true });
+    if (prepared.type === "refused") throw new CallError(readableRefusal(prepared), { refused: true, code: prepared.reason_code });
     if (prepared.type !== "prepared") throw new CallError(t("call.unexpected"));
     pc = new RTCPeerConnection({ iceServers: Array.isArray(prepared.ice_servers) ? prepared.ice_servers : [] });
     if (stream) {
@@ -284,7 +288,7 @@ export async function startCall({
     if (!reply) throw new CallError(t("call.closed_before_answer"));
     const notTaken = outcomeError(reply);
     if (notTaken) throw notTaken;
-    if (reply.type === "refused") throw new CallError(readableRefusal(reply), { refused: true });
+    if (reply.type === "refused") throw new CallError(readableRefusal(reply), { refused: true, code: reply.reason_code });
     if (reply.type === "ended") throw new CallError(t("call.ended_reason", { reason: endReason(reply) }));
     if (reply.type !== "answer" || !reply.sdp) throw new CallError(t("call.unexpected"));
     await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });

@@ -1,7 +1,8 @@
 """The consent record: who in a citizen's home consented to what, since when, and withdrawals.
 
 Consent is kept per citizen and per cohabitant (anyone else in the home who may appear in the
-picture), per scope: ``night_check``, ``video_visit``, ``break_glass``. A call for one of those
+picture), per scope: ``night_check``, ``video_visit``, ``break_glass``, ``contact_call`` (the
+citizen's own contacts call the TV, :mod:`vaka.central.circle`). A call for one of those
 needs valid consent — given, not withdrawn — from the citizen and from every cohabitant;
 :meth:`ConsentRecord.refusal` says whose is missing ("no valid consent for night checks from
 citizen c-1001"). Whether central requires it is ``[privacy] require_consent`` (on unless a
@@ -26,6 +27,7 @@ SCOPE_WORDS = {
     "night_check": "night checks",
     "video_visit": "video visits",
     "break_glass": "emergency (break-glass) calls",
+    "contact_call": "calls from the citizen's contacts",
 }
 
 

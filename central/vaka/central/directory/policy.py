@@ -41,7 +41,8 @@ class Authorization:
     """An allowed call request: what goes into the ticket."""
 
     citizen: str
-    group: str
+    #: the caller's permitting group (``None`` for a contact of the citizen: no staff group)
+    group: str | None
     window: tuple[int, int]
     max_duration_s: int
     break_glass_reason: str | None = None
@@ -49,6 +50,8 @@ class Authorization:
     view: ViewLevel | None = None
     #: whether the staff member may escalate a blurred view to clear (with a reason)
     may_escalate: bool = False
+    #: a contact's call the TV answers by itself after this many seconds (``None``: it rings)
+    auto_answer_s: int | None = None
 
 
 def schedule_window(

@@ -19,7 +19,7 @@ Direction = Literal["to_unit", "from_unit"]
 #: staff member escalates with a reason); ``clear`` from the start (the care decision says so).
 NightView = Literal["blurred", "escalate", "clear"]
 #: What a consent covers (a citizen_call is the citizen's own call and needs none).
-ConsentScope = Literal["night_check", "video_visit", "break_glass"]
+ConsentScope = Literal["night_check", "video_visit", "break_glass", "contact_call"]
 #: The person id of the citizen themself in a consent entry.
 CITIZEN_SELF = "citizen"
 

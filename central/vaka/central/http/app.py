@@ -10,6 +10,8 @@ from vaka.central.http.body import MAX_BODY_BYTES
 from vaka.central.http.calls import add_call_routes
 from vaka.central.http.citizen_calls import add_citizen_call_routes
 from vaka.central.http.consent import add_consent_routes
+from vaka.central.http.contact_page import add_contact_page_routes
+from vaka.central.http.contacts import add_contact_routes
 from vaka.central.http.deps import DEPS, Deps
 from vaka.central.http.duty import add_duty_routes
 from vaka.central.http.fleet import add_fleet_routes, security_headers
@@ -37,4 +39,6 @@ def make_app(deps: Deps) -> web.Application:
     add_audit_routes(app)
     add_visit_routes(app)
     add_consent_routes(app)
+    add_contact_routes(app)
+    add_contact_page_routes(app)
     return app

@@ -99,7 +99,9 @@ def client_address(request: web.Request) -> str:
     return hops[0] if hops else peer
 
 
-def _over_tls(request: web.Request) -> bool:
+def over_tls(request: web.Request) -> bool:
+    """Whether the browser reached central over TLS (directly, or through a trusted proxy that
+    says so in ``X-Forwarded-Proto``)."""
     if request.secure:
         return True
     trusted = tuple(deps(request).access.trusted_proxies)
@@ -110,7 +112,7 @@ def _over_tls(request: web.Request) -> bool:
 def cookie_secure(request: web.Request) -> bool:
     """Cookies are ``Secure`` unless the console is used over plain http on loopback (a browser
     drops a ``Secure`` cookie sent over plain http)."""
-    return _over_tls(request) or not address_allowed(request.remote or "", LOOPBACK)
+    return over_tls(request) or not address_allowed(request.remote or "", LOOPBACK)
 
 
 # ---------------------------------------------------------------- who is asking

@@ -15,6 +15,11 @@ from vaka.central.broker.mqtt import CentralLink
 from vaka.central.calls.citizen import CitizenCallDesk
 from vaka.central.calls.duty import DutyRoster
 from vaka.central.calls.relay import CallRelay
+from vaka.central.circle.calls import ContactCalls
+from vaka.central.circle.contacts import ContactBook
+from vaka.central.circle.credentials import ContactCredentials
+from vaka.central.circle.invitations import Invitations
+from vaka.central.circle.sessions import ContactSessions
 from vaka.central.directory.directory import Directory
 from vaka.central.fleet.ingest import FleetIngest
 from vaka.central.fleet.privacy_mode import PrivacyModes
@@ -59,6 +64,12 @@ class Deps:
     ticket_public_pem: str
     #: units silent this many days are decommission candidates
     silent_days: float
+    #: the citizens' circles: contacts, the rules of their calls, invitations, log-ins
+    contacts: ContactBook
+    contact_calls: ContactCalls
+    invitations: Invitations
+    contact_credentials: ContactCredentials
+    contact_sessions: ContactSessions
     #: the citizens' privacy modes, as the units reported them
     privacy: PrivacyModes | None = None
 

@@ -22,6 +22,11 @@ class CallLimits(BaseModel):
     video_visit_max_s: int = Field(default=1800, gt=0, le=7200)
     citizen_call_max_s: int = Field(default=1800, gt=0, le=7200)
     citizen_call_ring_s: float = Field(default=60, ge=5, le=600)
+    #: a call from one of the citizen's contacts (:mod:`vaka.central.circle`)
+    contact_call_max_s: int = Field(default=3600, gt=0, le=4 * 3600)
+    #: the countdown before the TV answers a contact's call by itself, for a contact whom staff
+    #: set to be answered so (by default a contact's call only rings)
+    contact_auto_answer_s: int = Field(default=10, ge=0, le=60)
     break_glass_max_s: int = Field(default=600, gt=0, le=3600)
     break_glass_min_reason: int = Field(default=10, ge=1)
 

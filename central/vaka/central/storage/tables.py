@@ -398,6 +398,85 @@ messages = Table(
 )
 
 
+# ---------------------------------------------------------------- circle: a citizen's contacts
+
+#: Relatives, friends and other citizens who may call a citizen's TV (see
+#: :mod:`vaka.central.circle.contacts`). ``citizen_name`` is the citizen as this contact knows
+#: them ("Grandma Greta"), shown on the contact's page only; the directory keeps pseudonyms.
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("contact_id", String(64), primary_key=True),
+    Column("citizen_id", String(64), nullable=False, index=True),
+    Column("display_name", String(120), nullable=False),
+    Column("citizen_name", String(120), nullable=False),
+    Column("relation", String(64), nullable=False),
+    Column("picture", Text),  # a data: URL (PNG or JPEG), checked on the way in
+    Column("may_call", Boolean, nullable=False),
+    Column("call_from_min", Integer, nullable=False),  # local minutes after midnight
+    Column("call_until_min", Integer, nullable=False),
+    Column("may_be_called", Boolean, nullable=False),
+    Column("auto_answer", Boolean, nullable=False),
+    Column("added_by", String(64), nullable=False),
+    Column("added_at", Float, nullable=False),
+    Column("removed_at", Float),
+    Column("removed_by", String(64)),
+    # the contact's call in progress, so that any instance removing the contact can end it
+    Column("open_call_id", String(80)),
+    Column("open_call_unit", String(64)),
+)
+
+#: Single-use invitations handed over in person or read over the phone (only the code's hash).
+contact_invitations = Table(
+    "contact_invitations",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("contact_id", String(64), nullable=False, index=True),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float),
+    Column("withdrawn_at", Float),
+)
+
+#: A contact's ways to log in: passkeys (WebAuthn public keys) and a password (argon2).
+contact_credentials = Table(
+    "contact_credentials",
+    metadata,
+    Column("credential_id", String(400), primary_key=True),  # base64url; "password:<contact>"
+    Column("contact_id", String(64), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # passkey | password
+    Column("public_key", Text),
+    Column("sign_count", BigInteger, nullable=False, default=0),
+    Column("password_hash", String(200)),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+#: Contacts' sessions (only token hashes), apart from staff sessions: a contact's token is
+#: unknown to every staff route, a staff token to every contact route. ``stage`` is
+#: ``enrol`` after an invitation was redeemed (may only register a credential) or ``full``.
+#: ``challenge`` holds the WebAuthn challenge of a ceremony under way.
+contact_sessions = Table(
+    "contact_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("contact_id", String(64), nullable=False, index=True),
+    Column("stage", String(8), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("challenge", String(200)),
+)
+
+#: WebAuthn log-in challenges handed out before anyone is known (one row each, short-lived).
+contact_challenges = Table(
+    "contact_challenges",
+    metadata,
+    Column("challenge", String(200), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+)
+
+
 def create_schema(engine: Engine) -> None:
     """Create every table that does not exist yet (and replace an outdated sessions table)."""
     metadata.create_all(engine)

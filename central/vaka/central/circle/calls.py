@@ -1,0 +1,142 @@
+"""The rules of a contact's call to the citizen's TV, applied by the call relay
+(:mod:`vaka.central.calls.relay`) when a contact dials: a contact may reach only the TV of their
+own citizen, only while they are a contact, only if they may call and only inside their hours,
+and only with the citizen's (and the home's) consent to contact calls. A night camera is never
+reachable by a contact, and the unit refuses a contact ticket on one by itself too
+(``vaka.agent.call.guard``).
+
+Each refusal is a :class:`~vaka.protocol.reasons.Reason` with a code, so the contact's page says
+it in the contact's language. The allowed call's ticket names the contact (``sub``, ``name``),
+the role ``contact`` and no staff group, so no auto-answer rule of the TV matches it: the TV
+rings, unless staff set this contact to be answered by itself (the ticket's ``aa`` countdown,
+``[calls] contact_auto_answer_s``).
+"""
+
+import contextlib
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from vaka.central.broker.mqtt import PublishToUnit
+from vaka.central.circle.contacts import CONTACT_SCOPE, Contact, ContactBook
+from vaka.central.directory.directory import Directory, StaffMember
+from vaka.central.directory.policy import Authorization, CallRefused
+from vaka.central.fleet.store import FleetStore
+from vaka.central.settings.calls import CallLimits
+from vaka.central.storage.tables import assignments
+from vaka.errors import LinkError
+from vaka.protocol.messages import SignalMessage, SignalPayload
+from vaka.protocol.reasons import Reason
+from vaka.protocol.topics import Channel
+
+#: the role a contact's caller carries on the call WebSocket and in the ticket
+CONTACT_ROLE = "contact"
+CONTACT_PURPOSE = "contact_call"
+
+
+def contact_caller(contact: Contact) -> StaffMember:
+    """The contact as the relay's caller (the role keeps them apart from any staff member)."""
+    return StaffMember(contact.contact_id, contact.display_name, CONTACT_ROLE, contact.active)
+
+
+class ContactCalls:
+    """Checks contacts' calls (blocking: call from a worker thread) and ends one."""
+
+    def __init__(
+        self,
+        book: ContactBook,
+        directory: Directory,
+        store: FleetStore,
+        limits: CallLimits,
+        publish: PublishToUnit,
+        *,
+        require_consent: bool = True,
+    ) -> None:
+        self.book = book
+        self.publish = publish
+        self.directory = directory
+        self.store = store
+        self.limits = limits
+        self.require_consent = require_consent
+
+    def tv_of(self, citizen: str) -> str | None:
+        """The citizen's TV unit (by assignment, else as the unit reported), or ``None``."""
+        with self.directory.engine.connect() as conn:
+            units = conn.execute(
+                select(assignments.c.device_id)
+                .where(assignments.c.citizen_id == citizen)
+                .order_by(assignments.c.device_id)
+            ).scalars()
+            found = list(units)
+        for unit in found:
+            profile = self.directory.assigned_profile(unit)
+            if profile is None:
+                record = self.store.unit(unit)
+                profile = record.profile if record is not None else None
+            if profile == "tv":
+                return unit
+        return None
+
+    def authorize_caller(
+        self, caller: StaffMember, purpose: str, unit: str, now: float
+    ) -> Authorization:
+        """:meth:`authorize` for a caller on the call path: only a contact, only
+        ``contact_call``."""
+        if caller.role != CONTACT_ROLE:
+            raise CallRefused(f"the role {caller.role} may not make {purpose} calls")
+        if purpose != CONTACT_PURPOSE:
+            raise CallRefused(f"a contact may not make {purpose} calls")
+        return self.authorize(caller.staff_id, unit, now)
+
+    def authorize(self, contact_id: str, unit: str, now: float) -> Authorization:
+        """The call's authorization; :class:`CallRefused` with a coded reason otherwise."""
+        contact = self.book.get(contact_id)
+        if contact is None or not contact.active:
+            raise CallRefused(
+                Reason("you are no longer a contact of this person", "contact_removed")
+            )
+        if self.directory.citizen_of(unit) != contact.citizen_id:
+            raise CallRefused(
+                Reason(
+                    f"you may call only {contact.citizen_name}'s TV",
+                    "contact_other_unit",
+                    name=contact.citizen_name,
+                )
+            )
+        if unit != self.tv_of(contact.citizen_id):
+            raise CallRefused(Reason("a contact can call only the TV", "contact_not_tv"))
+        if not contact.rules.may_call:
+            raise CallRefused(
+                Reason("calls from you to this TV are turned off", "contact_may_not_call")
+            )
+        if self.require_consent:
+            missing = self.directory.consent.refusal(contact.citizen_id, CONTACT_SCOPE, now)
+            if missing is not None:
+                raise CallRefused(Reason(missing, "contact_no_consent"))
+        local = dt.datetime.fromtimestamp(now, ZoneInfo(self.limits.timezone))
+        if not contact.rules.allows_minute(local.hour * 60 + local.minute):
+            hours = contact.rules.hours()
+            raise CallRefused(
+                Reason(
+                    f"outside the hours agreed for calls ({hours})",
+                    "contact_outside_hours",
+                    hours=hours,
+                )
+            )
+        max_s = self.limits.contact_call_max_s
+        auto = self.limits.contact_auto_answer_s if contact.rules.auto_answer else None
+        window = (int(now), int(now) + max_s)
+        return Authorization(contact.citizen_id, None, window, max_s, auto_answer_s=auto)
+
+    async def end_call(self, contact: Contact, reason: str) -> str | None:
+        """Tell the unit to end the contact's call in progress now; its call id, if there was
+        one. Whichever central instance runs the call, the unit's hang-up reaches it, and it
+        ends the contact's side."""
+        if contact.open_call is None:
+            return None
+        call_id, unit = contact.open_call
+        hangup = SignalPayload(kind="hangup", call_id=call_id, reason=reason)
+        with contextlib.suppress(LinkError):  # the unit's own limits end it then
+            await self.publish(unit, Channel.SIGNAL_IN, SignalMessage(payload=hangup))
+        return call_id
