@@ -31,6 +31,7 @@ from vaka.central.http.deps import Deps
 from vaka.central.messages.desk import MessageDesk
 from vaka.central.settings.config import CentralConfig
 from vaka.central.storage.engine import open_engine
+from vaka.central.storage.migrate import require_current
 from vaka.central.units.provisioner import Provisioner, issuing_ca
 from vaka.central.units.revocation import CertificateRegistry
 from vaka.central.units.standing import UnitStanding
@@ -48,7 +49,9 @@ class CentralService:
 
     def __init__(self, config: CentralConfig, notify: Notify | None = None) -> None:
         self.config = config
-        self.engine = open_engine(config.database.url)
+        self.engine = open_engine(config.database.url, upgrade=config.database.upgrade_at_start)
+        if not config.database.upgrade_at_start:
+            require_current(self.engine)
         self.store = SqlFleetStore(self.engine, config.fleet)
         self.directory = Directory(
             self.engine, SecretBox.from_file(config.staff_access.totp_key_file)
