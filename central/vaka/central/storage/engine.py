@@ -28,7 +28,10 @@ def open_engine(url: str, *, upgrade: bool = True) -> Engine:
     """An engine for ``url``; with ``upgrade`` its schema is brought to the newest revision
     first (several instances starting at once take turns, see :mod:`.migrate`)."""
     try:
-        engine = create_engine(url)
+        # Rooms learn from ``rowcount`` whether their conditional insert or update took effect
+        # (the first instance to store an event audits it); psycopg's cursor forgets it once
+        # closed, SQLite's keeps it: keep it on both.
+        engine = create_engine(url, execution_options={"preserve_rowcount": True})
     except (SQLAlchemyError, ImportError, ValueError) as err:
         raise RegistryError(f"cannot open database {url!r}: {err}") from err
     if engine.dialect.name == "sqlite":
