@@ -21,34 +21,8 @@ from vaka.central.storage.engine import open_engine
 from vaka.errors import ConfigError, VakaError
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vaka-central", description="Vaka's central service.")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    sub = p.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="run the central service")
-    serve.add_argument("--config", type=Path, required=True, help="central configuration (TOML)")
-
-    broker = sub.add_parser("broker-config", help="write Mosquitto's configuration and ACL")
-    broker.add_argument("--out", type=Path, required=True, help="directory for mosquitto.conf")
-    broker.add_argument("--port", type=int, default=8883)
-    broker.add_argument("--bind", default="0.0.0.0")
-    broker.add_argument("--client-ca", type=Path, required=True, help="CA that signs clients")
-    broker.add_argument("--server-cert", type=Path, required=True)
-    broker.add_argument("--server-key", type=Path, required=True)
-    broker.add_argument("--crl", type=Path, help="certificate revocation list (PEM)")
-    broker.add_argument("--claim-port", type=int, help="port of the enrolment listener (8884)")
-    broker.add_argument("--claim-ca", type=Path, help="CA of claim identities (with --claim-port)")
-    broker.add_argument(
-        "--pid-file", type=Path, help="where the broker writes its pid (central reloads the CRL)"
-    )
-    broker.add_argument(
-        "--central-identity",
-        action="append",
-        default=None,
-        help="certificate CN of a central instance (repeatable; default central-1)",
-    )
-
+def _database_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """The commands that work on the database alone: audit, report, directory, db."""
     audit = sub.add_parser("audit", help="check the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="recompute the hash chain")
@@ -89,6 +63,37 @@ def _parser() -> argparse.ArgumentParser:
         where = command.add_mutually_exclusive_group(required=True)
         where.add_argument("--config", type=Path, help="central configuration (its [database] url)")
         where.add_argument("--database", help="SQLAlchemy URL, e.g. sqlite:///c.db")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vaka-central", description="Vaka's central service.")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the central service")
+    serve.add_argument("--config", type=Path, required=True, help="central configuration (TOML)")
+
+    broker = sub.add_parser("broker-config", help="write Mosquitto's configuration and ACL")
+    broker.add_argument("--out", type=Path, required=True, help="directory for mosquitto.conf")
+    broker.add_argument("--port", type=int, default=8883)
+    broker.add_argument("--bind", default="0.0.0.0")
+    broker.add_argument("--client-ca", type=Path, required=True, help="CA that signs clients")
+    broker.add_argument("--server-cert", type=Path, required=True)
+    broker.add_argument("--server-key", type=Path, required=True)
+    broker.add_argument("--crl", type=Path, help="certificate revocation list (PEM)")
+    broker.add_argument("--claim-port", type=int, help="port of the enrolment listener (8884)")
+    broker.add_argument("--claim-ca", type=Path, help="CA of claim identities (with --claim-port)")
+    broker.add_argument(
+        "--pid-file", type=Path, help="where the broker writes its pid (central reloads the CRL)"
+    )
+    broker.add_argument(
+        "--central-identity",
+        action="append",
+        default=None,
+        help="certificate CN of a central instance (repeatable; default central-1)",
+    )
+
+    _database_commands(sub)
 
     key = sub.add_parser("totp-key", help="make the key that seals staff TOTP secrets at rest")
     key.add_argument("file", type=Path, help="where to write it (mode 0600; never overwritten)")
