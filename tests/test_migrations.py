@@ -13,10 +13,13 @@ from sqlalchemy.engine import Engine
 from tests.test_audit import cli
 from vaka.central.audit.trail import AuditLog
 from vaka.central.directory.directory import Directory
+from vaka.central.service import CentralService
 from vaka.central.storage import migrate
 from vaka.central.storage.engine import open_engine
 from vaka.central.storage.tables import audit, metadata, staff, units
 from vaka.devstack.postgres import PostgresCluster
+from vaka.devstack.stack import LocalStack
+from vaka.errors import RegistryError
 
 #: what release 0.1.0 stored (the last release without migrations), as portable INSERTs
 PREVIOUS_RELEASE_ROWS = Path(__file__).parent / "data" / "central-0.1.0.sql"
@@ -174,3 +177,19 @@ def test_db_upgrade_and_the_read_only_tools(empty_url: str) -> None:
     verified = cli("audit", "verify", "--database", empty_url)
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.strip() == "audit trail intact: 5 entries"
+
+
+def test_central_told_not_to_upgrade_refuses_an_older_schema(
+    stack: LocalStack, empty_url: str
+) -> None:
+    previous_release(empty_url).dispose()
+    config = stack.central_config(database=empty_url)
+    kept = config.model_copy(
+        update={"database": config.database.model_copy(update={"upgrade_at_start": False})}
+    )
+    with pytest.raises(RegistryError, match=r"no Vaka schema revision.*vaka-central db upgrade"):
+        CentralService(kept)
+    assert migrate.current(open_engine(empty_url, upgrade=False)) is None  # left alone
+    central = CentralService(config)  # the default: upgraded at start
+    assert migrate.current(central.engine) == migrate.head()
+    central.engine.dispose()
