@@ -45,6 +45,10 @@ SUPERUSER = "vaka"
 TEMPLATE = "vaka_template"
 #: the user the server runs as when this process is root
 SERVER_USER = "postgres"
+#: throw-away clusters' directories under the system's temporary directory
+PREFIX = "vaka-pg-"
+#: the file in a cluster's directory naming the process that made it
+OWNER = "owner.pid"
 
 
 def server_bindir() -> Path:
@@ -77,6 +81,21 @@ def available() -> bool:
     return (bindir / "initdb").exists() and (os.geteuid() != 0 or _server_user() is not None)
 
 
+def remove_orphans(prefix: str = PREFIX) -> None:
+    """Stop and remove the throw-away clusters whose owning process no longer runs."""
+    for directory in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        try:
+            owner = int((directory / OWNER).read_text())
+        except (OSError, ValueError):
+            continue
+        if Path(f"/proc/{owner}").exists():
+            continue
+        log.warning("removing the PostgreSQL cluster %s left by process %d", directory, owner)
+        cluster = PostgresCluster(directory)
+        cluster._started = (cluster.data / "postmaster.pid").exists()
+        cluster.stop(remove=True)
+
+
 def _server_user() -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam(SERVER_USER)
@@ -106,9 +125,14 @@ class PostgresCluster:
             self._as = ["runuser", "-u", SERVER_USER, "--"]
 
     @classmethod
-    def start_new(cls, prefix: str = "vaka-pg-") -> "PostgresCluster":
-        """A new cluster in a fresh temporary directory, started, with the template database."""
+    def start_new(cls, prefix: str = PREFIX) -> "PostgresCluster":
+        """A new cluster in a fresh temporary directory, started, with the template database.
+
+        Clusters whose maker is gone (a test run killed before its teardown) are stopped and
+        removed first, so they do not pile up as stray servers."""
+        remove_orphans(prefix)
         directory = Path(tempfile.mkdtemp(prefix=prefix))
+        (directory / OWNER).write_text(f"{os.getpid()}\n")
         cluster = cls(directory)
         try:
             cluster.init()
