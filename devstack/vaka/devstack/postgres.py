@@ -2,8 +2,8 @@
 a temporary directory, ``pg_ctl`` to start and stop it, reached over a Unix socket only.
 
 Tests make one cluster per run and a fresh database per test, copied from a template that
-already holds central's schema (``CREATE DATABASE … TEMPLATE`` copies files: milliseconds,
-where migrating an empty database takes a good part of a second)::
+already holds central's schema (``CREATE DATABASE … TEMPLATE`` copies files: tens of
+milliseconds here, however many revisions the schema gathers)::
 
     with PostgresCluster.start_new() as cluster:
         url = cluster.fresh_database()      # postgresql+psycopg://vaka@/t1?host=/tmp/vaka-pg-…
