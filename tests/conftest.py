@@ -11,7 +11,9 @@ one database)."""
 import asyncio
 import contextlib
 import os
+import re
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -179,3 +181,26 @@ def loopback_ice() -> Iterator[None]:
         yield
     finally:
         reset_ice()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how many database tests ran on each backend (a PostgreSQL run that was skipped or
+    never collected would otherwise pass unnoticed)."""
+    counts: dict[str, Counter[str]] = {"sqlite": Counter(), "postgresql": Counter()}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            when = getattr(report, "when", None)
+            found = _BACKEND_ID.search(getattr(report, "nodeid", ""))
+            if found and (when == "call" or (when == "setup" and outcome != "passed")):
+                counts[found.group(1)][outcome] += 1
+    if any(counts.values()):
+        line = "; ".join(
+            f"{backend}: " + ", ".join(f"{n} {outcome}" for outcome, n in sorted(c.items()))
+            for backend, c in counts.items()
+            if c
+        )
+        terminalreporter.write_line(f"database tests by backend: {line}")
+
+
+#: a test id's parameter naming the database backend (``test_x[postgresql]``, ``[1-sqlite]``)
+_BACKEND_ID = re.compile(r"\[(?:[^\]]*-)?(sqlite|postgresql)(?:-[^\]]*)?\]$")
