@@ -1,7 +1,7 @@
-"""The schema of release 0.1.0, the first with migrations.
+"""The schema of release 0.1.0, the last made without migrations: the first revision.
 
-Databases made by earlier releases have these tables already (``create_all`` made them at
-start) but no revision: this revision creates only the tables that are missing, with their
+Databases made by that release and earlier ones have these tables already (``create_all`` made
+them at start) but no revision: this revision creates only the tables that are missing, with their
 indexes, and brings the two tables that changed before migrations existed up to date. Its
 tables are frozen here, as they were; later changes are later revisions.
 """
