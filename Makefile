@@ -16,6 +16,7 @@ lint: setup
 	$(VENV)/ruff format --check .
 	$(VENV)/lint-imports --no-cache
 	$(VENV)/python scripts/sizes.py
+	$(VENV)/python scripts/check_migrations.py
 
 typecheck: setup
 	$(VENV)/mypy

@@ -22,6 +22,9 @@ APT_PACKAGES=(
   chromium           # tests/test_console_login.py: the staff console in a real browser (Playwright)
   coturn             # the relay (turnserver): tests/test_networks.py and bench/latency.py start their
                      # own inside network namespaces; Debian enables its service, disabled below
+  postgresql         # the database tests' second backend: vaka.devstack.postgres makes a throw-away
+                     # cluster (initdb/pg_ctl in a temporary directory, run as the `postgres` user
+                     # when the suite runs as root); Debian's own cluster is stopped below
 )
 
 missing=()
@@ -41,6 +44,10 @@ if ((${#missing[@]})); then
   if [[ " ${missing[*]} " == *" coturn "* ]] && command -v systemctl >/dev/null; then
     # A relay on the host's ports would answer for nobody; the test bed runs turnserver itself.
     systemctl disable --now coturn >/dev/null 2>&1 || true
+  fi
+  if [[ " ${missing[*]} " == *" postgresql "* ]] && command -v systemctl >/dev/null; then
+    # The tests make their own clusters; a system cluster on port 5432 would serve nobody here.
+    systemctl disable --now postgresql >/dev/null 2>&1 || true
   fi
 fi
 

@@ -1,11 +1,19 @@
 """Shared fixtures: the local stack (:mod:`vaka.devstack`) for one test — a real Mosquitto with
 TLS, ACLs, the CRL and the enrolment listener on free ports, central, simulated agent processes —
-and test helpers (MQTT collecting, staff log-in)."""
+the databases (SQLite, and one throw-away PostgreSQL cluster for the run) and test helpers (MQTT
+collecting, staff log-in).
+
+A test that takes ``db_url`` runs twice, ``[sqlite]`` and ``[postgresql]``, each time on a fresh
+database with central's schema; a test that also takes ``stack`` (or ``central``) gets a stack
+whose centrals use that database. ``postgres_url`` is PostgreSQL alone (several instances on
+one database)."""
 
 import asyncio
 import contextlib
 import os
+import re
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +23,8 @@ import pytest
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import running_central
+from vaka.devstack.postgres import PostgresCluster
+from vaka.devstack.postgres import available as postgres_available
 from vaka.devstack.stack import LocalStack
 from vaka.devstack.units import AgentProcess
 from vaka.provisioning.localpki import LocalPki
@@ -39,10 +49,50 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> LocalPki:
     return LocalPki(tmp_path_factory.mktemp("pki")).ensure()
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One throw-away PostgreSQL cluster for the whole run (Debian's server; as root, it runs
+    as the unprivileged ``postgres`` user), removed at the end."""
+    if not postgres_available():
+        pytest.fail(
+            "PostgreSQL's server is missing: run scripts/setup.sh (it installs Debian's "
+            "`postgresql`); the database tests run on SQLite and PostgreSQL"
+        )
+    cluster = PostgresCluster.start_new()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
-def stack(pki: LocalPki, tmp_path: Path) -> Iterator[LocalStack]:
-    """The local stack in ``tmp_path`` with its broker running; every part stopped afterwards."""
-    with LocalStack(tmp_path, pki=pki) as local:
+def postgres_url(postgres: PostgresCluster) -> Iterator[str]:
+    """A fresh PostgreSQL database with central's schema, dropped after the test."""
+    url = postgres.fresh_database()
+    try:
+        yield url
+    finally:
+        postgres.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The test's database, once on each backend: a SQLite file in ``tmp_path``, or a fresh
+    PostgreSQL database (:func:`postgres_url`)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'central.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def stack(pki: LocalPki, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalStack]:
+    """The local stack in ``tmp_path`` with its broker running; every part stopped afterwards.
+    Its centrals share the test's ``db_url`` or ``postgres_url`` when the test takes one."""
+    database_url = None
+    for name in ("db_url", "postgres_url"):
+        if name in request.fixturenames:
+            database_url = str(request.getfixturevalue(name))
+    with LocalStack(tmp_path, pki=pki, database_url=database_url) as local:
         local.start_broker()
         yield local
 
@@ -131,3 +181,26 @@ def loopback_ice() -> Iterator[None]:
         yield
     finally:
         reset_ice()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how many database tests ran on each backend (a PostgreSQL run that was skipped or
+    never collected would otherwise pass unnoticed)."""
+    counts: dict[str, Counter[str]] = {"sqlite": Counter(), "postgresql": Counter()}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            when = getattr(report, "when", None)
+            found = _BACKEND_ID.search(getattr(report, "nodeid", ""))
+            if found and (when == "call" or (when == "setup" and outcome != "passed")):
+                counts[found.group(1)][outcome] += 1
+    if any(counts.values()):
+        line = "; ".join(
+            f"{backend}: " + ", ".join(f"{n} {outcome}" for outcome, n in sorted(c.items()))
+            for backend, c in counts.items()
+            if c
+        )
+        terminalreporter.write_line(f"database tests by backend: {line}")
+
+
+#: a test id's parameter naming the database backend (``test_x[postgresql]``, ``[1-sqlite]``)
+_BACKEND_ID = re.compile(r"\[(?:[^\]]*-)?(sqlite|postgresql)(?:-[^\]]*)?\]$")

@@ -288,8 +288,8 @@ def watch(engine: Engine, recorder: Recorder) -> AlertWatch:
     )
 
 
-async def test_alerts_are_raised_once_across_instances_and_expire(tmp_path: Path) -> None:
-    engine = open_engine(f"sqlite:///{tmp_path / 'central.db'}")
+async def test_alerts_are_raised_once_across_instances_and_expire(db_url: str) -> None:
+    engine = open_engine(db_url)
     spec = directory_spec().model_copy(
         update={"schedule": [ScheduleSpec(citizen="c-1001", times=["00:10"], tolerance_min=20)]}
     )

@@ -7,13 +7,16 @@ import io
 import sqlite3
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, UNIT, audit_kinds, load_directory, running_agent
+from vaka.central.audit.trail import AuditEntry, AuditLog
 from vaka.central.service import CentralService
+from vaka.central.storage.engine import open_engine
 from vaka.devstack.broker import Broker
 from vaka.devstack.polling import wait_for
 from vaka.staff.client import StaffClient
@@ -132,3 +135,47 @@ async def test_concurrent_appends_keep_one_chain(central: CentralService) -> Non
     await asyncio.gather(*(asyncio.to_thread(central.audit.append, "test", n=i) for i in range(40)))
     result = await asyncio.to_thread(central.audit.verify)
     assert result.ok and result.entries == 40
+
+
+def test_two_instances_appending_at_once_keep_one_chain_without_gaps(db_url: str) -> None:
+    """Two engines on one database (two central instances), four writers each: the chain's lock
+    makes them take turns, so every entry is there once, in one gapless chain; a decision made
+    under the lock ("end the call once") sees what the other instance appended."""
+    engines = [open_engine(db_url) for _ in range(2)]
+    logs = [AuditLog(engine) for engine in engines]
+    try:
+
+        def write(writer: int) -> None:
+            for n in range(25):
+                logs[writer % 2].append("test", actor=f"w{writer}", n=n)
+
+        with ThreadPoolExecutor(8) as pool:
+            for done in [pool.submit(write, w) for w in range(8)]:
+                done.result()
+        result = logs[0].verify()
+        assert (result.ok, result.entries, result.problem) == (True, 200, None)
+        entries = logs[1].entries()
+        assert [e.seq for e in entries] == list(range(1, 201))
+        for w in range(8):  # each writer's entries in its own order
+            assert [e.detail["n"] for e in entries if e.actor == f"w{w}"] == list(range(25))
+
+        def end_once(log: AuditLog) -> AuditEntry | None:
+            return log.append_decided(
+                "central-1.0123456789abcdef",
+                lambda so_far: (
+                    None
+                    if so_far
+                    else {"kind": "call_ended", "call_id": "central-1.0123456789abcdef"}
+                ),
+            )
+
+        with ThreadPoolExecutor(8) as pool:
+            ended = list(pool.map(end_once, [logs[k % 2] for k in range(8)]))
+        assert sum(e is not None for e in ended) == 1
+        assert [e.kind for e in logs[0].entries_of_call("central-1.0123456789abcdef")] == [
+            "call_ended"
+        ]
+        assert logs[1].verify().entries == 201
+    finally:
+        for engine in engines:
+            engine.dispose()

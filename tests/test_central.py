@@ -61,8 +61,9 @@ async def get_json(central: CentralService, path: str) -> tuple[int, dict]:
 
 
 async def test_health_and_state_reach_the_registry_and_api(
-    broker: Broker, central: CentralService
+    broker: Broker, central: CentralService, db_url: str
 ) -> None:
+    assert central.config.database.url == db_url  # the registry on each backend
     async with broker.client("u-api") as unit:
         birth = StateMessage(payload=StatePayload(status="online", bdseq=7, profile="nightcam"))
         await unit.publish("vaka/v1/dev/u-api/state", encode(birth), qos=1, retain=True)
@@ -178,12 +179,12 @@ def test_status_online_offline_and_overdue() -> None:
 
 
 async def test_two_central_instances_share_the_load_and_one_registry(
-    broker: Broker, central: CentralService, tmp_path
+    broker: Broker, central: CentralService, tmp_path, postgres_url: str
 ) -> None:
-    """Both instances of the share group take messages; the shared database ends complete."""
-    second_config = central_config(broker, tmp_path, identity="central-2").model_copy(
-        update={"database": central.config.database}
-    )
+    """Both instances of the share group take messages; the shared database (PostgreSQL, as
+    several instances run) ends complete."""
+    assert central.config.database.url == postgres_url
+    second_config = central_config(broker, tmp_path, "central-2", database=postgres_url)
     async with running_central(second_config) as second:
         async with broker.client("u-load") as unit:
             for bdseq in range(1, 41):

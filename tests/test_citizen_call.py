@@ -86,9 +86,12 @@ class Desk:
 
 
 @contextlib.asynccontextmanager
-async def desk_central(broker: Broker, tmp_path: Path, ring_s: float = 30) -> AsyncIterator[Desk]:
-    """Central with a short ring time and a recording ``notify`` hook, directory loaded."""
-    config = central_config(broker, tmp_path)
+async def desk_central(
+    broker: Broker, tmp_path: Path, ring_s: float = 30, database: str | None = None
+) -> AsyncIterator[Desk]:
+    """Central with a short ring time and a recording ``notify`` hook, directory loaded (on
+    ``database`` if given, else a SQLite file of its own)."""
+    config = central_config(broker, tmp_path, database=database)
     update: dict[str, Any] = {"calls": CallLimits(citizen_call_ring_s=ring_s)}
     if "staff_access" in type(config).model_fields:  # log in with a password alone
         access = type(config).model_fields["staff_access"].annotation
@@ -173,10 +176,10 @@ async def answer_offer(unit: FakeTvUnit, offer: dict[str, Any]) -> tuple[RTCPeer
 
 
 async def test_two_on_duty_both_ring_first_accept_wins_and_the_call_is_two_way(
-    broker: Broker, tmp_path: Path, loopback_ice: None
+    broker: Broker, tmp_path: Path, loopback_ice: None, db_url: str
 ) -> None:
     async with (
-        desk_central(broker, tmp_path) as desk,
+        desk_central(broker, tmp_path, database=db_url) as desk,
         on_duty(desk.central, "s-nina") as nina,
         on_duty(desk.central, "s-nils") as nils,
         nina.ring_socket() as nina_rings,
@@ -386,9 +389,10 @@ async def test_a_forged_request_id_is_refused(broker: Broker, tmp_path: Path) ->
 
 
 async def test_a_request_left_ringing_by_a_gone_instance_is_settled_and_escalated(
-    broker: Broker, tmp_path: Path
+    broker: Broker, tmp_path: Path, db_url: str
 ) -> None:
-    async with desk_central(broker, tmp_path, ring_s=5) as desk, fake_unit(broker) as unit:
+    desk_at = desk_central(broker, tmp_path, ring_s=5, database=db_url)
+    async with desk_at as desk, fake_unit(broker) as unit:
         central = desk.central
         req = f"{UNIT}.{secrets.token_hex(6)}"
         # Another instance took the request and died while it rang: nobody watches the row.

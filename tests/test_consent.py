@@ -66,8 +66,9 @@ async def _refused_reasons(central: CentralService) -> list[str]:
 
 
 async def test_withdrawn_consent_refuses_the_next_ticket(
-    broker: Broker, strict_central: CentralService
+    broker: Broker, strict_central: CentralService, db_url: str
 ) -> None:
+    assert strict_central.config.database.url == db_url  # consent on each backend
     central = strict_central
     # Loaded without any consent: refused, with the reason.
     await asyncio.to_thread(central.directory.load, directory_spec())

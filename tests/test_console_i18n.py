@@ -26,7 +26,7 @@ from vaka.central.directory.policy import ROLE_PURPOSES
 from vaka.central.http.audit import AUDIT_ROLES, REPORT_ROLES
 from vaka.central.http.fleet import CONSOLE_DIR, FLEET_ROLES
 from vaka.central.service import CentralService
-from vaka.central.storage.tables import create_schema
+from vaka.central.storage.migrate import upgrade
 from vaka.devstack.broker import Broker
 
 pytest.register_assert_rewrite("tests.browser")
@@ -443,11 +443,11 @@ def test_an_older_staff_table_gets_the_language_column(tmp_path: Path) -> None:
             )
         )
         conn.execute(text("INSERT INTO staff VALUES ('n-old', 'Old', 'night_staff', 'x', 1)"))
-    create_schema(engine)
+    upgrade(engine)
     assert "language" in {c["name"] for c in inspect(engine).get_columns("staff")}
     directory = Directory(engine)
     assert directory.language_of("n-old") is None
     directory.set_language("n-old", "da")
     assert directory.language_of("n-old") == "da"
-    create_schema(engine)  # a second start changes nothing
+    upgrade(engine)  # a second start changes nothing
     assert directory.language_of("n-old") == "da"

@@ -115,3 +115,24 @@ def test_parts_start_in_order(pki: LocalPki, tmp_path: Path) -> None:
     with LocalStack(tmp_path, pki=pki) as stack:
         with pytest.raises(ConfigError, match=r"start the broker before u-early"):
             stack.spawn_unit("u-early")
+
+
+async def test_two_centrals_share_the_stacks_own_postgresql(pki: LocalPki, tmp_path: Path) -> None:
+    """``start_postgres`` makes a throw-away cluster (as an unprivileged user when run as root)
+    whose database every central of the stack shares; teardown removes the cluster."""
+    async with LocalStack(tmp_path, pki=pki) as stack:
+        stack.start_broker()
+        url = stack.start_postgres()
+        assert stack.postgres is not None
+        cluster = stack.postgres.directory
+        assert url.startswith("postgresql+psycopg://") and stack.start_postgres() == url
+        first = await stack.start_central("central-1")
+        second = await stack.start_central("central-2")
+        assert first.config.database.url == second.config.database.url == url
+        unit = stack.spawn_unit("u-pg", "nightcam")
+        assert await stack.wait_online(first, ["u-pg"], 15), unit.tail()
+        assert await stack.wait_online(second, ["u-pg"], 15), unit.tail()
+        await asyncio.to_thread(first.audit.append, "test", actor="central-1")
+        entries = await asyncio.to_thread(second.audit.entries, kind="test")
+        assert [e.actor for e in entries] == ["central-1"]
+    assert not cluster.exists()

@@ -52,7 +52,7 @@ async def door_central(
     access: dict[str, Any] | None = None,
     calls: dict[str, Any] | None = None,
     pki_settings: dict[str, Any] | None = None,
-    database: Path | None = None,
+    database: Path | str | None = None,
 ) -> AsyncIterator[CentralService]:
     """Central (behind a trusted proxy on loopback, so tests can speak from other addresses)
     with the staff of :func:`tests.test_staff_access.access_spec`."""
@@ -215,7 +215,7 @@ async def test_every_refused_login_gets_one_answer(broker: Broker, tmp_path: Pat
 
 
 async def test_a_burst_from_one_address_is_slowed_then_refused(
-    broker: Broker, tmp_path: Path
+    broker: Broker, tmp_path: Path, postgres_url: str
 ) -> None:
     access = {
         "allow": {"support": ["0.0.0.0/0"]},
@@ -225,7 +225,7 @@ async def test_a_burst_from_one_address_is_slowed_then_refused(
         "address_window_s": 600,
         "login_per_minute": 12,
     }
-    async with door_central(broker, tmp_path, access=access) as central:
+    async with door_central(broker, tmp_path, access=access, database=postgres_url) as central:
         url = central.url + "/api/login"
         attacker = {"X-Forwarded-For": ATTACKER}
         taken = []
@@ -249,7 +249,7 @@ async def test_a_burst_from_one_address_is_slowed_then_refused(
         assert status == 200, raw
         # the count is in the database: a second instance on it refuses the address too
         async with door_central(
-            broker, tmp_path, "central-2", access=access, database=tmp_path / "central-1.db"
+            broker, tmp_path, "central-2", access=access, database=postgres_url
         ) as second:
             status, headers, raw = await raw_post(
                 second.url + "/api/login", json_body=right, headers=attacker

@@ -102,8 +102,8 @@ async def running(notifier: WebhookNotifier) -> AsyncIterator[asyncio.Task[None]
 
 
 @pytest.fixture
-def audit(tmp_path: Path) -> AuditLog:
-    return AuditLog(open_engine(f"sqlite:///{tmp_path / 'audit.db'}"))
+def audit(db_url: str) -> AuditLog:
+    return AuditLog(open_engine(db_url))
 
 
 def kinds(audit: AuditLog, kind: str) -> list[dict[str, Any]]:

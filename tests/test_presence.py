@@ -3,14 +3,16 @@
 The same property is checked on the pure merge and on the database upsert that central uses.
 """
 
+import itertools
 from functools import reduce
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vaka.central.fleet.presence import Presence, merge
 from vaka.central.fleet.store import SqlFleetStore, StateUpdate
+
+_examples = itertools.count()
 
 
 @st.composite
@@ -50,17 +52,16 @@ def test_merge_converges_on_the_truth(history: tuple[list[Presence], Presence]) 
 )
 @given(histories(), st.integers(1, 5))
 def test_database_upsert_converges_on_the_truth(
-    tmp_path: Path, history: tuple[list[Presence], Presence], batch: int
+    db_url: str, history: tuple[list[Presence], Presence], batch: int
 ) -> None:
     delivered, truth = history
-    db = tmp_path / "presence.db"
-    db.unlink(missing_ok=True)
-    store = SqlFleetStore(f"sqlite:///{db}")
+    unit = f"u-prop-{next(_examples)}"  # one database for every example: a unit each
+    store = SqlFleetStore(db_url)
     try:
-        updates = [StateUpdate("u-prop", p, float(i)) for i, p in enumerate(delivered)]
+        updates = [StateUpdate(unit, p, float(i)) for i, p in enumerate(delivered)]
         for start in range(0, len(updates), batch):
             store.apply_states(updates[start : start + batch])
-        record = store.unit("u-prop")
+        record = store.unit(unit)
         assert record is not None
         assert record.presence == truth
     finally:

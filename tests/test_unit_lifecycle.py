@@ -254,8 +254,9 @@ async def test_renewal_with_a_short_lifetime_does_not_drop_a_call(
 
 
 async def test_suspend_resume_and_revoke_through_the_cli(
-    broker: Broker, central: CentralService, tmp_path: Path
+    broker: Broker, central: CentralService, tmp_path: Path, db_url: str
 ) -> None:
+    assert central.config.database.url == db_url  # the lifecycle on each backend
     await (await technician(central)).close()
     async with generic_unit(broker, tmp_path / "creds"):
         unit = await enrol(central, broker, tmp_path / "creds")

@@ -6,7 +6,6 @@ connects; the health history is a bounded ring."""
 
 import asyncio
 import datetime as dt
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -27,9 +26,9 @@ CHECK = dt.datetime(2025, 1, 11, 0, 10, tzinfo=ZoneInfo("Europe/Stockholm")).tim
 BEFORE = CHECK - 50 * 60  # within the lead time: a unit that is down raises an alert
 
 
-def scene(tmp_path: Path) -> tuple[Engine, AlertWatch, AlertWatch, Recorder]:
+def scene(db_url: str) -> tuple[Engine, AlertWatch, AlertWatch, Recorder]:
     """Two instances' watches on one database; SOON never connected and is checked at 00:10."""
-    engine = open_engine(f"sqlite:///{tmp_path / 'central.db'}")
+    engine = open_engine(db_url)
     spec = directory_spec().model_copy(
         update={"schedule": [ScheduleSpec(citizen="c-1001", times=["00:10"], tolerance_min=20)]}
     )
@@ -51,9 +50,9 @@ def kinds(engine: Engine, prefix: str) -> list[str]:
 
 @pytest.mark.parametrize("state", [Lifecycle.REVOKED, Lifecycle.DECOMMISSIONED])
 async def test_leaving_service_closes_open_alerts_once_and_no_new_ones_come(
-    tmp_path: Path, state: Lifecycle
+    db_url: str, state: Lifecycle
 ) -> None:
-    engine, first, second, recorder = scene(tmp_path)
+    engine, first, second, recorder = scene(db_url)
     await first.check_once(BEFORE)
     (alert,) = first.store.open_alerts()
     assert alert.unit == SOON
@@ -83,10 +82,10 @@ async def test_leaving_service_closes_open_alerts_once_and_no_new_ones_come(
     assert LifecycleStore(engine).get(SOON).state is state
 
 
-async def test_the_watch_closes_alerts_a_change_left_open(tmp_path: Path) -> None:
+async def test_the_watch_closes_alerts_a_change_left_open(db_url: str) -> None:
     """A change whose alert closing failed (the instance died in between): the next round
     closes the alert with the lifecycle state, once."""
-    engine, first, second, _ = scene(tmp_path)
+    engine, first, second, _ = scene(db_url)
     await first.check_once(BEFORE)
     LifecycleStore(engine).move(SOON, Lifecycle.REVOKED, actor="t-tech", reason="lost")
     await asyncio.gather(first.check_once(BEFORE + 60), second.check_once(BEFORE + 60))
@@ -95,8 +94,8 @@ async def test_the_watch_closes_alerts_a_change_left_open(tmp_path: Path) -> Non
     assert kinds(engine, "alert") == ["alert_raised", "alert_cleared"]
 
 
-async def test_a_suspended_unit_raises_no_alert_until_it_is_resumed(tmp_path: Path) -> None:
-    engine, first, _, recorder = scene(tmp_path)
+async def test_a_suspended_unit_raises_no_alert_until_it_is_resumed(db_url: str) -> None:
+    engine, first, _, recorder = scene(db_url)
     await first.check_once(BEFORE)
     units = standing(engine, first)
     result = await units.suspend(SOON, "t-tech", "in hospital")
@@ -114,8 +113,8 @@ async def test_a_suspended_unit_raises_no_alert_until_it_is_resumed(tmp_path: Pa
     assert [k for k, _ in recorder.events] == ["unit_down_before_check"] * 2
 
 
-def test_the_rules_refuse_what_a_state_cannot_become(tmp_path: Path) -> None:
-    store = LifecycleStore(open_engine(f"sqlite:///{tmp_path / 'central.db'}"))
+def test_the_rules_refuse_what_a_state_cannot_become(db_url: str) -> None:
+    store = LifecycleStore(open_engine(db_url))
     assert store.get("u-new").state is Lifecycle.ACTIVE and store.get("u-new").since is None
     store.move("u-new", Lifecycle.DECOMMISSIONED, actor="t-tech", reason="gone")
     for refused in (Lifecycle.ACTIVE, Lifecycle.SUSPENDED, Lifecycle.REVOKED):
@@ -129,8 +128,8 @@ def test_the_rules_refuse_what_a_state_cannot_become(tmp_path: Path) -> None:
     assert record.state is Lifecycle.ACTIVE and record.reason is None and record.actor is None
 
 
-async def test_an_enrolling_unit_becomes_active_on_its_first_connection(tmp_path: Path) -> None:
-    engine, first, _, _ = scene(tmp_path)
+async def test_an_enrolling_unit_becomes_active_on_its_first_connection(db_url: str) -> None:
+    engine, first, _, _ = scene(db_url)
     units = standing(engine, first)
     await units.move("u-fresh", Lifecycle.ENROLLING, "t-tech", "code ABCDE-FGH23")
     units.on_unit_online("u-fresh")
@@ -141,9 +140,9 @@ async def test_an_enrolling_unit_becomes_active_on_its_first_connection(tmp_path
     assert kinds(engine, "unit_activated") == ["unit_activated"]
 
 
-def test_health_history_is_a_ring_of_one_sample_per_period(tmp_path: Path) -> None:
+def test_health_history_is_a_ring_of_one_sample_per_period(db_url: str) -> None:
     settings = Thresholds(health_history_period_s=60, health_history_slots=3)
-    store = SqlFleetStore(f"sqlite:///{tmp_path / 'central.db'}", settings)
+    store = SqlFleetStore(db_url, settings)
     t0 = 1_700_000_000.0 - 1_700_000_000.0 % 60
     for i in range(10):  # two samples a minute for five minutes
         at = t0 + 30 * i

@@ -17,20 +17,13 @@ from vaka.central.directory.directory import Directory
 from vaka.central.directory.spec import load_directory_file
 from vaka.central.service import CentralService
 from vaka.central.settings.config import load_central_config
+from vaka.central.storage import migrate
 from vaka.central.storage.engine import open_engine
 from vaka.errors import ConfigError, VakaError
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vaka-central", description="Vaka's central service.")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    sub = p.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="run the central service")
-    serve.add_argument("--config", type=Path, required=True, help="central configuration (TOML)")
-
-    _add_broker_config(sub)
-
+def _database_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """The commands that work on the database alone: audit, report, directory, db."""
     audit = sub.add_parser("audit", help="check the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="recompute the hash chain")
@@ -57,6 +50,33 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="the key that seals one-time code secrets ([staff_access] totp_key_file)",
     )
+
+    db = sub.add_parser("db", help="the database's schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    for name, text in (
+        (
+            "upgrade",
+            "bring the schema to this release's newest revision (central does it at start)",
+        ),
+        ("current", "print the database's schema revision and this release's newest"),
+    ):
+        command = db_sub.add_parser(name, help=text)
+        where = command.add_mutually_exclusive_group(required=True)
+        where.add_argument("--config", type=Path, help="central configuration (its [database] url)")
+        where.add_argument("--database", help="SQLAlchemy URL, e.g. sqlite:///c.db")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vaka-central", description="Vaka's central service.")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the central service")
+    serve.add_argument("--config", type=Path, required=True, help="central configuration (TOML)")
+
+    _add_broker_config(sub)
+
+    _database_commands(sub)
 
     key = sub.add_parser("totp-key", help="make the key that seals staff TOTP secrets at rest")
     key.add_argument("file", type=Path, help="where to write it (mode 0600; never overwritten)")
@@ -119,9 +139,33 @@ def _date(text: str) -> float:
     return dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
 
 
+def _db_command(args: argparse.Namespace) -> int:
+    """``db upgrade`` and ``db current``."""
+    url = load_central_config(args.config).database.url if args.config else args.database
+    engine = open_engine(url, upgrade=False)
+    try:
+        if args.db_command == "current":
+            found = migrate.current(engine)
+            print(
+                f"database at revision {found or 'none'}; this release's newest is {migrate.head()}"
+            )
+            return 0
+        done = migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+    if done.before == done.after:
+        print(f"database schema already at revision {done.after}")
+    else:
+        print(f"database schema upgraded from revision {done.before or 'none'} to {done.after}")
+    return 0
+
+
 def _offline_command(args: argparse.Namespace) -> int:
-    """Commands that work on the database directly (no broker needed)."""
-    engine = open_engine(args.database)
+    """Commands that work on the database directly (no broker needed). Those that only read
+    leave the schema alone and want it current; ``directory load`` upgrades it first."""
+    engine = open_engine(args.database, upgrade=args.command == "directory")
+    if args.command != "directory":
+        migrate.require_current(engine)
     if args.command == "directory":
         spec = load_directory_file(args.file)
         Directory(engine, SecretBox.from_file(args.totp_key)).load(spec)
@@ -200,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f'wrote {args.file}; set [staff_access] totp_key_file = "{args.file}"')
         elif args.command in ("audit", "report", "directory"):
             return _offline_command(args)
+        elif args.command == "db":
+            return _db_command(args)
     except VakaError as err:
         print(f"vaka-central: {err}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 from joserfc.jwk import OKPKey
 from pydantic import BaseModel
+from sqlalchemy.engine import Engine
 
 from vaka.central.access.accounts import Accounts
 from vaka.central.access.secret_box import SecretBox
@@ -39,6 +40,7 @@ from vaka.central.messages.desk import MessageDesk
 from vaka.central.messages.viewing_log import ViewingLogDesk
 from vaka.central.settings.config import CentralConfig
 from vaka.central.storage.engine import open_engine
+from vaka.central.storage.migrate import require_current
 from vaka.central.units.provisioner import Provisioner, issuing_ca
 from vaka.central.units.revocation import CertificateRegistry
 from vaka.central.units.standing import UnitStanding
@@ -51,6 +53,14 @@ from vaka.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 
+def _database(config: CentralConfig) -> Engine:
+    """The database, upgraded at start or checked to be current (``[database]``)."""
+    engine = open_engine(config.database.url, upgrade=config.database.upgrade_at_start)
+    if not config.database.upgrade_at_start:
+        require_current(engine)
+    return engine
+
+
 def _config_key(config: CentralConfig) -> OKPKey | None:
     return load_config_key(config.keys.config_key) if config.keys.config_key else None
 
@@ -60,7 +70,7 @@ class CentralService:
 
     def __init__(self, config: CentralConfig, notify: Notify | None = None) -> None:
         self.config = config
-        self.engine = open_engine(config.database.url)
+        self.engine = _database(config)
         self.store = SqlFleetStore(self.engine, config.fleet)
         self.directory = Directory(
             self.engine, SecretBox.from_file(config.staff_access.totp_key_file)

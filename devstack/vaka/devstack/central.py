@@ -44,16 +44,22 @@ def central_config(
     *,
     http_port: int = 0,
     keepalive_s: int = 5,
-    database: Path | None = None,
+    database: Path | str | None = None,
     turn: TurnSection | None = None,
 ) -> CentralConfig:
     """Central's configuration for ``broker``: its identity's certificate, the stack's keys,
-    the issuing CA (enrolment, revocation through the broker's CRL) and a SQLite file in
-    ``directory`` (``<identity>.db`` unless ``database`` names one that several share), and
-    ``turn``, the relay central mints per-call credentials for (none: no relay)."""
+    the issuing CA (enrolment, revocation through the broker's CRL), its database and
+    ``turn``, the relay central mints per-call credentials for (none: no relay).
+
+    The database is a SQLite file in ``directory`` (``<identity>.db``) unless ``database`` names
+    another file (several instances may share one) or is a database URL (a PostgreSQL
+    database, see :mod:`vaka.devstack.postgres`)."""
     pki = broker.pki
     files = pki.client(identity)
-    db = database or directory / f"{identity}.db"
+    if isinstance(database, str):
+        url = database
+    else:
+        url = f"sqlite:///{database or directory / f'{identity}.db'}"
     return CentralConfig(
         mqtt=MqttSection(
             host=broker.host,
@@ -72,7 +78,7 @@ def central_config(
             broker_pid_file=broker.pid_file,
         ),
         http=HttpSection(port=http_port),
-        database=DatabaseSection(url=f"sqlite:///{db}"),
+        database=DatabaseSection(url=url),
         turn=turn,
         # The dev stack's directories (tests, demo, benches) record no consent: its central does
         # not require it, said here and nowhere else (tests/test_consent.py turns it on).

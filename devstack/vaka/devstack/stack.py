@@ -7,6 +7,7 @@ CRL, the enrolment listener) and one teardown::
 
     async with LocalStack(directory) as stack:    # the PKI (made once, or shared)
         stack.start_broker()
+        stack.start_postgres()                    # optional: centrals share PostgreSQL
         stack.start_turn()                        # coturn; central then mints relay credentials
         central = await stack.start_central()     # in this event loop
         stack.spawn_unit("u-1", "nightcam")       # a vaka-agent --simulate process
@@ -36,6 +37,7 @@ from vaka.devstack.central import (
     wait_units_online,
 )
 from vaka.devstack.ports import free_port
+from vaka.devstack.postgres import PostgresCluster
 from vaka.devstack.turn import TEST_PEER_RANGES, TurnServer, TurnSettings
 from vaka.devstack.units import (
     AgentProcess,
@@ -66,8 +68,10 @@ class LocalStack:
     """Everything of a Vaka installation on this machine, under one directory.
 
     ``pki`` shares an existing PKI (a test session's); otherwise one is made under
-    ``directory/pki``. ``claim``, ``crl`` and ``persistence`` switch a broker part off for a
-    caller that truly needs it; ``broker_lines`` are appended to ``mosquitto.conf``.
+    ``directory/pki``. ``database_url`` is the database every central of the stack shares (a
+    test's, or :meth:`start_postgres`'s); without it each central has a SQLite file of its own.
+    ``claim``, ``crl`` and ``persistence`` switch a broker part off for a caller that truly
+    needs it; ``broker_lines`` are appended to ``mosquitto.conf``.
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class LocalStack:
         persistence: bool = True,
         central_identities: tuple[str, ...] = ("central-1", "central-2"),
         broker_lines: tuple[str, ...] = (),
+        database_url: str | None = None,
     ) -> None:
         self.directory = directory.resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -100,6 +105,8 @@ class LocalStack:
         )
         self.host = host
         self.turn: TurnServer | None = None
+        self.database_url = database_url
+        self.postgres: PostgresCluster | None = None
         self.units: dict[str, AgentProcess] = {}
         self._parts: list[_Part] = []
         self._broker_started = False
@@ -156,11 +163,25 @@ class LocalStack:
             host=settings.listen_ip, port=settings.port, secret_file=settings.secret_file
         )
 
+    # -- the database
+
+    def start_postgres(self) -> str:
+        """Start a throw-away PostgreSQL cluster (:mod:`vaka.devstack.postgres`) with a fresh
+        database that every central started afterwards shares; its URL. Removed at teardown."""
+        if self.postgres is None:
+            self.postgres = PostgresCluster.start_new()
+            self._parts.append(_Part("postgres", self.postgres.stop))
+            self.database_url = self.postgres.fresh_database()
+        assert self.database_url is not None
+        return self.database_url
+
     # -- central
 
     def central_config(self, identity: str = "central-1", **options: Any) -> CentralConfig:
         """Central's configuration for this stack (:func:`vaka.devstack.central.central_config`)."""
         options.setdefault("turn", self.turn_section)
+        if self.database_url is not None:
+            options.setdefault("database", self.database_url)
         return central_config(self.broker, self.directory, identity, **options)
 
     async def start_central(

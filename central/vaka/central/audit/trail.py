@@ -19,8 +19,9 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import OperationalError
 
+from vaka.central.storage.locks import WriteLock, write_locked
 from vaka.central.storage.tables import audit
 from vaka.errors import RegistryError
 
@@ -80,7 +81,7 @@ class AuditLog:
         ts: float | None = None,
         **detail: Any,
     ) -> AuditEntry:
-        """Append one entry; concurrent writers (several central instances) retry on conflict."""
+        """Append one entry; concurrent writers (several central instances) take turns."""
         fields = {"actor": actor, "unit": unit, "purpose": purpose, "call_id": call_id}
         entry = self.append_decided(None, lambda _: {"kind": kind, "ts": ts, **fields, **detail})
         assert entry is not None
@@ -95,11 +96,13 @@ class AuditLog:
 
         ``decide`` gets the call's entries (none if ``call_id`` is ``None``) and returns the new
         entry's fields (``kind``, ``ts``, ``actor``, ``unit``, ``purpose``, ``call_id``, the rest
-        detail) or ``None`` to append nothing. It may run more than once: a writer that lost a race
-        for the next sequence number reads again, so a check made here sees the winner's entry.
+        detail) or ``None`` to append nothing. Writers take turns on the chain's lock
+        (:data:`WriteLock.AUDIT_CHAIN`: an advisory lock on PostgreSQL, the write lock on
+        SQLite) from before reading until their commit, so ``decide`` runs once and sees every
+        entry another writer made before it, and the next sequence number is never taken twice.
         """
-        for _attempt in range(20):
-            with self.engine.begin() as conn:
+        try:
+            with write_locked(self.engine, WriteLock.AUDIT_CHAIN) as conn:
                 so_far = (
                     [
                         _entry(dict(r))
@@ -128,21 +131,18 @@ class AuditLog:
                 row["detail"] = json.dumps(fields, sort_keys=True, separators=(",", ":"))
                 row["prev_hash"] = prev
                 row["hash"] = entry_hash(prev, row)
-                try:
-                    conn.execute(audit.insert().values(**row))
-                except IntegrityError:
-                    conn.rollback()
-                    continue
-            log.info(
-                "audit %d %s unit=%s actor=%s %s",
-                seq,
-                row["kind"],
-                row["unit"],
-                row["actor"],
-                fields,
-            )
-            return _entry(row)
-        raise RegistryError("audit append kept conflicting with other writers")
+                conn.execute(audit.insert().values(**row))
+        except OperationalError as err:  # the database is away or busy: the caller may retry
+            raise RegistryError(f"audit append failed: {err}") from err
+        log.info(
+            "audit %d %s unit=%s actor=%s %s",
+            seq,
+            row["kind"],
+            row["unit"],
+            row["actor"],
+            fields,
+        )
+        return _entry(row)
 
     def entries(
         self, *, since: float | None = None, until: float | None = None, kind: str | None = None

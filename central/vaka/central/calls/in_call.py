@@ -11,7 +11,8 @@ from vaka.protocol.messages import SignalPayload
 from vaka.protocol.reasons import with_code
 from vaka.provisioning.tickets import TicketClaims
 
-#: The unit's next message, or what the staff side did (see :func:`~vaka.central.calls.staff_side.next_said`).
+#: The unit's next message, or what the staff side did
+#: (see :func:`~vaka.central.calls.staff_side.next_said`).
 NextSaid = Callable[
     [asyncio.Queue[SignalPayload], StaffSide, float], Awaitable[SignalPayload | str]
 ]

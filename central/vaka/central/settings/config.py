@@ -48,6 +48,9 @@ class DatabaseSection(_Section):
     """``[database]``: SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
 
     url: str = "sqlite:////var/lib/vaka/central.db"
+    #: bring the schema to the newest revision at start (instances starting together take
+    #: turns); off: central refuses to start on an older schema until `vaka-central db upgrade`
+    upgrade_at_start: bool = True
 
 
 class KeysSection(_Section):

@@ -1,6 +1,9 @@
 """Central's database engine: SQLite is the embedded default; PostgreSQL serves the same
-statements when one machine is not enough. :func:`open_engine` also creates the schema
-(:func:`vaka.central.storage.tables.create_schema`)."""
+statements when one machine or one instance is not enough.
+
+:func:`open_engine` brings the schema to the newest migration
+(:func:`vaka.central.storage.migrate.upgrade`) unless told not to.
+"""
 
 from typing import Any
 
@@ -9,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from vaka.central.storage.tables import create_schema
+from vaka.central.storage.migrate import upgrade as upgrade_schema
 from vaka.errors import RegistryError
 
 
@@ -21,10 +24,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-def open_engine(url: str) -> Engine:
-    """An engine for ``url`` with every table created."""
+def open_engine(url: str, *, upgrade: bool = True) -> Engine:
+    """An engine for ``url``; with ``upgrade`` its schema is brought to the newest revision
+    first (several instances starting at once take turns, see :mod:`.migrate`)."""
     try:
-        engine = create_engine(url)
+        # Rooms learn from ``rowcount`` whether their conditional insert or update took effect
+        # (the first instance to store an event audits it); psycopg's cursor forgets it once
+        # closed, SQLite's keeps it: keep it on both.
+        engine = create_engine(url, execution_options={"preserve_rowcount": True})
     except (SQLAlchemyError, ImportError, ValueError) as err:
         raise RegistryError(f"cannot open database {url!r}: {err}") from err
     if engine.dialect.name == "sqlite":
@@ -33,10 +40,8 @@ def open_engine(url: str) -> Engine:
         raise RegistryError(
             f"unsupported database {engine.dialect.name!r}: use sqlite or postgresql"
         )
-    try:
-        create_schema(engine)
-    except SQLAlchemyError as err:
-        raise RegistryError(f"cannot create tables in {url!r}: {err}") from err
+    if upgrade:
+        upgrade_schema(engine)
     return engine
 
 

@@ -1,12 +1,11 @@
-"""Every table of central on one ``MetaData``, grouped by the room that owns it, and
-:func:`create_schema`, the one place that creates them.
+"""Every table of central on one ``MetaData``, grouped by the room that owns it.
 
 The rooms query these tables with SQLAlchemy Core; none defines a table of its own, so what
-exists in the database never depends on which module was imported first. (Migrations will be
-generated from this one ``metadata``.)
+exists in the database never depends on which module was imported first. The database gets them
+through the migrations (``migrations/versions/``, run by :mod:`vaka.central.storage.migrate`);
+a change here needs a new revision, and ``make lint`` checks that the two agree
+(``scripts/check_migrations.py``).
 """
-
-import logging
 
 from sqlalchemy import (
     BigInteger,
@@ -21,12 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    inspect,
-    text,
 )
-from sqlalchemy.engine import Engine
-
-log = logging.getLogger(__name__)
 
 metadata = MetaData()
 
@@ -73,7 +67,7 @@ memberships = Table(
 citizens = Table("citizens", metadata, Column("citizen_id", String(64), primary_key=True))
 
 # A citizen's privacy choices (see docs/privacy.md); a table of its own, so that databases made
-# before it gain it by ``create_all`` without a changed column.
+# before it gained it without a changed column.
 citizen_privacy = Table(
     "citizen_privacy",
     metadata,
@@ -475,29 +469,3 @@ contact_challenges = Table(
     Column("challenge", String(200), primary_key=True),
     Column("expires_at", Float, nullable=False),
 )
-
-
-def create_schema(engine: Engine) -> None:
-    """Create every table that does not exist yet (and replace an outdated sessions table)."""
-    metadata.create_all(engine)
-    _upgrade_sessions(engine)
-    _upgrade_staff(engine)
-
-
-def _upgrade_sessions(engine: Engine) -> None:
-    """Sessions from before the idle time-out lack columns: drop them (everyone logs in again)."""
-    have = {c["name"] for c in inspect(engine).get_columns("staff_sessions")}
-    if {c.name for c in staff_sessions.columns} <= have:
-        return
-    log.warning("staff_sessions table is from an older version: recreating it (log in again)")
-    staff_sessions.drop(engine)
-    staff_sessions.create(engine)
-
-
-def _upgrade_staff(engine: Engine) -> None:
-    """A staff table from before the console's language choice gets the column (NULL for all)."""
-    if "language" in {c["name"] for c in inspect(engine).get_columns("staff")}:
-        return
-    log.warning("staff table is from an older version: adding the language column")
-    with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE staff ADD COLUMN language VARCHAR(8)"))

@@ -1,0 +1,1 @@
+"""Alembic's migrations of central's schema (:mod:`vaka.central.storage.migrate` runs them)."""
