@@ -181,7 +181,9 @@ async function localMedia(local) {
  *   sendMedia: true = camera + microphone both ways (else receive video only),
  *   onState: (text) => void, for a status line,
  *   signal: an AbortSignal that cancels the call until the unit answers,
- *   onView: ({level, reason}) => void, the view the unit reports after an escalation.
+ *   onView: ({level, reason}) => void, the view the unit reports after an escalation,
+ *   onEstimate: ({level, movement, personInBed}) => void, the unit's scene estimate of a night
+ *     check ("yes" | "no" | "unsure" each), whenever it changes.
  * Resolves to { callId, hangup(): Promise<reason>, ended: Promise<reason>, pc, view,
  * escalate(reason) }: view is the night check's starting view ({level, mayEscalate}, or null),
  * escalate asks central for the clear picture with the staff member's reason.
@@ -197,6 +199,7 @@ export async function startCall({
   onState = () => {},
   signal = null,
   onView = () => {},
+  onEstimate = () => {},
 } = {}) {
   // onState(text, phase): phase "ringing" while the unit rings (the text says it in words).
   const say = (text, phase = "") => {
@@ -294,7 +297,7 @@ export async function startCall({
       else if (pc.connectionState === "failed") say(t("call.connection_failed"));
     });
     const view = reply.view ? { level: reply.view, mayEscalate: Boolean(reply.may_escalate) } : null;
-    return followCall({ pc, ws, reader, callId: reply.call_id, say, cleanUp, view, onView });
+    return followCall({ pc, ws, reader, callId: reply.call_id, say, cleanUp, view, onView, onEstimate });
   } catch (err) {
     cleanUp();
     if (cancelled) throw cancelledError();
@@ -305,7 +308,7 @@ export async function startCall({
   }
 }
 
-function followCall({ pc, ws, reader, callId, say, cleanUp, view, onView }) {
+function followCall({ pc, ws, reader, callId, say, cleanUp, view, onView, onEstimate }) {
   let finish;
   let finished = false;
   const ended = new Promise((resolve) => { finish = resolve; });
@@ -327,6 +330,11 @@ function followCall({ pc, ws, reader, callId, say, cleanUp, view, onView }) {
       if (!message) return end(t("call.why_channel_closed"));
       if (message.type === "view") {
         try { onView({ level: message.level, reason: message.reason }); } catch (err) { /* display only */ }
+        continue;
+      }
+      if (message.type === "estimate") {
+        const estimate = { level: message.level, movement: message.movement, personInBed: message.person_in_bed };
+        try { onEstimate(estimate); } catch (err) { /* display only */ }
         continue;
       }
       if (message.type === "ended" || message.type === "refused") return end(endReason(message) || t("call.why_ended"));
