@@ -92,13 +92,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each in-situ run")
     args = parser.parse_args()
+    sample, situ = per_sample(), asyncio.run(in_situ(args.seconds))
     result = {
         "frame": f"{WIDTH}x{HEIGHT}@{FPS}",
         "sample_s": SAMPLE_S,
-        "per_sample": per_sample(),
-        "in_situ": asyncio.run(in_situ(args.seconds)),
+        "per_sample": sample,
+        "in_situ": situ,
     }
-    sample, situ = result["per_sample"], result["in_situ"]
     print(
         f"feed {sample['feed_ms']} ms -> {sample['core_percent_at_5_per_s']} % of a core at "
         f"5/s; in situ {situ['estimate_core_percent']} % of a core over the capture's "

@@ -95,7 +95,9 @@ def test_person_in_bed_follows_where_movement_was_last_seen() -> None:
 
 def test_the_synthetic_pattern_moves_and_the_still_source_does_not() -> None:
     for source, expected in (("synthetic", "yes"), ("still", "no")):
-        settings = MediaSettings(source=source, width=320, height=240, fps=15)  # type: ignore[arg-type]
+        settings = MediaSettings.model_validate(
+            {"source": source, "width": 320, "height": 240, "fps": 15}
+        )
         estimator = SceneEstimator((0.0, 0.7, 1.0, 0.3))
         with make_source(settings) as camera:
             frames = [camera.read().image for _ in range(25)]
@@ -160,8 +162,8 @@ async def test_the_estimate_goes_beside_the_blurred_view_and_into_the_audit_entr
     broker: Broker, central: CentralService, source: str, movement: str, in_bed: str
 ) -> None:
     await load_directory(central, night_view="escalate")
-    media = {"source": source, "bed_region": CODE_AREA}
-    async with running_agent(broker, **media), StaffClient(central.url) as staff:
+    unit = running_agent(broker, UNIT, source=source, bed_region=CODE_AREA)
+    async with unit, StaffClient(central.url) as staff:
         await staff.login("s-nurse", PASSWORD, totp_secret=TOTP_SECRET)
         call = await staff.dial(UNIT, "night_check")
         said = await _estimate(call, movement)
