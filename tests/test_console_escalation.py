@@ -1,7 +1,8 @@
 """The graduated view in the console, in real Chromium: a night check of a citizen whose care
 decision says ``escalate`` starts blurred; "Show clear picture" asks for a reason, the unit
-switches on central's signed word, the console shows the level the unit reports, and the audit
-trail holds exactly one ``view_escalated`` with the reason (docs/privacy.md)."""
+switches on central's signed word, the console shows the level the unit reports (and, beside
+it, the unit's scene estimate in words), and the audit trail holds exactly one
+``view_escalated`` with the reason (docs/privacy.md)."""
 
 import asyncio
 
@@ -42,6 +43,13 @@ async def test_show_clear_picture_asks_a_reason_and_shows_the_units_view(
         await wait_until_playing(page)
         level = page.locator("#round-view-level")
         await expect(level).to_have_text("Blurred (privacy view)")
+        # Beside the blurred picture, the unit's estimate in words (the pattern moves; the
+        # stack's unit has no bed region, so it does not guess whether someone is in bed).
+        estimate = page.locator("#round-estimate")
+        await expect(estimate).to_be_visible()
+        await expect(page.locator("#round-estimate-movement")).to_have_text("Movement: yes")
+        await expect(page.locator("#round-estimate-bed")).to_have_text("Person in bed: unsure")
+        await expect(estimate).to_contain_text("Estimated by the unit:")
         session = unit.agent.calls.session if unit.agent.calls else None
         assert session is not None and session.view.level == "blurred"
 

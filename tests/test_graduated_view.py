@@ -182,6 +182,8 @@ async def test_vaka_staff_dial_escalates_with_a_reason(
     async with running_agent(broker):
         result = await dial_once(args, PASSWORD)
     assert result["view"] == "clear" and result["view_reason"] == "escalated"
+    # The unit's scene estimate came beside the picture (the pattern moves).
+    assert result["estimate"] is not None and result["estimate"]["movement"] in ("yes", "unsure")
     assert result["pattern_frames"] > 0, result
     entries = await _entries(central, result["call_id"])
     assert [e.detail["reason"] for e in entries if e.kind == "view_escalated"] == [REASON]

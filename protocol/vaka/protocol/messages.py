@@ -143,6 +143,19 @@ class ReceiptPayload(_Strict):
 CallOutcome = Literal["cancelled", "no_answer", "declined", "busy"]
 
 
+#: The unit's reading of a night check's scene: ``yes``, ``no`` or ``unsure``.
+Reading = Literal["yes", "no", "unsure"]
+
+
+class SceneEstimate(_Strict):
+    """What the unit estimates from the camera during a night check, without sending a picture
+    (:mod:`vaka.agent.media.estimate`): whether anything moves, and whether someone is in the
+    configured bed region."""
+
+    movement: Reading
+    person_in_bed: Reading
+
+
 class SignalPayload(_Strict):
     """Call signalling between central and the unit (filled in by the call machinery).
 
@@ -151,6 +164,8 @@ class SignalPayload(_Strict):
     ``outcome`` of a call that was never taken. An ``escalate`` (central to unit) carries a signed
     view escalation (:mod:`vaka.provisioning.escalation`) in ``ticket``; the unit answers with a
     ``state`` whose ``state`` is the call's view (``clear``, or ``blurred`` with the reason).
+    During a night check the unit also sends a ``state`` with the view and its
+    :class:`SceneEstimate` in ``estimate`` whenever the estimate changes.
     """
 
     kind: Literal["request", "offer", "answer", "hangup", "state", "error", "escalate"]
@@ -161,6 +176,7 @@ class SignalPayload(_Strict):
     reason: ShortText | None = None
     ring_s: float | None = Field(default=None, gt=0, le=600)
     outcome: CallOutcome | None = None
+    estimate: SceneEstimate | None = None
 
 
 class ConfigPayload(_Strict):

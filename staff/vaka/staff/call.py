@@ -68,6 +68,9 @@ class StaffCall:
     ice_servers: list[RTCIceServer] = field(default_factory=list)
     #: central's ``view`` messages (the unit's view level after an escalation, or why not)
     views: "asyncio.Queue[dict[str, Any]]" = field(default_factory=asyncio.Queue)
+    #: the unit's latest scene estimate of a night check (``{"type": "estimate", "level": …,
+    #: "movement": …, "person_in_bed": …}``), ``None`` until one came
+    estimate: dict[str, Any] | None = None
 
     async def escalate(self, reason: str, timeout: float = 10.0) -> dict[str, Any]:
         """Ask for the clear view with ``reason``; central's answer (``{"type": "view",
@@ -129,6 +132,8 @@ async def read_until_ended(call: StaffCall) -> None:
             data = parse_json(msg.data, what="call message")
             if isinstance(data, dict) and data.get("type") == "view":
                 call.views.put_nowait(data)
+            if isinstance(data, dict) and data.get("type") == "estimate":
+                call.estimate = data
             if isinstance(data, dict) and data.get("type") == "ended":
                 call.end_reason = data.get("reason")
                 break

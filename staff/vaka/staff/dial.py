@@ -153,7 +153,15 @@ async def dial_once(args: argparse.Namespace, password: str) -> dict[str, Any]:
             "ended_by": "unit" if early else "you",
             "view": None if view is None else view.get("level"),
             "view_reason": None if view is None else view.get("reason"),
+            # the unit's last scene estimate of a night check (words, never a picture)
+            "estimate": _estimate(call.estimate),
         }
+
+
+def _estimate(said: dict[str, Any] | None) -> dict[str, Any] | None:
+    if said is None:
+        return None
+    return {"movement": said.get("movement"), "person_in_bed": said.get("person_in_bed")}
 
 
 def run_as_staff(
@@ -190,6 +198,9 @@ def run_dial(args: argparse.Namespace) -> int:
             view = f"; view {result['view']}"
             if result["view_reason"]:
                 view += f" ({result['view_reason']})"
+        if result["estimate"] is not None:
+            estimate = result["estimate"]
+            view += f"; movement {estimate['movement']}, person in bed {estimate['person_in_bed']}"
         print(
             f"{result['unit']}: {result['frames']} frames {result['size'][0]}x{result['size'][1]}"
             f", first frame after {t.get('first_frame', '?')} ms{view}; {ended}: {result['ended']}"

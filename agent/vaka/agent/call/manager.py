@@ -294,6 +294,7 @@ class CallManager:
             self.signals.hangup,
             _Tracking(self.state, self.observer),
             self.deadlines,
+            self.signals.signal,
         )
         self.state.connecting(session)
         return session

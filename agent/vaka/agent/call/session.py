@@ -10,6 +10,10 @@ deadline ends and frees the unit. Whatever ends the call — hang-up, maximum du
 viewer going silent, ICE/DTLS failure, no media in time, the agent stopping, a shutter fault —
 runs the same :meth:`CallSession.end`, which always closes the shutter first. The broker link is
 not among them: the viewer's presence is proven on the media path.
+
+A night check also runs the scene estimate (:mod:`vaka.agent.media.estimate`) while it streams:
+each change goes to the caller with the view level (a ``state`` with an ``estimate``), and the
+last one is in the call's ``ended`` event, for the supervision's audit entry.
 """
 
 import asyncio
@@ -32,9 +36,16 @@ from vaka.agent.call.observer import CallObserver
 from vaka.agent.call.presence import MediaDeadlines, PresenceWatch
 from vaka.agent.hw.hardware import Hardware
 from vaka.agent.media.capture import Capture
+from vaka.agent.media.estimate import (
+    Estimate,
+    EstimateWatch,
+    SceneEstimator,
+    estimate_detail,
+)
 from vaka.agent.media.privacy import ViewGate
 from vaka.agent.media.settings import MediaSettings, make_source
 from vaka.agent.media.track import CameraTrack
+from vaka.protocol.messages import SceneEstimate, SignalPayload
 from vaka.provisioning.tickets import TicketClaims, start_view
 from vaka.rtc.ice import rtc_configuration
 
@@ -42,6 +53,7 @@ log = logging.getLogger(__name__)
 
 Report = Callable[[str, dict[str, Any]], Awaitable[None]]
 Hangup = Callable[[str, str], Awaitable[None]]
+Say = Callable[[SignalPayload], Awaitable[None]]
 
 
 def call_ice_servers(claims: TicketClaims, media: MediaSettings) -> list[RTCIceServer]:
@@ -84,6 +96,7 @@ class CallSession:
         hangup: Hangup,
         observer: CallObserver | None = None,
         deadlines: MediaDeadlines | None = None,
+        say: Say | None = None,
     ) -> None:
         self.claims = claims
         self.call_id = claims.cid
@@ -92,6 +105,7 @@ class CallSession:
         self.media = media
         self._report = report
         self._hangup = hangup
+        self._say = say
         self.observer = observer or CallObserver()
         self.deadlines = deadlines or MediaDeadlines()
         self.presence = PresenceWatch(self.deadlines)
@@ -107,6 +121,7 @@ class CallSession:
         self._tasks: list[asyncio.Task[None]] = []
         self._extra: list[MediaStreamTrack] = []
         self._sender: RTCRtpSender | None = None
+        self._watch: EstimateWatch | None = None
         self._connected = False
         self.media_after_s: float | None = None
         "Seconds from taking the call to media flowing (``None`` until it does)."
@@ -195,6 +210,7 @@ class CallSession:
         self._set_state(CallState.STREAMING)
         await self._report_started()
         self.observer.call_connected(self)
+        self._watch_scene()
         try:
             if hw.shutter is not None:
                 await hw.shutter.open()
@@ -211,6 +227,24 @@ class CallSession:
                     hw.ir_light.on()
                 else:
                     hw.ir_light.off()
+
+    def _watch_scene(self) -> None:
+        """A night check: estimate the scene while it streams (the estimate's task ends with
+        the capture, or is cancelled with the call's other tasks)."""
+        if self.claims.purpose != "night_check" or self._capture is None:
+            return
+        estimator = SceneEstimator(self.media.bed_region)
+        self._watch = EstimateWatch(self._capture, estimator, self._tell_estimate)
+        self._spawn(self._watch.run(), "estimate")
+
+    async def _tell_estimate(self, estimate: Estimate) -> None:
+        """The estimate to the caller, with the view it goes beside."""
+        if self._say is None or self.state is not CallState.STREAMING:
+            return
+        scene = SceneEstimate(movement=estimate.movement, person_in_bed=estimate.person_in_bed)
+        await self._say(
+            SignalPayload(kind="state", call_id=self.call_id, state=self.view.level, estimate=scene)
+        )
 
     async def _first_frame_sent(self) -> None:
         """Return once the camera's first RTP packet went out to the viewer."""
@@ -296,5 +330,7 @@ class CallSession:
                     "reason": reason,
                     # A call that never reached media is no supervision performed.
                     "media": self.media_after_s is not None,
+                    # The last estimate, never a picture: what the night check could tell.
+                    **(estimate_detail(self._watch.latest) if self._watch is not None else {}),
                 },
             )

@@ -31,9 +31,10 @@ class MediaSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: Literal["synthetic", "v4l2", "picamera2"] | None = None
-    """Camera backend: the synthetic test pattern, a V4L2 device, or the Pi camera. ``None``: the
-    synthetic pattern with ``--simulate``; a real unit refuses to start without one."""
+    source: Literal["synthetic", "still", "v4l2", "picamera2"] | None = None
+    """Camera backend: the synthetic test pattern, the pattern frozen on one frame (``still``: a
+    scene where nothing moves), a V4L2 device, or the Pi camera. ``None``: the synthetic pattern
+    with ``--simulate``; a real unit refuses to start without one."""
     device: str = Field(default="/dev/video0", min_length=1)
     "V4L2 device node (``source = 'v4l2'`` only)."
     width: int = Field(default=640, ge=64, le=1920, multiple_of=2)
@@ -45,6 +46,10 @@ class MediaSettings(BaseModel):
     "Mean luma (0-255) under which a scene counts as dark: the IR light goes on while streaming."
     enhance_low_light: bool = True
     "Apply CLAHE to dark (IR/night) frames."
+    bed_region: tuple[float, float, float, float] | None = None
+    """Where the bed is in the night camera's picture: left, top, width, height as fractions
+    (0..1) of the picture, for the night check's "person in bed" estimate; ``None``: the
+    estimate says ``unsure`` (docs/privacy.md)."""
     ice_addresses: list[str] | None = None
     "Gather ICE host candidates on exactly these addresses; ``None``: every interface."
     ice_gather_timeout_s: float = Field(default=2.0, gt=0, le=30)
@@ -70,6 +75,13 @@ class MediaSettings(BaseModel):
 
         return [RTCIceServer(urls=s.urls, username=s.username) for s in self.ice_servers]
 
+    @field_validator("bed_region")
+    @classmethod
+    def _bed_inside_picture(
+        cls, value: tuple[float, float, float, float] | None
+    ) -> tuple[float, float, float, float] | None:
+        return None if value is None else check_bed_region(value)
+
     @field_validator("ice_addresses")
     @classmethod
     def _ip_addresses(cls, value: list[str] | None) -> list[str] | None:
@@ -79,6 +91,23 @@ class MediaSettings(BaseModel):
             except ValueError:
                 raise ValueError(f"{address!r} is not an IP address") from None
         return value
+
+
+def check_bed_region(
+    region: tuple[float, float, float, float],
+) -> tuple[float, float, float, float]:
+    """``region`` (left, top, width, height as fractions) if it lies inside the picture.
+
+    :raises ValueError: it does not (the message says how).
+    """
+    left, top, width, height = region
+    if min(region) < 0 or max(region) > 1:
+        raise ValueError("bed_region is left, top, width, height as fractions from 0 to 1")
+    if width <= 0 or height <= 0:
+        raise ValueError("bed_region needs a width and a height above 0")
+    if left + width > 1 + 1e-9 or top + height > 1 + 1e-9:
+        raise ValueError("bed_region reaches outside the picture (left + width, top + height ≤ 1)")
+    return region
 
 
 #: The message of a real unit whose configuration names no camera.
@@ -118,8 +147,9 @@ def make_source(settings: MediaSettings) -> FrameSource:
         return V4l2Source(settings.device, settings.width, settings.height, settings.fps)
     if settings.source == "picamera2":
         return Picamera2Source(settings.width, settings.height, settings.fps)
-    if settings.source == "synthetic":
-        return SyntheticSource(settings.width, settings.height, settings.fps, night=True)
+    if settings.source in ("synthetic", "still"):
+        still = settings.source == "still"
+        return SyntheticSource(settings.width, settings.height, settings.fps, still=still)
     raise ConfigError(NO_CAMERA_SOURCE)
 
 

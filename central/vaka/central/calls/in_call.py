@@ -1,5 +1,7 @@
-"""An answered call on central, until one side hangs up: hang-ups both ways, and the staff
-side's view escalation (:mod:`vaka.central.calls.escalation`) with the unit's answer to it."""
+"""An answered call on central, until one side hangs up: hang-ups both ways, the staff side's
+view escalation (:mod:`vaka.central.calls.escalation`) with the unit's answer to it, and the
+unit's scene estimate of a night check (``{"type": "estimate", "level": …, "movement": …,
+"person_in_bed": …}`` to the staff side, as the unit reports it)."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -35,6 +37,10 @@ async def follow(
     while True:
         said = await next_said(queue, staff, 24 * 3600)
         if isinstance(said, SignalPayload):
+            if said.kind == "state" and said.estimate is not None:
+                scene = {"call_id": call_id, "level": said.state, **said.estimate.model_dump()}
+                await say(ws, {"type": "estimate", **scene})
+                continue
             if said.kind == "state" and said.state in ("clear", "blurred"):
                 clear = clear or said.state == "clear"
                 view = {"type": "view", "call_id": call_id, "level": said.state}

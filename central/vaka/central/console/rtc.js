@@ -183,7 +183,9 @@ async function localMedia(local) {
  *   sendMedia: true = camera + microphone both ways (else receive video only),
  *   onState: (text) => void, for a status line,
  *   signal: an AbortSignal that cancels the call until the unit answers,
- *   onView: ({level, reason}) => void, the view the unit reports after an escalation.
+ *   onView: ({level, reason}) => void, the view the unit reports after an escalation,
+ *   onEstimate: ({level, movement, personInBed}) => void, the unit's scene estimate of a night
+ *     check ("yes" | "no" | "unsure" each), whenever it changes.
  *   path: the call WebSocket (the contact page's is /api/contact/call).
  * Resolves to { callId, hangup(): Promise<reason>, ended: Promise<reason>, pc, view,
  * escalate(reason) }: view is the night check's starting view ({level, mayEscalate}, or null),
@@ -200,6 +202,7 @@ export async function startCall({
   onState = () => {},
   signal = null,
   onView = () => {},
+  onEstimate = () => {},
   path = "/api/calls",
 } = {}) {
   // onState(text, phase): phase "ringing" while the unit rings (the text says it in words).
@@ -298,7 +301,7 @@ export async function startCall({
       else if (pc.connectionState === "failed") say(t("call.connection_failed"));
     });
     const view = reply.view ? { level: reply.view, mayEscalate: Boolean(reply.may_escalate) } : null;
-    return followCall({ pc, ws, reader, callId: reply.call_id, say, cleanUp, view, onView });
+    return followCall({ pc, ws, reader, callId: reply.call_id, say, cleanUp, view, onView, onEstimate });
   } catch (err) {
     cleanUp();
     if (cancelled) throw cancelledError();
@@ -309,7 +312,7 @@ export async function startCall({
   }
 }
 
-function followCall({ pc, ws, reader, callId, say, cleanUp, view, onView }) {
+function followCall({ pc, ws, reader, callId, say, cleanUp, view, onView, onEstimate }) {
   let finish;
   let finished = false;
   const ended = new Promise((resolve) => { finish = resolve; });
@@ -331,6 +334,11 @@ function followCall({ pc, ws, reader, callId, say, cleanUp, view, onView }) {
       if (!message) return end(t("call.why_channel_closed"));
       if (message.type === "view") {
         try { onView({ level: message.level, reason: message.reason }); } catch (err) { /* display only */ }
+        continue;
+      }
+      if (message.type === "estimate") {
+        const estimate = { level: message.level, movement: message.movement, personInBed: message.person_in_bed };
+        try { onEstimate(estimate); } catch (err) { /* display only */ }
         continue;
       }
       if (message.type === "ended" || message.type === "refused") return end(endReason(message) || t("call.why_ended"));

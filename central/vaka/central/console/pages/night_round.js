@@ -159,6 +159,7 @@ export function render(main, ctx) {
         onState: (text) => { callState.textContent = text; },
         signal: cancel.signal,
         onView: (view) => viewBox.update(view),
+        onEstimate: (estimate) => viewBox.estimate(estimate),
       });
       if (gone) { call.hangup(); return; }
       current.call = call;

@@ -4,6 +4,9 @@
 //   {"type": "escalate", "reason": "..."}
 // on the call's WebSocket (call.escalate in rtc.js). Central audits the reason and the unit
 // switches only on central's signed word; the level shown is always the unit's answer.
+// Beside it, the unit's own estimate of the scene in words ("Movement: yes", "Person in bed:
+// unsure"), made on the unit from the camera while the picture is blurred; it changes as the
+// unit reports it.
 import { t } from "../i18n.js";
 import { sentence } from "../rtc.js";
 
@@ -11,10 +14,15 @@ import { sentence } from "../rtc.js";
 const REASONS = ["no_movement", "not_in_bed", "sounds", "cannot_tell"];
 // Central's rule ([calls] break_glass_min_reason): the reason's length, at least.
 const MIN_REASON = 10;
+const READINGS = ["yes", "no", "unsure"];
 
 export function viewPanel(h) {
   const level = h("b", { id: "round-view-level" });
   const status = h("p", { id: "round-view", class: "view-line" }, t("view.label"), " ", level);
+  const movement = h("span", { id: "round-estimate-movement" });
+  const inBed = h("span", { id: "round-estimate-bed" });
+  const estimateLine = h("p", { id: "round-estimate", class: "view-line", hidden: true },
+    t("estimate.label"), " ", movement, " · ", inBed);
   const ask = h("button", { type: "button", id: "round-escalate", class: "secondary", hidden: true }, t("view.show_clear"));
   const choice = h("select", { id: "escalate-choice" },
     h("option", { value: "" }, t("view.choose")),
@@ -29,7 +37,7 @@ export function viewPanel(h) {
     h("label", {}, t("view.more"), words),
     error, send, " ", cancel,
   );
-  const root = h("div", { id: "round-view-box", class: "view-box", hidden: true }, status, ask, form);
+  const root = h("div", { id: "round-view-box", class: "view-box", hidden: true }, status, estimateLine, ask, form);
   let call = null;
   let mayEscalate = false;
 
@@ -46,6 +54,17 @@ export function viewPanel(h) {
     send.disabled = false;
     if (clear) form.hidden = true;
     if (!clear && view.reason) showError(t("view.refused", { reason: sentence(view.reason) }));
+  }
+
+  // A reading the console does not know is shown as "unsure", never as a guess of its own.
+  const reading = (value) => t(`estimate.${READINGS.includes(value) ? value : "unsure"}`);
+
+  function setEstimate(estimate) {
+    movement.textContent = t("estimate.movement", { value: reading(estimate.movement) });
+    inBed.textContent = t("estimate.in_bed", { value: reading(estimate.personInBed) });
+    estimateLine.dataset.movement = estimate.movement;
+    estimateLine.dataset.personInBed = estimate.personInBed;
+    estimateLine.hidden = false;
   }
 
   ask.addEventListener("click", () => {
@@ -89,9 +108,12 @@ export function viewPanel(h) {
     },
     // The unit's view as central passes it on ({level, reason}).
     update: setLevel,
+    // The unit's scene estimate as central passes it on ({level, movement, personInBed}).
+    estimate: setEstimate,
     stop() {
       call = null;
       root.hidden = true;
+      estimateLine.hidden = true;
       form.hidden = true;
     },
   };
