@@ -47,6 +47,7 @@ from tests.imagetools import (  # noqa: E402
     systemctl,
 )
 from tests.test_enrolment import technician  # noqa: E402
+from tests.test_systemd_units import AGENT, LIMITS, analyze, exposure  # noqa: E402
 from tests.tvunit import CITIZEN, tv_directory  # noqa: E402
 
 pytest_plugins = ["tests.imagetools"]
@@ -104,10 +105,29 @@ def test_the_tv_card_has_its_display_session_and_sound(built_tv: Built) -> None:
         assert (root / binary).exists(), binary
     session = root / "usr/local/lib/vaka/vaka-screen-session"
     assert session.stat().st_mode & 0o111
-    # The agent's venv still is the same sandboxed service: nothing of the display in its unit.
+    # The agent's own unit is unchanged: it gets no display device.
     assert (
         "DeviceAllow=char-drm" not in (root / "etc/systemd/system/vaka-agent.service").read_text()
     )
+
+
+#: Exposure (systemd-analyze security, 0-100 scale / 10) of the tv profile's own services. Higher
+#: than the agent's 1.5: the display server needs the tty, logind's session and /tmp/.X11-unix,
+#: PipeWire the sound devices and udev; neither gets the network or a capability.
+TV_UNITS_LIMIT = 3.5
+
+
+def test_the_tv_units_verify_and_keep_their_exposure(built_tv: Built) -> None:
+    tv_units = ["vaka-screen.service", "vaka-pipewire.service", "vaka-wireplumber.service"]
+    run = analyze("verify", "--man=no", f"--root={built_tv.rootfs}", AGENT, *tv_units)
+    assert run.returncode == 0, run.stdout + run.stderr
+    # The agent's sandbox is the nightcam's: the tv drop-in only sets its environment.
+    figure, run = exposure(built_tv.rootfs, AGENT, LIMITS[AGENT])
+    assert figure <= LIMITS[AGENT], run.stdout
+    for unit in tv_units:
+        figure, run = exposure(built_tv.rootfs, unit, TV_UNITS_LIMIT)
+        print(f"exposure {unit}: {figure}")
+        assert figure <= TV_UNITS_LIMIT, f"{unit}: {figure}\n{run.stdout}"
 
 
 def screendump(qmp_path: Path, out: Path) -> np.ndarray:
