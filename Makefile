@@ -1,5 +1,5 @@
 # The two commands: `make demo` and `make test`. Both install what is missing first.
-.PHONY: setup demo test lint typecheck unit bench clean image image-test
+.PHONY: setup demo test lint typecheck unit bench clean image image-test image-bundle
 
 VENV := .venv/bin
 DEMO_SECONDS ?=
@@ -40,13 +40,24 @@ SITE ?=
 image: setup
 	bash image/build.sh $(VARIANT) $(if $(SITE),--site $(SITE)) --disk
 
+# A signed update bundle of a built image's root (image/bundle.sh, docs/image.md "Updates"):
+# `make image-bundle VARIANT=tv VERSION=2026.12.1 CERT=signer.pem KEY=signer.key`. The key stays
+# off every unit and out of this repository.
+VERSION ?=
+CERT ?=
+KEY ?=
+image-bundle:
+	bash image/bundle.sh image/build/$(VARIANT)/root.ext4 image/build/$(VARIANT)/vaka-$(VARIANT)-$(VERSION).raucb \
+	  --cert $(CERT) --key $(KEY) --version $(VERSION) --compatible vaka-$(VARIANT)
+
 # Builds the amd64 variant from Debian's packages and checks it offline (slow, root, network);
 # not part of `make test`.
 image-test: setup
 	@command -v qemu-system-x86_64 >/dev/null || { echo "image-test: installing qemu-system-x86"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	  --no-install-recommends qemu-system-x86 >/dev/null; }
-	VAKA_IMAGE_TEST=1 $(VENV)/pytest -v -s tests/test_image.py tests/test_image_units.py
+	VAKA_IMAGE_TEST=1 $(VENV)/pytest -v -s tests/test_image.py tests/test_image_units.py \
+	  tests/test_image_tv.py
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .vaka-demo

@@ -5,7 +5,8 @@
 #
 # VARIANT is a file in image/variants/: `nightcam` and `tv` (Raspberry Pi 4, arm64, Raspberry Pi
 # OS) or `amd64` (this machine's architecture, for tests and QEMU). The result is OUT/rootfs/
-# (default OUT: image/build/VARIANT), OUT/build.log and, with --disk, OUT/vaka-VARIANT.img.
+# (default OUT: image/build/VARIANT), OUT/build.log and, with --disk, OUT/vaka-VARIANT.img and
+# OUT/root.ext4 (the root partition alone, what an update bundle carries: image/bundle.sh).
 # What goes in, and why mmdebstrap: docs/image.md.
 #
 #   --site DIR   the municipality's files for /etc/vaka (agent.toml, server-ca.crt,
@@ -42,6 +43,9 @@ conf=$HERE/variants/$variant.conf
 # shellcheck source=variants/amd64.conf
 . "$conf"
 out=${out:-$HERE/build/$variant}
+# What the profile adds on any board (tv: the display session and PipeWire).
+# shellcheck source=profiles/tv.conf
+. "$HERE/profiles/$PROFILE.conf"
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "build: run as root (mmdebstrap's root mode: chroot, and file ownership in the image)" >&2
@@ -85,7 +89,7 @@ packages=(
   openssh-server                                                    # technician switch only
   python3 python3-venv python3-systemd                              # the agent's interpreter
   libgl1 libglib2.0-0                                               # OpenCV (the TV screen)
-  "${BOARD_PACKAGES[@]}"
+  "${BOARD_PACKAGES[@]}" "${PROFILE_PACKAGES[@]}"
 )
 [ "$kernel" = 1 ] && packages+=("${KERNEL_PACKAGES[@]}")
 mirrors=("${MIRRORS[@]}")
@@ -125,5 +129,6 @@ ln -sfn /etc/machine-id "$out/rootfs/var/lib/dbus/machine-id"
 echo "build: root file system in $(( $(date +%s) - started )) s, $(du -sh "$out/rootfs" | cut -f1)" >&2
 
 if [ "$disk" = 1 ]; then
-  "$HERE/disk.sh" "$out/rootfs" "$out/vaka-$variant.img"
+  # root.ext4: the root partition alone, for an update bundle (image/bundle.sh).
+  "$HERE/disk.sh" "$out/rootfs" "$out/vaka-$variant.img" "$out/root.ext4"
 fi

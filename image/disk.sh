@@ -2,7 +2,10 @@
 # Assemble a card image from a root file system made by image/build.sh, without loop devices or
 # mounts (works unprivileged, in containers and CI):
 #
-#   image/disk.sh ROOTFS OUT.img
+#   image/disk.sh ROOTFS OUT.img [ROOT.ext4]
+#
+# With ROOT.ext4, the root partition's image is kept there too: it is what an update bundle
+# carries (image/bundle.sh).
 #
 # MBR partition table (what the Raspberry Pi firmware reads on every model):
 #   1  FAT32  256 MiB  label VAKA-BOOT  /boot/firmware: firmware, kernel, config.txt, cmdline.txt
@@ -13,6 +16,7 @@
 set -euo pipefail
 rootfs=${1:?usage: disk.sh ROOTFS OUT.img}
 img=${2:?usage: disk.sh ROOTFS OUT.img}
+keep_root=${3:-}
 BOOT_MB=256
 CRED_MB=16
 ALIGN_MB=4  # erase-block friendly start of every partition
@@ -53,6 +57,9 @@ root_mb=$(( (used_mb * 5 / 4 + 128 + ALIGN_MB - 1) / ALIGN_MB * ALIGN_MB ))
 truncate -s "${root_mb}M" "$work/root.img"
 mkfs.ext4 -q -L vaka-root -d "$rootfs" -E root_owner=0:0 "$work/root.img"
 put_back
+if [ -n "$keep_root" ]; then
+  cp --sparse=always "$work/root.img" "$keep_root"
+fi
 
 # --- 3: the credentials partition, empty, for the vaka user -------------------------------------
 uid=$(awk -F: '$1 == "vaka" { print $3 }' "$rootfs/etc/passwd")

@@ -204,7 +204,12 @@ def test_image_recipe_installs_the_dropin_for_the_tv_only(profile: str, tmp_path
 
 
 def _board_packages(variant: str) -> list[str]:
-    script = 'HERE=image; . "image/variants/$1.conf"; echo "${BOARD_PACKAGES[*]}"'
+    """What image/build.sh installs for a variant besides the common set: the board's packages
+    and its profile's (image/profiles/)."""
+    script = (
+        'HERE=image; . "image/variants/$1.conf"; . "image/profiles/$PROFILE.conf"; '
+        'echo "${BOARD_PACKAGES[*]} ${PROFILE_PACKAGES[*]}"'
+    )
     run = subprocess.run(
         ["bash", "-c", script, "-", variant], cwd=REPO, capture_output=True, text=True, check=True
     )

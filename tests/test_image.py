@@ -39,7 +39,15 @@ from vaka.provisioning.localpki import LocalPki
 # Before its import: the shared module's asserts rewritten, as in any pytest plugin.
 pytest.register_assert_rewrite("tests.imagetools")
 
-from tests.imagetools import MARKS, PROFILE, QEMU, REPO, UNIT, Built, vaka_ids  # noqa: E402
+from tests.imagetools import (  # noqa: E402
+    MARKS,
+    PROFILE,
+    REPO,
+    UNIT,
+    Built,
+    start_qemu,
+    vaka_ids,
+)
 
 pytest_plugins = ["tests.imagetools"]  # the build (fixture built) and its inputs, shared
 
@@ -206,13 +214,7 @@ async def test_the_card_boots_under_qemu_and_the_unit_comes_online(
     """The whole card: kernel, read-only root, credentials partition by label, networkd, the
     site's firewall, vaka-agent.service with all its sandboxing, over QEMU's user network to a
     broker and central on this machine."""
-    if QEMU is None:
-        pytest.skip("qemu-system-x86_64 is missing: apt-get install qemu-system-x86")
-    kernels = sorted((built.rootfs / "boot").glob("vmlinuz-*"))
-    initrds = sorted((built.rootfs / "boot").glob("initrd.img-*"))
-    if not kernels or not initrds:
-        pytest.skip("the image was built without --kernel")
-    card, disk_id = card_with_identity(built, tmp_path, image_pki)
+    card, _ = card_with_identity(built, tmp_path, image_pki)
     stack = LocalStack(tmp_path, pki=image_pki, broker_port=qemu_port)
     stack.start_broker()
     central = CentralService(stack.central_config())
@@ -221,29 +223,7 @@ async def test_the_card_boots_under_qemu_and_the_unit_comes_online(
     try:
         await central.start()
         started = time.monotonic()
-        qemu = subprocess.Popen(
-            [
-                QEMU,
-                # TCG by default: /dev/kvm exists here but a KVM guest never starts (nested
-                # virtualisation is not offered); VAKA_QEMU_ACCEL=kvm where it works.
-                "-accel", os.environ.get("VAKA_QEMU_ACCEL", "tcg"),
-                # Every CPU feature TCG emulates: numpy's wheels need x86-64-v2 (SSE4.2...) and
-                # die with SIGILL on QEMU's default qemu64 model.
-                "-cpu", "max",
-                "-m", "1024", "-smp", "2",
-                "-nodefaults", "-display", "none", "-no-reboot",
-                "-serial", f"file:{console}",
-                "-kernel", str(kernels[-1]), "-initrd", str(initrds[-1]),
-                "-append", f"root=PARTUUID={disk_id}-02 ro rootwait console=ttyS0 "
-                "systemd.journald.forward_to_console=1 systemd.log_color=0",
-                "-drive", f"file={card},format=raw,if=virtio",
-                "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
-                # A hardware watchdog for systemd's RuntimeWatchdogSec= to drive.
-                "-device", "i6300esb",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
+        qemu = start_qemu(built, card, console)
 
         def tail() -> str:
             return console.read_text(errors="replace")[-6000:] if console.exists() else ""

@@ -7,6 +7,7 @@ checked without a journal (its fields, and when it is chosen).
 import io
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.notify_harness import NotifyHarness, gaps, running_harness
+from tests.test_enrolment import generic_config
 from vaka.agent import journal
 from vaka.agent.journal import journal_stream_is_stderr, setup_logging
 from vaka.devstack.broker import Broker
@@ -72,6 +74,41 @@ def test_agent_process_notifies_ready_and_pings(
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
         assert harness.with_field("STOPPING"), "STOPPING=1 on an orderly shutdown"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_unit_waiting_for_enrolment_counts_as_started(
+    broker: Broker, harness: NotifyHarness, tmp_path: Path
+) -> None:
+    """A new unit waits for its technician for as long as it takes: under systemd it is started
+    (READY=1, the code in STATUS=) and feeds the watchdog meanwhile, so TimeoutStartSec= does not
+    kill it and make it start over."""
+    config = write_unit_config(tmp_path / "unit.toml", generic_config(broker, tmp_path / "creds"))
+    env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "WATCHDOG_PID")}
+    env.update(NOTIFY_SOCKET=harness.name, WATCHDOG_USEC="1000000", PYTHONUNBUFFERED="1")
+    log_path = tmp_path / "agent.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vaka.agent.cli", "--config", str(config), "--simulate"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        ready = harness.wait_for(lambda m: bool(harness.with_field("READY")), 15, "READY=1")
+        first = next(m for m in ready if m.fields.get("READY") == "1")
+        code = re.search(r"enrolment code (\w{5}-\w{5})", log_path.read_text())
+        assert code, log_path.read_text()
+        assert first.fields.get("STATUS") == f"waiting for enrolment, code {code[1]}"
+        assert first.pid == proc.pid
+        pings = harness.wait_for(lambda m: len(harness.with_field("WATCHDOG")) >= 3, 3, "pings")
+        assert {m.pid for m in pings} == {proc.pid}
+        assert proc.poll() is None  # still waiting for its technician
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -68,6 +68,23 @@ install -d "$root/etc/tmpfiles.d" "$root/etc/sysusers.d"
 install -m 0644 "$VAKA_REPO"/systemd/tmpfiles.d/* "$root/etc/tmpfiles.d/"
 install -m 0644 "$VAKA_REPO"/systemd/sysusers.d/* "$root/etc/sysusers.d/"
 
+# --- the profile's own services and files (tv: the display session and PipeWire) -------------
+profile_units=$VAKA_REPO/systemd/$VAKA_PROFILE
+if [ -d "$profile_units" ]; then
+  say "installing the $VAKA_PROFILE profile's services"
+  install -m 0644 "$profile_units"/*.service "$units/"
+  for dropins in "$profile_units"/*.service.d; do
+    install -d "$units/$(basename "$dropins")"
+    install -m 0644 "$dropins"/* "$units/$(basename "$dropins")/"
+  done
+  install -m 0644 "$profile_units"/sysusers.d/* "$root/etc/sysusers.d/"
+  install -d "$root/etc/systemd/logind.conf.d"
+  install -m 0644 "$profile_units"/logind.conf.d/* "$root/etc/systemd/logind.conf.d/"
+fi
+if [ -d "$VAKA_HERE/overlay-$VAKA_PROFILE" ]; then
+  cp -a --no-preserve=ownership "$VAKA_HERE/overlay-$VAKA_PROFILE/." "$root/"
+fi
+
 # --- board configuration from firmware_config/ ----------------------------------------------
 say "installing the board configuration (profile $VAKA_PROFILE)"
 fw=$VAKA_REPO/firmware_config
@@ -82,6 +99,11 @@ install -m 0755 "$fw/common/nftables.conf" "$root/etc/nftables.conf"
 if [ -d "$fw/$VAKA_PROFILE/pipewire/pipewire.conf.d" ]; then
   install -d "$root/etc/pipewire/pipewire.conf.d"
   install -m 0644 "$fw/$VAKA_PROFILE"/pipewire/pipewire.conf.d/*.conf "$root/etc/pipewire/pipewire.conf.d/"
+fi
+# WirePlumber as a system service without a desktop session (tv: vaka-wireplumber.service).
+if [ -d "$fw/$VAKA_PROFILE/wireplumber/main.lua.d" ]; then
+  install -d "$root/etc/wireplumber/main.lua.d"
+  install -m 0644 "$fw/$VAKA_PROFILE"/wireplumber/main.lua.d/*.lua "$root/etc/wireplumber/main.lua.d/"
 fi
 
 # --- the image's own files (fstab, network, sshd, technician account) ------------------------
@@ -118,6 +140,16 @@ systemctl --root="$root" enable vaka-agent.service var-lib-vaka-credentials.moun
   systemd-resolved.service systemd-timesyncd.service
 if [ "$VAKA_BOARD" = rpi ]; then
   systemctl --root="$root" enable wpa_supplicant@wlan0.service
+fi
+if [ "$VAKA_PROFILE" = tv ]; then
+  # The TV screen and sound. No text console anywhere: no getty on a VT, and Ctrl-Alt-Del on a
+  # keyboard plugged into the TV unit does nothing.
+  systemctl --root="$root" enable vaka-screen.service vaka-pipewire.service vaka-wireplumber.service
+  systemctl --root="$root" mask getty@.service autovt@.service ctrl-alt-del.target
+  # PipeWire's own user units are for desktop sessions (the display session's user would start
+  # them); the unit runs vaka-pipewire.service instead.
+  systemctl --root="$root" --global mask pipewire.socket pipewire.service pipewire-pulse.socket \
+    pipewire-pulse.service wireplumber.service
 fi
 # SSH: off. ssh.service starts only as part of the technician switch; the socket never.
 systemctl --root="$root" disable ssh.service ssh.socket e2scrub_reap.service 2>/dev/null || true

@@ -36,6 +36,7 @@ from vaka.agent.ui import (
     ScreenError,
     TvScreen,
 )
+from vaka.agent.watchdog import SystemdNotifier, run_watchdog
 from vaka.errors import CertificateError, ConfigError, ProtocolError
 from vaka.protocol.backoff import backoff_delay
 from vaka.protocol.enrolment import (
@@ -147,6 +148,7 @@ class Enroller:
         self.key = prepare_key(self.directory, self.settings.rotate_after_s)
         self.code = unit_code(self.key)
         self.screen = screen
+        self.notifier = SystemdNotifier()
         self._own_screen = False
 
     def announce(self) -> None:
@@ -155,6 +157,7 @@ class Enroller:
         shown = display_code(self.code)
         log.warning("this unit is not enrolled; enrolment code %s", shown)
         print(f"\nEnrolment code: {shown}\n{qr_text(self.code)}", flush=True)
+        self.notifier.ready(f"waiting for enrolment, code {shown}")
         if self.screen is not None:
             self.screen.show(Enrolling(shown, qr_modules(self.code)))
 
@@ -185,11 +188,19 @@ class Enroller:
         return ctx
 
     async def run(self) -> tuple[str, Path, Path]:
-        """Ask until answered; returns ``(unit id, certificate path, key path)``."""
+        """Ask until answered; returns ``(unit id, certificate path, key path)``.
+
+        Under systemd a unit waiting for its technician counts as started (``READY=1`` with the
+        code as ``STATUS=``) and feeds the watchdog meanwhile: waiting may take days, and
+        ``TimeoutStartSec=`` would otherwise kill and restart it every 90 s."""
+        watchdog = asyncio.create_task(run_watchdog(self.notifier), name="enrolment watchdog")
         await self._open_screen()
         try:
             return await self._ask()
         finally:
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+            self.notifier.close()
             await self._close_screen()
 
     async def _ask(self) -> tuple[str, Path, Path]:

@@ -68,10 +68,11 @@ class LocalStack:
     """Everything of a Vaka installation on this machine, under one directory.
 
     ``pki`` shares an existing PKI (a test session's); otherwise one is made under
-    ``directory/pki``. ``database_url`` is the database every central of the stack shares (a
-    test's, or :meth:`start_postgres`'s); without it each central has a SQLite file of its own.
-    ``claim``, ``crl`` and ``persistence`` switch a broker part off for a caller that truly
-    needs it; ``broker_lines`` are appended to ``mosquitto.conf``.
+    ``directory/pki``. ``broker_port`` and ``claim_port`` (the enrolment listener) are free ports
+    unless given (a card built for a QEMU test names them). ``database_url`` is the database every
+    central of the stack shares (a test's, or :meth:`start_postgres`'s); without it each central
+    has a SQLite file of its own. ``claim``, ``crl`` and ``persistence`` switch a broker part off
+    for a caller that truly needs it; ``broker_lines`` are appended to ``mosquitto.conf``.
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class LocalStack:
         pki: LocalPki | None = None,
         host: str = "127.0.0.1",
         broker_port: int | None = None,
+        claim_port: int | None = None,
         claim: bool = True,
         crl: bool = True,
         persistence: bool = True,
@@ -102,6 +104,7 @@ class LocalStack:
             persistence=persistence,
             central_identities=central_identities,
             extra_lines=broker_lines,
+            claim_port=claim_port or free_port(host),
         )
         self.host = host
         self.turn: TurnServer | None = None
