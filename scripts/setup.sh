@@ -22,6 +22,7 @@ APT_PACKAGES=(
   chromium           # tests/test_console_login.py: the staff console in a real browser (Playwright)
   coturn             # the relay (turnserver): tests/test_networks.py and bench/latency.py start their
                      # own inside network namespaces; Debian enables its service, disabled below
+  rauc squashfs-tools  # tests/test_image_bundle.py: the unit's signed update bundle (rauc bundle/info)
   postgresql         # the database tests' second backend: vaka.devstack.postgres makes a throw-away
                      # cluster (initdb/pg_ctl in a temporary directory, run as the `postgres` user
                      # when the suite runs as root); Debian's own cluster is stopped below
