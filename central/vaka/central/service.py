@@ -84,6 +84,9 @@ class CentralService:
         self.ingest = FleetIngest(
             self.store,
             self.audit,
+            # Commit when half the broker's window has arrived: the other half keeps coming
+            # while the batch is written, and its PUBACKs open the window again.
+            max_batch=max(1, config.mqtt.receive_maximum // 2),
             event_hooks=[self.messages.on_event_record],
             online_hooks=[self.messages.on_unit_online, self.standing.on_unit_online],
             receipts=self._receipt,

@@ -53,6 +53,7 @@ def central_config(
     ``turn``, the relay central mints per-call credentials for (none: no relay)."""
     pki = broker.pki
     files = pki.client(identity)
+    health = pki.client(f"{identity}-health")  # health on a connection of its own
     db = database or directory / f"{identity}.db"
     return CentralConfig(
         mqtt=MqttSection(
@@ -63,6 +64,8 @@ def central_config(
             key=files.key,
             identity=identity,
             keepalive_s=keepalive_s,
+            health_cert=health.cert,
+            health_key=health.key,
         ),
         keys=KeysSection(ticket_key=pki.ticket_keys()[0], config_key=pki.config_keys()[0]),
         pki=PkiSection(
