@@ -69,6 +69,16 @@ async def _central(conn: Connection, config: CentralConfig) -> None:
             elif kind == "unit":
                 record = await asyncio.to_thread(service.store.unit, request[1])
                 conn.send(None if record is None else record.presence.status)
+            elif kind == "directory":
+                from vaka.devstack.central import load_directory
+
+                await load_directory(service, request[1])
+                conn.send(True)
+            elif kind == "event_ids":
+                records = await asyncio.to_thread(
+                    service.store.recent_events, request[1], 1_000_000
+                )
+                conn.send(sorted(r.message_id for r in records))
             elif kind == "stop":
                 return
     finally:
