@@ -128,6 +128,7 @@ health_like = st.fixed_dictionaries(
     {
         "v": st.sampled_from([1, 1, 1, 2, True, "1"]),
         "type": st.sampled_from(["health", "health", "state", "event"]),
+        "id": st.sampled_from(["0123456789abcdef", "bad id", "x" * 65]),
         "ts": st.one_of(st.floats(min_value=-1, max_value=2e9), st.integers(-1, 2**40)),
         "payload": st.fixed_dictionaries(
             {

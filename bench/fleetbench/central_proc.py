@@ -51,7 +51,8 @@ async def _central(conn: Connection, config: CentralConfig) -> None:
     service.store.put_health = timed_put_health  # type: ignore[method-assign]
     await service.start()
     try:
-        await asyncio.wait_for(service.link.connected.wait(), 30)
+        # a restart into a large backlog waits for a broker that is busy sending it
+        await asyncio.wait_for(service.link.connected.wait(), 180)
         conn.send(("ready", service.http_port))
         loop = asyncio.get_running_loop()
         while True:

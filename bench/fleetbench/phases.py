@@ -175,6 +175,19 @@ class Bench(BenchProcesses):
                 break
         self.result["max_rate"] = steps
 
+    def catch_up(self) -> None:
+        """Back to the fleet's own interval; wait (up to 180 s) until central keeps up again
+        (a 5 s window's p99 under 1 s), so the backlog phase starts from a steady state."""
+        self.ask_workers("interval", self.args.interval)
+        self.central_window()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            time.sleep(5)
+            p99 = self.central_window()["p99"]
+            if p99 is not None and p99 < 1000:
+                return
+        log("central did not catch up within 180 s; the backlog phase starts anyway")
+
     def start_events(self) -> None:
         """The events unit starts publishing (checked by :meth:`check_events`)."""
         self.events = EventSource(self)
@@ -182,6 +195,7 @@ class Bench(BenchProcesses):
 
     def backlog(self) -> None:
         """The night-check unit, then central killed and restarted with a backlog."""
+        self.catch_up()
         start_night_check_unit(self)
         self.result["backlog"] = restart_with_backlog(self, self.args.backlog, self.args.fill_rate)
 

@@ -179,7 +179,7 @@ class BenchProcesses:
         )
         proc.start()
         self.centrals.append((proc, parent))
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 200
         while not parent.poll(0.2):
             if not proc.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"{identity} did not come up (see its traceback above)")

@@ -135,18 +135,10 @@ def decode_report(raw: bytes | bytearray, channel: Channel) -> Report:
 def health_fields(payload: FastHealthPayload) -> dict[str, Any]:
     """The sample as a plain dict without the fields the unit left empty (what
     ``HealthPayload.model_dump(mode="json", exclude_none=True)`` gives)."""
-    out: dict[str, Any] = {}
-    for name in payload.__struct_fields__:
-        value = getattr(payload, name)
-        if value is None:
-            continue
-        if isinstance(value, FastLinkQuality):
-            value = {
-                n: getattr(value, n)
-                for n in value.__struct_fields__
-                if getattr(value, n) is not None
-            }
-        out[name] = value
+    out = {k: v for k, v in msgspec.structs.asdict(payload).items() if v is not None}
+    link = payload.link
+    if link is not None:
+        out["link"] = {k: v for k, v in msgspec.structs.asdict(link).items() if v is not None}
     return out
 
 
