@@ -65,6 +65,8 @@ PublishToUnit = Callable[[str, Channel, BaseModel], Awaitable[None]]
 PublishRaw = Callable[[str, bytes, bool], Awaitable[None]]
 #: an MQTT 5 PUBACK with reason "success" and no properties: fixed header, remaining length 2
 _PUBACK = bytes([int(paho.PUBACK), 2])
+#: how long central waits for the broker to confirm its subscriptions
+SUBSCRIBE_TIMEOUT_S = 120.0
 
 
 def enrol_topic_filter() -> str:
@@ -213,8 +215,13 @@ class _Session:
             try:
                 async with self._new_client() as client:
                     self.link.connections += 1
-                    for topic_filter in self.filters:
-                        await client.subscribe(topic_filter, qos=1)
+                    # One SUBSCRIBE for all filters, and time for its SUBACK: on a session
+                    # resumed with a large backlog the broker sends queued messages first and
+                    # may be busy saving its store (a short timeout here reconnected central
+                    # again and again, never draining).
+                    await client.subscribe(
+                        [(f, 1) for f in self.filters], timeout=SUBSCRIBE_TIMEOUT_S
+                    )
                     self.client = client
                     self.connected.set()
                     self.link.session_changed()
