@@ -47,19 +47,12 @@ class EventSource:
             CallbackAPIVersion.VERSION2, client_id=EVENT_UNIT, protocol=mqtt.MQTTv5
         )
         client.tls_set_context(client_tls_context(files.server_ca, files.cert, files.key))
-        client.on_publish = self._on_publish
         self.port = bench.port
-        self.sent: dict[int, str] = {}
-        self.acked: list[str] = []
-        self._lock = threading.Lock()
+        # (paho's message info, event id); no lock shared with paho's callbacks (a publish
+        # holding one while paho's thread calls back for it deadlocks)
+        self.sent: list[tuple[Any, str]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
-
-    def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
-        with self._lock:
-            message_id = self.sent.pop(mid, None)
-            if message_id is not None:
-                self.acked.append(message_id)
 
     def start(self) -> None:
         from .common import HOST
@@ -77,22 +70,19 @@ class EventSource:
         while not self._stop.wait(1 / EVENT_RATE):
             n += 1
             message = EventMessage(payload=EventPayload(kind="info", detail={"n": n}))
-            with self._lock:
-                info = self.client.publish(topic, encode(message), qos=1)
-                self.sent[info.mid] = message.id
+            self.sent.append((self.client.publish(topic, encode(message), qos=1), message.id))
 
     def stop(self) -> list[str]:
         """Stop publishing (safe twice); the ids the broker acknowledged."""
-        if self._stop.is_set():
-            return list(self.acked)
-        self._stop.set()
-        self._thread.join(5)
-        deadline = time.monotonic() + 10
-        while self.sent and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.client.disconnect()
-        self.client.loop_stop()
-        return list(self.acked)
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join(5)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not all(i.is_published() for i, _ in self.sent):
+                time.sleep(0.1)
+            self.client.disconnect()
+            self.client.loop_stop()
+        return [event_id for info, event_id in self.sent if info.is_published()]
 
 
 async def night_check(staff: StaffClient) -> float:
