@@ -191,6 +191,9 @@ class _Session:
 
     def _ack_ready(self) -> None:
         """Acknowledge, in arrival order, every message whose commit is done."""
+        client = self.client
+        if client is None:  # connected, but the client not handed over yet: acknowledge later
+            return
         ready: list[tuple[int, int]] = []
         while self._unacked:
             head = self._unacked[0]
@@ -199,8 +202,7 @@ class _Session:
             self._unacked.popleft()
             if head.qos > 0:
                 ready.append((head.mid, head.qos))
-        client = self.client
-        if ready and client is not None:
+        if ready:
             send_pubacks(client._client, ready)
 
     @property
@@ -215,6 +217,10 @@ class _Session:
             try:
                 async with self._new_client() as client:
                     self.link.connections += 1
+                    # A resumed session's messages come from the CONNACK on, before the SUBACK:
+                    # their acknowledgements need the client already.
+                    self.client = client
+                    self._ack_ready()
                     # One SUBSCRIBE for all filters, and time for its SUBACK: on a session
                     # resumed with a large backlog the broker sends queued messages first and
                     # may be busy saving its store (a short timeout here reconnected central
@@ -222,7 +228,6 @@ class _Session:
                     await client.subscribe(
                         [(f, 1) for f in self.filters], timeout=SUBSCRIBE_TIMEOUT_S
                     )
-                    self.client = client
                     self.connected.set()
                     self.link.session_changed()
                     attempt = 0
