@@ -136,6 +136,26 @@ CASES: tuple[AclCase, ...] = (
         "signing requests",
         message_topic=f"vaka/v1/enrol/{CODE}/csr",
     ),
+    # Central's health connection: health (shared) in, nothing else.
+    AclCase(
+        "central-2-health",
+        "main",
+        "subscribe",
+        "$share/central/" + _dev("+", "health"),
+        True,
+        "health, shared",
+        message_topic=_dev("u-a", "health"),
+    ),
+    AclCase(
+        "central-2-health",
+        "main",
+        "subscribe",
+        _dev("+", "events"),
+        False,
+        "events are the main connection's",
+        message_topic=_dev("u-a", "events"),
+    ),
+    AclCase("central-2-health", "main", "publish", _dev("u-a", "signal/in"), False, "no calls"),
     # A claim identity on the enrolment listener: signing requests out, certificates in.
     AclCase("claim", "enrol", "publish", f"vaka/v1/enrol/{CODE}/csr", True, "a signing request"),
     AclCase("claim", "enrol", "publish", f"vaka/v1/enrol/{CODE}/cert", False, "self-answer"),

@@ -6,8 +6,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
-
 from vaka.central.broker.mqtt import CentralLink
 from vaka.central.fleet.ingest import MAX_WRITE_FAILURES, FleetIngest
 from vaka.central.fleet.store import SqlFleetStore
@@ -19,9 +17,19 @@ from vaka.protocol.messages import EventMessage, EventPayload, encode
 class FakePaho:
     def __init__(self) -> None:
         self.acked: list[int] = []
+        self.writes = 0
 
     def ack(self, mid: int, qos: int) -> None:
         self.acked.append(mid)
+        self.writes += 1
+
+    def _packet_queue(self, command: int, packet: bytes, mid: int, qos: int) -> None:
+        """Several PUBACKs in one packet: 0x40, 2, then the message id, each."""
+        assert command == 0x40 and len(packet) % 4 == 0
+        for at in range(0, len(packet), 4):
+            assert packet[at : at + 2] == bytes([0x40, 2])
+            self.acked.append(int.from_bytes(packet[at + 2 : at + 4], "big"))
+        self.writes += 1
 
 
 class FakeClient:
@@ -31,10 +39,6 @@ class FakeClient:
 
 def settings(tmp_path: Path) -> MqttSection:
     return MqttSection(server_ca=tmp_path / "ca", cert=tmp_path / "c", key=tmp_path / "k")
-
-
-def message(topic: str, mid: int) -> aiomqtt.Message:
-    return aiomqtt.Message(topic, b"{}", 1, False, mid, None)
 
 
 async def test_acks_wait_for_the_commit_and_keep_the_arrival_order(tmp_path: Path) -> None:
@@ -53,10 +57,10 @@ async def test_acks_wait_for_the_commit_and_keep_the_arrival_order(tmp_path: Pat
 
     link = CentralLink(settings(tmp_path), sink, signals=broken)
     client = FakeClient()
-    link._client = client  # type: ignore[assignment]
+    link.main.client = client  # type: ignore[assignment]
     for mid in range(1, 5):
-        link._dispatch(message(f"vaka/v1/dev/u{mid}/events", mid))
-    link._dispatch(message("vaka/v1/dev/u5/signal/out", 5))
+        link.main.dispatch(f"vaka/v1/dev/u{mid}/events", b"{}", mid, 1)
+    link.main.dispatch("vaka/v1/dev/u5/signal/out", b"{}", 5, 1)
     assert client._client.acked == []  # 1 is not committed: nothing after it either
     commits[3].set_result(None)
     await asyncio.sleep(0)
@@ -64,6 +68,7 @@ async def test_acks_wait_for_the_commit_and_keep_the_arrival_order(tmp_path: Pat
     commits[1].set_result(None)
     await asyncio.sleep(0)
     assert client._client.acked == [1, 2, 3, 4, 5]  # the failing handler's message dropped too
+    assert client._client.writes == 1  # all five PUBACKs in one write
     assert link.handler_failures == {"signal/out": 1}
     assert link.stats()["unacked"] == 0
 

@@ -99,7 +99,7 @@ async def test_one_units_poison_refuses_no_other_units_night_check(
     assert len(entries) == 4 and all(e.actor == "s-nurse" for e in entries)
     assert refused_central == sent == ROUNDS * len(UNIT_WRITES) * len(POISON)
     assert refused_unit == sent_to_unit == len(UNIT_READS) * len(POISON)
-    assert central.link.connections == connections == 1
+    assert central.link.connections == connections == len(central.link.sessions)  # none again
     assert stats["handler_failures"] == {}
     assert central.ingest.refusals.by_category  # with their reasons
     assert set(central.ingest.stats()["refused"]) <= {"BadMessage", "unexpected"}

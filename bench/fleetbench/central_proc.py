@@ -51,7 +51,8 @@ async def _central(conn: Connection, config: CentralConfig) -> None:
     service.store.put_health = timed_put_health  # type: ignore[method-assign]
     await service.start()
     try:
-        await asyncio.wait_for(service.link.connected.wait(), 30)
+        # a restart into a large backlog waits for a broker that is busy sending it
+        await asyncio.wait_for(service.link.connected.wait(), 180)
         conn.send(("ready", service.http_port))
         loop = asyncio.get_running_loop()
         while True:
@@ -69,6 +70,16 @@ async def _central(conn: Connection, config: CentralConfig) -> None:
             elif kind == "unit":
                 record = await asyncio.to_thread(service.store.unit, request[1])
                 conn.send(None if record is None else record.presence.status)
+            elif kind == "directory":
+                from vaka.devstack.central import load_directory
+
+                await load_directory(service, request[1])
+                conn.send(True)
+            elif kind == "event_ids":
+                records = await asyncio.to_thread(
+                    service.store.recent_events, request[1], 1_000_000
+                )
+                conn.send(sorted(r.message_id for r in records))
             elif kind == "stop":
                 return
     finally:

@@ -13,6 +13,8 @@ HOST = "127.0.0.1"
 #: Soft and hard RLIMIT_NOFILE asked for (root may raise the hard limit up to fs.nr_open).
 NOFILE_WANTED = 262_144
 AGENT_ID = "u-bench-agent"
+#: the bare subscriber's identity (a central identity: it may read every unit's health)
+BARE_IDENTITY = "central-bare"
 
 
 def log(text: str) -> None:

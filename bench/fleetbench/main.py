@@ -39,6 +39,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="offered rates (msg/s) for --max-rate, comma-separated",
     )
     p.add_argument("--step-duration", type=float, default=20.0, help="window per --max-rate step")
+    p.add_argument(
+        "--backlog",
+        type=int,
+        default=None,
+        help="health reports queued while central is killed, then drained (default 60000; "
+        "--quick 5000; 0: skip the restart, the night checks and the events)",
+    )
+    p.add_argument(
+        "--fill-rate", type=float, default=3000.0, help="offered msg/s while the backlog fills"
+    )
     p.add_argument("--agent-seconds", type=float, default=None, help="agent sampling s (20)")
     p.add_argument("--no-agent", action="store_true", help="skip the real agent measurement")
     p.add_argument(
@@ -55,8 +65,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None, help="also write the result here")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = p.parse_args(argv)
-    quick = {"units": 500, "interval": 5.0, "duration": 15.0, "agent_seconds": 10.0}
-    full = {"units": 20000, "interval": 30.0, "duration": 60.0, "agent_seconds": 20.0}
+    quick = {
+        "units": 500,
+        "interval": 5.0,
+        "duration": 15.0,
+        "agent_seconds": 10.0,
+        "backlog": 5000,
+    }
+    full = {
+        "units": 20000,
+        "interval": 30.0,
+        "duration": 60.0,
+        "agent_seconds": 20.0,
+        "backlog": 60000,
+    }
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -98,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "keepalive_s": args.keepalive,
             "qos": 1,
             "broker_extra_lines": args.broker_line,
+            "backlog": args.backlog,
+            "backlog_fill_rate_msg_s": args.fill_rate,
         },
         "rlimit_nofile": {"soft": soft, "hard": hard},
     }
@@ -108,9 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             bench.setup()
             bench.ramp()
+            if args.backlog:
+                bench.start_events()
             bench.steady()
             if args.max_rate:
                 bench.max_rate()
+            if args.backlog:
+                bench.backlog()
+                bench.check_events()
             bench.drain()
             if not args.no_agent:
                 bench.measure_agent()

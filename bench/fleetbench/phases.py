@@ -8,6 +8,7 @@ from typing import Any
 
 import psutil
 
+from .backlog import EVENT_UNIT, EventSource, restart_with_backlog, start_night_check_unit
 from .common import AGENT_ID, log, merge_errors, percentiles
 from .measure import Proc, Sampler
 from .processes import BenchProcesses
@@ -82,12 +83,18 @@ class Bench(BenchProcesses):
     def window(self, seconds: float, offered: float, label: str) -> dict[str, Any]:
         """Measure one steady window of ``seconds``."""
         sampler = Sampler(
-            {"broker": [self.broker_ps], "central": self.central_ps, "loadgen": self.loadgen_ps}
+            {
+                "broker": [self.broker_ps],
+                "central": self.central_ps,
+                "loadgen": self.loadgen_ps,
+                "bare": self.bare_ps,
+            }
         )
         self.ask_workers("window")
         self.central_window()
         c0 = self.central_stats()
         w0 = self.ask_workers("stats")
+        bare0 = self.bare_count()
         sampler.start()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -95,19 +102,28 @@ class Bench(BenchProcesses):
             sampler.sample()
         usage = sampler.result()
         wall = usage["wall_s"]
+        bare = self.bare_count() - bare0
         w1 = self.ask_workers("window")
         c1 = self.central_stats()
         latency = self.central_window()
         acks = [v for x in w1 for v in x["ack_ms"]]
         late = [v for x in w1 for v in x["late_ms"]]
         published = self.total(w1, "published") - self.total(w0, "published")
+        written = c1["written"] - c0["written"]
+        cpu = usage["cpu_pct_of_one_core"]
         out = {
             "label": label,
             "window_s": wall,
             "units_connected": self.total(w1, "connected"),
             "offered_msg_s": round(offered, 1),
             "published_msg_s": round(published / wall, 1),
-            "written_msg_s": round((c1["written"] - c0["written"]) / wall, 1),
+            "written_msg_s": round(written / wall, 1),
+            # CPU per message: the group's CPU seconds in the window over the messages it took
+            "central_cpu_us_per_msg": _per_message(cpu["central"], wall, written),
+            "broker_cpu_us_per_msg": _per_message(cpu["broker"], wall, published),
+            # the same for a bare paho subscriber of every health report (bare.py)
+            "bare_subscriber_msg_s": round(bare / wall, 1),
+            "bare_subscriber_cpu_us_per_msg": _per_message(cpu["bare"], wall, bare),
             "accepted_msg_s": round((c1["accepted"] - c0["accepted"]) / wall, 1),
             "central_pending_at_end": c1["pending"],
             "refused": c1["refused_total"] - c0["refused_total"],
@@ -122,7 +138,9 @@ class Bench(BenchProcesses):
         }
         log(
             f"{label}: offered {offered:.0f}/s, written {out['written_msg_s']}/s, "
-            f"p50 {latency['p50']} ms, p99 {latency['p99']} ms, cpu {out['cpu_pct_of_one_core']}"
+            f"p50 {latency['p50']} ms, p99 {latency['p99']} ms, central "
+            f"{out['central_cpu_us_per_msg']} µs/msg (bare subscriber "
+            f"{out['bare_subscriber_cpu_us_per_msg']}), cpu {out['cpu_pct_of_one_core']}"
         )
         return out
 
@@ -156,6 +174,47 @@ class Bench(BenchProcesses):
                 log(f"saturated at {rate:.0f}/s offered")
                 break
         self.result["max_rate"] = steps
+
+    def catch_up(self) -> None:
+        """Back to the fleet's own interval; wait (up to 180 s) until central keeps up again
+        (a 5 s window's p99 under 1 s), so the backlog phase starts from a steady state."""
+        self.ask_workers("interval", self.args.interval)
+        self.central_window()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            time.sleep(5)
+            p99 = self.central_window()["p99"]
+            if p99 is not None and p99 < 1000:
+                return
+        log("central did not catch up within 180 s; the backlog phase starts anyway")
+
+    def start_events(self) -> None:
+        """The events unit starts publishing (checked by :meth:`check_events`)."""
+        self.events = EventSource(self)
+        self.events.start()
+
+    def backlog(self) -> None:
+        """The night-check unit, then central killed and restarted with a backlog."""
+        self.catch_up()
+        start_night_check_unit(self)
+        self.result["backlog"] = restart_with_backlog(self, self.args.backlog, self.args.fill_rate)
+
+    def check_events(self) -> None:
+        """Every event the broker acknowledged is in central's store."""
+        acked = set(self.events.stop())
+        stored: set[str] = set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            stored = set(self.ask_central("event_ids", EVENT_UNIT)[0])
+            if acked <= stored:
+                break
+            time.sleep(0.5)
+        self.result["events"] = {
+            "published_and_acked_by_broker": len(acked),
+            "stored_by_central": len(stored & acked),
+            "events_lost": len(acked - stored),
+        }
+        log(f"events: {self.result['events']}")
 
     def drain(self) -> None:
         """Stop the fleet cleanly, let central drain and compare what was sent with what arrived."""
@@ -236,3 +295,10 @@ class Bench(BenchProcesses):
             "health_interval_s": a.interval,
         }
         log(f"agent: {self.result['agent']}")
+
+
+def _per_message(cpu_pct: float, wall_s: float, messages: int) -> float | None:
+    """CPU µs per message from a CPU share (% of one core) over ``wall_s``."""
+    if messages <= 0:
+        return None
+    return round(cpu_pct / 100 * wall_s / messages * 1e6, 1)

@@ -18,8 +18,9 @@ import psutil
 from vaka.devstack.stack import LocalStack
 from vaka.devstack.units import AgentProcess
 
+from .bare import bare_main
 from .central_proc import central_main
-from .common import HOST, log, percentiles
+from .common import BARE_IDENTITY, HOST, log, percentiles
 from .loadgen import worker_main
 from .loadplan import WorkerPlan
 from .measure import Proc
@@ -35,7 +36,15 @@ class BenchProcesses:
         self.centrals: list[tuple[mp.process.BaseProcess, Connection]] = []
         self.central_ps: list[Proc] = []
         self.workers: list[tuple[mp.process.BaseProcess, Connection]] = []
+        self.central_urls: list[str] = []
         self.agent: AgentProcess | None = None
+        #: the real nightcam the night checks dial (see backlog.py)
+        self.night_unit: AgentProcess | None = None
+        #: the bare subscriber (bare.py): its process and pipe
+        self.bare: tuple[mp.process.BaseProcess, Connection] | None = None
+        self.bare_ps: list[Proc] = []
+        #: the events unit (backlog.EventSource), while it publishes
+        self.events: Any = None
         self.result: dict[str, Any] = {}
         self.ctx = mp.get_context("spawn")
 
@@ -87,10 +96,13 @@ class BenchProcesses:
     def setup(self) -> None:
         """PKI, broker, central, load workers (certificates issued in the workers)."""
         a = self.args
-        identities = tuple(f"central-{i + 1}" for i in range(a.centrals))
+        self.identities = identities = tuple(f"central-{i + 1}" for i in range(a.centrals))
         # As in production: persistent sessions, the CRL checked on every handshake.
         self.stack = stack = LocalStack(
-            self.dir, host=HOST, central_identities=identities, broker_lines=tuple(a.broker_line)
+            self.dir,
+            host=HOST,
+            central_identities=(*identities, BARE_IDENTITY),
+            broker_lines=tuple(a.broker_line),
         )
         self.pki = local = stack.pki
         broker = stack.start_broker()
@@ -98,8 +110,8 @@ class BenchProcesses:
         assert broker.process is not None and broker.process.pid is not None
         self.broker_ps = Proc("broker", psutil.Process(broker.process.pid))
 
-        for identity in identities:
-            self.start_central(identity, port)
+        self.start_centrals(port)
+        self.start_bare()
 
         # Every unit is one socket in the broker: the fleet must fit its RLIMIT_NOFILE.
         broker_limit = self.broker_ps.ps.rlimit(psutil.RLIMIT_NOFILE)[0]
@@ -167,13 +179,50 @@ class BenchProcesses:
         )
         proc.start()
         self.centrals.append((proc, parent))
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 200
         while not parent.poll(0.2):
             if not proc.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"{identity} did not come up (see its traceback above)")
         ready = parent.recv()
         assert ready[0] == "ready" and proc.pid is not None
         self.central_ps.append(Proc(identity, psutil.Process(proc.pid)))
+        self.central_urls.append(f"http://{HOST}:{ready[1]}")
+
+    def start_centrals(self, port: int) -> None:
+        """Every central instance of the run."""
+        for identity in self.identities:
+            self.start_central(identity, port)
+
+    def kill_centrals(self) -> None:
+        """``kill -9`` every central instance (their sessions stay at the broker)."""
+        for proc, _ in self.centrals:
+            proc.kill()
+            proc.join(10)
+        self.centrals, self.central_ps, self.central_urls = [], [], []
+
+    def start_bare(self) -> None:
+        """The bare subscriber (bare.py), subscribed before the fleet connects."""
+        assert self.stack is not None
+        files = self.pki.client(BARE_IDENTITY)
+        parent, child = self.ctx.Pipe()
+        paths = (str(files.server_ca), str(files.cert), str(files.key))
+        proc = self.ctx.Process(
+            target=bare_main,
+            args=(child, HOST, self.port, paths, BARE_IDENTITY),
+            name="bare-subscriber",
+        )
+        proc.start()
+        if not parent.poll(60) or not parent.recv()[1]:
+            raise RuntimeError("the bare subscriber did not subscribe")
+        assert proc.pid is not None
+        self.bare = (proc, parent)
+        self.bare_ps = [Proc("bare", psutil.Process(proc.pid))]
+
+    def bare_count(self) -> int:
+        """Messages the bare subscriber has received so far."""
+        assert self.bare is not None
+        self.bare[1].send(("count",))
+        return int(self.bare[1].recv()[0])
 
     def broker_log(self) -> str:
         """What the broker has logged so far."""
@@ -181,8 +230,17 @@ class BenchProcesses:
 
     def teardown(self) -> None:
         """Stop everything this benchmark started; safe after partial setup."""
-        if self.agent is not None:
-            self.agent.stop()
+        if self.events is not None:
+            self.events.stop()
+        for agent in (self.agent, self.night_unit):
+            if agent is not None:
+                agent.stop()
+        if self.bare is not None:
+            with contextlib.suppress(OSError):
+                self.bare[1].send(("stop",))
+            self.bare[0].join(10)
+            if self.bare[0].is_alive():
+                self.bare[0].kill()
         for _proc, conn in self.workers:
             with contextlib.suppress(OSError):
                 conn.send(("stop",))

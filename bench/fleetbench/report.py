@@ -63,15 +63,31 @@ def summary(r: dict[str, Any]) -> str:
         else "agent n/a"
     )
     top = max((x["written_msg_s"] for x in r.get("max_rate", [])), default=None)
+    backlog = r.get("backlog")
+    events = r.get("events")
+    extra = ""
+    if backlog:
+        extra += (
+            f"; backlog {backlog['queued_at_restart']} drained in {backlog['drain_s']} s, central "
+            f"peak RSS {backlog['central_peak_rss_mb_from_the_dial']} MB, night check "
+            f"{backlog['night_check_setup_ms_before']} ms before / "
+            f"{backlog['night_check_setup_ms_during_drain']} ms during the drain"
+        )
+    if events:
+        acked = events["published_and_acked_by_broker"]
+        extra += f"; events lost {events['events_lost']} of {acked}"
     return (
         f"fleet: {s['units_connected']}/{p['units']} units @ {p['interval_s']} s, ramp "
         f"{r['ramp']['seconds']} s; written {s['written_msg_s']}/s (offered "
-        f"{s['offered_msg_s']}/s), p50 {lat['p50']} ms p99 {lat['p99']} ms, refused "
+        f"{s['offered_msg_s']}/s), p50 {lat['p50']} ms p99 {lat['p99']} ms, central "
+        f"{s.get('central_cpu_us_per_msg')} µs/msg (bare subscriber "
+        f"{s.get('bare_subscriber_cpu_us_per_msg')}), refused "
         f"{s['refused']}; CPU broker {cpu['broker']}% central {cpu['central']}% loadgen "
         f"{cpu['loadgen']}% (machine {cpu['machine_busy']}%); RSS broker "
         f"{rss['broker']['max']} MB central {rss['central']['max']} MB loadgen "
         f"{rss['loadgen']['max']} MB; {agent_text}"
         + (f"; max written {top}/s" if top is not None else "")
+        + extra
     )
 
 

@@ -104,19 +104,7 @@ class CentralService:
             self.engine, self.directory, self.audit, self.config_key, self._publish,
             config.calls.timezone,
         )  # fmt: skip
-        self.ingest = FleetIngest(
-            self.store,
-            self.audit,
-            event_hooks=[
-                self.messages.on_event_record,
-                self.privacy.on_event_record,
-                privacy_visits.on_event_record,
-                self.viewing_log.on_event_record,
-            ],
-            online_hooks=[self.messages.on_unit_online, self.standing.on_unit_online],
-            receipts=self._receipt,
-            on_forged=UnplacedCallAlerts(self.alerts).raise_once,
-        )
+        self.ingest = self._ingest(privacy_visits)
         self.certs, self.provisioner = self._provisioning()
         self.link = CentralLink(
             config.mqtt,
@@ -128,6 +116,27 @@ class CentralService:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.http_port: int | None = None
+
+    def _ingest(self, privacy_visits: PrivacyVisits) -> FleetIngest:
+        """The ingest of the units' messages, with what each stored event or first connection
+        sets off."""
+        config = self.config
+        return FleetIngest(
+            self.store,
+            self.audit,
+            # Commit when half the broker's window has arrived: the other half keeps coming
+            # while the batch is written, and its PUBACKs open the window again.
+            max_batch=max(1, config.mqtt.receive_maximum // 2),
+            event_hooks=[
+                self.messages.on_event_record,
+                self.privacy.on_event_record,
+                privacy_visits.on_event_record,
+                self.viewing_log.on_event_record,
+            ],
+            online_hooks=[self.messages.on_unit_online, self.standing.on_unit_online],
+            receipts=self._receipt,
+            on_forged=UnplacedCallAlerts(self.alerts).raise_once,
+        )
 
     def _circle(self) -> tuple[ContactBook, ContactCalls]:
         """The citizens' circles (their contacts) and the rules of contacts' calls."""

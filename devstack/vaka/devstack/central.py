@@ -56,6 +56,7 @@ def central_config(
     database, see :mod:`vaka.devstack.postgres`)."""
     pki = broker.pki
     files = pki.client(identity)
+    health = pki.client(f"{identity}-health")  # health on a connection of its own
     if isinstance(database, str):
         url = database
     else:
@@ -69,6 +70,8 @@ def central_config(
             key=files.key,
             identity=identity,
             keepalive_s=keepalive_s,
+            health_cert=health.cert,
+            health_key=health.key,
         ),
         keys=KeysSection(ticket_key=pki.ticket_keys()[0], config_key=pki.config_keys()[0]),
         pki=PkiSection(

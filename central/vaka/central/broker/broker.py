@@ -57,10 +57,12 @@ class BrokerSettings:
 
 
 def acl_text(central_identities: tuple[str, ...]) -> str:
-    """The ACL file: central everywhere under the tree, each unit only its own subtree."""
+    """The ACL file: central everywhere under the tree (its health connections only reading
+    health), each unit only its own subtree."""
     lines = ["# Written by vaka-central. Central's identities:"]
     for identity in central_identities:
         lines += [f"user {identity}", f"topic readwrite {TOPIC_ROOT}/#", ""]
+        lines += [f"user {identity}-health", f"topic read {DEVICE_ROOT}/+/health", ""]
     lines.append("# Every unit (username = certificate CN = unit id): its own subtree only.")
     for channel in sorted(UNIT_WRITES):
         lines.append(f"pattern write {DEVICE_ROOT}/%u/{channel.value}")

@@ -88,6 +88,10 @@ def emqx_acl_text(central_identities: tuple[str, ...]) -> str:
         lines.append(
             _rule("allow", f"{{username, {_erl_string(identity)}}}", "all", [f"{TOPIC_ROOT}/#"])
         )
+    lines.append("%% Their health connections: health only (read).")
+    for identity in central_identities:
+        who = f"{{username, {_erl_string(identity + '-health')}}}"
+        lines.append(_rule("allow", who, "subscribe", [f"{DEVICE_ROOT}/+/health"]))
     lines += [
         "",
         "%% Every unit (username = client id = certificate CN = unit id): its own subtree only.",

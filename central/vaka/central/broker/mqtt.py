@@ -1,22 +1,32 @@
-"""Central's broker session: what it subscribes to, shared or not, and why.
+"""Central's broker sessions: what it subscribes to, on which connection, and why.
 
 Health, the bulk of the traffic, goes to a shared subscription: several central instances in
 the same share group each take a part. State, events and ``signal/out`` are subscribed without
 sharing: every instance sees every one. Presence merges idempotently, events are stored once by
 their message id (whoever stores one audits it), and each instance keeps only the answers to
-the calls it set up. The session is persistent (``clean_start`` off, a session expiry), so
+the calls it set up. Sessions are persistent (``clean_start`` off, a session expiry), so
 messages that arrive while an instance restarts wait at the broker. Mosquitto 2.0 does not
 restore *shared* subscriptions from its persistence file after a broker restart (normal ones it
 does), which is why nothing that must not be lost rides on a shared subscription.
+
+With a health certificate (``[mqtt] health_cert``, CN ``<identity>-health``) health comes on a
+connection of its own. The broker keeps one queue per session and delivers it in order, so on
+one connection a call's answer that arrives behind 60 000 queued health reports waits for all of
+them; on its own connection it does not wait at all, and a broker that must drop messages for a
+lagging central drops superseded health from the health session's queue, never events, state or
+signalling (docs/reliability.md).
 
 Acknowledgements are manual: a handler may return an awaitable that completes once the message
 is committed (ingest does), and the link sends the PUBACK only then, in the order the messages
 came; anything else (and anything refused) is acknowledged at once. A central that dies between
 receiving and committing gets the message again from the broker. The MQTT 5 Receive Maximum
 bounds how many unacknowledged messages the broker sends, so a backlog stays at the broker.
+The PUBACKs of one committed batch leave in one write (one TLS record) instead of one each.
 
-Every handler runs guarded: one that raises is counted and its message acknowledged (dropped),
-so no single message can break the loop or make central reconnect and receive it again.
+Messages go from paho's callback straight to the handler (not through aiomqtt's queue and
+message objects): this is central's hottest path. Every handler runs guarded: one that raises is
+counted and its message acknowledged (dropped), so no single message can break the loop or make
+central reconnect and receive it again.
 """
 
 import asyncio
@@ -25,9 +35,11 @@ import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel
@@ -51,11 +63,20 @@ PublishToUnit = Callable[[str, Channel, BaseModel], Awaitable[None]]
 #: ``await publish(topic, payload, retain)``: already-encoded bytes (see
 #: :meth:`CentralLink.publish_raw`)
 PublishRaw = Callable[[str, bytes, bool], Awaitable[None]]
+#: an MQTT 5 PUBACK with reason "success" and no properties: fixed header, remaining length 2
+_PUBACK = bytes([int(paho.PUBACK), 2])
+#: how long central waits for the broker to confirm its subscriptions
+SUBSCRIBE_TIMEOUT_S = 120.0
 
 
 def enrol_topic_filter() -> str:
     """Every unit's enrolment request."""
     return f"{ENROL_ROOT}/+/csr"
+
+
+def health_identity(identity: str) -> str:
+    """The certificate CN of an instance's health connection."""
+    return f"{identity}-health"
 
 
 @dataclass
@@ -67,8 +88,172 @@ class _Unacked:
     committed: "asyncio.Future[Any] | None"
 
 
+def send_pubacks(client: paho.Client, acks: list[tuple[int, int]]) -> None:
+    """Acknowledge ``(mid, qos)`` pairs in order; the QoS 1 ones in one write.
+
+    paho writes every queued packet with its own ``send`` (a TLS record and a system call each);
+    one committed batch is hundreds of PUBACKs, so they are queued as one packet of many.
+    """
+    run: list[int] = []
+    for mid, qos in acks:
+        if qos == 1:
+            run.append(mid)
+            continue
+        _flush_pubacks(client, run)
+        run = []
+        if qos > 1:
+            client.ack(mid, qos)
+    _flush_pubacks(client, run)
+
+
+def _flush_pubacks(client: paho.Client, mids: list[int]) -> None:
+    if not mids:
+        return
+    if len(mids) == 1:
+        client.ack(mids[0], 1)
+        return
+    packet = b"".join(_PUBACK + mid.to_bytes(2, "big") for mid in mids)
+    client._packet_queue(paho.PUBACK, packet, 0, 0)
+
+
+class _Session:
+    """One MQTT connection of central: who it is, what it subscribes to, what it still owes."""
+
+    def __init__(
+        self,
+        link: "CentralLink",
+        identity: str,
+        cert: Path,
+        key: Path,
+        filters: list[str],
+    ) -> None:
+        self.link = link
+        self.identity = identity
+        self.cert = cert
+        self.key = key
+        self.filters = filters
+        self.client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+        self._unacked: deque[_Unacked] = deque()
+        self._waiting_on: asyncio.Future[Any] | None = None
+
+    def _new_client(self) -> aiomqtt.Client:
+        s = self.link.settings
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = s.session_expiry_s
+        props.ReceiveMaximum = s.receive_maximum
+        client = aiomqtt.Client(
+            s.host,
+            s.port,
+            identifier=self.identity,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            tls_context=client_tls_context(s.server_ca, self.cert, self.key),
+            keepalive=s.keepalive_s,
+            clean_start=False,
+            properties=props,
+            timeout=10,
+            socket_options=TCP_NODELAY,
+        )
+        # aiomqtt 2.5 has no manual-ack option; its paho client (2.x) has: with it on, paho
+        # sends a QoS 1 PUBACK only when asked (see _ack_ready).
+        client._client.manual_ack_set(True)
+        # Straight from paho's callback to the handler: no aiomqtt message object, no queue.
+        client._client.on_message = self._on_message
+        return client
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+        # Anything escaping a paho callback would end the connection: nothing may.
+        try:
+            self.dispatch(message.topic, message.payload, message.mid, message.qos)
+        except Exception:
+            self.link.handler_failures["link"] += 1
+            log.exception("central could not take a message; it is acknowledged and dropped")
+            self._unacked.append(_Unacked(message.mid, message.qos, None))
+            self._ack_ready()
+
+    def dispatch(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
+        """Hand one message to its handler, guarded; queue its acknowledgement."""
+        channel, handler = self.link.handler_for(topic)
+        committed: asyncio.Future[Any] | None = None
+        try:
+            result = handler(topic, payload) if handler is not None else None
+            if inspect.isawaitable(result):
+                committed = asyncio.ensure_future(result)
+        except Exception:
+            self.link.handler_failures[channel] += 1
+            log.exception("handler for %s failed on %s; dropping the message", channel, topic[:120])
+        self._unacked.append(_Unacked(mid, qos, committed))
+        # A batch's messages share one future: one callback for all of them.
+        if committed is not None and committed is not self._waiting_on:
+            self._waiting_on = committed
+            committed.add_done_callback(lambda _: self._ack_ready())
+        self._ack_ready()
+
+    def _ack_ready(self) -> None:
+        """Acknowledge, in arrival order, every message whose commit is done."""
+        client = self.client
+        if client is None:  # connected, but the client not handed over yet: acknowledge later
+            return
+        ready: list[tuple[int, int]] = []
+        while self._unacked:
+            head = self._unacked[0]
+            if head.committed is not None and not head.committed.done():
+                break
+            self._unacked.popleft()
+            if head.qos > 0:
+                ready.append((head.mid, head.qos))
+        if ready:
+            send_pubacks(client._client, ready)
+
+    @property
+    def unacked(self) -> int:
+        """Messages received and not yet acknowledged."""
+        return len(self._unacked)
+
+    async def run(self) -> None:
+        """Connect, subscribe and take messages until cancelled; reconnect with backoff."""
+        attempt = 0
+        while True:
+            try:
+                async with self._new_client() as client:
+                    self.link.connections += 1
+                    # A resumed session's messages come from the CONNACK on, before the SUBACK:
+                    # their acknowledgements need the client already.
+                    self.client = client
+                    self._ack_ready()
+                    # One SUBSCRIBE for all filters, and time for its SUBACK: on a session
+                    # resumed with a large backlog the broker sends queued messages first and
+                    # may be busy saving its store (a short timeout here reconnected central
+                    # again and again, never draining).
+                    await client.subscribe(
+                        [(f, 1) for f in self.filters], timeout=SUBSCRIBE_TIMEOUT_S
+                    )
+                    self.connected.set()
+                    self.link.session_changed()
+                    attempt = 0
+                    log.info("%s subscribed to %s", self.identity, ", ".join(self.filters))
+                    # Messages go to _on_message; this only waits for the connection to end.
+                    async for _ in client.messages:
+                        pass
+            except aiomqtt.MqttError as err:
+                log.warning("%s: broker connection lost or refused: %s", self.identity, err)
+            except Exception as err:
+                log.error("%s cannot connect to the broker: %s", self.identity, err)
+            finally:
+                self.client = None
+                # Unacknowledged messages of the lost connection come again (persistent session);
+                # their message ids mean nothing on the next connection.
+                self._unacked.clear()
+                self._waiting_on = None
+                self.connected.clear()
+                self.link.session_changed()
+            delay = backoff_delay(attempt, 0.5, 30.0)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+
 class CentralLink:
-    """Keeps central's MQTT session up; unit reports go to ``sink``, call signals to ``signals``."""
+    """Keeps the MQTT sessions up; unit reports go to ``sink``, call answers to ``signals``."""
 
     def __init__(
         self,
@@ -83,16 +268,30 @@ class CentralLink:
         self.signals = signals
         self.enrolments = enrolments
         self.renewals = renewals
+        #: set while every session is up
         self.connected = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
         #: connections made so far (a poison message must never make this grow)
         self.connections = 0
         #: messages whose handler raised, by channel (each acknowledged and dropped)
         self.handler_failures: Counter[str] = Counter()
-        self._unacked: deque[_Unacked] = deque()
+        self.main = _Session(self, settings.identity, settings.cert, settings.key, [])
+        self.sessions = [self.main]
+        health = shared(settings.share_group, device_filter(Channel.HEALTH))
+        if settings.health_cert is not None and settings.health_key is not None:
+            self.sessions.append(
+                _Session(
+                    self,
+                    health_identity(settings.identity),
+                    settings.health_cert,
+                    settings.health_key,
+                    [health],
+                )
+            )
+        own = len(self.sessions) > 1
+        self.main.filters = [f for f in self.subscriptions() if not (own and f == health)]
 
     def subscriptions(self) -> list[str]:
-        """The topic filters central subscribes to."""
+        """The topic filters central subscribes to (over all its sessions)."""
         share = self.settings.share_group
         return [
             shared(share, device_filter(Channel.HEALTH)),
@@ -103,32 +302,8 @@ class CentralLink:
             *([shared(share, device_filter(Channel.RENEW))] if self.renewals is not None else []),
         ]
 
-    def _properties(self) -> Properties:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.settings.session_expiry_s
-        props.ReceiveMaximum = self.settings.receive_maximum
-        return props
-
-    def _new_client(self) -> aiomqtt.Client:
-        s = self.settings
-        client = aiomqtt.Client(
-            s.host,
-            s.port,
-            identifier=s.identity,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            tls_context=client_tls_context(s.server_ca, s.cert, s.key),
-            keepalive=s.keepalive_s,
-            clean_start=False,
-            properties=self._properties(),
-            timeout=10,
-            socket_options=TCP_NODELAY,
-        )
-        # aiomqtt 2.5 has no manual-ack option; its paho client (2.x) has: with it on, paho
-        # sends a QoS 1 PUBACK only when ack() is called (see _ack_ready).
-        client._client.manual_ack_set(True)
-        return client
-
-    def _handler(self, topic: str) -> tuple[str, MessageSink | None]:
+    def handler_for(self, topic: str) -> tuple[str, MessageSink | None]:
+        """The channel name (for counting) and the handler of a message on ``topic``."""
         if topic.startswith(ENROL_ROOT + "/"):
             return "enrol", self.enrolments
         if topic.endswith("/renew"):
@@ -137,75 +312,31 @@ class CentralLink:
             return "signal/out", self.signals
         return topic.rsplit("/", 1)[-1][:20], self.sink
 
-    def _dispatch(self, message: aiomqtt.Message) -> None:
-        """Hand one message to its handler, guarded; queue its acknowledgement."""
-        topic = message.topic.value
-        channel, handler = self._handler(topic)
-        committed: asyncio.Future[Any] | None = None
-        try:
-            result = handler(topic, message.payload) if handler is not None else None
-            if inspect.isawaitable(result):
-                committed = asyncio.ensure_future(result)
-        except Exception:
-            self.handler_failures[channel] += 1
-            log.exception("handler for %s failed on %s; dropping the message", channel, topic[:120])
-        self._unacked.append(_Unacked(message.mid, message.qos, committed))
-        if committed is not None:
-            committed.add_done_callback(lambda _: self._ack_ready())
-        self._ack_ready()
-
-    def _ack_ready(self) -> None:
-        """Acknowledge, in arrival order, every message whose commit is done."""
-        client = self._client
-        while self._unacked:
-            head = self._unacked[0]
-            if head.committed is not None and not head.committed.done():
-                return
-            self._unacked.popleft()
-            if client is not None and head.qos > 0:
-                client._client.ack(head.mid, head.qos)
+    def session_changed(self) -> None:
+        """Keep :attr:`connected` true exactly while every session is up."""
+        if all(s.connected.is_set() for s in self.sessions):
+            self.connected.set()
+        else:
+            self.connected.clear()
 
     def stats(self) -> dict[str, Any]:
         """Connections made, handler failures and acknowledgements still waiting."""
         return {
             "connections": self.connections,
             "handler_failures": dict(self.handler_failures),
-            "unacked": len(self._unacked),
+            "unacked": sum(s.unacked for s in self.sessions),
+            "sessions": [s.identity for s in self.sessions],
         }
 
     async def run(self) -> None:
-        """Connect, subscribe and deliver messages until cancelled; reconnect with backoff."""
-        s = self.settings
-        attempt = 0
-        while True:
-            try:
-                async with self._new_client() as client:
-                    self.connections += 1
-                    for topic_filter in self.subscriptions():
-                        await client.subscribe(topic_filter, qos=1)
-                    self._client = client
-                    self.connected.set()
-                    attempt = 0
-                    log.info("central %s subscribed (share group %s)", s.identity, s.share_group)
-                    async for message in client.messages:
-                        self._dispatch(message)
-            except aiomqtt.MqttError as err:
-                log.warning("central's broker connection lost or refused: %s", err)
-            except Exception as err:
-                log.error("central cannot connect to the broker: %s", err)
-            finally:
-                self._client = None
-                # Unacknowledged messages of the lost connection come again (persistent session);
-                # their message ids mean nothing on the next connection.
-                self._unacked.clear()
-                self.connected.clear()
-            delay = backoff_delay(attempt, 0.5, 30.0)
-            attempt += 1
-            await asyncio.sleep(delay)
+        """Run every session until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for session in self.sessions:
+                group.create_task(session.run(), name=session.identity)
 
     async def publish_raw(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Publish already-encoded bytes (the enrolment answers)."""
-        client = self._client
+        client = self.main.client
         if client is None:
             raise LinkError("central is not connected to the broker")
         try:
@@ -217,7 +348,7 @@ class CentralLink:
         self, device_id: str, channel: Channel, message: BaseModel, *, retain: bool = False
     ) -> None:
         """Publish to a unit's inbound channel (``signal/in`` or ``config``)."""
-        client = self._client
+        client = self.main.client
         if client is None:
             raise LinkError("central is not connected to the broker")
         try:

@@ -34,13 +34,9 @@ from vaka.central.audit.trail import AuditEntry, AuditLog
 from vaka.central.fleet.presence import Presence
 from vaka.central.fleet.store import EventRecord, FleetStore, HealthUpdate, StateUpdate
 from vaka.errors import RegistryError
-from vaka.protocol.inbound import read_unit_message
-from vaka.protocol.messages import (
-    MAX_RECEIPT_IDS,
-    EventMessage,
-    HealthMessage,
-    StateMessage,
-)
+from vaka.protocol.hot import FastHealth, FastState, health_fields
+from vaka.protocol.inbound import read_unit_report
+from vaka.protocol.messages import MAX_RECEIPT_IDS, EventMessage
 from vaka.protocol.refusals import Refusals
 from vaka.protocol.topics import UNIT_WRITES
 
@@ -141,11 +137,17 @@ class FleetIngest:
     def handle(self, topic: str, payload: Any, received_at: float | None = None) -> bool:
         """Validate one message from the broker and queue it; ``False`` if it was refused."""
         received_at = time.time() if received_at is None else received_at
-        read = read_unit_message(topic, payload, UNIT_WRITES, self.refusals)
+        read = read_unit_report(topic, payload, UNIT_WRITES, self.refusals)
         if read is None:
             return False
         where, message = read
-        if isinstance(message, StateMessage):
+        if isinstance(message, FastHealth):
+            self._pending.health.append(
+                HealthUpdate(
+                    where.device_id, message.ts, received_at, health_fields(message.payload)
+                )
+            )
+        elif isinstance(message, FastState):
             p = message.payload
             if p.status == "online":
                 for hook in self.online_hooks:
@@ -160,15 +162,6 @@ class FleetIngest:
                     received_at,
                     p.profile,
                     p.agent_version,
-                )
-            )
-        elif isinstance(message, HealthMessage):
-            self._pending.health.append(
-                HealthUpdate(
-                    where.device_id,
-                    message.ts,
-                    received_at,
-                    message.payload.model_dump(mode="json", exclude_none=True),
                 )
             )
         elif isinstance(message, EventMessage):

@@ -32,9 +32,17 @@ class MqttSection(_Section):
     share_group: str = Field(default="central", pattern=r"^[a-z0-9-]{1,30}$")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     session_expiry_s: int = Field(default=3600, ge=0)
-    #: unacknowledged messages the broker may have in flight to central (MQTT 5 Receive Maximum):
-    #: central acknowledges only after committing, so a backlog waits at the broker
-    receive_maximum: int = Field(default=100, ge=1, le=65535)
+    #: unacknowledged messages the broker may have in flight to each of central's connections
+    #: (MQTT 5 Receive Maximum): central acknowledges only after committing, so a backlog waits
+    #: at the broker. Ingest commits a batch when half of it has arrived, so the other half keeps
+    #: coming meanwhile; much lower caps the rate (a window per commit), much higher only holds
+    #: more in central's memory.
+    receive_maximum: int = Field(default=1000, ge=2, le=65535)
+    #: the health connection's certificate and key (CN ``<identity>-health``): health then comes
+    #: on a connection of its own, and a health backlog never delays signalling, state or events
+    #: (without them, everything shares one connection)
+    health_cert: Path | None = None
+    health_key: Path | None = None
 
 
 class HttpSection(_Section):
