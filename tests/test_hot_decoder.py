@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vaka.errors import BadMessage
+from vaka.protocol import hot, messages
 from vaka.protocol.hot import MIRRORS, FastHealth, FastState, decode_report, health_fields
 from vaka.protocol.messages import (
     HealthMessage,
@@ -60,6 +61,26 @@ def test_the_structs_have_the_models_fields() -> None:
     for struct, model in MIRRORS.items():
         assert set(struct.__struct_fields__) == set(model.model_fields)
     assert set(FastHealth.__struct_fields__) == set(HealthMessage.model_fields)
+    # The payloads and what they hold too: a field the models gain must reach the fast path.
+    pairs = [
+        (hot.FastHealthPayload, messages.HealthPayload),
+        (hot.FastStatePayload, messages.StatePayload),
+        (hot.FastLinkQuality, messages.LinkQuality),
+        (hot.FastPrivacyState, messages.PrivacyState),
+    ]
+    for struct, model in pairs:
+        assert set(struct.__struct_fields__) == set(model.model_fields), struct.__name__
+
+
+def test_a_health_sample_in_privacy_mode_takes_the_fast_path() -> None:
+    privacy = messages.PrivacyState(mode="visitors", since=1000.0, until=4600.0)
+    sample = HEALTH.model_copy(
+        update={"payload": HEALTH.payload.model_copy(update={"privacy": privacy})}
+    )
+    fast = decode_report(encode(sample), Channel.HEALTH)
+    assert isinstance(fast, FastHealth)
+    stored = sample.payload.model_dump(mode="json", exclude_none=True)
+    assert health_fields(fast.payload) == stored
 
 
 def test_a_health_sample_decodes_to_the_same_values_and_stored_fields() -> None:

@@ -59,6 +59,14 @@ class FastLinkQuality(_Strict, frozen=True, kw_only=True):
     quality_pct: Annotated[float, Meta(ge=0, le=100)] | None = None
 
 
+class FastPrivacyState(_Strict, frozen=True, kw_only=True):
+    """:class:`~vaka.protocol.messages.PrivacyState`."""
+
+    mode: Literal["visitors", "away"]
+    since: Annotated[float, Meta(ge=0, lt=2**53)]
+    until: Annotated[float, Meta(ge=0, lt=2**53)]
+
+
 class FastHealthPayload(_Strict, frozen=True, kw_only=True):
     """:class:`~vaka.protocol.messages.HealthPayload`."""
 
@@ -81,6 +89,7 @@ class FastHealthPayload(_Strict, frozen=True, kw_only=True):
     refused_messages: _Count = 0
     link_outages: _Count = 0
     last_outage_s: _NonNegative | None = None
+    privacy: FastPrivacyState | None = None
 
 
 class FastState(_Strict, frozen=True, kw_only=True):
@@ -136,9 +145,10 @@ def health_fields(payload: FastHealthPayload) -> dict[str, Any]:
     """The sample as a plain dict without the fields the unit left empty (what
     ``HealthPayload.model_dump(mode="json", exclude_none=True)`` gives)."""
     out = {k: v for k, v in msgspec.structs.asdict(payload).items() if v is not None}
-    link = payload.link
-    if link is not None:
-        out["link"] = {k: v for k, v in msgspec.structs.asdict(link).items() if v is not None}
+    for name in ("link", "privacy"):
+        nested = getattr(payload, name)
+        if nested is not None:
+            out[name] = {k: v for k, v in msgspec.structs.asdict(nested).items() if v is not None}
     return out
 
 
