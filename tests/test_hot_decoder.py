@@ -7,9 +7,11 @@ exactly what :func:`decode` accepts, gives the same values, and refuses with the
 import json
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from vaka.errors import BadMessage
 from vaka.protocol import hot, messages
@@ -62,14 +64,14 @@ def test_the_structs_have_the_models_fields() -> None:
         assert set(struct.__struct_fields__) == set(model.model_fields)
     assert set(FastHealth.__struct_fields__) == set(HealthMessage.model_fields)
     # The payloads and what they hold too: a field the models gain must reach the fast path.
-    pairs = [
+    pairs: list[tuple[type[msgspec.Struct], type[BaseModel]]] = [
         (hot.FastHealthPayload, messages.HealthPayload),
         (hot.FastStatePayload, messages.StatePayload),
         (hot.FastLinkQuality, messages.LinkQuality),
         (hot.FastPrivacyState, messages.PrivacyState),
     ]
-    for struct, model in pairs:
-        assert set(struct.__struct_fields__) == set(model.model_fields), struct.__name__
+    for fast, slow in pairs:
+        assert set(fast.__struct_fields__) == set(slow.model_fields), fast.__name__
 
 
 def test_a_health_sample_in_privacy_mode_takes_the_fast_path() -> None:
