@@ -18,7 +18,7 @@ import pytest
 from vaka.devstack.browser import CHROMIUM, FLAGS, VIEWPORTS
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Page
+    from playwright.async_api import Browser, Page, ViewportSize
 
 TIMEOUT_MS = 15_000
 
@@ -50,10 +50,23 @@ async def browser() -> AsyncIterator["Browser"]:
 _errors: dict[int, list[str]] = {}
 
 
-async def new_page(browser: "Browser", viewport: str = "desktop") -> "Page":
-    """A fresh page (own cookies) of the named viewport; see :func:`page_errors`."""
+#: the browser locale a page asks for, by the console's language
+LOCALES = {"sv": "sv-SE", "da": "da-DK", "en": "en-US"}
+
+
+async def new_page(
+    browser: "Browser", viewport: str = "desktop", lang: str | None = None
+) -> "Page":
+    """A fresh page (own cookies) of the named viewport; see :func:`page_errors`. With ``lang``
+    the browser asks for that language first and lives in Stockholm's time zone."""
     width, height = VIEWPORTS[viewport]
-    context = await browser.new_context(viewport={"width": width, "height": height})
+    size: ViewportSize = {"width": width, "height": height}
+    if lang is None:
+        context = await browser.new_context(viewport=size)
+    else:
+        context = await browser.new_context(
+            viewport=size, locale=LOCALES.get(lang, lang), timezone_id="Europe/Stockholm"
+        )
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     errors = _errors.setdefault(id(page), [])

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
+from tests.browser import new_page, page_errors
 from tests.test_console_duty import console_log_in
-from tests.test_console_i18n import new_page, page_errors_of
 from tests.tvunit import DAY, TV, push_tv_config, running_tv, screen_of, tv_directory
 from vaka.agent.app import Agent
 from vaka.agent.ui import Idle, Incoming
@@ -84,7 +84,7 @@ async def test_the_nurse_cancels_a_ringing_visit_and_the_tv_stops_within_a_secon
         assert isinstance(screen_of(agent).state, Idle)
         kinds = [e.kind for e in await asyncio.to_thread(central.audit.entries)]
         assert "call_cancelled" in kinds
-    assert page_errors_of[id(page)] == []
+    assert page_errors(page) == []
 
 
 @pytest.mark.parametrize(("lang", "viewport"), [("en", "desktop"), ("da", "phone")])
@@ -98,4 +98,4 @@ async def test_a_visit_nobody_answers_says_so_with_the_real_seconds(
         await expect(page.locator("#visit-error")).to_have_text(NO_ANSWER[lang], timeout=10_000)
         assert not ringing(agent)
         await expect(page.locator("#visit-call")).to_be_hidden()
-    assert page_errors_of[id(page)] == []
+    assert page_errors(page) == []

@@ -30,12 +30,10 @@ from vaka.central.storage.migrate import upgrade
 from vaka.devstack.broker import Broker
 
 pytest.register_assert_rewrite("tests.browser")
-from tests.browser import TIMEOUT_MS, require_chromium  # noqa: E402
+from tests.browser import new_page, page_errors, require_chromium  # noqa: E402
 
 pytest_plugins = ["tests.browser"]
 
-VIEWPORTS = {"phone": (390, 844), "desktop": (1280, 800)}
-LOCALES = {"sv": "sv-SE", "da": "da-DK", "en": "en-US"}
 #: what each role's navigation shows (page ids, in order)
 NAV = {
     "n-nurse": ["night-round", "on-duty", "video-visits", "password"],
@@ -52,33 +50,6 @@ NIGHT_ROUND = {"sv": "Nattillsyn", "da": "Nattilsyn", "en": "Night round"}
 NO_WORDS = re.compile(r"\b(null|undefined|NaN)\b")
 TWELVE_HOUR = re.compile(r"\b(AM|PM|am|pm|a\.m\.|p\.m\.)\b")
 HH_MM = re.compile(r"\b([01]\d|2[0-3]):[0-5]\d\b")
-
-
-async def new_page(browser: Browser, viewport: str = "desktop", lang: str = "en") -> Page:
-    """A fresh page (own cookies) of that size whose browser asks for ``lang`` first."""
-    width, height = VIEWPORTS[viewport]
-    context = await browser.new_context(
-        viewport={"width": width, "height": height},
-        locale=LOCALES.get(lang, lang),
-        timezone_id="Europe/Stockholm",
-    )
-    page = await context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda err: errors.append(str(err)))
-    page.on(
-        "console",
-        lambda msg: (
-            errors.append(msg.text)
-            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
-    page_errors_of[id(page)] = errors
-    return page
-
-
-page_errors_of: dict[int, list[str]] = {}
 
 
 async def log_in(page: Page, url: str, staff_id: str, codes: otp.CodeSource | None = None) -> None:
@@ -142,7 +113,7 @@ async def test_log_in_page_speaks_the_browsers_language(
             await page.fill("#password", "not the password")
             await page.click("#login-submit")
             await expect(page.locator("#login-error")).to_contain_text(wrong[expected])
-            assert page_errors_of[id(page)] == [], lang
+            assert page_errors(page) == [], lang
             await page.context.close()
 
 
@@ -180,8 +151,8 @@ async def test_a_saved_choice_overrides_the_browser_and_follows_the_member(
         await english.click("#logout")
         await expect(english.locator("#logged-out")).to_have_text("You are logged out.")
         await expect(english.locator("h1")).to_have_text("Log in")
-    assert page_errors_of[id(swedish)] == []
-    assert page_errors_of[id(english)] == []
+    assert page_errors(swedish) == []
+    assert page_errors(english) == []
 
 
 async def test_language_api_accepts_our_three_and_null(broker: Broker, tmp_path: Path) -> None:
@@ -245,7 +216,7 @@ async def test_times_are_24_hour_in_every_language(
         text = await text_of(page)
         assert TWELVE_HOUR.search(text) is None, text[:400]
         assert HH_MM.search(text) is not None, text[:400]
-    assert page_errors_of[id(page)] == []
+    assert page_errors(page) == []
 
 
 # ---------------------------------------------------------------- no "null" on any page
@@ -279,7 +250,7 @@ async def test_no_null_or_undefined_on_any_page(
         await log_in_expired(page, central.url)
         await expect(page.locator("#password-expired")).to_be_visible()
         no_missing_words(await text_of(page), "the expired-password page")
-    assert page_errors_of[id(page)] == []
+    assert page_errors(page) == []
 
 
 async def log_in_expired(page: Page, url: str) -> None:
@@ -308,7 +279,7 @@ async def test_the_navigation_shows_what_the_role_may_use(
             current = await page.locator("#nav a[aria-current='page']").get_attribute("data-page")
             assert current == ("audit" if "audit" in expected else expected[0]), staff_id
             no_missing_words(await text_of(page), f"{staff_id}'s console")
-            assert page_errors_of[id(page)] == [], staff_id
+            assert page_errors(page) == [], staff_id
             await page.context.close()
 
 
@@ -429,7 +400,7 @@ async def test_audit_page_reads_as_sentences_and_filters_narrow_it(
         await expect(page.locator("#audit-chain")).to_contain_text(intact[lang])
         no_missing_words(await text_of(page), "the audit page")
         assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
-    assert page_errors_of[id(page)] == []
+    assert page_errors(page) == []
 
 
 def test_an_older_staff_table_gets_the_language_column(tmp_path: Path) -> None:

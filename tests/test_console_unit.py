@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from tests.browser import new_page, page_errors
 from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, UNIT, running_agent
 from tests.test_alerts import FAR, SOON, central_with_alerts, nightcam, online
-from tests.test_console_i18n import new_page, page_errors_of
 from tests.test_console_round import load_round_directory, wait_until_playing
 from tests.test_enrolment import approve, generic_unit, pending_code, technician
 from tests.test_notify import WebhookReceiver, webhook_server
@@ -248,7 +248,7 @@ async def test_the_fleet_links_to_a_unit_page_whose_actions_change_its_lifecycle
         kinds = [e.kind for e in await asyncio.to_thread(central.audit.entries)]
         assert kinds.count("unit_suspended") == 1 and kinds.count("unit_decommissioned") == 1
         assert kinds.count("alert_cleared") == 1
-        assert page_errors_of[id(page)] == []
+        assert page_errors(page) == []
 
         # Support sees the page but no actions, and central refuses them the change.
         support = await new_page(browser, viewport, lang)
@@ -266,7 +266,7 @@ async def test_the_fleet_links_to_a_unit_page_whose_actions_change_its_lifecycle
             FAR,
         )
         assert answer == 403
-        assert page_errors_of[id(support)] == []
+        assert page_errors(support) == []
 
 
 @pytest.mark.parametrize(("lang", "viewport"), [("sv", "desktop"), ("da", "phone")])
@@ -342,7 +342,7 @@ async def test_an_enrolled_unit_is_enrolling_then_active_and_revoked_from_its_pa
         assert answer == f"409 unit {unit} is revoked: it cannot be made suspended"
     revoked = await asyncio.to_thread(central.audit.entries, kind="unit_revoked")
     assert [(e.unit, e.actor, e.detail["reason"]) for e in revoked] == [(unit, "t-tech", "stulen")]
-    assert page_errors_of[id(page)] == []
+    assert page_errors(page) == []
 
 
 # ---------------------------------------------------------------- item 5
@@ -395,7 +395,7 @@ async def test_the_night_check_shows_a_timer_and_one_line_of_outcomes(
         await expect(page.locator("#round-ok")).to_contain_text(words["visit"])
     outcomes = await asyncio.to_thread(central.audit.entries, kind="supervision_outcome")
     assert [e.detail["outcome"] for e in outcomes] == ["visit_needed"]
-    assert page_errors_of[id(page)] == []
+    assert page_errors(page) == []
     # The unit's page lists the check among its last calls, with its length.
     admin = await new_page(browser, viewport, lang)
     await log_in(admin, central.url, "s-admin", otp.code_now(TOTP_SECRET))
@@ -406,7 +406,7 @@ async def test_the_night_check_shows_a_timer_and_one_line_of_outcomes(
     await expect(call).to_contain_text(words["round"])
     assert await fits(admin)
     await no_missing_words(admin, "the unit page after a night check")
-    assert page_errors_of[id(admin)] == []
+    assert page_errors(admin) == []
 
 
 @pytest.mark.parametrize(("lang", "viewport"), [("da", "desktop"), ("sv", "phone")])
@@ -462,7 +462,7 @@ async def test_re_enrol_from_the_unit_page_brings_the_same_unit_back(
         "unit_activated",
     ]
     assert await asyncio.to_thread(central.directory.citizen_of, unit) == "c-9"
-    assert page_errors_of[id(page)] == []
+    assert page_errors(page) == []
 
 
 async def is_active(central: CentralService, unit: str) -> bool:

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
+from tests.browser import new_page, page_errors
 from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD
 from tests.test_alerts import FAR, SOON, central_with_alerts, nightcam, online
 from tests.test_console_alerts import console_log_in as support_log_in
 from tests.test_console_duty import console_log_in
-from tests.test_console_i18n import new_page, page_errors_of
 from tests.test_console_visits import RULES
 from tests.test_enrolment import generic_unit, pending_code
 from tests.test_notify import WebhookReceiver, webhook_server
@@ -116,7 +116,7 @@ async def test_a_visit_hung_up_and_one_declined_say_why_in_the_readers_language(
     await expect(entry).not_to_contain_text("agent stopped")
     await expect(entry).not_to_contain_text("connection lost")
     await no_english(nurse)
-    assert page_errors_of[id(nurse)] == [] and page_errors_of[id(outsider)] == []
+    assert page_errors(nurse) == [] and page_errors(outsider) == []
 
 
 @pytest.mark.parametrize(("lang", "viewport"), [("sv", "desktop"), ("da", "phone")])
@@ -148,7 +148,7 @@ async def test_an_offline_unit_and_its_alert_say_why_in_the_readers_language(
         await expect(page.locator("#unit-status")).to_contain_text(STOPPED[lang])
         await expect(page.locator(".alert-item").first).to_contain_text(STOPPED[lang])
         await no_english(page)
-    assert page_errors_of[id(page)] == []
+    assert page_errors(page) == []
 
 
 UNKNOWN_CITIZEN = {
@@ -201,4 +201,4 @@ async def test_the_approval_form_creates_a_citizen_only_when_new_citizen_is_tick
         await expect(row).to_be_visible(timeout=15_000)  # the next refresh lists it
         if lang != "en":
             await no_english(page)
-    assert page_errors_of[id(page)] == []
+    assert page_errors(page) == []
