@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import pytest
 from playwright.async_api import Page, expect
 
@@ -24,7 +25,7 @@ from tests.test_console_duty import pattern_moves_on, received_frames, video_pla
 from tests.tvunit import CITIZEN, DAY, TV, push_tv_config, running_tv, screen_of, tv_directory
 from vaka.agent.media.audio import AudioSink
 from vaka.agent.ui import ButtonId, Idle, InCall, Incoming
-from vaka.agent.ui.layout import buttons
+from vaka.agent.ui.layout import buttons, render
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import running_central
@@ -255,6 +256,18 @@ async def test_refusals_are_shown_with_their_reasons(
     assert page_errors(page) == [] and page_errors(revoked) == []
 
 
+def _picture_shown(agent: Any) -> Any:
+    state = screen_of(agent).state
+    return state.picture if isinstance(state, Incoming) else None
+
+
+async def shot_tv(agent: Any, tmp_path: Path, name: str) -> None:
+    """The TV's screen as the citizen sees it (kept for the docs with ``VAKA_SCREENS``)."""
+    image = render(screen_of(agent).state, agent.tv.catalog)
+    folder = Path(SCREENS) if SCREENS else tmp_path
+    await asyncio.to_thread(cv2.imwrite, str(folder / f"{name}.png"), image)
+
+
 def _rings(agent: Any) -> int:
     """How many times the TV has shown an incoming call so far."""
     history = [state for _, state in screen_of(agent).history]
@@ -279,9 +292,17 @@ async def test_the_tv_rings_with_the_contact_and_do_not_disturb_refuses_only_con
         # The contact's call rings with their name and picture, and offers "Not this evening".
         await page.click("#call")
         await wait_for(lambda: isinstance(screen_of(agent).state, Incoming), 15)
+        # The picture staff stored (an orange square), as central's signed thumbnail.
+        await wait_for(lambda: _picture_shown(agent) is not None, 10, what="the caller's picture")
+        picture = _picture_shown(agent)
+        assert picture is not None and picture.shape == (240, 240, 3)
+        assert [round(float(c)) for c in picture.reshape(-1, 3).mean(axis=0)] == pytest.approx(
+            [40, 120, 200], abs=6
+        )
         state = screen_of(agent).state
         assert isinstance(state, Incoming) and state.contact
         assert state.caller_name == "Anna Andersson"
+        await shot_tv(agent, tmp_path, "tv-contact-ringing")
         targets = {b.id for b in buttons(state)}
         assert targets == {ButtonId.ANSWER, ButtonId.DECLINE, ButtonId.DO_NOT_DISTURB}
         screen_of(agent).press(ButtonId.DO_NOT_DISTURB)
