@@ -263,7 +263,9 @@ def _picture_shown(agent: Any) -> Any:
 
 async def shot_tv(agent: Any, tmp_path: Path, name: str) -> None:
     """The TV's screen as the citizen sees it (kept for the docs with ``VAKA_SCREENS``)."""
-    image = render(screen_of(agent).state, agent.tv.catalog)
+    state = screen_of(agent).state
+    assert state is not None
+    image = render(state, agent.tv.catalog)
     folder = Path(SCREENS) if SCREENS else tmp_path
     await asyncio.to_thread(cv2.imwrite, str(folder / f"{name}.png"), image)
 

@@ -52,10 +52,11 @@ class CallerPictures:
             self.refusals.refuse("bad caller picture", str(err), "the message channel")
             return
         raw = np.frombuffer(picture.jpeg_bytes(), dtype=np.uint8)
-        image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
-        if image is None:
+        decoded = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+        if decoded is None:
             self.refusals.refuse("bad caller picture", "not a JPEG image", "the message channel")
             return
+        image: BgrImage = decoded.astype(np.uint8, copy=False)
         self._pictures[picture.cid] = image
         while len(self._pictures) > KEPT:
             self._pictures.popitem(last=False)

@@ -290,7 +290,7 @@ def _incoming(
         videos = (VideoSpec(state.picture, text.sc.rect(*_CALLER_PICTURE), text.sc.px(4)),)
         left = 320
     width = 1240 - left
-    texts = (
+    texts: tuple[TextSpec, ...] = (
         text(catalog.text("incoming.calling", name=state.caller_name), (left, 20, width, 110), 88),
         text(role_text, (left, 130, width, 80), 60, GREY),
     )
