@@ -3,7 +3,10 @@ relative invited in person redeems the code from the QR link, creates a passkey 
 virtual authenticator (DevTools ``WebAuthn`` domain), calls the TV — pictures and sound both
 ways — and logs in again with the passkey; at phone size (the citizen answers) and on a desktop
 (a contact whom staff set to be answered by itself). Refusals are shown
-with their reasons: declined on the TV, removed mid-call (the call ends), revoked log-in."""
+with their reasons: declined on the TV, removed mid-call (the call ends), revoked log-in. The TV
+rings with the contact's name and picture, and the citizen's "Not this evening" refuses
+contacts' calls (not staff visits) until the morning, as the page says in the contact's
+language."""
 
 import asyncio
 import os
@@ -11,19 +14,24 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import pytest
 from playwright.async_api import Page, expect
 
 from tests.circle import StaffApi
+from tests.conftest import TOTP_SECRET
+from tests.nightcheck import PASSWORD
 from tests.test_console_duty import pattern_moves_on, received_frames, video_plays
 from tests.tvunit import CITIZEN, DAY, TV, push_tv_config, running_tv, screen_of, tv_directory
 from vaka.agent.media.audio import AudioSink
 from vaka.agent.ui import ButtonId, Idle, InCall, Incoming
+from vaka.agent.ui.layout import buttons, render
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.central import running_central
 from vaka.devstack.polling import wait_for
 from vaka.devstack.stack import LocalStack
+from vaka.staff.client import StaffClient, StaffError
 
 pytest.register_assert_rewrite("tests.browser")
 from tests.browser import new_page, page_errors  # noqa: E402
@@ -246,3 +254,97 @@ async def test_refusals_are_shown_with_their_reasons(
     removed = await asyncio.to_thread(central.audit.entries, kind="contact_removed")
     assert removed[0].call_id is not None
     assert page_errors(page) == [] and page_errors(revoked) == []
+
+
+def _picture_shown(agent: Any) -> Any:
+    state = screen_of(agent).state
+    return state.picture if isinstance(state, Incoming) else None
+
+
+async def shot_tv(agent: Any, tmp_path: Path, name: str) -> None:
+    """The TV's screen as the citizen sees it (kept for the docs with ``VAKA_SCREENS``)."""
+    state = screen_of(agent).state
+    assert state is not None
+    image = render(state, agent.tv.catalog)
+    folder = Path(SCREENS) if SCREENS else tmp_path
+    await asyncio.to_thread(cv2.imwrite, str(folder / f"{name}.png"), image)
+
+
+def _rings(agent: Any) -> int:
+    """How many times the TV has shown an incoming call so far."""
+    history = [state for _, state in screen_of(agent).history]
+    return sum(
+        1
+        for before, now in zip([None, *history], history, strict=False)
+        if isinstance(now, Incoming) and not isinstance(before, Incoming)
+    )
+
+
+async def test_the_tv_rings_with_the_contact_and_do_not_disturb_refuses_only_contacts(
+    broker: Broker, central: CentralService, browser: Any, tmp_path: Path
+) -> None:
+    _staff, _contact, code = await invited(central)
+    page = await new_page(browser, "phone")
+    async with running_tv(broker) as agent, StaffClient(central.url) as nurse:
+        await push_tv_config(central, agent)
+        tv = agent.tv
+        assert tv is not None
+        await _password_contact(page, central, code)
+
+        # The contact's call rings with their name and picture, and offers "Not this evening".
+        await page.click("#call")
+        await wait_for(lambda: isinstance(screen_of(agent).state, Incoming), 15)
+        # The picture staff stored (an orange square), as central's signed thumbnail.
+        await wait_for(lambda: _picture_shown(agent) is not None, 10, what="the caller's picture")
+        picture = _picture_shown(agent)
+        assert picture is not None and picture.shape == (240, 240, 3)
+        assert [round(float(c)) for c in picture.reshape(-1, 3).mean(axis=0)] == pytest.approx(
+            [40, 120, 200], abs=6
+        )
+        state = screen_of(agent).state
+        assert isinstance(state, Incoming) and state.contact
+        assert state.caller_name == "Anna Andersson"
+        await shot_tv(agent, tmp_path, "tv-contact-ringing")
+        targets = {b.id for b in buttons(state)}
+        assert targets == {ButtonId.ANSWER, ButtonId.DECLINE, ButtonId.DO_NOT_DISTURB}
+        screen_of(agent).press(ButtonId.DO_NOT_DISTURB)
+        await expect(page.locator("#refusal")).to_have_text(
+            "Grandma Greta does not want calls this evening. Try again tomorrow."
+        )
+        await wait_for(lambda: isinstance(screen_of(agent).state, Idle), 10)
+        # Until 07:00 in the morning, the unit's local time.
+        until = tv.quiet.until
+        assert until is not None and 0 < until - tv.clock() <= 24 * 3600
+        assert tv.staff_hours().local(until).strftime("%H:%M") == "07:00"
+
+        # Another call from the contact: refused at once, the TV does not ring; in Danish.
+        rung = _rings(agent)
+        await page.select_option("#language", "da")
+        await page.click("#call")
+        await expect(page.locator("#refusal")).to_have_text(
+            "Grandma Greta ønsker ikke opkald i aften. Prøv igen i morgen."
+        )
+        assert _rings(agent) == rung
+
+        # A staff visit still rings (and is declined).
+        await nurse.login(DAY, PASSWORD, totp_secret=TOTP_SECRET)
+        dial = asyncio.create_task(nurse.dial(TV, purpose="video_visit"))
+        await wait_for(lambda: isinstance(screen_of(agent).state, Incoming), 15)
+        state = screen_of(agent).state
+        assert isinstance(state, Incoming) and not state.contact
+        assert {b.id for b in buttons(state)} == {ButtonId.ANSWER, ButtonId.DECLINE}
+        screen_of(agent).press(ButtonId.DECLINE)
+        with pytest.raises(StaffError, match="declined by the citizen"):
+            await dial
+        await wait_for(lambda: isinstance(screen_of(agent).state, Idle), 10)
+
+        # In the morning it is over: the contact's call rings again.
+        tv.clock = lambda: until + 60
+        await page.click("#call")
+        await wait_for(lambda: _rings(agent) == rung + 2, 15, what="the contact's call ringing")
+        screen_of(agent).press(ButtonId.DECLINE)
+        await expect(page.locator("#refusal")).to_have_text(
+            "Grandma Greta tog ikke imod opkaldet lige nu."
+        )
+        assert tv.quiet.until is None
+    assert page_errors(page) == []

@@ -87,6 +87,9 @@ STATES: dict[str, ScreenState] = {
 MORE_STATES: list[ScreenState] = [
     Incoming("Bo", "someone from elsewhere", None),
     Incoming("Maria Magdalena Johansson-Øhlenschläger", "night_staff", 1),
+    # One of the citizen's contacts, with their picture, ringing and counting down.
+    Incoming("Anna Andersson", "contact", None, contact=True, picture=SELF),
+    Incoming("Maria Magdalena Johansson-Øhlenschläger", "contact", 4, True, REMOTE),
     InCall(None, None),
     Trouble("no_answer"),
     Trouble("no_such_reason"),

@@ -120,6 +120,8 @@ class TvSection(_Section):
     )
     #: how long that morning showing stays on the screen
     viewing_log_show_s: float = Field(default=60.0, gt=0, le=3600)
+    #: when the citizen's "do not disturb for the evening" ends (local ``HH:MM``)
+    quiet_until: str = Field(default="07:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
 class PrivacySection(_Section):

@@ -76,12 +76,13 @@ class CentralService:
             self.engine, SecretBox.from_file(config.staff_access.totp_key_file)
         )
         self.audit = AuditLog(self.engine)
-        self.contacts, self.contact_calls = self._circle()
         ticket_key = load_ticket_key(config.keys.ticket_key)
         #: central's ticket public key (PEM), which config bundles carry to the units
         self.ticket_public_pem = ticket_key.as_pem(private=False).decode()
-        #: the key that signs configuration bundles, messages and viewing logs (if configured)
+        #: the key that signs configuration bundles, messages, viewing logs and the pictures of
+        #: contacts who call (if configured)
         self.config_key = _config_key(config)
+        self.contacts, self.contact_calls = self._circle()
         #: ``await service.notifier.notify(kind, detail)``: events for the external notifier
         self.notifier = notifier_for(config.alerts, self.audit)
         self.alerts = AlertWatch(
@@ -148,6 +149,7 @@ class CentralService:
             self.config.calls,
             self._publish,
             require_consent=self.config.privacy.require_consent,
+            config_key=self.config_key,
         )
         return book, rules
 

@@ -103,6 +103,7 @@ UNIT_WORDS = {
     "cancelled by the caller": "cancelled",
     "ticket expired": "ticket_expired",
     "declined by the citizen": "unit_declined",
+    "do not disturb: the citizen does not want calls this evening": "do_not_disturb",
     "busy: another call is in progress": "unit_busy",
     "busy: the citizen is calling the night staff": "unit_busy",
     "hangup": "unit_hung_up",

@@ -28,6 +28,7 @@ from vaka.agent.profiles.common import (
     use_bundles,
 )
 from vaka.agent.runner import Part
+from vaka.agent.tv.caller_pictures import CallerPictures
 from vaka.agent.tv.controller import TvController
 from vaka.agent.tv.shown_message import MessageBoard
 from vaka.agent.tv.staff_hours import StaffHours
@@ -35,6 +36,7 @@ from vaka.agent.tv.viewing_log import ViewingLogClient
 from vaka.protocol.messages import AnyMessage, MessageMessage
 from vaka.protocol.topics import Channel
 from vaka.provisioning.bundles import AutoAnswerRule
+from vaka.provisioning.caller_picture import is_caller_picture
 from vaka.provisioning.viewing_log import is_viewing_log
 
 
@@ -43,24 +45,30 @@ def _auto_answer(store: ConfigStore) -> list[AutoAnswerRule]:
     return list(bundle.auto_answer) if bundle is not None else []
 
 
-def _inbox(common: Common, board: MessageBoard | None) -> tuple[MessageInbox, ViewingLogClient]:
-    """The message inbox, shown on ``board`` (only logged without a screen), and the viewing
-    log's client: central's viewing logs come on the same channel as the staff's messages."""
+def _inbox(
+    common: Common, board: MessageBoard | None
+) -> tuple[MessageInbox, ViewingLogClient, CallerPictures]:
+    """The message inbox, shown on ``board`` (only logged without a screen), the viewing log's
+    client and the callers' pictures: central's viewing logs and the pictures of contacts who
+    call come on the same channel as the staff's messages."""
     link = common.link
     report = event_reporter(link.publish_reliably)
     key, device_id = common.config_store.key, common.device_id
     show, hide = (log_show, log_hide) if board is None else (board.show, board.hide)
     inbox = MessageInbox(device_id, key, report, show, hide, refusals=link.refusals)
     viewing_log = ViewingLogClient(link, device_id, key)
+    pictures = CallerPictures(device_id, key, link.refusals)
 
     async def route(message: AnyMessage) -> None:
         if isinstance(message, MessageMessage) and is_viewing_log(message.payload.token):
             viewing_log.handle(message.payload.token)
+        elif isinstance(message, MessageMessage) and is_caller_picture(message.payload.token):
+            pictures.handle(message.payload.token)
         else:
             await inbox.handle(message)
 
     link.on(Channel.MESSAGE, route)
-    return inbox, viewing_log
+    return inbox, viewing_log, pictures
 
 
 def compose_tv(config: AgentConfig, hardware: Hardware) -> Unit:
@@ -70,7 +78,7 @@ def compose_tv(config: AgentConfig, hardware: Hardware) -> Unit:
     guard = call_guard(config, common.device_id, common.privacy)
     calls = tv = None
     board = MessageBoard() if guard is not None else None
-    inbox, viewing_log = _inbox(common, board)
+    inbox, viewing_log, pictures = _inbox(common, board)
     if guard is not None and board is not None:
         signals = CallSignals(common.link)
         request = CitizenRequest(common.device_id, common.call, signals)
@@ -89,6 +97,7 @@ def compose_tv(config: AgentConfig, hardware: Hardware) -> Unit:
             staff_hours=lambda: StaffHours.of(store.active),
             privacy=common.privacy,
             viewing_log=viewing_log,
+            pictures=pictures,
         )
         calls = CallManager(
             signals,

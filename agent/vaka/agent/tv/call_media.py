@@ -11,17 +11,24 @@ first call, not by an idle unit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from vaka.agent.media.settings import MediaSettings
 from vaka.agent.media.source import BgrImage
-from vaka.errors import ConfigError
+from vaka.errors import ConfigError, LinkError
+from vaka.protocol.messages import EventMessage, EventPayload
+from vaka.protocol.topics import Channel
 
 if TYPE_CHECKING:
     from aiortc import MediaStreamTrack
 
+    from vaka.agent.call.session import CallSession
+    from vaka.agent.call.state import UnitCall
+    from vaka.agent.link import UnitLink
     from vaka.agent.media.audio import AudioSink
     from vaka.agent.media.remote import RemoteVideo
 
@@ -91,3 +98,25 @@ class CallMedia:
                 self._stopping.add(task)
                 task.add_done_callback(self._stopping.discard)
         self.remote = self.speaker = None
+
+
+async def report_first_picture(link: UnitLink, session: CallSession) -> None:
+    """Tell central when the citizen first saw the caller (support and benchmarks use it)."""
+    detail: dict[str, str | float] = {
+        "action": "picture_shown",
+        "call_id": session.call_id,
+        "at": round(time.time(), 3),
+        "after_answer_ms": round((time.monotonic() - session.started_at) * 1000, 1),
+    }
+    with contextlib.suppress(LinkError):
+        await link.publish_reliably(
+            Channel.EVENTS, EventMessage(payload=EventPayload(kind="call", detail=detail))
+        )
+
+
+def self_view(call: UnitCall) -> BgrImage | None:
+    """The latest picture of the unit's own camera in ``call``'s session, if there is one."""
+    session = call.session
+    capture = session.capture if session is not None else None
+    frame = capture.latest if capture is not None else None
+    return None if frame is None else frame.image

@@ -20,7 +20,6 @@ Everything runs on the agent's event loop; the screen delivers presses there.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -35,8 +34,9 @@ from vaka.agent.hw.hardware import Hardware
 from vaka.agent.link import UnitLink
 from vaka.agent.media.settings import MediaSettings
 from vaka.agent.tv.autoanswer import auto_answer_countdown
-from vaka.agent.tv.call_media import CallMedia
+from vaka.agent.tv.call_media import CallMedia, report_first_picture, self_view
 from vaka.agent.tv.privacy_screens import PrivacyScreens
+from vaka.agent.tv.quiet import CONTACT_CALL, DO_NOT_DISTURB, DoNotDisturb
 from vaka.agent.tv.shown_message import MessageBoard, ShownMessage
 from vaka.agent.tv.staff_button import StaffButton
 from vaka.agent.tv.staff_hours import StaffHours
@@ -55,9 +55,7 @@ from vaka.agent.ui import (
     Trouble,
     TvScreen,
 )
-from vaka.errors import HardwareError, LinkError
-from vaka.protocol.messages import EventMessage, EventPayload
-from vaka.protocol.topics import Channel
+from vaka.errors import HardwareError
 from vaka.provisioning.bundles import AutoAnswerRule
 from vaka.provisioning.tickets import TicketClaims
 
@@ -67,6 +65,7 @@ if TYPE_CHECKING:
     from vaka.agent.call.session import CallSession
     from vaka.agent.config import TvSection
     from vaka.agent.privacy_mode import PrivacyMode
+    from vaka.agent.tv.caller_pictures import CallerPictures
     from vaka.agent.tv.viewing_log import ViewingLogClient
 
 log = logging.getLogger(__name__)
@@ -99,6 +98,7 @@ class TvController(CallObserver):
         clock: Callable[[], float] = time.time,
         privacy: PrivacyMode | None = None,
         viewing_log: ViewingLogClient | None = None,
+        pictures: CallerPictures | None = None,
     ) -> None:
         self.settings = settings
         self.screen_mode = screen_mode
@@ -130,6 +130,11 @@ class TvController(CallObserver):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: list[Callable[[], None]] = []
         self.privacy_screens = PrivacyScreens.of(privacy, viewing_log, self, settings)
+        #: the citizen's "do not disturb for the evening" (contacts' calls only)
+        self.quiet = DoNotDisturb(settings.quiet_until)
+        self.pictures = pictures  # of contacts who call, from central (shown while it rings)
+        if pictures is not None:
+            pictures.on_picture = self._picture_came
 
     # ------------------------------------------------------------ life cycle
 
@@ -184,7 +189,7 @@ class TvController(CallObserver):
     def _due(self) -> ScreenState:
         phase = self.call.phase
         if phase is CallPhase.IN_CALL:
-            return InCall(self.call_media.picture, self._self_view())
+            return InCall(self.call_media.picture, self_view(self.call))
         if phase is CallPhase.RINGING and self._incoming is not None:
             return self._incoming
         hours, now = self.staff_hours(), self.clock()
@@ -275,6 +280,9 @@ class TvController(CallObserver):
                 self._decide(DECLINED)
             case ButtonId.CANCEL_AUTO_ANSWER:
                 self._stop_countdown()
+            case ButtonId.DO_NOT_DISTURB:
+                self.quiet.start(self.staff_hours().local(self.clock()))
+                self._decide(DO_NOT_DISTURB)
             case ButtonId.HANG_UP:
                 session = self.call.session
                 if session is not None:
@@ -300,10 +308,15 @@ class TvController(CallObserver):
         countdown, or declined."""
         if self.screen is None:
             return "the unit's screen is not ready"
+        if self.quiet.refuses(claims.purpose, self.clock()):
+            log.info("%s call from %s refused: do not disturb", claims.purpose, claims.name)
+            return DO_NOT_DISTURB
         loop = asyncio.get_running_loop()
         self._answer = loop.create_future()
         countdown = auto_answer_countdown(self.auto_answer(), claims)
-        self._incoming = Incoming(claims.name, claims.role, countdown)
+        contact = claims.purpose == CONTACT_CALL
+        picture = self.pictures.get(claims.cid) if self.pictures and contact else None
+        self._incoming = Incoming(claims.name, claims.role, countdown, contact, picture)
         log.info(
             "incoming %s call from %s (%s)%s",
             claims.purpose,
@@ -323,6 +336,12 @@ class TvController(CallObserver):
             self._answer = None
             self.refresh()
             self._idle_later()
+
+    def _picture_came(self, call_id: str) -> None:
+        """A contact's picture came after their call began ringing: show it now."""
+        if self._incoming is not None and self.pictures and call_id == self.call.call_id:
+            self._incoming = replace(self._incoming, picture=self.pictures.get(call_id))
+            self.refresh()
 
     async def _count_down(self, seconds: int) -> None:
         for left in range(seconds, 0, -1):
@@ -361,27 +380,8 @@ class TvController(CallObserver):
             return
         if self.first_remote_shown is None:
             self.first_remote_shown = time.perf_counter()
-            self._spawn(self._report_first_picture(session))
+            self._spawn(report_first_picture(self.link, session))
         self.refresh()
-
-    async def _report_first_picture(self, session: CallSession) -> None:
-        """Tell central when the citizen first saw the caller (support and benchmarks use it)."""
-        detail: dict[str, str | float] = {
-            "action": "picture_shown",
-            "call_id": session.call_id,
-            "at": round(time.time(), 3),
-            "after_answer_ms": round((time.monotonic() - session.started_at) * 1000, 1),
-        }
-        with contextlib.suppress(LinkError):
-            await self.link.publish_reliably(
-                Channel.EVENTS, EventMessage(payload=EventPayload(kind="call", detail=detail))
-            )
-
-    def _self_view(self) -> Any:
-        session = self.call.session
-        capture = session.capture if session is not None else None
-        frame = capture.latest if capture is not None else None
-        return None if frame is None else frame.image
 
     def call_connected(self, session: CallSession) -> None:
         """The call is up: the in-call screen follows (the unit's call state changes next)."""

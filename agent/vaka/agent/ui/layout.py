@@ -107,6 +107,15 @@ _DECLINE: _Button = (ButtonId.DECLINE, (660, 290, 560, 210), "incoming.decline",
 _CANCEL: _Button = (
     ButtonId.CANCEL_AUTO_ANSWER, (340, 530, 600, 170), "incoming.cancel", BLUE, BLACK
 )  # fmt: skip
+# A contact's call offers "not this evening" below Decline; its "Not now" goes below Answer.
+_CONTACT_CANCEL: _Button = (
+    ButtonId.CANCEL_AUTO_ANSWER, (60, 530, 560, 170), "incoming.cancel", BLUE, BLACK
+)  # fmt: skip
+_QUIET: _Button = (
+    ButtonId.DO_NOT_DISTURB, (660, 530, 560, 170), "incoming.quiet", GREY, BLACK
+)  # fmt: skip
+# A contact's picture, left of their name, above the buttons.
+_CALLER_PICTURE = (40, 20, 250, 250)
 _STOP_CALLING: _Button = (ButtonId.HANG_UP, (340, 440, 600, 200), "calling.cancel", RED, BLACK)
 # In a call the picture of the caller has the screen above a bar; the button is in the bar, so
 # it never covers the caller's face (nor any of their picture).
@@ -141,6 +150,10 @@ def _buttons_of(state: ScreenState) -> tuple[_Button, ...]:
             return (_CALL_DAY_STAFF_AND_PHONE,)
         case Idle():
             return ()
+        case Incoming(contact=True, countdown_s=None):
+            return (_ANSWER, _DECLINE, _QUIET)
+        case Incoming(contact=True):
+            return (_ANSWER, _DECLINE, _CONTACT_CANCEL, _QUIET)
         case Incoming(countdown_s=None):
             return (_ANSWER, _DECLINE)
         case Incoming():
@@ -265,6 +278,29 @@ def _enrolling(
     return (_qr_picture(state.qr, text.sc.rect(60, 200, 400, 400)),), texts
 
 
+def _incoming(
+    state: Incoming, catalog: Catalog, text: _Pen
+) -> tuple[tuple[VideoSpec, ...], tuple[TextSpec, ...]]:
+    """Who calls (with their picture, when a contact has one) and the auto-answer countdown."""
+    role_key = f"role.{state.caller_role}"
+    role_text = catalog.text(role_key) if catalog.has(role_key) else state.caller_role
+    left = 40
+    videos: tuple[VideoSpec, ...] = ()
+    if state.picture is not None:
+        videos = (VideoSpec(state.picture, text.sc.rect(*_CALLER_PICTURE), text.sc.px(4)),)
+        left = 320
+    width = 1240 - left
+    texts: tuple[TextSpec, ...] = (
+        text(catalog.text("incoming.calling", name=state.caller_name), (left, 20, width, 110), 88),
+        text(role_text, (left, 130, width, 80), 60, GREY),
+    )
+    if state.countdown_s is not None:
+        seconds = max(0, state.countdown_s)
+        key = "incoming.countdown_one" if seconds == 1 else "incoming.countdown"
+        texts += (text(catalog.text(key, seconds=seconds), (left, 212, width, 72), 52, YELLOW),)
+    return videos, texts
+
+
 def _content(
     state: ScreenState, catalog: Catalog, sc: Scale, size: Size
 ) -> tuple[tuple[VideoSpec, ...], tuple[TextSpec, ...], Rgb | None]:
@@ -281,19 +317,8 @@ def _content(
             texts = privacy_layout.texts_of(state, catalog, text)
         case Idle():
             texts = _idle_texts(state, catalog, text)
-        case Incoming(caller_name=name, caller_role=role, countdown_s=countdown):
-            role_key = f"role.{role}"
-            role_text = catalog.text(role_key) if catalog.has(role_key) else role
-            texts = (
-                text(catalog.text("incoming.calling", name=name), (40, 20, 1200, 110), 88),
-                text(role_text, (40, 130, 1200, 80), 60, GREY),
-            )
-            if countdown is not None:
-                seconds = max(0, countdown)
-                key = "incoming.countdown_one" if seconds == 1 else "incoming.countdown"
-                texts += (
-                    text(catalog.text(key, seconds=seconds), (40, 212, 1200, 72), 52, YELLOW),
-                )
+        case Incoming():
+            videos, texts = _incoming(state, catalog, text)
         case Calling(night=night):
             title = catalog.text("calling.title" if night else "calling.title_day")
             texts = (

@@ -28,6 +28,8 @@ class ButtonId(StrEnum):
     "Incoming call: refuse it."
     CANCEL_AUTO_ANSWER = "cancel_auto_answer"
     "Incoming call: stop the auto-answer countdown (the call keeps ringing)."
+    DO_NOT_DISTURB = "do_not_disturb"
+    "A contact's incoming call: decline it, and refuse contacts' calls until the morning."
     HANG_UP = "hang_up"
     "In a call, or while calling the night staff: end it."
     ACKNOWLEDGE = "acknowledge"
@@ -71,9 +73,9 @@ class Idle:
     "Offer the privacy mode and the viewing log (two buttons below the one to the staff)."
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Incoming:
-    """Somebody is calling the citizen."""
+    """Somebody is calling the citizen. Compared by identity (it may carry a picture)."""
 
     caller_name: str
     "Who is calling, as central names them (e.g. ``Anna``)."
@@ -81,6 +83,10 @@ class Incoming:
     "Their role: a catalog key under ``role.`` (``nurse``) or, if there is none, shown as given."
     countdown_s: int | None = None
     "Seconds until the call is answered by itself; ``None`` when it only rings."
+    contact: bool = False
+    "One of the citizen's contacts calls: offer ``Not this evening`` (do not disturb)."
+    picture: BgrImage | None = None
+    "The caller's picture (a contact's, BGR), shown beside the name; ``None`` for none."
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ def unit_refusal(text: str, outcome: str | None, ring_s: float) -> Reason:
         return Reason(text, "no_answer", seconds=ring_s)
     said = f"the unit refused: {text}"
     code = UNIT_OUTCOMES.get(outcome or "")
+    if unit_said(text).code == "do_not_disturb":  # the citizen's evening: the page says so
+        code = "do_not_disturb"
     if code is not None:
         return Reason(said, code)
     return Reason(said, "unit_refused", why=text)

@@ -178,9 +178,9 @@ class CallRelay:
         queue: asyncio.Queue[SignalPayload] = asyncio.Queue()
         self._pending[call_id] = queue
         staff = StaffSide(ws)
-        contact = self.contacts.book if self.contacts and caller.role == CONTACT_ROLE else None
+        contact = self.contacts if self.contacts and caller.role == CONTACT_ROLE else None
         if contact is not None:
-            await asyncio.to_thread(contact.call_opened, caller.staff_id, call_id, dial.unit)
+            await contact.call_opened(caller.staff_id, call_id, dial.unit)
         try:
             await self._run_call(staff, claims, ticket, sdp, queue, fields)
         except ConnectionError as err:  # the staff side went while central spoke to it
@@ -192,7 +192,7 @@ class CallRelay:
             staff.close()
             self._pending.pop(call_id, None)
             if contact is not None:
-                await asyncio.to_thread(contact.call_closed, caller.staff_id, call_id)
+                await asyncio.to_thread(contact.book.call_closed, caller.staff_id, call_id)
 
     async def _read_dial(
         self, ws: StaffChannel, caller: StaffMember, opened: float, call_id: str

@@ -12,10 +12,17 @@ rings, unless staff set this contact to be answered by itself (the ticket's ``aa
 ``[calls] contact_auto_answer_s``).
 """
 
+import asyncio
+import base64
 import contextlib
 import datetime as dt
+import io
+import logging
+import time
 from zoneinfo import ZoneInfo
 
+from joserfc.jwk import OKPKey
+from PIL import Image, ImageOps
 from sqlalchemy import select
 
 from vaka.central.broker.mqtt import PublishToUnit
@@ -26,13 +33,36 @@ from vaka.central.fleet.store import FleetStore
 from vaka.central.settings.calls import CallLimits
 from vaka.central.storage.tables import assignments
 from vaka.errors import LinkError
-from vaka.protocol.messages import SignalMessage, SignalPayload
+from vaka.protocol.messages import MessageMessage, MessagePayload, SignalMessage, SignalPayload
 from vaka.protocol.reasons import Reason
 from vaka.protocol.topics import Channel
+from vaka.provisioning.caller_picture import (
+    MAX_JPEG_BYTES,
+    VALID_S,
+    CallerPicture,
+    sign_caller_picture,
+)
 
+log = logging.getLogger(__name__)
+
+#: the side of the square thumbnail of a contact's picture sent to the TV (pixels)
+THUMBNAIL_PX = 240
 #: the role a contact's caller carries on the call WebSocket and in the ticket
 CONTACT_ROLE = "contact"
 CONTACT_PURPOSE = "contact_call"
+
+
+def thumbnail(data_url: str) -> bytes:
+    """A contact's stored picture (a checked ``data:`` URL) as a small square JPEG for the TV."""
+    raw = base64.b64decode(data_url.split(",", 1)[1])
+    with Image.open(io.BytesIO(raw)) as image:
+        square = ImageOps.fit(image.convert("RGB"), (THUMBNAIL_PX, THUMBNAIL_PX))
+    for quality in (80, 60, 40):
+        out = io.BytesIO()
+        square.save(out, format="JPEG", quality=quality)
+        if out.tell() <= MAX_JPEG_BYTES:
+            break
+    return out.getvalue()
 
 
 def contact_caller(contact: Contact) -> StaffMember:
@@ -52,8 +82,10 @@ class ContactCalls:
         publish: PublishToUnit,
         *,
         require_consent: bool = True,
+        config_key: OKPKey | None = None,
     ) -> None:
         self.book = book
+        self.config_key = config_key
         self.publish = publish
         self.directory = directory
         self.store = store
@@ -140,3 +172,34 @@ class ContactCalls:
         with contextlib.suppress(LinkError):  # the unit's own limits end it then
             await self.publish(unit, Channel.SIGNAL_IN, SignalMessage(payload=hangup))
         return call_id
+
+    async def call_opened(self, contact_id: str, call_id: str, unit: str) -> None:
+        """Keep the contact's call with the contact (so that removing them ends it), and send
+        the TV their picture before it rings."""
+        await asyncio.to_thread(self.book.call_opened, contact_id, call_id, unit)
+        await self.send_picture(contact_id, call_id, unit)
+
+    async def send_picture(self, contact_id: str, call_id: str, unit: str) -> bool:
+        """Send the TV the contact's picture for this call (signed with the config key), before
+        the call rings; whether it went. Without a picture or a key, the TV shows the name."""
+        contact = await asyncio.to_thread(self.book.get, contact_id)
+        if contact is None or contact.picture is None or self.config_key is None:
+            return False
+        jpeg = await asyncio.to_thread(thumbnail, contact.picture)
+        now = int(time.time())
+        claims = CallerPicture(
+            unit=unit,
+            cid=call_id,
+            jpeg=base64.b64encode(jpeg).decode(),
+            iat=now,
+            exp=now + VALID_S,
+        )
+        token = sign_caller_picture(claims, self.config_key)
+        try:
+            await self.publish(
+                unit, Channel.MESSAGE, MessageMessage(payload=MessagePayload(token=token))
+            )
+        except LinkError as err:
+            log.warning("the picture of %s's call %s not sent: %s", contact_id, call_id, err)
+            return False
+        return True

@@ -505,6 +505,7 @@ export default {
   "why.cancelled": "annulleret",
   "why.no_answer": "intet svar efter {seconds} s",
   "why.unit_silent": "enheden svarede ikke inden for {seconds} s",
+  "why.do_not_disturb": "borgeren ønsker ikke opkald fra pårørende i aften",
   "why.unit_declined": "borgeren afviste opkaldet",
   "why.unit_busy": "enheden er optaget af et andet opkald",
   "why.unit_refused": "enheden afviste: {why}",

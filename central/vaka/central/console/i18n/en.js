@@ -505,6 +505,7 @@ export default {
   "why.cancelled": "cancelled",
   "why.no_answer": "no answer after {seconds} s",
   "why.unit_silent": "the unit did not answer within {seconds} s",
+  "why.do_not_disturb": "the citizen does not want calls from contacts this evening",
   "why.unit_declined": "declined by the citizen",
   "why.unit_busy": "the unit is busy with another call",
   "why.unit_refused": "the unit refused: {why}",

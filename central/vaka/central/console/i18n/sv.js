@@ -505,6 +505,7 @@ export default {
   "why.cancelled": "avbrutet",
   "why.no_answer": "inget svar efter {seconds} s",
   "why.unit_silent": "enheten svarade inte inom {seconds} s",
+  "why.do_not_disturb": "brukaren vill inte ha samtal från anhöriga i kväll",
   "why.unit_declined": "brukaren avböjde samtalet",
   "why.unit_busy": "enheten är upptagen med ett annat samtal",
   "why.unit_refused": "enheten vägrade: {why}",

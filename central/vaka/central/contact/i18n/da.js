@@ -44,6 +44,7 @@ export default {
   "why.contact_no_consent": "Opkald til dette tv er ikke tilladt lige nu.",
   "why.contact_other_unit": "Du kan kun ringe til {name}.",
   "why.contact_not_tv": "Du kan kun ringe til tv'et.",
+  "why.do_not_disturb": "{name} ønsker ikke opkald i aften. Prøv igen i morgen.",
   "why.declined": "{name} tog ikke imod opkaldet lige nu.",
   "why.busy": "{name} er optaget af et andet opkald. Prøv igen senere.",
   "why.no_answer": "{name} svarede ikke (sover måske eller er ude). Prøv igen senere.",

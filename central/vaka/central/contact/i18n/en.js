@@ -44,6 +44,7 @@ export default {
   "why.contact_no_consent": "Calls to this TV are not allowed at the moment.",
   "why.contact_other_unit": "You can only call {name}.",
   "why.contact_not_tv": "You can only call the TV.",
+  "why.do_not_disturb": "{name} does not want calls this evening. Try again tomorrow.",
   "why.declined": "{name} did not take the call just now.",
   "why.busy": "{name} is busy in another call. Try again later.",
   "why.no_answer": "{name} did not answer (perhaps asleep or away). Try again later.",

@@ -44,6 +44,7 @@ export default {
   "why.contact_no_consent": "Samtal till den här tv:n är inte tillåtna just nu.",
   "why.contact_other_unit": "Du kan bara ringa {name}.",
   "why.contact_not_tv": "Du kan bara ringa tv:n.",
+  "why.do_not_disturb": "{name} vill inte ha samtal i kväll. Försök igen i morgon.",
   "why.declined": "{name} tog inte samtalet just nu.",
   "why.busy": "{name} är upptagen i ett annat samtal. Försök igen senare.",
   "why.no_answer": "{name} svarade inte (sover kanske eller är borta). Försök igen senare.",
