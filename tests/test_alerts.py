@@ -326,3 +326,26 @@ async def test_alerts_are_raised_once_across_instances_and_expire(db_url: str) -
     # The next occurrence (tomorrow 00:10) is far away: no new alert.
     await first.check_once(check + 22 * 60)
     assert first.store.open_alerts() == []
+
+
+def test_an_open_alert_says_why_the_unit_is_down_now(db_url: str) -> None:
+    """Raised when the unit had never connected, then the unit came and went between two of
+    the watch's rounds: the open alert now gives the newer reason, without a second raise."""
+    from vaka.central.alerts.store import Alert, AlertStore
+    from vaka.central.fleet.status import NEVER_CONNECTED
+
+    store = AlertStore(open_engine(db_url))
+    check_at, until = time.time() + 300, time.time() + 1200
+
+    def alert(status: str, reasons: list[str]) -> Alert:
+        return Alert(
+            str(time.time_ns()), "u-1", "c-1", "g-night", check_at, until, status, reasons,
+            time.time(), None, None,
+        )  # fmt: skip
+
+    first = store.raise_alert(alert("offline", [NEVER_CONNECTED]))
+    assert first is not None
+    assert store.raise_alert(alert("stopped", ["agent stopped"])) is None  # told once only
+    (still,) = store.open_alerts()
+    assert (still.id, still.raised_at) == (first.id, first.raised_at)
+    assert (still.status, still.reasons) == ("stopped", ["agent stopped"])

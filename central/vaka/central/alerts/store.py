@@ -110,7 +110,8 @@ class AlertStore:
 
     def raise_alert(self, alert: Alert) -> Alert | None:
         """Insert ``alert`` or reopen a cleared one of the same unit and check; ``None`` if an
-        open one exists already (this or another instance raised it)."""
+        open one exists already (this or another instance raised it: its status and reasons
+        become ``alert``'s, nobody is told again)."""
         values = {
             "id": alert.id,
             "unit": alert.unit,
@@ -139,6 +140,17 @@ class AlertStore:
         )
         with self.engine.begin() as conn:
             if not conn.execute(stmt).rowcount:
+                # Open already: it keeps its id and raise time, but says why the unit is down
+                # now (it may have connected and stopped since "never connected").
+                conn.execute(
+                    update(alerts)
+                    .where(
+                        alerts.c.unit == alert.unit,
+                        alerts.c.check_at == int(alert.check_at),
+                        alerts.c.cleared_at.is_(None),
+                    )
+                    .values(status=values["status"], reasons=values["reasons"])
+                )
                 return None
             row = (
                 conn.execute(
