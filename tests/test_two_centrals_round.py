@@ -158,17 +158,17 @@ async def night_round(stack: LocalStack, engine: Engine, url: str) -> None:
                 await idle(agents[unit])
 
             interrupted_unit = UNITS[INTERRUPTED]
-            call = await look(staff, agents[interrupted_unit])
-            assert call.call_id.startswith("central-1.")
+            cut = await look(staff, agents[interrupted_unit])
+            assert cut.call_id.startswith("central-1.")
             assert shutter_of(agents[interrupted_unit]) == "open"
             killed = time.monotonic()
             await asyncio.to_thread(first.kill)
 
             # The call's channel went with the instance: the call ends for the nurse at once,
             # and the unit, whose viewer left, ends it too and closes its shutter.
-            await asyncio.wait_for(call.ended.wait(), 10)
-            assert call.end_reason == "call channel closed"
-            await call.close()
+            await asyncio.wait_for(cut.ended.wait(), 10)
+            assert cut.end_reason == "call channel closed"
+            await cut.close()
             await idle(agents[interrupted_unit])
             shutter_closed_after = time.monotonic() - killed
 
@@ -184,7 +184,7 @@ async def night_round(stack: LocalStack, engine: Engine, url: str) -> None:
                 checked[unit] = call_2.call_id
                 await idle(agents[unit])
 
-            # What the units said (the interrupted call's end among it) reaches the database
+            # What the units said (the cut call's close and end among it) reaches the database
             # through instance 2; then the round shows every check done.
             def counts(call_id: str) -> Counter[str]:
                 return Counter(e.kind for e in audit.entries_of_call(call_id) if e.kind in WHOLE)
@@ -193,13 +193,13 @@ async def night_round(stack: LocalStack, engine: Engine, url: str) -> None:
                 return {i: counts(i) for i in ids}
 
             async def recorded() -> bool:
-                found = await asyncio.to_thread(tally_of, [*checked.values(), call.call_id])
+                found = await asyncio.to_thread(tally_of, [*checked.values(), cut.call_id])
                 return all(all(c[k] >= 1 for k in WHOLE) for c in found.values())
 
             # On a timeout the tally below says what is missing (a plain timeout would not).
             with contextlib.suppress(WaitTimeout):
                 await wait_for(recorded, 30, interval=0.2, what="every call's four entries")
-            every = [*checked.values(), call.call_id]
+            every = [*checked.values(), cut.call_id]
             tally = await asyncio.to_thread(tally_of, every)
             assert all(tally[i] == Counter(dict.fromkeys(WHOLE, 1)) for i in every), tally
             after = {c["unit"]: c["done"] for c in (await round_view(staff))["checks"]}
