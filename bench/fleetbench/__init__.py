@@ -4,8 +4,11 @@ Everything runs on this machine, on loopback, from a private temporary directory
 
 * a real Mosquitto with the production configuration (TLS, one client certificate per unit,
   pattern ACL), started by this process on a free port;
-* a real :class:`~vaka.central.service.CentralService` with a SQLite file, in its own process
-  (``multiprocessing`` spawn) so that its CPU time is measured on its own;
+* ``--centrals`` real :class:`~vaka.central.service.CentralService` instances, each in its own
+  process (``multiprocessing`` spawn) so that their CPU time is measured on its own, sharing the
+  health subscription and one database: a SQLite file, or with ``--database postgres`` a
+  throw-away PostgreSQL cluster made like the tests' (``--centrals 1,2 --database postgres``
+  runs everything once with one and once with two instances and prints both);
 * ``--workers`` load-generator processes. Each drives thousands of paho-mqtt clients from one
   ``selectors`` loop (no thread per client): each unit has its own certificate and its own MQTT 5
   TLS connection, a retained will, publishes a retained birth, subscribes to its inbound channels

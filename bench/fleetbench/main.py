@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import signal
 import time
 import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __doc__ as package_doc
 from .common import log, raise_nofile
 from .phases import Bench
-from .report import emit, machine
+from .report import emit, machine, summary
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -25,7 +27,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="500 units, interval 5 s, 15 s window")
     p.add_argument("--workers", type=int, default=2, help="load-generator processes (default 2)")
     p.add_argument(
-        "--centrals", type=int, default=1, help="central instances in the share group (default 1)"
+        "--centrals",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1],
+        help="central instances in the share group (default 1); several counts, comma-separated "
+        "(1,2), run the whole benchmark once per count, one after the other, and print each",
+    )
+    p.add_argument(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the centrals' shared database: a SQLite file, or a throw-away PostgreSQL cluster "
+        "(initdb/pg_ctl, as the tests make) (default sqlite)",
     )
     p.add_argument(
         "--ramp-rate", type=float, default=250.0, help="new connections per second (default 250)"
@@ -84,8 +97,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             setattr(args, key, value)
     if args.units < 1 or args.units > 60000 or args.workers < 1 or args.ramp_rate <= 0:
         p.error("--units must be 1..60000, --workers >= 1, --ramp-rate > 0")
-    if not 1 <= args.centrals <= 8:
-        p.error("--centrals must be 1..8")
+    if not all(1 <= n <= 8 for n in args.centrals):
+        p.error("--centrals must be 1..8 (or a comma-separated list of such counts)")
     args.workers = min(args.workers, args.units)
     return args
 
@@ -103,8 +116,32 @@ def _signals_as_interrupt() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; prints one JSON object and one summary line on stdout."""
+    """Run the benchmark once per ``--centrals`` count; prints one JSON object and one summary
+    line on stdout per run (with several counts, also a JSON list of every run to ``--json``)."""
     args = parse_args(argv)
+    counts = args.centrals
+    results = []
+    status = 0
+    for n in counts:
+        one = argparse.Namespace(**{**vars(args), "centrals": n, "json": None})
+        if len(counts) > 1:
+            log(f"run with {n} central instance{'s' if n > 1 else ''} on {args.database}")
+        status, result = _run(one)
+        results.append(result)
+        if status:
+            break
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps(results[0] if len(counts) == 1 else results, indent=2) + "\n"
+        )
+    if len(results) > 1:
+        for result in results:
+            print(f"centrals={result['params']['centrals']}: {summary(result)}")
+    return status
+
+
+def _run(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    """One run of the benchmark (one count of central instances); exit status and result."""
     soft, hard = raise_nofile()
     bench = Bench(args)
     bench.result = {
@@ -116,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "duration_s": args.duration,
             "workers": args.workers,
             "centrals": args.centrals,
+            "database": args.database,
             "ramp_rate_per_s": args.ramp_rate,
             "keepalive_s": args.keepalive,
             "qos": 1,
@@ -156,5 +194,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     if interrupted:
         result["interrupted"] = True
-    emit(result, args.json)
-    return 130 if interrupted else 0
+    emit(result, None)
+    return (130 if interrupted else 0), result

@@ -47,6 +47,8 @@ class BenchProcesses:
         self.events: Any = None
         self.result: dict[str, Any] = {}
         self.ctx = mp.get_context("spawn")
+        #: the PostgreSQL database's URL (``--database postgres``); ``None``: a SQLite file
+        self.database: str | None = None
 
     # -- plumbing
 
@@ -110,6 +112,9 @@ class BenchProcesses:
         assert broker.process is not None and broker.process.pid is not None
         self.broker_ps = Proc("broker", psutil.Process(broker.process.pid))
 
+        if a.database == "postgres":
+            self.database = stack.start_postgres()  # a throw-away cluster, gone at teardown
+            log("centrals share a throw-away PostgreSQL database")
         self.start_centrals(port)
         self.start_bare()
 
@@ -162,11 +167,12 @@ class BenchProcesses:
         log(f"setup done: {a.units} unit certificates in {max(setup):.1f} s")
 
     def start_central(self, identity: str, port: int) -> None:
-        """One central instance in its own process; all share one SQLite file and share group."""
+        """One central instance in its own process; all share one database (a SQLite file, or
+        PostgreSQL with ``--database postgres``) and the share group."""
         assert self.stack is not None and port == self.stack.broker.port
         # Central's default keepalive: a loaded event loop must not cost it its session.
         config = self.stack.central_config(
-            identity, keepalive_s=30, database=self.dir / "central.db"
+            identity, keepalive_s=30, database=self.database or self.dir / "central.db"
         )
         profile = self.args.profile_central
         if profile is not None and identity != "central-1":

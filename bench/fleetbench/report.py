@@ -77,7 +77,8 @@ def summary(r: dict[str, Any]) -> str:
         acked = events["published_and_acked_by_broker"]
         extra += f"; events lost {events['events_lost']} of {acked}"
     return (
-        f"fleet: {s['units_connected']}/{p['units']} units @ {p['interval_s']} s, ramp "
+        f"fleet: {p.get('centrals', 1)} central on {p.get('database', 'sqlite')}, "
+        f"{s['units_connected']}/{p['units']} units @ {p['interval_s']} s, ramp "
         f"{r['ramp']['seconds']} s; written {s['written_msg_s']}/s (offered "
         f"{s['offered_msg_s']}/s), p50 {lat['p50']} ms p99 {lat['p99']} ms, central "
         f"{s.get('central_cpu_us_per_msg')} µs/msg (bare subscriber "
