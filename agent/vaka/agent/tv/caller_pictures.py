@@ -8,13 +8,14 @@ name while that call rings. Nothing is written to disk.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 from joserfc.jwk import OKPKey
+from PIL import Image, UnidentifiedImageError
 
 from vaka.agent.media.source import BgrImage
 from vaka.protocol.refusals import Refusals
@@ -51,12 +52,10 @@ class CallerPictures:
         except BadCallerPicture as err:
             self.refusals.refuse("bad caller picture", str(err), "the message channel")
             return
-        raw = np.frombuffer(picture.jpeg_bytes(), dtype=np.uint8)
-        decoded = cv2.imdecode(raw, cv2.IMREAD_COLOR)
-        if decoded is None:
+        image = _decode(picture.jpeg_bytes())
+        if image is None:
             self.refusals.refuse("bad caller picture", "not a JPEG image", "the message channel")
             return
-        image: BgrImage = decoded.astype(np.uint8, copy=False)
         self._pictures[picture.cid] = image
         while len(self._pictures) > KEPT:
             self._pictures.popitem(last=False)
@@ -66,3 +65,20 @@ class CallerPictures:
     def forget(self, call_id: str) -> None:
         """Drop the picture of ``call_id`` (its call no longer rings)."""
         self._pictures.pop(call_id, None)
+
+
+#: The largest caller picture the unit decodes (central sends 240 x 240).
+MAX_SIDE = 1024
+
+
+def _decode(jpeg: bytes) -> BgrImage | None:
+    """The picture as BGR pixels, or ``None`` if it is not a JPEG of a sane size. Pillow, not
+    OpenCV: the TV already draws with it, and OpenCV stays out of an idle unit."""
+    try:
+        with Image.open(io.BytesIO(jpeg)) as img:
+            if img.format != "JPEG" or max(img.size) > MAX_SIDE:
+                return None
+            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    return np.ascontiguousarray(rgb[:, :, ::-1])

@@ -198,12 +198,7 @@ class ContactCredentials:
             raise CredentialRefused(
                 f"the password must be at least {PASSWORD_MIN_LENGTH} characters long"
             )
-        self._put(
-            f"password:{contact_id}", contact_id, "password", password_hash=_hasher.hash(password)
-        )
-
-    def _put(self, key: str, contact_id: str, kind: str, **values: str) -> None:
-        """Write the credential ``key`` anew (a replaced one is gone in the same transaction)."""
+        key = f"password:{contact_id}"
         with self.engine.begin() as conn:
             conn.execute(
                 delete(contact_credentials).where(contact_credentials.c.credential_id == key)
@@ -212,9 +207,9 @@ class ContactCredentials:
                 contact_credentials.insert().values(
                     credential_id=key,
                     contact_id=contact_id,
-                    kind=kind,
+                    kind="password",
+                    password_hash=_hasher.hash(password),
                     created_at=time.time(),
-                    **values,
                 )
             )
 
@@ -248,9 +243,20 @@ class ContactCredentials:
             raise CredentialRefused("a one-time code goes with a password: set a password first")
         secret = pyotp.random_base32()
         uri = pyotp.TOTP(secret).provisioning_uri(name=contact_id, issuer_name=ISSUER)
-        self._put(
-            f"totp-pending:{contact_id}", contact_id, "totp_pending", public_key=self._seal(secret)
-        )
+        key = f"totp-pending:{contact_id}"
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(contact_credentials).where(contact_credentials.c.credential_id == key)
+            )
+            conn.execute(
+                contact_credentials.insert().values(
+                    credential_id=key,
+                    contact_id=contact_id,
+                    kind="totp_pending",
+                    public_key=self._seal(secret),
+                    created_at=time.time(),
+                )
+            )
         return {"secret": secret, "uri": uri, "qr_svg": qr_svg(uri)}
 
     def confirm_totp(self, contact_id: str, code: str, now: float | None = None) -> None:
