@@ -53,11 +53,14 @@ image-bundle:
 # Builds the amd64 variant from Debian's packages and checks it offline (slow, root, network);
 # not part of `make test`.
 image-test: setup
-	@command -v qemu-system-x86_64 >/dev/null || { echo "image-test: installing qemu-system-x86"; \
+	@command -v qemu-system-x86_64 >/dev/null && [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] && \
+	  command -v grub-mkstandalone >/dev/null && [ -d /usr/lib/grub/x86_64-efi ] && \
+	  command -v mcopy >/dev/null || { \
+	  echo "image-test: installing qemu-system-x86 ovmf grub-efi-amd64-bin grub-common mtools"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	  --no-install-recommends qemu-system-x86 >/dev/null; }
+	  --no-install-recommends qemu-system-x86 ovmf grub-efi-amd64-bin grub-common mtools >/dev/null; }
 	VAKA_IMAGE_TEST=1 $(VENV)/pytest -v -s tests/test_image.py tests/test_image_units.py \
-	  tests/test_image_tv.py
+	  tests/test_image_tv.py tests/test_image_rauc.py
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .vaka-demo

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build a Vaka unit's root file system (and, with --disk, its card image) with mmdebstrap.
 #
-#   image/build.sh VARIANT [--site DIR] [--out DIR] [--disk] [--kernel] [--mirror URL] [--pip-index URL]
+#   image/build.sh VARIANT [--site DIR] [--out DIR] [--disk] [--ab] [--kernel] [--mirror URL] [--pip-index URL]
 #
 # VARIANT is a file in image/variants/: `nightcam` and `tv` (Raspberry Pi 4, arm64, Raspberry Pi
 # OS) or `amd64` (this machine's architecture, for tests and QEMU). The result is OUT/rootfs/
@@ -12,7 +12,10 @@
 #   --site DIR   the municipality's files for /etc/vaka (agent.toml, server-ca.crt,
 #                ticket-key.pub.pem, config-key.pub.pem, claim.crt, claim.key, technician_keys),
 #                and optionally nftables.conf and 50-peers.conf (its broker and TURN addresses)
+#                and rauc-keyring.pem (the CA of the project's update signing certificate)
 #   --kernel     also install a kernel and initramfs (amd64: to boot the image under QEMU)
+#   --ab         the card with two root slots (A/B updates with RAUC) and GRUB for UEFI
+#                (implies --disk; amd64 only: image/disk.sh --ab)
 #   --mirror URL use URL instead of http://deb.debian.org/debian
 #   --pip-index URL  install the agent's Python dependencies from URL instead of PyPI
 #
@@ -26,12 +29,13 @@ usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 1 ] || usage
 variant=$1
 shift
-site="" out="" disk=0 kernel=0 mirror="" pip_index=""
+site="" out="" disk=0 kernel=0 mirror="" pip_index="" disk_args=()
 while [ $# -gt 0 ]; do
   case $1 in
     --site) site=$(cd "$2" && pwd); shift 2 ;;
     --out) out=$2; shift 2 ;;
     --disk) disk=1; shift ;;
+    --ab) disk=1; disk_args=(--ab); shift ;;
     --kernel) kernel=1; shift ;;
     --mirror) mirror=$2; shift 2 ;;
     --pip-index) pip_index=$2; shift 2 ;;
@@ -55,6 +59,7 @@ fi
 # --- host tools ------------------------------------------------------------------------------
 need=(mmdebstrap systemd)
 [ "$disk" = 1 ] && need+=(fdisk e2fsprogs dosfstools mtools)
+((${#disk_args[@]})) && need+=(grub-efi-amd64-bin grub-common)
 [ "$ARCH" != "$(dpkg --print-architecture)" ] && need+=(qemu-user-static binfmt-support arch-test)
 missing=()
 for pkg in "${need[@]}"; do
@@ -87,6 +92,7 @@ packages=(
   systemd systemd-sysv udev dbus systemd-resolved systemd-timesyncd  # init, devices, DNS, NTP
   nftables iproute2 kmod netbase ca-certificates tzdata             # firewall, network
   openssh-server                                                    # technician switch only
+  rauc                                                              # A/B updates (docs/image.md)
   python3 python3-venv python3-systemd                              # the agent's interpreter
   libgl1 libglib2.0-0                                               # OpenCV (the TV screen)
   "${BOARD_PACKAGES[@]}" "${PROFILE_PACKAGES[@]}"
@@ -101,7 +107,7 @@ for key in "${KEYRINGS[@]}"; do keyring_args+=(--keyring="$key"); done
 
 rm -rf "$out/rootfs"
 mkdir -p "$out"
-export VAKA_REPO=$REPO VAKA_HERE=$HERE VAKA_PROFILE=$PROFILE VAKA_BOARD=$BOARD
+export VAKA_REPO=$REPO VAKA_HERE=$HERE VAKA_PROFILE=$PROFILE VAKA_BOARD=$BOARD VAKA_VARIANT=$variant
 export VAKA_WHEELS=$work/wheels VAKA_SITE=$site VAKA_PIP_INDEX=$pip_index
 started=$(date +%s)
 echo "build: $variant ($ARCH, profile $PROFILE) -> $out/rootfs" >&2
@@ -126,9 +132,15 @@ echo "build: $variant ($ARCH, profile $PROFILE) -> $out/rootfs" >&2
 # customize hook), and tmpfiles.d would try to make it at boot, on the read-only root.
 install -d "$out/rootfs/var/lib/dbus"
 ln -sfn /etc/machine-id "$out/rootfs/var/lib/dbus/machine-id"
+# GRUB (disk.sh --ab) loads the slot's kernel by one name whatever its version.
+kernel_file=$(find "$out/rootfs/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sort -V | tail -1)
+if [ -n "$kernel_file" ]; then
+  ln -sfn "$kernel_file" "$out/rootfs/boot/vmlinuz"
+  ln -sfn "initrd.img-${kernel_file#vmlinuz-}" "$out/rootfs/boot/initrd.img"
+fi
 echo "build: root file system in $(( $(date +%s) - started )) s, $(du -sh "$out/rootfs" | cut -f1)" >&2
 
 if [ "$disk" = 1 ]; then
   # root.ext4: the root partition alone, for an update bundle (image/bundle.sh).
-  "$HERE/disk.sh" "$out/rootfs" "$out/vaka-$variant.img" "$out/root.ext4"
+  "$HERE/disk.sh" "${disk_args[@]}" "$out/rootfs" "$out/vaka-$variant.img" "$out/root.ext4"
 fi

@@ -131,18 +131,20 @@ def generic_config(port: int, host: str = "127.0.0.1", profile: str = PROFILE) -
     }
 
 
-def build_card(site: Path, out: Path, profile: str) -> Built:
-    """Run image/build.sh for the amd64 variant with ``profile``, with a kernel, into ``out``."""
+def build_card(site: Path, out: Path, profile: str, *extra: str) -> Built:
+    """Run image/build.sh for the amd64 variant with ``profile``, with a kernel, into ``out``
+    (``extra``: more of build.sh's options, e.g. ``--ab``)."""
     if os.geteuid() != 0:
         pytest.skip("the image build needs root (mmdebstrap's root mode: chroot, file owners)")
     started = time.monotonic()
     run = subprocess.run(
-        ["bash", str(BUILD), "amd64", "--site", str(site), "--out", str(out), "--disk", "--kernel"],
+        ["bash", str(BUILD), "amd64", "--site", str(site), "--out", str(out), "--disk", "--kernel",
+         *extra],
         capture_output=True,
         text=True,
         timeout=1200,
         env={**os.environ, "VAKA_PROFILE": profile, "PYTHON": sys.executable},
-    )
+    )  # fmt: skip
     seconds = time.monotonic() - started
     assert run.returncode == 0, f"{run.stderr[-4000:]}"
     print(f"\nimage: amd64 ({profile}) built in {seconds:.0f} s\n{run.stderr}")
@@ -231,6 +233,45 @@ def start_qemu(
             "-drive", f"file={card},format=raw,if=virtio",
             "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
             # A hardware watchdog for systemd's RuntimeWatchdogSec= to drive.
+            "-device", "i6300esb",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+#: UEFI firmware for QEMU (Debian's ``ovmf``): the code read-only, a copy of the variables per card.
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+
+
+def start_qemu_efi(
+    card: Path, console: Path, *, reboot: bool = False, extra: tuple[str, ...] = ()
+) -> "subprocess.Popen[bytes]":
+    """Power on an A/B ``card`` (image/disk.sh --ab) the way a PC does: UEFI firmware (OVMF),
+    which starts the card's own GRUB from its EFI system partition; GRUB picks the slot and loads
+    that slot's kernel. ``reboot``: a reboot in the guest restarts the machine (as on a unit)
+    instead of ending QEMU."""
+    if QEMU is None:
+        pytest.skip("qemu-system-x86_64 is missing: apt-get install qemu-system-x86")
+    if not OVMF_CODE.exists():
+        pytest.skip("OVMF is missing: apt-get install ovmf")
+    variables = console.with_name(console.stem + "-efivars.fd")
+    shutil.copy(OVMF_VARS, variables)
+    return subprocess.Popen(
+        [
+            QEMU,
+            "-accel", os.environ.get("VAKA_QEMU_ACCEL", "tcg"),
+            "-cpu", "max",
+            "-m", "1024", "-smp", "2",
+            "-nodefaults", *(() if reboot else ("-no-reboot",)),
+            "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,file={variables}",
+            "-serial", f"file:{console}",
+            "-display", "none",
+            "-drive", f"file={card},format=raw,if=virtio",
+            "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
             "-device", "i6300esb",
             *extra,
         ],

@@ -9,10 +9,12 @@
 #   VAKA_HERE      image/
 #   VAKA_PROFILE   nightcam | tv
 #   VAKA_BOARD     rpi | generic
+#   VAKA_VARIANT   the variant's name (image/variants/), RAUC's `compatible` is vaka-VARIANT
 #   VAKA_WHEELS    a directory with the project's wheel, constraints.txt (pins of the tested venv)
 #                  and ca.pem (the build host's trusted CAs, for pip; not left in the image)
 #   VAKA_SITE      optional: the municipality's files for /etc/vaka (agent.toml, server-ca.crt,
-#                  ticket-key.pub.pem, config-key.pub.pem, claim.crt, claim.key, technician_keys)
+#                  ticket-key.pub.pem, config-key.pub.pem, claim.crt, claim.key, technician_keys),
+#                  and rauc-keyring.pem (the update signers' CA, for /etc/rauc/keyring.pem)
 #   VAKA_PIP_INDEX optional: a package index to install the agent's dependencies from
 set -euo pipefail
 root=$1
@@ -109,6 +111,38 @@ fi
 # --- the image's own files (fstab, network, sshd, technician account) ------------------------
 cp -a --no-preserve=ownership "$VAKA_HERE/overlay/." "$root/"
 
+# --- RAUC: the unit's slots and the keyring its update bundles must be signed under -------------
+# amd64 (UEFI): GRUB chooses the slot (image/grub.sh); the card is disk.sh --ab's. The Raspberry
+# Pi's boot path (tryboot or U-Boot) is not built, so its variants get no system.conf yet.
+if [ "$VAKA_BOARD" = generic ]; then
+  say "configuring RAUC (compatible vaka-${VAKA_VARIANT:-amd64}, GRUB, slots A and B)"
+  install -d "$root/etc/rauc"
+  cat >"$root/etc/rauc/system.conf" <<EOF
+# RAUC on a Vaka unit (image/hooks/customize.sh; docs/image.md, "Updates").
+[system]
+compatible=vaka-${VAKA_VARIANT:-amd64}
+bootloader=grub
+grubenv=/boot/firmware/EFI/BOOT/grubenv
+# The root is read-only: RAUC mounts bundles and slots under /run.
+mountprefix=/run/rauc
+# Only bundles whose payload is checked block by block as it is written.
+bundle-formats=-plain
+
+[keyring]
+path=/etc/rauc/keyring.pem
+
+[slot.rootfs.0]
+device=/dev/disk/by-partlabel/vaka-root-a
+type=ext4
+bootname=A
+
+[slot.rootfs.1]
+device=/dev/disk/by-partlabel/vaka-root-b
+type=ext4
+bootname=B
+EOF
+fi
+
 # --- users: vaka (the agent) and technician, from sysusers.d ----------------------------------
 systemd-sysusers --root="$root"
 install -d -m 0755 "$root/var/lib/vaka"
@@ -125,6 +159,8 @@ if [ -n "${VAKA_SITE:-}" ]; then
     case $(basename "$f") in
       nftables.conf) install -m 0755 "$f" "$root/etc/nftables.conf" ;;
       50-peers.conf) install -m 0644 "$f" "$units/vaka-agent.service.d/50-peers.conf" ;;
+      # The certificate authority of the project's update key (never the key itself).
+      rauc-keyring.pem) install -D -m 0644 "$f" "$root/etc/rauc/keyring.pem" ;;
       *) install -m 0640 "$f" "$root/etc/vaka/" ;;
     esac
   done
