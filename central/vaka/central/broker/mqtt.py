@@ -216,25 +216,30 @@ class _Session:
         while True:
             try:
                 async with self._new_client() as client:
-                    self.link.connections += 1
-                    # A resumed session's messages come from the CONNACK on, before the SUBACK:
-                    # their acknowledgements need the client already.
-                    self.client = client
-                    self._ack_ready()
-                    # One SUBSCRIBE for all filters, and time for its SUBACK: on a session
-                    # resumed with a large backlog the broker sends queued messages first and
-                    # may be busy saving its store (a short timeout here reconnected central
-                    # again and again, never draining).
-                    await client.subscribe(
-                        [(f, 1) for f in self.filters], timeout=SUBSCRIBE_TIMEOUT_S
-                    )
-                    self.connected.set()
-                    self.link.session_changed()
-                    attempt = 0
-                    log.info("%s subscribed to %s", self.identity, ", ".join(self.filters))
-                    # Messages go to _on_message; this only waits for the connection to end.
-                    async for _ in client.messages:
-                        pass
+                    try:
+                        self.link.connections += 1
+                        # A resumed session's messages come from the CONNACK on, before the SUBACK:
+                        # their acknowledgements need the client already.
+                        self.client = client
+                        self._ack_ready()
+                        # One SUBSCRIBE for all filters, and time for its SUBACK: on a session
+                        # resumed with a large backlog the broker sends queued messages first and
+                        # may be busy saving its store (a short timeout here reconnected central
+                        # again and again, never draining).
+                        await client.subscribe(
+                            [(f, 1) for f in self.filters], timeout=SUBSCRIBE_TIMEOUT_S
+                        )
+                        self.connected.set()
+                        self.link.session_changed()
+                        attempt = 0
+                        log.info("%s subscribed to %s", self.identity, ", ".join(self.filters))
+                        # Messages go to _on_message; this only waits for the connection to end.
+                        async for _ in client.messages:
+                            pass
+                    finally:
+                        # Nothing more is written on a connection that is closing: an
+                        # acknowledgement queued now would reach a closed socket.
+                        self.client = None
             except aiomqtt.MqttError as err:
                 log.warning("%s: broker connection lost or refused: %s", self.identity, err)
             except Exception as err:
