@@ -35,9 +35,9 @@ import numpy as np
 import numpy.typing as npt
 
 from vaka.agent.media.source import BgrImage
-from vaka.agent.ui import privacy_layout
 from vaka.agent.ui.catalog import Catalog
 from vaka.agent.ui.drawing import draw
+from vaka.agent.ui.privacy_layout import buttons_of, idle_buttons, idle_texts, texts_of
 from vaka.agent.ui.spec import (
     BASE,
     BLACK,
@@ -139,9 +139,9 @@ def min_target_px(height: int = BASE[1]) -> int:
 def _buttons_of(state: ScreenState) -> tuple[_Button, ...]:
     match state:
         case Idle(privacy=True):
-            return privacy_layout.idle_buttons(state)
+            return idle_buttons(state)
         case PrivacyChoice() | PrivacyOn() | ViewingLogShown():
-            return privacy_layout.buttons_of(state)
+            return buttons_of(state)
         case Idle(reach=StaffReach.NIGHT):
             return (_CALL_NIGHT_STAFF,)
         case Idle(reach=StaffReach.DAY, day_phone=None):
@@ -312,9 +312,9 @@ def _content(
     match state:
         case Idle(privacy=True):
             date = _date_text(state.now or datetime.now(), catalog)
-            texts = privacy_layout.idle_texts(state, catalog, text, date)
+            texts = idle_texts(state, catalog, text, date)
         case PrivacyChoice() | PrivacyOn() | ViewingLogShown():
-            texts = privacy_layout.texts_of(state, catalog, text)
+            texts = texts_of(state, catalog, text)
         case Idle():
             texts = _idle_texts(state, catalog, text)
         case Incoming():
