@@ -188,6 +188,9 @@ async def _password_contact(page: Page, central: CentralService, code: str) -> N
     await page.click("#enrol summary")
     await page.fill("#new-password", "a long family password")
     await page.click("#password-form button[type=submit]")
+    # The home screen, once central has set the password and the full session (the call button
+    # is disabled until then: waiting for "enabled" alone raced the password request).
+    await expect(page.locator("#home")).to_be_visible()
     await expect(page.locator("#call")).to_be_enabled()
 
 
@@ -244,7 +247,8 @@ async def test_refusals_are_shown_with_their_reasons(
     _staff, second, code = await invited(central)
     revoked = await new_page(browser, "phone")
     await _password_contact(revoked, central, code)
-    await staff.request("POST", f"/api/contacts/{second}/revoke")
+    status, body = await staff.request("POST", f"/api/contacts/{second}/revoke")
+    assert status == 200 and body["sessions_ended"] >= 1, (status, body)
     await revoked.click("#call")
     await expect(revoked.locator("#error")).to_have_text(
         "Your log-in has ended or was revoked. Log in again, or ask the care staff for a new "

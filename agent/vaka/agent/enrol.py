@@ -49,6 +49,7 @@ from vaka.protocol.enrolment import (
     enrolment_code,
 )
 from vaka.protocol.messages import encode
+from vaka.protocol.mqttio import guard_socket_writes
 from vaka.protocol.topics import check_device_id
 from vaka.provisioning import pki
 
@@ -234,13 +235,15 @@ class Enroller:
             await asyncio.sleep(delay)
 
     async def _session(self, request: bytes) -> tuple[str, Path, Path]:
-        async with aiomqtt.Client(
-            self.config.broker.host,
-            self.settings.port,
-            identifier=self.code,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            tls_context=self._tls(),
-            timeout=10,
+        async with guard_socket_writes(
+            aiomqtt.Client(
+                self.config.broker.host,
+                self.settings.port,
+                identifier=self.code,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                tls_context=self._tls(),
+                timeout=10,
+            )
         ) as client:
             await client.subscribe(enrol_topic(self.code, "cert"), qos=1)
             repeat = asyncio.create_task(self._repeat(client, request))

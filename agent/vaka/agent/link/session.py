@@ -40,6 +40,7 @@ from vaka.protocol.messages import (
     decode,
     encode,
 )
+from vaka.protocol.mqttio import guard_socket_writes
 from vaka.protocol.refusals import Refusals
 from vaka.protocol.topics import UNIT_READS, Channel, device_topic, parse_device_topic
 from vaka.provisioning.tls import client_tls_context
@@ -317,17 +318,20 @@ class UnitLink:
             self._next_bdseq()
             try:
                 will = aiomqtt.Will(state_topic, self._state_message("offline"), qos=1, retain=True)
-                async with aiomqtt.Client(
-                    s.host,
-                    s.port,
-                    identifier=s.device_id,
-                    protocol=aiomqtt.ProtocolVersion.V5,
-                    will=will,
-                    tls_context=self._tls(),
-                    keepalive=s.keepalive_s,
-                    timeout=s.connect_timeout_s,
-                    socket_options=TCP_NODELAY,
-                ) as client:
+                client = guard_socket_writes(
+                    aiomqtt.Client(
+                        s.host,
+                        s.port,
+                        identifier=s.device_id,
+                        protocol=aiomqtt.ProtocolVersion.V5,
+                        will=will,
+                        tls_context=self._tls(),
+                        keepalive=s.keepalive_s,
+                        timeout=s.connect_timeout_s,
+                        socket_options=TCP_NODELAY,
+                    )
+                )
+                async with client:
                     if self._closing:  # closed while connecting (see close())
                         break
                     # Subscribed before the birth: central may answer the birth at once (it

@@ -49,6 +49,7 @@ from vaka.errors import LinkError
 from vaka.protocol.backoff import TCP_NODELAY, backoff_delay
 from vaka.protocol.enrolment import ENROL_ROOT
 from vaka.protocol.messages import encode
+from vaka.protocol.mqttio import guard_socket_writes
 from vaka.protocol.topics import Channel, device_filter, device_topic, shared
 from vaka.provisioning.tls import client_tls_context
 
@@ -159,7 +160,7 @@ class _Session:
         client._client.manual_ack_set(True)
         # Straight from paho's callback to the handler: no aiomqtt message object, no queue.
         client._client.on_message = self._on_message
-        return client
+        return guard_socket_writes(client)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
         # Anything escaping a paho callback would end the connection: nothing may.
