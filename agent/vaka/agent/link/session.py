@@ -9,8 +9,8 @@ does (or a handler raises) ends the loop.
 
 Call and shutter events are the record of who looked into a home: the link keeps each in memory
 (never on storage) until central's receipt on ``receipt`` names it, and one sender sends them in
-order — again after every reconnect, and again if no receipt came within ``receipt_wait_s``. The
-broker's PUBACK only means the broker has a message, not that central committed it.
+order — again after every reconnect and if no receipt came within ``receipt_wait_s`` (a PUBACK
+only means the broker has a message, not that central committed it).
 """
 
 import asyncio
@@ -318,7 +318,7 @@ class UnitLink:
             self._next_bdseq()
             try:
                 will = aiomqtt.Will(state_topic, self._state_message("offline"), qos=1, retain=True)
-                client = guard_socket_writes(
+                async with guard_socket_writes(
                     aiomqtt.Client(
                         s.host,
                         s.port,
@@ -330,8 +330,7 @@ class UnitLink:
                         timeout=s.connect_timeout_s,
                         socket_options=TCP_NODELAY,
                     )
-                )
-                async with client:
+                ) as client:
                     if self._closing:  # closed while connecting (see close())
                         break
                     # Subscribed before the birth: central may answer the birth at once (it
@@ -378,10 +377,8 @@ class UnitLink:
             await cancel_and_wait([sender])
 
     async def close(self) -> None:
-        """Announce "stopped" (retained), disconnect cleanly (no will), end :meth:`run`.
-
-        Safe to call twice.
-        """
+        """Announce "stopped" (retained), disconnect cleanly (no will), end :meth:`run`; twice is
+        safe."""
         if self._closing:
             return
         self._closing = True
