@@ -77,14 +77,20 @@ async def night_check(
     else:
         raise AssertionError("no dial went through")
     await call.next_frame(timeout=10)
+    # The first frame goes out before the shutter opens: a hang-up right at it may end the call
+    # with the shutter still opening, and then there is (rightly) no "shutter open" to record.
+    # Every call here waits for the open shutter before it ends, so that all four are due.
+    opened = lambda: unit.shutter_states[-1] == "open"  # noqa: E731
     if when in ("at the first frame", "while looking"):
         await asyncio.sleep(after)
         await kill()  # the call lives on its media path: it goes on without the broker,
+        await wait_for(opened, 10, what="the shutter open")
         await call.hangup()  # and ends when the viewer leaves (its heartbeat stops)
         calls = unit.agent.calls
         assert calls is not None
         await wait_for(lambda: calls.session is None, 15, what="the call over")
     else:
+        await wait_for(opened, 10, what="the shutter open")
         await call.hangup()
         if when != "before the dial":
             await asyncio.sleep(after)
