@@ -38,7 +38,7 @@ async def test_authorised_night_check_streams_the_pattern_and_is_audited(
                 if reading is not None:
                     readings.append(reading)
             received_at = time.time()
-            assert unit.shutter_states[-1] == "open"
+            await wait_for(lambda: unit.shutter_states[-1] == "open", 5, what="the shutter open")
             assert hw.led.is_on  # the camera runs: the indicator is on
             await wait_for(
                 lambda: hw.ir_light.is_on, 3, what="IR light on while streaming in the dark"

@@ -66,6 +66,8 @@ async def test_forged_call_events_never_reach_the_record(
         await staff.login("s-nurse", PASSWORD, totp_secret=TOTP_SECRET)
         call = await staff.dial(UNIT, "night_check")
         await call.next_frame(timeout=10)
+        # The first frame goes out before the shutter opens: all four are due once it is open.
+        await wait_for(lambda: unit.shutter_states[-1] == "open", 10, what="the shutter open")
         await call.hangup()
         real = await call_entries(central, call.call_id)
         await wait_for(lambda: unit.agent.link.unconfirmed == 0, 10, what="receipts for the call")
