@@ -21,6 +21,7 @@ from tests.test_staff_access import PASSWORD, central_with
 from vaka import otp
 from vaka.central.calls.round import ROUND_ROLES
 from vaka.central.calls.visits import VISIT_ROLES
+from vaka.central.circle.contacts import CIRCLE_ROLES
 from vaka.central.directory.directory import Directory
 from vaka.central.directory.policy import ROLE_PURPOSES
 from vaka.central.http.audit import AUDIT_ROLES, REPORT_ROLES
@@ -36,10 +37,10 @@ pytest_plugins = ["tests.browser"]
 
 #: what each role's navigation shows (page ids, in order)
 NAV = {
-    "n-nurse": ["night-round", "on-duty", "video-visits", "password"],
-    "s-support": ["fleet", "audit", "password"],
-    "t-tech": ["fleet", "password"],
-    "a-admin": ["night-round", "fleet", "audit", "supervision-report", "password"],
+    "n-nurse": ["night-round", "on-duty", "video-visits", "circle", "password"],
+    "s-support": ["fleet", "audit", "circle", "password"],
+    "t-tech": ["fleet", "circle", "password"],
+    "a-admin": ["night-round", "fleet", "audit", "supervision-report", "circle", "password"],
 }
 LOGIN_WORDS = {
     "sv": ("Logga in", "Engångskod", "Lösenord"),
@@ -298,6 +299,7 @@ def test_the_navigation_roles_are_the_roles_central_allows() -> None:
         "units": set(FLEET_ROLES),  # a unit's page (linked from the fleet, not in the navigation)
         "audit": set(AUDIT_ROLES),
         "supervision-report": set(REPORT_ROLES),
+        "circle": set(CIRCLE_ROLES),
     }
 
 

@@ -320,3 +320,19 @@ def circle_refusal(engine: Engine, staff_id: str, role: str, citizen: str) -> st
     if found is None:
         return f"staff {staff_id} is not in a group that serves citizen {citizen}"
     return None
+
+
+def citizens_in_care(engine: Engine, staff_id: str, role: str) -> list[str]:
+    """The citizens whose circles ``staff_id`` may look after (see :func:`circle_refusal`)."""
+    if role not in CIRCLE_ROLES:
+        return []
+    query = select(citizens.c.citizen_id)
+    if role in _CARE_ROLES:
+        query = (
+            select(permissions.c.citizen_id)
+            .join(memberships, memberships.c.group_id == permissions.c.group_id)
+            .where(memberships.c.staff_id == staff_id)
+            .distinct()
+        )
+    with engine.connect() as conn:
+        return sorted(str(row[0]) for row in conn.execute(query))

@@ -137,6 +137,8 @@ const REASONS = [
   [/^unit suspended(?:: (.*))?$/, "reason.unit_suspended", ["why"]],
   [/^unit revoked(?:: (.*))?$/, "reason.unit_revoked", ["why"]],
   [/^unit decommissioned(?:: (.*))?$/, "reason.unit_decommissioned", ["why"]],
+  // a contact refused for want of the home's consent (circle/contacts.py, directory/consent.py)
+  [/^no valid consent for calls from the citizen's contacts from citizen (\S+)$/, "reason.no_contact_consent", ["citizen"]],
 ];
 
 export function reason(text) {

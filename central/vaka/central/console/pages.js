@@ -8,6 +8,7 @@
 //   night-round         ROUND_ROLES (calls/round.py)
 //   on-duty             roles that take citizens' calls (ROLE_PURPOSES, directory/policy.py)
 //   video-visits        VISIT_ROLES (calls/visits.py)
+//   circle              CIRCLE_ROLES (circle/contacts.py)
 //   fleet, units        FLEET_ROLES (http/fleet.py)
 //   audit               AUDIT_ROLES (http/audit.py)
 //   supervision-report  REPORT_ROLES (http/audit.py)
@@ -19,6 +20,7 @@ export const PAGES = [
   { id: "units", module: "./pages/unit.js", roles: ["support", "technician", "administrator"], nav: false, under: "fleet" },
   { id: "audit", module: "./pages/audit.js", roles: ["support", "administrator"] },
   { id: "supervision-report", module: "./pages/supervision_report.js", roles: ["administrator"] },
+  { id: "circle", module: "./pages/circle.js", roles: ["day_staff", "night_staff", "support", "technician", "administrator"] },
 ];
 
 export function pagesFor(role) {

@@ -2,6 +2,7 @@
 citizen's contacts, invite a contact (QR code and short code to hand over), and revoke a
 contact's log-ins after a lost device.
 
+* ``GET /api/circle/citizens`` — ``{"citizens": [...]}``: whose circles the member looks after
 * ``GET /api/citizens/{citizen}/contacts`` — ``{"contacts": [...]}``
 * ``POST /api/citizens/{citizen}/contacts`` — add (needs the citizen's consent to contact calls)
 * ``DELETE /api/contacts/{contact}`` — remove: log-ins end and a call in progress ends at once
@@ -18,10 +19,12 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from vaka.central.circle.contacts import (
+    CIRCLE_ROLES,
     Contact,
     ContactError,
     ContactRules,
     circle_refusal,
+    citizens_in_care,
     parse_clock,
 )
 from vaka.central.circle.invitations import invitation_qr, shown
@@ -91,6 +94,16 @@ async def _contact_for(request: web.Request) -> tuple[StaffMember, Contact, Deps
         raise json_error(404, f"unknown contact {contact_id}")
     member = await _staff_for(request, contact.citizen_id)
     return member, contact, d
+
+
+async def list_citizens(request: web.Request) -> web.Response:
+    """``GET /api/circle/citizens``: the citizens whose circles the member may look after."""
+    member = await authenticate(request)
+    if member.role not in CIRCLE_ROLES:
+        raise json_error(403, f"the role {member.role} may not look after citizens' contacts")
+    engine = deps(request).directory.engine
+    found = await asyncio.to_thread(citizens_in_care, engine, member.staff_id, member.role)
+    return web.json_response({"citizens": found})
 
 
 async def list_contacts(request: web.Request) -> web.Response:
@@ -229,6 +242,7 @@ async def invite_contact(request: web.Request) -> web.Response:
 
 def add_contact_routes(app: web.Application) -> None:
     """Mount the staff routes of citizens' circles on ``app``."""
+    app.router.add_get("/api/circle/citizens", list_citizens)
     app.router.add_get("/api/citizens/{citizen}/contacts", list_contacts)
     app.router.add_post("/api/citizens/{citizen}/contacts", add_contact)
     app.router.add_delete("/api/contacts/{contact}", remove_contact)
