@@ -9,6 +9,7 @@ unit processes; a download cut off half-way that resumes with ``Range``.
 
 import asyncio
 import hashlib
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from joserfc.jwk import OKPKey
 
 from tests.nightcheck import hhmm
 from tests.test_enrolment import technician
+from tests.test_unit_lifecycle import provision
 from vaka.agent.app import Agent
 from vaka.agent.hw.fake_installer import FakeInstaller
 from vaka.central.service import CentralService
@@ -64,6 +66,7 @@ async def daytime(central: CentralService, unit: str, version: int = 1) -> None:
     await push_unit_config(
         central, unit, "nightcam", version,
         timezone="Europe/Stockholm", night_from=hhmm(120), night_until=hhmm(180),
+        health_interval_s=1,
     )  # fmt: skip
 
 
@@ -96,10 +99,11 @@ async def test_an_order_is_downloaded_installed_and_the_unit_runs_the_new_versio
         await daytime(central, unit)
         await wait_for(lambda: agent.config_store.version == 1, 10, what="the config")
         assert installer(agent).installed == []  # no order, no install
-        body = {"version": "2.0", "sha256": sha, "size": path.stat().st_size, "units": [unit]}
-        async with http.post("/api/updates", json=body) as response:
-            assert response.status == 200, await response.text()
-            rollout = await response.json()
+        made = await asyncio.to_thread(
+            provision, central, "update", unit, "--bundle", str(path), "--version", "2.0", "--json"
+        )
+        assert made.returncode == 0, made.stderr
+        rollout = json.loads(made.stdout)
         assert rollout["units"] == [{"unit": unit, "stage": 1, "state": "ordered", "reason": None}]
         await wait_for(lambda: installer(agent).reboots, 20, what="the reboot")
         done = installer(agent).installed
@@ -119,9 +123,13 @@ async def test_an_order_is_downloaded_installed_and_the_unit_runs_the_new_versio
         for kind in ("ordered", "downloaded", "installed", "rebooting", "running"):
             assert f"update_{kind}" in kinds
         assert kinds.index("update_downloaded") < kinds.index("update_installed")
-        async with http.get(f"/api/updates/{rollout['rollout_id']}") as response:
-            state = (await response.json())["units"][0]["state"]
-        assert state == "running"
+        shown = await asyncio.to_thread(
+            provision, central, "update", "--status", str(rollout["rollout_id"])
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert f"{unit:<24} stage 1  running" in shown.stdout
+        fleet = await asyncio.to_thread(provision, central, "update", "--versions")
+        assert f"{unit:<24} nightcam  2.0" in fleet.stdout
         # The downloaded file is gone once installed.
         assert not list((tmp_path / f"dl-{unit}").glob("*"))
     await http.close()
