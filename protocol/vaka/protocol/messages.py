@@ -97,10 +97,8 @@ class HealthPayload(_Strict):
     link_outages: int = Field(default=0, ge=0)  # broker link losses since the agent started
     last_outage_s: float | None = Field(default=None, ge=0)  # how long the last one lasted
     privacy: PrivacyState | None = None  # the citizen's privacy mode, while it lasts
-    #: the version of the unit's root file system (the update bundle it runs), where known
-    system_version: ShortText | None = None
-    #: the root slot the unit booted (``A`` or ``B``), where it has two
-    slot: ShortText | None = None
+    system_version: ShortText | None = None  # the version of the root (update bundle) it runs
+    slot: ShortText | None = None  # the root slot it booted (A or B), where it has two
 
 
 EventValue = str | int | float | bool | None

@@ -33,7 +33,6 @@ UNIT_COMMANDS = (
     "update",
 )
 
-
 CREATE_CITIZEN = (
     "create the citizen if the directory has none of that pseudonym (without it an unknown "
     "citizen is refused, or asked about on a terminal)"

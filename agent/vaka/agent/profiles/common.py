@@ -146,17 +146,6 @@ def build_common(config: AgentConfig, hardware: Hardware) -> Common:
     lifecycle = UnitLifecycle(link, device_id, cert, key, config_key, storage.credentials_dir)
 
     link.on(Channel.CONFIG, ConfigUpdates(store, link).handle)
-    if hardware.installer is None:
-        hardware.installer = installer_for(config)
-    updater = Updater(
-        link,
-        device_id,
-        config_key,
-        hardware.installer,
-        call,
-        lambda: store.active,
-        update_settings(config, device_id),
-    )
     return Common(
         config,
         hardware,
@@ -171,12 +160,30 @@ def build_common(config: AgentConfig, hardware: Hardware) -> Common:
         HotplugReporter(hardware, publish_event),
         ShutterReporter(hardware.shutter, call, publish_event),
         privacy,
-        updater,
+        _updater(config, hardware, link, store, call),
         [
             link.subscribe_state(LinkReadiness(notifier)),
             link.subscribe_state(lambda _s: reporter.trigger()),
             privacy.subscribe(lambda _s: reporter.trigger()),
         ],
+    )
+
+
+def _updater(
+    config: AgentConfig, hardware: Hardware, link: UnitLink, store: ConfigStore, call: UnitCall
+) -> Updater:
+    """The unit's updater, on the hardware's installer (the factory's when none was given)."""
+    if hardware.installer is None:
+        hardware.installer = installer_for(config)
+    device_id = config.identity()[0]
+    return Updater(
+        link,
+        device_id,
+        store.key,
+        hardware.installer,
+        call,
+        lambda: store.active,
+        update_settings(config, device_id),
     )
 
 
