@@ -32,7 +32,7 @@ from vaka.devstack.central import push_unit_config, running_central
 from vaka.devstack.polling import wait_for
 from vaka.devstack.stack import LocalStack
 from vaka.protocol.messages import UpdateMessage, UpdatePayload
-from vaka.protocol.topics import Channel
+from vaka.protocol.topics import Channel, device_topic
 from vaka.provisioning.updates import sign_update_order
 
 
@@ -132,6 +132,11 @@ async def test_an_order_is_downloaded_installed_and_the_unit_runs_the_new_versio
         assert f"{unit:<24} nightcam  2.0" in fleet.stdout
         # The downloaded file is gone once installed.
         assert not list((tmp_path / f"dl-{unit}").glob("*"))
+        # Central clears the order once the unit runs it (a unit back on an older root later
+        # does not install it again), and the unit takes the cleared topic for no refusal.
+        topic = device_topic(unit, Channel.UPDATE)
+        await wait_for(lambda: no_retained(stack, topic), 10, what="the order cleared")
+        assert agent.link.refusals.total == 0
     await http.close()
 
 
@@ -225,6 +230,34 @@ async def test_no_install_while_a_call_is_up_the_order_waits(
         assert installer(agent).running().version == "2.0"
 
 
+async def test_no_update_in_the_night_hours_of_the_unit_s_configuration(
+    stack: LocalStack, central: CentralService, tmp_path: Path
+) -> None:
+    path, sha = make_bundle(tmp_path / "bundles", "2.0")
+    unit = "u-upd-night"
+    async with stack.running_unit(unit, update=update_section(tmp_path, unit)) as agent:
+        agent.unit.common.updater.settings = dataclass_replace(
+            agent.unit.common.updater.settings, recheck_s=0.2
+        )
+        night_from, night_until = hhmm(-60), hhmm(60)
+        await push_unit_config(
+            central, unit, "nightcam", 1,
+            timezone="Europe/Stockholm", night_from=night_from, night_until=night_until,
+        )  # fmt: skip
+        await wait_for(lambda: agent.config_store.version == 1, 10, what="the config")
+        await central.rollouts.create(
+            "t-tech", bundle_spec("2.0", sha, path.stat().st_size), [unit], 100
+        )
+        detail = await wait_for_audit(central, unit, "update_waiting")
+        assert detail["reason"] == (
+            f"night-check hours {night_from}-{night_until}: the update waits until {night_until}"
+        )
+        await asyncio.sleep(1.0)
+        assert installer(agent).installed == []
+        await daytime(central, unit, version=2)  # the night is over, as far as the unit knows
+        await wait_for(lambda: installer(agent).reboots, 20, what="the install by day")
+
+
 async def test_a_roll_out_orders_half_the_units_then_all(
     stack: LocalStack, central: CentralService, tmp_path: Path
 ) -> None:
@@ -302,6 +335,20 @@ def bundle_spec(version: str, sha: str, size: int, url: str | None = None) -> An
     from vaka.central.updates.rollouts import BundleSpec
 
     return BundleSpec(version, sha, size, url)
+
+
+async def no_retained(stack: LocalStack, topic: str) -> bool:
+    """Whether the broker holds no retained message on ``topic`` (a fresh subscriber gets none
+    within half a second)."""
+    async with stack.broker.client("central-probe") as client:
+        await client.subscribe(topic, qos=1)
+        try:
+            async with asyncio.timeout(0.5):
+                async for message in client.messages:
+                    return not message.payload
+        except TimeoutError:
+            return True
+    return True
 
 
 async def wait_for_audit(central: CentralService, unit: str, kind: str) -> dict[str, Any]:

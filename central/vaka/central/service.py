@@ -47,7 +47,7 @@ from vaka.central.units.standing import UnitStanding
 from vaka.central.updates.bundles import BundleShelf
 from vaka.central.updates.rollouts import Rollouts
 from vaka.protocol.messages import ReceiptMessage, ReceiptPayload
-from vaka.protocol.topics import Channel
+from vaka.protocol.topics import Channel, device_topic
 from vaka.provisioning.bundles import load_config_key
 from vaka.provisioning.tickets import load_ticket_key
 from vaka.tasks import cancel_and_wait
@@ -116,6 +116,7 @@ class CentralService:
             self.config_key,
             self._publish_retained,
             lambda: config.updates.public_url or self.url,
+            self._clear_retained,
         )
         self.ingest = self._ingest(privacy_visits)
         self.certs, self.provisioner = self._provisioning()
@@ -281,6 +282,7 @@ class CentralService:
             asyncio.create_task(self.viewing_log.run(), name="viewing-log"),
             asyncio.create_task(self.notifier.run(), name="notifier"),
             asyncio.create_task(self.alerts.run(), name="alert-watch"),
+            asyncio.create_task(self.rollouts.run(), name="rollouts"),
         ]
         if self.provisioner is not None:
             self._tasks.append(
@@ -301,6 +303,9 @@ class CentralService:
 
     async def _publish_retained(self, device_id: str, channel: Channel, message: BaseModel) -> None:
         await self.link.publish_to_unit(device_id, channel, message, retain=True)
+
+    async def _clear_retained(self, device_id: str, channel: Channel) -> None:
+        await self.link.publish_raw(device_topic(device_id, channel), b"", retain=True)
 
     async def _receipt(self, device_id: str, event_ids: list[str]) -> None:
         receipt = ReceiptMessage(payload=ReceiptPayload(events=event_ids))

@@ -6,7 +6,9 @@ Each target unit gets a signed update order (:mod:`vaka.provisioning.updates`), 
 ``update`` channel: a unit that is offline gets it when it comes back. The units report each
 step as an ``update`` event; :meth:`Rollouts.on_event_record` (an ingest hook) keeps the newest
 step per unit and writes it to the audit trail (``update_ordered`` … ``update_running``,
-``update_refused`` with the reason).
+``update_refused`` with the reason). Once a unit runs the ordered version, or refused the
+order, its retained order is cleared (:meth:`Rollouts.run`): a unit that later boots an older
+root again (a rollback) does not install the same bundle once more.
 """
 
 import asyncio
@@ -37,6 +39,10 @@ log = logging.getLogger(__name__)
 PublishRetained = Callable[[str, Channel, BaseModel], Awaitable[None]]
 #: the steps a unit reports, in order (``refused`` and ``waiting`` may come at any point)
 STEPS = ("ordered", "waiting", "downloaded", "refused", "installed", "rebooting", "running")
+#: the steps after which a unit's order is done with
+FINAL = ("refused", "running")
+#: ``await clear(device_id, channel)``: remove the retained message on a unit's channel
+ClearRetained = Callable[[str, Channel], Awaitable[None]]
 
 
 class RolloutRefused(ProvisioningError, ValueError):
@@ -72,6 +78,7 @@ class Rollouts:
         config_key: OKPKey | None,
         publish: PublishRetained,
         public_url: Callable[[], str],
+        clear: ClearRetained | None = None,
     ) -> None:
         self.engine = engine
         self.audit = audit
@@ -80,6 +87,9 @@ class Rollouts:
         self.config_key = config_key
         self.publish = publish
         self.public_url = public_url
+        self.clear = clear
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._done: asyncio.Queue[str] = asyncio.Queue(maxsize=10_000)
 
     def targets(self, units: list[str], profile: str | None) -> list[str]:
         """The units a roll-out is for: those named, or every registered unit of ``profile``."""
@@ -259,6 +269,22 @@ class Rollouts:
             )
         return sorted(rows, key=lambda r: r["unit"])
 
+    async def run(self) -> None:
+        """Clear the retained order of each unit that has finished with it, until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        while True:
+            unit = await self._done.get()
+            if self.clear is None:
+                continue
+            try:
+                await self.clear(unit, Channel.UPDATE)
+            except Exception as err:  # the unit would only report its step once more
+                log.warning("the update order of %s stays retained: %s", unit, err)
+
+    def _finished(self, unit: str) -> None:
+        if not self._done.full():
+            self._done.put_nowait(unit)
+
     def on_event_record(self, record: EventRecord) -> None:
         """An ingest hook: a unit's ``update`` step, kept per roll-out and audited."""
         if record.kind != "update":
@@ -272,5 +298,7 @@ class Rollouts:
         reason = str(reason)[:200] if reason is not None else None
         if isinstance(rollout, int) and not isinstance(rollout, bool):
             self._set_state(rollout, record.device_id, str(step), reason)
+            if step in FINAL and self._loop is not None:
+                self._loop.call_soon_threadsafe(self._finished, record.device_id)
         detail = {k: v for k, v in d.items() if k != "step"}
         self.audit.append(f"update_{step}", unit=record.device_id, ts=record.received_at, **detail)
