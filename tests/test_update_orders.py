@@ -3,6 +3,8 @@ the download's refusals, the real installer's reading of the slot and version, a
 
 import datetime as dt
 import hashlib
+import http.server
+import threading
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -80,6 +82,39 @@ def test_a_download_refuses_plain_http_off_loopback_and_an_oversize_answer(tmp_p
     (tmp_path / f"{digest}.bundle").write_bytes(data)
     done = Download(Wanted("https://x.example/b", digest, 1000, "t"), tmp_path).fetch()
     assert done.read_bytes() == data  # the verified bundle already there is used as it is
+
+
+class _Bundle(http.server.BaseHTTPRequestHandler):
+    data = b"vaka-bundle 2.0\n" + bytes(200_000)
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.data)))
+        self.end_headers()
+        self.wfile.write(self.data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_download_keeps_to_its_rate_limit(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Bundle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        data = _Bundle.data
+        url = f"http://127.0.0.1:{server.server_address[1]}/b"
+        wanted = Wanted(url, hashlib.sha256(data).hexdigest(), len(data), "t")
+        started = time.monotonic()
+        done = Download(wanted, tmp_path / "slow", max_rate_bps=400_000).fetch()
+        took = time.monotonic() - started
+        assert done.read_bytes() == data
+        assert took >= len(data) / 400_000 * 0.9  # ~0.5 s at 400 kB/s
+        started = time.monotonic()
+        Download(wanted, tmp_path / "fast").fetch()
+        assert time.monotonic() - started < took / 2  # unlimited, on loopback
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_rauc_reads_slot_and_version_and_says_why_it_refused(tmp_path: Path) -> None:

@@ -233,9 +233,10 @@ class Rollouts:
             if rollout_id is not None:
                 query = query.where(rollouts.c.rollout_id == rollout_id)
             found = [dict(r._mapping) for r in conn.execute(query)]
-            states = conn.execute(
-                select(rollout_units).order_by(rollout_units.c.device_id)
-            ).fetchall()
+            of_units = select(rollout_units).order_by(rollout_units.c.device_id)
+            if rollout_id is not None:
+                of_units = of_units.where(rollout_units.c.rollout_id == rollout_id)
+            states = conn.execute(of_units).fetchall()
         if rollout_id is not None and not found:
             raise RolloutRefused(f"no roll-out {rollout_id}")
         by_rollout: dict[int, list[dict[str, Any]]] = {}
