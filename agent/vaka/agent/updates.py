@@ -166,15 +166,20 @@ class Updater:
             return
         await self._report(order, "downloaded", size=order.size)
         await self._until_quiet(order)
+        self._installing = True  # from here on a newer order is refused, not let in
+        try:
+            await self._install_and_reboot(order, path)
+        finally:
+            self._installing = False
+
+    async def _install_and_reboot(self, order: UpdateOrder, path: Path) -> None:
         assert self.installer is not None
-        self._installing = True  # a newer order no longer cancels this one
         try:
             await asyncio.to_thread(self.installer.install, path)
         except InstallFailed as err:
             await self._refuse(order, f"the installer refused the bundle: {err}")
             return
         finally:
-            self._installing = False
             if self._download is not None:
                 self._download.discard()
         await self._report(order, "installed")
