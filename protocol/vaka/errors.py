@@ -47,6 +47,10 @@ class CallError(VakaError):
     """Call tickets, sessions and media."""
 
 
+class UpdateError(VakaError):
+    """A system update could not be fetched or installed."""
+
+
 class HardwareError(VakaError):
     """A hardware device could not do what was asked."""
 

@@ -131,6 +131,22 @@ class PrivacySection(_Section):
     duration_min: float = Field(default=60.0, gt=0, le=24 * 60)
 
 
+class UpdateSection(_Section):
+    """``[update]``: how system update bundles are fetched (see :mod:`vaka.agent.updates`)."""
+
+    #: where a bundle is downloaded (RAM by default: the root is read-only and the credentials
+    #: partition too small); it must hold the whole bundle
+    download_dir: Path = Path("/run/vaka/update")
+    #: the download's bandwidth limit in kilobytes per second (0: none), so that a unit on a
+    #: home's slow uplink keeps room for calls
+    max_rate_kbps: float = Field(default=500.0, ge=0)
+    #: the CA that the bundle server's HTTPS certificate must chain to (default: the broker's
+    #: ``server_ca``)
+    server_ca: Path | None = None
+    #: what the simulated installer says it runs (``--simulate`` only)
+    simulated_version: str = Field(default="1.0", pattern=r"^[A-Za-z0-9.+~_-]{1,64}$")
+
+
 class AgentConfig(_Section):
     """The whole agent configuration file."""
 
@@ -144,6 +160,7 @@ class AgentConfig(_Section):
     enrolment: EnrolmentSection | None = None
     tv: TvSection = TvSection()
     privacy: PrivacySection = PrivacySection()
+    update: UpdateSection = UpdateSection()
 
     def identity(self) -> tuple[str, Path, Path]:
         """``(unit id, certificate, key)``; only for a configuration with its identity resolved

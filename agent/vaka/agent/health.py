@@ -160,7 +160,15 @@ class HealthSampler:
             "last_call": read("last call", self._last),
             "privacy": read("privacy mode", self._privacy),
             **self._outages(),
+            **self._system(),
         }
+
+    def _system(self) -> dict[str, Any]:
+        installer = self.hardware.installer
+        running = None if installer is None else self._read("system", installer.running)
+        if running is None:
+            return {}
+        return {"system_version": running.version, "slot": running.slot}
 
     def _outages(self) -> dict[str, Any]:
         outages = self._read("link outages", self._link_outages)

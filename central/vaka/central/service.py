@@ -44,8 +44,10 @@ from vaka.central.storage.migrate import require_current
 from vaka.central.units.provisioner import Provisioner, issuing_ca
 from vaka.central.units.revocation import CertificateRegistry
 from vaka.central.units.standing import UnitStanding
+from vaka.central.updates.bundles import BundleShelf
+from vaka.central.updates.rollouts import Rollouts
 from vaka.protocol.messages import ReceiptMessage, ReceiptPayload
-from vaka.protocol.topics import Channel
+from vaka.protocol.topics import Channel, device_topic
 from vaka.provisioning.bundles import load_config_key
 from vaka.provisioning.tickets import load_ticket_key
 from vaka.tasks import cancel_and_wait
@@ -105,6 +107,17 @@ class CentralService:
             self.engine, self.directory, self.audit, self.config_key, self._publish,
             config.calls.timezone,
         )  # fmt: skip
+        #: system update roll-outs (orders are signed with the config key)
+        self.rollouts = Rollouts(
+            self.engine,
+            self.audit,
+            self.store,
+            BundleShelf(config.updates.bundle_dir),
+            self.config_key,
+            self._publish_retained,
+            lambda: config.updates.public_url or self.url,
+            self._clear_retained,
+        )
         self.ingest = self._ingest(privacy_visits)
         self.certs, self.provisioner = self._provisioning()
         self.link = CentralLink(
@@ -133,6 +146,7 @@ class CentralService:
                 self.privacy.on_event_record,
                 privacy_visits.on_event_record,
                 self.viewing_log.on_event_record,
+                self.rollouts.on_event_record,
             ],
             online_hooks=[self.messages.on_unit_online, self.standing.on_unit_online],
             receipts=self._receipt,
@@ -250,6 +264,7 @@ class CentralService:
             invitations=Invitations(self.engine),
             contact_credentials=ContactCredentials(self.engine, self.directory.secret_box),
             contact_sessions=ContactSessions(self.engine),
+            rollouts=self.rollouts if self.config_key is not None else None,
         )
 
     @property
@@ -267,6 +282,7 @@ class CentralService:
             asyncio.create_task(self.viewing_log.run(), name="viewing-log"),
             asyncio.create_task(self.notifier.run(), name="notifier"),
             asyncio.create_task(self.alerts.run(), name="alert-watch"),
+            asyncio.create_task(self.rollouts.run(), name="rollouts"),
         ]
         if self.provisioner is not None:
             self._tasks.append(
@@ -284,6 +300,12 @@ class CentralService:
 
     async def _publish(self, device_id: str, channel: Channel, message: BaseModel) -> None:
         await self.link.publish_to_unit(device_id, channel, message)
+
+    async def _publish_retained(self, device_id: str, channel: Channel, message: BaseModel) -> None:
+        await self.link.publish_to_unit(device_id, channel, message, retain=True)
+
+    async def _clear_retained(self, device_id: str, channel: Channel) -> None:
+        await self.link.publish_raw(device_topic(device_id, channel), b"", retain=True)
 
     async def _receipt(self, device_id: str, event_ids: list[str]) -> None:
         receipt = ReceiptMessage(payload=ReceiptPayload(events=event_ids))

@@ -90,6 +90,8 @@ class FastHealthPayload(_Strict, frozen=True, kw_only=True):
     link_outages: _Count = 0
     last_outage_s: _NonNegative | None = None
     privacy: FastPrivacyState | None = None
+    system_version: _Short | None = None
+    slot: _Short | None = None
 
 
 class FastState(_Strict, frozen=True, kw_only=True):

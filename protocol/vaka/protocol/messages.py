@@ -97,6 +97,8 @@ class HealthPayload(_Strict):
     link_outages: int = Field(default=0, ge=0)  # broker link losses since the agent started
     last_outage_s: float | None = Field(default=None, ge=0)  # how long the last one lasted
     privacy: PrivacyState | None = None  # the citizen's privacy mode, while it lasts
+    system_version: ShortText | None = None  # the version of the root (update bundle) it runs
+    slot: ShortText | None = None  # the root slot it booted (A or B), where it has two
 
 
 EventValue = str | int | float | bool | None
@@ -105,7 +107,8 @@ EventValue = str | int | float | bool | None
 class EventPayload(_Strict):
     """Something happened on the unit: a button, hotplug, shutter movement, a refused message,
     the citizen's privacy mode starting or ending (``privacy``), the TV asking for its viewing
-    log (``viewing_log``)."""
+    log (``viewing_log``), a step of a system update (``update``: ``step`` is ``ordered``,
+    ``waiting``, ``downloaded``, ``refused``, ``installed``, ``rebooting`` or ``running``)."""
 
     kind: Literal[
         "button",
@@ -118,6 +121,7 @@ class EventPayload(_Strict):
         "message",
         "privacy",
         "viewing_log",
+        "update",
     ]
     detail: dict[Annotated[str, Field(max_length=64)], EventValue] = Field(
         default_factory=dict, max_length=32
@@ -211,6 +215,12 @@ class MessagePayload(_Strict):
     token: Annotated[str, Field(min_length=1, max_length=60 * 1024)]
 
 
+class UpdatePayload(_Strict):
+    """A signed update order for the unit (compact JWS, see :mod:`vaka.provisioning.updates`)."""
+
+    order: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
 # ---------------------------------------------------------------- envelopes
 
 
@@ -290,6 +300,13 @@ class ReceiptMessage(_Envelope):
     payload: ReceiptPayload
 
 
+class UpdateMessage(_Envelope):
+    """Envelope for :class:`UpdatePayload` on the ``update`` channel."""
+
+    type: Literal["update"] = "update"
+    payload: UpdatePayload
+
+
 AnyMessage = (
     StateMessage
     | HealthMessage
@@ -301,6 +318,7 @@ AnyMessage = (
     | CommandMessage
     | MessageMessage
     | ReceiptMessage
+    | UpdateMessage
 )
 _ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(Annotated[AnyMessage, Field(discriminator="type")])
 
@@ -317,6 +335,7 @@ CHANNEL_TYPES: dict[Channel, type[BaseModel]] = {
     Channel.COMMAND: CommandMessage,
     Channel.MESSAGE: MessageMessage,
     Channel.RECEIPT: ReceiptMessage,
+    Channel.UPDATE: UpdateMessage,
 }
 
 

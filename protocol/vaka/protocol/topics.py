@@ -33,6 +33,7 @@ class Channel(StrEnum):
     COMMAND = "command"  # central: retained signed orders (decommission, renew now)
     MESSAGE = "message"  # central: signed messages and reminders for the TV (not retained)
     RECEIPT = "receipt"  # central: which of the unit's events it has committed to its record
+    UPDATE = "update"  # central: the retained signed update order (which bundle to install)
 
 
 #: Channels a unit publishes on; the others it only reads.
@@ -47,6 +48,7 @@ UNIT_READS = frozenset(
         Channel.COMMAND,
         Channel.MESSAGE,
         Channel.RECEIPT,
+        Channel.UPDATE,
     }
 )
 

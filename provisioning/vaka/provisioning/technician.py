@@ -13,6 +13,7 @@ from typing import Any
 
 from vaka.central_api import ApiError, CentralApi, password_from_env_or_prompt
 from vaka.provisioning.session import SessionFile, SessionFileRefused, StoredSession
+from vaka.provisioning.update_cli import add_update_options, print_update, update_request
 from vaka.provisioning.when import local_time
 
 UNIT_COMMANDS = (
@@ -29,8 +30,8 @@ UNIT_COMMANDS = (
     "reenrol",
     "decommission",
     "consent",
+    "update",
 )
-
 
 CREATE_CITIZEN = (
     "create the citizen if the directory has none of that pseudonym (without it an unknown "
@@ -86,6 +87,7 @@ def add_unit_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("--scope", required=True, choices=["night_check", "video_visit", "break_glass"])
     p.add_argument("--person", default="citizen", help="a cohabitant (default: the citizen)")
     p.add_argument("--source", help="the signed form's reference, or a note")
+    add_update_options(command("update", "system update roll-outs (signed bundles)"))
 
 
 def _push_config_options(p: argparse.ArgumentParser) -> None:
@@ -177,6 +179,8 @@ def _call(api: CentralApi, args: argparse.Namespace) -> Any:
         return api.request("POST", f"/api/units/{args.unit}/config", body)
     if cmd == "rotate":
         return api.request("POST", f"/api/units/{args.unit}/rotate", {})
+    if cmd == "update":
+        return update_request(api, args)
     if cmd == "consent":
         body = {"citizen": args.citizen, "person": args.person, "scope": args.scope}
         if args.source is not None:
@@ -298,6 +302,8 @@ def _print(command: str, result: Any) -> None:
         _print_list(result, now)
     elif command == "status":
         _print_status(result, now)
+    elif command == "update":
+        print_update(result)
     else:
         for key, value in result.items():
             shown = local_time(value, now) if key.endswith("_at") and _is_time(value) else value

@@ -26,6 +26,7 @@ from vaka.agent.hw.fake_mechanism import FakeMechanism
 from vaka.agent.hw.gpio import close_quietly
 from vaka.agent.hw.hotplug import Hotplug, HotplugKind
 from vaka.agent.hw.indicator import IndicatorLed
+from vaka.agent.hw.installer import Installer
 from vaka.agent.hw.ir_light import IrLight
 from vaka.agent.hw.pins import PinMap, load_pin_map
 from vaka.agent.hw.shutter import Shutter
@@ -59,6 +60,8 @@ class Hardware:
     hotplug: Hotplug | None = None
     #: Whether the clock is synchronised: the kernel's, or a fake that says so (simulated).
     clock: Clock = field(default_factory=KernelClock)
+    #: Installs system update bundles and reboots (RAUC, or the recording fake).
+    installer: Installer | None = None
     #: The simulated shutter mechanism (only from :func:`simulated`): tests ``jam()`` it.
     mechanism: FakeMechanism | None = None
     #: A pin factory these devices own, closed last by :meth:`close` (the mock one from

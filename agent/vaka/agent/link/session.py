@@ -170,6 +170,8 @@ class UnitLink:
                 raise ProtocolError(f"topic {topic!r} is not one this unit reads")
             if not isinstance(payload, bytes | bytearray):
                 raise ProtocolError("payload is not bytes")
+            if not payload:  # central cleared a retained order: nothing to do
+                return
             inbound = decode(payload, parsed.channel)
         except ProtocolError as err:
             await self._refuse(type(err).__name__, str(err), topic)
@@ -193,11 +195,8 @@ class UnitLink:
 
     async def _refuse(self, category: str, reason: str, topic: str) -> None:
         self.refusals.refuse(category, reason, topic)
-        event = EventMessage(
-            payload=EventPayload(
-                kind="refused", detail={"topic": topic[-100:], "reason": reason[:200]}
-            )
-        )
+        detail = {"topic": topic[-100:], "reason": reason[:200]}
+        event = EventMessage(payload=EventPayload(kind="refused", detail=detail))
         with contextlib.suppress(LinkError):
             await self.publish(Channel.EVENTS, event)
 

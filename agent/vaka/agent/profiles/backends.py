@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING
 from vaka.agent.config import AgentConfig
 from vaka.agent.hw.camera import V4l2CameraDevice
 from vaka.agent.hw.cec import CecDisplay
+from vaka.agent.hw.fake_installer import FakeInstaller
 from vaka.agent.hw.hardware import Hardware, gpio_hardware, simulated
 from vaka.agent.hw.hotplug import HotplugMonitor
+from vaka.agent.hw.installer import Installer, RaucInstaller
 from vaka.agent.hw.pins import load_pin_map
 from vaka.agent.hw.sound import UsbSoundCards
 from vaka.agent.media.settings import MediaSettings, settings_in_force
@@ -46,7 +48,9 @@ def build_hardware(config: AgentConfig) -> Hardware:
     media = media_settings(config)
     if config.unit.simulate:
         log.info("simulated hardware (%s)", config.unit.profile)
-        return simulated(config.unit.profile)
+        hardware = simulated(config.unit.profile)
+        hardware.installer = installer_for(config)
+        return hardware
     hardware = gpio_hardware(load_pin_map(config.unit.profile))
     if media.source == "v4l2":
         hardware.camera = V4l2CameraDevice(Path(media.device))
@@ -55,7 +59,15 @@ def build_hardware(config: AgentConfig) -> Hardware:
         if media.audio in ("alsa", "pulse"):
             hardware.sound = UsbSoundCards()
     hardware.hotplug = HotplugMonitor()
+    hardware.installer = installer_for(config)
     return hardware
+
+
+def installer_for(config: AgentConfig) -> Installer:
+    """RAUC on a unit; the recording fake (running ``[update] simulated_version``) simulated."""
+    if config.unit.simulate:
+        return FakeInstaller(config.update.simulated_version)
+    return RaucInstaller()
 
 
 def screen_mode(config: AgentConfig) -> ScreenMode:

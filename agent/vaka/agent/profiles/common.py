@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vaka.agent.call.guard import OfferGuard
 from vaka.agent.call.manager import CallManager
 from vaka.agent.call.presence import MediaDeadlines
 from vaka.agent.call.state import UnitCall
-from vaka.agent.config import AgentConfig
+from vaka.agent.config import AgentConfig, UpdateSection
 from vaka.agent.config_store import ConfigStore
 from vaka.agent.config_updates import BundleUse, ConfigUpdates
 from vaka.agent.health import HealthReporter, HealthSampler
@@ -29,8 +31,10 @@ from vaka.agent.lifecycle import UnitLifecycle
 from vaka.agent.link import LinkSettings, LinkState, UnitLink
 from vaka.agent.link.outages import LinkOutages
 from vaka.agent.privacy_mode import PrivacyMode
+from vaka.agent.profiles.backends import installer_for
 from vaka.agent.runner import Part
 from vaka.agent.shutter_report import ShutterReporter
+from vaka.agent.updates import Updater, UpdateSettings
 from vaka.agent.watchdog import LinkReadiness, SystemdNotifier
 from vaka.errors import LinkError
 from vaka.protocol.messages import (
@@ -73,6 +77,8 @@ class Common:
     shutter: ShutterReporter
     #: the citizen's privacy mode ("I have visitors", "I am away")
     privacy: PrivacyMode
+    #: system updates on central's signed order
+    updater: Updater
     unsubscribe: list[Callable[[], None]] = field(default_factory=list)
     "Subscriptions to end when the link has closed."
 
@@ -154,11 +160,44 @@ def build_common(config: AgentConfig, hardware: Hardware) -> Common:
         HotplugReporter(hardware, publish_event),
         ShutterReporter(hardware.shutter, call, publish_event),
         privacy,
+        _updater(config, hardware, link, store, call),
         [
             link.subscribe_state(LinkReadiness(notifier)),
             link.subscribe_state(lambda _s: reporter.trigger()),
             privacy.subscribe(lambda _s: reporter.trigger()),
         ],
+    )
+
+
+def _updater(
+    config: AgentConfig, hardware: Hardware, link: UnitLink, store: ConfigStore, call: UnitCall
+) -> Updater:
+    """The unit's updater, on the hardware's installer (the factory's when none was given)."""
+    if hardware.installer is None:
+        hardware.installer = installer_for(config)
+    device_id = config.identity()[0]
+    return Updater(
+        link,
+        device_id,
+        store.key,
+        hardware.installer,
+        call,
+        lambda: store.active,
+        update_settings(config, device_id),
+    )
+
+
+def update_settings(config: AgentConfig, device_id: str) -> UpdateSettings:
+    """``[update]`` as the updater takes it; a simulated unit with the default directory
+    downloads under the machine's temporary directory instead of ``/run``."""
+    update = config.update
+    directory = update.download_dir
+    if config.unit.simulate and directory == UpdateSection().download_dir:
+        directory = Path(tempfile.gettempdir()) / f"vaka-update-{device_id}"
+    return UpdateSettings(
+        directory,
+        update.max_rate_kbps * 1000,
+        update.server_ca or config.broker.server_ca,
     )
 
 
@@ -249,6 +288,7 @@ def common_parts(common: Common, profile: list[Part], calls: CallManager | None)
         Part("lifecycle", run=common.lifecycle.run),
         Part("hotplug", start=common.hotplug.start, stop=common.hotplug.stop),
         Part("privacy mode", stop=_stopper(common.privacy.close)),
+        Part("updates", run=common.updater.run, stop=common.updater.close),
         *profile,
         Part("shutter", stop=end_calls_and_close_shutter),
     ]

@@ -19,6 +19,7 @@ from vaka.central.http.messages import add_message_routes
 from vaka.central.http.round import add_round_routes
 from vaka.central.http.staff import add_staff_routes
 from vaka.central.http.technician import add_technician_routes
+from vaka.central.http.updates import add_update_routes
 from vaka.central.http.visits import add_visit_routes
 
 
@@ -41,4 +42,5 @@ def make_app(deps: Deps) -> web.Application:
     add_consent_routes(app)
     add_contact_routes(app)
     add_contact_page_routes(app)
+    add_update_routes(app)
     return app

@@ -29,6 +29,7 @@ from vaka.central.settings.config import StaffAccessSection
 from vaka.central.settings.fleet import Thresholds
 from vaka.central.units.provisioner import Provisioner
 from vaka.central.units.standing import UnitStanding
+from vaka.central.updates.rollouts import Rollouts
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class Deps:
     contact_sessions: ContactSessions
     #: the citizens' privacy modes, as the units reported them
     privacy: PrivacyModes | None = None
+    #: system update roll-outs; ``None`` without a config key to sign orders with
+    rollouts: Rollouts | None = None
 
 
 DEPS: web.AppKey[Deps] = web.AppKey("vaka_deps", Deps)

@@ -138,6 +138,16 @@ class StaffAccessSection(_Section):
         return LOOPBACK if named is None else tuple(named)
 
 
+class UpdatesSection(_Section):
+    """``[updates]``: the system update bundles central serves to the units."""
+
+    #: where bundles are kept (found by their SHA-256); ``None``: only static URLs
+    bundle_dir: Path | None = None
+    #: central's address as the units reach it (``https://central.example``), for the bundle
+    #: URL in their orders; default: the address central listens on
+    public_url: str | None = Field(default=None, pattern=r"^https?://", max_length=200)
+
+
 class CentralConfig(_Section):
     """The whole central configuration file."""
 
@@ -151,6 +161,7 @@ class CentralConfig(_Section):
     pki: PkiSection | None = None
     turn: TurnSection | None = None
     alerts: AlertSettings = AlertSettings()
+    updates: UpdatesSection = UpdatesSection()
     session_ttl_s: float = Field(default=12 * 3600, gt=0)
     staff_access: StaffAccessSection = StaffAccessSection()
 

@@ -469,3 +469,35 @@ contact_challenges = Table(
     Column("challenge", String(200), primary_key=True),
     Column("expires_at", Float, nullable=False),
 )
+
+# ---------------------------------------------------------------- updates
+
+#: System update roll-outs: one bundle (version, SHA-256, size, where it is fetched) for a set
+#: of units, ordered in stages: ``percent`` of the target first, the rest when staff say "all".
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("rollout_id", Integer, primary_key=True, autoincrement=True),
+    Column("version", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("url", String(1024), nullable=False),
+    Column("percent", SmallInteger, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("all_at", Float),  # when the rest of the target was ordered
+)
+
+#: Each target unit of a roll-out and how far it got: ``held`` (not ordered yet), ``ordered``,
+#: then the unit's last reported step (``waiting``, ``downloaded``, ``refused``, ``installed``,
+#: ``rebooting``, ``running``), with the reason of a refusal or a wait.
+rollout_units = Table(
+    "rollout_units",
+    metadata,
+    Column("rollout_id", Integer, primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("stage", SmallInteger, nullable=False),  # 1: the first percentage, 2: the rest
+    Column("state", String(16), nullable=False),
+    Column("reason", String(200)),
+    Column("updated_at", Float, nullable=False),
+)

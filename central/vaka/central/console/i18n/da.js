@@ -215,6 +215,8 @@ export default {
   "fleet.col_status": "Status",
   "fleet.col_why": "Årsag",
   "fleet.col_agent": "Programversion",
+  "fleet.col_system": "System",
+  "fleet.system_slot": "{version} (plads {slot})",
   "fleet.summary.one": "{count} enhed: {counts}.",
   "fleet.summary.other": "{count} enheder: {counts}.",
   "fleet.no_units": "Ingen enheder har forbundet endnu.",

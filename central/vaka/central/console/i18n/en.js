@@ -215,6 +215,8 @@ export default {
   "fleet.col_status": "Status",
   "fleet.col_why": "Why",
   "fleet.col_agent": "Agent",
+  "fleet.col_system": "System",
+  "fleet.system_slot": "{version} (slot {slot})",
   "fleet.summary.one": "{count} unit: {counts}.",
   "fleet.summary.other": "{count} units: {counts}.",
   "fleet.no_units": "No units have connected yet.",

@@ -215,6 +215,8 @@ export default {
   "fleet.col_status": "Status",
   "fleet.col_why": "Orsak",
   "fleet.col_agent": "Programversion",
+  "fleet.col_system": "System",
+  "fleet.system_slot": "{version} (plats {slot})",
   "fleet.summary.one": "{count} enhet: {counts}.",
   "fleet.summary.other": "{count} enheter: {counts}.",
   "fleet.no_units": "Inga enheter har anslutit än.",

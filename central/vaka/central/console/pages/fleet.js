@@ -9,7 +9,14 @@ import { reason, t, tn, when, word } from "../i18n.js";
 const STATUSES = ["online", "degraded", "offline"];
 const TECH_ROLES = ["technician", "administrator"];
 const REFRESH_MS = 10000;
-const COLUMNS = ["fleet.col_unit", "fleet.col_lifecycle", "fleet.col_profile", "fleet.col_status", "fleet.col_why", "fleet.col_agent"];
+/** The root file system's version and the slot it booted, as the unit's health says. */
+function systemLine(health) {
+  const version = health && health.system_version;
+  if (!version) return shown(version);
+  return health.slot ? t("fleet.system_slot", { version, slot: health.slot }) : version;
+}
+
+const COLUMNS = ["fleet.col_unit", "fleet.col_lifecycle", "fleet.col_profile", "fleet.col_status", "fleet.col_why", "fleet.col_agent", "fleet.col_system"];
 
 // The link to a unit's own page.
 export function unitLink(h, id) {
@@ -93,7 +100,8 @@ export function render(main, ctx) {
             h("td", { "data-label": t("fleet.col_profile") }, word("profile", u.profile)),
             h("td", { "data-label": t("fleet.col_status") }, h("b", {}, word("state", u.status))),
             h("td", { "data-label": t("fleet.col_why") }, reasonsLine(u.reasons, u.reason_codes)),
-            h("td", { "data-label": t("fleet.col_agent") }, shown(u.agent_version)))),
+            h("td", { "data-label": t("fleet.col_agent") }, shown(u.agent_version)),
+            h("td", { "data-label": t("fleet.col_system"), class: "system-version" }, systemLine(u.health)))),
       );
       if (!answer.units.length) body.append(h("tr", {}, h("td", { colspan: COLUMNS.length }, t("fleet.no_units"))));
       error.hidden = true;

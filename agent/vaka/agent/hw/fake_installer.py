@@ -1,0 +1,61 @@
+"""The simulated installer: records what it was asked to install, with the bundle's SHA-256
+and size as it saw them, and "reboots" by switching to the installed version and the other slot
+(the agent keeps running, as if it had come up again in the new root)."""
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vaka.agent.hw.installer import Installer, InstallFailed, Running
+
+
+@dataclass(frozen=True)
+class Installed:
+    """One install as the fake saw it."""
+
+    at: float
+    path: Path
+    sha256: str
+    size: int
+
+
+class FakeInstaller(Installer):
+    """A two-slot unit that installs instantly. ``refuse`` makes the next installs fail with
+    that reason (as RAUC refuses a bundle signed by another key)."""
+
+    def __init__(self, version: str = "1.0", slot: str = "A") -> None:
+        self._running = Running(version, slot)
+        self._lock = threading.Lock()
+        self.refuse: str | None = None
+        #: every install, oldest first
+        self.installed: list[Installed] = []
+        #: when :meth:`reboot` was called
+        self.reboots: list[float] = []
+        self._next: str | None = None
+
+    def install(self, bundle: Path) -> None:
+        data = bundle.read_bytes()
+        with self._lock:
+            if self.refuse is not None:
+                raise InstallFailed(self.refuse)
+            self.installed.append(
+                Installed(time.time(), bundle, hashlib.sha256(data).hexdigest(), len(data))
+            )
+            self._next = _version_in(data)
+
+    def reboot(self) -> None:
+        with self._lock:
+            self.reboots.append(time.time())
+            slot = "B" if self._running.slot == "A" else "A"
+            self._running = Running(self._next or self._running.version, slot)
+
+    def running(self) -> Running:
+        return self._running
+
+
+def _version_in(data: bytes) -> str | None:
+    """A fake bundle says its version on its first line: ``vaka-bundle <version>``."""
+    first = data[:200].split(b"\n", 1)[0].decode(errors="replace").split()
+    return first[1] if len(first) == 2 and first[0] == "vaka-bundle" else None

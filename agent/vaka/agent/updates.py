@@ -1,0 +1,250 @@
+"""System updates on central's signed order: verify the order, wait for a quiet moment, download
+the bundle (:mod:`vaka.agent.download`), install it through the hardware factory's installer,
+reboot, and report every step to central as an ``update`` event.
+
+No order, no install. An order must be signed by central's config key (the one the unit pins for
+config bundles), name this unit, be valid, and name a bundle the unit does not already run. The
+unit neither starts nor installs an update while a call (or the citizen's request for one) is
+under way, nor inside the care provider's night hours from its signed configuration (the
+defaults 21:00-07:00 without one): that is when night checks happen. It waits, says once why,
+and goes on when the call ends or the day starts.
+
+The order is retained on the ``update`` channel: after the reboot the new root's agent gets it
+again, sees that it runs the version ordered, and reports ``running``. A newer order replaces
+one not yet installed.
+
+Steps reported (``kind: update``, ``detail.step``): ``ordered``, ``waiting`` (with the
+``reason``), ``downloaded``, ``refused`` (with the ``reason``), ``installed``, ``rebooting``,
+``running``.
+"""
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from joserfc.jwk import OKPKey
+
+from vaka.agent.call.state import UnitCall
+from vaka.agent.download import Download, DownloadInterrupted, DownloadRefused, Wanted
+from vaka.agent.hw.installer import Installer, InstallFailed
+from vaka.agent.link import UnitLink
+from vaka.protocol.backoff import backoff_delay
+from vaka.protocol.messages import AnyMessage, EventMessage, EventPayload, EventValue, UpdateMessage
+from vaka.protocol.topics import Channel
+from vaka.provisioning.bundles import UnitConfigBundle, zone_of
+from vaka.provisioning.updates import BadUpdateOrder, UpdateOrder, verify_update_order
+
+log = logging.getLogger(__name__)
+
+#: How often a waiting update looks again whether the call or the night is over.
+RECHECK_S = 5.0
+
+
+@dataclass(frozen=True)
+class UpdateSettings:
+    """Where and how fast bundles are fetched (``[update]``)."""
+
+    download_dir: Path
+    max_rate_bps: float = 0
+    server_ca: Path | None = None
+    recheck_s: float = RECHECK_S
+
+
+def night_reason(bundle: UnitConfigBundle | None, at: float) -> str | None:
+    """Why ``at`` is no time to update (inside the care provider's night hours), or ``None``."""
+    start_text = bundle.night_from if bundle else "21:00"
+    end_text = bundle.night_until if bundle else "07:00"
+    zone = zone_of(bundle.timezone) if bundle and bundle.timezone else None
+    now = dt.datetime.fromtimestamp(at, zone).time()
+    start, end = dt.time.fromisoformat(start_text), dt.time.fromisoformat(end_text)
+    inside = start <= now < end if start < end else (now >= start or now < end)
+    if inside:
+        return f"night-check hours {start_text}-{end_text}: the update waits until {end_text}"
+    return None
+
+
+class Updater:
+    """Handles update orders (:meth:`on_order`, for the ``update`` channel) and carries out the
+    newest one (:meth:`run`)."""
+
+    def __init__(
+        self,
+        link: UnitLink,
+        device_id: str,
+        order_key: OKPKey | None,
+        installer: Installer | None,
+        call: UnitCall,
+        bundle: Callable[[], UnitConfigBundle | None],
+        settings: UpdateSettings,
+    ) -> None:
+        self.link = link
+        self.device_id = device_id
+        self.order_key = order_key
+        self.installer = installer
+        self.call = call
+        self.bundle = bundle
+        self.settings = settings
+        self.order: UpdateOrder | None = None
+        self._token = ""
+        self._seen: set[str] = set()
+        self._wake = asyncio.Event()
+        self._download: Download | None = None
+        self._installing = False
+        #: the current order's work, cancelled when a newer order replaces it
+        self._work: asyncio.Task[None] | None = None
+        link.on(Channel.UPDATE, self.on_order)
+
+    async def on_order(self, message: AnyMessage) -> None:
+        """A signed update order from central: refuse it with the reason, or take it."""
+        assert isinstance(message, UpdateMessage)
+        token = message.payload.order
+        if self.order_key is None:
+            await self._refuse(None, "this unit pins no config key ([trust] config_key)")
+            return
+        try:
+            order = verify_update_order(token, self.order_key, self.device_id)
+        except BadUpdateOrder as err:
+            await self._refuse(None, str(err))
+            return
+        if order.jti in self._seen:
+            return  # the retained order again after a reconnect
+        self._seen.add(order.jti)
+        if self.installer is None:
+            await self._refuse(order, "this unit has no installer")
+            return
+        running = await asyncio.to_thread(self.installer.running)
+        if running.version == order.version:
+            await self._report(order, "running", slot=running.slot)
+            return
+        if self._installing:
+            await self._refuse(order, "another update is being installed; order again later")
+            return
+        log.warning("central orders update to %s (roll-out %d)", order.version, order.rollout)
+        self.order, self._token = order, token
+        await self._report(order, "ordered")
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Carry out the newest order, forever; a newer order replaces the one in hand."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._cancel_work()
+            if self.order is not None:
+                self._work = asyncio.create_task(
+                    self._carry_out(self.order, self._token), name="update"
+                )
+                self._work.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the update stopped: %r", task.exception())
+
+    async def close(self) -> None:
+        """Stop any download (the part file stays for the next start)."""
+        await self._cancel_work()
+
+    async def _cancel_work(self) -> None:
+        work, self._work = self._work, None
+        if work is None or work.done():
+            return
+        if self._download is not None:
+            self._download.stopped.set()
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await work
+
+    async def _carry_out(self, order: UpdateOrder, token: str) -> None:
+        await self._until_quiet(order)
+        path = await self._fetch(order, token)
+        if path is None:
+            return
+        await self._report(order, "downloaded", size=order.size)
+        await self._until_quiet(order)
+        self._installing = True  # from here on a newer order is refused, not let in
+        try:
+            await self._install_and_reboot(order, path)
+        finally:
+            self._installing = False
+
+    async def _install_and_reboot(self, order: UpdateOrder, path: Path) -> None:
+        assert self.installer is not None
+        try:
+            await asyncio.to_thread(self.installer.install, path)
+        except InstallFailed as err:
+            await self._refuse(order, f"the installer refused the bundle: {err}")
+            return
+        finally:
+            if self._download is not None:
+                self._download.discard()
+        await self._report(order, "installed")
+        await self._report(order, "rebooting")
+        try:
+            await asyncio.to_thread(self.installer.reboot)
+        except InstallFailed as err:
+            await self._refuse(order, str(err))
+            return
+        # On a unit the reboot ends this process; the simulated one comes back at once.
+        running = await asyncio.to_thread(self.installer.running)
+        if running.version == order.version:
+            await self._report(order, "running", slot=running.slot)
+
+    async def _until_quiet(self, order: UpdateOrder) -> None:
+        """Return when no call is under way and it is not the night hours; report once why not."""
+        said: str | None = None
+        while True:
+            reason = self.quiet_reason()
+            if reason is None:
+                return
+            if reason != said:
+                log.info("update to %s waits: %s", order.version, reason)
+                await self._report(order, "waiting", reason=reason)
+                said = reason
+            await asyncio.sleep(self.settings.recheck_s)
+
+    def quiet_reason(self, at: float | None = None) -> str | None:
+        """Why now is no time to update, or ``None``."""
+        if self.call.busy:
+            return "a call is under way: the update waits until it ends"
+        return night_reason(self.bundle(), time.time() if at is None else at)
+
+    async def _fetch(self, order: UpdateOrder, token: str) -> Path | None:
+        """The verified bundle, or ``None`` after reporting why it was refused. An interrupted
+        download is resumed, with growing pauses, until it completes or is refused."""
+        s = self.settings
+        wanted = Wanted(order.url, order.sha256, order.size, token)
+        download = Download(wanted, s.download_dir, s.max_rate_bps, s.server_ca)
+        self._download = download
+        attempt = 0
+        while True:
+            try:
+                return await asyncio.to_thread(download.fetch)
+            except DownloadRefused as err:
+                download.discard()
+                await self._refuse(order, str(err))
+                return None
+            except DownloadInterrupted as err:
+                if download.stopped.is_set():
+                    raise asyncio.CancelledError from None
+                delay = backoff_delay(attempt, 1.0, 300.0)
+                attempt += 1
+                log.warning("%s; resuming in %.0f s", err, delay)
+                await asyncio.sleep(delay)
+
+    async def _refuse(self, order: UpdateOrder | None, reason: str) -> None:
+        self.link.refusals.refuse("update order", reason, "update")
+        await self._report(order, "refused", reason=reason)
+
+    async def _report(self, order: UpdateOrder | None, step: str, **more: EventValue) -> None:
+        detail: dict[str, EventValue] = {"step": step}
+        if order is not None:
+            detail.update(version=order.version, rollout=order.rollout, sha256=order.sha256)
+        for key, value in more.items():
+            detail[key] = value[:200] if isinstance(value, str) else value
+        event = EventMessage(payload=EventPayload(kind="update", detail=detail))
+        await self.link.publish_reliably(Channel.EVENTS, event)

@@ -1,0 +1,1 @@
+"""System updates: the bundles central serves, roll-outs in stages, and the units' versions."""
