@@ -73,6 +73,8 @@ async def test_one_units_poison_refuses_no_other_units_night_check(
         at_unit = asyncio.create_task(send_poison(broker, "central-2", to_unit, 1))
         call = await staff.dial(UNIT, "night_check")
         await call.next_frame(timeout=10)
+        # The first frame goes out before the shutter opens: all four are due once it is open.
+        await wait_for(lambda: unit.shutter_states[-1] == "open", 10, what="the shutter open")
         await call.hangup()
         entries = await call_entries(central, call.call_id)
         sent, sent_to_unit = await poisoning, await at_unit
