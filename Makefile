@@ -17,6 +17,7 @@ lint: setup
 	$(VENV)/lint-imports --no-cache
 	$(VENV)/python scripts/sizes.py
 	$(VENV)/python scripts/check_migrations.py
+	$(VENV)/python scripts/wire_contract.py
 
 typecheck: setup
 	$(VENV)/mypy
