@@ -12,7 +12,8 @@ night staff), a message waiting for its acknowledgement, trouble that keeps a ca
 made or taken (no connection, no camera), a notice after a citizen call nobody could take, and
 otherwise the idle screen with the clock and the button to the staff: "call the night staff" in
 the care provider's night hours, "call the staff" (or the provider's day number) by day
-(:class:`~vaka.agent.tv.staff_hours.StaffHours`), and :mod:`~vaka.agent.tv.privacy_screens`.
+(:class:`~vaka.agent.tv.staff_hours.StaffHours`), :mod:`~vaka.agent.tv.privacy_screens`, and
+the People screen (:mod:`~vaka.agent.tv.people`: the citizen calls one of their contacts).
 
 Everything runs on the agent's event loop; the screen delivers presses there.
 """
@@ -35,6 +36,7 @@ from vaka.agent.link import UnitLink
 from vaka.agent.media.settings import MediaSettings
 from vaka.agent.tv.autoanswer import auto_answer_countdown
 from vaka.agent.tv.call_media import CallMedia, report_first_picture, self_view
+from vaka.agent.tv.people import PeopleScreen
 from vaka.agent.tv.privacy_screens import PrivacyScreens
 from vaka.agent.tv.quiet import CONTACT_CALL, DO_NOT_DISTURB, DoNotDisturb
 from vaka.agent.tv.shown_message import MessageBoard, ShownMessage
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
     from vaka.agent.config import TvSection
     from vaka.agent.privacy_mode import PrivacyMode
     from vaka.agent.tv.caller_pictures import CallerPictures
+    from vaka.agent.tv.people_list import PeopleList
     from vaka.agent.tv.viewing_log import ViewingLogClient
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,7 @@ class TvController(CallObserver):
         privacy: PrivacyMode | None = None,
         viewing_log: ViewingLogClient | None = None,
         pictures: CallerPictures | None = None,
+        people: PeopleList | None = None,
     ) -> None:
         self.settings = settings
         self.screen_mode = screen_mode
@@ -135,6 +139,20 @@ class TvController(CallObserver):
         self.pictures = pictures  # of contacts who call, from central (shown while it rings)
         if pictures is not None:
             pictures.on_picture = self._picture_came
+        #: the People screen (``[tv] people``): the citizen calls one of their contacts
+        self.people = (
+            PeopleScreen(
+                people,
+                request,
+                self.troubles,
+                self.refresh,
+                self._wake_tv,
+                settings.people_idle_s,
+                settings.request_timeout_s,
+            )
+            if people is not None and settings.people
+            else None
+        )
 
     # ------------------------------------------------------------ life cycle
 
@@ -169,6 +187,8 @@ class TvController(CallObserver):
             if task is not None:
                 task.cancel()
         self.button.close()
+        if self.people is not None:
+            self.people.close()
         if self.standby is not None:
             self.standby.hold()
         self.call_media.stop()
@@ -193,19 +213,25 @@ class TvController(CallObserver):
         if phase is CallPhase.RINGING and self._incoming is not None:
             return self._incoming
         hours, now = self.staff_hours(), self.clock()
+        calling = self.people.calling if self.people is not None else None
         if phase is CallPhase.REQUESTING or (
-            phase is CallPhase.CONNECTING and self.call.purpose == "citizen_call"
+            phase is CallPhase.CONNECTING
+            and (self.call.purpose == "citizen_call" or calling is not None)
         ):
-            return Calling(night=hours.is_night(now))
+            return Calling(night=hours.is_night(now), callee=calling.name if calling else None)
         message = self.board.current
         if message is not None:
             return Message(message.text, message.picture)
         trouble = self.troubles.current()
         if trouble is not None:
-            return Trouble(trouble, night=hours.is_night(now))
+            return Trouble(trouble, night=hours.is_night(now), name=self.troubles.name)
+        if self.people is not None and (people := self.people.due()) is not None:
+            return people
         screens = self.privacy_screens  # the privacy mode's screens, given the mode
         if screens is None or (shown := screens.due(hours.reach(now))) is None:
-            return Idle(hours.local(now), hours.reach(now), hours.day_phone, screens is not None)
+            reach, phone = hours.reach(now), hours.day_phone
+            offers = screens is not None, self.people is not None
+            return Idle(hours.local(now), reach, phone, *offers)
         return shown
 
     def refresh(self) -> None:
@@ -217,6 +243,8 @@ class TvController(CallObserver):
     def _on_call(self, phase: CallPhase) -> None:
         if phase is not CallPhase.REQUESTING:
             self.button.settle()
+            if self.people is not None:
+                self.people.settle(ended=phase is CallPhase.IDLE)
         if phase is CallPhase.IN_CALL and self.standby is not None:
             self.standby.hold()
         self.refresh()
@@ -298,6 +326,9 @@ class TvController(CallObserver):
                 if message is not None:
                     self.board.hide(message.mid)
                     self.acknowledge(message.mid)
+            case _ if self.people is not None and button in PeopleScreen.BUTTONS:
+                if not self._busy():
+                    self.people.press(button)
             case _ if self.privacy_screens is not None and button in PrivacyScreens.BUTTONS:
                 self.privacy_screens.press(button)
 
@@ -396,4 +427,7 @@ class TvController(CallObserver):
     ) -> None:
         """Central's word on the citizen's call: keep ringing, or say nobody can answer."""
         log.info("citizen call %s: %s %s (%s)", request_id, kind, state or "", reason or "")
-        self.button.answered(kind, state)
+        if self.people is not None and self.people.calling is not None:
+            self.people.answered(kind)
+        else:
+            self.button.answered(kind, state)

@@ -20,6 +20,7 @@ from vaka.central.circle.contacts import ContactBook
 from vaka.central.circle.credentials import ContactCredentials
 from vaka.central.circle.invitations import Invitations
 from vaka.central.circle.sessions import ContactSessions
+from vaka.central.circle.tv_calls import TvCalls
 from vaka.central.directory.directory import Directory
 from vaka.central.fleet.ingest import FleetIngest
 from vaka.central.fleet.privacy_mode import PrivacyModes
@@ -67,6 +68,7 @@ class Deps:
     #: the citizens' circles: contacts, the rules of their calls, invitations, log-ins
     contacts: ContactBook
     contact_calls: ContactCalls
+    tv_calls: TvCalls
     invitations: Invitations
     contact_credentials: ContactCredentials
     contact_sessions: ContactSessions
