@@ -106,11 +106,12 @@ class PeopleScreen:
     async def call(self, person: Person) -> None:
         """Call ``person``: the request goes to central, which rings their page."""
         self.troubles.clear_notice()
+        before, self.calling = self.calling, person  # named on the screen as soon as it opens
         try:
             request_id = self.request.open(person.contact)
         except LinkError:
+            self.calling = before
             return  # a call or another request came first
-        self.calling = person
         log.info("calling %s (%s): request %s", person.contact, person.name, request_id)
         await self.wake()
         try:

@@ -35,13 +35,13 @@ from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import PublishToUnit
 from vaka.central.calls.channel import StaffChannel
 from vaka.central.calls.requests import CallRequest, RequestBook
-from vaka.central.calls.ringing import send
+from vaka.central.calls.ringing import NO_LONGER_RINGING, send
 from vaka.central.circle.calls import CONTACT_PURPOSE, ContactCalls
 from vaka.central.directory.policy import CallRefused
 from vaka.central.settings.calls import CallLimits
 from vaka.errors import LinkError
 from vaka.protocol.messages import SignalMessage, SignalPayload
-from vaka.protocol.reasons import Reason, with_code
+from vaka.protocol.reasons import Reason, from_column, to_column, with_code
 from vaka.protocol.topics import Channel
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,8 @@ class TvCalls:
             now = time.time()
             row = await asyncio.to_thread(self.book.get, req)
             if row is None or row.state != "ringing":
-                return row.reason or "no longer ringing" if row is not None else "gone"
+                said = row.reason if row is not None else None
+                return from_column(said) if said else NO_LONGER_RINGING
             if creator and row.rung_at is None and now >= request.created_at + ABSENT_S:
                 reason = Reason("the contact's page is not open", "contact_absent")
                 if await self._end(row, "absent", reason):
@@ -225,7 +226,7 @@ class TvCalls:
         """Settle a ringing request as ``state``: the unit hears it (unless it cancelled);
         whether this call settled it."""
         req = request.request_id
-        if not await asyncio.to_thread(self.book.finish, req, state, str(reason)):
+        if not await asyncio.to_thread(self.book.finish, req, state, to_column(reason)):
             return False
         await self._audit(
             f"contact_call_{state}",
