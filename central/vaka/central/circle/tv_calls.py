@@ -83,6 +83,10 @@ class TvCalls:
         """The contact's page opened its ring socket on this instance."""
         self._sockets.setdefault(contact_id, set()).add(ws)
 
+    def listening(self, contact_id: str) -> bool:
+        """Whether the contact's page keeps a ring socket open on this instance."""
+        return bool(self._sockets.get(contact_id))
+
     def discard_socket(self, contact_id: str, ws: StaffChannel) -> None:
         """The ring socket closed."""
         sockets = self._sockets.get(contact_id, set())

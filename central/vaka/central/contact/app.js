@@ -292,6 +292,7 @@ async function placeCall(request = null) {
     });
   } catch (err) {
     call = null;
+    cancel = null;
     await afterCall(err.cancelled ? "" : refusal(err));
     return;
   }
@@ -299,6 +300,7 @@ async function placeCall(request = null) {
   $("in-call").dataset.callId = call.callId || "";
   await call.ended;
   call = null;
+  cancel = null;
   await afterCall(t("call.ended"));
 }
 
