@@ -24,13 +24,13 @@ from vaka.central.calls.citizen import CitizenCallDesk, Notify
 from vaka.central.calls.duty import DutyRoster
 from vaka.central.calls.relay import CallRelay
 from vaka.central.calls.turn import RelayCredentials
+from vaka.central.calls.tv_calls import TvCalls
 from vaka.central.circle.calls import ContactCalls
 from vaka.central.circle.contacts import ContactBook
 from vaka.central.circle.credentials import ContactCredentials
 from vaka.central.circle.invitations import Invitations
 from vaka.central.circle.people import PeopleDesk
 from vaka.central.circle.sessions import ContactSessions
-from vaka.central.circle.tv_calls import TvCalls
 from vaka.central.directory.directory import Directory
 from vaka.central.fleet.ingest import FleetIngest
 from vaka.central.fleet.lifecycle import LifecycleStore

@@ -20,9 +20,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from vaka.agent.call.request import CitizenRequest
+from vaka.agent.config import TvSection
 from vaka.agent.tv.people_list import PeopleList, Person
 from vaka.agent.tv.trouble import Troubles
 from vaka.agent.ui import ButtonId, PeopleShown
@@ -33,6 +34,19 @@ log = logging.getLogger(__name__)
 
 #: the notice shown when one of the citizen's people cannot answer (a catalog key)
 UNAVAILABLE = "unavailable"
+
+
+class Tv(Protocol):
+    """What the People screen needs of the TV controller."""
+
+    #: what keeps a call from being made, and the notices
+    troubles: Troubles
+
+    def refresh(self) -> None:
+        """Show what is due now."""
+
+    async def _wake_tv(self) -> None:
+        """Switch the TV set on (HDMI-CEC), if the unit can."""
 
 
 class PeopleScreen:
@@ -68,6 +82,23 @@ class PeopleScreen:
         self._screen_task: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def of(
+        cls, people: PeopleList | None, request: CitizenRequest, tv: Tv, settings: TvSection
+    ) -> PeopleScreen | None:
+        """The People screen of ``tv`` (the controller); ``None`` unless ``[tv] people``."""
+        if people is None or not settings.people:
+            return None
+        return cls(
+            people,
+            request,
+            tv.troubles,
+            tv.refresh,
+            tv._wake_tv,
+            settings.people_idle_s,
+            settings.request_timeout_s,
+        )
 
     def due(self) -> PeopleShown | None:
         """The People screen, while it is up."""

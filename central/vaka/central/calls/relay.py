@@ -54,8 +54,8 @@ from vaka.central.calls.prepare import (
 )
 from vaka.central.calls.staff_side import StaffSide, next_said, refuse, say
 from vaka.central.calls.turn import RelayCredentials, relay_claim
+from vaka.central.calls.tv_calls import TvCalls
 from vaka.central.circle.calls import CONTACT_PURPOSE, CONTACT_ROLE, ContactCalls
-from vaka.central.circle.tv_calls import TvCalls
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.directory.policy import Authorization, CallRefused, authorize_call
 from vaka.central.fleet.privacy_mode import PrivacyModes
@@ -247,11 +247,7 @@ class CallRelay:
             if self.contacts is None:
                 raise CallRefused("contacts' calls are not taken on this central")
             if caller.role == CONTACT_ROLE and dial.request and self.tv_calls is not None:
-                # The contact answers the TV's call: the rules of being called, first answer wins.
-                answer = self.contacts.authorize_answer
-                allowed = await asyncio.to_thread(answer, caller.staff_id, dial.unit, now)
-                await self.tv_calls.accept(caller.staff_id, dial.request, dial.unit)
-                return allowed
+                return await self.tv_calls.answer(caller.staff_id, dial.request, dial.unit, now)
             check = self.contacts.authorize_caller
             return await asyncio.to_thread(check, caller, dial.purpose, dial.unit, now)
         if dial.purpose == "citizen_call":

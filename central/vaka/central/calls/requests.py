@@ -26,7 +26,7 @@ class CallRequest:
     accepted_by: str | None
     accepted_name: str | None
     reason: str | None
-    #: the contact the TV calls (:mod:`vaka.central.circle.tv_calls`); ``None``: the staff
+    #: the contact the TV calls (:mod:`vaka.central.calls.tv_calls`); ``None``: the staff
     callee: str | None = None
     #: when a central instance first rang the contact's page
     rung_at: float | None = None

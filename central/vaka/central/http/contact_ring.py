@@ -15,7 +15,7 @@ import json
 
 from aiohttp import web
 
-from vaka.central.circle.tv_calls import TvCalls
+from vaka.central.calls.tv_calls import TvCalls
 from vaka.central.http.auth import same_origin
 from vaka.central.http.contact_page import refused, session_of
 from vaka.central.http.sockets import WebSocketChannel, open_socket

@@ -37,7 +37,7 @@ from vaka.central.calls.channel import StaffChannel
 from vaka.central.calls.requests import CallRequest, RequestBook
 from vaka.central.calls.ringing import NO_LONGER_RINGING, send
 from vaka.central.circle.calls import CONTACT_PURPOSE, ContactCalls
-from vaka.central.directory.policy import CallRefused
+from vaka.central.directory.policy import Authorization, CallRefused
 from vaka.central.settings.calls import CallLimits
 from vaka.errors import LinkError
 from vaka.protocol.messages import SignalMessage, SignalPayload
@@ -248,6 +248,17 @@ class TvCalls:
         return True
 
     # ------------------------------------------------------------ the contact answers
+
+    async def answer(
+        self, contact_id: str, request_id: str, unit: str, now: float
+    ) -> Authorization:
+        """The ticket's authorization for the contact who answers the TV's call: the rules of
+        being called (not the hours of calling), then the request is won (first answer wins).
+        :class:`CallRefused` with a coded reason if not."""
+        check = self.rules.authorize_answer
+        allowed = await asyncio.to_thread(check, contact_id, unit, now)
+        await self.accept(contact_id, request_id, unit)
+        return allowed
 
     async def accept(self, contact_id: str, request_id: str, unit: str) -> None:
         """Take ``request_id`` for the contact who answered; :class:`CallRefused` if not."""
