@@ -3,9 +3,12 @@ language: text at least 48 px, touch targets at least 160 px, 7:1 contrast, noth
 every button hit where it is drawn, each person's picture on their own button. (The whole
 stack: tests/test_tv_people.py.)"""
 
+import os
 from datetime import datetime
 from itertools import combinations
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -25,13 +28,23 @@ from vaka.agent.ui.layout import MIN_TEXT_PX, buttons, describe, hit_test, rende
 from vaka.agent.ui.spec import contrast_ratio
 from vaka.agent.ui.states import PERSON_BUTTONS
 
+#: ``VAKA_SCREENS=docs/screens`` keeps the screens for the docs
+SCREENS = os.environ.get("VAKA_SCREENS")
+
 
 def face(bgr: tuple[int, int, int]) -> np.ndarray:
     """A 128 x 128 picture of one colour (a person's thumbnail)."""
     return np.full((128, 128, 3), bgr, np.uint8)
 
 
-PEOPLE = tuple((name, face((40, 90, 200))) for name in ("Anna Andersson", "Bo", "Cecilia"))
+PEOPLE = tuple(
+    (name, face(bgr))
+    for name, bgr in (
+        ("Anna Andersson", (40, 90, 200)),
+        ("Bo", (160, 110, 40)),
+        ("Cecilia", (60, 150, 60)),
+    )
+)
 SIX = tuple((f"Person {i} Lindqvist-Åberg", face((10 * i, 80, 160))) for i in range(6))
 STATES: list[ScreenState] = [
     Idle(datetime(2025, 3, 3, 22, 5), people=True),
@@ -106,3 +119,14 @@ def test_the_words_a_frail_citizen_reads_in_swedish_danish_and_english() -> None
     idle = [t.text for t in describe(STATES[0], Catalog("da")).texts]
     assert "Mine nærmeste" in idle
     assert hit_test(STATES[0], *buttons(STATES[0])[1].rect.center) is ButtonId.PEOPLE
+
+
+def test_the_people_screens_for_the_docs(tmp_path: Path) -> None:
+    """The idle screen with People and the People screen, in Swedish (``VAKA_SCREENS`` keeps
+    them for the docs)."""
+    folder = Path(SCREENS) if SCREENS else tmp_path
+    sv = Catalog("sv")
+    for name, state in (("tv-idle-people-sv", STATES[4]), ("tv-people-sv", PeopleShown(PEOPLE))):
+        picture = render(state, sv)
+        assert picture.shape == (720, 1280, 3)
+        assert cv2.imwrite(str(folder / f"{name}.png"), picture)
