@@ -7,6 +7,7 @@ contact's page answering in Chromium, pictures both ways: tests/test_tv_calls_co
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests.tvunit import CITIZEN, DAY, TV, push_tv_config, running_tv, screen_of
 from vaka.agent.app import Agent
 from vaka.agent.tv.people_list import Person
 from vaka.agent.ui import ButtonId, Calling, Idle, PeopleShown, Trouble
+from vaka.central.calls.requests import CallRequest
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
 from vaka.devstack.polling import wait_for
@@ -156,3 +158,25 @@ async def test_a_contact_who_may_not_be_called_is_refused_with_the_reason(
     refused = await asyncio.to_thread(central.audit.entries, kind="contact_call_refused")
     assert [(e.unit, e.detail["contact"]) for e in refused] == [(TV, bo)]
     assert "may not be called from the TV" in refused[0].detail["reason"]
+
+
+async def test_a_call_to_a_contact_left_ringing_is_settled_not_escalated(
+    central: CentralService, tv: Agent
+) -> None:
+    """A request whose instance stopped: the sweep settles it as unanswered; the staff
+    button's sweep (which escalates to the night staff) leaves it alone."""
+    staff = await StaffApi.log_in(central.url, DAY)
+    anna = str((await staff.add_contact(CITIZEN, display_name="Anna"))["id"])
+    old = time.time() - 600
+    left = CallRequest(
+        f"{TV}.0123456789ab", TV, CITIZEN, frozenset(), old, "ringing", None, None, None, anna
+    )
+    book = central.tv_calls.book
+    assert await asyncio.to_thread(book.create, left, "gone-instance")
+    assert await central.citizen_calls.sweep() == 0
+    assert await central.tv_calls.sweep() == 1
+    row = await asyncio.to_thread(book.get, left.request_id)
+    assert row is not None and row.state == "unanswered"
+    settled = await asyncio.to_thread(central.audit.entries, kind="contact_call_unanswered")
+    assert [(e.call_id, e.detail["contact"]) for e in settled] == [(left.request_id, anna)]
+    assert await asyncio.to_thread(central.audit.entries, kind="citizen_call_escalated") == []

@@ -271,6 +271,7 @@ class CentralService:
         """Start ingest, the broker session and the HTTP server."""
         self._tasks = [
             asyncio.create_task(self.citizen_calls.run(), name="citizen-call-sweep"),
+            asyncio.create_task(self.tv_calls.run(), name="contact-call-sweep"),
             asyncio.create_task(self.ingest.run(), name="ingest"),
             asyncio.create_task(self.link.run(), name="central-link"),
             asyncio.create_task(self.messages.run(), name="messages"),

@@ -20,7 +20,8 @@ from the unit's call events, as for every call.
 
 Several central instances: each sees every ``signal/out``; the row is created once, each
 instance rings the sockets it holds (the first to ring sets ``rung_at``) and watches the row, as
-for the staff button (:mod:`vaka.central.calls.citizen`).
+for the staff button (:mod:`vaka.central.calls.citizen`); :meth:`TvCalls.run` settles requests
+left ringing by an instance that stopped.
 """
 
 import asyncio
@@ -52,6 +53,8 @@ UNAVAILABLE = "unavailable"
 ABSENT_S = 2.0
 #: how often an instance looks at a ringing request's row
 POLL_S = 0.25
+#: how long after a request's deadline another instance settles it (its creator is gone)
+TAKEOVER_S = 5.0
 _REQUEST_SUFFIX = re.compile(r"[0-9a-f]{12}")
 
 
@@ -218,7 +221,7 @@ class TvCalls:
                 reason = Reason("the contact's page is not open", "contact_absent")
                 if await self._end(row, "absent", reason):
                     return reason
-            if now >= deadline + (0 if creator else 5.0):
+            if now >= deadline + (0 if creator else TAKEOVER_S):
                 reason = Reason("the contact did not answer", "contact_no_answer")
                 if await self._end(row, "unanswered", reason):
                     return reason
@@ -246,6 +249,28 @@ class TvCalls:
         if ring is not None:
             ring[2].set()
         return True
+
+    async def sweep(self, now: float | None = None) -> int:
+        """Settle requests to contacts still ringing well past their time with nobody watching
+        them (their instance stopped); how many this instance settled."""
+        now = time.time() if now is None else now
+        cutoff = now - self.limits.ring_timeout_s - TAKEOVER_S
+        book, settled = self.book, 0
+        for row in await asyncio.to_thread(book.ringing_before, cutoff, to_contacts=True):
+            reason = Reason("the contact did not answer", "contact_no_answer")
+            if row.request_id not in self._rings and await self._end(row, "unanswered", reason):
+                settled += 1
+        return settled
+
+    async def run(self, every_s: float = 10.0) -> None:
+        """:meth:`sweep` every ``every_s`` seconds until cancelled."""
+        while True:
+            try:
+                if settled := await self.sweep():
+                    log.warning("settled %d call(s) to contacts left ringing", settled)
+            except Exception:
+                log.exception("sweeping calls to contacts failed; trying again")
+            await asyncio.sleep(every_s)
 
     # ------------------------------------------------------------ the contact answers
 
