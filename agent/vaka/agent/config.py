@@ -122,6 +122,10 @@ class TvSection(_Section):
     viewing_log_show_s: float = Field(default=60.0, gt=0, le=3600)
     #: when the citizen's "do not disturb for the evening" ends (local ``HH:MM``)
     quiet_until: str = Field(default="07:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    #: the idle screen offers "People": the citizen's contacts, one press to call one
+    people: bool = False
+    #: how long the People screen waits for a press before the idle screen comes back
+    people_idle_s: float = Field(default=60.0, gt=0, le=600)
 
 
 class PrivacySection(_Section):

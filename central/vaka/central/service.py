@@ -24,10 +24,12 @@ from vaka.central.calls.citizen import CitizenCallDesk, Notify
 from vaka.central.calls.duty import DutyRoster
 from vaka.central.calls.relay import CallRelay
 from vaka.central.calls.turn import RelayCredentials
+from vaka.central.calls.tv_calls import TvCalls
 from vaka.central.circle.calls import ContactCalls
 from vaka.central.circle.contacts import ContactBook
 from vaka.central.circle.credentials import ContactCredentials
 from vaka.central.circle.invitations import Invitations
+from vaka.central.circle.people import PeopleDesk
 from vaka.central.circle.sessions import ContactSessions
 from vaka.central.directory.directory import Directory
 from vaka.central.fleet.ingest import FleetIngest
@@ -85,6 +87,11 @@ class CentralService:
         #: contacts who call (if configured)
         self.config_key = _config_key(config)
         self.contacts, self.contact_calls = self._circle()
+        #: the TV's calls to contacts, and its People screen
+        self.tv_calls = TvCalls(
+            config.mqtt.identity, self.contact_calls, self.audit, config.calls, self._publish
+        )
+        self.people = PeopleDesk(self.contact_calls, self.config_key, self._publish)
         #: ``await service.notifier.notify(kind, detail)``: events for the external notifier
         self.notifier = notifier_for(config.alerts, self.audit)
         self.alerts = AlertWatch(
@@ -147,6 +154,7 @@ class CentralService:
                 privacy_visits.on_event_record,
                 self.viewing_log.on_event_record,
                 self.rollouts.on_event_record,
+                self.people.on_event_record,
             ],
             online_hooks=[self.messages.on_unit_online, self.standing.on_unit_online],
             receipts=self._receipt,
@@ -194,6 +202,7 @@ class CentralService:
             require_consent=config.privacy.require_consent,
             privacy=self.privacy,
             contacts=self.contact_calls,
+            tv_calls=self.tv_calls,
         )
         return duty, desk, relay
 
@@ -261,6 +270,7 @@ class CentralService:
             privacy=self.privacy,
             contacts=self.contacts,
             contact_calls=self.contact_calls,
+            tv_calls=self.tv_calls,
             invitations=Invitations(self.engine),
             contact_credentials=ContactCredentials(self.engine, self.directory.secret_box),
             contact_sessions=ContactSessions(self.engine),
@@ -276,10 +286,12 @@ class CentralService:
         """Start ingest, the broker session and the HTTP server."""
         self._tasks = [
             asyncio.create_task(self.citizen_calls.run(), name="citizen-call-sweep"),
+            asyncio.create_task(self.tv_calls.run(), name="contact-call-sweep"),
             asyncio.create_task(self.ingest.run(), name="ingest"),
             asyncio.create_task(self.link.run(), name="central-link"),
             asyncio.create_task(self.messages.run(), name="messages"),
             asyncio.create_task(self.viewing_log.run(), name="viewing-log"),
+            asyncio.create_task(self.people.run(), name="people"),
             asyncio.create_task(self.notifier.run(), name="notifier"),
             asyncio.create_task(self.alerts.run(), name="alert-watch"),
             asyncio.create_task(self.rollouts.run(), name="rollouts"),
@@ -319,6 +331,7 @@ class CentralService:
         await cancel_and_wait(self._tasks)  # a plain cancel may be swallowed: see there
         self._tasks = []
         await self.citizen_calls.close()
+        await self.tv_calls.close()
         await self.ingest.flush()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -107,8 +107,9 @@ EventValue = str | int | float | bool | None
 class EventPayload(_Strict):
     """Something happened on the unit: a button, hotplug, shutter movement, a refused message,
     the citizen's privacy mode starting or ending (``privacy``), the TV asking for its viewing
-    log (``viewing_log``), a step of a system update (``update``: ``step`` is ``ordered``,
-    ``waiting``, ``downloaded``, ``refused``, ``installed``, ``rebooting`` or ``running``)."""
+    log (``viewing_log``) or for the people it may call (``people``), a step of a system update
+    (``update``: ``step`` is ``ordered``, ``waiting``, ``downloaded``, ``refused``, ``installed``,
+    ``rebooting`` or ``running``)."""
 
     kind: Literal[
         "button",
@@ -122,6 +123,7 @@ class EventPayload(_Strict):
         "privacy",
         "viewing_log",
         "update",
+        "people",
     ]
     detail: dict[Annotated[str, Field(max_length=64)], EventValue] = Field(
         default_factory=dict, max_length=32
@@ -181,6 +183,8 @@ class SignalPayload(_Strict):
     ring_s: float | None = Field(default=None, gt=0, le=600)
     outcome: CallOutcome | None = None
     estimate: SceneEstimate | None = None
+    #: a TV's ``request`` with ``state="contact_call"``: the contact it calls
+    callee: Identifier | None = None
 
 
 class ConfigPayload(_Strict):

@@ -7,9 +7,9 @@ returns at once, so that the unit keeps handling signalling, messages and config
 call rings. The unit stops ringing by itself when the deadline passes ("no answer after 30 s"), at
 once when the caller cancels, and a second call while one rings or runs is refused as busy.
 
-The citizen's own call request (the night-staff button,
-:class:`~vaka.agent.call.request.CitizenRequest`) is answered by a ``citizen_call`` offer naming
-the request, which is taken at once.
+The citizen's own call request (the night-staff button, or a person on the People screen,
+:class:`~vaka.agent.call.request.CitizenRequest`) is answered by an offer naming the request
+(``citizen_call`` from the staff, ``contact_call`` from the person), which is taken at once.
 
 The manager keeps the unit's call state (:class:`~vaka.agent.call.state.UnitCall`) up to date;
 the TV controller reads the same object. Refusals go back to central on ``signal/out`` (so the
@@ -211,7 +211,9 @@ class CallManager:
             await self._refuse(p.call_id, str(err))
             return
         pending = self.request.pending if self.request is not None else None
-        if claims.purpose == "citizen_call":
+        if claims.purpose == "citizen_call" or (pending is not None and claims.req == pending):
+            # The answer to the citizen's own request (to the staff, or to one of their people)
+            # is taken at once: the citizen is waiting for it.
             if claims.req is None or claims.req != pending:
                 await self._refuse(p.call_id, "no call request from the citizen is open for it")
                 return

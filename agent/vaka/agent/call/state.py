@@ -35,7 +35,7 @@ class CallPhase(Enum):
 
     IDLE = "idle"
     REQUESTING = "requesting"
-    "The citizen's call request to the night staff is out; nobody has taken it yet."
+    "The citizen's call request (to the staff, or to one of their people) is out, not yet taken."
     RINGING = "ringing"
     "A verified call rings on the unit until the citizen (or the auto-answer) decides."
     CONNECTING = "connecting"
@@ -82,9 +82,10 @@ class UnitCall:
 
     # ------------------------------------------------------------ transitions (the manager's)
 
-    def requesting(self, request_id: str) -> None:
-        """The citizen's call request ``request_id`` went out."""
-        self._set_state(CallPhase.REQUESTING, request_id, "citizen_call", None)
+    def requesting(self, request_id: str, purpose: str = "citizen_call") -> None:
+        """The citizen's call request ``request_id`` went out (``contact_call``: to one of
+        their people)."""
+        self._set_state(CallPhase.REQUESTING, request_id, purpose, None)
 
     def ringing(self, call_id: str, purpose: str) -> None:
         """The verified call ``call_id`` rings on the unit."""

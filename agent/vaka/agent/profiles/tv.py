@@ -30,6 +30,7 @@ from vaka.agent.profiles.common import (
 from vaka.agent.runner import Part
 from vaka.agent.tv.caller_pictures import CallerPictures
 from vaka.agent.tv.controller import TvController
+from vaka.agent.tv.people_list import PeopleList
 from vaka.agent.tv.shown_message import MessageBoard
 from vaka.agent.tv.staff_hours import StaffHours
 from vaka.agent.tv.viewing_log import ViewingLogClient
@@ -37,6 +38,7 @@ from vaka.protocol.messages import AnyMessage, MessageMessage
 from vaka.protocol.topics import Channel
 from vaka.provisioning.bundles import AutoAnswerRule
 from vaka.provisioning.caller_picture import is_caller_picture
+from vaka.provisioning.people import is_people
 from vaka.provisioning.viewing_log import is_viewing_log
 
 
@@ -47,10 +49,11 @@ def _auto_answer(store: ConfigStore) -> list[AutoAnswerRule]:
 
 def _inbox(
     common: Common, board: MessageBoard | None
-) -> tuple[MessageInbox, ViewingLogClient, CallerPictures]:
+) -> tuple[MessageInbox, ViewingLogClient, CallerPictures, PeopleList]:
     """The message inbox, shown on ``board`` (only logged without a screen), the viewing log's
-    client and the callers' pictures: central's viewing logs and the pictures of contacts who
-    call come on the same channel as the staff's messages."""
+    client, the callers' pictures and the People list: central's viewing logs, the pictures of
+    contacts who call and the citizen's people come on the same channel as the staff's
+    messages."""
     link = common.link
     report = event_reporter(link.publish_reliably)
     key, device_id = common.config_store.key, common.device_id
@@ -58,17 +61,20 @@ def _inbox(
     inbox = MessageInbox(device_id, key, report, show, hide, refusals=link.refusals)
     viewing_log = ViewingLogClient(link, device_id, key)
     pictures = CallerPictures(device_id, key, link.refusals)
+    people = PeopleList(link, device_id, key)
 
     async def route(message: AnyMessage) -> None:
         if isinstance(message, MessageMessage) and is_viewing_log(message.payload.token):
             viewing_log.handle(message.payload.token)
         elif isinstance(message, MessageMessage) and is_caller_picture(message.payload.token):
             pictures.handle(message.payload.token)
+        elif isinstance(message, MessageMessage) and is_people(message.payload.token):
+            people.handle(message.payload.token)
         else:
             await inbox.handle(message)
 
     link.on(Channel.MESSAGE, route)
-    return inbox, viewing_log, pictures
+    return inbox, viewing_log, pictures, people
 
 
 def compose_tv(config: AgentConfig, hardware: Hardware) -> Unit:
@@ -78,7 +84,7 @@ def compose_tv(config: AgentConfig, hardware: Hardware) -> Unit:
     guard = call_guard(config, common.device_id, common.privacy)
     calls = tv = None
     board = MessageBoard() if guard is not None else None
-    inbox, viewing_log, pictures = _inbox(common, board)
+    inbox, viewing_log, pictures, people = _inbox(common, board)
     if guard is not None and board is not None:
         signals = CallSignals(common.link)
         request = CitizenRequest(common.device_id, common.call, signals)
@@ -98,6 +104,7 @@ def compose_tv(config: AgentConfig, hardware: Hardware) -> Unit:
             privacy=common.privacy,
             viewing_log=viewing_log,
             pictures=pictures,
+            people=people,
         )
         calls = CallManager(
             signals,

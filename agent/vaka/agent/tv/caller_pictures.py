@@ -52,7 +52,7 @@ class CallerPictures:
         except BadCallerPicture as err:
             self.refusals.refuse("bad caller picture", str(err), "the message channel")
             return
-        image = _decode(picture.jpeg_bytes())
+        image = decode_jpeg(picture.jpeg_bytes())
         if image is None:
             self.refusals.refuse("bad caller picture", "not a JPEG image", "the message channel")
             return
@@ -71,7 +71,7 @@ class CallerPictures:
 MAX_SIDE = 1024
 
 
-def _decode(jpeg: bytes) -> BgrImage | None:
+def decode_jpeg(jpeg: bytes) -> BgrImage | None:
     """The picture as BGR pixels, or ``None`` if it is not a JPEG of a sane size. Pillow, not
     OpenCV: the TV already draws with it, and OpenCV stays out of an idle unit."""
     try:

@@ -12,7 +12,8 @@ night staff), a message waiting for its acknowledgement, trouble that keeps a ca
 made or taken (no connection, no camera), a notice after a citizen call nobody could take, and
 otherwise the idle screen with the clock and the button to the staff: "call the night staff" in
 the care provider's night hours, "call the staff" (or the provider's day number) by day
-(:class:`~vaka.agent.tv.staff_hours.StaffHours`), and :mod:`~vaka.agent.tv.privacy_screens`.
+(:class:`~vaka.agent.tv.staff_hours.StaffHours`), :mod:`~vaka.agent.tv.privacy_screens`, and
+the People screen (:mod:`~vaka.agent.tv.people`: the citizen calls one of their contacts).
 
 Everything runs on the agent's event loop; the screen delivers presses there.
 """
@@ -23,7 +24,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from vaka.agent.call.observer import CallObserver
@@ -33,10 +33,11 @@ from vaka.agent.hw.cec import StandbyTimer
 from vaka.agent.hw.hardware import Hardware
 from vaka.agent.link import UnitLink
 from vaka.agent.media.settings import MediaSettings
-from vaka.agent.tv.autoanswer import auto_answer_countdown
 from vaka.agent.tv.call_media import CallMedia, report_first_picture, self_view
+from vaka.agent.tv.incoming import IncomingCall
+from vaka.agent.tv.people import PeopleScreen
 from vaka.agent.tv.privacy_screens import PrivacyScreens
-from vaka.agent.tv.quiet import CONTACT_CALL, DO_NOT_DISTURB, DoNotDisturb
+from vaka.agent.tv.quiet import DO_NOT_DISTURB, DoNotDisturb
 from vaka.agent.tv.shown_message import MessageBoard, ShownMessage
 from vaka.agent.tv.staff_button import StaffButton
 from vaka.agent.tv.staff_hours import StaffHours
@@ -48,7 +49,6 @@ from vaka.agent.ui import (
     HeadlessScreen,
     Idle,
     InCall,
-    Incoming,
     Message,
     Screen,
     ScreenState,
@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from vaka.agent.config import TvSection
     from vaka.agent.privacy_mode import PrivacyMode
     from vaka.agent.tv.caller_pictures import CallerPictures
+    from vaka.agent.tv.people_list import PeopleList
     from vaka.agent.tv.viewing_log import ViewingLogClient
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class TvController(CallObserver):
         privacy: PrivacyMode | None = None,
         viewing_log: ViewingLogClient | None = None,
         pictures: CallerPictures | None = None,
+        people: PeopleList | None = None,
     ) -> None:
         self.settings = settings
         self.screen_mode = screen_mode
@@ -107,7 +109,6 @@ class TvController(CallObserver):
         self.call = call
         self.board = board
         self.acknowledge = acknowledge
-        self.auto_answer = auto_answer
         self.staff_hours = staff_hours
         #: Unix time now (a test freezes it to see the screen at a given hour).
         self.clock = clock
@@ -122,9 +123,6 @@ class TvController(CallObserver):
         #: When the first remote video frame of the current call was put on the screen
         #: (``time.perf_counter()``), for the benchmark.
         self.first_remote_shown: float | None = None
-        self._answer: asyncio.Future[str | None] | None = None
-        self._countdown: asyncio.Task[None] | None = None
-        self._incoming: Incoming | None = None
         #: the caller's picture and voice, and the microphone, in the current call
         self.call_media = CallMedia(media, self._remote_frame)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -132,9 +130,9 @@ class TvController(CallObserver):
         self.privacy_screens = PrivacyScreens.of(privacy, viewing_log, self, settings)
         #: the citizen's "do not disturb for the evening" (contacts' calls only)
         self.quiet = DoNotDisturb(settings.quiet_until)
-        self.pictures = pictures  # of contacts who call, from central (shown while it rings)
-        if pictures is not None:
-            pictures.on_picture = self._picture_came
+        self.incoming = IncomingCall.of(self, auto_answer, pictures)
+        #: the People screen (``[tv] people``): the citizen calls one of their contacts
+        self.people = PeopleScreen.of(people, request, self, settings)
 
     # ------------------------------------------------------------ life cycle
 
@@ -165,10 +163,12 @@ class TvController(CallObserver):
         """Take the screen down and stop every timer."""
         for unsubscribe in self._unsubscribe:
             unsubscribe()
-        for task in [*self._tasks, self._countdown]:
-            if task is not None:
-                task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        self.incoming.stop_countdown()
         self.button.close()
+        if self.people is not None:
+            self.people.close()
         if self.standby is not None:
             self.standby.hold()
         self.call_media.stop()
@@ -190,22 +190,28 @@ class TvController(CallObserver):
         phase = self.call.phase
         if phase is CallPhase.IN_CALL:
             return InCall(self.call_media.picture, self_view(self.call))
-        if phase is CallPhase.RINGING and self._incoming is not None:
-            return self._incoming
+        if phase is CallPhase.RINGING and self.incoming.shown is not None:
+            return self.incoming.shown
         hours, now = self.staff_hours(), self.clock()
+        calling = self.people.calling if self.people is not None else None
         if phase is CallPhase.REQUESTING or (
-            phase is CallPhase.CONNECTING and self.call.purpose == "citizen_call"
+            phase is CallPhase.CONNECTING
+            and (self.call.purpose == "citizen_call" or calling is not None)
         ):
-            return Calling(night=hours.is_night(now))
+            return Calling(night=hours.is_night(now), callee=calling.name if calling else None)
         message = self.board.current
         if message is not None:
             return Message(message.text, message.picture)
         trouble = self.troubles.current()
         if trouble is not None:
-            return Trouble(trouble, night=hours.is_night(now))
+            return Trouble(trouble, night=hours.is_night(now), name=self.troubles.name)
+        if self.people is not None and (people := self.people.due()) is not None:
+            return people
         screens = self.privacy_screens  # the privacy mode's screens, given the mode
         if screens is None or (shown := screens.due(hours.reach(now))) is None:
-            return Idle(hours.local(now), hours.reach(now), hours.day_phone, screens is not None)
+            reach, phone = hours.reach(now), hours.day_phone
+            offers = screens is not None, self.people is not None
+            return Idle(hours.local(now), reach, phone, *offers)
         return shown
 
     def refresh(self) -> None:
@@ -217,6 +223,8 @@ class TvController(CallObserver):
     def _on_call(self, phase: CallPhase) -> None:
         if phase is not CallPhase.REQUESTING:
             self.button.settle()
+            if self.people is not None:
+                self.people.settle(ended=phase is CallPhase.IDLE)
         if phase is CallPhase.IN_CALL and self.standby is not None:
             self.standby.hold()
         self.refresh()
@@ -275,14 +283,14 @@ class TvController(CallObserver):
             self.standby.touch()
         match button:
             case ButtonId.ANSWER:
-                self._decide(None)
+                self.incoming.decide(None)
             case ButtonId.DECLINE:
-                self._decide(DECLINED)
+                self.incoming.decide(DECLINED)
             case ButtonId.CANCEL_AUTO_ANSWER:
-                self._stop_countdown()
+                self.incoming.stop_countdown()
             case ButtonId.DO_NOT_DISTURB:
                 self.quiet.start(self.staff_hours().local(self.clock()))
-                self._decide(DO_NOT_DISTURB)
+                self.incoming.decide(DO_NOT_DISTURB)
             case ButtonId.HANG_UP:
                 session = self.call.session
                 if session is not None:
@@ -298,71 +306,23 @@ class TvController(CallObserver):
                 if message is not None:
                     self.board.hide(message.mid)
                     self.acknowledge(message.mid)
+            case _ if self.people is not None and button in PeopleScreen.BUTTONS:
+                if not self._busy():
+                    self.people.press(button)
             case _ if self.privacy_screens is not None and button in PrivacyScreens.BUTTONS:
                 self.privacy_screens.press(button)
 
     # ------------------------------------------------------------ incoming calls
 
     async def admit(self, claims: TicketClaims) -> str | None:
-        """Ring: wake the TV, show who calls; answered by the citizen, by the auto-answer
-        countdown, or declined."""
+        """Ring (:class:`~vaka.agent.tv.incoming.IncomingCall`): the citizen's answer, or why
+        not."""
         if self.screen is None:
             return "the unit's screen is not ready"
-        if self.quiet.refuses(claims.purpose, self.clock()):
-            log.info("%s call from %s refused: do not disturb", claims.purpose, claims.name)
-            return DO_NOT_DISTURB
-        loop = asyncio.get_running_loop()
-        self._answer = loop.create_future()
-        countdown = auto_answer_countdown(self.auto_answer(), claims)
-        contact = claims.purpose == CONTACT_CALL
-        picture = self.pictures.get(claims.cid) if self.pictures and contact else None
-        self._incoming = Incoming(claims.name, claims.role, countdown, contact, picture)
-        log.info(
-            "incoming %s call from %s (%s)%s",
-            claims.purpose,
-            claims.name,
-            claims.role,
-            "" if countdown is None else f", answering by itself in {countdown} s",
-        )
-        await self._wake_tv()
-        self.refresh()
-        if countdown is not None:
-            self._countdown = loop.create_task(self._count_down(countdown))
         try:
-            return await self._answer
+            return await self.incoming.admit(claims)
         finally:
-            self._stop_countdown()
-            self._incoming = None
-            self._answer = None
-            self.refresh()
             self._idle_later()
-
-    def _picture_came(self, call_id: str) -> None:
-        """A contact's picture came after their call began ringing: show it now."""
-        if self._incoming is not None and self.pictures and call_id == self.call.call_id:
-            self._incoming = replace(self._incoming, picture=self.pictures.get(call_id))
-            self.refresh()
-
-    async def _count_down(self, seconds: int) -> None:
-        for left in range(seconds, 0, -1):
-            if self._incoming is not None and self._incoming.countdown_s != left:
-                self._incoming = replace(self._incoming, countdown_s=left)
-                self.refresh()
-            await asyncio.sleep(1.0)
-        log.info("auto-answer: countdown ended")
-        self._decide(None)
-
-    def _stop_countdown(self) -> None:
-        if self._countdown is not None:
-            self._countdown.cancel()
-            self._countdown = None
-            if self._incoming is not None and self._incoming.countdown_s is not None:
-                self._incoming = replace(self._incoming, countdown_s=None)
-                self.refresh()
-
-    def _decide(self, decision: str | None) -> None:
-        if self._answer is not None and not self._answer.done():
-            self._answer.set_result(decision)
 
     # ------------------------------------------------------------ the call
 
@@ -396,4 +356,7 @@ class TvController(CallObserver):
     ) -> None:
         """Central's word on the citizen's call: keep ringing, or say nobody can answer."""
         log.info("citizen call %s: %s %s (%s)", request_id, kind, state or "", reason or "")
-        self.button.answered(kind, state)
+        if self.people is not None and self.people.calling is not None:
+            self.people.answered(kind)
+        else:
+            self.button.answered(kind, state)

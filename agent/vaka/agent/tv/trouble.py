@@ -1,5 +1,6 @@
 """What keeps the citizen from making or taking a call, as the TV shows it: no connection, no
-camera, no sound, and for a while a notice after a call to the night staff nobody could take."""
+camera, no sound, and for a while a notice after a call nobody could take (the night staff, or
+one of the citizen's people)."""
 
 import time
 
@@ -17,6 +18,8 @@ class Troubles:
         self.hardware = hardware
         self.notice_s = notice_s
         self._notice: tuple[str, float] | None = None  # trouble key, until (monotonic)
+        #: whom the notice is about (``Anna`` in "Anna is not available right now")
+        self.name = ""
 
     def current(self) -> str | None:
         """``no_connection``, ``no_camera``, ``no_sound``, a notice that has not run its time, or
@@ -35,9 +38,11 @@ class Troubles:
             self._notice = None
         return None
 
-    def notice(self, key: str) -> None:
-        """Show ``key`` (``no_staff``, ...) for the notice time, unless worse trouble comes."""
+    def notice(self, key: str, name: str = "") -> None:
+        """Show ``key`` (``no_staff``, ...; about ``name``) for the notice time, unless worse
+        trouble comes."""
         self._notice = (key, time.monotonic() + self.notice_s)
+        self.name = name
 
     def clear_notice(self) -> None:
         """Drop the notice (the citizen tries again)."""

@@ -248,7 +248,8 @@ def draw(layout: Layout) -> BgrImage:
     canvas = np.empty((height, width, 3), np.uint8)
     canvas[:] = _row(layout.background, width)
     for video in layout.videos:
-        _paste_video(canvas, video)
+        if not video.above:
+            _paste_video(canvas, video)
     radius, border = round(24 * s), max(2, round(5 * s))
     for button in layout.buttons:
         r = button.rect
@@ -256,6 +257,9 @@ def draw(layout: Layout) -> BgrImage:
         _paint(canvas, r.x, r.y, stamps.body, _shade(button.fill, EDGE_SHADE))
         _paint(canvas, r.x, r.y, stamps.face, button.fill)
         _paint(canvas, r.x, r.y, stamps.outline, WHITE)
+    for video in layout.videos:
+        if video.above:
+            _paste_video(canvas, video)
     for spec in layout.texts:
         _paint(canvas, spec.box.x, spec.box.y, _text_stamp(spec), spec.ink)
     if layout.frame is not None:

@@ -37,6 +37,8 @@ import numpy.typing as npt
 from vaka.agent.media.source import BgrImage
 from vaka.agent.ui.catalog import Catalog
 from vaka.agent.ui.drawing import draw
+from vaka.agent.ui.people_layout import idle_buttons as people_idle_buttons
+from vaka.agent.ui.people_layout import people_buttons, people_content
 from vaka.agent.ui.privacy_layout import buttons_of, idle_buttons, idle_texts, texts_of
 from vaka.agent.ui.spec import (
     BASE,
@@ -65,6 +67,7 @@ from vaka.agent.ui.states import (
     InCall,
     Incoming,
     Message,
+    PeopleShown,
     PrivacyChoice,
     PrivacyOn,
     ScreenState,
@@ -138,8 +141,12 @@ def min_target_px(height: int = BASE[1]) -> int:
 
 def _buttons_of(state: ScreenState) -> tuple[_Button, ...]:
     match state:
+        case Idle(people=True):
+            return people_idle_buttons(state)
         case Idle(privacy=True):
             return idle_buttons(state)
+        case PeopleShown():
+            return people_buttons(state)
         case PrivacyChoice() | PrivacyOn() | ViewingLogShown():
             return buttons_of(state)
         case Idle(reach=StaffReach.NIGHT):
@@ -226,6 +233,7 @@ def describe(state: ScreenState, catalog: Catalog, size: Size = BASE) -> Layout:
             catalog.text(b.label_key), b.face.inset(sc.px(24)), sc.px(72), low, b.ink, b.fill, 2
         )
         for b in targets
+        if b.label_key  # a person's button: their name and picture come with the content
     )
     videos, texts, frame = _content(state, catalog, sc, size)
     return Layout(size, BLACK, videos, targets, texts + labels, frame)
@@ -310,7 +318,7 @@ def _content(
     texts: tuple[TextSpec, ...] = ()
     frame: Rgb | None = None
     match state:
-        case Idle(privacy=True):
+        case Idle(privacy=True) | Idle(people=True):
             date = _date_text(state.now or datetime.now(), catalog)
             texts = idle_texts(state, catalog, text, date)
         case PrivacyChoice() | PrivacyOn() | ViewingLogShown():
@@ -319,8 +327,12 @@ def _content(
             texts = _idle_texts(state, catalog, text)
         case Incoming():
             videos, texts = _incoming(state, catalog, text)
-        case Calling(night=night):
+        case PeopleShown():
+            videos, texts = people_content(state, catalog, text, sc)
+        case Calling(night=night, callee=callee):
             title = catalog.text("calling.title" if night else "calling.title_day")
+            if callee is not None:
+                title = catalog.text("calling.person", name=callee)
             texts = (
                 text(title, (40, 110, 1200, 180), 80, n=2),
                 text(catalog.text("calling.hint"), (40, 300, 1200, 90), 60, GREY),
@@ -332,8 +344,8 @@ def _content(
                 texts = (text(catalog.text("call.connecting"), (0, 210, 1280, 120), 72),)
             if own is not None:
                 videos += (VideoSpec(own, sc.rect(*_SELF_VIEW), sc.px(4)),)
-        case Trouble(reason_key=reason, night=night):
-            what = catalog.text(_trouble_key(reason, night, catalog))
+        case Trouble(reason_key=reason, night=night, name=name):
+            what = catalog.text(_trouble_key(reason, night, catalog), name=name)
             texts = (
                 text(what, (60, 120, 1160, 170), 88, n=2),
                 text(catalog.text("trouble.alarm"), (60, 320, 1160, 300), 80, YELLOW, 3),

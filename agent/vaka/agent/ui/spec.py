@@ -127,6 +127,8 @@ class VideoSpec:
     frame: BgrImage
     rect: Rect
     border: int = 0
+    above: bool = False
+    "Drawn over the buttons (a person's picture on their button), not under them."
 
     def placed(self) -> Rect:
         """Where the picture lands inside :attr:`rect` once scaled (empty if it has no pixels)."""

@@ -46,6 +46,28 @@ class ButtonId(StrEnum):
     "Idle: who looked in (the viewing log)."
     BACK = "back"
     "The privacy choice or the viewing log: back to the idle screen."
+    PEOPLE = "people"
+    "Idle: the citizen's people (contacts the TV may call)."
+    PEOPLE_BACK = "people_back"
+    "The People screen: back to the idle screen."
+    PERSON_1 = "person_1"
+    "The People screen: call the first person (the others follow in order)."
+    PERSON_2 = "person_2"
+    PERSON_3 = "person_3"
+    PERSON_4 = "person_4"
+    PERSON_5 = "person_5"
+    PERSON_6 = "person_6"
+
+
+#: The People screen's buttons, one per person, in the order the people are shown.
+PERSON_BUTTONS = (
+    ButtonId.PERSON_1,
+    ButtonId.PERSON_2,
+    ButtonId.PERSON_3,
+    ButtonId.PERSON_4,
+    ButtonId.PERSON_5,
+    ButtonId.PERSON_6,
+)
 
 
 class StaffReach(StrEnum):
@@ -71,6 +93,8 @@ class Idle:
     "The care provider's daytime number (e.g. ``08-123 45 67``); shown in the daytime."
     privacy: bool = False
     "Offer the privacy mode and the viewing log (two buttons below the one to the staff)."
+    people: bool = False
+    "Offer the People button (the citizen's contacts, to call one) below the staff's button."
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,6 +119,8 @@ class Calling:
 
     night: bool = True
     "The night staff (``True``) or the day's staff."
+    callee: str | None = None
+    "One of the citizen's people, by name, instead of the staff."
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,6 +141,8 @@ class Trouble:
     "What is wrong: a catalog key under ``trouble.`` (``no_connection``, ``no_camera``, ...)."
     night: bool = True
     "In the night hours; by day a reason with a ``_day`` text (``no_staff_day``) shows that one."
+    name: str = ""
+    "Whom it is about (``{name}`` in the text: ``Anna is not available right now``)."
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,6 +196,18 @@ class ViewingLogShown:
     failed: bool = False
 
 
+@dataclass(frozen=True, eq=False)
+class PeopleShown:
+    """The citizen's people, one big target each (picture and name): one press calls one.
+
+    ``people`` is ``None`` while the list is fetched from central; ``failed`` when it could not
+    be. Compared by identity (it carries pictures)."""
+
+    people: tuple[tuple[str, BgrImage | None], ...] | None = None
+    "``(name, picture)`` per person, in the order of :data:`PERSON_BUTTONS`."
+    failed: bool = False
+
+
 ScreenState = (
     Idle
     | Incoming
@@ -179,5 +219,6 @@ ScreenState = (
     | PrivacyChoice
     | PrivacyOn
     | ViewingLogShown
+    | PeopleShown
 )
 """Anything the screen can show."""

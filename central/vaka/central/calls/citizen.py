@@ -338,7 +338,7 @@ class CitizenCallDesk:
         if "citizen_call" not in ROLE_PURPOSES.get(caller.role, set()):
             raise CallRefused(f"the role {caller.role} may not take citizen calls")
         request = await asyncio.to_thread(self.book.get, request_id)
-        if request is None:
+        if request is None or request.callee is not None:
             raise CallRefused(f"no citizen call request {request_id}")
         if request.unit != unit:
             raise CallRefused(f"the request {request_id} came from unit {request.unit}, not {unit}")

@@ -54,6 +54,7 @@ from vaka.central.calls.prepare import (
 )
 from vaka.central.calls.staff_side import StaffSide, next_said, refuse, say
 from vaka.central.calls.turn import RelayCredentials, relay_claim
+from vaka.central.calls.tv_calls import TvCalls
 from vaka.central.circle.calls import CONTACT_PURPOSE, CONTACT_ROLE, ContactCalls
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.directory.policy import Authorization, CallRefused, authorize_call
@@ -90,6 +91,7 @@ class CallRelay:
         require_consent: bool = True,
         privacy: PrivacyModes | None = None,
         contacts: ContactCalls | None = None,
+        tv_calls: TvCalls | None = None,
     ) -> None:
         self.identity = identity
         self.directory = directory
@@ -111,6 +113,7 @@ class CallRelay:
         #: checks, audits and signs the staff side's view escalations
         self.escalation = ViewEscalation(directory, audit, ticket_key, limits, publish)
         self.contacts = contacts  # the rules of contacts' calls (none: contacts cannot call)
+        self.tv_calls = tv_calls  # the TV's calls to contacts (none: the TV cannot call them)
 
     # ------------------------------------------------------------ from the units
 
@@ -123,8 +126,11 @@ class CallRelay:
         assert isinstance(message, SignalMessage)
         queue = self._pending.get(message.payload.call_id)
         if queue is None:
-            if self.citizen_calls is not None and message.payload.kind in ("request", "hangup"):
-                self.citizen_calls.on_unit_signal(where.device_id, message.payload)
+            unit, said = where.device_id, message.payload
+            if self.tv_calls is not None and self.tv_calls.on_unit_signal(unit, said):
+                return
+            if self.citizen_calls is not None and said.kind in ("request", "hangup"):
+                self.citizen_calls.on_unit_signal(unit, said)
             return  # another instance's call, or one that has ended
         log.debug("signal %s from %s", message.payload.kind, where.device_id)
         queue.put_nowait(message.payload)
@@ -240,6 +246,8 @@ class CallRelay:
         if caller.role == CONTACT_ROLE or dial.purpose == CONTACT_PURPOSE:
             if self.contacts is None:
                 raise CallRefused("contacts' calls are not taken on this central")
+            if caller.role == CONTACT_ROLE and dial.request and self.tv_calls is not None:
+                return await self.tv_calls.answer(caller.staff_id, dial.request, dial.unit, now)
             check = self.contacts.authorize_caller
             return await asyncio.to_thread(check, caller, dial.purpose, dial.unit, now)
         if dial.purpose == "citizen_call":
@@ -287,7 +295,7 @@ class CallRelay:
             maxd=allowed.max_duration_s,
             fp=fingerprint,
             brk=allowed.break_glass_reason,
-            req=dial.request if dial.purpose == "citizen_call" else None,
+            req=dial.request if dial.purpose in ("citizen_call", CONTACT_PURPOSE) else None,
             view=allowed.view,
             esc=allowed.may_escalate or None,
             aa=allowed.auto_answer_s,

@@ -26,6 +26,10 @@ class CallRequest:
     accepted_by: str | None
     accepted_name: str | None
     reason: str | None
+    #: the contact the TV calls (:mod:`vaka.central.calls.tv_calls`); ``None``: the staff
+    callee: str | None = None
+    #: when a central instance first rang the contact's page
+    rung_at: float | None = None
 
 
 class RequestBook:
@@ -47,6 +51,7 @@ class RequestBook:
                     created_at=request.created_at,
                     created_by=instance,
                     state=request.state,
+                    callee=request.callee,
                 )
                 .on_conflict_do_nothing()
             )
@@ -73,6 +78,8 @@ class RequestBook:
             row["accepted_by"],
             row["accepted_name"],
             row["reason"],
+            row["callee"],
+            row["rung_at"],
         )
 
     def accept(self, request_id: str, staff_id: str, name: str, now: float) -> bool:
@@ -90,17 +97,29 @@ class RequestBook:
             )
         return bool(result.rowcount)
 
-    def ringing_before(self, cutoff: float) -> list[CallRequest]:
-        """Requests still ringing that were made before ``cutoff``."""
+    def ringing_before(self, cutoff: float, *, to_contacts: bool = False) -> list[CallRequest]:
+        """Requests to the staff (or, ``to_contacts``, to contacts) still ringing that were made
+        before ``cutoff``."""
         table = citizen_call_requests
+        callee = table.c.callee.is_not(None) if to_contacts else table.c.callee.is_(None)
         with self.engine.connect() as conn:
             ids = conn.execute(
                 select(table.c.request_id).where(
-                    table.c.state == "ringing", table.c.created_at < cutoff
+                    table.c.state == "ringing", table.c.created_at < cutoff, callee
                 )
             ).scalars()
             found = list(ids)
         return [r for r in (self.get(i) for i in found) if r is not None]
+
+    def rung(self, request_id: str, now: float) -> None:
+        """A contact's page rang for the request (the first instance to ring sets the time)."""
+        table = citizen_call_requests
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(table)
+                .where(table.c.request_id == request_id, table.c.rung_at.is_(None))
+                .values(rung_at=now)
+            )
 
     def finish(self, request_id: str, state: str, reason: str) -> bool:
         """Move a ringing request to ``state``; ``False`` if it was no longer ringing."""

@@ -161,6 +161,39 @@ class ContactCalls:
         window = (int(now), int(now) + max_s)
         return Authorization(contact.citizen_id, None, window, max_s, auto_answer_s=auto)
 
+    def authorize_called(self, contact_id: str, unit: str, now: float) -> Contact:
+        """Whether the TV ``unit`` may call ``contact_id`` now: the contact is one of its
+        citizen's, active, ``may_be_called``, and the home's consent to contact calls is valid.
+        :class:`CallRefused` with a coded reason otherwise (blocking)."""
+        contact = self.book.get(contact_id)
+        citizen = self.directory.citizen_of(unit)
+        if contact is None or not contact.active or citizen != contact.citizen_id:
+            raise CallRefused(
+                Reason(f"{contact_id} is not a contact of this unit's citizen", "callee_unknown")
+            )
+        if unit != self.tv_of(contact.citizen_id):
+            raise CallRefused(Reason("only the citizen's TV calls contacts", "contact_not_tv"))
+        if not contact.rules.may_be_called:
+            raise CallRefused(
+                Reason(
+                    f"{contact.display_name} may not be called from the TV",
+                    "callee_may_not_be_called",
+                    name=contact.display_name,
+                )
+            )
+        if self.require_consent:
+            missing = self.directory.consent.refusal(contact.citizen_id, CONTACT_SCOPE, now)
+            if missing is not None:
+                raise CallRefused(Reason(missing, "contact_no_consent"))
+        return contact
+
+    def authorize_answer(self, contact_id: str, unit: str, now: float) -> Authorization:
+        """The ticket of a contact who answers the TV's call (blocking): the rules of being
+        called (not the hours of calling); the TV took the call already, so it never rings."""
+        contact = self.authorize_called(contact_id, unit, now)
+        max_s = self.limits.contact_call_max_s
+        return Authorization(contact.citizen_id, None, (int(now), int(now) + max_s), max_s)
+
     async def end_call(self, contact: Contact, reason: str) -> str | None:
         """Tell the unit to end the contact's call in progress now; its call id, if there was
         one. Whichever central instance runs the call, the unit's hang-up reaches it, and it

@@ -15,13 +15,16 @@ import en from "./i18n/en.js";
 const LANGUAGES = ["sv", "da", "en"];
 const CATALOGS = { sv, da, en };
 const STORED = "vaka-contact-language";
-const SECTIONS = ["welcome", "enrol", "home", "in-call", "gone"];
+const SECTIONS = ["welcome", "enrol", "home", "in-call", "ringing", "gone"];
 
 const $ = (id) => document.getElementById(id);
 let lang = "en";
 let me = null;
 let call = null;
 let cancel = null;
+let ringSocket = null;
+let ringing = null; // the TV's request ringing here
+let ringRetry = 1000;
 
 function browserLanguage() {
   const wanted = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || ""];
@@ -47,7 +50,8 @@ function setLanguage(wanted) {
   setCallLanguage(lang);
   $("language").value = lang;
   for (const el of document.querySelectorAll("[data-t]")) el.textContent = t(el.dataset.t);
-  if (me) showHome();
+  if (me && ringing) showRinging();
+  else if (me) showHome();
 }
 
 function show(section) {
@@ -94,6 +98,7 @@ async function load() {
   if (answer.ok) {
     me = answer.data;
     showHome();
+    listen();
     return;
   }
   me = null;
@@ -246,6 +251,7 @@ async function confirmTotp(event) {
 async function logOut() {
   await api("/api/contact/logout", {});
   me = null;
+  if (ringSocket) ringSocket.close();
   show("welcome");
 }
 
@@ -260,7 +266,7 @@ function refusal(err) {
   return t("why.other", { reason: err.message });
 }
 
-async function placeCall() {
+async function placeCall(request = null) {
   if (!me || !me.unit) return;
   $("refusal").hidden = true;
   say("");
@@ -276,6 +282,7 @@ async function placeCall() {
     call = await startCall({
       unit: me.unit,
       purpose: "contact_call",
+      request: request || undefined,
       path: "/api/contact/call",
       video: $("remote"),
       local: $("local"),
@@ -285,6 +292,7 @@ async function placeCall() {
     });
   } catch (err) {
     call = null;
+    cancel = null;
     await afterCall(err.cancelled ? "" : refusal(err));
     return;
   }
@@ -292,6 +300,7 @@ async function placeCall() {
   $("in-call").dataset.callId = call.callId || "";
   await call.ended;
   call = null;
+  cancel = null;
   await afterCall(t("call.ended"));
 }
 
@@ -308,6 +317,65 @@ async function afterCall(text, known = null) {
   showHome();
   $("refusal").textContent = text;
   $("refusal").hidden = !text;
+}
+
+// ---------------------------------------------------------------- the TV calls
+
+// The ring socket: open while logged in, opened again (with a growing pause) when it drops.
+function listen() {
+  if (ringSocket || !me) return;
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${scheme}//${location.host}/api/contact/ring`);
+  ringSocket = ws;
+  ws.onopen = () => { ringRetry = 1000; };
+  ws.onmessage = (event) => {
+    let said = null;
+    try { said = JSON.parse(event.data); } catch (err) { return; }
+    if (said.type === "ring") ring(said);
+    else if (said.type === "stop_ringing") stopRinging(said);
+    else if (said.type === "ended") afterCall("");
+  };
+  ws.onclose = () => {
+    if (ringSocket === ws) ringSocket = null;
+    if (!me) return;
+    setTimeout(listen, ringRetry);
+    ringRetry = Math.min(ringRetry * 2, 30000);
+  };
+}
+
+function ring(said) {
+  if (call || cancel) return; // busy in a call: central ends the ring when nobody answers
+  ringing = said.request_id;
+  showRinging();
+}
+
+function showRinging() {
+  show("ringing");
+  $("ring-title").textContent = t("ring.title", { name: me.citizen_name });
+  $("ringing").dataset.requestId = ringing || "";
+}
+
+function stopRinging(said) {
+  if (said.request_id !== ringing) return;
+  ringing = null;
+  showHome();
+  $("refusal").textContent = t("ring.missed", { name: me.citizen_name });
+  $("refusal").hidden = false;
+}
+
+async function answerRing() {
+  const request = ringing;
+  ringing = null;
+  if (request) await placeCall(request);
+}
+
+function declineRing() {
+  const request = ringing;
+  ringing = null;
+  if (request && ringSocket && ringSocket.readyState === WebSocket.OPEN) {
+    ringSocket.send(JSON.stringify({ type: "decline", request_id: request }));
+  }
+  showHome();
 }
 
 function hangUp() {
@@ -338,7 +406,9 @@ function start() {
   $("logout").addEventListener("click", logOut);
   $("totp-start").addEventListener("click", startTotp);
   $("totp-form").addEventListener("submit", confirmTotp);
-  $("call").addEventListener("click", placeCall);
+  $("call").addEventListener("click", () => placeCall());
+  $("answer").addEventListener("click", answerRing);
+  $("decline").addEventListener("click", declineRing);
   $("hangup").addEventListener("click", hangUp);
   load();
 }

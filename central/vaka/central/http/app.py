@@ -11,6 +11,7 @@ from vaka.central.http.calls import add_call_routes
 from vaka.central.http.citizen_calls import add_citizen_call_routes
 from vaka.central.http.consent import add_consent_routes
 from vaka.central.http.contact_page import add_contact_page_routes
+from vaka.central.http.contact_ring import add_contact_ring_routes
 from vaka.central.http.contacts import add_contact_routes
 from vaka.central.http.deps import DEPS, Deps
 from vaka.central.http.duty import add_duty_routes
@@ -43,4 +44,5 @@ def make_app(deps: Deps) -> web.Application:
     add_contact_routes(app)
     add_contact_page_routes(app)
     add_update_routes(app)
+    add_contact_ring_routes(app)
     return app

@@ -15,6 +15,7 @@ from vaka.central.broker.mqtt import CentralLink
 from vaka.central.calls.citizen import CitizenCallDesk
 from vaka.central.calls.duty import DutyRoster
 from vaka.central.calls.relay import CallRelay
+from vaka.central.calls.tv_calls import TvCalls
 from vaka.central.circle.calls import ContactCalls
 from vaka.central.circle.contacts import ContactBook
 from vaka.central.circle.credentials import ContactCredentials
@@ -68,6 +69,7 @@ class Deps:
     #: the citizens' circles: contacts, the rules of their calls, invitations, log-ins
     contacts: ContactBook
     contact_calls: ContactCalls
+    tv_calls: TvCalls
     invitations: Invitations
     contact_credentials: ContactCredentials
     contact_sessions: ContactSessions

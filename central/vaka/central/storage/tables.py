@@ -336,6 +336,10 @@ citizen_call_requests = Table(
     Column("accepted_name", String(120)),
     Column("accepted_at", Float),
     Column("reason", String(200)),
+    # The TV's call to one of the citizen's contacts (the contact's id); none for a call to
+    # the staff. ``rung_at``: when a central instance first rang the contact's page.
+    Column("callee", String(64)),
+    Column("rung_at", Float),
 )
 
 escalations = Table(

@@ -61,4 +61,9 @@ export default {
   "why.totp_needed": "Indtast også engangskoden fra din app.",
   "why.totp_wrong": "Koden er forkert. Indtast den kode, appen viser nu.",
   "why.password_first": "En engangskode hører til en adgangskode: vælg en adgangskode først.",
+  "ring.title": "{name} ringer til dig",
+  "ring.answer": "Tag den",
+  "ring.decline": "Afvis",
+  "ring.missed": "Du har et ubesvaret opkald fra {name}.",
+  "why.no_longer_ringing": "{name}s tv ringer ikke længere.",
 };

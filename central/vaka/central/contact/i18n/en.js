@@ -61,4 +61,9 @@ export default {
   "why.totp_needed": "Enter the one-time code from your app too.",
   "why.totp_wrong": "That code is wrong. Enter the code the app shows now.",
   "why.password_first": "A one-time code goes with a password: set a password first.",
+  "ring.title": "{name} is calling you",
+  "ring.answer": "Answer",
+  "ring.decline": "Decline",
+  "ring.missed": "You missed a call from {name}.",
+  "why.no_longer_ringing": "{name}'s TV is no longer calling.",
 };

@@ -61,4 +61,9 @@ export default {
   "why.totp_needed": "Ange engångskoden från din app också.",
   "why.totp_wrong": "Koden är fel. Ange koden som appen visar nu.",
   "why.password_first": "En engångskod hör till ett lösenord: välj ett lösenord först.",
+  "ring.title": "{name} ringer dig",
+  "ring.answer": "Svara",
+  "ring.decline": "Avböj",
+  "ring.missed": "Du missade ett samtal från {name}.",
+  "why.no_longer_ringing": "{name}s tv ringer inte längre.",
 };
