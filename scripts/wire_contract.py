@@ -31,6 +31,7 @@ from vaka.provisioning.caller_picture import CallerPicture
 from vaka.provisioning.escalation import EscalationClaims
 from vaka.provisioning.messages import SignedMessage
 from vaka.provisioning.orders import Order
+from vaka.provisioning.people import People
 from vaka.provisioning.tickets import TicketClaims
 from vaka.provisioning.updates import UpdateOrder
 from vaka.provisioning.viewing_log import ViewingLog
@@ -42,6 +43,7 @@ SIGNED: dict[str, type[BaseModel]] = {
     "signed/escalation": EscalationClaims,
     "signed/message": SignedMessage,
     "signed/order": Order,
+    "signed/people": People,
     "signed/ticket": TicketClaims,
     "signed/update": UpdateOrder,
     "signed/viewing-log": ViewingLog,

@@ -88,10 +88,7 @@ class CentralService:
         self.config_key = _config_key(config)
         self.contacts, self.contact_calls = self._circle()
         #: the TV's calls to contacts, and its People screen
-        self.tv_calls = TvCalls(
-            config.mqtt.identity, self.contact_calls, self.audit, config.calls, self._publish
-        )
-        self.people = PeopleDesk(self.contact_calls, self.config_key, self._publish)
+        self.tv_calls, self.people = self._tv_circle()
         #: ``await service.notifier.notify(kind, detail)``: events for the external notifier
         self.notifier = notifier_for(config.alerts, self.audit)
         self.alerts = AlertWatch(
@@ -115,16 +112,7 @@ class CentralService:
             config.calls.timezone,
         )  # fmt: skip
         #: system update roll-outs (orders are signed with the config key)
-        self.rollouts = Rollouts(
-            self.engine,
-            self.audit,
-            self.store,
-            BundleShelf(config.updates.bundle_dir),
-            self.config_key,
-            self._publish_retained,
-            lambda: config.updates.public_url or self.url,
-            self._clear_retained,
-        )
+        self.rollouts = self._rollouts()
         self.ingest = self._ingest(privacy_visits)
         self.certs, self.provisioner = self._provisioning()
         self.link = CentralLink(
@@ -174,6 +162,31 @@ class CentralService:
             config_key=self.config_key,
         )
         return book, rules
+
+    def _rollouts(self) -> Rollouts:
+        """System update roll-outs: bundles from ``[updates] bundle_dir``, orders retained."""
+        updates = self.config.updates
+        return Rollouts(
+            self.engine,
+            self.audit,
+            self.store,
+            BundleShelf(updates.bundle_dir),
+            self.config_key,
+            self._publish_retained,
+            lambda: updates.public_url or self.url,
+            self._clear_retained,
+        )
+
+    def _tv_circle(self) -> tuple[TvCalls, PeopleDesk]:
+        """The TV's calls to the citizen's contacts, and the list its People screen shows."""
+        calls = TvCalls(
+            self.config.mqtt.identity,
+            self.contact_calls,
+            self.audit,
+            self.config.calls,
+            self._publish,
+        )
+        return calls, PeopleDesk(self.contact_calls, self.config_key, self._publish)
 
     def _calls(
         self, ticket_key: OKPKey, notify: Notify | None

@@ -105,11 +105,9 @@ EventValue = str | int | float | bool | None
 
 
 class EventPayload(_Strict):
-    """Something happened on the unit: a button, hotplug, shutter movement, a refused message,
-    the citizen's privacy mode starting or ending (``privacy``), the TV asking for its viewing
-    log (``viewing_log``) or for the people it may call (``people``), a step of a system update
-    (``update``: ``step`` is ``ordered``, ``waiting``, ``downloaded``, ``refused``, ``installed``,
-    ``rebooting`` or ``running``)."""
+    """Something happened on the unit: a button, hotplug, shutter, a refused message, privacy
+    mode on/off (``privacy``), the TV asking for its viewing log or its People list, a step of a
+    system update (``update``: its ``step`` as listed in the agent's ``updates`` module)."""
 
     kind: Literal[
         "button",
@@ -183,8 +181,7 @@ class SignalPayload(_Strict):
     ring_s: float | None = Field(default=None, gt=0, le=600)
     outcome: CallOutcome | None = None
     estimate: SceneEstimate | None = None
-    #: a TV's ``request`` with ``state="contact_call"``: the contact it calls
-    callee: Identifier | None = None
+    callee: Identifier | None = None  # a TV's request with state "contact_call": whom it calls
 
 
 class ConfigPayload(_Strict):
@@ -213,8 +210,7 @@ class CommandPayload(_Strict):
 
 
 class MessagePayload(_Strict):
-    """A signed message or reminder for the TV (compact JWS, see
-    :mod:`vaka.provisioning.messages`)."""
+    """A signed message or reminder for the TV (compact JWS, :mod:`vaka.provisioning.messages`)."""
 
     token: Annotated[str, Field(min_length=1, max_length=60 * 1024)]
 
