@@ -12,15 +12,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from vaka.central.storage.locks import SQLITE_BUSY_MS
 from vaka.central.storage.migrate import upgrade as upgrade_schema
 from vaka.errors import RegistryError
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
+    # The wait first: switching a new database to WAL takes its lock, and instances opening it
+    # together would otherwise fail at once with "database is locked".
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
 
 

@@ -9,6 +9,10 @@ from collections.abc import Iterator
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+#: how long a SQLite connection waits for the write lock in general, and for a migration
+SQLITE_BUSY_MS = 5000
+MIGRATION_WAIT_MS = 300_000
+
 
 class WriteLock(enum.IntEnum):
     """The advisory locks central takes on PostgreSQL (one 64-bit key each; ``vaka`` in ASCII
@@ -30,7 +34,16 @@ def write_locked(engine: Engine, lock: WriteLock) -> Iterator[Connection]:
     """
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Instances starting together wait for the one that migrates, however long that
+            # takes on a busy machine (the engine's usual 5 s made them fail with "locked").
+            wait_ms = MIGRATION_WAIT_MS if lock is WriteLock.MIGRATIONS else None
+            if wait_ms is not None:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            finally:
+                if wait_ms is not None:
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         else:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(lock)})
         yield conn
