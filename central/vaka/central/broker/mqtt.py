@@ -5,7 +5,14 @@ the same share group each take a part. State, events and ``signal/out`` are subs
 sharing: every instance sees every one. Presence merges idempotently, events are stored once by
 their message id (whoever stores one audits it), and each instance keeps only the answers to
 the calls it set up. Sessions are persistent (``clean_start`` off, a session expiry), so
-messages that arrive while an instance restarts wait at the broker. Mosquitto 2.0 does not
+messages that arrive while an instance restarts wait at the broker. The health connection's
+session lives only briefly after its connection is gone (``[mqtt] health_session_expiry_s``,
+30 s): the broker hands a shared subscription's messages to its members in turn, connected or
+not, so an instance that died with a long-lived session would keep taking its share of the
+fleet's health into a queue nobody reads; once its short session expires the other instances
+take all of it. Health is superseded by the next report, so a restart longer than that loses
+only reports that are out of date anyway; state, events and signalling stay on the main
+session, which keeps its long expiry. Mosquitto 2.0 does not
 restore *shared* subscriptions from its persistence file after a broker restart (normal ones it
 does), which is why nothing that must not be lost rides on a shared subscription.
 
@@ -127,12 +134,14 @@ class _Session:
         cert: Path,
         key: Path,
         filters: list[str],
+        session_expiry_s: int,
     ) -> None:
         self.link = link
         self.identity = identity
         self.cert = cert
         self.key = key
         self.filters = filters
+        self.session_expiry_s = session_expiry_s
         self.client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self._unacked: deque[_Unacked] = deque()
@@ -141,7 +150,7 @@ class _Session:
     def _new_client(self) -> aiomqtt.Client:
         s = self.link.settings
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = s.session_expiry_s
+        props.SessionExpiryInterval = self.session_expiry_s
         props.ReceiveMaximum = s.receive_maximum
         client = aiomqtt.Client(
             s.host,
@@ -150,7 +159,8 @@ class _Session:
             protocol=aiomqtt.ProtocolVersion.V5,
             tls_context=client_tls_context(s.server_ca, self.cert, self.key),
             keepalive=s.keepalive_s,
-            clean_start=False,
+            # No session to resume when none is kept (the broker would start a new one anyway).
+            clean_start=self.session_expiry_s == 0,
             properties=props,
             timeout=10,
             socket_options=TCP_NODELAY,
@@ -280,7 +290,9 @@ class CentralLink:
         self.connections = 0
         #: messages whose handler raised, by channel (each acknowledged and dropped)
         self.handler_failures: Counter[str] = Counter()
-        self.main = _Session(self, settings.identity, settings.cert, settings.key, [])
+        self.main = _Session(
+            self, settings.identity, settings.cert, settings.key, [], settings.session_expiry_s
+        )
         self.sessions = [self.main]
         health = shared(settings.share_group, device_filter(Channel.HEALTH))
         if settings.health_cert is not None and settings.health_key is not None:
@@ -291,6 +303,7 @@ class CentralLink:
                     settings.health_cert,
                     settings.health_key,
                     [health],
+                    settings.health_session_expiry_s,
                 )
             )
         own = len(self.sessions) > 1
