@@ -150,3 +150,19 @@ def test_health_history_is_a_ring_of_one_sample_per_period(db_url: str) -> None:
     kept = store.health_history("u-cam")
     assert [h.payload["uptime_s"] for h in kept] == [9, 7, 5]  # the newest of each minute
     assert store.health_history("u-other") == []
+
+
+def test_health_moves_last_seen_at_most_once_a_minute(db_url: str) -> None:
+    store = SqlFleetStore(db_url)
+    t0 = 1_700_000_000.0
+    store.put_health([HealthUpdate("u-new", t0, t0, {"uptime_s": 1})])
+    first = store.unit("u-new")
+    assert first is not None  # known from its health alone, its birth missed
+    assert first.last_seen == t0
+    store.put_health([HealthUpdate("u-new", t0 + 30, t0 + 30, {"uptime_s": 31})])
+    unit = store.unit("u-new")
+    assert unit is not None and unit.last_seen == t0  # within the minute: not moved
+    assert unit.health == {"uptime_s": 31} and unit.health_received_at == t0 + 30
+    store.put_health([HealthUpdate("u-new", t0 + 61, t0 + 61, {"uptime_s": 62})])
+    unit = store.unit("u-new")
+    assert unit is not None and unit.last_seen == t0 + 61
