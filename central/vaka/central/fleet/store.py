@@ -197,7 +197,7 @@ class SqlFleetStore:
         # any real state message); its last_seen moves at most every LAST_SEEN_EVERY_S.
         seen = self._insert(units)
         seen_at = self._seen_at
-        seen_rows = [
+        seen_rows: list[dict[str, Any]] = [
             {
                 "device_id": s.device_id,
                 "bdseq": 0,
