@@ -166,3 +166,14 @@ def test_health_moves_last_seen_at_most_once_a_minute(db_url: str) -> None:
     store.put_health([HealthUpdate("u-new", t0 + 61, t0 + 61, {"uptime_s": 62})])
     unit = store.unit("u-new")
     assert unit is not None and unit.last_seen == t0 + 61
+
+
+def test_two_instances_keep_one_ring_of_the_newest_sample_per_period(db_url: str) -> None:
+    settings = Thresholds(health_history_period_s=60, health_history_slots=3)
+    first, second = SqlFleetStore(db_url, settings), SqlFleetStore(db_url, settings)
+    t0 = 1_700_000_000.0 - 1_700_000_000.0 % 60
+    for i in range(10):  # two samples a minute, taken by the instances in turn
+        at = t0 + 30 * i
+        (first if i % 2 == 0 else second).put_health([HealthUpdate("u-cam", at, at, {"n": i})])
+    for store in (first, second):
+        assert [h.payload["n"] for h in store.health_history("u-cam")] == [9, 7, 5]
