@@ -194,8 +194,24 @@ class SqlFleetStore:
             },
             where=ins.excluded.sent_at >= health.c.sent_at,
         )
-        # A unit that reports health is known even if its birth was missed (bdseq 0 loses to
-        # any real state message); its last_seen moves at most every LAST_SEEN_EVERY_S.
+        seen_stmt, seen_rows = self._seen(newest)
+        rolling = self.ring.rolling(newest)
+        try:
+            with self.engine.begin() as conn:
+                # the samples that were newest of a period now ended, before they are replaced
+                history_rows = self.ring.carried_over(conn, rolling, newest)
+                self._many(conn, "history", self._history(), history_rows)
+                self._many(conn, "health", stmt, rows)
+                self._many(conn, "seen", seen_stmt, seen_rows)
+        except SQLAlchemyError as err:
+            raise RegistryError(f"registry write failed: {err}") from err
+        for row in seen_rows:  # only once committed
+            self._seen_at[row["device_id"]] = row["last_seen"]
+        self.ring.committed(newest)
+
+    def _seen(self, newest: dict[str, HealthUpdate]) -> tuple[Any, list[dict[str, Any]]]:
+        """A unit that reports health is known even if its birth was missed (bdseq 0 loses to
+        any real state message); its last_seen moves at most every LAST_SEEN_EVERY_S."""
         seen = self._insert(units)
         seen_at = self._seen_at
         seen_rows: list[dict[str, Any]] = [
@@ -211,22 +227,10 @@ class SqlFleetStore:
             for s in newest.values()
             if s.received_at - seen_at.get(s.device_id, -math.inf) >= LAST_SEEN_EVERY_S
         ]
-        seen_stmt = seen.on_conflict_do_update(
+        stmt = seen.on_conflict_do_update(
             index_elements=[units.c.device_id], set_={"last_seen": seen.excluded.last_seen}
         )
-        rolling = self.ring.rolling(newest)
-        try:
-            with self.engine.begin() as conn:
-                # the samples that were newest of a period now ended, before they are replaced
-                history_rows = self.ring.carried_over(conn, rolling, newest)
-                self._many(conn, "history", self._history(), history_rows)
-                self._many(conn, "health", stmt, rows)
-                self._many(conn, "seen", seen_stmt, seen_rows)
-        except SQLAlchemyError as err:
-            raise RegistryError(f"registry write failed: {err}") from err
-        for row in seen_rows:  # only once committed
-            seen_at[row["device_id"]] = row["last_seen"]
-        self.ring.committed(newest)
+        return stmt, seen_rows
 
     def _many(self, conn: Connection, name: str, stmt: Any, rows: list[dict[str, Any]]) -> None:
         """One ``executemany`` on the driver for the hot path (health): the statement compiled
