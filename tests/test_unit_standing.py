@@ -150,3 +150,30 @@ def test_health_history_is_a_ring_of_one_sample_per_period(db_url: str) -> None:
     kept = store.health_history("u-cam")
     assert [h.payload["uptime_s"] for h in kept] == [9, 7, 5]  # the newest of each minute
     assert store.health_history("u-other") == []
+
+
+def test_health_moves_last_seen_at_most_once_a_minute(db_url: str) -> None:
+    store = SqlFleetStore(db_url)
+    t0 = 1_700_000_000.0
+    store.put_health([HealthUpdate("u-new", t0, t0, {"uptime_s": 1})])
+    first = store.unit("u-new")
+    assert first is not None  # known from its health alone, its birth missed
+    assert first.last_seen == t0
+    store.put_health([HealthUpdate("u-new", t0 + 30, t0 + 30, {"uptime_s": 31})])
+    unit = store.unit("u-new")
+    assert unit is not None and unit.last_seen == t0  # within the minute: not moved
+    assert unit.health == {"uptime_s": 31} and unit.health_received_at == t0 + 30
+    store.put_health([HealthUpdate("u-new", t0 + 61, t0 + 61, {"uptime_s": 62})])
+    unit = store.unit("u-new")
+    assert unit is not None and unit.last_seen == t0 + 61
+
+
+def test_two_instances_keep_one_ring_of_the_newest_sample_per_period(db_url: str) -> None:
+    settings = Thresholds(health_history_period_s=60, health_history_slots=3)
+    first, second = SqlFleetStore(db_url, settings), SqlFleetStore(db_url, settings)
+    t0 = 1_700_000_000.0 - 1_700_000_000.0 % 60
+    for i in range(10):  # two samples a minute, taken by the instances in turn
+        at = t0 + 30 * i
+        (first if i % 2 == 0 else second).put_health([HealthUpdate("u-cam", at, at, {"n": i})])
+    for store in (first, second):
+        assert [h.payload["n"] for h in store.health_history("u-cam")] == [9, 7, 5]

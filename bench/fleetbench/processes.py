@@ -174,6 +174,12 @@ class BenchProcesses:
         config = self.stack.central_config(
             identity, keepalive_s=30, database=self.database or self.dir / "central.db"
         )
+        # The restart phase queues a health backlog for a killed central longer than the health
+        # session's default 30 s: here it lives as long as the main one (docs/scaling.md).
+        mqtt = config.mqtt.model_copy(
+            update={"health_session_expiry_s": config.mqtt.session_expiry_s}
+        )
+        config = config.model_copy(update={"mqtt": mqtt})
         profile = self.args.profile_central
         if profile is not None and identity != "central-1":
             profile = f"{profile}.{identity}"

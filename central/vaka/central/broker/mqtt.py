@@ -5,7 +5,14 @@ the same share group each take a part. State, events and ``signal/out`` are subs
 sharing: every instance sees every one. Presence merges idempotently, events are stored once by
 their message id (whoever stores one audits it), and each instance keeps only the answers to
 the calls it set up. Sessions are persistent (``clean_start`` off, a session expiry), so
-messages that arrive while an instance restarts wait at the broker. Mosquitto 2.0 does not
+messages that arrive while an instance restarts wait at the broker. The health connection's
+session lives only briefly after its connection is gone (``[mqtt] health_session_expiry_s``,
+30 s): the broker hands a shared subscription's messages to its members in turn, connected or
+not, so an instance that died with a long-lived session would keep taking its share of the
+fleet's health into a queue nobody reads; once its short session expires the other instances
+take all of it. Health is superseded by the next report, so a restart longer than that loses
+only reports that are out of date anyway; state, events and signalling stay on the main
+session, which keeps its long expiry. Mosquitto 2.0 does not
 restore *shared* subscriptions from its persistence file after a broker restart (normal ones it
 does), which is why nothing that must not be lost rides on a shared subscription.
 
@@ -23,8 +30,9 @@ receiving and committing gets the message again from the broker. The MQTT 5 Rece
 bounds how many unacknowledged messages the broker sends, so a backlog stays at the broker.
 The PUBACKs of one committed batch leave in one write (one TLS record) instead of one each.
 
-Messages go from paho's callback straight to the handler (not through aiomqtt's queue and
-message objects): this is central's hottest path. Every handler runs guarded: one that raises is
+Messages go from the connection's reader (:mod:`vaka.central.broker.reader`: whole buffers, its
+own PUBLISH parsing) straight to the handler, not through paho's message objects and aiomqtt's
+queue: this is central's hottest path. Every handler runs guarded: one that raises is
 counted and its message acknowledged (dropped), so no single message can break the loop or make
 central reconnect and receive it again.
 """
@@ -44,6 +52,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel
 
+from vaka.central.broker.reader import PacketReader
+from vaka.central.broker.reader import install as install_reader
 from vaka.central.settings.config import MqttSection
 from vaka.errors import LinkError
 from vaka.protocol.backoff import TCP_NODELAY, backoff_delay
@@ -127,13 +137,16 @@ class _Session:
         cert: Path,
         key: Path,
         filters: list[str],
+        session_expiry_s: int,
     ) -> None:
         self.link = link
         self.identity = identity
         self.cert = cert
         self.key = key
         self.filters = filters
+        self.session_expiry_s = session_expiry_s
         self.client: aiomqtt.Client | None = None
+        self.reader: PacketReader | None = None
         self.connected = asyncio.Event()
         self._unacked: deque[_Unacked] = deque()
         self._waiting_on: asyncio.Future[Any] | None = None
@@ -141,7 +154,7 @@ class _Session:
     def _new_client(self) -> aiomqtt.Client:
         s = self.link.settings
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = s.session_expiry_s
+        props.SessionExpiryInterval = self.session_expiry_s
         props.ReceiveMaximum = s.receive_maximum
         client = aiomqtt.Client(
             s.host,
@@ -150,7 +163,8 @@ class _Session:
             protocol=aiomqtt.ProtocolVersion.V5,
             tls_context=client_tls_context(s.server_ca, self.cert, self.key),
             keepalive=s.keepalive_s,
-            clean_start=False,
+            # No session to resume when none is kept (the broker would start a new one anyway).
+            clean_start=self.session_expiry_s == 0,
             properties=props,
             timeout=10,
             socket_options=TCP_NODELAY,
@@ -158,18 +172,19 @@ class _Session:
         # aiomqtt 2.5 has no manual-ack option; its paho client (2.x) has: with it on, paho
         # sends a QoS 1 PUBACK only when asked (see _ack_ready).
         client._client.manual_ack_set(True)
-        # Straight from paho's callback to the handler: no aiomqtt message object, no queue.
-        client._client.on_message = self._on_message
+        # Whole buffers read, PUBLISH packets straight to the handler: no paho message object,
+        # no aiomqtt message or queue (reader.py).
+        self.reader = install_reader(client._client, self._on_publish)
         return guard_socket_writes(client)
 
-    def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
-        # Anything escaping a paho callback would end the connection: nothing may.
+    def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        # Anything escaping here would end the connection: nothing may.
         try:
-            self.dispatch(message.topic, message.payload, message.mid, message.qos)
+            self.dispatch(topic, payload, mid, qos)
         except Exception:
             self.link.handler_failures["link"] += 1
             log.exception("central could not take a message; it is acknowledged and dropped")
-            self._unacked.append(_Unacked(message.mid, message.qos, None))
+            self._unacked.append(_Unacked(mid, qos, None))
             self._ack_ready()
 
     def dispatch(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
@@ -234,7 +249,7 @@ class _Session:
                         self.link.session_changed()
                         attempt = 0
                         log.info("%s subscribed to %s", self.identity, ", ".join(self.filters))
-                        # Messages go to _on_message; this only waits for the connection to end.
+                        # Messages go to _on_publish; this only waits for the connection to end.
                         async for _ in client.messages:
                             pass
                     finally:
@@ -280,7 +295,9 @@ class CentralLink:
         self.connections = 0
         #: messages whose handler raised, by channel (each acknowledged and dropped)
         self.handler_failures: Counter[str] = Counter()
-        self.main = _Session(self, settings.identity, settings.cert, settings.key, [])
+        self.main = _Session(
+            self, settings.identity, settings.cert, settings.key, [], settings.session_expiry_s
+        )
         self.sessions = [self.main]
         health = shared(settings.share_group, device_filter(Channel.HEALTH))
         if settings.health_cert is not None and settings.health_key is not None:
@@ -291,6 +308,7 @@ class CentralLink:
                     settings.health_cert,
                     settings.health_key,
                     [health],
+                    settings.health_session_expiry_s,
                 )
             )
         own = len(self.sessions) > 1

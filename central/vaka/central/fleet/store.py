@@ -9,14 +9,17 @@ write concurrently and still converge (see :mod:`vaka.central.fleet.presence`).
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
 from sqlalchemy import Table, select, tuple_
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from vaka.central.fleet.history import HealthRing
 from vaka.central.fleet.presence import RANK, Presence, merge
 from vaka.central.settings.fleet import Thresholds
 from vaka.central.storage.engine import open_engine, upsert
@@ -24,6 +27,12 @@ from vaka.central.storage.tables import events, health, health_history, units
 from vaka.errors import RegistryError
 
 log = logging.getLogger(__name__)
+
+#: how often health moves a unit's ``units.last_seen`` (per instance). It only tells long-silent
+#: units (days) and when a unit was last heard of; the newest health sample's own receive time
+#: is exact. Once a minute instead of at every report takes one of the three writes per report
+#: off the hot path.
+LAST_SEEN_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -108,9 +117,10 @@ class SqlFleetStore:
     def __init__(self, engine: Engine | str, settings: Thresholds | None = None) -> None:
         self.engine: Engine = open_engine(engine) if isinstance(engine, str) else engine
         settings = settings or Thresholds()
-        self.history_period_s = settings.health_history_period_s
-        self.history_slots = settings.health_history_slots
+        self.ring = HealthRing(settings.health_history_period_s, settings.health_history_slots)
         self._compiled: dict[tuple[str, tuple[str, ...]], Any] = {}
+        #: when this store last moved each unit's ``last_seen`` (see LAST_SEEN_EVERY_S)
+        self._seen_at: dict[str, float] = {}
 
     def _insert(self, table: Table) -> Any:
         return upsert(self.engine, table)
@@ -156,19 +166,21 @@ class SqlFleetStore:
         self._write(stmt, rows)
 
     def put_health(self, samples: Sequence[HealthUpdate]) -> None:
-        """Keep the newest sample per unit and mark the units as seen."""
+        """Keep the newest sample per unit, mark the units as seen, and move samples of ended
+        periods into the history ring."""
         newest: dict[str, HealthUpdate] = {}
         for s in samples:
             if s.device_id not in newest or s.sent_at >= newest[s.device_id].sent_at:
                 newest[s.device_id] = s
         if not newest:
             return
+        encode = msgspec.json.encode
         rows = [
             {
                 "device_id": s.device_id,
                 "sent_at": s.sent_at,
                 "received_at": s.received_at,
-                "payload": json.dumps(s.payload, separators=(",", ":")),
+                "payload": encode(s.payload).decode(),
             }
             for s in newest.values()
         ]
@@ -182,10 +194,27 @@ class SqlFleetStore:
             },
             where=ins.excluded.sent_at >= health.c.sent_at,
         )
-        # A unit that reports health is known even if its birth was missed (bdseq 0 loses to
-        # any real state message).
+        seen_stmt, seen_rows = self._seen(newest)
+        rolling = self.ring.rolling(newest)
+        try:
+            with self.engine.begin() as conn:
+                # the samples that were newest of a period now ended, before they are replaced
+                history_rows = self.ring.carried_over(conn, rolling, newest)
+                self._many(conn, "history", self._history(), history_rows)
+                self._many(conn, "health", stmt, rows)
+                self._many(conn, "seen", seen_stmt, seen_rows)
+        except SQLAlchemyError as err:
+            raise RegistryError(f"registry write failed: {err}") from err
+        for row in seen_rows:  # only once committed
+            self._seen_at[row["device_id"]] = row["last_seen"]
+        self.ring.committed(newest)
+
+    def _seen(self, newest: dict[str, HealthUpdate]) -> tuple[Any, list[dict[str, Any]]]:
+        """A unit that reports health is known even if its birth was missed (bdseq 0 loses to
+        any real state message); its last_seen moves at most every LAST_SEEN_EVERY_S."""
         seen = self._insert(units)
-        seen_rows = [
+        seen_at = self._seen_at
+        seen_rows: list[dict[str, Any]] = [
             {
                 "device_id": s.device_id,
                 "bdseq": 0,
@@ -196,18 +225,12 @@ class SqlFleetStore:
                 "last_seen": s.received_at,
             }
             for s in newest.values()
+            if s.received_at - seen_at.get(s.device_id, -math.inf) >= LAST_SEEN_EVERY_S
         ]
-        seen_stmt = seen.on_conflict_do_update(
+        stmt = seen.on_conflict_do_update(
             index_elements=[units.c.device_id], set_={"last_seen": seen.excluded.last_seen}
         )
-        history_stmt, history_rows = self._history(rows)
-        try:
-            with self.engine.begin() as conn:
-                self._many(conn, "health", stmt, rows)
-                self._many(conn, "seen", seen_stmt, seen_rows)
-                self._many(conn, "history", history_stmt, history_rows)
-        except SQLAlchemyError as err:
-            raise RegistryError(f"registry write failed: {err}") from err
+        return stmt, seen_rows
 
     def _many(self, conn: Connection, name: str, stmt: Any, rows: list[dict[str, Any]]) -> None:
         """One ``executemany`` on the driver for the hot path (health): the statement compiled
@@ -224,18 +247,10 @@ class SqlFleetStore:
         params: list[Any] = rows if order is None else [tuple(r[k] for k in order) for r in rows]
         conn.exec_driver_sql(compiled.string, params)
 
-    def _history(self, rows: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
-        """The ring of past samples: each sample overwrites its period's slot (the ring holds
-        ``history_slots`` periods, so a unit's rows never grow beyond that)."""
-        ring = [
-            {
-                **r,
-                "slot": int(r["received_at"] // self.history_period_s) % self.history_slots,
-            }
-            for r in rows
-        ]
+    def _history(self) -> Any:
+        """The ring's upsert: a sample takes its period's slot unless a newer one holds it."""
         ins = self._insert(health_history)
-        stmt = ins.on_conflict_do_update(
+        return ins.on_conflict_do_update(
             index_elements=[health_history.c.device_id, health_history.c.slot],
             set_={
                 "sent_at": ins.excluded.sent_at,
@@ -244,7 +259,6 @@ class SqlFleetStore:
             },
             where=ins.excluded.received_at >= health_history.c.received_at,
         )
-        return stmt, ring
 
     def add_events(self, records: Sequence[EventRecord]) -> list[EventRecord]:
         """Append events not stored yet (by message id); returns those that were new."""
@@ -334,22 +348,12 @@ class SqlFleetStore:
         ]
 
     def health_history(self, device_id: str) -> list[HealthUpdate]:
-        """The unit's kept health samples within the ring's span, newest first (a slot left
-        from an earlier lap of the ring is older than the span and not shown)."""
-        query = (
-            select(health_history)
-            .where(health_history.c.device_id == device_id)
-            .order_by(health_history.c.received_at.desc())
-        )
+        """The unit's newest sample of each period within the ring's span, newest first
+        (:mod:`vaka.central.fleet.history`)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        if not rows:
-            return []
-        oldest = rows[0]["received_at"] - self.history_period_s * self.history_slots
+            kept = self.ring.read(conn, device_id)
         return [
-            HealthUpdate(r["device_id"], r["sent_at"], r["received_at"], json.loads(r["payload"]))
-            for r in rows
-            if r["received_at"] > oldest
+            HealthUpdate(device_id, sent, received, payload) for sent, received, payload in kept
         ]
 
     def close(self) -> None:

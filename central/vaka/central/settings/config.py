@@ -43,6 +43,13 @@ class MqttSection(_Section):
     #: (without them, everything shares one connection)
     health_cert: Path | None = None
     health_key: Path | None = None
+    #: how long the broker keeps the health connection's session (and its turn of the shared
+    #: health subscription) after the connection is gone. Short: a dead instance's share of
+    #: the fleet's health goes to the others after this long, instead of waiting for it until
+    #: ``session_expiry_s``; health is superseded by the next report, so what is queued for a
+    #: restart longer than this is not missed. 0: no session, health only while connected.
+    #: The main connection (state, events, signalling) keeps ``session_expiry_s``.
+    health_session_expiry_s: int = Field(default=30, ge=0)
 
 
 class HttpSection(_Section):
