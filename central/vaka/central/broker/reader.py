@@ -5,7 +5,7 @@ remaining length, the rest), each a call into the TLS layer, then builds a ``Pro
 object, an ``MQTTMessage`` and a debug log call per PUBLISH and matches the topic against its
 callbacks. At thousands of health reports a second that was about half of central's CPU per
 message. :func:`install` replaces the paho client's ``loop_read`` (which aiomqtt calls when the
-socket is readable) with one that reads everything the socket has in large reads into one buffer,
+socket is readable) with one that reads everything the socket has in large ``recv`` calls,
 cuts it into packets itself, hands each QoS 0/1 PUBLISH to ``on_publish`` as
 ``(topic, payload, mid, qos)``, and gives every other packet (CONNACK, SUBACK, PUBACK,
 PINGRESP, DISCONNECT, a QoS 2 PUBLISH) to paho's own handler as paho would have read it.
@@ -29,10 +29,8 @@ if TYPE_CHECKING:
 
 #: ``on_publish(topic, payload, mid, qos)``
 OnPublish = Callable[[str, bytes, int, int], None]
-#: how much one read asks for (TLS hands out at most one record, 16 KiB, per call). Reads go
-#: into one buffer made once: a fresh ``recv(n)`` allocates ``n`` bytes at every read, thousands
-#: of times a second while a backlog drains
-READ_SIZE = 64 * 1024
+#: how much one ``recv`` asks for (TLS hands out at most one record, 16 KiB, per call)
+READ_SIZE = 256 * 1024
 _PUBLISH = 0x30
 
 
@@ -61,7 +59,6 @@ class PacketReader:
         self.client = client
         self.on_publish = on_publish
         self._buffer = bytearray()
-        self._chunk = memoryview(bytearray(READ_SIZE))
         self._socket: Any = None
         #: PUBLISH packets taken here, and the other packets handed to paho by type (the
         #: command's high nibble: 0x20 CONNACK, 0x90 SUBACK, 0xD0 PINGRESP...)
@@ -97,7 +94,7 @@ class PacketReader:
         """Read until the socket (and the TLS layer's buffer) would block."""
         while True:
             try:
-                n = sock.recv_into(self._chunk)
+                data = sock.recv(READ_SIZE)
             except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
                 return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
             except ssl.SSLWantWriteError:
@@ -106,9 +103,9 @@ class PacketReader:
             except OSError as err:
                 self.client._easy_log(paho.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
                 return paho.MQTTErrorCode.MQTT_ERR_CONN_LOST
-            if not n:
+            if not data:
                 return paho.MQTTErrorCode.MQTT_ERR_CONN_LOST
-            self._buffer += self._chunk[:n]
+            self._buffer += data
 
     def _handle_packets(self) -> paho.MQTTErrorCode:
         """Handle each complete packet in the buffer; keep the incomplete rest."""
