@@ -30,9 +30,8 @@ receiving and committing gets the message again from the broker. The MQTT 5 Rece
 bounds how many unacknowledged messages the broker sends, so a backlog stays at the broker.
 The PUBACKs of one committed batch leave in one write (one TLS record) instead of one each.
 
-Messages go from the connection's reader (:mod:`vaka.central.broker.reader`: whole buffers, its
-own PUBLISH parsing) straight to the handler, not through paho's message objects and aiomqtt's
-queue: this is central's hottest path. Every handler runs guarded: one that raises is
+Messages go from paho's callback straight to the handler (not through aiomqtt's queue and
+message objects): this is central's hottest path. Every handler runs guarded: one that raises is
 counted and its message acknowledged (dropped), so no single message can break the loop or make
 central reconnect and receive it again.
 """
@@ -52,8 +51,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel
 
-from vaka.central.broker.reader import PacketReader
-from vaka.central.broker.reader import install as install_reader
 from vaka.central.settings.config import MqttSection
 from vaka.errors import LinkError
 from vaka.protocol.backoff import TCP_NODELAY, backoff_delay
@@ -146,7 +143,6 @@ class _Session:
         self.filters = filters
         self.session_expiry_s = session_expiry_s
         self.client: aiomqtt.Client | None = None
-        self.reader: PacketReader | None = None
         self.connected = asyncio.Event()
         self._unacked: deque[_Unacked] = deque()
         self._waiting_on: asyncio.Future[Any] | None = None
@@ -172,19 +168,18 @@ class _Session:
         # aiomqtt 2.5 has no manual-ack option; its paho client (2.x) has: with it on, paho
         # sends a QoS 1 PUBACK only when asked (see _ack_ready).
         client._client.manual_ack_set(True)
-        # Whole buffers read, PUBLISH packets straight to the handler: no paho message object,
-        # no aiomqtt message or queue (reader.py).
-        self.reader = install_reader(client._client, self._on_publish)
+        # Straight from paho's callback to the handler: no aiomqtt message object, no queue.
+        client._client.on_message = self._on_message
         return guard_socket_writes(client)
 
-    def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
-        # Anything escaping here would end the connection: nothing may.
+    def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+        # Anything escaping a paho callback would end the connection: nothing may.
         try:
-            self.dispatch(topic, payload, mid, qos)
+            self.dispatch(message.topic, message.payload, message.mid, message.qos)
         except Exception:
             self.link.handler_failures["link"] += 1
             log.exception("central could not take a message; it is acknowledged and dropped")
-            self._unacked.append(_Unacked(mid, qos, None))
+            self._unacked.append(_Unacked(message.mid, message.qos, None))
             self._ack_ready()
 
     def dispatch(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
@@ -249,7 +244,7 @@ class _Session:
                         self.link.session_changed()
                         attempt = 0
                         log.info("%s subscribed to %s", self.identity, ", ".join(self.filters))
-                        # Messages go to _on_publish; this only waits for the connection to end.
+                        # Messages go to _on_message; this only waits for the connection to end.
                         async for _ in client.messages:
                             pass
                     finally:
