@@ -8,8 +8,6 @@ only as long as the screen shows it.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass
 
 from joserfc.jwk import OKPKey
@@ -17,15 +15,8 @@ from joserfc.jwk import OKPKey
 from vaka.agent.link import UnitLink
 from vaka.agent.media.source import BgrImage
 from vaka.agent.tv.caller_pictures import decode_jpeg
-from vaka.errors import LinkError
-from vaka.protocol.messages import EventMessage, EventPayload
-from vaka.protocol.topics import Channel
-from vaka.provisioning.people import BadPeople, verify_people
-
-log = logging.getLogger(__name__)
-
-#: How long the TV waits for central's answer before it says the list cannot be fetched.
-ANSWER_TIMEOUT_S = 10.0
+from vaka.agent.tv.signed_question import ANSWER_TIMEOUT_S, SignedQuestion
+from vaka.provisioning.people import BadPeople, People, verify_people
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,52 +28,22 @@ class Person:
     picture: BgrImage | None
 
 
-class PeopleList:
+class PeopleList(SignedQuestion[People]):
     """Fetches the citizen's people from central (one question at a time)."""
 
     def __init__(self, link: UnitLink, device_id: str, config_key: OKPKey | None) -> None:
-        self.link = link
-        self.device_id = device_id
-        self.config_key = config_key
-        self._waiting: asyncio.Future[list[Person]] | None = None
+        super().__init__(
+            link, device_id, config_key, "people", "people list", verify_people, BadPeople
+        )
 
     async def fetch(self, timeout_s: float = ANSWER_TIMEOUT_S) -> list[Person] | None:
         """The people this TV may call, or ``None`` (offline, no answer in time)."""
-        if self.config_key is None:
-            log.warning("people: this unit has no pinned config key ([trust] config_key)")
+        answer = await self.ask(timeout_s)
+        if answer is None:
             return None
-        waiting: asyncio.Future[list[Person]] = asyncio.get_running_loop().create_future()
-        self._waiting = waiting
-        ask = EventMessage(payload=EventPayload(kind="people", detail={"action": "request"}))
-        try:
-            await self.link.publish(Channel.EVENTS, ask)
-            async with asyncio.timeout(timeout_s):
-                return await waiting
-        except LinkError as err:
-            log.warning("people cannot be asked for: %s", err)
-        except TimeoutError:
-            log.warning("people: central did not answer within %g s", timeout_s)
-        finally:
-            if self._waiting is waiting:
-                self._waiting = None
-        return None
-
-    def handle(self, token: str) -> None:
-        """A people token from the ``message`` channel: checked, decoded, given to the asker."""
-        if self.config_key is None:
-            return
-        try:
-            answer = verify_people(token, self.config_key, self.device_id)
-        except BadPeople as err:
-            self.link.refusals.refuse("bad people list", str(err), "the message channel")
-            return
-        waiting = self._waiting
-        if waiting is None or waiting.done():
-            log.info("people list arrived with nobody waiting: dropped")
-            return
         people = []
         for person in answer.people:
             jpeg = person.jpeg_bytes()
             picture = decode_jpeg(jpeg) if jpeg is not None else None
             people.append(Person(person.contact, person.name, picture))
-        waiting.set_result(people)
+        return people
