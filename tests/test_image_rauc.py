@@ -5,11 +5,16 @@ selection (image/grub.sh), started by UEFI firmware (OVMF) in QEMU.
 One card is built for the module. Offline: the GPT and its partition names, GRUB and its
 environment on the FAT, RAUC's system.conf and keyring in the root. Then the card is powered on:
 GRUB boots slot A (its console line and the try flag it leaves in grubenv say so), the unit comes
-online in a central on this machine, and ``rauc status`` in the guest reports slot A booted.
+online in a central on this machine, ``rauc status`` in the guest reports slot A booted, and
+boot counting marks the card's own root good. Then one power-on of five boots: v2 installed into
+B, on trial, online, marked good and kept over a reboot; a broken v3 (its agent does not start)
+installed into A, marked bad at its health deadline, and the unit back on B by itself; a bundle
+signed by another authority refused inside the guest.
 
-How the test reads ``rauc status`` in the guest (a test-only path: the unit has no shell for
-anybody): a one-shot service, written into the test's copy of slot A with ``debugfs``, prints it
-to the serial console. The unit as built has no such service.
+How the test reads ``rauc status`` in the guest and moves from step to step (a test-only path:
+the unit has no shell for anybody): one-shot services, written into the test's copy of slot A
+and into the bundles' roots with ``debugfs``, print to the serial console and run the next step
+from the bundle drive. The unit as built has no such service.
 
 Slow, root, network: only with ``VAKA_IMAGE_TEST=1`` (``make image-test``).
 """
@@ -228,13 +233,24 @@ def test_the_card_has_two_slots_grub_and_rauc(built_ab: Built, signer: Signer) -
         "bootname=A",
         "bootname=B",
         "path=/etc/rauc/keyring.pem",
+        "statusfile=/var/lib/vaka/credentials/rauc.status",
+        "post-install=/usr/libexec/vaka/rauc-post-install",
     ):
         assert line in conf.splitlines(), line
+    # Boot counting: the service enabled, its script and RAUC's post-install handler executable.
+    root = built_ab.rootfs
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    assert (wants / "vaka-mark-good.service").exists()
+    for script in ("mark-good", "rauc-post-install"):
+        assert os.access(root / "usr/libexec/vaka" / script, os.X_OK), script
+    unit = (root / "etc/systemd/system/vaka-mark-good.service").read_text()
+    assert "Environment=VAKA_HEALTH_DEADLINE=600" in unit
+    rauc_unit = (root / "etc/systemd/system/rauc.service").read_text()
+    assert "RequiresMountsFor=/var/lib/vaka/credentials /boot/firmware" in rauc_unit
     assert (built_ab.rootfs / "etc/rauc/keyring.pem").read_bytes() == signer.ca.read_bytes()
     for binary in ("usr/bin/rauc", "usr/bin/grub-editenv"):
         assert (built_ab.rootfs / binary).exists(), binary
     # Debian's rauc has no units: the image brings the service, its D-Bus activation and policy.
-    root = built_ab.rootfs
     assert "BusName=de.pengutronix.rauc" in (root / "etc/systemd/system/rauc.service").read_text()
     activation = root / "usr/share/dbus-1/system-services/de.pengutronix.rauc.service"
     assert "SystemdService=rauc.service" in activation.read_text()
