@@ -127,6 +127,13 @@ grubenv=/boot/firmware/EFI/BOOT/grubenv
 mountprefix=/run/rauc
 # Only bundles whose payload is checked block by block as it is written.
 bundle-formats=-plain
+# The slots' status (installed bundle, version, time) in one file on the credentials partition,
+# the only writable place that survives a reboot: RAUC then never mounts a slot to read it.
+statusfile=/var/lib/vaka/credentials/rauc.status
+
+[handlers]
+# The slot just written is on trial until the agent is online on it (vaka-mark-good.service).
+post-install=/usr/libexec/vaka/rauc-post-install
 
 [keyring]
 path=/etc/rauc/keyring.pem
@@ -172,7 +179,7 @@ chown -R "0:$vaka_gid" "$root/etc/vaka"
 say "enabling and disabling services"
 systemctl --root="$root" set-default multi-user.target
 systemctl --root="$root" enable vaka-agent.service var-lib-vaka-credentials.mount \
-  vaka-technician-ssh.service nftables.service systemd-networkd.service \
+  vaka-technician-ssh.service vaka-mark-good.service nftables.service systemd-networkd.service \
   systemd-resolved.service systemd-timesyncd.service
 if [ "$VAKA_BOARD" = rpi ]; then
   systemctl --root="$root" enable wpa_supplicant@wlan0.service
