@@ -2,7 +2,7 @@
 
 from vaka.agent.health import HealthSampler
 from vaka.agent.link.outages import LinkOutages
-from vaka.agent.link.session import LinkState
+from vaka.agent.link.settings import LinkState
 
 
 def test_an_outage_is_counted_when_the_link_is_back() -> None:

@@ -222,7 +222,7 @@ def test_watchdog_interval(environ: dict[str, str], expected: float | None) -> N
 def test_link_readiness_sends_ready_once(
     harness: NotifyHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vaka.agent.link.session import LinkState
+    from vaka.agent.link.settings import LinkState
 
     monkeypatch.setenv("NOTIFY_SOCKET", harness.name)
     listener = LinkReadiness(SystemdNotifier())

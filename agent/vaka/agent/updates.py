@@ -34,7 +34,14 @@ from vaka.agent.download import Download, DownloadInterrupted, DownloadRefused, 
 from vaka.agent.hw.installer import Installer, InstallFailed
 from vaka.agent.link import UnitLink
 from vaka.protocol.backoff import backoff_delay
-from vaka.protocol.messages import AnyMessage, EventMessage, EventPayload, EventValue, UpdateMessage
+from vaka.protocol.messages import (
+    AnyMessage,
+    EventMessage,
+    EventPayload,
+    EventValue,
+    UpdateMessage,
+    UpdatePayload,
+)
 from vaka.protocol.topics import Channel
 from vaka.provisioning.bundles import UnitConfigBundle, zone_of
 from vaka.provisioning.updates import BadUpdateOrder, UpdateOrder, verify_update_order
@@ -97,7 +104,7 @@ class Updater:
         self._installing = False
         #: the current order's work, cancelled when a newer order replaces it
         self._work: asyncio.Task[None] | None = None
-        link.on(Channel.UPDATE, self.on_order)
+        link.on(Channel.UPDATE, self.on_order, cleared=self.on_withdrawn)
 
     async def on_order(self, message: AnyMessage) -> None:
         """A signed update order from central: refuse it with the reason, or take it."""
@@ -128,6 +135,15 @@ class Updater:
         self.order, self._token = order, token
         await self._report(order, "ordered")
         self._wake.set()
+
+    async def on_withdrawn(self) -> None:
+        """Central cleared the order (done with it, or the unit came back from it on its old
+        system): nothing more is done for it, unless it is being installed."""
+        if self.order is None or self._installing:
+            return
+        log.warning("central withdrew the update order to %s", self.order.version)
+        self.order = None
+        await self._cancel_work()
 
     async def run(self) -> None:
         """Carry out the newest order, forever; a newer order replaces the one in hand."""
@@ -168,17 +184,24 @@ class Updater:
         await self._until_quiet(order)
         self._installing = True  # from here on a newer order is refused, not let in
         try:
-            await self._install_and_reboot(order, path)
+            came_back = await self._install_and_reboot(order, path)
         finally:
             self._installing = False
+        if came_back:
+            # The new root was not healthy in time and boot counting went back to the old one.
+            # A unit comes back as a new process that gets the retained order again and says
+            # "ordered"; the simulated one (still running) does the same.
+            self._seen.discard(order.jti)
+            await self.on_order(UpdateMessage(payload=UpdatePayload(order=token)))
 
-    async def _install_and_reboot(self, order: UpdateOrder, path: Path) -> None:
+    async def _install_and_reboot(self, order: UpdateOrder, path: Path) -> bool:
+        """Install and reboot; whether the unit came back on its old system (simulated only)."""
         assert self.installer is not None
         try:
             await asyncio.to_thread(self.installer.install, path)
         except InstallFailed as err:
             await self._refuse(order, f"the installer refused the bundle: {err}")
-            return
+            return False
         finally:
             if self._download is not None:
                 self._download.discard()
@@ -188,11 +211,13 @@ class Updater:
             await asyncio.to_thread(self.installer.reboot)
         except InstallFailed as err:
             await self._refuse(order, str(err))
-            return
+            return False
         # On a unit the reboot ends this process; the simulated one comes back at once.
         running = await asyncio.to_thread(self.installer.running)
-        if running.version == order.version:
-            await self._report(order, "running", slot=running.slot)
+        if running.version != order.version:
+            return True
+        await self._report(order, "running", slot=running.slot)
+        return False
 
     async def _until_quiet(self, order: UpdateOrder) -> None:
         """Return when no call is under way and it is not the night hours; report once why not."""

@@ -29,6 +29,9 @@ class FakeInstaller(Installer):
         self._running = Running(version, slot)
         self._lock = threading.Lock()
         self.refuse: str | None = None
+        #: the next boot into a new slot fails its health deadline: the unit comes back on the
+        #: slot and version it had (as boot counting does on a unit)
+        self.fail_boot = False
         #: every install, oldest first
         self.installed: list[Installed] = []
         #: when :meth:`reboot` was called
@@ -48,6 +51,8 @@ class FakeInstaller(Installer):
     def reboot(self) -> None:
         with self._lock:
             self.reboots.append(time.time())
+            if self.fail_boot:
+                return
             slot = "B" if self._running.slot == "A" else "A"
             self._running = Running(self._next or self._running.version, slot)
 

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from vaka.agent.link.session import LinkState
+from vaka.agent.link.settings import LinkState
 
 
 class LinkOutages:

@@ -19,19 +19,17 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
-from pathlib import Path
 
 import aiomqtt
 from pydantic import BaseModel
 
 from vaka.agent import __version__
+from vaka.agent.link.settings import Cleared, Handler, LinkSettings, LinkState, StateListener
 from vaka.errors import LinkError, ProtocolError
 from vaka.protocol.backoff import TCP_NODELAY, backoff_delay
 from vaka.protocol.messages import (
-    AnyMessage,
     EventMessage,
     EventPayload,
     ReceiptMessage,
@@ -48,42 +46,11 @@ from vaka.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[AnyMessage], Awaitable[None]]
 OUTBOX_LIMIT = 200
 #: Event kinds kept until central's receipt: the audit trail's calls and shutter movements.
 KEPT_KINDS = frozenset({"call", "shutter", "privacy"})
 #: The most unconfirmed events kept (a unit offline for days drops the oldest, and says so).
 KEPT_LIMIT = 500
-StateListener = Callable[["LinkState"], None]
-
-
-class LinkState(Enum):
-    """Where the link is."""
-
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    ONLINE = "online"
-    WAITING = "waiting"  # between attempts
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True)
-class LinkSettings:
-    """What the link needs to know. TLS files are re-read on every connect (renewal)."""
-
-    device_id: str
-    profile: str
-    host: str
-    port: int
-    server_ca: Path
-    cert: Path
-    key: Path
-    keepalive_s: int = 30
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 60.0
-    connect_timeout_s: float = 10.0
-    #: how long to wait for central's receipt before sending a kept event again
-    receipt_wait_s: float = 10.0
 
 
 @dataclass
@@ -106,6 +73,7 @@ class UnitLink:
         self._state = LinkState.IDLE
         self._listeners: list[StateListener] = []
         self._handlers: dict[Channel, Handler] = {}
+        self._cleared: dict[Channel, Cleared] = {}
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -155,11 +123,14 @@ class UnitLink:
 
     # ---------------------------------------------------------------- routing
 
-    def on(self, channel: Channel, handler: Handler) -> None:
-        """Route valid messages arriving on ``channel`` to ``handler``."""
+    def on(self, channel: Channel, handler: Handler, cleared: Cleared | None = None) -> None:
+        """Route valid messages arriving on ``channel`` to ``handler``, and ``cleared()`` when
+        central clears the channel's retained message (an order withdrawn)."""
         if channel not in UNIT_READS:
             raise ValueError(f"a unit does not receive on {channel.value!r}")
         self._handlers[channel] = handler
+        if cleared is not None:
+            self._cleared[channel] = cleared
 
     async def _route(self, message: aiomqtt.Message) -> None:
         topic = message.topic.value
@@ -170,7 +141,9 @@ class UnitLink:
                 raise ProtocolError(f"topic {topic!r} is not one this unit reads")
             if not isinstance(payload, bytes | bytearray):
                 raise ProtocolError("payload is not bytes")
-            if not payload:  # central cleared a retained order: nothing to do
+            if not payload:  # central cleared a retained order
+                if (cleared := self._cleared.get(parsed.channel)) is not None:
+                    await cleared()
                 return
             inbound = decode(payload, parsed.channel)
         except ProtocolError as err:

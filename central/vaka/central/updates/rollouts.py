@@ -6,9 +6,11 @@ Each target unit gets a signed update order (:mod:`vaka.provisioning.updates`), 
 ``update`` channel: a unit that is offline gets it when it comes back. The units report each
 step as an ``update`` event; :meth:`Rollouts.on_event_record` (an ingest hook) keeps the newest
 step per unit and writes it to the audit trail (``update_ordered`` … ``update_running``,
-``update_refused`` with the reason). Once a unit runs the ordered version, or refused the
-order, its retained order is cleared (:meth:`Rollouts.run`): a unit that later boots an older
-root again (a rollback) does not install the same bundle once more.
+``update_refused`` with the reason). A unit that says "ordered" again after it installed and
+rebooted came back on its old system (boot counting went back): ``update_rolled_back``. Once a
+unit runs the ordered version, refused the order or rolled back, its retained order is cleared
+(:meth:`Rollouts.run`) and the unit stops working on it: it does not install the same bundle
+once more.
 """
 
 import asyncio
@@ -39,8 +41,16 @@ log = logging.getLogger(__name__)
 PublishRetained = Callable[[str, Channel, BaseModel], Awaitable[None]]
 #: the steps a unit reports, in order (``refused`` and ``waiting`` may come at any point)
 STEPS = ("ordered", "waiting", "downloaded", "refused", "installed", "rebooting", "running")
-#: the steps after which a unit's order is done with
-FINAL = ("refused", "running")
+#: the steps after which a unit's order is done with (``rolled_back`` is central's conclusion)
+FINAL = ("refused", "running", "rolled_back")
+#: a unit that says "ordered" again after these came back on its old system: boot counting
+#: found the new one unhealthy and went back (the unit is a new process that got the retained
+#: order again)
+CAME_BACK_AFTER = ("installed", "rebooting")
+ROLLED_BACK = (
+    "the unit came back on its previous system: the new one was not online within its health "
+    "deadline and the unit went back to the old one by itself"
+)
 #: ``await clear(device_id, channel)``: remove the retained message on a unit's channel
 ClearRetained = Callable[[str, Channel], Awaitable[None]]
 
@@ -217,6 +227,14 @@ class Rollouts:
             raise RolloutRefused(f"no roll-out {rollout_id}")
         return dict(row._mapping)
 
+    def _state(self, rollout_id: int, unit: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(rollout_units.c.state).where(
+                    rollout_units.c.rollout_id == rollout_id, rollout_units.c.device_id == unit
+                )
+            ).scalar_one_or_none()
+
     def _set_state(self, rollout_id: int, unit: str, state: str, reason: str | None) -> bool:
         with self.engine.begin() as conn:
             done = conn.execute(
@@ -298,6 +316,9 @@ class Rollouts:
         reason = d.get("reason")
         reason = str(reason)[:200] if reason is not None else None
         if isinstance(rollout, int) and not isinstance(rollout, bool):
+            if step == "ordered" and self._state(rollout, record.device_id) in CAME_BACK_AFTER:
+                step, reason = "rolled_back", ROLLED_BACK
+                d = {**d, "reason": reason}
             self._set_state(rollout, record.device_id, str(step), reason)
             if step in FINAL and self._loop is not None:
                 self._loop.call_soon_threadsafe(self._finished, record.device_id)

@@ -1,0 +1,55 @@
+"""An update whose new system does not come up: the unit is back on its old one by boot
+counting (the fake installer's failed boot), and says "ordered" again as a restarted agent does;
+central concludes the roll-back, audits it once, clears the order, and the unit withdraws it:
+the bundle is installed once, never again."""
+
+import asyncio
+from pathlib import Path
+
+from tests.test_updates import (
+    bundle_spec,
+    central,  # noqa: F401 (fixture)
+    daytime,
+    installer,
+    make_bundle,
+    no_retained,
+    update_section,
+    wait_for_audit,
+)
+from vaka.central.service import CentralService
+from vaka.devstack.polling import wait_for
+from vaka.devstack.stack import LocalStack
+from vaka.protocol.topics import Channel, device_topic
+
+
+async def test_a_rolled_back_update_is_concluded_audited_and_not_installed_again(
+    stack: LocalStack,
+    central: CentralService,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    path, sha = make_bundle(tmp_path / "bundles", "3.0")
+    unit = "u-upd-back"
+    # A rate that makes the second download take seconds, as a real bundle takes minutes.
+    section = update_section(tmp_path, unit, max_rate_kbps=50)
+    async with stack.running_unit(unit, interval_s=1, update=section) as agent:
+        await daytime(central, unit)
+        await wait_for(lambda: agent.config_store.version == 1, 10, what="the config")
+        installer(agent).fail_boot = True
+        made = await central.rollouts.create(
+            "t-tech", bundle_spec("3.0", sha, path.stat().st_size), [unit], 100
+        )
+        detail = await wait_for_audit(central, unit, "update_rolled_back")
+        assert "came back on its previous system" in str(detail["reason"])
+        assert detail["version"] == "3.0"
+        status = await asyncio.to_thread(central.rollouts.status, made["rollout_id"])
+        assert status["units"][0]["state"] == "rolled_back"
+        # The order is cleared, and the unit stops working on it.
+        topic = device_topic(unit, Channel.UPDATE)
+        await wait_for(lambda: no_retained(stack, topic), 10, what="the order cleared")
+        updater = agent.unit.common.updater
+        await wait_for(lambda: updater.order is None, 10, what="the order withdrawn")
+        assert [i.sha256 for i in installer(agent).installed] == [sha]
+        assert len(installer(agent).reboots) == 1
+        assert installer(agent).running().version != "3.0"
+        entries = await asyncio.to_thread(central.audit.entries, kind="update_rolled_back")
+        assert len([e for e in entries if e.unit == unit]) == 1
