@@ -78,6 +78,8 @@ class TvCalls:
         self._sockets: dict[str, set[StaffChannel]] = {}
         #: request id -> (contact id, the sockets rung, done)
         self._rings: dict[str, tuple[str, set[StaffChannel], asyncio.Event]] = {}
+        #: per request rung here: set once its "rang" is in the audit trail (a Decline waits for it)
+        self._rang: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ the contacts' ring sockets
@@ -103,6 +105,10 @@ class TvCalls:
         if request is None or request.callee != contact_id:
             return False
         reason = Reason("the contact declined", "contact_declined")
+        rang = self._rang.get(request_id)
+        if rang is not None:  # the trail says "rang" before "declined"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(rang.wait(), 5)
         return await self._end(request, "declined", reason)
 
     # ------------------------------------------------------------ from the units
@@ -183,6 +189,7 @@ class TvCalls:
         rung: set[StaffChannel] = set()
         done = asyncio.Event()
         self._rings[req] = (contact, rung, done)
+        rang = self._rang[req] = asyncio.Event()
         try:
             message = {"type": "ring", "request_id": req, "unit": request.unit}
             for ws in list(self._sockets.get(contact, ())):
@@ -198,6 +205,7 @@ class TvCalls:
                     contact=contact,
                     instance=self.identity,
                 )
+            rang.set()
             if creator:
                 said = SignalPayload(kind="state", call_id=req, state="ringing")
                 await self._send_unit(request.unit, said)
@@ -205,6 +213,8 @@ class TvCalls:
             stop = {"type": "stop_ringing", "request_id": req, **with_code(ended)}
             await asyncio.gather(*(send(ws, stop) for ws in rung))
         finally:
+            rang.set()
+            self._rang.pop(req, None)
             self._rings.pop(req, None)
 
     async def _watch(self, request: CallRequest, creator: bool) -> str:
