@@ -72,7 +72,8 @@ class RaucInstaller(Installer):
         self,
         request_dir: Path = Path("/run/vaka/update"),
         result: Path = Path("/run/vaka-update/install.result"),
-        timeout_s: float = 1800,
+        # longer than the helper's own limit (TimeoutStartSec=45min) and its reboot delay
+        timeout_s: float = 3000,
         poll_s: float = 0.5,
         os_release: Path = Path("/etc/os-release"),
         cmdline: Path = Path("/proc/cmdline"),
