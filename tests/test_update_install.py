@@ -9,12 +9,16 @@ the exchange is tests/test_installer_helper.py.
 """
 
 import hashlib
+import json
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.test_systemd_units import SANDBOX, libseccomp_loads, sandbox_spec
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "image/overlay/usr/libexec/vaka/update-install"
@@ -188,3 +192,44 @@ def test_a_rauc_refusal_comes_back_with_its_last_line(unit: Unit) -> None:
         "rauc: LastError: Failed to check bundle signature: signature verification failed",
     )
     assert unit.called() == [f"rauc install {bundle}"]
+
+
+def test_the_helper_works_inside_its_units_system_call_filter(unit: Unit) -> None:
+    """The script and the tools it runs (sh, sed, sha256sum, mktemp, mv, sleep) within
+    vaka-update-install.service's SystemCallFilter=, RestrictAddressFamilies= and
+    MemoryDenyWriteExecute=, installed as systemd would (seccomp, kept across exec)."""
+    if not libseccomp_loads():
+        pytest.skip("libseccomp.so.2 is not available")
+    spec = sandbox_spec(REPO / "systemd/vaka-update-install.service", mdwe=True)
+    assert spec["families"] == [1]  # AF_UNIX only
+    (unit.directory / "spec.json").write_text(json.dumps(spec))
+    (unit.directory / "sandbox.py").write_text(SANDBOX)
+    (unit.directory / "workload.py").write_text(
+        "import os, sys\nos.execvp('sh', ['sh', sys.argv[1]])\n"
+    )
+    bundle = unit.bundle()
+    unit.ask(bundle)
+    env = {
+        "PATH": f"{unit.directory / 'bin'}:{os.environ['PATH']}",
+        "VAKA_UPDATE_DIR": str(unit.downloads),
+        "VAKA_RESULT_DIR": str(unit.results),
+        "VAKA_REBOOT_DELAY": "0",
+        "VAKA_TEST_CALLS": str(unit.calls),
+        "VAKA_TEST_REFUSAL": str(unit.refusal),
+    }
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(unit.directory / "sandbox.py"),
+            str(unit.directory / "spec.json"),
+            str(unit.directory / "workload.py"),
+            str(SCRIPT),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert unit.result() == {"nonce": NONCE, "result": "ok", "reason": "installed"}
+    assert unit.called() == [f"rauc install {bundle}", "systemctl --no-block reboot"]
