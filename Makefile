@@ -39,7 +39,7 @@ bench: setup
 VARIANT ?= amd64
 SITE ?=
 image: setup
-	bash image/build.sh $(VARIANT) $(if $(SITE),--site $(SITE)) --disk
+	bash image/build.sh $(VARIANT) $(if $(SITE),--site $(SITE)) $(if $(VERSION),--version $(VERSION)) --disk
 
 # A signed update bundle of a built image's root (image/bundle.sh, docs/image.md "Updates"):
 # `make image-bundle VARIANT=tv VERSION=2026.12.1 CERT=signer.pem KEY=signer.key`. The key stays

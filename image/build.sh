@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build a Vaka unit's root file system (and, with --disk, its card image) with mmdebstrap.
 #
-#   image/build.sh VARIANT [--site DIR] [--out DIR] [--disk] [--ab] [--kernel] [--mirror URL] [--pip-index URL]
+#   image/build.sh VARIANT [--version V] [--site DIR] [--out DIR] [--disk] [--ab] [--kernel]
+#                  [--mirror URL] [--pip-index URL]
 #
 # VARIANT is a file in image/variants/: `nightcam` and `tv` (Raspberry Pi 4, arm64, Raspberry Pi
 # OS) or `amd64` (this machine's architecture, for tests and QEMU). The result is OUT/rootfs/
@@ -13,6 +14,9 @@
 #                ticket-key.pub.pem, config-key.pub.pem, claim.crt, claim.key, technician_keys),
 #                and optionally nftables.conf and 50-peers.conf (its broker and TURN addresses)
 #                and rauc-keyring.pem (the CA of the project's update signing certificate)
+#   --version V  the root's version, IMAGE_VERSION= in /etc/os-release (what the agent reports
+#                and compares with an update order's): give an update bundle of this root the
+#                same --version (image/bundle.sh). Default: vaka-agent's version.
 #   --kernel     also install a kernel and initramfs (amd64: to boot the image under QEMU)
 #   --ab         the card with two root slots (A/B updates with RAUC) and GRUB for UEFI
 #                (implies --disk; amd64 only: image/disk.sh --ab)
@@ -25,15 +29,16 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 1 ] || usage
 variant=$1
 shift
-site="" out="" disk=0 kernel=0 mirror="" pip_index="" disk_args=()
+site="" out="" version="" disk=0 kernel=0 mirror="" pip_index="" disk_args=()
 while [ $# -gt 0 ]; do
   case $1 in
     --site) site=$(cd "$2" && pwd); shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --version) version=$2; shift 2 ;;
     --disk) disk=1; shift ;;
     --ab) disk=1; disk_args=(--ab); shift ;;
     --kernel) kernel=1; shift ;;
@@ -42,6 +47,10 @@ while [ $# -gt 0 ]; do
     *) usage ;;
   esac
 done
+version=${version:-$(sed -n 's/^version = "\(.*\)"$/\1/p' "$REPO/agent/pyproject.toml")}
+case $version in
+  "" | *[!A-Za-z0-9.+~_-]*) echo "build: version '$version' may hold only A-Z a-z 0-9 . + ~ _ -" >&2; exit 2 ;;
+esac
 conf=$HERE/variants/$variant.conf
 [ -f "$conf" ] || { echo "build: no variant $variant (image/variants/*.conf)" >&2; exit 2; }
 # shellcheck source=variants/amd64.conf
@@ -108,9 +117,9 @@ for key in "${KEYRINGS[@]}"; do keyring_args+=(--keyring="$key"); done
 rm -rf "$out/rootfs"
 mkdir -p "$out"
 export VAKA_REPO=$REPO VAKA_HERE=$HERE VAKA_PROFILE=$PROFILE VAKA_BOARD=$BOARD VAKA_VARIANT=$variant
-export VAKA_WHEELS=$work/wheels VAKA_SITE=$site VAKA_PIP_INDEX=$pip_index
+export VAKA_WHEELS=$work/wheels VAKA_SITE=$site VAKA_PIP_INDEX=$pip_index VAKA_VERSION=$version
 started=$(date +%s)
-echo "build: $variant ($ARCH, profile $PROFILE) -> $out/rootfs" >&2
+echo "build: $variant $version ($ARCH, profile $PROFILE) -> $out/rootfs" >&2
 (IFS=,; mmdebstrap \
   --mode=root \
   --variant=minbase \

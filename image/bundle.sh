@@ -49,6 +49,16 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The version must be the root's own (IMAGE_VERSION=, image/build.sh --version): a unit that
+# rebooted into a root saying another version would take the order as not yet done.
+if command -v debugfs >/dev/null; then
+  says=$(debugfs -R 'cat /usr/lib/os-release' "$root_image" 2>/dev/null | sed -n 's/^IMAGE_VERSION=//p')
+  if [ -n "$says" ] && [ "$says" != "$version" ]; then
+    echo "bundle: warning: the root says IMAGE_VERSION=$says, the bundle --version $version;" \
+      "a unit would report $says after installing it (build the image with --version $version)" >&2
+  fi
+fi
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/content"

@@ -5,6 +5,7 @@ import asyncio
 import logging
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from vaka.agent.app import Agent
 from vaka.agent.call.state import CallPhase, UnitCall
-from vaka.agent.config import load_config
+from vaka.agent.config import UpdateSection, load_config
 from vaka.agent.hw.display import TvState
 from vaka.agent.hw.fake_cec import FakeCecBus, FakeCecDisplay
 from vaka.agent.hw.fake_display import SimulatedDisplay
 from vaka.agent.media.settings import NO_CAMERA_SOURCE
 from vaka.agent.profiles.backends import media_settings
+from vaka.agent.profiles.common import update_settings
 from vaka.agent.runner import Part, Runner
 from vaka.agent.watchdog import SystemdNotifier
 from vaka.errors import ConfigError
@@ -245,3 +247,17 @@ async def test_every_display_has_poll_watch_and_device_changed() -> None:
     assert await cec.poll() is TvState.STANDBY
     cec.device_changed(False)
     assert cec.state is TvState.ABSENT
+
+
+def test_a_simulated_unit_without_a_temporary_directory_still_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in a read-only sandbox whose /tmp the agent's user cannot write (the image's test):
+    # the updater keeps the configured directory instead of stopping the agent at start.
+    def no_tempdir() -> str:
+        raise FileNotFoundError(2, "No usable temporary directory found")
+
+    config = load_config(_config(tmp_path, simulate=True))
+    assert update_settings(config, "u1").download_dir.name == "vaka-update-u1"
+    monkeypatch.setattr(tempfile, "gettempdir", no_tempdir)
+    assert update_settings(config, "u1").download_dir == UpdateSection().download_dir

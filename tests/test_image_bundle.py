@@ -99,6 +99,9 @@ def root_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tree = base / "tree"
     (tree / "etc").mkdir(parents=True)
     (tree / "etc/os-release").write_text('PRETTY_NAME="Vaka unit (test)"\n')
+    # What image/build.sh --version writes (there /etc/os-release links to this file).
+    (tree / "usr/lib").mkdir(parents=True)
+    (tree / "usr/lib/os-release").write_text("IMAGE_ID=vaka-amd64\nIMAGE_VERSION=2026.12.1\n")
     (tree / "opt/vaka").mkdir(parents=True)
     (tree / "opt/vaka/version").write_text("2026.12.1\n")
     # Something that does not compress away (RAUC refuses a payload of a single block).
@@ -139,6 +142,7 @@ def test_a_bundle_signed_with_the_project_key_is_accepted(root_image: Path, tmp_
     ).stdout.split()[0]
     # The hash that an update order names is printed with the bundle.
     assert "vaka-amd64 2026.12.1" in run.stderr and f"sha256 {digest}" in run.stderr
+    assert "warning" not in run.stderr, "the root says the bundle's version"
     checked = info(out, project.ca)
     assert checked.returncode == 0, checked.stderr
     manifest = json.loads(checked.stdout)
@@ -179,3 +183,12 @@ def test_a_version_that_would_break_the_manifest_is_refused(
     assert run.returncode == 2
     assert "may hold only A-Z a-z 0-9 . + ~ _ -" in run.stderr
     assert not (tmp_path / "x.raucb").exists()
+
+
+def test_a_version_other_than_the_roots_is_warned_about(root_image: Path, tmp_path: Path) -> None:
+    # A unit that reboots into a root saying 2026.12.1 would not report this bundle's version.
+    project = make_signer(tmp_path / "project", "Vaka updates (test)")
+    run = bundle(root_image, tmp_path / "other.raucb", project, "--version", "2027.1.1")
+    assert run.returncode == 0, run.stderr
+    said = "warning: the root says IMAGE_VERSION=2026.12.1, the bundle --version 2027.1.1"
+    assert said in run.stderr

@@ -74,6 +74,8 @@ def test_services_enabled_and_disabled(built: Built) -> None:
             "var-lib-vaka-credentials.mount",
             "vaka-technician-ssh.service",
             "vaka-mark-good.service",
+            "vaka-update-install.path",
+            "vaka-update-install.service",
             "nftables.service",
             "systemd-networkd.service",
             "systemd-resolved.service",
@@ -89,6 +91,9 @@ def test_services_enabled_and_disabled(built: Built) -> None:
         "var-lib-vaka-credentials.mount": "enabled",
         "vaka-technician-ssh.service": "enabled",
         "vaka-mark-good.service": "enabled",
+        "vaka-update-install.path": "enabled",
+        # started by its path unit only, when the agent asks
+        "vaka-update-install.service": "static",
         "nftables.service": "enabled",
         "systemd-networkd.service": "enabled",
         "systemd-resolved.service": "enabled",
@@ -101,6 +106,16 @@ def test_services_enabled_and_disabled(built: Built) -> None:
     assert systemctl(built, "get-default") == "multi-user.target"
     wants = built.rootfs / "etc/systemd/system/multi-user.target.wants"
     assert not any(p.name.startswith("ssh") for p in wants.iterdir())
+
+
+def test_os_release_names_the_roots_version(built: Built) -> None:
+    # The agent reports IMAGE_VERSION= and compares it with an update order's version.
+    release = (built.rootfs / "usr/lib/os-release").read_text().splitlines()
+    version = re.search(r'^version = "(.*)"$', (REPO / "agent/pyproject.toml").read_text(), re.M)
+    assert version is not None
+    assert f"IMAGE_VERSION={version.group(1)}" in release
+    assert "IMAGE_ID=vaka-amd64" in release
+    assert os.readlink(built.rootfs / "etc/os-release") == "../usr/lib/os-release"
 
 
 def test_ssh_is_off_and_keys_only(built: Built) -> None:

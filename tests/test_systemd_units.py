@@ -28,6 +28,9 @@ from pathlib import Path
 
 import pytest
 
+from vaka.agent.config import UpdateSection
+from vaka.agent.hw.installer import RaucInstaller
+
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = REPO / "systemd"
 AGENT = "vaka-agent.service"
@@ -208,6 +211,38 @@ def test_agent_unit_promises() -> None:
     assert s["IPAddressDeny"] == ["any"] and s["IPAddressAllow"] == ["localhost"]
     assert s["LimitCORE"] == ["0"], "no core files: the agent's memory may hold frames"
     assert "MemoryDenyWriteExecute" not in s and "ProcSubset" not in s  # see the sandbox tests
+
+
+def test_update_helper_promises(roots: dict[str, Path]) -> None:
+    """The root helper the agent asks to install a bundle (docs/image.md, "The agent asks RAUC"):
+    its figure (0.9, docs/hardening.md) and the paths it shares with the agent's defaults."""
+    helper = "vaka-update-install.service"
+    figure, _ = exposure(roots["shipped"], helper, OTHER_LIMIT)
+    assert figure <= 0.9
+    s = unit_settings(SYSTEMD / helper)
+    assert s["Type"] == ["oneshot"] and s["User"] == ["root"]
+    assert s["ExecStart"] == ["/usr/libexec/vaka/update-install"]
+    # Only reading past the agent's 0700 directory and its 0600 files; no other capability.
+    assert s["CapabilityBoundingSet"] == ["CAP_DAC_READ_SEARCH"] and s["AmbientCapabilities"] == [
+        ""
+    ]
+    assert s["PrivateNetwork"] == ["yes"] and s["RestrictAddressFamilies"] == ["AF_UNIX"]
+    assert s["RuntimeDirectory"] == ["vaka-update"] and s["RuntimeDirectoryMode"] == ["0755"]
+    assert s["RuntimeDirectoryPreserve"] == ["yes"]
+    assert "[Install]" not in (SYSTEMD / helper).read_text(), "started by its path unit only"
+
+    watch = configparser.ConfigParser()
+    watch.read(SYSTEMD / "vaka-update-install.path")
+    downloads = UpdateSection().download_dir
+    assert watch["Path"]["PathChanged"] == f"{downloads}/install.request"
+    assert watch["Path"]["Unit"] == helper
+    assert watch["Install"]["WantedBy"] == "multi-user.target"
+    installer = RaucInstaller()
+    assert installer.request_dir == downloads
+    assert installer.result == Path("/run") / s["RuntimeDirectory"][0] / "install.result"
+    # The agent reads the result: nothing in its sandbox hides /run/vaka-update.
+    agent = unit_settings(SYSTEMD / AGENT)
+    assert not any("/run" in path for path in agent.get("InaccessiblePaths", []))
 
 
 def test_board_watchdog_and_volatile_journal() -> None:

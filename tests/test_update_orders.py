@@ -13,7 +13,6 @@ import pytest
 from joserfc.jwk import OKPKey
 
 from vaka.agent.download import Download, DownloadRefused, Wanted
-from vaka.agent.hw.installer import InstallFailed, RaucInstaller
 from vaka.agent.updates import night_reason
 from vaka.errors import BadMessage
 from vaka.protocol.messages import UpdateMessage, UpdatePayload, decode, encode
@@ -115,25 +114,6 @@ def test_a_download_keeps_to_its_rate_limit(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def test_rauc_reads_slot_and_version_and_says_why_it_refused(tmp_path: Path) -> None:
-    release = tmp_path / "os-release"
-    release.write_text('ID=debian\nIMAGE_VERSION="2.1"\n')
-    cmdline = tmp_path / "cmdline"
-    cmdline.write_text("console=ttyS0 root=PARTUUID=x rauc.slot=B quiet\n")
-    rauc = tmp_path / "rauc"
-    rauc.write_text(
-        "#!/bin/sh\necho 'installing' >&2\necho 'signature verification failed' >&2\nexit 1\n"
-    )
-    rauc.chmod(0o755)
-    installer = RaucInstaller(str(rauc), os_release=release, cmdline=cmdline)
-    running = installer.running()
-    assert (running.version, running.slot) == ("2.1", "B")
-    with pytest.raises(InstallFailed, match="rauc refused the bundle: signature verification"):
-        installer.install(tmp_path / "b.raucb")
-    nothing = RaucInstaller(os_release=tmp_path / "none", cmdline=tmp_path / "none").running()
-    assert (nothing.version, nothing.slot) == (None, None)
 
 
 def test_an_update_order_travels_only_on_the_update_channel() -> None:

@@ -10,6 +10,7 @@
 #   VAKA_PROFILE   nightcam | tv
 #   VAKA_BOARD     rpi | generic
 #   VAKA_VARIANT   the variant's name (image/variants/), RAUC's `compatible` is vaka-VARIANT
+#   VAKA_VERSION   the root's version: IMAGE_ID=vaka-VARIANT and IMAGE_VERSION= in os-release
 #   VAKA_WHEELS    a directory with the project's wheel, constraints.txt (pins of the tested venv)
 #                  and ca.pem (the build host's trusted CAs, for pip; not left in the image)
 #   VAKA_SITE      optional: the municipality's files for /etc/vaka (agent.toml, server-ca.crt,
@@ -111,6 +112,14 @@ fi
 # --- the image's own files (fstab, network, sshd, technician account) ------------------------
 cp -a --no-preserve=ownership "$VAKA_HERE/overlay/." "$root/"
 
+# --- the root's version, as the agent reports it (health, and an update order's "running") -----
+# /etc/os-release is a link to /usr/lib/os-release in Debian: the file itself gets the lines.
+release=$root/usr/lib/os-release
+[ -L "$root/etc/os-release" ] || release=$root/etc/os-release
+sed -i '/^IMAGE_ID=/d; /^IMAGE_VERSION=/d' "$release"
+printf 'IMAGE_ID=vaka-%s\nIMAGE_VERSION=%s\n' "${VAKA_VARIANT:-amd64}" "${VAKA_VERSION:?}" >>"$release"
+say "os-release: IMAGE_VERSION=$VAKA_VERSION"
+
 # --- RAUC: the unit's slots and the keyring its update bundles must be signed under -------------
 # amd64 (UEFI): GRUB chooses the slot (image/grub.sh); the card is disk.sh --ab's. The Raspberry
 # Pi's boot path (tryboot or U-Boot) is not built, so its variants get no system.conf yet.
@@ -179,7 +188,7 @@ chown -R "0:$vaka_gid" "$root/etc/vaka"
 say "enabling and disabling services"
 systemctl --root="$root" set-default multi-user.target
 systemctl --root="$root" enable vaka-agent.service var-lib-vaka-credentials.mount \
-  vaka-technician-ssh.service vaka-mark-good.service nftables.service systemd-networkd.service \
+  vaka-technician-ssh.service vaka-mark-good.service vaka-update-install.path nftables.service systemd-networkd.service \
   systemd-resolved.service systemd-timesyncd.service
 if [ "$VAKA_BOARD" = rpi ]; then
   systemctl --root="$root" enable wpa_supplicant@wlan0.service

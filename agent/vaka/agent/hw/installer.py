@@ -2,14 +2,17 @@
 small interface: RAUC on a unit, a recording fake under ``--simulate``.
 
 The agent hands an installer only a bundle whose every byte hashed to what central's signed order
-named (:mod:`vaka.agent.updates`); RAUC then checks the bundle's own signature against the
-keyring in the image and writes the slot block by block (``verity`` bundles). Which root runs is
-read from the kernel's command line (``rauc.slot=A|B``, set by the boot loader) and the image's
+named (:mod:`vaka.agent.updates`). On a unit the agent asks the image's root helper, which checks
+the bundle's name and hash again; RAUC then checks the bundle's own signature against the keyring
+in the image and writes the slot block by block (``verity`` bundles). Which root runs is read
+from the kernel's command line (``rauc.slot=A|B``, set by the boot loader) and the image's
 ``/etc/os-release`` (``IMAGE_VERSION=``).
 """
 
 import logging
-import subprocess
+import os
+import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,50 +56,88 @@ class Installer:
         raise NotImplementedError
 
 
-def _tail(text: str, limit: int = 160) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else "no output")[:limit]
-
-
 class RaucInstaller(Installer):
-    """RAUC through its command line (``rauc install``), which asks RAUC's D-Bus service."""
+    """RAUC through the image's root helper: RAUC's D-Bus service and systemd's reboot answer only
+    root, and the agent runs sandboxed without privileges.
+
+    The agent writes a request (a fresh nonce and the bundle's path) into its download directory,
+    renamed into place whole; ``vaka-update-install.path`` starts the helper
+    (``/usr/libexec/vaka/update-install``, as root), which accepts only ``<sha256>.bundle`` in
+    that directory and checks the hash again, runs ``rauc install`` and answers in ``result``
+    with the same nonce: ``ok``, or ``refused`` and why (RAUC's last line). After ``ok`` the
+    helper reboots the unit itself, a few seconds later.
+    """
 
     def __init__(
         self,
-        rauc: str = "rauc",
-        reboot_command: tuple[str, ...] = ("systemctl", "reboot"),
-        timeout_s: float = 1800,
+        request_dir: Path = Path("/run/vaka/update"),
+        result: Path = Path("/run/vaka-update/install.result"),
+        # longer than the helper's own limit (TimeoutStartSec=45min) and its reboot delay
+        timeout_s: float = 3000,
+        poll_s: float = 0.5,
         os_release: Path = Path("/etc/os-release"),
         cmdline: Path = Path("/proc/cmdline"),
     ) -> None:
-        self.rauc = rauc
-        self.reboot_command = reboot_command
+        self.request_dir = request_dir
+        self.result = result
         self.timeout_s = timeout_s
+        self.poll_s = poll_s
         self.os_release = os_release
         self.cmdline = cmdline
 
     def install(self, bundle: Path) -> None:
+        nonce = secrets.token_hex(16)
+        request = self.request_dir / "install.request"
+        tmp = self.request_dir / f".install.request.{nonce}"
         try:
-            done = subprocess.run(
-                [self.rauc, "install", str(bundle)],
-                capture_output=True,
-                text=True,
-                timeout=self.timeout_s,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as err:
-            raise InstallFailed(f"rauc could not run: {err}") from None
-        if done.returncode != 0:
-            raise InstallFailed(f"rauc refused the bundle: {_tail(done.stderr or done.stdout)}")
+            tmp.write_text(f"nonce={nonce}\nbundle={bundle}\n")
+            os.replace(tmp, request)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise InstallFailed(f"could not ask the install helper: {err}") from None
+        log.info("asked the install helper to install %s (request %s)", bundle.name, nonce)
+        answer = self._answer(nonce)
+        if answer.get("result") == "ok":
+            return
+        reason = answer.get("reason") or "no reason given"
+        if reason.startswith("rauc: "):
+            raise InstallFailed(f"rauc refused the bundle: {reason.removeprefix('rauc: ')}")
+        raise InstallFailed(f"the install helper refused the bundle: {reason}")
+
+    def _answer(self, nonce: str) -> dict[str, str]:
+        """The helper's result for ``nonce``; an older result is not this request's."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            answer = _read_result(self.result)
+            if answer.get("nonce") == nonce:
+                return answer
+            if time.monotonic() >= deadline:
+                raise InstallFailed(
+                    f"no answer from the install helper within {self.timeout_s:.0f} s "
+                    "(vaka-update-install.service)"
+                )
+            time.sleep(self.poll_s)
 
     def reboot(self) -> None:
-        try:
-            subprocess.run(self.reboot_command, check=True, timeout=60)
-        except (OSError, subprocess.SubprocessError) as err:
-            raise InstallFailed(f"reboot failed: {err}") from None
+        # The helper reboots the unit after an install it answered ``ok``: systemd's reboot is
+        # root's, and the agent holds no rule that would let it ask.
+        log.info("the install helper reboots the unit into the new slot")
 
     def running(self) -> Running:
         return Running(_image_version(self.os_release), _booted_slot(self.cmdline))
+
+
+def _read_result(path: Path) -> dict[str, str]:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    answer: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep:
+            answer.setdefault(key, value[:240])
+    return answer
 
 
 def _image_version(os_release: Path) -> str | None:

@@ -67,7 +67,9 @@ def installer_for(config: AgentConfig) -> Installer:
     """RAUC on a unit; the recording fake (running ``[update] simulated_version``) simulated."""
     if config.unit.simulate:
         return FakeInstaller(config.update.simulated_version)
-    return RaucInstaller()
+    # The root helper accepts bundles only from the agent's download directory (its request
+    # file lives there too): a download_dir other than the image's needs the helper told as well.
+    return RaucInstaller(request_dir=config.update.download_dir)
 
 
 def screen_mode(config: AgentConfig) -> ScreenMode:

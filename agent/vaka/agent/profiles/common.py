@@ -193,7 +193,10 @@ def update_settings(config: AgentConfig, device_id: str) -> UpdateSettings:
     update = config.update
     directory = update.download_dir
     if config.unit.simulate and directory == UpdateSection().download_dir:
-        directory = Path(tempfile.gettempdir()) / f"vaka-update-{device_id}"
+        # A sandbox may leave no writable temporary directory (gettempdir() raises): the
+        # agent still starts, and a download there is refused with its reason instead.
+        with contextlib.suppress(FileNotFoundError):
+            directory = Path(tempfile.gettempdir()) / f"vaka-update-{device_id}"
     return UpdateSettings(
         directory,
         update.max_rate_kbps * 1000,
