@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from vaka.agent.app import Agent
 from vaka.agent.call.state import CallPhase, UnitCall
-from vaka.agent.config import UpdateSection, load_config
+from vaka.agent.config import load_config
 from vaka.agent.hw.display import TvState
 from vaka.agent.hw.fake_cec import FakeCecBus, FakeCecDisplay
 from vaka.agent.hw.fake_display import SimulatedDisplay
@@ -253,11 +253,13 @@ def test_a_simulated_unit_without_a_temporary_directory_still_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As in a read-only sandbox whose /tmp the agent's user cannot write (the image's test):
-    # the updater keeps the configured directory instead of stopping the agent at start.
+    # the updater's directory is named without probing /tmp (a probe writes a file, and raises
+    # where there is no writable one), so the agent starts and writes nothing at start.
     def no_tempdir() -> str:
         raise FileNotFoundError(2, "No usable temporary directory found")
 
-    config = load_config(_config(tmp_path, simulate=True))
-    assert update_settings(config, "u1").download_dir.name == "vaka-update-u1"
     monkeypatch.setattr(tempfile, "gettempdir", no_tempdir)
-    assert update_settings(config, "u1").download_dir == UpdateSection().download_dir
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    config = load_config(_config(tmp_path, simulate=True))
+    assert update_settings(config, "u1").download_dir == tmp_path / "tmp" / "vaka-update-u1"
+    assert not (tmp_path / "tmp").exists()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,10 +193,11 @@ def update_settings(config: AgentConfig, device_id: str) -> UpdateSettings:
     update = config.update
     directory = update.download_dir
     if config.unit.simulate and directory == UpdateSection().download_dir:
-        # A sandbox may leave no writable temporary directory (gettempdir() raises): the
-        # agent still starts, and a download there is refused with its reason instead.
-        with contextlib.suppress(FileNotFoundError):
-            directory = Path(tempfile.gettempdir()) / f"vaka-update-{device_id}"
+        # Named, not probed: tempfile.gettempdir() writes a file into /tmp to find a usable
+        # directory (a write at rest at every start), and raises in a sandbox without one. The
+        # directory is made only when a download starts, and refused with its reason then.
+        temporary = os.environ.get("TMPDIR") or "/tmp"  # noqa: S108 (a simulated unit only)
+        directory = Path(temporary) / f"vaka-update-{device_id}"
     return UpdateSettings(
         directory,
         update.max_rate_kbps * 1000,
