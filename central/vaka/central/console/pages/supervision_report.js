@@ -8,6 +8,13 @@ function isoDay(date) {
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
 }
 
+// The day (YYYY-MM-DD) of ``date`` in ``timeZone``.
+function dayIn(date, timeZone) {
+  const parts = new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" }).formatToParts(date);
+  const get = (type) => parts.find((p) => p.type === type).value;
+  return `${get("year")}-${get("month")}-${get("day")}`;
+}
+
 function minutesSeconds(seconds) {
   const whole = Math.round(seconds);
   if (whole < 60) return t("common.seconds_short", { s: whole });
@@ -38,6 +45,7 @@ export function render(main, ctx) {
   mount(main, h("h1", {}, t("nav.supervision-report")), form, error, summary, csv, h("div", { class: "table-wrap" }, table));
 
   let gone = false;
+  let chosen = false; // the range was set by the reader, or moved to central's day once
 
   function range() {
     return new URLSearchParams({ since: since.value, until: until.value }).toString();
@@ -60,6 +68,18 @@ export function render(main, ctx) {
       return;
     }
     if (gone) return;
+    // The default range is "the last week up to today" in central's zone (the report's dates
+    // are central's), not the browser's: around midnight the two name different days.
+    if (!chosen && answer.timezone) {
+      chosen = true;
+      const zoneToday = dayIn(new Date(), answer.timezone);
+      if (zoneToday !== until.value) {
+        const [y, m, d] = zoneToday.split("-").map(Number);
+        until.value = zoneToday;
+        since.value = isoDay(new Date(y, m - 1, d - 7));
+        return load();
+      }
+    }
     const list = answer.supervisions;
     const day = (value) => when(new Date(`${value}T12:00`), { time: false });
     summary.textContent = tn("report.summary", list.length, { since: day(since.value), until: day(until.value), zone: answer.timezone });
@@ -75,6 +95,7 @@ export function render(main, ctx) {
   }
 
   form.addEventListener("submit", (event) => {
+    chosen = true;
     event.preventDefault();
     load();
   });
