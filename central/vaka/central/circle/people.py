@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 from vaka.central.broker.mqtt import PublishToUnit
 from vaka.central.circle.calls import ContactCalls
 from vaka.central.circle.contacts import CONTACT_SCOPE
-from vaka.central.fleet.store import EventRecord
+from vaka.central.fleet.questions import UnitQuestions
 from vaka.errors import LinkError
 from vaka.protocol.messages import MessageMessage, MessagePayload
 from vaka.protocol.topics import Channel
@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 
 #: the side of a person's square picture on the People screen (pixels)
 PEOPLE_PX = 128
-#: how many requests may wait (a unit asks at most once per press)
-MAX_WAITING = 1000
 
 
 def small_picture(data_url: str) -> str | None:
@@ -56,8 +54,11 @@ def small_picture(data_url: str) -> str | None:
     return None
 
 
-class PeopleDesk:
+class PeopleDesk(UnitQuestions):
     """Answers the TVs' requests for their People screen."""
+
+    kind = "people"
+    what = "people list"
 
     def __init__(
         self, rules: ContactCalls, config_key: OKPKey | None, publish: PublishToUnit
@@ -65,30 +66,7 @@ class PeopleDesk:
         self.rules = rules
         self.config_key = config_key
         self.publish = publish
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._asked: asyncio.Queue[str] = asyncio.Queue(MAX_WAITING)
-
-    def on_event_record(self, record: EventRecord) -> None:
-        """An ingest hook: a unit's ``people`` request goes to :meth:`run`."""
-        if record.kind != "people" or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._take, record.device_id)
-
-    def _take(self, unit: str) -> None:
-        if self._asked.full():
-            log.warning("people requests pile up: %s's is dropped", unit)
-            return
-        self._asked.put_nowait(unit)
-
-    async def run(self) -> None:
-        """Answer requests until cancelled; a failed answer is logged and the next one goes on."""
-        self._loop = asyncio.get_running_loop()
-        while True:
-            unit = await self._asked.get()
-            try:
-                await self.send(unit)
-            except Exception:
-                log.exception("people list for %s could not be sent", unit)
+        super().__init__()
 
     def build(self, unit: str, now: float) -> People:
         """The people ``unit``'s TV may call now (blocking)."""

@@ -21,7 +21,7 @@ from vaka.central.audit.reports import supervisions
 from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import PublishToUnit
 from vaka.central.directory.directory import Directory
-from vaka.central.fleet.store import EventRecord
+from vaka.central.fleet.questions import UnitQuestions
 from vaka.errors import LinkError
 from vaka.protocol.messages import MessageMessage, MessagePayload
 from vaka.protocol.topics import Channel
@@ -37,12 +37,13 @@ log = logging.getLogger(__name__)
 
 #: The period a viewing log covers: the last day (the night before, on a morning).
 PERIOD_S = 24 * 3600.0
-#: How many requests may wait (a unit asks at most once per press).
-MAX_WAITING = 1000
 
 
-class ViewingLogDesk:
+class ViewingLogDesk(UnitQuestions):
     """Answers the units' viewing log requests."""
+
+    kind = "viewing_log"
+    what = "viewing log"
 
     def __init__(
         self,
@@ -55,30 +56,7 @@ class ViewingLogDesk:
         self.directory = directory
         self.config_key = config_key
         self.publish = publish
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._asked: asyncio.Queue[str] = asyncio.Queue(MAX_WAITING)
-
-    def on_event_record(self, record: EventRecord) -> None:
-        """An ingest hook: a unit's ``viewing_log`` request goes to :meth:`run`."""
-        if record.kind != "viewing_log" or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._take, record.device_id)
-
-    def _take(self, unit: str) -> None:
-        if self._asked.full():
-            log.warning("viewing log requests pile up: %s's is dropped", unit)
-            return
-        self._asked.put_nowait(unit)
-
-    async def run(self) -> None:
-        """Answer requests until cancelled; a failed answer is logged and the next one goes on."""
-        self._loop = asyncio.get_running_loop()
-        while True:
-            unit = await self._asked.get()
-            try:
-                await self.send(unit)
-            except Exception:
-                log.exception("viewing log for %s could not be sent", unit)
+        super().__init__()
 
     def build(self, unit: str, now: float) -> ViewingLog:
         """The viewing log of the last :data:`PERIOD_S` for ``unit``: the sessions of every
