@@ -11,6 +11,7 @@ import hashlib
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,14 @@ class Helper:
                 )
             )
 
+    def finished(self, runs: int, timeout_s: float = 30) -> None:
+        """Wait until the helper has run ``runs`` times to its end: it answers ``ok`` first and
+        reboots after, so the agent's answer comes before the reboot."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.runs) < runs:
+            assert time.monotonic() < deadline, f"the helper ran {len(self.runs)} times, not {runs}"
+            time.sleep(0.02)
+
     def called(self) -> list[str]:
         return self.calls.read_text().splitlines() if self.calls.exists() else []
 
@@ -120,12 +129,14 @@ def test_an_install_through_the_helper_is_ok_and_the_helper_reboots(helper: Help
     installer = helper.installer()
     path = bundle(helper.downloads)
     installer.install(path)
+    helper.finished(1)
     assert helper.called() == [f"rauc install {path}", "systemctl --no-block reboot"]
     installer.reboot()  # the helper's job: the agent asks nothing more
     assert helper.called()[-1] == "systemctl --no-block reboot"
     # A second install gets its own answer, not the first one's.
     second = bundle(helper.downloads, b"vaka-bundle 3.0\n")
     installer.install(second)
+    helper.finished(2)
     assert helper.called()[-2:] == [f"rauc install {second}", "systemctl --no-block reboot"]
 
 
