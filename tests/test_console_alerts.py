@@ -13,7 +13,7 @@ from playwright.async_api import Page, expect
 
 from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD
-from tests.test_alerts import FAR, SOON, central_with_alerts, nightcam, online
+from tests.test_alerts import FAR, SOON, central_with_alerts, nightcam, online, watch_schedules
 from tests.test_enrolment import generic_unit, pending_code
 from tests.test_notify import SECRET, WebhookReceiver, webhook_server
 from vaka import otp
@@ -51,6 +51,7 @@ async def test_a_unit_down_before_its_check_shows_on_the_fleet_page(
         async with nightcam(broker, SOON), nightcam(broker, FAR):
             for unit in (SOON, FAR):
                 await wait_for(functools.partial(online, central, unit), 10, what=f"{unit} online")
+            await watch_schedules(central)
             await console_log_in(page, central.url, "s-support")
             await expect(page.locator("h1")).to_have_text("Fleet")
             await expect(page.locator("#alerts-none")).to_be_visible()

@@ -23,7 +23,7 @@ from playwright.async_api import Browser, Page, expect
 from tests.browser import new_page, page_errors
 from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, UNIT, running_agent
-from tests.test_alerts import FAR, SOON, central_with_alerts, nightcam, online
+from tests.test_alerts import FAR, SOON, central_with_alerts, nightcam, online, watch_schedules
 from tests.test_console_round import load_round_directory, wait_until_playing
 from tests.test_enrolment import approve, generic_unit, pending_code, technician
 from tests.test_notify import WebhookReceiver, webhook_server
@@ -175,6 +175,7 @@ async def test_the_fleet_links_to_a_unit_page_whose_actions_change_its_lifecycle
                 await wait_for(
                     functools.partial(reported_health, central, unit), 10, what="a health report"
                 )
+            await watch_schedules(central)
         # Both stopped; the one with a check in a few minutes raises an alert.
         await wait_for(lambda: open_alert_ids(central, SOON), 15, what="an alert")
         (alert_id,) = await open_alert_ids(central, SOON)

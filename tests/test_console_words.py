@@ -16,7 +16,7 @@ from playwright.async_api import Page, expect
 from tests.browser import new_page, page_errors
 from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD
-from tests.test_alerts import FAR, SOON, central_with_alerts, nightcam, online
+from tests.test_alerts import FAR, SOON, central_with_alerts, nightcam, online, watch_schedules
 from tests.test_console_alerts import console_log_in as support_log_in
 from tests.test_console_duty import console_log_in
 from tests.test_console_visits import RULES
@@ -131,6 +131,7 @@ async def test_an_offline_unit_and_its_alert_say_why_in_the_readers_language(
         async with nightcam(broker, SOON), nightcam(broker, FAR):
             for unit in (SOON, FAR):
                 await wait_for(functools.partial(online, central, unit), 10, what=f"{unit} online")
+            await watch_schedules(central)
             await support_log_in(page, central.url, "s-support")
         # Both units stopped; the one with a check in a few minutes raises an alert.
         item = page.locator(f"#alerts-list li[data-unit={SOON}]")

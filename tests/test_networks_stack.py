@@ -142,7 +142,6 @@ async def _call_and_flap(
         update={"alerts": config.alerts.model_copy(update={"check_every_s": 1})}
     )
     central = await stack.start_central(config=config)
-    await load_directory(central)  # a night check of the unit is scheduled now
     # the unit's own gathering bound (2 s by default) covers its TURN allocation here
     media = {"ice_addresses": [UNIT_IP]}
     env = {"PYTHONPATH": str(_synced_clock(stack.directory))}
@@ -155,6 +154,9 @@ async def _call_and_flap(
         return (await _status(central))[0] == "online"
 
     await _until(healthy, 15, "the unit online and healthy")
+    # A night check of the unit is scheduled now: loaded once the unit is online, or the watch
+    # rightly raises "never connected" while it starts.
+    await load_directory(central)
     configure_ice([HOST_IP], gather_timeout_s=2.0)
 
     async with StaffClient(central.url) as staff:
