@@ -198,18 +198,25 @@ class ContactCredentials:
             raise CredentialRefused(
                 f"the password must be at least {PASSWORD_MIN_LENGTH} characters long"
             )
-        key = f"password:{contact_id}"
+        self._replace(
+            contact_id, "password", password_hash=_hasher.hash(password), created_at=time.time()
+        )
+
+    def _replace(
+        self, contact_id: str, kind: str, also: tuple[str, ...] = (), **values: Any
+    ) -> None:
+        """Write the contact's one credential of ``kind`` (its id ``<kind>:<contact>``, the
+        pending TOTP's ``totp-pending:``) in place of the one before, and drop ``also``."""
+        key = f"{kind.replace('_', '-')}:{contact_id}"
         with self.engine.begin() as conn:
             conn.execute(
-                delete(contact_credentials).where(contact_credentials.c.credential_id == key)
+                delete(contact_credentials).where(
+                    contact_credentials.c.credential_id.in_([key, *also])
+                )
             )
             conn.execute(
                 contact_credentials.insert().values(
-                    credential_id=key,
-                    contact_id=contact_id,
-                    kind="password",
-                    password_hash=_hasher.hash(password),
-                    created_at=time.time(),
+                    credential_id=key, contact_id=contact_id, kind=kind, **values
                 )
             )
 
@@ -243,20 +250,9 @@ class ContactCredentials:
             raise CredentialRefused("a one-time code goes with a password: set a password first")
         secret = pyotp.random_base32()
         uri = pyotp.TOTP(secret).provisioning_uri(name=contact_id, issuer_name=ISSUER)
-        key = f"totp-pending:{contact_id}"
-        with self.engine.begin() as conn:
-            conn.execute(
-                delete(contact_credentials).where(contact_credentials.c.credential_id == key)
-            )
-            conn.execute(
-                contact_credentials.insert().values(
-                    credential_id=key,
-                    contact_id=contact_id,
-                    kind="totp_pending",
-                    public_key=self._seal(secret),
-                    created_at=time.time(),
-                )
-            )
+        self._replace(
+            contact_id, "totp_pending", public_key=self._seal(secret), created_at=time.time()
+        )
         return {"secret": secret, "uri": uri, "qr_svg": qr_svg(uri)}
 
     def confirm_totp(self, contact_id: str, code: str, now: float | None = None) -> None:
@@ -273,24 +269,14 @@ class ContactCredentials:
         counter = _matching_counter(self._unseal(stored), code, at, after=-1)
         if counter is None:
             raise CredentialRefused("wrong one-time code")
-        with self.engine.begin() as conn:
-            conn.execute(
-                delete(contact_credentials).where(
-                    contact_credentials.c.credential_id.in_(
-                        [f"totp:{contact_id}", f"totp-pending:{contact_id}"]
-                    )
-                )
-            )
-            conn.execute(
-                contact_credentials.insert().values(
-                    credential_id=f"totp:{contact_id}",
-                    contact_id=contact_id,
-                    kind="totp",
-                    public_key=stored,
-                    sign_count=counter,
-                    created_at=at,
-                )
-            )
+        self._replace(
+            contact_id,
+            "totp",
+            also=(f"totp-pending:{contact_id}",),
+            public_key=stored,
+            sign_count=counter,
+            created_at=at,
+        )
 
     def check_totp(self, contact_id: str, code: str, now: float | None = None) -> bool:
         """Whether ``code`` is a fresh code of the contact's secret (each code counts once)."""
