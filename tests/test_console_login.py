@@ -83,7 +83,7 @@ async def test_an_address_outside_the_allowed_networks_is_refused(
 ) -> None:
     async with central_with(broker, tmp_path, allow={"night_staff": ["192.0.2.0/24"]}) as central:
         await log_in(page, central.url, "n-nurse", otp.code_now(TOTP_SECRET))
-        # the same answer as a wrong code (issue 13); the true reason is in the audit trail
+        # the same answer as a wrong code; the true reason is in the audit trail
         await expect(page.locator("#login-error")).to_have_text(LOGIN_REFUSED)
         refused = await asyncio.to_thread(central.audit.entries, kind="login_failed")
         assert [e.detail["reason"] for e in refused] == ["address not allowed for the role"]

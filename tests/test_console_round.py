@@ -347,7 +347,7 @@ async def test_a_call_channel_from_another_site_is_refused(
 async def test_outcome_is_refused_with_reasons(broker: Broker, central: CentralService) -> None:
     await load_round_directory(central)
     token = await staff_token(central.url, "s-nurse", PASSWORD)
-    # a JSON body must say so (issue 13: anything else is 415)
+    # a JSON body must say so (anything else is 415)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     async with aiohttp.ClientSession() as http:
 

@@ -1,5 +1,5 @@
 """A fleet that tells the truth, a unit's own page and the night check's outcome, in real Chromium
-at desktop and phone size, in Swedish and Danish (issue 14, items 5-7).
+at desktop and phone size, in Swedish and Danish.
 
 * The fleet table shows each unit's lifecycle and links to its page; on a phone it is a list of
   cards that fits the screen.

@@ -207,7 +207,7 @@ async def test_refusals(broker: Broker, central: CentralService, tmp_path: Path)
                 payload=EnrolRequestPayload(csr=wrong, profile="nightcam", agent_version="x")
             )
             await rogue.publish(f"vaka/v1/enrol/{real}/csr", encode(request), qos=1)
-            # refused as it arrives (issue 13): counted, and nothing is stored for the code
+            # refused as it arrives: counted, and nothing is stored for the code
             refusals = central.provisioner.refusals
             await wait_for(lambda: refusals.by_category["EnrolmentRefused"] == 1, 5)
             assert await _pending_other(central, code, other) == []
@@ -259,7 +259,7 @@ async def test_a_request_under_someone_elses_code_is_refused(
             )
         )
         await rogue.publish(f"vaka/v1/enrol/{victim_code}/csr", encode(request), qos=1)
-        # refused as it arrives (issue 13), with the reason, and nothing stored
+        # refused as it arrives, with the reason, and nothing stored
         assert central.provisioner is not None
         refusals = central.provisioner.refusals
         await wait_for(lambda: refusals.by_category["EnrolmentRefused"] == 1, 5)

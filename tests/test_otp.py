@@ -17,7 +17,7 @@ def test_current_then_next_then_previous_then_none() -> None:
 
 
 def test_bounded_retries_after_central_refused_the_log_in() -> None:
-    # central's one refusal does not say whether the code or the password was wrong (issue 13):
+    # central's one refusal does not say whether the code or the password was wrong:
     # another code may help (another process used this one, or it went stale), but each retry
     # would count towards the lock-out if the password was wrong
     refusal = "log-in refused: wrong staff id, password or one-time code"

@@ -1,4 +1,4 @@
-"""Issue 13.1 against the real stack: a unit's own certificate publishes forged ``call`` and
+"""Against the real stack: a unit's own certificate publishes forged ``call`` and
 ``shutter`` events (calls central never placed, a forged caller and purpose, a second start and a
 late end of a real call, and a flood); none enters the audit trail or the supervision report, each
 is counted, one alert is raised, only a bounded number of refusals is written down, and a real

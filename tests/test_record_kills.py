@@ -1,4 +1,4 @@
-"""Issue 13.2 against the real stack: nothing acknowledged is lost when the broker or central dies.
+"""Against the real stack: nothing acknowledged is lost when the broker or central dies.
 
 Ten night checks, each with a ``kill -9`` of the broker at a different moment (before the dial,
 while the camera looks, and from right at the hang-up to two seconds after it), then one with a

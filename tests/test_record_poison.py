@@ -1,4 +1,4 @@
-"""Issue 13.3 against the real stack: one unit cannot take central down, and central's side cannot
+"""Against the real stack: one unit cannot take central down, and central's side cannot
 take a unit down.
 
 One unit sends the worst cases (deep nesting, a 5000-digit integer, a huge float, NaN, an

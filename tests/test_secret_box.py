@@ -69,7 +69,7 @@ async def test_log_in_through_sealed_secrets(
             await staff.login("s-nurse", PASSWORD, totp_secret=TOTP_SECRET)
             assert staff.token is not None
     # The same database with another key: refused, nobody gets in; the reason is in central's
-    # log (the log-in itself gets central's one answer, which confirms no password: issue 13).
+    # log (the log-in itself gets central's one answer, which confirms no password).
     other = tmp_path / "other.key"
     write_new_key(other)
     async with _sealed_central(broker, tmp_path, other) as central:

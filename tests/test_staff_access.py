@@ -91,7 +91,7 @@ async def test_second_factor_is_required_checked_and_not_reusable(
     broker: Broker, tmp_path: Path
 ) -> None:
     async with central_with(broker, tmp_path) as central:
-        # One answer for every refusal (issue 13): the true reason is only in the audit trail.
+        # One answer for every refusal: the true reason is only in the audit trail.
         status, body = await post(central, "/api/login", login_body("n-nurse"))
         assert (status, body["error"]) == (401, LOGIN_REFUSED)
         status, body = await post(central, "/api/login", login_body("n-nurse", totp="000000"))
@@ -117,7 +117,7 @@ async def test_lock_out_after_failures_is_audited(broker: Broker, tmp_path: Path
             await post(central, "/api/login", login_body("n-nurse", "not the password"))
             for _ in range(3)
         ]
-        # The lock-out looks like any other refusal from outside (issue 13).
+        # The lock-out looks like any other refusal from outside.
         assert answers == [(401, {"error": LOGIN_REFUSED})] * 3
         # Even the right password and code are refused while locked.
         status, body = await post(

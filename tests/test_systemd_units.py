@@ -34,7 +34,7 @@ from vaka.agent.hw.installer import RaucInstaller
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = REPO / "systemd"
 AGENT = "vaka-agent.service"
-#: Highest exposure allowed per service (issue 6): the agent 1.5, every other service 2.0.
+#: Highest exposure allowed per service: the agent 1.5, every other service 2.0.
 LIMITS = {AGENT: 1.5}
 OTHER_LIMIT = 2.0
 ANALYZE = shutil.which("systemd-analyze")

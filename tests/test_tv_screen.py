@@ -385,7 +385,7 @@ async def test_the_screen_reads_back_what_it_shows(tv: Tv, tmp_path: Path) -> No
     assert screen_pixels(":4711", 10, 10) is None
 
 
-# -- issue 14: words, pressable buttons, the caller's face, day and night, enrolment -------------
+# -- words, pressable buttons, the caller's face, day and night, enrolment -------------
 
 WITH_BUTTONS: list[ScreenState] = [
     Idle(datetime(2025, 3, 3, 23, 5)),
