@@ -102,6 +102,8 @@ def test_services_enabled_and_disabled(built: Built) -> None:
         "ssh.socket": "masked",
         "apt-daily.timer": "masked",
         "dpkg-db-backup.timer": "masked",
+        "serial-getty@.service": "masked",
+        "console-getty.service": "masked",
     }
     assert systemctl(built, "get-default") == "multi-user.target"
     wants = built.rootfs / "etc/systemd/system/multi-user.target.wants"

@@ -211,6 +211,9 @@ systemctl --root="$root" mask ssh.socket sshswitch.service dphys-swapfile.servic
   apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service \
   dpkg-db-backup.timer dpkg-db-backup.service e2scrub_all.timer e2scrub_reap.service \
   man-db.timer
+# No login prompt on a serial console either (the kernel's `console=ttyS0` would start one): no
+# account has a password, but a unit offers no door it does not need.
+systemctl --root="$root" mask serial-getty@.service console-getty.service
 
 # --- names, resolver, identity ---------------------------------------------------------------
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
