@@ -219,13 +219,15 @@ async def test_two_citizens_call_each_other_tv_to_tv_two_way(
         await press_person(greta, "Karl")
         await wait_for(lambda: isinstance(screen(greta).state, Trouble), 15, what="refused")
         notice = screen(greta).state
-        assert (notice.reason_key, notice.name) == ("unavailable", "Karl")
+        assert (notice.reason_key, notice.name) == ("one_sided", "Karl")
         assert not isinstance(screen(karls).state, Incoming)
         await wait_for(lambda: isinstance(screen(greta).state, Idle), 15)
 
         # Bertil has only a night camera: never the callee.
         await press_person(greta, "Bertil")
         await wait_for(lambda: isinstance(screen(greta).state, Trouble), 15, what="refused")
+        notice = screen(greta).state
+        assert (notice.reason_key, notice.name) == ("unavailable", "Bertil")
 
     entries = await asyncio.to_thread(central.audit.entries)
     ended = [e for e in entries if e.kind == "citizen_call_ended"]

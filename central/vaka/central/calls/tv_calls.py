@@ -46,7 +46,7 @@ from vaka.central.directory.policy import Authorization, CallRefused
 from vaka.central.settings.calls import CallLimits
 from vaka.errors import LinkError
 from vaka.protocol.messages import SignalMessage, SignalPayload
-from vaka.protocol.reasons import Reason, from_column, to_column, with_code
+from vaka.protocol.reasons import Reason, from_column, reason_of, to_column, with_code
 from vaka.protocol.topics import Channel
 
 if TYPE_CHECKING:
@@ -59,6 +59,8 @@ TvToTvFactory = Callable[[RequestBook], "TvToTv"]
 
 #: what the unit hears when the contact cannot be reached (the audit trail has the reason)
 UNAVAILABLE = "unavailable"
+#: ... when the callee is another citizen whose circle does not name the caller's citizen
+ONE_SIDED = "one_sided"
 #: how long the creating instance waits for any instance to ring the contact's page
 ABSENT_S = 2.0
 #: how often an instance looks at a ringing request's row
@@ -159,7 +161,12 @@ class TvCalls:
             log.warning("cannot tell unit %s about %s: %s", unit, payload.call_id, err)
 
     async def _unavailable(self, unit: str, req: str, reason: str) -> None:
-        payload = SignalPayload(kind="error", call_id=req, state=UNAVAILABLE, reason=reason[:200])
+        # A TV says "not available" to every refusal but a one-sided relation between two
+        # citizens, which it words "cannot be called from this TV yet"; a TV that predates it
+        # reads only the kind.
+        code = reason.code if isinstance(reason, Reason) else None
+        state = ONE_SIDED if code == "citizen_one_sided" else UNAVAILABLE
+        payload = SignalPayload(kind="error", call_id=req, state=state, reason=reason[:200])
         await self._send_unit(unit, payload)
 
     async def _on_request(self, unit: str, payload: SignalPayload) -> None:
@@ -184,7 +191,7 @@ class TvCalls:
                 peer = await asyncio.to_thread(self.rules.authorize_peer, callee, unit, now)
         except CallRefused as err:
             await self._audit("contact_call_refused", **fields, reason=str(err))
-            await self._unavailable(unit, req, str(err))
+            await self._unavailable(unit, req, reason_of(err))
             return
         request = CallRequest(
             req, unit, contact.citizen_id, frozenset(), now, "ringing", None, None, None, callee

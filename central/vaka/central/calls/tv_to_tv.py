@@ -30,7 +30,6 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from joserfc.jwk import OKPKey
@@ -39,7 +38,8 @@ from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import PublishToUnit
 from vaka.central.calls.requests import CallRequest, RequestBook
 from vaka.central.calls.turn import RelayCredentials, relay_claim
-from vaka.central.circle.calls import CONTACT_PURPOSE, CONTACT_ROLE, ContactCalls, PeerCall
+from vaka.central.calls.tv_to_tv_call import NotTaken, TvToTvCall, refusal, ticket_claims
+from vaka.central.circle.calls import CONTACT_PURPOSE, ContactCalls, PeerCall
 from vaka.central.settings.calls import CallLimits
 from vaka.errors import BadMessage, LinkError
 from vaka.protocol.messages import SignalMessage, SignalPayload
@@ -60,33 +60,6 @@ RING_GRACE_S = 5.0
 HANGUP_WAIT_S = 5.0
 #: the calling unit's word for "unavailable" (as for a contact who cannot answer)
 UNAVAILABLE = "unavailable"
-
-
-@dataclass
-class _Call:
-    """One call between two TVs, as this instance runs it."""
-
-    request: CallRequest
-    peer: PeerCall
-    caller_cid: str
-    callee_cid: str
-    said: "asyncio.Queue[tuple[str, SignalPayload]]" = field(default_factory=asyncio.Queue)
-
-    def side(self, unit: str, call_id: str) -> str | None:
-        """``caller`` or ``callee`` for a message of ``unit`` about ``call_id`` (else ``None``)."""
-        if call_id == self.caller_cid and unit == self.request.unit:
-            return "caller"
-        if call_id == self.callee_cid and unit == self.peer.callee_unit:
-            return "callee"
-        return None
-
-
-class _Ended(Exception):
-    """The call ended before it was answered, with the reason the caller's citizen is told."""
-
-    def __init__(self, state: str, reason: Reason) -> None:
-        super().__init__(str(reason))
-        self.state, self.reason = state, reason
 
 
 class TvToTv:
@@ -111,8 +84,8 @@ class TvToTv:
         self.publish = publish
         self.ticket_key = ticket_key
         self.relay = relay
-        self._calls: dict[str, _Call] = {}  # by either side's call id
-        self._requests: dict[str, _Call] = {}  # by the caller's request id
+        self._calls: dict[str, TvToTvCall] = {}  # by either side's call id
+        self._requests: dict[str, TvToTvCall] = {}  # by the caller's request id
 
     def runs(self, request_id: str) -> bool:
         """Whether this instance runs the call of the request ``request_id``."""
@@ -149,7 +122,7 @@ class TvToTv:
     async def run(self, request: CallRequest, peer: PeerCall) -> None:
         """Run the call of ``request`` (this instance created its row) to its end."""
         base = f"{self.identity}.{uuid.uuid4().hex[:16]}"
-        call = _Call(request, peer, f"{base}-a", f"{base}-b")
+        call = TvToTvCall(request, peer, f"{base}-a", f"{base}-b")
         self._calls[call.caller_cid] = self._calls[call.callee_cid] = call
         self._requests[request.request_id] = call
         opened = False
@@ -171,7 +144,7 @@ class TvToTv:
                 )
                 opened = True
                 answer = await self._ring(call, offer)
-            except _Ended as ended:
+            except NotTaken as ended:
                 await self._not_taken(call, ended)
                 return
             await self._connect(call, answer, caller_relay)
@@ -185,35 +158,7 @@ class TvToTv:
                 await asyncio.to_thread(book.call_closed, peer.caller.contact_id, call.callee_cid)
                 await asyncio.to_thread(book.call_closed, peer.callee.contact_id, call.caller_cid)
 
-    def _claims(
-        self, call: _Call, side: str, fp: str, relay: RelayClaim | None, now: float
-    ) -> TicketClaims:
-        """A ticket for one side: the other side's contact as the caller, the call's limits."""
-        peer = call.peer
-        unit, cid, who = (
-            (call.request.unit, call.caller_cid, peer.callee)
-            if side == "caller"
-            else (peer.callee_unit, call.callee_cid, peer.caller)
-        )
-        return TicketClaims(
-            aud=unit,
-            sub=who.contact_id,
-            name=who.display_name,
-            role=CONTACT_ROLE,
-            purpose=CONTACT_PURPOSE,
-            cid=cid,
-            iat=int(now),
-            nbf=int(now),
-            exp=int(now) + self.limits.ticket_ttl_s,
-            win=(int(now), int(now) + peer.max_s),
-            maxd=peer.max_s,
-            fp=fp,
-            req=call.request.request_id if side == "caller" else None,
-            rly=relay,
-            aa=peer.auto_answer_s if side == "callee" else None,
-        )
-
-    async def _issued(self, call: _Call, claims: TicketClaims, step: str) -> None:
+    async def _issued(self, call: TvToTvCall, claims: TicketClaims, step: str) -> None:
         citizen = (
             call.request.citizen if claims.aud == call.request.unit else call.peer.caller.citizen_id
         )
@@ -231,21 +176,21 @@ class TvToTv:
             step=step,
         )
 
-    async def _next(self, call: _Call, timeout: float) -> tuple[str, SignalPayload]:
-        """The next word of a side; :class:`_Ended` on the caller's cancel or the timeout."""
+    async def _next(self, call: TvToTvCall, timeout: float) -> tuple[str, SignalPayload]:
+        """The next word of a side; :class:`NotTaken` on the caller's cancel or the timeout."""
         try:
             async with asyncio.timeout(timeout):
                 side, said = await call.said.get()
         except TimeoutError:
             no_answer = Reason("the citizen did not answer", "contact_no_answer")
-            raise _Ended("unanswered", no_answer) from None
+            raise NotTaken("unanswered", no_answer) from None
         if side == "request":
-            raise _Ended("cancelled", Reason("cancelled on the TV", "ring_cancelled"))
+            raise NotTaken("cancelled", Reason("cancelled on the TV", "ring_cancelled"))
         return side, said
 
-    async def _ask_offer(self, call: _Call, relay: RelayClaim | None, now: float) -> str:
+    async def _ask_offer(self, call: TvToTvCall, relay: RelayClaim | None, now: float) -> str:
         """Ask the calling unit for its offer; the offer's SDP."""
-        claims = self._claims(call, "caller", "", relay, now)
+        claims = ticket_claims(self.limits, call, "caller", "", relay, now)
         await self._issued(call, claims, "offer")
         ask = SignalPayload(
             kind="request",
@@ -262,21 +207,23 @@ class TvToTv:
                 return said.sdp
             if side == "caller" and said.kind in ("error", "hangup"):
                 why = said.reason or said.kind
-                raise _Ended(
+                raise NotTaken(
                     "refused",
                     Reason(f"the calling TV could not make the call: {why}", "tv_cannot_call"),
                 )
 
-    async def _ring(self, call: _Call, offer: str) -> SignalPayload:
+    async def _ring(self, call: TvToTvCall, offer: str) -> SignalPayload:
         """Ring the callee's TV with the caller's offer; its answer."""
         peer, now = call.peer, time.time()
         try:
             fp = preferred_fingerprint(check_sdp(offer))
         except BadMessage as err:
-            raise _Ended("refused", Reason(f"bad offer from the calling TV: {err}", None)) from None
+            raise NotTaken(
+                "refused", Reason(f"bad offer from the calling TV: {err}", None)
+            ) from None
         expires_at = int(now) + self.limits.ticket_ttl_s
         credential = await self.relay.mint(call.callee_cid, "unit", expires_at, now)
-        claims = self._claims(call, "callee", fp, relay_claim(credential), now)
+        claims = ticket_claims(self.limits, call, "callee", fp, relay_claim(credential), now)
         await self._issued(call, claims, "ring")
         ring_s = self.limits.ring_timeout_s
         await self._send(
@@ -301,13 +248,13 @@ class TvToTv:
                 elif said.kind == "answer" and said.sdp:
                     return said
                 elif said.kind in ("error", "hangup"):
-                    raise _Ended(*_refusal(said, peer.callee.display_name))
-        except _Ended:
+                    raise NotTaken(*refusal(said, peer.callee.display_name))
+        except NotTaken:
             hangup = SignalPayload(kind="hangup", call_id=call.callee_cid, reason="cancelled")
             await self._send(peer.callee_unit, hangup)
             raise
 
-    async def _rang(self, call: _Call) -> None:
+    async def _rang(self, call: TvToTvCall) -> None:
         request = call.request
         await asyncio.to_thread(self.book.rung, request.request_id, time.time())
         await self._audit(
@@ -322,7 +269,7 @@ class TvToTv:
         said = SignalPayload(kind="state", call_id=request.request_id, state="ringing")
         await self._send(request.unit, said)
 
-    async def _not_taken(self, call: _Call, ended: _Ended) -> None:
+    async def _not_taken(self, call: TvToTvCall, ended: NotTaken) -> None:
         """Settle the request: the calling unit hears why (unless it cancelled)."""
         request = call.request
         if not await asyncio.to_thread(
@@ -346,7 +293,9 @@ class TvToTv:
             )
             await self._send(request.unit, said)
 
-    async def _connect(self, call: _Call, answer: SignalPayload, relay: RelayClaim | None) -> None:
+    async def _connect(
+        self, call: TvToTvCall, answer: SignalPayload, relay: RelayClaim | None
+    ) -> None:
         """The callee took the call: the caller gets its answer with a ticket naming it."""
         request, peer, now = call.request, call.peer, time.time()
         assert answer.sdp is not None
@@ -358,7 +307,7 @@ class TvToTv:
             peer.callee.display_name,
             now,
         )
-        claims = self._claims(call, "caller", fp, relay, now)
+        claims = ticket_claims(self.limits, call, "caller", fp, relay, now)
         await self._issued(call, claims, "answer")
         await self._audit(
             "contact_call_accepted",
@@ -376,7 +325,7 @@ class TvToTv:
         )
         await self._send(request.unit, said)
 
-    async def _follow(self, call: _Call) -> None:
+    async def _follow(self, call: TvToTvCall) -> None:
         """Until one side hangs up: relay it to the other, then write the call's one entry."""
         answered = time.time()
         limit = call.peer.max_s + RING_GRACE_S
@@ -413,15 +362,3 @@ class TvToTv:
             ended_by=first,
             reason=reason[:200],
         )
-
-
-def _refusal(said: SignalPayload, name: str) -> tuple[str, Reason]:
-    """How the callee's ``hangup``/``error`` settles the request, and the reason for it."""
-    text = said.reason or said.kind
-    if said.outcome == "declined" or "do not disturb" in text or "evening" in text:
-        return "declined", Reason(f"{name} did not take the call", "contact_declined")
-    if said.outcome == "no_answer":
-        return "unanswered", Reason(f"{name} did not answer", "contact_no_answer")
-    if said.outcome == "busy":
-        return "declined", Reason(f"{name} is busy in another call", "contact_busy")
-    return "refused", Reason(f"{name}'s TV did not take the call: {text}"[:200], "tv_not_taken")
