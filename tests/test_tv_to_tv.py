@@ -11,12 +11,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import pytest
+from playwright.async_api import expect
 
 from tests.circle import ANY_HOUR, StaffApi, picture
 from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, agent_config
-from tests.test_console_duty import received_frames
+from tests.test_console_duty import console_log_in, received_frames
 from vaka.agent.app import Agent
 from vaka.agent.media.audio import AudioSink
 from vaka.agent.ui import ButtonId, Calling, Idle, InCall, Incoming, PeopleShown, Trouble
@@ -30,6 +32,10 @@ from vaka.devstack.polling import wait_for
 from vaka.devstack.stack import LocalStack
 from vaka.devstack.units import running_agent
 
+pytest.register_assert_rewrite("tests.browser")
+from tests.browser import new_page, page_errors  # noqa: E402
+
+pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.timeout(180)
 
 GRETA, GRETA_TV = "c-3003", "u-tv"
@@ -75,14 +81,13 @@ async def central(stack: LocalStack) -> AsyncIterator[CentralService]:
         yield service
 
 
-async def _load(central: CentralService, consent: tuple[str, ...]) -> StaffApi:
+async def _load(central: CentralService, consent: tuple[str, ...]) -> None:
     directory = central.directory
     await asyncio.to_thread(directory.load, homes())
     await asyncio.to_thread(directory.assign_unit, BERTIL_CAM, BERTIL, "g-day", "nightcam")
     for citizen in consent:
         give = directory.consent.give
         await asyncio.to_thread(give, citizen, "citizen", "contact_call", time.time() - 1)
-    return await StaffApi.log_in(central.url, DAY)
 
 
 async def _citizen_contact(
@@ -115,6 +120,18 @@ def screen(agent: Agent) -> Any:
     return agent.tv.screen
 
 
+def remote_picture(agent: Agent) -> Any:
+    """The other side's latest picture on the TV's in-call screen."""
+    state = screen(agent).state
+    assert isinstance(state, InCall) and state.remote_frame is not None
+    return state.remote_frame.copy()
+
+
+def rings(agent: Agent) -> int:
+    """How often the TV has rung so far."""
+    return sum(isinstance(state, Incoming) for _, state in screen(agent).history)
+
+
 async def press_person(agent: Agent, name: str) -> None:
     """People, then the person called ``name``."""
     screen(agent).press(ButtonId.PEOPLE)
@@ -127,7 +144,8 @@ async def press_person(agent: Agent, name: str) -> None:
 async def test_a_citizen_contact_needs_consent_in_both_homes_and_has_no_log_in(
     central: CentralService,
 ) -> None:
-    staff = await _load(central, (GRETA,))
+    await _load(central, (GRETA,))
+    staff = await StaffApi.log_in(central.url, DAY)
     body = {
         "display_name": "Karl",
         "citizen_name": "Greta",
@@ -163,10 +181,54 @@ async def test_a_citizen_contact_needs_consent_in_both_homes_and_has_no_log_in(
     assert [(c["id"], c["mutual"]) for c in listed["contacts"]] == [(karl["id"], True)]
 
 
+async def test_a_nurse_adds_another_citizens_tv_in_the_console_in_swedish(
+    central: CentralService, browser: Any
+) -> None:
+    await _load(central, (GRETA, KARL))
+    page = await new_page(browser, "phone", "sv")
+    await console_log_in(page, central.url, DAY)
+    await page.click("#nav a[data-page=circle]")
+    await expect(page.locator("#circle-citizen")).to_have_value(GRETA)
+    await page.fill("#circle-display_name", "Karl")
+    await page.fill("#circle-relation", "vän på dagverksamheten")
+    await page.fill("#circle-citizen_name", "Greta")
+    await page.fill("#circle-from", "00:00")
+    await page.fill("#circle-until", "24:00")
+    await page.select_option("#circle-peer_citizen", KARL)
+    await page.click("#circle-add-button")
+    await expect(page.locator("#circle-note")).to_have_text(
+        "Karls TV lades till. Den har ingen inloggning att lämna över."
+    )
+    card = page.locator("#circle-contacts li.card")
+    await expect(card).to_have_count(1)
+    await expect(card.locator(".hint").first).to_contain_text(f"TV:n hos brukare {KARL}")
+    # One-sided until Karl's circle names Greta: the card says so in Swedish; no log-in.
+    await expect(card.locator("p.error")).to_have_text(
+        "Karls krets har inte med Greta: ett samtal mellan två brukare kräver relationen åt "
+        "båda hållen"
+    )
+    await expect(card.get_by_role("button", name="Inbjudan")).to_have_count(0)
+
+    await page.select_option("#circle-citizen", KARL)
+    await expect(card).to_have_count(0)
+    await page.fill("#circle-display_name", "Greta")
+    await page.fill("#circle-relation", "vän")
+    await page.fill("#circle-citizen_name", "Karl")
+    await page.select_option("#circle-peer_citizen", GRETA)
+    await page.click("#circle-add-button")
+    await expect(card).to_have_count(1)
+    await page.select_option("#circle-citizen", GRETA)
+    await expect(card.locator("p.hint").nth(1)).to_have_text(
+        "deras krets har med den här brukaren också: TV-apparaterna kan ringa varandra"
+    )
+    assert page_errors(page) == []
+
+
 async def test_two_citizens_call_each_other_tv_to_tv_two_way(
     broker: Broker, central: CentralService
 ) -> None:
-    staff = await _load(central, (GRETA, KARL, BERTIL))
+    await _load(central, (GRETA, KARL, BERTIL))
+    staff = await StaffApi.log_in(central.url, DAY)
     karl = await _citizen_contact(staff, GRETA, KARL, "Karl", "Greta")
     await staff.add_contact(
         KARL,
@@ -201,6 +263,14 @@ async def test_two_citizens_call_each_other_tv_to_tv_two_way(
         # Pictures and sound both ways, unit to unit.
         for tv in (greta, karls):
             await wait_for(lambda tv=tv: received_frames(tv) > 5, 15, what="the other's frames")
+            # The other unit's moving test pattern on this TV's screen, frame after frame.
+            first = remote_picture(tv)
+            await wait_for(
+                lambda tv=tv, first=first: not np.array_equal(remote_picture(tv), first),
+                5,
+                what="the picture moves",
+            )
+            assert first.std() > 10  # a pattern, not a blank frame
             assert tv.tv is not None
             speaker = tv.tv.call_media.speaker
             assert isinstance(speaker, AudioSink)
@@ -210,17 +280,45 @@ async def test_two_citizens_call_each_other_tv_to_tv_two_way(
         for tv in (greta, karls):
             await wait_for(lambda tv=tv: isinstance(screen(tv).state, Idle), 15, what="ended")
 
-        # A relation on one side only: Karl removes Greta from his circle; her call is refused.
-        karls_greta = [
-            c for c in (await staff.request("GET", f"/api/citizens/{KARL}/contacts"))[1]["contacts"]
-        ]
-        status, _ = await staff.request("DELETE", f"/api/contacts/{karls_greta[0]['id']}")
-        assert status == 200
+        # Karl declines the next call: Greta's TV says he is not available.
+        await press_person(greta, "Karl")
+        await wait_for(lambda: isinstance(screen(karls).state, Incoming), 15, what="ringing")
+        screen(karls).press(ButtonId.DECLINE)
+        await wait_for(lambda: isinstance(screen(greta).state, Trouble), 15, what="declined")
+        notice = screen(greta).state
+        assert (notice.reason_key, notice.name) == ("unavailable", "Karl")
+        await wait_for(lambda: isinstance(screen(greta).state, Idle), 15)
+
+        # A calling TV that predates calls between citizens only answers offers: it refuses
+        # central's ask for an offer, and its citizen hears that Karl is not available.
+        assert greta.calls is not None
+        outgoing, greta.calls.outgoing = greta.calls.outgoing, None
+        rang = rings(karls)
+        await press_person(greta, "Karl")
+        await wait_for(lambda: isinstance(screen(greta).state, Trouble), 15, what="refused")
+        assert rings(karls) == rang
+        greta.calls.outgoing = outgoing
+        await wait_for(lambda: isinstance(screen(greta).state, Idle), 15)
+
+        # Karl's circle loses Greta mid-call: the call ends on both TVs at once.
+        await press_person(greta, "Karl")
+        await wait_for(lambda: isinstance(screen(karls).state, Incoming), 15, what="ringing")
+        screen(karls).press(ButtonId.ANSWER)
+        for tv in (greta, karls):
+            await wait_for(lambda tv=tv: isinstance(screen(tv).state, InCall), 15, what="in call")
+        listed = (await staff.request("GET", f"/api/citizens/{KARL}/contacts"))[1]["contacts"]
+        status, removed = await staff.request("DELETE", f"/api/contacts/{listed[0]['id']}")
+        assert status == 200 and removed["call_ended"], removed
+        for tv in (greta, karls):
+            await wait_for(lambda tv=tv: isinstance(screen(tv).state, Idle), 15, what="ended")
+
+        # Now the relation is on Greta's side only: her call is refused, in her TV's words.
+        rang = rings(karls)
         await press_person(greta, "Karl")
         await wait_for(lambda: isinstance(screen(greta).state, Trouble), 15, what="refused")
         notice = screen(greta).state
         assert (notice.reason_key, notice.name) == ("one_sided", "Karl")
-        assert not isinstance(screen(karls).state, Incoming)
+        assert rings(karls) == rang
         await wait_for(lambda: isinstance(screen(greta).state, Idle), 15)
 
         # Bertil has only a night camera: never the callee.
@@ -231,7 +329,9 @@ async def test_two_citizens_call_each_other_tv_to_tv_two_way(
 
     entries = await asyncio.to_thread(central.audit.entries)
     ended = [e for e in entries if e.kind == "citizen_call_ended"]
-    assert len(ended) == 1, [e.kind for e in entries]
+    # exactly one entry per call that was answered (the first and the one ended by the removal)
+    assert len(ended) == 2 and len({e.call_id for e in ended}) == 2, [e.kind for e in entries]
+    assert ended[1].detail["ended_by"] == "callee"
     call = ended[0]
     assert (call.unit, call.detail["callee_unit"]) == (GRETA_TV, KARL_TV)
     assert (call.detail["caller_citizen"], call.detail["callee_citizen"]) == (GRETA, KARL)
@@ -241,7 +341,13 @@ async def test_two_citizens_call_each_other_tv_to_tv_two_way(
         of_call = await asyncio.to_thread(central.audit.entries_of_call, call_id)
         kinds = [e.kind for e in of_call if e.unit == unit]
         assert "ticket_issued" in kinds and "call_started" in kinds and "call_ended" in kinds
-    refused = [e for e in entries if e.kind == "contact_call_refused"]
+    declined = [e for e in entries if e.kind == "contact_call_declined"]
+    assert [e.detail.get("contact") for e in declined] == [karl["id"]]
+    first_refusal = next(e for e in entries if e.kind == "contact_call_refused")
+    assert first_refusal.detail.get("reason") == (
+        "the calling TV could not make the call: unexpected 'request' message"
+    )
+    refused = [e for e in entries if e.kind == "contact_call_refused"][1:]
     assert [(e.detail.get("contact"), e.detail.get("reason")) for e in refused] == [
         (
             karl["id"],

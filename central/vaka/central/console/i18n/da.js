@@ -593,4 +593,10 @@ export default {
   "circle.code": "Kode:",
   "circle.invitation_hint": "Overræk den personligt eller læs koden op i telefonen, aldrig via e-mail. Gælder én gang, til {until}. Den vises kun nu.",
   "circle.print": "Udskriv",
+  "circle.peer_citizen": "Eller en anden borgers tv",
+  "circle.peer_hint": "de to tv ringer til hinanden; kræver samtykke i begge hjem, og den anden borgers kreds skal også nævne denne borger",
+  "circle.peer_none": "Nej: en person med egen telefon, tablet eller pc",
+  "circle.added_citizen": "{name}s tv blev tilføjet. Det har intet log-in at udlevere.",
+  "circle.citizen_tv": "tv'et hos borger {citizen}",
+  "circle.mutual": "deres kreds nævner også denne borger: de to tv kan ringe til hinanden",
 };

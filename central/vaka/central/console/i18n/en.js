@@ -593,4 +593,10 @@ export default {
   "circle.code": "Code:",
   "circle.invitation_hint": "Hand it over in person or read the code out on the phone; never by e-mail. Valid once, until {until}. It is shown only now.",
   "circle.print": "Print",
+  "circle.peer_citizen": "Or another citizen's TV",
+  "circle.peer_hint": "the two TVs call each other; needs both homes' consent, and the other citizen's circle must name this citizen too",
+  "circle.peer_none": "No: a person with their own phone, tablet or PC",
+  "circle.added_citizen": "{name}'s TV was added. It has no log-in to hand over.",
+  "circle.citizen_tv": "the TV of citizen {citizen}",
+  "circle.mutual": "their circle names this citizen too: the TVs may call each other",
 };

@@ -593,4 +593,10 @@ export default {
   "circle.code": "Kod:",
   "circle.invitation_hint": "Lämna den personligen eller läs upp koden i telefon, aldrig via e-post. Gäller en gång, till {until}. Den visas bara nu.",
   "circle.print": "Skriv ut",
+  "circle.peer_citizen": "Eller en annan brukares TV",
+  "circle.peer_hint": "de två TV-apparaterna ringer varandra; kräver samtycke i båda hemmen, och den andra brukarens krets måste ha med den här brukaren också",
+  "circle.peer_none": "Nej: en person med egen telefon, surfplatta eller dator",
+  "circle.added_citizen": "{name}s TV lades till. Den har ingen inloggning att lämna över.",
+  "circle.citizen_tv": "TV:n hos brukare {citizen}",
+  "circle.mutual": "deras krets har med den här brukaren också: TV-apparaterna kan ringa varandra",
 };
