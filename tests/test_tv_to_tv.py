@@ -328,7 +328,7 @@ async def test_two_citizens_call_each_other_tv_to_tv_two_way(
         assert (notice.reason_key, notice.name) == ("unavailable", "Bertil")
 
     entries = await asyncio.to_thread(central.audit.entries)
-    ended = [e for e in entries if e.kind == "citizen_call_ended"]
+    ended = [e for e in entries if e.kind == "tv_to_tv_call_ended"]
     # exactly one entry per call that was answered (the first and the one ended by the removal)
     assert len(ended) == 2 and len({e.call_id for e in ended}) == 2, [e.kind for e in entries]
     assert ended[1].detail["ended_by"] == "callee"

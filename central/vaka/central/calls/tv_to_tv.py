@@ -20,7 +20,7 @@ Each side keeps its own call id (``<instance>.<hex>-a`` / ``-b``), so each unit'
 are judged against its own ticket as for every call. A hang-up from either side is relayed to
 the other. Neither camera runs without the other side present: each unit waits for the other's
 heartbeat on the call's presence channel (:mod:`vaka.agent.call.presence`). Central writes one
-``citizen_call_ended`` entry per call (who, when, how long; never content) when the first side
+``tv_to_tv_call_ended`` entry per call (who, when, how long; never content) when the first side
 hangs up. The instance that made the call ids runs the call (its ids name it); only it acts on
 the units' messages for them.
 """
@@ -347,7 +347,7 @@ class TvToTv:
                 )
                 await self._send(units[side], hangup)
         await self._audit(
-            "citizen_call_ended",
+            "tv_to_tv_call_ended",
             actor=call.peer.caller.contact_id,
             unit=call.request.unit,
             purpose=CONTACT_PURPOSE,
