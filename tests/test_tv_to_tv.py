@@ -127,6 +127,26 @@ def remote_picture(agent: Agent) -> Any:
     return state.remote_frame.copy()
 
 
+async def both(one: Agent, other: Agent, state: type, what: str) -> None:
+    """Wait until both TVs' screens show ``state``."""
+    await wait_for(lambda: isinstance(screen(one).state, state), 15, what=f"{what} ({one})")
+    await wait_for(lambda: isinstance(screen(other).state, state), 15, what=f"{what} ({other})")
+
+
+async def sees_and_hears_the_other(tv: Agent) -> None:
+    """The other unit's moving test pattern on this TV's screen and its sound at the speaker."""
+    await wait_for(lambda: received_frames(tv) > 5, 15, what="the other's frames")
+    first = remote_picture(tv)
+    assert first.std() > 10  # a pattern, not a blank frame
+    await wait_for(
+        lambda: not np.array_equal(remote_picture(tv), first), 5, what="the picture moves"
+    )
+    assert tv.tv is not None
+    speaker = tv.tv.call_media.speaker
+    assert isinstance(speaker, AudioSink)
+    await wait_for(lambda: speaker.frames > 50, 10, what="the other's sound")
+
+
 def rings(agent: Agent) -> int:
     """How often the TV has rung so far."""
     return sum(isinstance(state, Incoming) for _, state in screen(agent).history)
@@ -258,27 +278,13 @@ async def test_two_citizens_call_each_other_tv_to_tv_two_way(
         assert isinstance(calling, Calling) and calling.callee == "Karl"
 
         screen(karls).press(ButtonId.ANSWER)
-        for tv in (greta, karls):
-            await wait_for(lambda tv=tv: isinstance(screen(tv).state, InCall), 15, what="in call")
+        await both(greta, karls, InCall, "in call")
         # Pictures and sound both ways, unit to unit.
         for tv in (greta, karls):
-            await wait_for(lambda tv=tv: received_frames(tv) > 5, 15, what="the other's frames")
-            # The other unit's moving test pattern on this TV's screen, frame after frame.
-            first = remote_picture(tv)
-            await wait_for(
-                lambda tv=tv, first=first: not np.array_equal(remote_picture(tv), first),
-                5,
-                what="the picture moves",
-            )
-            assert first.std() > 10  # a pattern, not a blank frame
-            assert tv.tv is not None
-            speaker = tv.tv.call_media.speaker
-            assert isinstance(speaker, AudioSink)
-            await wait_for(lambda s=speaker: s.frames > 50, 10, what="the other's sound")
+            await sees_and_hears_the_other(tv)
         await asyncio.sleep(0.5)  # a call of some length
         screen(greta).press(ButtonId.HANG_UP)
-        for tv in (greta, karls):
-            await wait_for(lambda tv=tv: isinstance(screen(tv).state, Idle), 15, what="ended")
+        await both(greta, karls, Idle, "ended")
 
         # Karl declines the next call: Greta's TV says he is not available.
         await press_person(greta, "Karl")
@@ -304,13 +310,11 @@ async def test_two_citizens_call_each_other_tv_to_tv_two_way(
         await press_person(greta, "Karl")
         await wait_for(lambda: isinstance(screen(karls).state, Incoming), 15, what="ringing")
         screen(karls).press(ButtonId.ANSWER)
-        for tv in (greta, karls):
-            await wait_for(lambda tv=tv: isinstance(screen(tv).state, InCall), 15, what="in call")
+        await both(greta, karls, InCall, "in call")
         listed = (await staff.request("GET", f"/api/citizens/{KARL}/contacts"))[1]["contacts"]
         status, removed = await staff.request("DELETE", f"/api/contacts/{listed[0]['id']}")
         assert status == 200 and removed["call_ended"], removed
-        for tv in (greta, karls):
-            await wait_for(lambda tv=tv: isinstance(screen(tv).state, Idle), 15, what="ended")
+        await both(greta, karls, Idle, "ended")
 
         # Now the relation is on Greta's side only: her call is refused, in her TV's words.
         rang = rings(karls)
@@ -337,7 +341,8 @@ async def test_two_citizens_call_each_other_tv_to_tv_two_way(
     assert (call.detail["caller_citizen"], call.detail["callee_citizen"]) == (GRETA, KARL)
     assert call.detail["duration_s"] > 0.5 and call.detail["ended_by"] == "caller"
     # Each unit's own record of the call, under its own call id and ticket.
-    for unit, call_id in ((GRETA_TV, call.call_id), (KARL_TV, call.detail["callee_call_id"])):
+    sides = ((GRETA_TV, str(call.call_id)), (KARL_TV, str(call.detail["callee_call_id"])))
+    for unit, call_id in sides:
         of_call = await asyncio.to_thread(central.audit.entries_of_call, call_id)
         kinds = [e.kind for e in of_call if e.unit == unit]
         assert "ticket_issued" in kinds and "call_started" in kinds and "call_ended" in kinds
