@@ -56,8 +56,6 @@ OFFER_STATE = "offer"
 OFFER_TIMEOUT_S = 10.0
 #: how much longer than the ringing deadline central waits for the callee to say anything
 RING_GRACE_S = 5.0
-#: after one side hung up, how long central waits for the other's hang-up before it writes the end
-HANGUP_WAIT_S = 5.0
 #: the calling unit's word for "unavailable" (as for a contact who cannot answer)
 UNAVAILABLE = "unavailable"
 
@@ -143,11 +141,12 @@ class TvToTv:
                     request.unit,
                 )
                 opened = True
-                answer = await self._ring(call, offer)
+                answer, fp = await self._ring(call, offer)
+                await self._accept(call)
             except NotTaken as ended:
                 await self._not_taken(call, ended)
                 return
-            await self._connect(call, answer, caller_relay)
+            await self._connect(call, answer, fp, caller_relay)
             await self._follow(call)
         finally:
             for cid in (call.caller_cid, call.callee_cid):
@@ -212,8 +211,9 @@ class TvToTv:
                     Reason(f"the calling TV could not make the call: {why}", "tv_cannot_call"),
                 )
 
-    async def _ring(self, call: TvToTvCall, offer: str) -> SignalPayload:
-        """Ring the callee's TV with the caller's offer; its answer."""
+    async def _ring(self, call: TvToTvCall, offer: str) -> tuple[str, str]:
+        """Ring the callee's TV with the caller's offer; its answer and the answer's
+        fingerprint."""
         peer, now = call.peer, time.time()
         try:
             fp = preferred_fingerprint(check_sdp(offer))
@@ -246,7 +246,11 @@ class TvToTv:
                     told = True
                     await self._rang(call)
                 elif said.kind == "answer" and said.sdp:
-                    return said
+                    try:
+                        return said.sdp, preferred_fingerprint(check_sdp(said.sdp))
+                    except BadMessage as err:
+                        bad = Reason(f"bad answer from the called TV: {err}", None)
+                        raise NotTaken("refused", bad) from None
                 elif said.kind in ("error", "hangup"):
                     raise NotTaken(*refusal(said, peer.callee.display_name))
         except NotTaken:
@@ -293,22 +297,21 @@ class TvToTv:
             )
             await self._send(request.unit, said)
 
-    async def _connect(
-        self, call: TvToTvCall, answer: SignalPayload, relay: RelayClaim | None
-    ) -> None:
-        """The callee took the call: the caller gets its answer with a ticket naming it."""
-        request, peer, now = call.request, call.peer, time.time()
-        assert answer.sdp is not None
-        fp = preferred_fingerprint(check_sdp(answer.sdp))
-        await asyncio.to_thread(
+    async def _accept(self, call: TvToTvCall) -> None:
+        """The callee took the call: win the request's row (the caller may have cancelled in
+        the same moment; then the callee's side is hung up)."""
+        request, peer = call.request, call.peer
+        won = await asyncio.to_thread(
             self.book.accept,
             request.request_id,
             peer.callee.contact_id,
             peer.callee.display_name,
-            now,
+            time.time(),
         )
-        claims = ticket_claims(self.limits, call, "caller", fp, relay, now)
-        await self._issued(call, claims, "answer")
+        if not won:
+            hangup = SignalPayload(kind="hangup", call_id=call.callee_cid, reason="cancelled")
+            await self._send(peer.callee_unit, hangup)
+            raise NotTaken("cancelled", Reason("cancelled on the TV", "ring_cancelled"))
         await self._audit(
             "contact_call_accepted",
             actor=peer.caller.contact_id,
@@ -317,13 +320,20 @@ class TvToTv:
             purpose=CONTACT_PURPOSE,
             citizen=peer.caller.citizen_id,
         )
+
+    async def _connect(
+        self, call: TvToTvCall, answer: str, fp: str, relay: RelayClaim | None
+    ) -> None:
+        """The caller gets the callee's answer with a ticket naming its fingerprint."""
+        claims = ticket_claims(self.limits, call, "caller", fp, relay, time.time())
+        await self._issued(call, claims, "answer")
         said = SignalPayload(
             kind="answer",
             call_id=call.caller_cid,
-            sdp=answer.sdp,
+            sdp=answer,
             ticket=sign_ticket(claims, self.ticket_key),
         )
-        await self._send(request.unit, said)
+        await self._send(call.request.unit, said)
 
     async def _follow(self, call: TvToTvCall) -> None:
         """Until one side hangs up: relay it to the other, then write the call's one entry."""
