@@ -128,3 +128,56 @@ async def test_a_ticket_from_before_the_agent_started_is_refused(
     with pytest.raises(OfferRefused, match="before this unit's agent started"):
         guard.check("c-1", sign_ticket(_claims(fp, now + 3595), key), sdp)
     assert guard.check("c-1", sign_ticket(_claims(fp, int(stepped)), key), sdp).cid == "c-1"
+
+
+async def test_between_two_units_each_answers_pings_and_the_caller_counts_the_others() -> None:
+    deadlines = MediaDeadlines(heartbeat_interval_s=0.05, heartbeat_timeout_s=0.3)
+    # The unit that answers (as for every call) answers the other unit's pings too, but only
+    # its own pings answered prove the other side is there.
+    callee, channel = PresenceWatch(deadlines), FakeChannel()
+    callee.adopt(channel)
+    channel.deliver("ping 0a0b")
+    assert channel.sent[-1] == "pong 0a0b" and not callee.heard.is_set()
+    # The unit that placed the call counts the other's pings: a unit that only answers pings
+    # proves itself by its own.
+    caller, channel = PresenceWatch(deadlines), FakeChannel()
+    caller.peer_pings = True
+    caller.adopt(channel)
+    channel.deliver("ping 0c0d")
+    assert channel.sent[-1] == "pong 0c0d" and caller.heard.is_set()
+    assert caller.last_heard is not None and caller.rtt_ms is None
+    # ... and goes silent like any viewer once the pings stop.
+    reasons: list[str] = []
+
+    async def end(reason: str) -> None:
+        reasons.append(reason)
+
+    await asyncio.wait_for(caller.run(end, "c-2"), 5)
+    assert reasons == ["viewer silent: no heartbeat on the call's data channel for 0.3 s"]
+
+
+async def test_the_ticket_that_asks_a_unit_for_an_offer() -> None:
+    key = new_ticket_key()
+    now = int(time.time())
+    ask = TicketClaims(
+        **{**_claims("", now).model_dump(), "purpose": "contact_call", "req": "u-tv.0123456789ab"}
+    )
+    guard = OfferGuard(UNIT, "tv", key, 600)
+    assert guard.check_call_request("c-1", sign_ticket(ask, key)).req == "u-tv.0123456789ab"
+    with pytest.raises(OfferRefused, match=r"ticket already used \(replayed nonce\)"):
+        guard.check_call_request("c-1", sign_ticket(ask, key))
+    fresh = ask.model_copy(update={"jti": "n-2"})
+    with pytest.raises(OfferRefused, match="ticket is for another call"):
+        guard.check_call_request("c-9", sign_ticket(fresh, key))
+    no_request = ask.model_copy(update={"jti": "n-3", "req": None})
+    with pytest.raises(OfferRefused, match="ticket names no call request of the citizen"):
+        guard.check_call_request("c-1", sign_ticket(no_request, key))
+    # A night camera never places a call, nor takes a contact's.
+    nightcam = OfferGuard(UNIT, "nightcam", key, 600)
+    with pytest.raises(OfferRefused, match="contact_call calls are not allowed on a nightcam unit"):
+        nightcam.check_call_request("c-1", sign_ticket(ask.model_copy(update={"jti": "n-4"}), key))
+    # The ask names no fingerprint, so it can never pass as an offer's ticket.
+    pc, sdp, _fp = await make_offer()
+    await pc.close()
+    with pytest.raises(OfferRefused, match="DTLS fingerprint in the offer does not match"):
+        guard.check("c-1", sign_ticket(ask.model_copy(update={"jti": "n-5"}), key), sdp)

@@ -23,8 +23,10 @@ from vaka.central.broker.mqtt import CentralLink
 from vaka.central.calls.citizen import CitizenCallDesk, Notify
 from vaka.central.calls.duty import DutyRoster
 from vaka.central.calls.relay import CallRelay
+from vaka.central.calls.requests import RequestBook
 from vaka.central.calls.turn import RelayCredentials
 from vaka.central.calls.tv_calls import TvCalls
+from vaka.central.calls.tv_to_tv import TvToTv
 from vaka.central.circle.calls import ContactCalls
 from vaka.central.circle.contacts import ContactBook
 from vaka.central.circle.credentials import ContactCredentials
@@ -88,7 +90,7 @@ class CentralService:
         self.config_key = _config_key(config)
         self.contacts, self.contact_calls = self._circle()
         #: the TV's calls to contacts, and its People screen
-        self.tv_calls, self.people = self._tv_circle()
+        self.tv_calls, self.people = self._tv_circle(ticket_key)
         #: ``await service.notifier.notify(kind, detail)``: events for the external notifier
         self.notifier = notifier_for(config.alerts, self.audit)
         self.alerts = AlertWatch(
@@ -177,14 +179,30 @@ class CentralService:
             self._clear_retained,
         )
 
-    def _tv_circle(self) -> tuple[TvCalls, PeopleDesk]:
-        """The TV's calls to the citizen's contacts, and the list its People screen shows."""
+    def _tv_circle(self, ticket_key: OKPKey) -> tuple[TvCalls, PeopleDesk]:
+        """The TV's calls to the citizen's contacts (another citizen's TV among them), and the
+        list its People screen shows."""
+        config = self.config
+
+        def between_tvs(book: RequestBook) -> TvToTv:
+            return TvToTv(
+                config.mqtt.identity,
+                self.contact_calls,
+                book,
+                self.audit,
+                config.calls,
+                self._publish,
+                ticket_key,
+                RelayCredentials(config.turn),
+            )
+
         calls = TvCalls(
-            self.config.mqtt.identity,
+            config.mqtt.identity,
             self.contact_calls,
             self.audit,
-            self.config.calls,
+            config.calls,
             self._publish,
+            between_tvs,
         )
         return calls, PeopleDesk(self.contact_calls, self.config_key, self._publish)
 

@@ -120,6 +120,28 @@ class OfferGuard:
             raise OfferRefused(why)
         return claims
 
+    def check_call_request(self, call_id: str, ticket: str | None) -> TicketClaims:
+        """The claims of central's ticket asking this unit to place a call (to another TV):
+        signed, for this unit and call, fresh, unused, naming the citizen's request, for a
+        purpose the profile allows. It names no peer fingerprint and opens no camera: the
+        answer comes with a ticket of its own (:meth:`check`). :class:`OfferRefused` if not."""
+        now = time.time()
+        try:
+            claims = verify_ticket(ticket, self.ticket_key, self.device_id, now)
+        except BadTicket as err:
+            raise OfferRefused(str(err)) from None
+        if claims.cid != call_id:
+            raise OfferRefused("ticket is for another call")
+        if claims.purpose not in self.purposes:
+            raise OfferRefused(f"{claims.purpose} calls are not allowed on a {self.profile} unit")
+        if claims.req is None:
+            raise OfferRefused("ticket names no call request of the citizen")
+        if claims.iat < math.floor(self.started_at()):
+            raise OfferRefused("ticket issued before this unit's agent started")
+        if not self.nonces.use(claims.jti, claims.exp + 60, now):
+            raise OfferRefused("ticket already used (replayed nonce)")
+        return claims
+
     def duration_limit(self, claims: TicketClaims) -> float:
         """How long this call may last: the ticket's limit, capped by the unit's own."""
         return float(min(claims.maxd, self.max_duration_s))

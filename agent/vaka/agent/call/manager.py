@@ -25,6 +25,10 @@ and only then lets the session's view gate go ``clear``. A forged or misdirected
 refused: the caller is told (a ``state`` that stays ``blurred``, with the reason) and the
 refusal is an event for the audit trail.
 
+A call the citizen places to another citizen's TV is offered by this unit
+(:class:`~vaka.agent.call.outgoing.OutgoingCall`): central asks for the offer, the other TV's
+answer comes back with a ticket naming its fingerprint.
+
 The media stack is imported by the first call (:meth:`CallManager._prepare`), so that an idle unit
 does not carry it.
 """
@@ -38,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from vaka.agent.call.guard import OfferGuard, OfferRefused
 from vaka.agent.call.observer import CallObserver
+from vaka.agent.call.outgoing import OFFER_STATE, OutgoingCall
 from vaka.agent.call.presence import MediaDeadlines
 from vaka.agent.call.request import CitizenRequest
 from vaka.agent.call.signals import CallSignals
@@ -112,6 +117,12 @@ class CallManager:
         self._admit: asyncio.Task[str | None] | None = None
         self._online = False
         self._tasks: set[asyncio.Task[None]] = set()
+        #: a call the citizen places to another citizen's TV (this unit makes the offer)
+        self.outgoing = (
+            None
+            if request is None
+            else OutgoingCall(guard, request, state, signals, self._new_session, self._refuse)
+        )
 
     @property
     def session(self) -> CallSession | None:
@@ -150,6 +161,14 @@ class CallManager:
             self.observer.request_update(p.call_id, p.kind, p.state, p.reason)
             if p.kind != "state":
                 self.state.idle()
+                if self.outgoing is not None:
+                    await self.outgoing.drop()
+        elif p.kind == "request" and p.state == OFFER_STATE and self.outgoing is not None:
+            self._background(self.outgoing.offer(p))
+        elif p.kind == "answer" and self.outgoing is not None:
+            session = await self.outgoing.answer(p)
+            if session is not None:
+                self._background(self._release_when_ended(session))
         elif p.kind == "offer":
             await self._offer(p)
         elif p.kind == "escalate":
@@ -161,6 +180,8 @@ class CallManager:
             elif self._ringing(p.call_id) and self._admit is not None:
                 log.info("call %s cancelled by the caller while ringing", p.call_id)
                 self._admit.cancel()
+            elif self.outgoing is not None and self.outgoing.call_id == p.call_id:
+                await self.outgoing.drop()
         else:
             await self._refuse(p.call_id, f"unexpected {p.kind!r} message")
 
@@ -281,13 +302,19 @@ class CallManager:
 
     def _prepare(self, claims: TicketClaims) -> CallSession:
         """The call's session, and the unit ``connecting`` (without waiting)."""
+        session = self._new_session(claims)
+        self.state.connecting(session)
+        return session
+
+    def _new_session(self, claims: TicketClaims) -> CallSession:
+        """A new call session (the media stack loads with the first)."""
         # The media stack (aiortc, PyAV, OpenCV: tens of MB) is loaded by the first call, not
         # by an idle unit; its process-wide settings go with it.
         from vaka.agent.call.session import CallSession
         from vaka.agent.media.settings import apply_process_settings
 
         apply_process_settings(self.media)
-        session = CallSession(
+        return CallSession(
             claims,
             self.guard.duration_limit(claims),
             self.hardware,
@@ -298,8 +325,6 @@ class CallManager:
             self.deadlines,
             self.signals.signal,
         )
-        self.state.connecting(session)
-        return session
 
     async def _start(self, session: CallSession, p: SignalPayload) -> None:
         """Answer the offer; the session reports the rest."""

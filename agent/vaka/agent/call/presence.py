@@ -11,6 +11,10 @@ the call — closing the shutter — when no answer to a recent ping came for
 that dies does not end a call whose viewer answers, and one that freezes does not keep a camera
 open for a viewer who went silent.
 
+Between two units (one citizen's TV calling another's) both ends ping and both answer; the unit
+that placed the call also counts the other's pings as its presence (``peer_pings``), so a unit
+that only answers pings never makes the other side's camera run alone.
+
 This module imports no aiortc (the manager, which an idle unit loads, uses
 :class:`MediaDeadlines`).
 """
@@ -66,6 +70,9 @@ class PresenceWatch:
         "The round trip of the last answer."
         self.ignored = 0
         "Messages on the channel that answered no recent ping."
+        self.peer_pings = False
+        """Whether the peer's own pings prove it is there (a call between two units: each
+        pings and answers, and a unit that only answers proves itself by its pings)."""
 
     def adopt(self, channel: Any) -> bool:
         """Take ``channel`` (aiortc's ``RTCDataChannel``) if it is the presence channel."""
@@ -77,13 +84,22 @@ class PresenceWatch:
         return True
 
     def _on_message(self, message: object) -> None:
+        if self._channel is not None and presence.answer(self._channel, message):
+            if self.peer_pings:
+                self._heard(time.monotonic(), None)
+            return
         token = presence.pong_token(message)
         sent = self._sent.pop(token, None) if token is not None else None
         if sent is None:
             self.ignored += 1
             return
         now = time.monotonic()
-        self.last_heard, self.rtt_ms = now, (now - sent) * 1000
+        self._heard(now, (now - sent) * 1000)
+
+    def _heard(self, now: float, rtt_ms: float | None) -> None:
+        self.last_heard = now
+        if rtt_ms is not None:
+            self.rtt_ms = rtt_ms
         self.heard.set()
 
     def _ping(self, now: float) -> None:

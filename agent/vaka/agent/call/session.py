@@ -1,6 +1,8 @@
 """One call on the unit, from a verified offer to a closed shutter.
 
-State machine: ``connecting -> streaming -> ending -> ended``. After the offer passed
+State machine: ``connecting -> streaming -> ending -> ended``. A call the unit places to another
+TV (:meth:`CallSession.offer`, then :meth:`CallSession.accept`) comes up the same way once the
+answer's ticket passed the same checks. After the offer passed
 :class:`~vaka.agent.call.guard.OfferGuard`, the call reaches media in steps, each waiting for
 the one before: the peer connection is up (DTLS with the fingerprint the ticket names), the
 viewer answered on the call's presence channel (:mod:`vaka.agent.call.presence`), the camera
@@ -47,6 +49,7 @@ from vaka.agent.media.settings import MediaSettings, make_source
 from vaka.agent.media.track import CameraTrack
 from vaka.protocol.messages import SceneEstimate, SignalPayload
 from vaka.provisioning.tickets import TicketClaims, start_view
+from vaka.rtc import presence
 from vaka.rtc.ice import rtc_configuration
 
 log = logging.getLogger(__name__)
@@ -145,6 +148,67 @@ class CallSession:
 
     async def start(self, offer_sdp: str) -> str:
         """Answer the offer (returns the answer SDP); the call then comes up by itself."""
+        self._wire()
+        pc = self._pc
+        self._spawn(self._limit(), "limit")
+        self._spawn(self._setup_deadline(), "setup")
+        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        assert self._track is not None
+        self._sender = pc.addTrack(self._track)
+        offered = frozenset(
+            line[2:].split(" ", 1)[0] for line in offer_sdp.splitlines() if line.startswith("m=")
+        )
+        for track in self.observer.extra_tracks(self.claims, offered):
+            if track.kind in offered:
+                self._extra.append(track)
+                pc.addTrack(track)
+        await pc.setLocalDescription(await pc.createAnswer())
+        return pc.localDescription.sdp
+
+    async def offer(self) -> str:
+        """Make the offer of a call this unit places (to another citizen's TV): the presence
+        channel, the camera and the microphone; returns the offer SDP. Nothing runs until
+        :meth:`accept` takes the answer, and the camera only once the other side's heartbeat
+        came (a ping of its own counts, as does an answer to ours)."""
+        self._wire()
+        pc = self._pc
+        self.presence.peer_pings = True
+        self.presence.adopt(pc.createDataChannel(presence.LABEL, ordered=False, maxRetransmits=0))
+        assert self._track is not None
+        self._sender = pc.addTrack(self._track)
+        for track in self.observer.extra_tracks(self.claims, frozenset({"audio", "video"})):
+            if track.kind == "audio":
+                self._extra.append(track)
+                pc.addTrack(track)
+        await pc.setLocalDescription(await pc.createOffer())
+        return pc.localDescription.sdp
+
+    async def accept(self, answer_sdp: str, claims: TicketClaims, max_duration_s: float) -> None:
+        """Take the other side's answer to :meth:`offer`, with the ticket that names its
+        fingerprint (checked by the caller); the call then comes up by itself."""
+        self.claims, self.max_duration_s = claims, max_duration_s
+        self.started_at = time.monotonic()
+        self._spawn(self._limit(), "limit")
+        self._spawn(self._setup_deadline(), "setup")
+        await self._pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+
+    async def discard(self) -> None:
+        """Drop an offer that was never answered: no camera ran, nothing to report."""
+        if self.state in (CallState.ENDING, CallState.ENDED):
+            return
+        self.end_reason = "not answered"
+        self._set_state(CallState.ENDED)
+        for task in self._tasks:
+            task.cancel()
+        for track in (self._track, *self._extra):
+            if track is not None:
+                track.stop()
+        with contextlib.suppress(Exception):
+            await self._pc.close()
+        self.ended.set()
+
+    def _wire(self) -> None:
+        """The camera's track and the peer connection's handlers (both directions)."""
         capture = Capture(
             make_source(self.media), self.media.fps, dark_threshold=self.media.dark_below
         )
@@ -173,20 +237,6 @@ class CallSession:
         @pc.on("track")
         def _on_track(track: MediaStreamTrack) -> None:
             self.observer.remote_track(self, track)
-
-        self._spawn(self._limit(), "limit")
-        self._spawn(self._setup_deadline(), "setup")
-        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-        self._sender = pc.addTrack(self._track)
-        offered = frozenset(
-            line[2:].split(" ", 1)[0] for line in offer_sdp.splitlines() if line.startswith("m=")
-        )
-        for track in self.observer.extra_tracks(self.claims, offered):
-            if track.kind in offered:
-                self._extra.append(track)
-                pc.addTrack(track)
-        await pc.setLocalDescription(await pc.createAnswer())
-        return pc.localDescription.sdp
 
     def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=f"{what}-{self.call_id}"))

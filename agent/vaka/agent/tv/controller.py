@@ -357,6 +357,6 @@ class TvController(CallObserver):
         """Central's word on the citizen's call: keep ringing, or say nobody can answer."""
         log.info("citizen call %s: %s %s (%s)", request_id, kind, state or "", reason or "")
         if self.people is not None and self.people.calling is not None:
-            self.people.answered(kind)
+            self.people.answered(kind, state)
         else:
             self.button.answered(kind, state)

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: the notice shown when one of the citizen's people cannot answer (a catalog key)
 UNAVAILABLE = "unavailable"
+#: central's word (an error's ``state``) for another citizen whose circle does not name this one
+ONE_SIDED = "one_sided"
 
 
 class Tv(Protocol):
@@ -162,11 +164,12 @@ class PeopleScreen:
             with contextlib.suppress(LinkError):
                 await self.request.cancel("nobody answered in time")
 
-    def answered(self, kind: str) -> None:
+    def answered(self, kind: str, state: str | None = None) -> None:
         """Central's word on the call (``state``: it rings; anything else: the person cannot
-        answer)."""
+        answer, or, for another citizen who has not added this one, cannot be called yet)."""
         if kind != "state" and self.calling is not None:
-            self.troubles.notice(UNAVAILABLE, self.calling.name)
+            key = ONE_SIDED if state == ONE_SIDED else UNAVAILABLE
+            self.troubles.notice(key, self.calling.name)
 
     def settle(self, ended: bool) -> None:
         """The request is over (taken, withdrawn or refused); ``ended``: the call is over too."""

@@ -22,6 +22,10 @@ Several central instances: each sees every ``signal/out``; the row is created on
 instance rings the sockets it holds (the first to ring sets ``rung_at``) and watches the row, as
 for the staff button (:mod:`vaka.central.calls.citizen`); :meth:`TvCalls.run` settles requests
 left ringing by an instance that stopped.
+
+A contact of kind citizen is another citizen's TV: the instance that created the request's row
+runs that call between the two units (:mod:`vaka.central.calls.tv_to_tv`) instead of ringing a
+page.
 """
 
 import asyncio
@@ -29,26 +33,34 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from vaka.central.audit.trail import AuditLog
 from vaka.central.broker.mqtt import PublishToUnit
 from vaka.central.calls.channel import StaffChannel
 from vaka.central.calls.requests import CallRequest, RequestBook
 from vaka.central.calls.ringing import NO_LONGER_RINGING, send
-from vaka.central.circle.calls import CONTACT_PURPOSE, ContactCalls
+from vaka.central.circle.calls import CONTACT_PURPOSE, ContactCalls, PeerCall
 from vaka.central.directory.policy import Authorization, CallRefused
 from vaka.central.settings.calls import CallLimits
 from vaka.errors import LinkError
 from vaka.protocol.messages import SignalMessage, SignalPayload
-from vaka.protocol.reasons import Reason, from_column, to_column, with_code
+from vaka.protocol.reasons import Reason, from_column, reason_of, to_column, with_code
 from vaka.protocol.topics import Channel
+
+if TYPE_CHECKING:
+    from vaka.central.calls.tv_to_tv import TvToTv
 
 log = logging.getLogger(__name__)
 
+#: makes the desk of calls between two TVs around the request book (see :mod:`.tv_to_tv`)
+TvToTvFactory = Callable[[RequestBook], "TvToTv"]
+
 #: what the unit hears when the contact cannot be reached (the audit trail has the reason)
 UNAVAILABLE = "unavailable"
+#: ... when the callee is another citizen whose circle does not name the caller's citizen
+ONE_SIDED = "one_sided"
 #: how long the creating instance waits for any instance to ring the contact's page
 ABSENT_S = 2.0
 #: how often an instance looks at a ringing request's row
@@ -68,6 +80,7 @@ class TvCalls:
         audit: AuditLog,
         limits: CallLimits,
         publish: PublishToUnit,
+        tvs: "TvToTvFactory | None" = None,
     ) -> None:
         self.identity = identity
         self.rules = rules
@@ -75,6 +88,8 @@ class TvCalls:
         self.limits = limits
         self.publish = publish
         self.book = RequestBook(rules.directory.engine)
+        #: calls to another citizen's TV (a contact of kind citizen); none: refused
+        self.tvs = tvs(self.book) if tvs is not None else None
         self._sockets: dict[str, set[StaffChannel]] = {}
         #: request id -> (contact id, the sockets rung, done)
         self._rings: dict[str, tuple[str, set[StaffChannel], asyncio.Event]] = {}
@@ -116,6 +131,8 @@ class TvCalls:
     def on_unit_signal(self, device_id: str, payload: SignalPayload) -> bool:
         """A unit's ``request`` to call a contact, or its ``hangup`` of one ringing here;
         whether this desk took it."""
+        if self.tvs is not None and self.tvs.on_unit_signal(device_id, payload):
+            return True
         if payload.kind == "request" and payload.state == CONTACT_PURPOSE:
             self._spawn(self._on_request(device_id, payload))
             return True
@@ -144,7 +161,12 @@ class TvCalls:
             log.warning("cannot tell unit %s about %s: %s", unit, payload.call_id, err)
 
     async def _unavailable(self, unit: str, req: str, reason: str) -> None:
-        payload = SignalPayload(kind="error", call_id=req, state=UNAVAILABLE, reason=reason[:200])
+        # A TV says "not available" to every refusal but a one-sided relation between two
+        # citizens, which it words "cannot be called from this TV yet"; a TV that predates it
+        # reads only the kind.
+        code = reason.code if isinstance(reason, Reason) else None
+        state = ONE_SIDED if code == "citizen_one_sided" else UNAVAILABLE
+        payload = SignalPayload(kind="error", call_id=req, state=state, reason=reason[:200])
         await self._send_unit(unit, payload)
 
     async def _on_request(self, unit: str, payload: SignalPayload) -> None:
@@ -158,21 +180,33 @@ class TvCalls:
             return  # the same request delivered twice
         now = time.time()
         fields = {"unit": unit, "call_id": req, "purpose": CONTACT_PURPOSE, "contact": callee}
+        peer: PeerCall | None = None
         try:
             contact = await asyncio.to_thread(self.rules.authorize_called, callee, unit, now)
+            if contact.peer_citizen is not None:
+                if self.tvs is None:
+                    raise CallRefused(
+                        Reason("calls between citizens are not taken here", "tv_cannot_call")
+                    )
+                peer = await asyncio.to_thread(self.rules.authorize_peer, callee, unit, now)
         except CallRefused as err:
             await self._audit("contact_call_refused", **fields, reason=str(err))
-            await self._unavailable(unit, req, str(err))
+            await self._unavailable(unit, req, reason_of(err))
             return
         request = CallRequest(
             req, unit, contact.citizen_id, frozenset(), now, "ringing", None, None, None, callee
         )
         if not await asyncio.to_thread(self.book.create, request, self.identity):
+            if peer is not None:
+                return  # another instance runs it
             existing = await asyncio.to_thread(self.book.get, req)
             if existing is not None and existing.state == "ringing":
                 await self._ring(existing, creator=False)
             return
         await self._audit("contact_call_requested", **fields, citizen=contact.citizen_id)
+        if peer is not None and self.tvs is not None:
+            await self.tvs.run(request, peer)
+            return
         await self._ring(request, creator=True)
 
     async def _on_cancel(self, unit: str, payload: SignalPayload) -> None:
@@ -268,7 +302,10 @@ class TvCalls:
         book, settled = self.book, 0
         for row in await asyncio.to_thread(book.ringing_before, cutoff, to_contacts=True):
             reason = Reason("the contact did not answer", "contact_no_answer")
-            if row.request_id not in self._rings and await self._end(row, "unanswered", reason):
+            mine = row.request_id in self._rings or (
+                self.tvs is not None and self.tvs.runs(row.request_id)
+            )
+            if not mine and await self._end(row, "unanswered", reason):
                 settled += 1
         return settled
 

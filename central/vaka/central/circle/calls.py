@@ -19,6 +19,7 @@ import datetime as dt
 import io
 import logging
 import time
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from joserfc.jwk import OKPKey
@@ -26,7 +27,7 @@ from PIL import Image, ImageOps
 from sqlalchemy import select
 
 from vaka.central.broker.mqtt import PublishToUnit
-from vaka.central.circle.contacts import CONTACT_SCOPE, Contact, ContactBook
+from vaka.central.circle.contacts import CONTACT_SCOPE, Contact, ContactBook, one_sided
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.directory.policy import Authorization, CallRefused
 from vaka.central.fleet.store import FleetStore
@@ -63,6 +64,17 @@ def thumbnail(data_url: str) -> bytes:
         if out.tell() <= MAX_JPEG_BYTES:
             break
     return out.getvalue()
+
+
+@dataclass(frozen=True)
+class PeerCall:
+    """A citizen's TV calling another citizen's TV, as the rules allowed it."""
+
+    callee: Contact  # in the caller's circle: the other citizen (name and picture for the caller)
+    caller: Contact  # in the callee's circle: the calling citizen (name and picture on the callee)
+    callee_unit: str
+    max_s: int
+    auto_answer_s: int | None
 
 
 def contact_caller(contact: Contact) -> StaffMember:
@@ -146,16 +158,7 @@ class ContactCalls:
             missing = self.directory.consent.refusal(contact.citizen_id, CONTACT_SCOPE, now)
             if missing is not None:
                 raise CallRefused(Reason(missing, "contact_no_consent"))
-        local = dt.datetime.fromtimestamp(now, ZoneInfo(self.limits.timezone))
-        if not contact.rules.allows_minute(local.hour * 60 + local.minute):
-            hours = contact.rules.hours()
-            raise CallRefused(
-                Reason(
-                    f"outside the hours agreed for calls ({hours})",
-                    "contact_outside_hours",
-                    hours=hours,
-                )
-            )
+        self._check_hours(contact, now)
         max_s = self.limits.contact_call_max_s
         auto = self.limits.contact_auto_answer_s if contact.rules.auto_answer else None
         window = (int(now), int(now) + max_s)
@@ -186,6 +189,54 @@ class ContactCalls:
             if missing is not None:
                 raise CallRefused(Reason(missing, "contact_no_consent"))
         return contact
+
+    def authorize_peer(self, contact_id: str, unit: str, now: float) -> "PeerCall":
+        """Whether the TV ``unit`` may call the contact of kind citizen ``contact_id`` now: both
+        sides' rules (blocking). The caller's side as for any contact it calls
+        (:meth:`authorize_called`); the relation present on both sides; on the callee's side the
+        contact naming the caller's citizen may call, inside its hours, with the callee home's
+        consent; and the callee citizen has a TV (never a night camera).
+        :class:`CallRefused` with a coded reason otherwise."""
+        contact = self.authorize_called(contact_id, unit, now)
+        mirror = self.book.mirror_of(contact)
+        if mirror is None:
+            raise CallRefused(one_sided(contact))
+        if not mirror.rules.may_call:
+            raise CallRefused(
+                Reason(
+                    f"calls from {mirror.display_name} to {contact.display_name}'s TV are "
+                    "turned off",
+                    "contact_may_not_call",
+                )
+            )
+        if self.require_consent:
+            missing = self.directory.consent.refusal(mirror.citizen_id, CONTACT_SCOPE, now)
+            if missing is not None:
+                raise CallRefused(Reason(missing, "contact_no_consent"))
+        self._check_hours(mirror, now)
+        callee_unit = self.tv_of(mirror.citizen_id)
+        if callee_unit is None:
+            raise CallRefused(
+                Reason(
+                    f"{contact.display_name} has no TV to call",
+                    "citizen_no_tv",
+                    name=contact.display_name,
+                )
+            )
+        auto = self.limits.contact_auto_answer_s if mirror.rules.auto_answer else None
+        return PeerCall(contact, mirror, callee_unit, self.limits.contact_call_max_s, auto)
+
+    def _check_hours(self, contact: Contact, now: float) -> None:
+        local = dt.datetime.fromtimestamp(now, ZoneInfo(self.limits.timezone))
+        if not contact.rules.allows_minute(local.hour * 60 + local.minute):
+            hours = contact.rules.hours()
+            raise CallRefused(
+                Reason(
+                    f"outside the hours agreed for calls ({hours})",
+                    "contact_outside_hours",
+                    hours=hours,
+                )
+            )
 
     def authorize_answer(self, contact_id: str, unit: str, now: float) -> Authorization:
         """The ticket of a contact who answers the TV's call (blocking): the rules of being

@@ -8,6 +8,12 @@ contact's own page only), and rules: whether they may call the TV and between wh
 calls by itself (never, unless staff set it for that contact). Removing a contact ends their
 access at once; :meth:`ContactBook.remove` returns the call in progress, which the caller ends.
 
+A contact of kind **citizen** names another citizen (``peer_citizen``): that citizen's TV calls
+and is called from this citizen's TV. It has no invitation and no log-in (it is a TV, not a
+person with a page). Staff add it only with consent to contact calls recorded in both homes, and
+the relation counts only when the other citizen's circle names this citizen too
+(:func:`mirror_of`); a call over a one-sided relation is refused with its reason.
+
 Blocking: call from a worker thread.
 """
 
@@ -26,6 +32,7 @@ from sqlalchemy.engine import Engine, RowMapping
 from vaka.central.directory.consent import ConsentRecord
 from vaka.central.storage.tables import citizens, contacts, memberships, permissions
 from vaka.errors import VakaError
+from vaka.protocol.reasons import Reason
 
 #: the consent scope contact calls need (from the citizen and everyone else in the home)
 CONTACT_SCOPE = "contact_call"
@@ -118,6 +125,12 @@ class Contact:
     added_at: float
     removed_at: float | None
     open_call: tuple[str, str] | None  # (call id, unit) of the call in progress
+    peer_citizen: str | None = None  # a contact of kind "citizen": the other citizen
+
+    @property
+    def kind(self) -> str:
+        """``citizen`` (another citizen's TV) or ``person`` (the contact's page)."""
+        return "person" if self.peer_citizen is None else "citizen"
 
     @property
     def active(self) -> bool:
@@ -144,6 +157,8 @@ class Contact:
             "added_at": self.added_at,
             "removed_at": self.removed_at,
             "in_call": self.open_call is not None,
+            "kind": self.kind,
+            "peer_citizen": self.peer_citizen,
         }
 
 
@@ -170,6 +185,19 @@ def _contact(row: RowMapping) -> Contact:
         row["added_at"],
         row["removed_at"],
         open_call,
+        row["peer_citizen"],
+    )
+
+
+def one_sided(contact: Contact) -> Reason:
+    """Why a contact of kind citizen does not count yet: the other citizen's circle does not
+    name this contact's citizen."""
+    return Reason(
+        f"{contact.display_name}'s circle does not name {contact.citizen_name}: a call between "
+        "two citizens needs the relation on both sides",
+        "citizen_one_sided",
+        name=contact.display_name,
+        other=contact.citizen_name,
     )
 
 
@@ -198,21 +226,23 @@ class ContactBook:
         *,
         require_consent: bool = True,
         now: float | None = None,
+        peer_citizen: str | None = None,
     ) -> Contact:
-        """Add a contact to ``citizen``'s circle; :class:`ContactError` without the citizen's
-        consent to contact calls, for an unknown citizen or a bad picture."""
+        """Add a contact to ``citizen``'s circle (of kind citizen with ``peer_citizen``);
+        :class:`ContactError` without consent to contact calls (in both homes for a citizen),
+        for an unknown citizen, a citizen as their own contact, or a bad picture."""
         at = time.time() if now is None else now
         stored_picture = check_picture(picture)
-        with self.engine.connect() as conn:
-            known = conn.execute(
-                select(citizens.c.citizen_id).where(citizens.c.citizen_id == citizen)
-            ).first()
-        if known is None:
-            raise ContactError(f"unknown citizen {citizen}")
+        if peer_citizen == citizen:
+            raise ContactError(f"citizen {citizen} cannot be their own contact")
+        for who in (citizen, peer_citizen):
+            if who is not None and not self._known(who):
+                raise ContactError(f"unknown citizen {who}")
         if require_consent:
-            missing = self.consent.refusal(citizen, CONTACT_SCOPE, at)
-            if missing is not None:
-                raise ContactError(missing)
+            for who in (citizen, peer_citizen):
+                missing = self.consent.refusal(who, CONTACT_SCOPE, at) if who else None
+                if missing is not None:
+                    raise ContactError(missing)
         contact_id = new_contact_id()
         with self.engine.begin() as conn:
             conn.execute(
@@ -230,11 +260,38 @@ class ContactBook:
                     auto_answer=rules.auto_answer,
                     added_by=actor,
                     added_at=at,
+                    peer_citizen=peer_citizen,
                 )
             )
         found = self.get(contact_id)
         assert found is not None
         return found
+
+    def _known(self, citizen: str) -> bool:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(citizens.c.citizen_id).where(citizens.c.citizen_id == citizen)
+            ).first()
+        return found is not None
+
+    def mirror_of(self, contact: Contact) -> "Contact | None":
+        """For a contact of kind citizen: the other citizen's active contact naming this
+        contact's citizen (the other side of the relation), or ``None`` (one-sided)."""
+        if contact.peer_citizen is None:
+            return None
+        query = (
+            select(contacts)
+            .where(
+                contacts.c.citizen_id == contact.peer_citizen,
+                contacts.c.peer_citizen == contact.citizen_id,
+                contacts.c.removed_at.is_(None),
+            )
+            .order_by(contacts.c.added_at)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else _contact(row)
 
     def get(self, contact_id: str) -> Contact | None:
         """The contact (removed ones too), or ``None``."""

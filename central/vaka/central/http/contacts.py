@@ -25,6 +25,7 @@ from vaka.central.circle.contacts import (
     ContactRules,
     circle_refusal,
     citizens_in_care,
+    one_sided,
     parse_clock,
 )
 from vaka.central.circle.invitations import invitation_qr, shown
@@ -34,6 +35,7 @@ from vaka.central.http.body import json_body
 from vaka.central.http.contact_page import page_origin
 from vaka.central.http.deps import Deps, deps
 from vaka.central.http.errors import json_error
+from vaka.protocol.reasons import with_code
 
 #: how long an invitation may be made to last (and how long by default)
 INVITATION_TTL_H = (1, 24 * 30)
@@ -62,6 +64,8 @@ class NewContact(BaseModel):
     hours: Hours = Hours.model_validate({"from": "08:00", "until": "20:00"})
     may_be_called: bool = True
     auto_answer: bool = False
+    #: a contact of kind citizen: the other citizen, whose TV calls and is called (no log-in)
+    peer_citizen: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class NewInvitationRequest(BaseModel):
@@ -110,8 +114,9 @@ async def list_contacts(request: web.Request) -> web.Response:
     """``GET /api/citizens/{citizen}/contacts``."""
     citizen = request.match_info["citizen"]
     await _staff_for(request, citizen)
-    found = await asyncio.to_thread(deps(request).contacts.of_citizen, citizen)
-    return web.json_response({"contacts": [c.staff_json() for c in found]})
+    d = deps(request)
+    found = await asyncio.to_thread(d.contacts.of_citizen, citizen)
+    return web.json_response({"contacts": [await _shown(d, c) for c in found]})
 
 
 async def add_contact(request: web.Request) -> web.Response:
@@ -138,6 +143,7 @@ async def add_contact(request: web.Request) -> web.Response:
             rules,
             member.staff_id,
             require_consent=d.contact_calls.require_consent,
+            peer_citizen=body.peer_citizen,
         )
     except ContactError as err:
         raise json_error(409 if "consent" in str(err) else 400, str(err)) from None
@@ -152,8 +158,21 @@ async def add_contact(request: web.Request) -> web.Response:
         hours=rules.hours(),
         may_be_called=rules.may_be_called,
         auto_answer=rules.auto_answer,
+        peer_citizen=contact.peer_citizen,
     )
-    return web.json_response(contact.staff_json(), status=201)
+    return web.json_response(await _shown(d, contact), status=201)
+
+
+async def _shown(d: Deps, contact: Contact) -> dict[str, Any]:
+    """What staff see of a contact; of kind citizen, whether the relation is mutual (a one-sided
+    one is refused at every call, with its reason)."""
+    shown = contact.staff_json()
+    if contact.peer_citizen is not None:
+        mirror = await asyncio.to_thread(d.contacts.mirror_of, contact)
+        shown["mutual"] = mirror is not None
+        if mirror is None:
+            shown.update(with_code(one_sided(contact), "note"))
+    return shown
 
 
 async def _end_access(
@@ -214,6 +233,10 @@ async def invite_contact(request: web.Request) -> web.Response:
     member, contact, d = await _contact_for(request)
     if not contact.active:
         raise json_error(409, f"contact {contact.contact_id} was removed")
+    if contact.peer_citizen is not None:
+        raise json_error(
+            409, f"contact {contact.contact_id} is another citizen's TV: it has no log-in"
+        )
     body = await json_body(request, NewInvitationRequest, "invitation", empty_ok=True)
     made = await asyncio.to_thread(
         d.invitations.create, contact.contact_id, member.staff_id, body.valid_hours * 3600.0

@@ -422,6 +422,9 @@ contacts = Table(
     # the contact's call in progress, so that any instance removing the contact can end it
     Column("open_call_id", String(80)),
     Column("open_call_unit", String(64)),
+    # a contact of kind "citizen": the other citizen, whose TV calls and is called from this
+    # citizen's TV (no invitation, no log-in); ``None`` for a person with the contact's page
+    Column("peer_citizen", String(64), index=True),
 )
 
 #: Single-use invitations handed over in person or read over the phone (only the code's hash).

@@ -21,6 +21,7 @@ export const KINDS = [
   "renewal_refused", "rotate_ordered", "unit_revoked", "unit_decommissioned",
   "unit_suspended", "unit_resumed", "unit_activated", "unit_reenrol_ordered",
   "privacy_mode_started", "privacy_mode_ended", "view_escalated", "consent_given", "consent_withdrawn",
+  "tv_to_tv_call_ended",
 ];
 
 // The sentence for one entry, in the chosen language.
@@ -40,6 +41,10 @@ export function sentence(e) {
     subject: d.citizen
       ? (e.unit ? t("audit.subject", { citizen: d.citizen, unit: e.unit }) : t("audit.citizen", { citizen: d.citizen }))
       : t("audit.unit_named", { unit: e.unit || "—" }),
+    // a call between two citizens' TVs: the other side
+    callee_citizen: d.callee_citizen || "—",
+    callee_unit: d.callee_unit || "—",
+    caller_citizen: d.caller_citizen || "—",
     duration: d.duration_s !== undefined && d.duration_s !== null ? t("audit.seconds", { n: Math.round(d.duration_s) }) : "—",
   };
   const key = `audit.say.${e.kind}`;

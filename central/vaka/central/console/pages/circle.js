@@ -1,15 +1,18 @@
 // A citizen's circle: the relatives and friends who may call the citizen's TV. Staff add a
 // contact (only with the citizen's recorded consent: central refuses otherwise and says why),
 // hand over an invitation (QR code and short code, shown once, to print or read out), revoke a
-// lost device's log-ins, or remove a contact (a call in progress ends at once).
+// lost device's log-ins, or remove a contact (a call in progress ends at once). A contact may be
+// another citizen's TV (kind "citizen"): no invitation, and it counts only once the other
+// citizen's circle names this one too (the card says so until then).
 import { errorLine, h, mount, replace, showError } from "../dom.js";
-import { reason as readable, t, when } from "../i18n.js";
+import { reason as readable, said, t, when } from "../i18n.js";
 
 const CLOCK = "^([01][0-9]|2[0-4]):[0-5][0-9]$";
 const PICTURE_MAX = 256 * 1024;
 
 export function render(main, ctx) {
   let citizen = null;
+  let citizens = [];
   let confirming = null; // "remove:<id>" or "revoke:<id>"
   const error = errorLine("circle-error");
   const note = h("p", { id: "circle-note", class: "ok", role: "status", hidden: true });
@@ -40,6 +43,8 @@ export function render(main, ctx) {
         h("label", {}, t("circle.until"), input("until", { value: "20:00", pattern: CLOCK, inputmode: "numeric", size: 5 }))),
       h("label", { class: "check" }, check("may_be_called", true), t("circle.may_be_called")),
       h("label", { class: "check" }, check("auto_answer", false), t("circle.auto_answer")),
+      h("label", {}, t("circle.peer_citizen"), h("span", { class: "hint" }, t("circle.peer_hint")),
+        h("select", { name: "peer_citizen", id: "circle-peer_citizen" })),
       h("button", { type: "submit", id: "circle-add-button" }, t("circle.add_button")));
     f.addEventListener("submit", (event) => { event.preventDefault(); add(f); });
     return f;
@@ -72,10 +77,11 @@ export function render(main, ctx) {
       picture: data, may_call: f.elements.may_call.checked, hours: { from: v("from"), until: v("until") },
       may_be_called: f.elements.may_be_called.checked, auto_answer: f.elements.auto_answer.checked,
     };
+    if (f.elements.peer_citizen.value) body.peer_citizen = f.elements.peer_citizen.value;
     try {
       const added = await ctx.api("POST", `/api/citizens/${encodeURIComponent(citizen)}/contacts`, body);
       f.reset();
-      say(t("circle.added", { name: added.display_name }));
+      say(t(added.kind === "citizen" ? "circle.added_citizen" : "circle.added", { name: added.display_name }));
       await refresh();
     } catch (err) {
       showError(error, readable(err.message));
@@ -84,6 +90,7 @@ export function render(main, ctx) {
 
   function rules(c) {
     return [
+      c.kind === "citizen" ? t("circle.citizen_tv", { citizen: c.peer_citizen }) : null,
       c.may_call ? t("circle.calls_between", { from: c.hours.from, until: c.hours.until }) : t("circle.may_not_call"),
       c.may_be_called ? t("circle.tv_may_call") : null,
       c.auto_answer ? t("circle.answers_itself") : null,
@@ -98,14 +105,20 @@ export function render(main, ctx) {
       ? [h("span", { class: "confirm-question" }, t(`circle.confirm_${confirming.split(":")[0]}`, { name: c.display_name })),
         h("button", { type: "button", class: "danger", id: `circle-yes-${c.id}`, onclick: () => act(c, confirming.split(":")[0]) }, t("circle.yes")),
         h("button", { type: "button", class: "secondary", onclick: () => { confirming = null; refresh(); } }, t("circle.no"))]
-      : [h("button", { type: "button", id: `circle-invite-${c.id}`, onclick: () => invite(c) }, t("circle.invite")),
-        h("button", { type: "button", class: "secondary", id: `circle-revoke-${c.id}`, onclick: ask("revoke") }, t("circle.revoke")),
-        h("button", { type: "button", class: "danger", id: `circle-remove-${c.id}`, onclick: ask("remove") }, t("circle.remove"))];
+      : [
+        // another citizen's TV has no log-in: nothing to invite or revoke
+        c.kind === "citizen" ? null : h("button", { type: "button", id: `circle-invite-${c.id}`, onclick: () => invite(c) }, t("circle.invite")),
+        c.kind === "citizen" ? null : h("button", { type: "button", class: "secondary", id: `circle-revoke-${c.id}`, onclick: ask("revoke") }, t("circle.revoke")),
+        h("button", { type: "button", class: "danger", id: `circle-remove-${c.id}`, onclick: ask("remove") }, t("circle.remove"))].filter(Boolean);
+    const mutual = c.kind !== "citizen" ? null : c.mutual
+      ? h("p", { class: "hint", id: `circle-mutual-${c.id}` }, t("circle.mutual"))
+      : h("p", { class: "error", id: `circle-mutual-${c.id}` }, said(c.note, c.note_code, c.note_params));
     return h("li", { class: "card", "data-contact": c.id },
       c.picture ? h("img", { src: c.picture, alt: "", width: 64, height: 64, class: "contact-picture" }) : null,
       h("div", {},
         h("p", { class: "card-title" }, c.display_name, " · ", c.relation),
         h("p", { class: "hint" }, rules(c)),
+        mutual,
         h("p", { class: "hint" }, t("circle.added_by", { who: c.added_by, when: when(c.added_at) }))),
       h("div", { class: "confirm-buttons" }, buttons));
   }
@@ -146,8 +159,15 @@ export function render(main, ctx) {
     }
   }
 
+  function others() {
+    const select = form.elements.peer_citizen;
+    replace(select, h("option", { value: "" }, t("circle.peer_none")),
+      ...citizens.filter((id) => id !== citizen).map((id) => h("option", { value: id }, t("circle.citizen_option", { citizen: id }))));
+  }
+
   async function refresh() {
     if (!citizen) return;
+    others();
     try {
       const answer = await ctx.api("GET", `/api/citizens/${encodeURIComponent(citizen)}/contacts`);
       const active = answer.contacts.filter((c) => !c.removed_at);
@@ -161,6 +181,7 @@ export function render(main, ctx) {
   async function start() {
     try {
       const answer = await ctx.api("GET", "/api/circle/citizens");
+      citizens = answer.citizens;
       replace(chooser, answer.citizens.map((id) => h("option", { value: id }, t("circle.citizen_option", { citizen: id }))));
       if (!answer.citizens.length) {
         form.hidden = true;
