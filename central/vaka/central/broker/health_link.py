@@ -191,14 +191,19 @@ class HealthSession:
             except Exception as err:
                 log.error("%s cannot connect to the broker: %s", self.identity, err)
             finally:
-                self.client = None
-                self.pending.clear()
-                self.connected.clear()
-                self.link.session_changed()
+                self._forget()
                 await self._close(client)
             delay = backoff_delay(attempt, 0.5, 30.0)
             attempt += 1
             await asyncio.sleep(delay)
+
+    def _forget(self) -> None:
+        """The connection has ended: its unacknowledged messages come again on the next one
+        (persistent session), and their message ids mean nothing there."""
+        self.client = None
+        self.pending.clear()
+        self.connected.clear()
+        self.link.session_changed()
 
     @staticmethod
     async def _close(client: _HealthClient) -> None:
