@@ -17,23 +17,26 @@ restore *shared* subscriptions from its persistence file after a broker restart 
 does), which is why nothing that must not be lost rides on a shared subscription.
 
 With a health certificate (``[mqtt] health_cert``, CN ``<identity>-health``) health comes on a
-connection of its own. The broker keeps one queue per session and delivers it in order, so on
-one connection a call's answer that arrives behind 60 000 queued health reports waits for all of
-them; on its own connection it does not wait at all, and a broker that must drop messages for a
-lagging central drops superseded health from the health session's queue, never events, state or
-signalling (docs/reliability.md).
+connection of its own, on gmqtt (:mod:`vaka.central.broker.health_link`, the hot path: it reads
+whole buffers where paho reads each packet in pieces). The broker keeps one queue per session and
+delivers it in order, so on one connection a call's answer that arrives behind 60 000 queued
+health reports waits for all of them; on its own connection it does not wait at all, and a
+broker that must drop messages for a lagging central drops superseded health from the health
+session's queue, never events, state or signalling (docs/reliability.md). The main connection
+(everything but health, or everything when there is no health certificate) is aiomqtt over paho.
 
-Acknowledgements are manual: a handler may return an awaitable that completes once the message
-is committed (ingest does), and the link sends the PUBACK only then, in the order the messages
-came; anything else (and anything refused) is acknowledged at once. A central that dies between
-receiving and committing gets the message again from the broker. The MQTT 5 Receive Maximum
-bounds how many unacknowledged messages the broker sends, so a backlog stays at the broker.
-The PUBACKs of one committed batch leave in one write (one TLS record) instead of one each.
+Acknowledgements are manual on both connections (:mod:`vaka.central.broker.acks`): a handler may
+return an awaitable that completes once the message is committed (ingest does), and the link
+sends the PUBACK only then, in the order the messages came; anything else (and anything refused)
+is acknowledged at once. A central that dies between receiving and committing gets the message
+again from the broker. The MQTT 5 Receive Maximum bounds how many unacknowledged messages the
+broker sends, so a backlog stays at the broker. The PUBACKs of one committed batch leave in one
+write (one TLS record) instead of one each.
 
-Messages go from paho's callback straight to the handler (not through aiomqtt's queue and
-message objects): this is central's hottest path. Every handler runs guarded: one that raises is
-counted and its message acknowledged (dropped), so no single message can break the loop or make
-central reconnect and receive it again.
+On the main connection messages go from paho's callback straight to the handler (not through
+aiomqtt's queue and message objects). Every handler runs guarded: one that raises is counted and
+its message acknowledged (dropped), so no single message can break the loop or make central
+reconnect and receive it again.
 """
 
 import asyncio
