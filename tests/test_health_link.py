@@ -17,7 +17,7 @@ from gmqtt.mqtt.protocol import MQTTProtocol
 from sqlalchemy import Engine, select
 
 from tests.test_record_poison import POISON
-from vaka.central.broker.health_link import HealthSession
+from vaka.central.broker.health_link import HAND_OVER_PER_TURN, HealthSession
 from vaka.central.broker.mqtt import CentralLink
 from vaka.central.settings.config import MqttSection
 from vaka.central.storage.engine import open_engine
@@ -94,6 +94,8 @@ async def test_acks_wait_for_the_commit_keep_the_order_and_leave_in_one_write(
     for mid, payload in [(1, b"a"), (2, b"poison"), (3, b"a"), (4, b"bug"), (5, b"b"), (6, b"b")]:
         client._handle_packet(*publish_packet(topic, mid, payload))
     assert connection.writes == [] and session.unacked == 6
+    await asyncio.sleep(0)  # handed over to the sink
+    assert connection.writes == [] and session.unacked == 6
     commits["b"].set_result(None)
     await asyncio.sleep(0)
     assert connection.writes == []  # "a" is not committed: nothing behind it goes either
@@ -102,6 +104,29 @@ async def test_acks_wait_for_the_commit_keep_the_order_and_leave_in_one_write(
     assert connection.acked() == [1, 2, 3, 4, 5, 6]
     assert len(connection.writes) == 1  # one write (one TLS record) for all of them
     assert link.handler_failures == {"health": 1}
+    assert link.stats()["unacked"] == 0
+
+
+async def test_a_large_read_reaches_the_sink_in_slices_one_per_turn(tmp_path: Path) -> None:
+    """What one socket read brought goes to ingest a slice per turn of the event loop, so the
+    main connection's signalling gets its turns in between."""
+    handed: list[bytes] = []
+    link, session = link_with_health(tmp_path, lambda _t, payload: handed.append(payload))
+    client = session._new_client()
+    connection = FakeConnection()
+    client._connection = connection
+    session.client = client
+    topic = device_topic(UNIT, Channel.HEALTH)
+    for mid in range(1, 201):
+        client._handle_packet(*publish_packet(topic, mid, b"%d" % mid))
+    assert handed == []
+    slices = []
+    while len(handed) < 200:
+        await asyncio.sleep(0)
+        slices.append(len(handed))
+    assert slices[0] == HAND_OVER_PER_TURN and len(slices) == 4
+    assert handed == [b"%d" % mid for mid in range(1, 201)]
+    assert connection.acked() == list(range(1, 201))  # nothing to wait for: each slice at once
     assert link.stats()["unacked"] == 0
 
 
@@ -114,6 +139,8 @@ async def test_acks_of_a_lost_connection_never_reach_the_next(tmp_path: Path) ->
     first._connection, second._connection = old, new
     session.client = first
     first._handle_packet(*publish_packet(device_topic(UNIT, Channel.HEALTH), 7, b"{}"))
+    await asyncio.sleep(0)  # handed over to the sink
+    assert session.pending and not session._intake
     session._on_disconnect(first, b"")  # the connection is gone before the commit
     assert session.client is None and first.ended.is_set()
     committed.set_result(None)

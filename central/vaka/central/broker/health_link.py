@@ -34,6 +34,7 @@ gmqtt is pinned (``vaka-central``'s dependencies); tests/test_health_link.py che
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ CONNECT_TIMEOUT_S = 10.0
 SUBSCRIBE_TIMEOUT_S = 120.0
 #: how long a clean stop waits for the DISCONNECT to go out and the socket to close
 CLOSE_TIMEOUT_S = 5.0
+#: reports handed to ingest per turn of the event loop (see :meth:`HealthSession.take`)
+HAND_OVER_PER_TURN = 64
 
 
 class _HealthClient(gmqtt.Client):
@@ -106,11 +109,14 @@ class HealthSession:
         self.client: _HealthClient | None = None
         self.connected = asyncio.Event()
         self.pending = PendingAcks(self.ack_ready)
+        #: parsed messages not yet handed to their handler, in arrival order
+        self._intake: deque[tuple[str, bytes, int, int]] = deque()
+        self._handing_over = False
 
     @property
     def unacked(self) -> int:
         """Messages received and not yet acknowledged."""
-        return len(self.pending)
+        return len(self._intake) + len(self.pending)
 
     def _new_client(self) -> _HealthClient:
         client = _HealthClient(
@@ -128,8 +134,30 @@ class HealthSession:
         return client
 
     def take(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
-        """One message from the broker: to its handler, its acknowledgement queued."""
-        self.pending.add(mid, qos, hand_over(self.link, topic, payload))
+        """One message from the broker, to be handed to its handler in arrival order.
+
+        gmqtt parses everything one socket read brought in one go: during a backlog's drain
+        that is hundreds of reports. Handed to ingest at once they would hold the event loop
+        for each read's whole batch, and signalling on the main connection (a night check
+        dialled during the drain) would wait behind them; so they go to ingest in slices of
+        :data:`HAND_OVER_PER_TURN`, one slice per turn of the loop.
+        """
+        self._intake.append((topic, payload, mid, qos))
+        if not self._handing_over:
+            self._handing_over = True
+            asyncio.get_running_loop().call_soon(self._hand_over_some)
+
+    def _hand_over_some(self) -> None:
+        intake = self._intake
+        try:
+            for _ in range(min(len(intake), HAND_OVER_PER_TURN)):
+                topic, payload, mid, qos = intake.popleft()
+                self.pending.add(mid, qos, hand_over(self.link, topic, payload))
+        finally:
+            if intake:
+                asyncio.get_running_loop().call_soon(self._hand_over_some)
+            else:
+                self._handing_over = False
         self.ack_ready()
 
     def ack_ready(self) -> None:
@@ -201,6 +229,7 @@ class HealthSession:
         """The connection has ended: its unacknowledged messages come again on the next one
         (persistent session), and their message ids mean nothing there."""
         self.client = None
+        self._intake.clear()
         self.pending.clear()
         self.connected.clear()
         self.link.session_changed()
@@ -208,9 +237,13 @@ class HealthSession:
     @staticmethod
     async def _close(client: _HealthClient) -> None:
         """End ``client``'s connection: a DISCONNECT (the session stays at the broker for its
-        expiry) if it is still up, then the socket, bounded in time."""
-        if client._connection is None or client.ended.is_set():
+        expiry) if it is still up, then the socket and gmqtt's keepalive timer, bounded in time."""
+        connection = client._connection
+        if connection is None:
             return
         with contextlib.suppress(Exception):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await client.disconnect()
+                if client.ended.is_set():
+                    await connection.close()  # gone or going: nothing more to say to the broker
+                else:
+                    await client.disconnect()
