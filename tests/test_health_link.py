@@ -240,3 +240,10 @@ async def test_poison_on_the_health_connection_is_counted_and_acknowledged(
         assert health_session.connected.is_set() and central.link.connected.is_set()
         assert central.link.stats()["handler_failures"] == {}
         assert "unexpected" not in central.ingest.stats()["refused"]  # the guard caught each
+    # A clean stop: a DISCONNECT (Mosquitto logs "closed its connection" for a socket closed
+    # without one), so the session stays for its expiry and no will or error is logged.
+    await wait_for(
+        lambda: f"Client {health_session.identity} disconnected." in stack.broker.log(),
+        10,
+        what="the health connection's DISCONNECT",
+    )

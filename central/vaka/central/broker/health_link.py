@@ -21,12 +21,17 @@ Two parts of gmqtt are taken over, both for a guarantee:
   off) runs a task per message and sends each PUBACK when that message's task ends: one TLS
   write per message, out of order when a refused message overtakes a waiting one, and — since
   gmqtt reconnects on the same client — a PUBACK of a message from a lost connection would go
-  out on the next connection, where its message id names another message. Central takes QoS 1
+  out on the next connection, where its message id may name another message. Central takes QoS 1
   PUBLISHes at gmqtt's per-QoS hook instead (:class:`_HealthClient`) and acknowledges them
   itself, in order and in one write per commit.
 * **Reconnects.** gmqtt reconnects by itself after a fixed delay. Here every connection is a new
   client, made by :meth:`HealthSession.run` after an exponential backoff with jitter, so nothing
   of a lost connection (its message ids, its acknowledgements) reaches the next one.
+
+gmqtt parses everything one socket read brought at once (hundreds of reports while a backlog
+drains); the reports go on to ingest a slice per turn of the event loop
+(:meth:`HealthSession.take`), so the main connection's signalling is not held up behind a whole
+buffer of them.
 
 gmqtt is pinned (``vaka-central``'s dependencies); tests/test_health_link.py checks the hook.
 """
