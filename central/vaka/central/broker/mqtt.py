@@ -17,31 +17,32 @@ restore *shared* subscriptions from its persistence file after a broker restart 
 does), which is why nothing that must not be lost rides on a shared subscription.
 
 With a health certificate (``[mqtt] health_cert``, CN ``<identity>-health``) health comes on a
-connection of its own. The broker keeps one queue per session and delivers it in order, so on
-one connection a call's answer that arrives behind 60 000 queued health reports waits for all of
-them; on its own connection it does not wait at all, and a broker that must drop messages for a
-lagging central drops superseded health from the health session's queue, never events, state or
-signalling (docs/reliability.md).
+connection of its own, on gmqtt (:mod:`vaka.central.broker.health_link`, the hot path: it reads
+whole buffers where paho reads each packet in pieces). The broker keeps one queue per session and
+delivers it in order, so on one connection a call's answer that arrives behind 60 000 queued
+health reports waits for all of them; on its own connection it does not wait at all, and a
+broker that must drop messages for a lagging central drops superseded health from the health
+session's queue, never events, state or signalling (docs/reliability.md). The main connection
+(everything but health, or everything when there is no health certificate) is aiomqtt over paho.
 
-Acknowledgements are manual: a handler may return an awaitable that completes once the message
-is committed (ingest does), and the link sends the PUBACK only then, in the order the messages
-came; anything else (and anything refused) is acknowledged at once. A central that dies between
-receiving and committing gets the message again from the broker. The MQTT 5 Receive Maximum
-bounds how many unacknowledged messages the broker sends, so a backlog stays at the broker.
-The PUBACKs of one committed batch leave in one write (one TLS record) instead of one each.
+Acknowledgements are manual on both connections (:mod:`vaka.central.broker.acks`): a handler may
+return an awaitable that completes once the message is committed (ingest does), and the link
+sends the PUBACK only then, in the order the messages came; anything else (and anything refused)
+is acknowledged at once. A central that dies between receiving and committing gets the message
+again from the broker. The MQTT 5 Receive Maximum bounds how many unacknowledged messages the
+broker sends, so a backlog stays at the broker. The PUBACKs of one committed batch leave in one
+write (one TLS record) instead of one each.
 
-Messages go from paho's callback straight to the handler (not through aiomqtt's queue and
-message objects): this is central's hottest path. Every handler runs guarded: one that raises is
-counted and its message acknowledged (dropped), so no single message can break the loop or make
-central reconnect and receive it again.
+On the main connection messages go from paho's callback straight to the handler (not through
+aiomqtt's queue and message objects). Every handler runs guarded: one that raises is counted and
+its message acknowledged (dropped), so no single message can break the loop or make central
+reconnect and receive it again.
 """
 
 import asyncio
-import inspect
 import logging
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel
 
+from vaka.central.broker.acks import (
+    MessageSink,
+    PendingAcks,
+    SessionHost,
+    hand_over,
+    puback_packets,
+)
+from vaka.central.broker.health_link import HealthSession
 from vaka.central.settings.config import MqttSection
 from vaka.errors import LinkError
 from vaka.protocol.backoff import TCP_NODELAY, backoff_delay
@@ -62,17 +71,12 @@ from vaka.provisioning.tls import client_tls_context
 
 log = logging.getLogger(__name__)
 
-#: ``sink(topic, payload)``: ``None`` when done, or an awaitable that completes when the message
-#: is committed (its acknowledgement waits for it)
-MessageSink = Callable[[str, Any], object]
 #: ``await publish(device_id, channel, message)``: a message to one unit (see
 #: :meth:`CentralLink.publish_to_unit`)
 PublishToUnit = Callable[[str, Channel, BaseModel], Awaitable[None]]
 #: ``await publish(topic, payload, retain)``: already-encoded bytes (see
 #: :meth:`CentralLink.publish_raw`)
 PublishRaw = Callable[[str, bytes, bool], Awaitable[None]]
-#: an MQTT 5 PUBACK with reason "success" and no properties: fixed header, remaining length 2
-_PUBACK = bytes([int(paho.PUBACK), 2])
 #: how long central waits for the broker to confirm its subscriptions
 SUBSCRIBE_TIMEOUT_S = 120.0
 
@@ -85,15 +89,6 @@ def enrol_topic_filter() -> str:
 def health_identity(identity: str) -> str:
     """The certificate CN of an instance's health connection."""
     return f"{identity}-health"
-
-
-@dataclass
-class _Unacked:
-    """A received message whose PUBACK waits for its commit."""
-
-    mid: int
-    qos: int
-    committed: "asyncio.Future[Any] | None"
 
 
 def send_pubacks(client: paho.Client, acks: list[tuple[int, int]]) -> None:
@@ -120,16 +115,16 @@ def _flush_pubacks(client: paho.Client, mids: list[int]) -> None:
     if len(mids) == 1:
         client.ack(mids[0], 1)
         return
-    packet = b"".join(_PUBACK + mid.to_bytes(2, "big") for mid in mids)
-    client._packet_queue(paho.PUBACK, packet, 0, 0)
+    client._packet_queue(paho.PUBACK, puback_packets(mids), 0, 0)
 
 
 class _Session:
-    """One MQTT connection of central: who it is, what it subscribes to, what it still owes."""
+    """One MQTT connection of central (aiomqtt over paho): who it is, what it subscribes to,
+    what it still owes."""
 
     def __init__(
         self,
-        link: "CentralLink",
+        link: SessionHost,
         identity: str,
         cert: Path,
         key: Path,
@@ -144,8 +139,7 @@ class _Session:
         self.session_expiry_s = session_expiry_s
         self.client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
-        self._unacked: deque[_Unacked] = deque()
-        self._waiting_on: asyncio.Future[Any] | None = None
+        self.pending = PendingAcks(self._ack_ready)
 
     def _new_client(self) -> aiomqtt.Client:
         s = self.link.settings
@@ -179,25 +173,12 @@ class _Session:
         except Exception:
             self.link.handler_failures["link"] += 1
             log.exception("central could not take a message; it is acknowledged and dropped")
-            self._unacked.append(_Unacked(message.mid, message.qos, None))
+            self.pending.add(message.mid, message.qos, None)
             self._ack_ready()
 
     def dispatch(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
         """Hand one message to its handler, guarded; queue its acknowledgement."""
-        channel, handler = self.link.handler_for(topic)
-        committed: asyncio.Future[Any] | None = None
-        try:
-            result = handler(topic, payload) if handler is not None else None
-            if inspect.isawaitable(result):
-                committed = asyncio.ensure_future(result)
-        except Exception:
-            self.link.handler_failures[channel] += 1
-            log.exception("handler for %s failed on %s; dropping the message", channel, topic[:120])
-        self._unacked.append(_Unacked(mid, qos, committed))
-        # A batch's messages share one future: one callback for all of them.
-        if committed is not None and committed is not self._waiting_on:
-            self._waiting_on = committed
-            committed.add_done_callback(lambda _: self._ack_ready())
+        self.pending.add(mid, qos, hand_over(self.link, topic, payload))
         self._ack_ready()
 
     def _ack_ready(self) -> None:
@@ -205,21 +186,14 @@ class _Session:
         client = self.client
         if client is None:  # connected, but the client not handed over yet: acknowledge later
             return
-        ready: list[tuple[int, int]] = []
-        while self._unacked:
-            head = self._unacked[0]
-            if head.committed is not None and not head.committed.done():
-                break
-            self._unacked.popleft()
-            if head.qos > 0:
-                ready.append((head.mid, head.qos))
+        ready = self.pending.ready()
         if ready:
             send_pubacks(client._client, ready)
 
     @property
     def unacked(self) -> int:
         """Messages received and not yet acknowledged."""
-        return len(self._unacked)
+        return len(self.pending)
 
     async def run(self) -> None:
         """Connect, subscribe and take messages until cancelled; reconnect with backoff."""
@@ -259,8 +233,7 @@ class _Session:
                 self.client = None
                 # Unacknowledged messages of the lost connection come again (persistent session);
                 # their message ids mean nothing on the next connection.
-                self._unacked.clear()
-                self._waiting_on = None
+                self.pending.clear()
                 self.connected.clear()
                 self.link.session_changed()
             delay = backoff_delay(attempt, 0.5, 30.0)
@@ -293,11 +266,11 @@ class CentralLink:
         self.main = _Session(
             self, settings.identity, settings.cert, settings.key, [], settings.session_expiry_s
         )
-        self.sessions = [self.main]
+        self.sessions: list[_Session | HealthSession] = [self.main]
         health = shared(settings.share_group, device_filter(Channel.HEALTH))
         if settings.health_cert is not None and settings.health_key is not None:
             self.sessions.append(
-                _Session(
+                HealthSession(
                     self,
                     health_identity(settings.identity),
                     settings.health_cert,

@@ -1,0 +1,254 @@
+"""Central's health connection, on gmqtt: the fleet's health reports, read in whole buffers.
+
+Health is nearly all of central's MQTT traffic, so its connection is the hot path. paho reads
+each packet in three to five TLS reads and makes a ``Properties`` object per PUBLISH; gmqtt
+(an asyncio protocol) parses every packet in what one read brought. Measured side by side
+(bench/mqtt_clients.py, docs/benchmarks.md) gmqtt 0.7.0 took ~12 µs of CPU per QoS 1 message,
+paho ~49 µs, aiomqtt ~128 µs. Signalling, state and events stay on the main connection
+(aiomqtt, :mod:`vaka.central.broker.mqtt`).
+
+The connection keeps every guarantee of the main one: TLS with the health certificate
+(``[mqtt] health_cert``, CN ``<identity>-health``), MQTT 5, a persistent session with
+``[mqtt] health_session_expiry_s``, a Receive Maximum (``[mqtt] receive_maximum``) that keeps a
+backlog at the broker, reconnects with backoff, and each message acknowledged only after its
+batch is committed, in arrival order (:class:`~vaka.central.broker.acks.PendingAcks`), a
+committed batch's PUBACKs in one write. A poison message is refused (or its handler's failure
+counted) and acknowledged; nothing it does ends the connection.
+
+Two parts of gmqtt are taken over, both for a guarantee:
+
+* **Acknowledgements.** gmqtt's own "acknowledge after the work" (``optimistic_acknowledgement``
+  off) runs a task per message and sends each PUBACK when that message's task ends: one TLS
+  write per message, out of order when a refused message overtakes a waiting one, and — since
+  gmqtt reconnects on the same client — a PUBACK of a message from a lost connection would go
+  out on the next connection, where its message id may name another message. Central takes QoS 1
+  PUBLISHes at gmqtt's per-QoS hook instead (:class:`_HealthClient`) and acknowledges them
+  itself, in order and in one write per commit.
+* **Reconnects.** gmqtt reconnects by itself after a fixed delay. Here every connection is a new
+  client, made by :meth:`HealthSession.run` after an exponential backoff with jitter, so nothing
+  of a lost connection (its message ids, its acknowledgements) reaches the next one.
+
+gmqtt parses everything one socket read brought at once (hundreds of reports while a backlog
+drains); the reports go on to ingest a slice per turn of the event loop
+(:meth:`HealthSession.take`), so the main connection's signalling is not held up behind a whole
+buffer of them.
+
+gmqtt is pinned (``vaka-central``'s dependencies); tests/test_health_link.py checks the hook.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import gmqtt
+from gmqtt.mqtt.constants import MQTTv50
+
+from vaka.central.broker.acks import PendingAcks, SessionHost, hand_over, puback_packets
+from vaka.errors import LinkError
+from vaka.protocol.backoff import backoff_delay
+from vaka.provisioning.tls import client_tls_context
+
+log = logging.getLogger(__name__)
+
+#: how long a connection attempt may take up to the broker's CONNACK
+CONNECT_TIMEOUT_S = 10.0
+#: how long central waits for the broker to confirm its subscription (a broker resuming a large
+#: backlog sends queued messages first and may be busy saving its store)
+SUBSCRIBE_TIMEOUT_S = 120.0
+#: how long a clean stop waits for the DISCONNECT to go out and the socket to close
+CLOSE_TIMEOUT_S = 5.0
+#: reports handed to ingest per turn of the event loop (see :meth:`HealthSession.take`)
+HAND_OVER_PER_TURN = 64
+
+
+class _HealthClient(gmqtt.Client):
+    """gmqtt's client with QoS 1 acknowledgements and reconnects left to the session."""
+
+    def __init__(self, session: "HealthSession", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.session = session
+        #: set when the connection is gone (the broker closed it, or the socket did)
+        self.ended = asyncio.Event()
+        self.suback: asyncio.Future[list[int]] | None = None
+
+    def _handle_qos_1_publish_packet(
+        self, mid: int, packet: bytes, print_topic: str, _properties: Any
+    ) -> None:
+        # Anything escaping here would leave the message unacknowledged for the connection's life.
+        try:
+            self.session.take(print_topic, packet, mid, 1)
+        except Exception:
+            self.session.link.handler_failures["link"] += 1
+            log.exception("central could not take a health message; acknowledged and dropped")
+            self.session.pending.add(mid, 1, None)
+            self.session.ack_ready()
+
+    async def reconnect(self, delay: bool = False) -> None:
+        """The session reconnects, on a new client: a lost connection stays lost here."""
+        return
+
+
+class HealthSession:
+    """Central's health connection: connect, subscribe, take messages, acknowledge after commit;
+    reconnect with backoff until cancelled."""
+
+    def __init__(
+        self,
+        link: SessionHost,
+        identity: str,
+        cert: Path,
+        key: Path,
+        filters: list[str],
+        session_expiry_s: int,
+    ) -> None:
+        self.link = link
+        self.identity = identity
+        self.cert = cert
+        self.key = key
+        self.filters = filters
+        self.session_expiry_s = session_expiry_s
+        #: the connection that may be written to (``None`` while there is none)
+        self.client: _HealthClient | None = None
+        self.connected = asyncio.Event()
+        self.pending = PendingAcks(self.ack_ready)
+        #: parsed messages not yet handed to their handler, in arrival order
+        self._intake: deque[tuple[str, bytes, int, int]] = deque()
+        self._handing_over = False
+
+    @property
+    def unacked(self) -> int:
+        """Messages received and not yet acknowledged."""
+        return len(self._intake) + len(self.pending)
+
+    def _new_client(self) -> _HealthClient:
+        client = _HealthClient(
+            self,
+            client_id=self.identity,
+            # No session to resume when none is kept (the broker would start a new one anyway).
+            clean_session=self.session_expiry_s == 0,
+            session_expiry_interval=self.session_expiry_s,
+            receive_maximum=self.link.settings.receive_maximum,
+        )
+        # QoS 0 (a unit may publish so) goes by gmqtt's on_message, with nothing to acknowledge.
+        client.on_message = lambda _c, topic, payload, _qos, _props: self.take(topic, payload, 0, 0)
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        return client
+
+    def take(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        """One message from the broker, to be handed to its handler in arrival order.
+
+        gmqtt parses everything one socket read brought in one go: during a backlog's drain
+        that is hundreds of reports. Handed to ingest at once they would hold the event loop
+        for each read's whole batch, and signalling on the main connection (a night check
+        dialled during the drain) would wait behind them; so they go to ingest in slices of
+        :data:`HAND_OVER_PER_TURN`, one slice per turn of the loop.
+        """
+        self._intake.append((topic, payload, mid, qos))
+        if not self._handing_over:
+            self._handing_over = True
+            asyncio.get_running_loop().call_soon(self._hand_over_some)
+
+    def _hand_over_some(self) -> None:
+        intake = self._intake
+        try:
+            for _ in range(min(len(intake), HAND_OVER_PER_TURN)):
+                topic, payload, mid, qos = intake.popleft()
+                self.pending.add(mid, qos, hand_over(self.link, topic, payload))
+        finally:
+            if intake:
+                asyncio.get_running_loop().call_soon(self._hand_over_some)
+            else:
+                self._handing_over = False
+        self.ack_ready()
+
+    def ack_ready(self) -> None:
+        """Acknowledge, in arrival order and in one write, every message whose commit is done."""
+        client = self.client
+        if client is None:  # connected, but the client not handed over yet: acknowledge later
+            return
+        mids = [mid for mid, qos in self.pending.ready() if qos == 1]
+        if mids:
+            client._connection.send_package(puback_packets(mids))
+
+    @staticmethod
+    def _on_subscribe(client: _HealthClient, mid: int, granted: tuple[int, ...], _p: Any) -> None:
+        if client.suback is not None and not client.suback.done():
+            client.suback.set_result(list(granted))
+
+    def _on_disconnect(self, client: _HealthClient, _packet: bytes) -> None:
+        if self.client is client:
+            self.client = None  # nothing more is written on a connection that is closing
+        client.ended.set()
+        if client.suback is not None and not client.suback.done():
+            client.suback.set_exception(LinkError("the connection closed before the SUBACK"))
+
+    async def _connect(self, client: _HealthClient) -> None:
+        s = self.link.settings
+        tls = client_tls_context(s.server_ca, self.cert, self.key)
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            await client.connect(s.host, s.port, ssl=tls, keepalive=s.keepalive_s, version=MQTTv50)
+
+    async def _subscribe(self, client: _HealthClient) -> None:
+        client.suback = asyncio.get_running_loop().create_future()
+        client.subscribe([gmqtt.Subscription(f, qos=1) for f in self.filters])
+        async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+            granted = await client.suback
+        if any(code >= 0x80 for code in granted):
+            raise LinkError(f"the broker refused {self.filters}: reason codes {granted}")
+
+    async def run(self) -> None:
+        """Connect, subscribe and take messages until cancelled; reconnect with backoff."""
+        attempt = 0
+        while True:
+            client = self._new_client()
+            try:
+                await self._connect(client)
+                self.link.connections += 1
+                # A resumed session's messages come from the CONNACK on, before the SUBACK:
+                # their acknowledgements need the client already.
+                self.client = client
+                self.ack_ready()
+                await self._subscribe(client)
+                self.connected.set()
+                self.link.session_changed()
+                attempt = 0
+                log.info("%s subscribed to %s", self.identity, ", ".join(self.filters))
+                await client.ended.wait()
+                log.warning("%s: broker connection lost", self.identity)
+            except (OSError, TimeoutError, LinkError, gmqtt.MQTTConnectError) as err:
+                log.warning("%s: broker connection lost or refused: %s", self.identity, err)
+            except Exception as err:
+                log.error("%s cannot connect to the broker: %s", self.identity, err)
+            finally:
+                self._forget()
+                await self._close(client)
+            delay = backoff_delay(attempt, 0.5, 30.0)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    def _forget(self) -> None:
+        """The connection has ended: its unacknowledged messages come again on the next one
+        (persistent session), and their message ids mean nothing there."""
+        self.client = None
+        self._intake.clear()
+        self.pending.clear()
+        self.connected.clear()
+        self.link.session_changed()
+
+    @staticmethod
+    async def _close(client: _HealthClient) -> None:
+        """End ``client``'s connection: a DISCONNECT (the session stays at the broker for its
+        expiry) if it is still up, then the socket and gmqtt's keepalive timer, bounded in time."""
+        connection = client._connection
+        if connection is None:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                if client.ended.is_set():
+                    await connection.close()  # gone or going: nothing more to say to the broker
+                else:
+                    await client.disconnect()
