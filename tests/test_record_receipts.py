@@ -1,13 +1,19 @@
-"""A unit keeps its call and shutter events until central's receipt, not the broker's PUBACK: with
-no central to confirm, it sends them again every ``receipt_wait_s``; once central is back and
-commits them, the receipt ends that."""
+"""A unit keeps every event until central's receipt, not the broker's PUBACK: with no central to
+confirm, it sends them again every ``receipt_wait_s``; once central is back and commits them, the
+receipt ends that. When too many wait, the record's events (call, shutter, privacy) are the last
+to be given up."""
 
 import dataclasses
 import json
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import collecting
 from tests.nightcheck import UNIT
 from vaka.agent.app import Agent
+from vaka.agent.link.session import KEPT_LIMIT, UnitLink
+from vaka.agent.link.settings import LinkSettings
 from vaka.devstack.central import running_central
 from vaka.devstack.polling import wait_for
 from vaka.devstack.stack import LocalStack
@@ -21,10 +27,15 @@ def quick_receipts(agent: Agent) -> None:
     agent.link.settings = dataclasses.replace(agent.link.settings, receipt_wait_s=WAIT_S)
 
 
-async def test_the_unit_sends_a_call_event_again_until_centrals_receipt(
-    stack: LocalStack,
+@pytest.mark.parametrize(
+    ("kind", "detail"),
+    [("shutter", {"state": "closed"}), ("button", {"button": "staff"})],
+    ids=["shutter", "button"],
+)
+async def test_the_unit_sends_an_event_again_until_centrals_receipt(
+    stack: LocalStack, kind: str, detail: dict[str, str]
 ) -> None:
-    event = EventMessage(payload=EventPayload(kind="shutter", detail={"state": "closed"}))
+    event = EventMessage(payload=EventPayload(kind=kind, detail=detail))
 
     def sent(seen: list) -> int:
         return sum(1 for m in seen if json.loads(m.payload)["id"] == event.id)
@@ -40,5 +51,29 @@ async def test_the_unit_sends_a_call_event_again_until_centrals_receipt(
                 async with running_central(stack.central_config()) as central:
                     await wait_for(lambda: agent.link.unconfirmed == 0, 15, what="the receipt")
                     stored = central.store.recent_events(UNIT, 10)
-                    assert [e.message_id for e in stored if e.kind == "shutter"] == [event.id]
+                    assert [e.message_id for e in stored if e.kind == kind] == [event.id]
     print(f"\nsent {sent(seen)} times before central's receipt (every {WAIT_S} s)")
+
+
+async def test_too_many_waiting_events_give_up_the_others_before_the_record(tmp_path: Path) -> None:
+    """Offline for long: the oldest events that are not the record's go first; a call event
+    older than all of them stays until its receipt."""
+    link = UnitLink(LinkSettings(UNIT, "nightcam", "127.0.0.1", 1, tmp_path, tmp_path, tmp_path))
+    call = EventMessage(payload=EventPayload(kind="call", detail={"action": "ended"}))
+    await link.publish_reliably(Channel.EVENTS, call)
+    infos = [
+        EventMessage(payload=EventPayload(kind="info", detail={"n": n})) for n in range(KEPT_LIMIT)
+    ]
+    for info in infos:
+        await link.publish_reliably(Channel.EVENTS, info)
+    assert link.unconfirmed == KEPT_LIMIT
+    kept = set(link._kept)
+    assert call.id in kept and infos[0].id not in kept and infos[-1].id in kept
+    # Only record events left: then the oldest of them goes.
+    shutters = [
+        EventMessage(payload=EventPayload(kind="shutter", detail={"state": "open"}))
+        for _ in range(KEPT_LIMIT)
+    ]
+    for shutter in shutters:
+        await link.publish_reliably(Channel.EVENTS, shutter)
+    assert list(link._kept) == [m.id for m in shutters]

@@ -7,10 +7,13 @@ the current one. Inbound messages are checked (topic, size, schema) and routed t
 channel; refusals are logged with a reason, counted and reported as an event; nothing a message
 does (or a handler raises) ends the loop.
 
-Call and shutter events are the record of who looked into a home: the link keeps each in memory
-(never on storage) until central's receipt on ``receipt`` names it, and one sender sends them in
-order — again after every reconnect and if no receipt came within ``receipt_wait_s`` (a PUBACK
-only means the broker has a message, not that central committed it).
+Every event a unit reports (a call's start and end, a shutter movement, the citizen's button, an
+update's step, a message read) is kept in memory (never on storage) until central's receipt on
+``receipt`` names it, and one sender sends them in order — again after every reconnect and if no
+receipt came within ``receipt_wait_s``: a PUBACK only means the broker has a message, not that
+central committed it, and a broker that crashes or restarts may lose what it had acknowledged.
+Call, shutter and privacy events are the record of who looked into a home: when too many wait,
+other events are given up first.
 """
 
 import asyncio
@@ -47,8 +50,9 @@ from vaka.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 OUTBOX_LIMIT = 200
-#: Event kinds kept until central's receipt: the audit trail's calls and shutter movements.
-KEPT_KINDS = frozenset({"call", "shutter", "privacy"})
+#: Event kinds of the audit trail (calls, shutter movements, privacy mode): the last to be given
+#: up when too many events wait for central's receipt.
+RECORD_KINDS = frozenset({"call", "shutter", "privacy"})
 #: The most unconfirmed events kept (a unit offline for days drops the oldest, and says so).
 KEPT_LIMIT = 500
 
@@ -80,14 +84,14 @@ class UnitLink:
         self._online = asyncio.Event()
         #: Events kept while offline (call ended, shutter closed), sent after reconnecting.
         self._outbox: deque[tuple[Channel, BaseModel]] = deque(maxlen=OUTBOX_LIMIT)
-        #: Call and shutter events by message id, in order, until central's receipt names them.
+        #: Events by message id, in order, until central's receipt names them.
         self._kept: dict[str, _Kept] = {}
         self._kept_wake = asyncio.Event()
         self._connection = 0
 
     @property
     def unconfirmed(self) -> int:
-        """Call and shutter events central has not confirmed yet."""
+        """Events central has not confirmed yet."""
         return len(self._kept)
 
     # ---------------------------------------------------------------- state
@@ -197,9 +201,9 @@ class UnitLink:
     async def publish_reliably(self, channel: Channel, message: BaseModel) -> None:
         """Publish now, or keep the message (bounded) and send it after the next connect.
 
-        Call and shutter events are kept until central's receipt instead (see the module).
+        Events are kept until central's receipt instead (see the module).
         """
-        if isinstance(message, EventMessage) and message.payload.kind in KEPT_KINDS:
+        if isinstance(message, EventMessage):
             await self._send_or_keep(message)
             return
         try:
@@ -214,9 +218,17 @@ class UnitLink:
         this connection (so a clean stop right after still gets it out), else leave it to the
         sender, which keeps the order."""
         if len(self._kept) >= KEPT_LIMIT:
-            dropped = next(iter(self._kept))
-            log.warning("%d events wait for central: dropping the oldest (%s)", KEPT_LIMIT, dropped)
-            del self._kept[dropped]
+            dropped = next(
+                (i for i, k in self._kept.items() if k.message.payload.kind not in RECORD_KINDS),
+                next(iter(self._kept)),
+            )
+            kind = self._kept.pop(dropped).message.payload.kind
+            log.warning(
+                "%d events wait for central: dropping the oldest %s event (%s)",
+                KEPT_LIMIT,
+                kind,
+                dropped,
+            )
         kept = self._kept[message.id] = _Kept(message)
         connection = self._connection
         if self._state is LinkState.ONLINE and all(
