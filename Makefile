@@ -26,7 +26,7 @@ typecheck: setup
 # of a process, and other suites' process-wide state has kept it from starting.
 WINDOW_TESTS := tests/test_tv_screen.py tests/test_tv_window.py tests/test_tv_enrol_screen.py tests/test_tv_privacy.py
 unit: setup
-	$(VENV)/pytest -q --durations=15 $(addprefix --ignore=,$(WINDOW_TESTS))
+	$(VENV)/pytest -q --durations=40 $(addprefix --ignore=,$(WINDOW_TESTS))
 	$(foreach t,$(WINDOW_TESTS),$(VENV)/pytest -q $(t) &&) true
 
 test: lint typecheck unit
