@@ -1,4 +1,4 @@
-"""Stopping asyncio tasks for certain.
+"""Stopping asyncio tasks for certain, and an owner's set of background tasks.
 
 On Python 3.11 ``asyncio.wait_for`` swallows a cancellation that arrives in the same loop turn
 as the result it waits for (CPython gh-86296, fixed in 3.12). aiomqtt waits for the broker's
@@ -8,7 +8,8 @@ until its connection drops. :func:`cancel_and_wait` cancels again until the task
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+import logging
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 
@@ -24,3 +25,29 @@ async def cancel_and_wait(tasks: Iterable["asyncio.Task[Any]"], retry_s: float =
         if task.done():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 task.result()
+
+
+class TaskSet:
+    """The background tasks of one owner: a task that fails is logged (``what`` says whose),
+    and :meth:`close` ends every one still running."""
+
+    def __init__(self, log: logging.Logger, what: str) -> None:
+        self._log = log
+        self._what = what
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> "asyncio.Task[None]":
+        """Run ``coro`` in the background, kept until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: "asyncio.Task[None]") -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("%s failed", self._what, exc_info=task.exception())
+
+    async def close(self) -> None:
+        """Cancel the tasks still running and wait until they have ended. Safe twice."""
+        await cancel_and_wait(list(self._tasks))

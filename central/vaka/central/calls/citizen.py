@@ -33,13 +33,13 @@ from vaka.central.calls.duty import DutyRoster
 from vaka.central.calls.reasons import nobody_to_ring, request_ended
 from vaka.central.calls.requests import CallRequest, RequestBook
 from vaka.central.calls.ringing import NO_LONGER_RINGING, Ring, RingSockets
+from vaka.central.calls.to_unit import tell_unit
 from vaka.central.directory.directory import Directory, StaffMember
 from vaka.central.directory.policy import ROLE_PURPOSES, CallRefused, citizen_call_groups
 from vaka.central.settings.calls import CallLimits
-from vaka.errors import LinkError
-from vaka.protocol.messages import SignalMessage, SignalPayload
+from vaka.protocol.messages import SignalPayload
 from vaka.protocol.reasons import Reason
-from vaka.protocol.topics import Channel
+from vaka.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class CitizenCallDesk:
         #: the ring sockets staff on duty keep open to this instance
         self.sockets = RingSockets()
         self._rings: dict[str, Ring] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(log, "citizen call task")
 
     # ------------------------------------------------------------ the policy's ledger
 
@@ -108,23 +108,13 @@ class CitizenCallDesk:
         return False
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: "asyncio.Task[None]") -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("citizen call task failed", exc_info=task.exception())
+        self._tasks.spawn(coro)
 
     async def _audit(self, kind: str, **fields: Any) -> None:
         await asyncio.to_thread(self.audit.append, kind, **fields)
 
     async def _send_unit(self, unit: str, payload: SignalPayload) -> None:
-        try:
-            await self.publish(unit, Channel.SIGNAL_IN, SignalMessage(payload=payload))
-        except LinkError as err:
-            log.warning("cannot tell unit %s about %s: %s", unit, payload.call_id, err)
+        await tell_unit(self.publish, unit, payload)
 
     async def _on_request(self, unit: str, payload: SignalPayload) -> None:
         req = payload.call_id
@@ -376,6 +366,4 @@ class CitizenCallDesk:
         """Stop ringing and background work. Safe twice."""
         for ring in list(self._rings.values()):
             ring.stop(Reason("central is shutting down", "central_stopping"))
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()

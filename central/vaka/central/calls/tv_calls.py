@@ -41,13 +41,13 @@ from vaka.central.broker.mqtt import PublishToUnit
 from vaka.central.calls.channel import StaffChannel
 from vaka.central.calls.requests import CallRequest, RequestBook
 from vaka.central.calls.ringing import NO_LONGER_RINGING, send
+from vaka.central.calls.to_unit import tell_unit
 from vaka.central.circle.calls import CONTACT_PURPOSE, ContactCalls, PeerCall
 from vaka.central.directory.policy import Authorization, CallRefused
 from vaka.central.settings.calls import CallLimits
-from vaka.errors import LinkError
-from vaka.protocol.messages import SignalMessage, SignalPayload
+from vaka.protocol.messages import SignalPayload
 from vaka.protocol.reasons import Reason, from_column, reason_of, to_column, with_code
-from vaka.protocol.topics import Channel
+from vaka.tasks import TaskSet
 
 if TYPE_CHECKING:
     from vaka.central.calls.tv_to_tv import TvToTv
@@ -95,7 +95,7 @@ class TvCalls:
         self._rings: dict[str, tuple[str, set[StaffChannel], asyncio.Event]] = {}
         #: per request rung here: set once its "rang" is in the audit trail (a Decline waits for it)
         self._rang: dict[str, asyncio.Event] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(log, "a TV's call to a contact")
 
     # ------------------------------------------------------------ the contacts' ring sockets
 
@@ -142,23 +142,13 @@ class TvCalls:
         return False
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: "asyncio.Task[None]") -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("a TV's call to a contact failed", exc_info=task.exception())
+        self._tasks.spawn(coro)
 
     async def _audit(self, kind: str, **fields: Any) -> None:
         await asyncio.to_thread(self.audit.append, kind, **fields)
 
     async def _send_unit(self, unit: str, payload: SignalPayload) -> None:
-        try:
-            await self.publish(unit, Channel.SIGNAL_IN, SignalMessage(payload=payload))
-        except LinkError as err:
-            log.warning("cannot tell unit %s about %s: %s", unit, payload.call_id, err)
+        await tell_unit(self.publish, unit, payload)
 
     async def _unavailable(self, unit: str, req: str, reason: str) -> None:
         # A TV says "not available" to every refusal but a one-sided relation between two
@@ -358,6 +348,4 @@ class TvCalls:
         """Stop ringing and background work. Safe twice."""
         for _contact, _rung, done in list(self._rings.values()):
             done.set()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
