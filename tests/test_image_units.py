@@ -84,6 +84,8 @@ def test_services_enabled_and_disabled(built: Built) -> None:
             "ssh.socket",
             "apt-daily.timer",
             "dpkg-db-backup.timer",
+            "serial-getty@.service",
+            "console-getty.service",
         )
     }
     assert state == {
