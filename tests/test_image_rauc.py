@@ -768,6 +768,9 @@ async def test_central_orders_an_update_kept_a_broken_one_rolled_back_a_foreign_
     assert rolled["state"] == "rolled_back", rolled
     print(f"rolled back: {rolled['reason']}\nforeign: {refused['reason']}")
     assert "previous system" in str(rolled["reason"]), rolled
+    # The unit's own cause, from boot counting on slot B (vaka-mark-good's report).
+    cause = "back on slot B: the agent was not online on slot A within 60 s: slot A was marked bad"
+    assert cause in str(rolled["reason"]), rolled
     assert refused["state"] == "refused", refused
     assert "signature verification failed" in str(refused["reason"]).lower(), refused
     names = [kind for kind, _ in kinds]
@@ -776,6 +779,7 @@ async def test_central_orders_an_update_kept_a_broken_one_rolled_back_a_foreign_
     assert names.index("update_downloaded") < names.index("update_installed")
     assert names.count("update_running") == 1, names
     assert names.count("update_rolled_back") == 1, names
+    assert names.count("update_ordered") == 3, names  # v2, v3, foreign: v3 never ordered again
     assert names.count("update_installed") == 2, names  # v2 and v3; the foreign one never
     refusals = [d for kind, d in kinds if kind == "update_refused"]
     assert len(refusals) == 1 and refusals[0]["version"] == "4", refusals
@@ -809,6 +813,7 @@ async def test_central_orders_an_update_kept_a_broken_one_rolled_back_a_foreign_
     for healthy in (1, 3):
         assert "Failed to start vaka-agent" not in segments[healthy], healthy
     assert "the agent was not online within 60 s: slot A marked bad" in log
+    assert "vaka-mark-good: back on slot B: the agent was not online on slot A within 60 s" in log
     # Boot 4: back on v2 by itself, a proven slot; RAUC says B booted, A bad.
     assert "vaka-mark-good: slot B is proven (online since its install): marked good" in log
     assert counted[1]["booted"] == "B"

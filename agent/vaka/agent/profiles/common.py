@@ -198,10 +198,12 @@ def update_settings(config: AgentConfig, device_id: str) -> UpdateSettings:
         # directory is made only when a download starts, and refused with its reason then.
         temporary = os.environ.get("TMPDIR") or "/tmp"  # noqa: S108 (a simulated unit only)
         directory = Path(temporary) / f"vaka-update-{device_id}"
+    credentials = config.storage.credentials_dir
     return UpdateSettings(
         directory,
         update.max_rate_kbps * 1000,
         update.server_ca or config.broker.server_ca,
+        installed_note=credentials / "update-installed" if credentials else None,
     )
 
 
