@@ -257,7 +257,7 @@ def start_qemu_efi(
     """Power on an A/B ``card`` (image/disk.sh --ab) the way a PC does: UEFI firmware (OVMF),
     which starts the card's own GRUB from its EFI system partition; GRUB picks the slot and loads
     that slot's kernel. ``reboot``: a reboot in the guest restarts the machine (as on a unit)
-    instead of ending QEMU. ``memory_mib``: the guest's RAM (its ``/run`` tmpfs is a fifth)."""
+    instead of ending QEMU. ``memory_mib``: the guest's RAM (its ``/run`` tmpfs is a tenth)."""
     if QEMU is None:
         pytest.skip("qemu-system-x86_64 is missing: apt-get install qemu-system-x86")
     if not OVMF_CODE.exists():

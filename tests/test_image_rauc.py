@@ -711,7 +711,7 @@ async def test_central_orders_an_update_kept_a_broken_one_rolled_back_a_foreign_
         await central.start()
         async with https_front(central.url, bundle_port, image_pki) as fetched:
             started = time.monotonic()
-            qemu = start_qemu_efi(card, console, reboot=True, memory_mib=4096)
+            qemu = start_qemu_efi(card, console, reboot=True, memory_mib=6144)
             await until(lambda: online(central), 900, "v1 online from slot A")
             # Updates wait out the night-check hours: a configuration whose night is not now.
             await push_unit_config(
