@@ -186,6 +186,8 @@ def card_with_identity(built: Built, directory: Path, pki: LocalPki) -> Path:
 
 
 #: The test-only service that shows ``rauc status`` on the serial console (see the docstring).
+#: It asks again until RAUC answers: once, on a boot of slot B while rauc.service was starting,
+#: ``rauc status`` printed nothing at all.
 STATUS_SERVICE = """\
 [Unit]
 Description=rauc status on the serial console (tests only)
@@ -193,7 +195,9 @@ After=vaka-agent.service dbus.service
 [Service]
 Type=oneshot
 ExecStart=/bin/echo RAUC-STATUS-BEGIN
-ExecStart=-/usr/bin/rauc status --output-format=json
+ExecStart=-/bin/sh -c 'for try in 1 2 3 4 5 6 7 8 9 10; do \\
+  rauc status --output-format=json >/run/vaka-test-status 2>&1; \\
+  grep -q booted /run/vaka-test-status && break; sleep 3; done; cat /run/vaka-test-status'
 ExecStart=/bin/echo RAUC-STATUS-END
 ExecStart=-/bin/cat /etc/vaka-test-release
 StandardOutput=tty
