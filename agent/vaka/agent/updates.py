@@ -115,6 +115,8 @@ class Updater:
         self._installed: str | None = None
         #: the current order's work, cancelled when a newer order replaces it
         self._work: asyncio.Task[None] | None = None
+        #: the report of a rollback, once boot counting has said why
+        self._came_back_task: asyncio.Task[None] | None = None
         link.on(Channel.UPDATE, self.on_order, cleared=self.on_withdrawn)
 
     async def on_order(self, message: AnyMessage) -> None:
@@ -141,7 +143,12 @@ class Updater:
             await self._report(order, "running", slot=running.slot)
             return
         if self._installed_sha() == order.sha256:
-            await self._came_back(order, running.slot)
+            # Boot counting's cause may take a moment (vaka-mark-good starts after the agent):
+            # waited for in a task of its own, not in the link's message handling.
+            self._came_back_task = asyncio.create_task(
+                self._came_back(order, running.slot), name="update-came-back"
+            )
+            self._came_back_task.add_done_callback(self._finished)
             return
         if self._installing:
             await self._refuse(order, "another update is being installed; order again later")
@@ -179,6 +186,10 @@ class Updater:
     async def close(self) -> None:
         """Stop any download (the part file stays for the next start)."""
         await self._cancel_work()
+        if self._came_back_task is not None and not self._came_back_task.done():
+            self._came_back_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._came_back_task
 
     async def _cancel_work(self) -> None:
         work, self._work = self._work, None
