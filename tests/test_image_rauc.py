@@ -186,8 +186,8 @@ def card_with_identity(built: Built, directory: Path, pki: LocalPki) -> Path:
 
 
 #: The test-only service that shows ``rauc status`` on the serial console (see the docstring).
-#: It asks again until RAUC answers: once, on a boot of slot B while rauc.service was starting,
-#: ``rauc status`` printed nothing at all.
+#: It asks again until RAUC answers, and writes through the console as systemd does, not on the
+#: serial line itself: there, lines were lost when the serial getty took the line over.
 STATUS_SERVICE = """\
 [Unit]
 Description=rauc status on the serial console (tests only)
@@ -200,9 +200,8 @@ ExecStart=-/bin/sh -c 'for try in 1 2 3 4 5 6 7 8 9 10; do \\
   grep -q booted /run/vaka-test-status && break; sleep 3; done; cat /run/vaka-test-status'
 ExecStart=/bin/echo RAUC-STATUS-END
 ExecStart=-/bin/cat /etc/vaka-test-release
-StandardOutput=tty
-StandardError=tty
-TTYPath=/dev/ttyS0
+StandardOutput=journal+console
+StandardError=journal+console
 """
 
 
@@ -496,9 +495,8 @@ ExecStart=/bin/echo RAUC-COUNTED-END
 ExecStart=/bin/echo RAUC-DETAILED-BEGIN
 ExecStart=-/usr/bin/rauc status --detailed --output-format=json
 ExecStart=/bin/echo RAUC-DETAILED-END
-StandardOutput=tty
-StandardError=tty
-TTYPath=/dev/ttyS0
+StandardOutput=journal+console
+StandardError=journal+console
 """
 
 #: The broken v3's agent: its entry point exits at once, so the agent never comes online.
