@@ -247,12 +247,17 @@ OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 
 def start_qemu_efi(
-    card: Path, console: Path, *, reboot: bool = False, extra: tuple[str, ...] = ()
+    card: Path,
+    console: Path,
+    *,
+    reboot: bool = False,
+    extra: tuple[str, ...] = (),
+    memory_mib: int = 1024,
 ) -> "subprocess.Popen[bytes]":
     """Power on an A/B ``card`` (image/disk.sh --ab) the way a PC does: UEFI firmware (OVMF),
     which starts the card's own GRUB from its EFI system partition; GRUB picks the slot and loads
     that slot's kernel. ``reboot``: a reboot in the guest restarts the machine (as on a unit)
-    instead of ending QEMU."""
+    instead of ending QEMU. ``memory_mib``: the guest's RAM (its ``/run`` tmpfs is a tenth)."""
     if QEMU is None:
         pytest.skip("qemu-system-x86_64 is missing: apt-get install qemu-system-x86")
     if not OVMF_CODE.exists():
@@ -264,7 +269,7 @@ def start_qemu_efi(
             QEMU,
             "-accel", os.environ.get("VAKA_QEMU_ACCEL", "tcg"),
             "-cpu", "max",
-            "-m", "1024", "-smp", "2",
+            "-m", str(memory_mib), "-smp", "2",
             "-nodefaults", *(() if reboot else ("-no-reboot",)),
             "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
             "-drive", f"if=pflash,format=raw,file={variables}",

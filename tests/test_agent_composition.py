@@ -19,8 +19,10 @@ from vaka.agent.config import load_config
 from vaka.agent.hw.display import TvState
 from vaka.agent.hw.fake_cec import FakeCecBus, FakeCecDisplay
 from vaka.agent.hw.fake_display import SimulatedDisplay
+from vaka.agent.hw.fake_installer import FakeInstaller
+from vaka.agent.hw.installer import RaucInstaller
 from vaka.agent.media.settings import NO_CAMERA_SOURCE
-from vaka.agent.profiles.backends import media_settings
+from vaka.agent.profiles.backends import installer_for, media_settings
 from vaka.agent.profiles.common import update_settings
 from vaka.agent.runner import Part, Runner
 from vaka.agent.watchdog import SystemdNotifier
@@ -263,3 +265,23 @@ def test_a_simulated_unit_without_a_temporary_directory_still_starts(
     config = load_config(_config(tmp_path, simulate=True))
     assert update_settings(config, "u1").download_dir == tmp_path / "tmp" / "vaka-update-u1"
     assert not (tmp_path / "tmp").exists()
+
+
+def test_a_simulated_unit_on_real_slots_installs_through_rauc_from_the_images_directory(
+    tmp_path: Path,
+) -> None:
+    """``[update] installer = "rauc"`` (a card in a virtual machine): simulated devices, but the
+    root helper, which takes bundles only from ``/run/vaka/update``, and the note of the
+    installed bundle on the credentials partition."""
+    path = _config(tmp_path, simulate=True)
+    assert isinstance(installer_for(load_config(path)), FakeInstaller)
+    path.write_text(path.read_text() + '\n[update]\ninstaller = "rauc"\n')
+    config = load_config(path)
+    installer = installer_for(config)
+    assert isinstance(installer, RaucInstaller)
+    assert installer.request_dir == Path("/run/vaka/update")
+    settings = update_settings(config, "u1")
+    assert settings.download_dir == Path("/run/vaka/update")
+    credentials = config.storage.credentials_dir
+    expected = credentials / "update-installed" if credentials else None
+    assert settings.installed_note == expected

@@ -184,3 +184,18 @@ def test_a_request_that_cannot_be_written_is_refused(tmp_path: Path) -> None:
     installer = RaucInstaller(request_dir=tmp_path / "missing", result=tmp_path / "r")
     with pytest.raises(InstallFailed, match="could not ask the install helper"):
         installer.install(tmp_path / "missing" / ("0" * 64 + ".bundle"))
+
+
+def test_rauc_says_why_it_came_back_only_on_the_slot_that_booted(tmp_path: Path) -> None:
+    """vaka-mark-good's report of a failed trial (/run/vaka-boot/fallback), as the agent reads
+    it: the cause when the report names the booted slot; nothing without a report."""
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text("ro rauc.slot=B quiet\n")
+    fallback = tmp_path / "fallback"
+    rauc = RaucInstaller(request_dir=tmp_path, cmdline=cmdline, fallback=fallback)
+    assert rauc.came_back() is None
+    cause = "the agent was not online on slot A within 60 s: slot A was marked bad"
+    fallback.write_text(f"failed=A\nbooted=B\ncause={cause}\n")
+    assert rauc.came_back() == cause
+    cmdline.write_text("ro rauc.slot=A quiet\n")  # a report from another boot of the other slot
+    assert rauc.came_back() is None

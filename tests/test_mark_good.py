@@ -59,6 +59,14 @@ class Unit:
         assert GRUB_EDITENV is not None
         subprocess.run([GRUB_EDITENV, str(self.grubenv), "set", *assignments], check=True)
 
+    @property
+    def fallback(self) -> Path:
+        """Where mark-good says which slot failed its trial (``/run/vaka-boot/fallback``)."""
+        return self.directory / "vaka-boot" / "fallback"
+
+    def report(self) -> dict[str, str]:
+        return dict(line.split("=", 1) for line in self.fallback.read_text().splitlines())
+
     def called(self) -> list[str]:
         return self.calls.read_text().splitlines() if self.calls.exists() else []
 
@@ -72,6 +80,7 @@ class Unit:
             "VAKA_HEALTH_DEADLINE": str(deadline),
             "VAKA_TEST_CALLS": str(self.calls),
             "VAKA_TEST_AGENT_STATUS": str(self.agent_status),
+            "VAKA_FALLBACK_REPORT": str(self.fallback),
             **(extra or {}),
         }
         return subprocess.run(
@@ -102,6 +111,7 @@ def unit(tmp_path: Path) -> Unit:
 
 def test_an_install_puts_the_written_slot_on_trial(unit: Unit) -> None:
     # RAUC numbers all slots; the targets are listed by number (here slot 2, bootname B).
+    unit.setenv("VAKA_CAUSE=offline-600")  # an earlier trial's failure is no longer news
     run = unit.run(
         "rauc-post-install",
         extra={
@@ -115,6 +125,7 @@ def test_an_install_puts_the_written_slot_on_trial(unit: Unit) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert unit.env()["VAKA_TRIAL"] == "B"
+    assert "VAKA_CAUSE" not in unit.env()
     assert "slot B is on trial" in run.stdout
 
 
@@ -127,6 +138,7 @@ def test_a_proven_slot_is_marked_good_at_once_even_offline(unit: Unit) -> None:
     assert time.monotonic() - started < 10
     assert unit.called() == ["rauc status mark-good booted"]
     assert "slot B is proven" in run.stdout
+    assert not unit.fallback.exists()  # nothing failed
 
 
 def test_a_trial_of_the_other_slot_does_not_count_for_this_one(unit: Unit) -> None:
@@ -135,6 +147,30 @@ def test_a_trial_of_the_other_slot_does_not_count_for_this_one(unit: Unit) -> No
     assert run.returncode == 0, run.stderr
     assert unit.called() == ["rauc status mark-good booted"]
     assert unit.env()["VAKA_TRIAL"] == "A"
+
+
+def test_back_from_a_slot_marked_bad_the_unit_says_which_and_why(unit: Unit) -> None:
+    """B boots while A is still on trial: A failed it. The cause saved when A was marked bad
+    goes into the report the agent reads."""
+    unit.setenv("VAKA_TRIAL=A", "VAKA_CAUSE=offline-60")
+    run = unit.run("mark-good", deadline=30)
+    assert run.returncode == 0, run.stderr
+    assert unit.called() == ["rauc status mark-good booted"]
+    assert unit.report() == {
+        "failed": "A",
+        "booted": "B",
+        "cause": "the agent was not online on slot A within 60 s: slot A was marked bad",
+    }
+    assert unit.fallback.stat().st_mode & 0o777 == 0o644  # the agent reads it
+    assert "back on slot B: the agent was not online on slot A within 60 s" in run.stdout
+
+
+def test_back_from_a_trial_cut_short_the_unit_says_it_restarted(unit: Unit) -> None:
+    unit.setenv("VAKA_TRIAL=A")
+    run = unit.run("mark-good", deadline=30)
+    assert run.returncode == 0, run.stderr
+    assert unit.report()["failed"] == "A"
+    assert "restarted before its agent was online on slot A" in unit.report()["cause"]
 
 
 def test_a_slot_on_trial_is_good_once_the_agent_is_online(unit: Unit) -> None:
@@ -155,6 +191,7 @@ def test_a_slot_on_trial_whose_agent_stays_offline_is_marked_bad_and_left(unit: 
     assert time.monotonic() - started >= 3
     assert unit.called() == ["rauc status mark-bad booted", "systemctl --no-block reboot"]
     assert unit.env()["VAKA_TRIAL"] == "B"  # still unproven, should GRUB ever come back to it
+    assert unit.env()["VAKA_CAUSE"] == "offline-3"  # for slot A to report
     assert "not online within 3 s: slot B marked bad" in run.stdout
 
 

@@ -194,6 +194,17 @@ def test_a_rauc_refusal_comes_back_with_its_last_line(unit: Unit) -> None:
     assert unit.called() == [f"rauc install {bundle}"]
 
 
+def test_a_rauc_refusal_gives_its_last_error_not_the_line_naming_the_bundle(unit: Unit) -> None:
+    bundle = unit.bundle()
+    unit.refusal.write_text(
+        " 40% Checking bundle failed.\n100% Installing failed.\n"
+        "LastError: signature verification failed: unable to get local issuer certificate\n"
+        f"Installing `{bundle}` failed\n"
+    )
+    unit.ask(bundle)
+    refused(unit, "rauc: LastError: signature verification failed: unable to get local issuer")
+
+
 def test_the_helper_works_inside_its_units_system_call_filter(unit: Unit) -> None:
     """The script and the tools it runs (sh, sed, sha256sum, mktemp, mv, sleep) within
     vaka-update-install.service's SystemCallFilter=, RestrictAddressFamilies= and

@@ -1,9 +1,12 @@
 """An update whose new system does not come up: the unit is back on its old one by boot
-counting (the fake installer's failed boot), and says "ordered" again as a restarted agent does;
-central concludes the roll-back, audits it once, clears the order, and the unit withdraws it:
-the bundle is installed once, never again."""
+counting (the fake installer's failed boot), knows it installed that bundle, and reports
+``rolled_back`` with boot counting's cause; central records it, audits it once, clears the
+order, and the unit withdraws it: the bundle is installed once, never again. A unit of an older
+release says "ordered" again instead, and central concludes the roll-back from that."""
 
 import asyncio
+import time
+import uuid
 from pathlib import Path
 
 from tests.test_updates import (
@@ -16,6 +19,7 @@ from tests.test_updates import (
     update_section,
     wait_for_audit,
 )
+from vaka.central.fleet.store import EventRecord
 from vaka.central.service import CentralService
 from vaka.devstack.polling import wait_for
 from vaka.devstack.stack import LocalStack
@@ -40,6 +44,10 @@ async def test_a_rolled_back_update_is_concluded_audited_and_not_installed_again
         )
         detail = await wait_for_audit(central, unit, "update_rolled_back")
         assert "came back on its previous system" in str(detail["reason"])
+        # The unit's own cause, from boot counting (the fake's stand-in for vaka-mark-good).
+        assert "back on slot A: the agent was not online on slot B within its health" in str(
+            detail["reason"]
+        )
         assert detail["version"] == "3.0"
         status = await asyncio.to_thread(central.rollouts.status, made["rollout_id"])
         assert status["units"][0]["state"] == "rolled_back"
@@ -53,3 +61,31 @@ async def test_a_rolled_back_update_is_concluded_audited_and_not_installed_again
         assert installer(agent).running().version != "3.0"
         entries = await asyncio.to_thread(central.audit.entries, kind="update_rolled_back")
         assert len([e for e in entries if e.unit == unit]) == 1
+        kinds = [e.kind for e in await asyncio.to_thread(central.audit.entries) if e.unit == unit]
+        assert "update_ordered" in kinds and kinds.count("update_ordered") == 1, kinds
+
+
+async def test_a_unit_of_an_older_release_saying_ordered_again_is_concluded_rolled_back(
+    stack: LocalStack,
+    central: CentralService,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Units before ``rolled_back`` say "ordered" again after the reboot: central concludes."""
+    path, sha = make_bundle(tmp_path / "bundles", "3.0")
+    unit = "u-upd-old"
+    made = await central.rollouts.create(
+        "t-tech", bundle_spec("3.0", sha, path.stat().st_size), [unit], 100
+    )
+    rollout = made["rollout_id"]
+    for step in ("ordered", "downloaded", "installed", "rebooting", "ordered"):
+        now = time.time()
+        detail = {"step": step, "version": "3.0", "rollout": rollout, "sha256": sha}
+        record = EventRecord(uuid.uuid4().hex, unit, now, now, "update", detail)
+        central.rollouts.on_event_record(record)
+    status = await asyncio.to_thread(central.rollouts.status, rollout)
+    assert status["units"][0]["state"] == "rolled_back"
+    assert "came back on its previous system" in status["units"][0]["reason"]
+    entries = await asyncio.to_thread(central.audit.entries, kind="update_rolled_back")
+    assert len([e for e in entries if e.unit == unit]) == 1
+    topic = device_topic(unit, Channel.UPDATE)
+    await wait_for(lambda: no_retained(stack, topic), 10, what="the order cleared")

@@ -149,6 +149,10 @@ class UpdateSection(_Section):
     server_ca: Path | None = None
     #: what the simulated installer says it runs (``--simulate`` only)
     simulated_version: str = Field(default="1.0", pattern=r"^[A-Za-z0-9.+~_-]{1,64}$")
+    #: what installs bundles: ``auto`` is RAUC (the image's root helper) on a unit and the
+    #: recording fake under ``--simulate``; ``rauc`` is RAUC even with simulated devices (a card
+    #: booted in a virtual machine, which has no camera or GPIO but real slots)
+    installer: Literal["auto", "rauc"] = "auto"
 
 
 class AgentConfig(_Section):

@@ -11,11 +11,14 @@ and goes on when the call ends or the day starts.
 
 The order is retained on the ``update`` channel: after the reboot the new root's agent gets it
 again, sees that it runs the version ordered, and reports ``running``. A newer order replaces
-one not yet installed.
+one not yet installed. If instead the old root's agent gets it again (the new root was not
+healthy in time and boot counting went back), the unit knows it installed that bundle (a note in
+its credentials directory) and reports ``rolled_back`` with boot counting's cause, rather than
+installing it once more.
 
 Steps reported (``kind: update``, ``detail.step``): ``ordered``, ``waiting`` (with the
 ``reason``), ``downloaded``, ``refused`` (with the ``reason``), ``installed``, ``rebooting``,
-``running``.
+``running``, ``rolled_back`` (with the ``reason``).
 """
 
 import asyncio
@@ -60,6 +63,12 @@ class UpdateSettings:
     max_rate_bps: float = 0
     server_ca: Path | None = None
     recheck_s: float = RECHECK_S
+    #: which bundle this unit last installed (its SHA-256), kept over the reboot (``None``: in
+    #: memory only)
+    installed_note: Path | None = None
+    #: how long a unit back on its old system waits for boot counting's cause (vaka-mark-good
+    #: starts after the agent)
+    cause_wait_s: float = 30.0
 
 
 def night_reason(bundle: UnitConfigBundle | None, at: float) -> str | None:
@@ -102,8 +111,12 @@ class Updater:
         self._wake = asyncio.Event()
         self._download: Download | None = None
         self._installing = False
+        #: the bundle installed last, when no note is kept in a file
+        self._installed: str | None = None
         #: the current order's work, cancelled when a newer order replaces it
         self._work: asyncio.Task[None] | None = None
+        #: the report of a rollback, once boot counting has said why
+        self._came_back_task: asyncio.Task[None] | None = None
         link.on(Channel.UPDATE, self.on_order, cleared=self.on_withdrawn)
 
     async def on_order(self, message: AnyMessage) -> None:
@@ -126,7 +139,16 @@ class Updater:
             return
         running = await asyncio.to_thread(self.installer.running)
         if running.version == order.version:
+            self._note_install(None)
             await self._report(order, "running", slot=running.slot)
+            return
+        if self._installed_sha() == order.sha256:
+            # Boot counting's cause may take a moment (vaka-mark-good starts after the agent):
+            # waited for in a task of its own, not in the link's message handling.
+            self._came_back_task = asyncio.create_task(
+                self._came_back(order, running.slot), name="update-came-back"
+            )
+            self._came_back_task.add_done_callback(self._finished)
             return
         if self._installing:
             await self._refuse(order, "another update is being installed; order again later")
@@ -164,6 +186,10 @@ class Updater:
     async def close(self) -> None:
         """Stop any download (the part file stays for the next start)."""
         await self._cancel_work()
+        if self._came_back_task is not None and not self._came_back_task.done():
+            self._came_back_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._came_back_task
 
     async def _cancel_work(self) -> None:
         work, self._work = self._work, None
@@ -189,17 +215,20 @@ class Updater:
             self._installing = False
         if came_back:
             # The new root was not healthy in time and boot counting went back to the old one.
-            # A unit comes back as a new process that gets the retained order again and says
-            # "ordered"; the simulated one (still running) does the same.
+            # A unit comes back as a new process that gets the retained order again; the
+            # simulated one (still running) takes it again the same way.
             self._seen.discard(order.jti)
             await self.on_order(UpdateMessage(payload=UpdatePayload(order=token)))
 
     async def _install_and_reboot(self, order: UpdateOrder, path: Path) -> bool:
         """Install and reboot; whether the unit came back on its old system (simulated only)."""
         assert self.installer is not None
+        # Noted first: the helper reboots the unit by itself soon after the install.
+        self._note_install(order.sha256)
         try:
             await asyncio.to_thread(self.installer.install, path)
         except InstallFailed as err:
+            self._note_install(None)
             await self._refuse(order, f"the installer refused the bundle: {err}")
             return False
         finally:
@@ -260,6 +289,46 @@ class Updater:
                 attempt += 1
                 log.warning("%s; resuming in %.0f s", err, delay)
                 await asyncio.sleep(delay)
+
+    async def _came_back(self, order: UpdateOrder, slot: str | None) -> None:
+        """This unit installed ``order``'s bundle, rebooted, and runs its old system again."""
+        assert self.installer is not None
+        cause = None
+        deadline = time.monotonic() + self.settings.cause_wait_s
+        while True:
+            cause = await asyncio.to_thread(self.installer.came_back)
+            if cause is not None or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(1.0)
+        self._note_install(None)
+        cause = cause or "the new system was not healthy in time and boot counting went back"
+        log.warning("update to %s rolled back, on slot %s again: %s", order.version, slot, cause)
+        await self._report(order, "rolled_back", reason=f"back on slot {slot}: {cause}")
+
+    def _installed_sha(self) -> str | None:
+        note = self.settings.installed_note
+        if note is None:
+            return self._installed
+        try:
+            return note.read_text().strip() or None
+        except OSError:
+            return None
+
+    def _note_install(self, sha256: str | None) -> None:
+        """Keep (``None``: forget) which bundle this unit installed, over the reboot."""
+        self._installed = sha256
+        note = self.settings.installed_note
+        if note is None:
+            return
+        try:
+            if sha256 is None:
+                note.unlink(missing_ok=True)
+            else:
+                tmp = note.with_name(note.name + ".tmp")
+                tmp.write_text(sha256 + "\n")
+                tmp.replace(note)
+        except OSError as err:
+            log.warning("could not note the installed bundle in %s: %s", note, err)
 
     async def _refuse(self, order: UpdateOrder | None, reason: str) -> None:
         self.link.refusals.refuse("update order", reason, "update")

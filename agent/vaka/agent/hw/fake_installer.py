@@ -37,6 +37,7 @@ class FakeInstaller(Installer):
         #: when :meth:`reboot` was called
         self.reboots: list[float] = []
         self._next: str | None = None
+        self._came_back: str | None = None
 
     def install(self, bundle: Path) -> None:
         data = bundle.read_bytes()
@@ -52,12 +53,22 @@ class FakeInstaller(Installer):
         with self._lock:
             self.reboots.append(time.time())
             if self.fail_boot:
+                self._came_back = (
+                    f"the agent was not online on slot {_other(self._running.slot)} within its "
+                    "health deadline (simulated)"
+                )
                 return
-            slot = "B" if self._running.slot == "A" else "A"
-            self._running = Running(self._next or self._running.version, slot)
+            self._running = Running(self._next or self._running.version, _other(self._running.slot))
 
     def running(self) -> Running:
         return self._running
+
+    def came_back(self) -> str | None:
+        return self._came_back
+
+
+def _other(slot: str | None) -> str:
+    return "B" if slot == "A" else "A"
 
 
 def _version_in(data: bytes) -> str | None:

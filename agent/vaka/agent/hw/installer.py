@@ -55,6 +55,11 @@ class Installer:
         """What runs now."""
         raise NotImplementedError
 
+    def came_back(self) -> str | None:
+        """Why the unit runs this slot again after the other one failed its trial (boot
+        counting went back), as boot counting put it; ``None``: not known (yet)."""
+        return None
+
 
 class RaucInstaller(Installer):
     """RAUC through the image's root helper: RAUC's D-Bus service and systemd's reboot answer only
@@ -77,6 +82,7 @@ class RaucInstaller(Installer):
         poll_s: float = 0.5,
         os_release: Path = Path("/etc/os-release"),
         cmdline: Path = Path("/proc/cmdline"),
+        fallback: Path = Path("/run/vaka-boot/fallback"),
     ) -> None:
         self.request_dir = request_dir
         self.result = result
@@ -84,6 +90,7 @@ class RaucInstaller(Installer):
         self.poll_s = poll_s
         self.os_release = os_release
         self.cmdline = cmdline
+        self.fallback = fallback
 
     def install(self, bundle: Path) -> None:
         nonce = secrets.token_hex(16)
@@ -125,6 +132,13 @@ class RaucInstaller(Installer):
 
     def running(self) -> Running:
         return Running(_image_version(self.os_release), _booted_slot(self.cmdline))
+
+    def came_back(self) -> str | None:
+        # vaka-mark-good writes it when the booted slot boots while the other is on trial.
+        report = _read_result(self.fallback)
+        if not report.get("cause") or report.get("booted") != _booted_slot(self.cmdline):
+            return None
+        return report["cause"]
 
 
 def _read_result(path: Path) -> dict[str, str]:

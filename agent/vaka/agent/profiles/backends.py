@@ -64,8 +64,9 @@ def build_hardware(config: AgentConfig) -> Hardware:
 
 
 def installer_for(config: AgentConfig) -> Installer:
-    """RAUC on a unit; the recording fake (running ``[update] simulated_version``) simulated."""
-    if config.unit.simulate:
+    """RAUC on a unit; the recording fake (running ``[update] simulated_version``) simulated,
+    unless ``[update] installer`` says ``rauc``."""
+    if config.unit.simulate and config.update.installer == "auto":
         return FakeInstaller(config.update.simulated_version)
     # The root helper accepts bundles only from the agent's download directory (its request
     # file lives there too): a download_dir other than the image's needs the helper told as well.

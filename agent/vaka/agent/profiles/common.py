@@ -188,20 +188,25 @@ def _updater(
 
 
 def update_settings(config: AgentConfig, device_id: str) -> UpdateSettings:
-    """``[update]`` as the updater takes it; a simulated unit with the default directory
-    downloads under the machine's temporary directory instead of ``/run``."""
+    """``[update]`` as the updater takes it; a simulated unit (with the fake installer) and the
+    default directory downloads under the machine's temporary directory instead of ``/run``."""
     update = config.update
     directory = update.download_dir
-    if config.unit.simulate and directory == UpdateSection().download_dir:
+    # A simulated unit with RAUC (a card in a virtual machine) keeps the image's directory: the
+    # root helper takes bundles from there only.
+    fake = config.unit.simulate and update.installer == "auto"
+    if fake and directory == UpdateSection().download_dir:
         # Named, not probed: tempfile.gettempdir() writes a file into /tmp to find a usable
         # directory (a write at rest at every start), and raises in a sandbox without one. The
         # directory is made only when a download starts, and refused with its reason then.
         temporary = os.environ.get("TMPDIR") or "/tmp"  # noqa: S108 (a simulated unit only)
         directory = Path(temporary) / f"vaka-update-{device_id}"
+    credentials = config.storage.credentials_dir
     return UpdateSettings(
         directory,
         update.max_rate_kbps * 1000,
         update.server_ca or config.broker.server_ca,
+        installed_note=credentials / "update-installed" if credentials else None,
     )
 
 

@@ -39,13 +39,24 @@ log = logging.getLogger(__name__)
 
 #: ``await publish(device_id, channel, message)``: retained, to one unit
 PublishRetained = Callable[[str, Channel, BaseModel], Awaitable[None]]
-#: the steps a unit reports, in order (``refused`` and ``waiting`` may come at any point)
-STEPS = ("ordered", "waiting", "downloaded", "refused", "installed", "rebooting", "running")
+#: the steps a unit reports, in order (``refused`` and ``waiting`` may come at any point;
+#: ``rolled_back``, with boot counting's cause, instead of ``running`` from a unit that came
+#: back on its old system)
+STEPS = (
+    "ordered",
+    "waiting",
+    "downloaded",
+    "refused",
+    "installed",
+    "rebooting",
+    "running",
+    "rolled_back",
+)
 #: the steps after which a unit's order is done with (``rolled_back`` is central's conclusion)
 FINAL = ("refused", "running", "rolled_back")
 #: a unit that says "ordered" again after these came back on its old system: boot counting
 #: found the new one unhealthy and went back (the unit is a new process that got the retained
-#: order again)
+#: order again). Units that report ``rolled_back`` themselves say why; older ones do not.
 CAME_BACK_AFTER = ("installed", "rebooting")
 ROLLED_BACK = (
     "the unit came back on its previous system: the new one was not online within its health "
@@ -318,6 +329,10 @@ class Rollouts:
         if isinstance(rollout, int) and not isinstance(rollout, bool):
             if step == "ordered" and self._state(rollout, record.device_id) in CAME_BACK_AFTER:
                 step, reason = "rolled_back", ROLLED_BACK
+                d = {**d, "reason": reason}
+            elif step == "rolled_back":
+                reason = f"the unit came back on its previous system: {reason or 'no cause given'}"
+                reason = reason[:200]
                 d = {**d, "reason": reason}
             self._set_state(rollout, record.device_id, str(step), reason)
             if step in FINAL and self._loop is not None:
