@@ -91,14 +91,7 @@ class OfferGuard:
             raise OfferRefused(f"bad offer: {err}") from None
         if not offers_presence(offer):
             raise OfferRefused("bad offer: no data channel for the viewer's heartbeat")
-        try:
-            claims = verify_ticket(ticket, self.ticket_key, self.device_id, now)
-        except BadTicket as err:
-            raise OfferRefused(str(err)) from None
-        if claims.cid != call_id:
-            raise OfferRefused("ticket is for another call")
-        if claims.purpose not in self.purposes:
-            raise OfferRefused(f"{claims.purpose} calls are not allowed on a {self.profile} unit")
+        claims = self._ticket_claims(ticket, call_id, now)
         try:
             offered = preferred_fingerprint(offer)
         except BadMessage as err:
@@ -120,12 +113,9 @@ class OfferGuard:
             raise OfferRefused(why)
         return claims
 
-    def check_call_request(self, call_id: str, ticket: str | None) -> TicketClaims:
-        """The claims of central's ticket asking this unit to place a call (to another TV):
-        signed, for this unit and call, fresh, unused, naming the citizen's request, for a
-        purpose the profile allows. It names no peer fingerprint and opens no camera: the
-        answer comes with a ticket of its own (:meth:`check`). :class:`OfferRefused` if not."""
-        now = time.time()
+    def _ticket_claims(self, ticket: str | None, call_id: str, now: float) -> TicketClaims:
+        """The claims of a ticket central signed for this unit and ``call_id``, for a purpose
+        this profile allows; :class:`OfferRefused` if not."""
         try:
             claims = verify_ticket(ticket, self.ticket_key, self.device_id, now)
         except BadTicket as err:
@@ -134,6 +124,15 @@ class OfferGuard:
             raise OfferRefused("ticket is for another call")
         if claims.purpose not in self.purposes:
             raise OfferRefused(f"{claims.purpose} calls are not allowed on a {self.profile} unit")
+        return claims
+
+    def check_call_request(self, call_id: str, ticket: str | None) -> TicketClaims:
+        """The claims of central's ticket asking this unit to place a call (to another TV):
+        signed, for this unit and call, fresh, unused, naming the citizen's request, for a
+        purpose the profile allows. It names no peer fingerprint and opens no camera: the
+        answer comes with a ticket of its own (:meth:`check`). :class:`OfferRefused` if not."""
+        now = time.time()
+        claims = self._ticket_claims(ticket, call_id, now)
         if claims.req is None:
             raise OfferRefused("ticket names no call request of the citizen")
         if claims.iat < math.floor(self.started_at()):
