@@ -77,7 +77,12 @@ class Upgrade:
 def upgrade(engine: Engine, revision: str = "head") -> Upgrade:
     """Bring the schema to ``revision`` (the newest by default), one instance at a time."""
     target = head() if revision == "head" else revision
-    before = current(engine)
+    try:
+        before = current(engine)
+    except RegistryError:
+        # SQLite busy beyond its short timeout while another instance migrates: the read under
+        # the migrations lock below waits for it, and says what is wrong if something is.
+        before = None
     if before == target:
         return Upgrade(before, target)
     try:
