@@ -16,6 +16,7 @@ import tomli_w
 
 from vaka.devstack.broker import Broker
 from vaka.devstack.process import ChildProcess
+from vaka.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     # Imported where an agent runs in process: the agent pulls in PyAV, and a process that
@@ -146,6 +147,10 @@ async def running_agent(
         await agent.link.wait_online(timeout)
         yield agent
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Cancelled again if the first cancellation was swallowed (Python 3.11, see
+        # vaka.tasks): a plain ``await task`` would then wait for ever. The pause before the
+        # second is longer than any clean stop, which it must not cut short.
+        await cancel_and_wait([task], retry_s=10.0)
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None:  # the agent failed on its own: say so
+            raise failure
