@@ -247,3 +247,55 @@ async def test_poison_on_the_health_connection_is_counted_and_acknowledged(
         10,
         what="the health connection's DISCONNECT",
     )
+
+
+async def test_central_keeps_to_its_window_when_the_broker_does_not(stack: LocalStack) -> None:
+    """Debian 12's Mosquitto (2.0.11) sends a lagging subscriber far more than its Receive
+    Maximum: each acknowledgement of the oldest message in flight lets a whole window more out.
+    Reports queue at the broker while central's database is held; once it is free, central
+    commits and acknowledges a window at a time, and the broker floods it. Central stops reading
+    while a window's worth is unacknowledged, so it holds at most that window and what one
+    socket read brought, not the queue; every report is committed, on the same connection."""
+    base = stack.central_config()
+    window = 50
+    mqtt = base.mqtt.model_copy(update={"receive_maximum": window})
+    config = base.model_copy(update={"mqtt": mqtt})
+    sent = 20_000  # about 5 MB: more than the socket reads' buffers hold
+    async with running_central(config) as central:
+        await asyncio.wait_for(central.link.connected.wait(), 30)
+        connections = central.link.connections
+        session = central.link.sessions[1]
+        assert isinstance(session, HealthSession)
+        peak = [0]
+        take = session.take
+
+        def counting_take(topic: str, payload: bytes, mid: int, qos: int) -> None:
+            take(topic, payload, mid, qos)
+            peak[0] = max(peak[0], session.unacked)
+
+        session.take = counting_take  # type: ignore[method-assign]
+        topic = device_topic(UNIT, Channel.HEALTH)
+        db = config.database.url.removeprefix("sqlite:///")
+        lock = sqlite3.connect(db, isolation_level=None)
+        try:
+            lock.execute("BEGIN IMMEDIATE")  # nothing commits: the reports queue at the broker
+            async with stack.broker.client(UNIT) as unit:
+                for first in range(0, sent, 20):
+                    await asyncio.gather(
+                        *(unit.publish(topic, report(n), qos=1) for n in range(first, first + 20))
+                    )
+            assert peak[0] <= window
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        engine = central.engine
+
+        async def newest() -> bool:
+            return await asyncio.to_thread(stored, engine) == sent - 1
+
+        await wait_for(newest, 60, what="the last report stored")
+        await wait_for(lambda: central.link.stats()["unacked"] == 0, 20, what="all acknowledged")
+        assert session.holds >= 1
+        # A window and what one 64 KiB read brings (~250 reports); without the hold: ~18 000.
+        assert peak[0] < 1000
+        assert central.link.connections == connections

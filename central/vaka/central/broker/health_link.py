@@ -33,6 +33,18 @@ drains); the reports go on to ingest a slice per turn of the event loop
 (:meth:`HealthSession.take`), so the main connection's signalling is not held up behind a whole
 buffer of them.
 
+**The window is held by central too.** Mosquitto 2.0.11 (Debian 12's) does not keep to the
+Receive Maximum once its subscriber lags: each PUBACK for the oldest message in flight lets it
+send up to a whole window more (``db__message_delete_outgoing`` counts the window from the acked
+message's place in the list; fixed in Mosquitto 2.0.13). Measured, central held 75 000
+unacknowledged reports after a restart into a backlog, with the memory that costs. So central stops
+parsing while a window's worth of reports is unacknowledged (:meth:`HealthSession.take`) and
+reads on once half of it is committed. Its connection's protocol (:class:`_GatedProtocol`) waits
+before each read; what the broker sends meanwhile fills the stream's buffer, which then stops
+reading the socket (asyncio's own flow control), and TCP's window holds the rest at the broker.
+Pausing the transport instead does not hold: the stream reader resumes it whenever its buffer
+drains.
+
 gmqtt is pinned (``vaka-central``'s dependencies); tests/test_health_link.py checks the hook.
 """
 
@@ -44,7 +56,9 @@ from pathlib import Path
 from typing import Any
 
 import gmqtt
+from gmqtt.mqtt.connection import MQTTConnection
 from gmqtt.mqtt.constants import MQTTv50
+from gmqtt.mqtt.protocol import MQTTProtocol
 
 from vaka.central.broker.acks import PendingAcks, SessionHost, hand_over, puback_packets
 from vaka.errors import LinkError
@@ -62,6 +76,19 @@ SUBSCRIBE_TIMEOUT_S = 120.0
 CLOSE_TIMEOUT_S = 5.0
 #: reports handed to ingest per turn of the event loop (see :meth:`HealthSession.take`)
 HAND_OVER_PER_TURN = 64
+
+
+class _GatedProtocol(MQTTProtocol):
+    """gmqtt's protocol, reading only while its gate is open (see the module's text)."""
+
+    def __init__(self, gate: asyncio.Event) -> None:
+        super().__init__()
+        self.gate = gate
+
+    async def read(self, n: int = -1) -> bytes:
+        await self.gate.wait()
+        data: bytes = await super().read(n)
+        return data
 
 
 class _HealthClient(gmqtt.Client):
@@ -85,6 +112,18 @@ class _HealthClient(gmqtt.Client):
             log.exception("central could not take a health message; acknowledged and dropped")
             self.session.pending.add(mid, 1, None)
             self.session.ack_ready()
+
+    async def _create_connection(
+        self, host: str, port: int, ssl: Any, clean_session: bool, keepalive: int
+    ) -> MQTTConnection:
+        # gmqtt's own, with the gated protocol (and no reconnecting state: there is none here)
+        self._clear_topics_aliases()
+        transport, protocol = await asyncio.get_running_loop().create_connection(
+            lambda: _GatedProtocol(self.session.reading), host, port, ssl=ssl
+        )
+        connection = MQTTConnection(transport, protocol, clean_session, keepalive)
+        connection.set_handler(self)
+        return connection
 
     async def reconnect(self, delay: bool = False) -> None:
         """The session reconnects, on a new client: a lost connection stays lost here."""
@@ -117,6 +156,11 @@ class HealthSession:
         #: parsed messages not yet handed to their handler, in arrival order
         self._intake: deque[tuple[str, bytes, int, int]] = deque()
         self._handing_over = False
+        #: open while the connection may read: closed while a window of reports is unacknowledged
+        self.reading = asyncio.Event()
+        self.reading.set()
+        #: how often reading was held (a broker that keeps to the window never makes it grow)
+        self.holds = 0
 
     @property
     def unacked(self) -> int:
@@ -148,6 +192,9 @@ class HealthSession:
         :data:`HAND_OVER_PER_TURN`, one slice per turn of the loop.
         """
         self._intake.append((topic, payload, mid, qos))
+        if self.reading.is_set() and self.unacked >= self.link.settings.receive_maximum:
+            self.reading.clear()  # see the module's text
+            self.holds += 1
         if not self._handing_over:
             self._handing_over = True
             asyncio.get_running_loop().call_soon(self._hand_over_some)
@@ -173,6 +220,8 @@ class HealthSession:
         mids = [mid for mid, qos in self.pending.ready() if qos == 1]
         if mids:
             client._connection.send_package(puback_packets(mids))
+        if not self.reading.is_set() and self.unacked <= self.link.settings.receive_maximum // 2:
+            self.reading.set()
 
     @staticmethod
     def _on_subscribe(client: _HealthClient, mid: int, granted: tuple[int, ...], _p: Any) -> None:
@@ -234,6 +283,7 @@ class HealthSession:
         """The connection has ended: its unacknowledged messages come again on the next one
         (persistent session), and their message ids mean nothing there."""
         self.client = None
+        self.reading.set()  # the next connection reads from its start
         self._intake.clear()
         self.pending.clear()
         self.connected.clear()

@@ -317,6 +317,8 @@ class CentralLink:
             "connections": self.connections,
             "handler_failures": dict(self.handler_failures),
             "unacked": sum(s.unacked for s in self.sessions),
+            # times the health connection stopped reading to keep its window (health_link.py)
+            "reads_held": sum(s.holds for s in self.sessions if isinstance(s, HealthSession)),
             "sessions": [s.identity for s in self.sessions],
         }
 
