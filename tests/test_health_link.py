@@ -17,7 +17,7 @@ from gmqtt.mqtt.protocol import MQTTProtocol
 from sqlalchemy import Engine, select
 
 from tests.test_record_poison import POISON
-from vaka.central.broker.health_link import HAND_OVER_PER_TURN, HealthSession
+from vaka.central.broker.health_link import HAND_OVER_PER_TURN, HealthSession, under_tls
 from vaka.central.broker.mqtt import CentralLink
 from vaka.central.settings.config import MqttSection
 from vaka.central.storage.engine import open_engine
@@ -299,3 +299,28 @@ async def test_central_keeps_to_its_window_when_the_broker_does_not(stack: Local
         # A window and what one 64 KiB read brings (~250 reports); without the hold: ~18 000.
         assert peak[0] < 1000
         assert central.link.connections == connections
+
+
+async def test_the_health_connection_rests_its_socket_not_only_the_tls_layer(
+    stack: LocalStack,
+) -> None:
+    """Reads are gathered by resting the socket's own transport under asyncio's TLS one (a
+    private attribute of Python 3.11's ``sslproto``): if an upgrade moves it, this fails rather
+    than the gathering silently resting the TLS layer only."""
+    async with running_central(stack.central_config()) as central:
+        await asyncio.wait_for(central.link.connected.wait(), 30)
+        session = central.link.sessions[1]
+        assert isinstance(session, HealthSession) and session.client is not None
+        tls = session.client._connection._transport
+        under = under_tls(tls)
+        assert under is not tls and under.get_extra_info("socket") is not None
+        assert type(under).__name__ == "_SelectorSocketTransport"
+        async with stack.broker.client(UNIT) as unit:
+            await unit.publish(device_topic(UNIT, Channel.HEALTH), report(7), qos=1)
+        engine = central.engine
+
+        async def arrived() -> bool:
+            return await asyncio.to_thread(stored, engine) == 7
+
+        await wait_for(arrived, 20, what="a report through the resting socket")
+        await wait_for(lambda: central.link.stats()["unacked"] == 0, 10, what="acknowledged")
