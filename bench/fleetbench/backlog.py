@@ -51,6 +51,8 @@ class EventSource:
         # (paho's message info, event id); no lock shared with paho's callbacks (a publish
         # holding one while paho's thread calls back for it deadlocks)
         self.sent: list[tuple[Any, str]] = []
+        #: event id -> (its number, when it was published): to place a lost one in the timeline
+        self.published: dict[str, tuple[int, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
 
@@ -70,6 +72,7 @@ class EventSource:
         while not self._stop.wait(1 / EVENT_RATE):
             n += 1
             message = EventMessage(payload=EventPayload(kind="info", detail={"n": n}))
+            self.published[message.id] = (n, time.time())
             self.sent.append((self.client.publish(topic, encode(message), qos=1), message.id))
 
     def stop(self) -> list[str]:

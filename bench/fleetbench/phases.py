@@ -213,6 +213,16 @@ class Bench(BenchProcesses):
             "published_and_acked_by_broker": len(acked),
             "stored_by_central": len(stored & acked),
             "events_lost": len(acked - stored),
+            # each lost one's number and publishing time (UTC), against the phase log's times
+            "lost": [
+                {
+                    "n": self.events.published[i][0],
+                    "published": time.strftime(
+                        "%H:%M:%S", time.gmtime(self.events.published[i][1])
+                    ),
+                }
+                for i in sorted(acked - stored, key=lambda i: self.events.published[i][0])
+            ],
         }
         log(f"events: {self.result['events']}")
 
