@@ -218,6 +218,30 @@ def write_crl(
     os.replace(tmp, path)
 
 
+def crl_is_current(
+    ca: CertifiedKey,
+    revoked: list[tuple[int, float]],
+    path: Path,
+    lifetime: dt.timedelta = dt.timedelta(days=7),
+) -> bool:
+    """Whether the CRL at ``path`` is ``ca``'s, lists exactly the serials of ``revoked`` and
+    stays valid for more than half of ``lifetime``: then writing it again would change nothing
+    the broker needs."""
+    try:
+        crl = x509.load_pem_x509_crl(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    public_key = ca.cert.public_key()
+    if crl.issuer != ca.cert.subject or not isinstance(public_key, ec.EllipticCurvePublicKey):
+        return False
+    if not crl.is_signature_valid(public_key):
+        return False
+    next_update = crl.next_update_utc
+    if next_update is None or next_update - _now() <= lifetime / 2:
+        return False
+    return {r.serial_number for r in crl} == {serial for serial, _ in revoked}
+
+
 def load_cert(path: Path) -> x509.Certificate:
     """Read one PEM certificate, translating errors into :class:`CertificateError`."""
     try:

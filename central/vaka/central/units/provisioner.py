@@ -264,12 +264,13 @@ class Provisioner:
         ).decode()
 
     async def refresh_crl(self, every_s: float) -> None:
-        """Re-issue the CRL now and every ``every_s``: Mosquitto refuses every client once the
-        CRL's next update has passed (it is valid for 7 days)."""
+        """Check the CRL now and every ``every_s`` and re-issue it when it is due: Mosquitto
+        refuses every client once the CRL's next update has passed (it is valid for 7 days,
+        re-issued with half of that left, or at once if it is not this central's current one)."""
         while True:
             try:
-                await asyncio.to_thread(self.certs.write_crl, self.control)
-                log.info("CRL re-issued (%d revoked certificates)", len(self.certs.revoked()))
+                if await asyncio.to_thread(self.certs.renew_crl, self.control):
+                    log.info("CRL re-issued (%d revoked certificates)", len(self.certs.revoked()))
             except ProvisioningError as err:
                 log.error("CRL could not be re-issued: %s", err)
             await asyncio.sleep(every_s)

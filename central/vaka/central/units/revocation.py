@@ -139,6 +139,23 @@ class CertificateRegistry:
         pki.write_crl(self.issuing, self.revoked(), control.crl_path)
         control.reload()
 
+    def renew_crl(self, control: BrokerControl) -> bool:
+        """Write the CRL and make the broker reload only if the one it has is not current
+        (another issuer, other revocations, or half its validity gone); whether it did.
+
+        A reload is not free: Mosquitto 2.0.11 (Debian 12's) disconnects every offline
+        persistent session again on SIGHUP and puts it on its session-expiry list a second
+        time; when that client (a central instance starting) connects again, the broker crashes
+        (``session_expiry__remove``). So a central that starts while the CRL is current leaves
+        the broker alone.
+        """
+        revoked = self.revoked()
+        if pki.crl_is_current(self.issuing, revoked, control.crl_path):
+            return False
+        pki.write_crl(self.issuing, revoked, control.crl_path)
+        control.reload()
+        return True
+
 
 async def cut_session(
     registry: CertificateRegistry, cn: str, host: str, port: int, server_ca: Path, workdir: Path
