@@ -112,7 +112,8 @@ export function render(main, ctx) {
   }
 
   // ---------------------------------------------------------------- technicians
-  const tech = technician ? technicianSections(h, ctx) : null;
+  // An approved unit is listed at once (enrolling), not at the next refresh.
+  const tech = technician ? technicianSections(h, ctx, () => refreshUnits(false)) : null;
   if (tech) main.append(...tech.elements);
 
   async function refresh(background) {
@@ -130,7 +131,7 @@ export function render(main, ctx) {
 }
 
 // Enrolment approvals and decommission candidates (technicians and administrators).
-function technicianSections(h, ctx) {
+function technicianSections(h, ctx, onApproved) {
   const pending = h("ul", { id: "enrolments", class: "plain-list" });
   const candidates = h("ul", { id: "candidates", class: "plain-list" });
   const candidatesNote = h("p", { id: "candidates-note", class: "hint" });
@@ -173,6 +174,7 @@ function technicianSections(h, ctx) {
       approveOk.hidden = false;
       form.reset();
       refresh(false);
+      onApproved();
     } catch (err) {
       const unknown = /^there is no citizen (\S+) in the directory/.exec(err.message || "");
       approveError.textContent = unknown ? t("reason.unknown_citizen", { citizen: unknown[1] }) : reason(err.message);
