@@ -23,7 +23,15 @@ from playwright.async_api import Browser, Page, expect
 from tests.browser import new_page, page_errors
 from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, UNIT, running_agent
-from tests.test_alerts import FAR, SOON, central_with_alerts, nightcam, online, watch_schedules
+from tests.test_alerts import (
+    FAR,
+    SOON,
+    central_with_alerts,
+    nightcam,
+    online,
+    watch_rounds,
+    watch_schedules,
+)
 from tests.test_console_round import load_round_directory, wait_until_playing
 from tests.test_enrolment import approve, generic_unit, pending_code, technician
 from tests.test_notify import WebhookReceiver, webhook_server
@@ -225,7 +233,7 @@ async def test_the_fleet_links_to_a_unit_page_whose_actions_change_its_lifecycle
         await expect(page.locator("#unit-lifecycle")).to_contain_text("i sjukhus")
         await expect(page.locator("#unit-alerts")).to_have_text(words["no_alerts"])
         await expect(page.locator("#action-resume")).to_have_text(words["resume"])
-        await asyncio.sleep(2.5)  # rounds of the watch: still no alert for a suspended unit
+        await watch_rounds(central)  # rounds of the watch: still no alert for a suspended unit
         assert await open_alert_ids(central, SOON) == []
         cleared = await asyncio.to_thread(central.audit.entries, kind="alert_cleared")
         assert [(e.unit, e.actor, e.detail["reason"]) for e in cleared] == [
@@ -425,8 +433,12 @@ async def test_re_enrol_from_the_unit_page_brings_the_same_unit_back(
         assert status == 200, answer
         unit = answer["unit"]
         await wait_for(lambda: is_active(central, unit), 20, what=f"{unit} active")
-        await asyncio.sleep(otp.seconds_to_next_step() + 0.2)  # the API took this step's code
-        await log_in(page, central.url, "t-tech", otp.code_now(TOTP_SECRET))
+        # The API log-in above took this step's code: the next one central accepts.
+        codes = otp.CodeSource(TOTP_SECRET, f"{central.url} t-tech")
+        code = codes.next()
+        assert code is not None
+        await log_in(page, central.url, "t-tech", code)
+        codes.accepted()
         await page.goto(f"{central.url}/#/units/{unit}")
         await expect(page.locator("#unit-lifecycle")).to_contain_text(words["active"])
         await page.click("#action-reenrol")

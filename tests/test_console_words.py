@@ -37,6 +37,7 @@ from vaka.agent.ui import ButtonId, Idle, InCall, Incoming
 from vaka.central.directory.spec import DirectorySpec
 from vaka.central.service import CentralService
 from vaka.devstack.broker import Broker
+from vaka.devstack.central import unit_status
 from vaka.devstack.polling import wait_for
 from vaka.protocol.enrolment import display_code
 
@@ -70,6 +71,14 @@ async def no_english(page: Page) -> None:
     text = await page.locator("body").inner_text()
     left = [words for words in ENGLISH if words in text]
     assert left == [], f"English on the page: {left}\n{text}"
+
+
+async def stopped(central: CentralService, unit: str) -> bool:
+    return await unit_status(central, unit) in ("stopped", "offline")
+
+
+async def open_alerts_of(central: CentralService, unit: str) -> bool:
+    return bool(await asyncio.to_thread(central.alerts.store.open_alerts_of, unit))
 
 
 async def visits_page(page: Page, central: CentralService, staff_id: str) -> None:
@@ -110,9 +119,12 @@ async def test_a_visit_hung_up_and_one_declined_say_why_in_the_readers_language(
         await expect(outsider.locator("#visit-error")).to_have_text(DECLINED[lang])
         await no_english(outsider)
 
-    # The TV stopped: its state on the list says why, in the page's language.
+    # The TV stopped: its state on the list says why, in the page's language. The list is
+    # loaded again once central knows, rather than at its next refresh (every 15 s).
+    await wait_for(lambda: stopped(central, TV), 15, what="the TV stopped in central")
+    await nurse.reload()
     entry = nurse.locator(f"#visits li[data-unit={TV}] .unit-state")
-    await expect(entry).to_contain_text(OFFLINE[lang], timeout=25_000)
+    await expect(entry).to_contain_text(OFFLINE[lang])
     await expect(entry).not_to_contain_text("agent stopped")
     await expect(entry).not_to_contain_text("connection lost")
     await no_english(nurse)
@@ -133,9 +145,13 @@ async def test_an_offline_unit_and_its_alert_say_why_in_the_readers_language(
                 await wait_for(functools.partial(online, central, unit), 10, what=f"{unit} online")
             await watch_schedules(central)
             await support_log_in(page, central.url, "s-support")
-        # Both units stopped; the one with a check in a few minutes raises an alert.
+        # Both units stopped; the one with a check in a few minutes raises an alert. The page
+        # is loaded again once central has it, rather than at its next refresh (every 10 s;
+        # tests/test_console_alerts.py waits for that one).
+        await wait_for(lambda: open_alerts_of(central, SOON), 25, what="the alert")
+        await page.reload()
         item = page.locator(f"#alerts-list li[data-unit={SOON}]")
-        await expect(item).to_be_visible(timeout=25_000)
+        await expect(item).to_be_visible()
         await expect(item).to_contain_text(f"{WHY[lang]} {STOPPED[lang]}")
         row = page.locator(f"#fleet-table tr[data-unit={SOON}]")
         await expect(row).to_contain_text(STOPPED[lang])
@@ -199,7 +215,7 @@ async def test_the_approval_form_creates_a_citizen_only_when_new_citizen_is_tick
         await expect(ticked).not_to_be_checked()  # the form is ready for the next unit
         assert await asyncio.to_thread(central.directory.citizen_of, unit) == "c-new"
         row = page.locator(f"#fleet-table tr[data-unit={unit}]")
-        await expect(row).to_be_visible(timeout=15_000)  # the next refresh lists it
+        await expect(row).to_be_visible()  # listed at once, not at the page's next refresh
         if lang != "en":
             await no_english(page)
     assert page_errors(page) == []

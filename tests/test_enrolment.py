@@ -72,7 +72,9 @@ async def generic_unit_from(config: AgentConfig) -> AsyncIterator["asyncio.Task[
             await task
 
 
-async def technician(central: CentralService) -> aiohttp.ClientSession:
+async def load_technician(central: CentralService) -> None:
+    """The technician ``t-tech`` (password and one-time code), the night group and the
+    citizens the tests approve units for, in central's directory."""
     spec = DirectorySpec.model_validate(
         {
             "group": [{"id": "g-night", "name": "Night patrol"}],
@@ -90,6 +92,11 @@ async def technician(central: CentralService) -> aiohttp.ClientSession:
         }
     )
     await asyncio.to_thread(central.directory.load, spec)
+
+
+async def technician(central: CentralService) -> aiohttp.ClientSession:
+    """:func:`load_technician`, logged in through the API: a session with their bearer token."""
+    await load_technician(central)
     http = aiohttp.ClientSession(base_url=central.url)
     token = await staff_token(central.url, "t-tech", PASSWORD)
     http.headers["Authorization"] = f"Bearer {token}"

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from tests.conftest import TOTP_SECRET
 from tests.nightcheck import PASSWORD, UNIT, load_directory, running_agent
 from vaka.central.service import CentralService
+from vaka.central.settings.passwords import PasswordHashing
 from vaka.central.storage.engine import open_engine
 from vaka.central.storage.tables import health
 from vaka.devstack.polling import wait_for
@@ -68,7 +69,8 @@ async def night_check(staff: StaffClient) -> float:
 async def test_a_backlog_drains_from_the_broker_while_a_night_check_sets_up(
     stack: LocalStack, central: CentralService
 ) -> None:
-    config = stack.central_config()
+    # The product's password cost: the log-in's 64 MiB is part of what central holds.
+    config = stack.central_config(passwords=PasswordHashing())
     await load_directory(central)
     async with running_agent(stack.broker) as unit:
         await unit.agent.link.wait_online(30)

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from tests.test_enrolment import generic_unit, pending_code, technician
+from tests.test_enrolment import generic_unit, load_technician, pending_code
 from tests.test_unit_lifecycle import provision
 from vaka.central.service import CentralService
 from vaka.central_api import ApiError, CentralApi
@@ -44,7 +44,7 @@ def logins(central: CentralService) -> int:
 async def test_a_sitting_logs_in_once_and_the_guards_refuse_with_reasons(
     broker: Broker, central: CentralService, tmp_path: Path
 ) -> None:
-    await (await technician(central)).close()
+    await load_technician(central)
     state = tmp_path / "state"
     creds = tmp_path / "creds"
     async with generic_unit(broker, creds):
@@ -193,7 +193,7 @@ async def _is_online(central: CentralService, unit: str) -> bool:
 async def test_the_session_file_ends_with_central_s_session(
     central: CentralService, tmp_path: Path
 ) -> None:
-    await (await technician(central)).close()
+    await load_technician(central)
     state = tmp_path / "state"
     kept = session_file(state)
 
@@ -320,7 +320,7 @@ def _assign_on_a_terminal(central: CentralService, state: Path, answer: str) -> 
 async def test_an_unknown_citizen_is_asked_about_on_a_terminal_only(
     central: CentralService, tmp_path: Path
 ) -> None:
-    await (await technician(central)).close()
+    await load_technician(central)
     state = tmp_path / "state"
     assert (await asyncio.to_thread(provision, central, "login", state=state)).returncode == 0
     scripted = await asyncio.to_thread(

@@ -45,9 +45,10 @@ async def contact_with_password(staff: StaffApi, url: str, **rules: Any) -> tupl
 
 @pytest.fixture
 async def tv(broker: Broker, central: CentralService) -> AsyncIterator[Agent]:
-    """The citizen's TV, offering People, going back home after 2 s without a press."""
+    """The citizen's TV, offering People, going back home after 2 s without a press; a
+    refusal's notice shows 2 s."""
     await asyncio.to_thread(central.directory.load, tv_directory())
-    async with running_tv(broker, people=True, people_idle_s=2, notice_s=5) as agent:
+    async with running_tv(broker, people=True, people_idle_s=2, notice_s=2) as agent:
         await push_tv_config(central, agent)
         yield agent
 

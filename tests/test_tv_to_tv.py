@@ -107,7 +107,8 @@ async def running_tv(broker: Broker, central: CentralService, unit: str) -> Asyn
     """A simulated TV unit with the People button, online and configured."""
     config = agent_config(broker, unit, audio="synthetic")
     config["unit"]["profile"] = "tv"
-    config["tv"] = {"screen": "headless", "language": "en", "people": True, "notice_s": 5}
+    # A refusal's notice shows 2 s: the test sees it, then waits for it to end, several times.
+    config["tv"] = {"screen": "headless", "language": "en", "people": True, "notice_s": 2}
     async with running_agent(config) as agent:
         await wait_for(lambda: agent.tv is not None and agent.tv.screen is not None, 10)
         await push_unit_config(central, unit, "tv", 1, language="en")

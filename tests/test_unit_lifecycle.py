@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import TOTP_SECRET, totp_secret_file
 from tests.nightcheck import hhmm
-from tests.test_enrolment import PASSWORD, generic_unit, pending_code, technician
+from tests.test_enrolment import PASSWORD, generic_unit, load_technician, pending_code
 from vaka.central.directory.spec import DirectorySpec
 from vaka.central.fleet.lifecycle import LifecycleRefused
 from vaka.central.http.staff import LOGIN_REFUSED
@@ -98,7 +98,7 @@ async def _is(central: CentralService, unit: str, status: str) -> bool:
 async def test_decommission_wipes_the_unit_and_it_shows_a_code_again(
     broker: Broker, central: CentralService, tmp_path: Path
 ) -> None:
-    await (await technician(central)).close()
+    await load_technician(central)
     creds = tmp_path / "creds"
     async with generic_unit(broker, creds):
         unit = await enrol(central, broker, creds)
@@ -123,7 +123,7 @@ async def test_decommission_wipes_the_unit_and_it_shows_a_code_again(
 async def test_silent_units_are_listed_as_decommission_candidates(
     broker: Broker, central: CentralService, tmp_path: Path
 ) -> None:
-    await (await technician(central)).close()
+    await load_technician(central)
     async with generic_unit(broker, tmp_path / "creds"):
         unit = await enrol(central, broker, tmp_path / "creds")
     await wait_for(lambda: _is(central, unit, "stopped"), 5, what="the unit's clean stop")
@@ -141,7 +141,7 @@ async def test_silent_units_are_listed_as_decommission_candidates(
 async def test_config_push_and_rotation_through_the_cli(
     broker: Broker, central: CentralService, tmp_path: Path
 ) -> None:
-    await (await technician(central)).close()
+    await load_technician(central)
     creds = tmp_path / "creds"
     async with generic_unit(broker, creds):
         unit = await enrol(central, broker, creds)
@@ -171,7 +171,7 @@ async def test_config_push_and_rotation_through_the_cli(
 
 
 async def test_cli_refusals_exit_2_with_the_reason(central: CentralService, tmp_path: Path) -> None:
-    await (await technician(central)).close()
+    await load_technician(central)
     result = await asyncio.to_thread(
         provision, central, "approve", "AAAAA-AAAAA", "--profile", "nightcam", "--citizen", "c-1"
     )
@@ -206,7 +206,7 @@ async def test_renewal_with_a_short_lifetime_does_not_drop_a_call(
     assert config.pki is not None
     short = config.pki.model_copy(update={"unit_cert_days": 9 / 86400})  # 9 s certificates
     async with running_central(config.model_copy(update={"pki": short})) as central:
-        await (await technician(central)).close()
+        await load_technician(central)
         creds = tmp_path / "creds"
         async with generic_unit(broker, creds):
             unit = await enrol(central, broker, creds, citizen="c-9")
@@ -257,7 +257,7 @@ async def test_suspend_resume_and_revoke_through_the_cli(
     broker: Broker, central: CentralService, tmp_path: Path, db_url: str
 ) -> None:
     assert central.config.database.url == db_url  # the lifecycle on each backend
-    await (await technician(central)).close()
+    await load_technician(central)
     async with generic_unit(broker, tmp_path / "creds"):
         unit = await enrol(central, broker, tmp_path / "creds")
         await wait_for(

@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 
+from vaka.central.settings.passwords import PasswordHashing
 from vaka.devstack.stack import LocalStack
 from vaka.devstack.units import AgentProcess
 
@@ -171,8 +172,12 @@ class BenchProcesses:
         PostgreSQL with ``--database postgres``) and the share group."""
         assert self.stack is not None and port == self.stack.broker.port
         # Central's default keepalive: a loaded event loop must not cost it its session.
+        # ... and the product's password cost: the bench measures central's memory and log-in.
         config = self.stack.central_config(
-            identity, keepalive_s=30, database=self.database or self.dir / "central.db"
+            identity,
+            keepalive_s=30,
+            database=self.database or self.dir / "central.db",
+            passwords=PasswordHashing(),
         )
         # The restart phase queues a health backlog for a killed central longer than the health
         # session's default 30 s: here it lives as long as the main one (docs/scaling.md).

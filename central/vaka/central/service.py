@@ -79,7 +79,7 @@ class CentralService:
         self.engine = _database(config)
         self.store = SqlFleetStore(self.engine, config.fleet)
         self.directory = Directory(
-            self.engine, SecretBox.from_file(config.staff_access.totp_key_file)
+            self.engine, SecretBox.from_file(config.staff_access.totp_key_file), config.passwords
         )
         self.audit = AuditLog(self.engine)
         ticket_key = load_ticket_key(config.keys.ticket_key)
@@ -303,7 +303,9 @@ class CentralService:
             contact_calls=self.contact_calls,
             tv_calls=self.tv_calls,
             invitations=Invitations(self.engine),
-            contact_credentials=ContactCredentials(self.engine, self.directory.secret_box),
+            contact_credentials=ContactCredentials(
+                self.engine, self.directory.secret_box, self.config.passwords
+            ),
             contact_sessions=ContactSessions(self.engine),
             rollouts=self.rollouts if self.config_key is not None else None,
         )

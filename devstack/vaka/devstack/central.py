@@ -27,6 +27,7 @@ from vaka.central.settings.config import (
     PkiSection,
     TurnSection,
 )
+from vaka.central.settings.passwords import PasswordHashing
 from vaka.central.settings.privacy import PrivacySettings
 from vaka.central.units.config_push import build_bundle, push_config
 from vaka.devstack.broker import Broker
@@ -35,6 +36,11 @@ from vaka.devstack.process import ChildProcess
 from vaka.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+#: The dev stack's accounts are throw-away (tests, the demo): their passwords are hashed at
+#: argon2's lowest cost instead of ~0.1 s and 64 MiB each. A bench that measures a log-in or
+#: central's memory passes ``PasswordHashing()``, the product's own cost.
+THROWAWAY_PASSWORDS = PasswordHashing(time_cost=1, memory_kib=64, parallelism=1)
 
 
 def central_config(
@@ -46,10 +52,12 @@ def central_config(
     keepalive_s: int = 5,
     database: Path | str | None = None,
     turn: TurnSection | None = None,
+    passwords: PasswordHashing = THROWAWAY_PASSWORDS,
 ) -> CentralConfig:
     """Central's configuration for ``broker``: its identity's certificate, the stack's keys,
-    the issuing CA (enrolment, revocation through the broker's CRL), its database and
-    ``turn``, the relay central mints per-call credentials for (none: no relay).
+    the issuing CA (enrolment, revocation through the broker's CRL), its database,
+    ``turn``, the relay central mints per-call credentials for (none: no relay), and the cost
+    of its password hashes (:data:`THROWAWAY_PASSWORDS` unless told).
 
     The database is a SQLite file in ``directory`` (``<identity>.db``) unless ``database`` names
     another file (several instances may share one) or is a database URL (a PostgreSQL
@@ -86,6 +94,7 @@ def central_config(
         # The dev stack's directories (tests, demo, benches) record no consent: its central does
         # not require it, said here and nowhere else (tests/test_consent.py turns it on).
         privacy=PrivacySettings(require_consent=False),
+        passwords=passwords,
     )
 
 

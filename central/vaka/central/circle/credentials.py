@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyotp
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
@@ -41,13 +40,13 @@ from webauthn.helpers.structs import (
 
 from vaka.central.access.second_factor import ISSUER, TOTP_STEP_S, qr_svg
 from vaka.central.directory.directory import Sealer
+from vaka.central.settings.passwords import PasswordHashing
 from vaka.central.storage.tables import contact_challenges, contact_credentials
 from vaka.errors import VakaError
 
 #: a contact's password is at least this long (they type it on their own device, rarely)
 PASSWORD_MIN_LENGTH = 10
 CHALLENGE_TTL_S = 300
-_hasher = PasswordHasher()
 
 
 class CredentialRefused(VakaError, PermissionError):
@@ -69,10 +68,17 @@ def _b64(data: bytes) -> str:
 class ContactCredentials:
     """Registers and checks contacts' passkeys and passwords."""
 
-    def __init__(self, engine: Engine, sealer: Sealer | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        sealer: Sealer | None = None,
+        passwords: PasswordHashing | None = None,
+    ) -> None:
         self.engine = engine
         #: seals one-time code secrets at rest, as the staff's are (``None``: stored as they are)
         self.sealer = sealer
+        #: hashes the passwords set from now on (``[passwords]``; default: argon2's own cost)
+        self.hasher = (passwords or PasswordHashing()).hasher()
 
     # ------------------------------------------------------------ passkeys
 
@@ -199,7 +205,7 @@ class ContactCredentials:
                 f"the password must be at least {PASSWORD_MIN_LENGTH} characters long"
             )
         self._replace(
-            contact_id, "password", password_hash=_hasher.hash(password), created_at=time.time()
+            contact_id, "password", password_hash=self.hasher.hash(password), created_at=time.time()
         )
 
     def _replace(
@@ -232,7 +238,7 @@ class ContactCredentials:
         if row is None or row[0] is None:
             return False
         try:
-            return _hasher.verify(row[0], password)
+            return self.hasher.verify(row[0], password)
         except (VerificationError, InvalidHashError):
             return False
 

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from vaka.central.directory.consent import ConsentRecord
 from vaka.central.directory.spec import DirectorySpec, StaffSpec
+from vaka.central.settings.passwords import PasswordHashing
 from vaka.central.storage.engine import upsert
 from vaka.central.storage.tables import (
     assignments,
@@ -41,9 +42,6 @@ class Sealer(Protocol):
         """The secret of a stored value."""
 
 
-_hasher = PasswordHasher()
-
-
 @dataclass(frozen=True)
 class StaffMember:
     """A staff account as the rest of central sees it (no password hash)."""
@@ -54,9 +52,13 @@ class StaffMember:
     active: bool
 
 
-def _load_auth(conn: Connection, engine: Engine, s: StaffSpec, box: Sealer | None) -> None:
+def _load_auth(
+    conn: Connection, engine: Engine, s: StaffSpec, box: Sealer | None, hasher: PasswordHasher
+) -> str | None:
     """Upsert one account's log-in state: a loaded password counts as set now unless it is the
-    one already stored; a loaded TOTP secret is enrolled; an unnamed one is left as it is."""
+    one already stored; a loaded TOTP secret is enrolled; an unnamed one is left as it is.
+    The stored hash when the loaded password is the one it was made from (kept, not made
+    again: a reload costs no new hash), else ``None``."""
     row = (
         conn.execute(
             select(staff.c.password_hash, staff_auth.c.password_changed_at)
@@ -67,6 +69,7 @@ def _load_auth(conn: Connection, engine: Engine, s: StaffSpec, box: Sealer | Non
         .first()
     )
     changed_at = time.time()
+    kept = None
     if s.password_changed_at is not None:
         stamp = s.password_changed_at
         changed_at = (stamp if stamp.tzinfo else stamp.astimezone()).timestamp()
@@ -74,9 +77,11 @@ def _load_auth(conn: Connection, engine: Engine, s: StaffSpec, box: Sealer | Non
         same = row["password_hash"] == s.password_hash
         if s.password is not None:
             try:
-                same = _hasher.verify(row["password_hash"], s.password)
+                same = hasher.verify(row["password_hash"], s.password)
             except (VerificationError, InvalidHashError):
                 same = False
+            if same:
+                kept = str(row["password_hash"])
         if same:
             changed_at = row["password_changed_at"]
     values: dict[str, object] = {"password_changed_at": changed_at}
@@ -88,6 +93,7 @@ def _load_auth(conn: Connection, engine: Engine, s: StaffSpec, box: Sealer | Non
         )
     ins = upsert(engine, staff_auth).values(staff_id=s.id, **values)
     conn.execute(ins.on_conflict_do_update(index_elements=["staff_id"], set_=values))
+    return kept
 
 
 def _minutes(hhmm: str) -> int:
@@ -98,10 +104,17 @@ def _minutes(hhmm: str) -> int:
 class Directory:
     """Queries and updates on the directory tables. Blocking: call from a worker thread."""
 
-    def __init__(self, engine: Engine, secret_box: Sealer | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        secret_box: Sealer | None = None,
+        passwords: PasswordHashing | None = None,
+    ) -> None:
         self.engine = engine
         #: seals the staff's TOTP secrets at rest; ``None``: they are stored as they are
         self.secret_box = secret_box
+        #: hashes the passwords set from now on (``[passwords]``; default: argon2's own cost)
+        self.hasher = (passwords or PasswordHashing()).hasher()
         #: consent per citizen and cohabitant (docs/privacy.md)
         self.consent = ConsentRecord(engine)
 
@@ -115,8 +128,8 @@ class Directory:
                     ins.on_conflict_do_update(index_elements=["group_id"], set_={"name": g.name})
                 )
             for s in spec.staff:
-                _load_auth(conn, self.engine, s, self.secret_box)
-                hashed = s.password_hash or _hasher.hash(s.password or "")
+                kept = _load_auth(conn, self.engine, s, self.secret_box, self.hasher)
+                hashed = s.password_hash or kept or self.hasher.hash(s.password or "")
                 values = {
                     "display_name": s.name,
                     "role": s.role,
@@ -178,7 +191,7 @@ class Directory:
             conn.execute(
                 staff.update()
                 .where(staff.c.staff_id == staff_id)
-                .values(password_hash=_hasher.hash(password))
+                .values(password_hash=self.hasher.hash(password))
             )
             values = {"password_changed_at": time.time()}
             ins = upsert(self.engine, staff_auth).values(staff_id=staff_id, **values)
@@ -211,10 +224,10 @@ class Directory:
         with self.engine.connect() as conn:
             row = conn.execute(select(staff).where(staff.c.staff_id == staff_id)).mappings().first()
         if row is None:
-            _hasher.hash(password)  # same work whether or not the account exists
+            self.hasher.hash(password)  # same work whether or not the account exists
             return None
         try:
-            _hasher.verify(row["password_hash"], password)
+            self.hasher.verify(row["password_hash"], password)
         except (VerificationError, InvalidHashError):
             return None
         if not row["active"]:

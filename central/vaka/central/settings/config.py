@@ -1,6 +1,6 @@
 """Central's configuration file (TOML), validated once at start: the whole file
-(:class:`CentralConfig`) and its own sections; ``[alerts]``, ``[calls]`` and ``[fleet]`` have
-their modules beside this one."""
+(:class:`CentralConfig`) and its own sections; ``[alerts]``, ``[calls]``, ``[fleet]``,
+``[passwords]`` and ``[privacy]`` have their modules beside this one."""
 
 import tomllib
 from ipaddress import IPv4Network, IPv6Network
@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vaka.central.settings.alerts import AlertSettings
 from vaka.central.settings.calls import CallLimits
 from vaka.central.settings.fleet import Thresholds
+from vaka.central.settings.passwords import PasswordHashing
 from vaka.central.settings.privacy import PrivacySettings
 from vaka.errors import ConfigError
 
@@ -171,6 +172,7 @@ class CentralConfig(_Section):
     updates: UpdatesSection = UpdatesSection()
     session_ttl_s: float = Field(default=12 * 3600, gt=0)
     staff_access: StaffAccessSection = StaffAccessSection()
+    passwords: PasswordHashing = PasswordHashing()
 
 
 def load_central_config(path: Path) -> CentralConfig:

@@ -1,6 +1,6 @@
 // The fleet for the support function: open alerts first (a unit down ahead of a scheduled night
 // check: send someone instead), then every unit's status with the reasons, refreshed every 10
-// seconds. Technicians and administrators also see units waiting for enrolment approval (and can
+// seconds (every 2 while a unit is enrolling: it turns active within seconds). Technicians and administrators also see units waiting for enrolment approval (and can
 // approve one) and units silent long enough to be decommissioned. Each unit links to its own page
 // (#/units/<id>); on a phone the table is a list of cards (console.css, .stack).
 import { mount, phrase, reasonsLine, replace, shown } from "../dom.js";
@@ -9,6 +9,7 @@ import { reason, t, tn, when, word } from "../i18n.js";
 const STATUSES = ["online", "degraded", "offline"];
 const TECH_ROLES = ["technician", "administrator"];
 const REFRESH_MS = 10000;
+const ENROLLING_REFRESH_MS = 2000;
 /** The root file system's version and the slot it booted, as the unit's health says. */
 function systemLine(health) {
   const version = health && health.system_version;
@@ -87,9 +88,11 @@ export function render(main, ctx) {
     }
   }
 
+  let enrolling = false;
   async function refreshUnits(background) {
     try {
       const answer = await ctx.api("GET", "/api/units", undefined, { background });
+      enrolling = answer.units.some((u) => u.lifecycle.state === "enrolling");
       const counts = STATUSES.map((s) => `${answer.units.filter((u) => u.status === s).length} ${word("status_count", s)}`);
       summary.textContent = tn("fleet.summary", answer.count, { counts: counts.join(", ") });
       replace(body,
@@ -112,11 +115,14 @@ export function render(main, ctx) {
   }
 
   // ---------------------------------------------------------------- technicians
-  const tech = technician ? technicianSections(h, ctx) : null;
+  // An approved unit is listed at once (enrolling), not at the next refresh.
+  const tech = technician ? technicianSections(h, ctx, () => refreshUnits(false)) : null;
   if (tech) main.append(...tech.elements);
 
+  let refreshedAt = 0;
   async function refresh(background) {
     if (stopped) return;
+    refreshedAt = Date.now();
     await Promise.all([
       refreshAlerts(background),
       refreshUnits(background),
@@ -125,12 +131,15 @@ export function render(main, ctx) {
   }
 
   refresh(false);
-  const timer = setInterval(() => refresh(true), REFRESH_MS);
+  const timer = setInterval(() => {
+    if (Date.now() - refreshedAt >= REFRESH_MS) refresh(true);
+    else if (enrolling && !stopped) refreshUnits(true);
+  }, ENROLLING_REFRESH_MS);
   return () => { stopped = true; clearInterval(timer); };
 }
 
 // Enrolment approvals and decommission candidates (technicians and administrators).
-function technicianSections(h, ctx) {
+function technicianSections(h, ctx, onApproved) {
   const pending = h("ul", { id: "enrolments", class: "plain-list" });
   const candidates = h("ul", { id: "candidates", class: "plain-list" });
   const candidatesNote = h("p", { id: "candidates-note", class: "hint" });
@@ -173,6 +182,7 @@ function technicianSections(h, ctx) {
       approveOk.hidden = false;
       form.reset();
       refresh(false);
+      onApproved();
     } catch (err) {
       const unknown = /^there is no citizen (\S+) in the directory/.exec(err.message || "");
       approveError.textContent = unknown ? t("reason.unknown_citizen", { citizen: unknown[1] }) : reason(err.message);

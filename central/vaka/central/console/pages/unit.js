@@ -1,5 +1,6 @@
 // One unit's page (#/units/<id>, linked from the fleet): its status and lifecycle, open alerts,
-// health history and last calls, refreshed every 10 seconds; for technicians and administrators
+// health history and last calls, refreshed every 10 seconds (every 2 while the unit is enrolling:
+// it turns active within seconds of its first connection); for technicians and administrators
 // the actions its lifecycle allows (push config, suspend/resume, revoke, re-enrol, decommission,
 // enrol again with a new code), each asking for confirmation first.
 import { mount, reasonsLine, replace, shown } from "../dom.js";
@@ -7,6 +8,7 @@ import { mmss, reason, said, t, tn, when, word } from "../i18n.js";
 
 const TECH_ROLES = ["technician", "administrator"];
 const REFRESH_MS = 10000;
+const ENROLLING_REFRESH_MS = 2000;
 // What a technician may do in each lifecycle state (central refuses the rest with a reason).
 const ACTIONS = {
   enrolling: ["push-config", "revoke", "decommission"],
@@ -216,8 +218,10 @@ export function render(main, ctx) {
     return form;
   }
 
+  let loadedAt = 0;
   async function load(background) {
     if (stopped) return;
+    loadedAt = Date.now();
     try {
       unit = await ctx.api("GET", `/api/units/${encodeURIComponent(unitId)}`, undefined, { background });
     } catch (err) {
@@ -231,6 +235,9 @@ export function render(main, ctx) {
   }
 
   load(false);
-  const timer = setInterval(() => load(true), REFRESH_MS);
+  const timer = setInterval(() => {
+    const every = unit && unit.lifecycle.state === "enrolling" ? ENROLLING_REFRESH_MS : REFRESH_MS;
+    if (Date.now() - loadedAt >= every) load(true);
+  }, ENROLLING_REFRESH_MS);
   return () => { stopped = true; clearInterval(timer); };
 }
