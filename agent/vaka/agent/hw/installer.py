@@ -104,6 +104,10 @@ class RaucInstaller(Installer):
             raise InstallFailed(f"could not ask the install helper: {err}") from None
         log.info("asked the install helper to install %s (request %s)", bundle.name, nonce)
         answer = self._answer(nonce)
+        # Answered: the request goes, so that the download directory holds nothing once the
+        # install attempt is over (on the A/B card it is a disk partition). Without an answer it
+        # stays: the helper may still be at work on it.
+        request.unlink(missing_ok=True)
         if answer.get("result") == "ok":
             return
         reason = answer.get("reason") or "no reason given"
