@@ -114,6 +114,15 @@ def bundle_port() -> int:
     return free_port()
 
 
+def bundle_rules(ruleset: str, port: int) -> str:
+    """The site's bundle server in the ruleset's ``BUNDLE_*`` lines: central's HTTPS front on
+    the QEMU host, on its own port (not one of the broker's)."""
+    ruleset = re.sub(
+        r"(?m)^define BUNDLE_V4 = .*$", f"define BUNDLE_V4 = {{ {QEMU_HOST} }}", ruleset
+    )
+    return re.sub(r"(?m)^define BUNDLE_PORTS = .*$", f"define BUNDLE_PORTS = {{ {port} }}", ruleset)
+
+
 @pytest.fixture(scope="module")
 def built_ab(
     image_pki: LocalPki,
@@ -130,9 +139,10 @@ def built_ab(
     site = site_files(image_pki, base / "site", qemu_port)
     shutil.copy(signer.ca, site / "rauc-keyring.pem")
     config = tomllib.loads((site / "agent.toml").read_text())
-    config["update"] = {"installer": "rauc", "max_rate_kbps": 0}
+    bundle_server = f"{QEMU_HOST}:{bundle_port}"
+    config["update"] = {"installer": "rauc", "max_rate_kbps": 0, "servers": [bundle_server]}
     (site / "agent.toml").write_text(tomli_w.dumps(config))
-    (site / "nftables.conf").write_text(site_nftables(qemu_port, bundle_port))
+    (site / "nftables.conf").write_text(bundle_rules(site_nftables(qemu_port), bundle_port))
     out = base / "out"
     try:
         yield build_card(site, out, PROFILE, "--ab")
@@ -165,6 +175,15 @@ def test_the_card_has_two_slots_grub_and_rauc(built_ab: Built, signer: Signer) -
     agent_toml = tomllib.loads((built_ab.rootfs / "etc/vaka/agent.toml").read_text())
     assert agent_toml["update"]["download_dir"] == "/var/lib/vaka/update"
     assert agent_toml["update"]["installer"] == "rauc"  # the site's own settings stay
+    # The bundle server: the agent's list and the firewall's own lines name the same one.
+    (server,) = agent_toml["update"]["servers"]
+    host, port = server.rsplit(":", 1)
+    rules = (built_ab.rootfs / "etc/nftables.conf").read_text()
+    assert (
+        f"define BUNDLE_V4 = {{ {host} }}" in rules
+        and f"define BUNDLE_PORTS = {{ {port} }}" in rules
+    )
+    assert f"define BROKER_PORTS = {{ {port} }}" not in rules
     units = built_ab.rootfs / "etc/systemd/system"
     agent_dropin = (units / "vaka-agent.service.d/60-update-downloads.conf").read_text()
     assert "ReadWritePaths=/var/lib/vaka/update" in agent_dropin.splitlines()

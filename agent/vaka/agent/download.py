@@ -206,6 +206,28 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def unreachable_server(url: str, servers: tuple[str, ...]) -> str | None:
+    """Why this unit cannot download from ``url`` (its server is not one of ``servers``, the
+    ``host:port`` pairs its firewall lets it reach), or ``None``. Loopback is always allowed."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return f"the bundle URL has no valid port ({url[:80]!r})"
+    if _loopback(host):
+        return None
+    named = host if ":" not in host else f"[{host}]"
+    allowed = {s.lower() for s in servers}
+    if f"{named}:{port}" in allowed or f"{host}:{port}" in allowed:
+        return None
+    return (
+        f"the bundle server {named}:{port} is not one this unit may reach "
+        f"(its firewall allows {', '.join(servers) or 'no bundle server'}: "
+        "[update] servers and the site's nftables BUNDLE lines)"
+    )
+
+
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True

@@ -34,7 +34,13 @@ from pathlib import Path
 from joserfc.jwk import OKPKey
 
 from vaka.agent.call.state import UnitCall
-from vaka.agent.download import Download, DownloadInterrupted, DownloadRefused, Wanted
+from vaka.agent.download import (
+    Download,
+    DownloadInterrupted,
+    DownloadRefused,
+    Wanted,
+    unreachable_server,
+)
 from vaka.agent.hw.installer import Installer, InstallFailed
 from vaka.agent.link import UnitLink
 from vaka.protocol.backoff import backoff_delay
@@ -74,6 +80,8 @@ class UpdateSettings:
     #: image's 10-minute health deadline) and how often
     proven_wait_s: float = 1200.0
     proven_poll_s: float = 2.0
+    #: the bundle servers (``host:port``) this unit's firewall lets it reach
+    servers: tuple[str, ...] = ()
 
 
 def night_reason(bundle: UnitConfigBundle | None, at: float) -> str | None:
@@ -157,6 +165,10 @@ class Updater:
                 self._came_back(order, running.slot), name="update-came-back"
             )
             self._came_back_task.add_done_callback(self._finished)
+            return
+        unreachable = unreachable_server(order.url, self.settings.servers)
+        if unreachable is not None:  # the firewall would drop it: refused before any download
+            await self._refuse(order, unreachable)
             return
         if self._installing:
             await self._refuse(order, "another update is being installed; order again later")
