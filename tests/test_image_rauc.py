@@ -2,18 +2,25 @@
 boot path with no loop devices: a standalone GRUB on the EFI system partition with RAUC's slot
 selection (image/grub.sh), started by UEFI firmware (OVMF) in QEMU.
 
-One card is built for the module. Offline: the GPT and its partition names, GRUB and its
-environment on the FAT, RAUC's system.conf and keyring in the root. Then the card is powered on:
-GRUB boots slot A (its console line and the try flag it leaves in grubenv say so), the unit comes
-online in a central on this machine, ``rauc status`` in the guest reports slot A booted, and
-boot counting marks the card's own root good. Then one power-on of four boots, every install
-ordered by central on this machine (a roll-out, the signed order on the unit's ``update``
-channel, the bundle from central's bundle path behind an HTTPS front): the unit's agent downloads
-v2 and asks the image's root helper, which has RAUC install it into B and reboots; B on trial,
-online, reporting 2 on slot B, marked good; a broken v3 (its agent does not start) ordered and
-installed into A the same way, marked bad at its health deadline, and the unit back on B by
-itself, which central records as ``rolled_back``; a bundle signed by another authority ordered,
-refused by RAUC in the guest, and the refusal reported with RAUC's reason.
+One card is built for the module. Offline: the GPT and its partition names (the download
+partition ``vaka-data`` last, a slot's size, empty and the vaka user's), GRUB and its environment
+on the FAT, RAUC's system.conf, keyring and sandbox in the root, the units and settings that put
+the agent's downloads on the data partition. Then the card is powered on: GRUB boots slot A
+(its console line and the try flag it leaves in grubenv say so), the unit comes online in a
+central on this machine, ``rauc status`` in the guest reports slot A booted, and boot counting
+marks the card's own root good.
+
+Then one power-on of four boots, every install ordered by central on this machine (a roll-out,
+the signed order on the unit's ``update`` channel, the bundle from central's bundle path behind
+an HTTPS front, the site's bundle server): the guest has the RAM of a small unit (2 GiB: its
+``/run`` could not hold a bundle), and the unit's agent downloads v2 onto the card's data
+partition and asks the image's root helper, which has RAUC install it into B and reboots; B on
+trial, online, reporting 2 on slot B, marked good (audited ``update_marked_good``); a broken v3
+(its agent does not start) ordered and installed into A the same way, marked bad at its health
+deadline, and the unit back on B by itself, which central records as ``rolled_back``; a bundle
+signed by another authority ordered, refused by RAUC in the guest, and the refusal reported with
+RAUC's reason. Each bundle was on the data partition (the helper's line names its path), and the
+partition is empty afterwards.
 
 How the test reads ``rauc status`` and boot counting in the guest (a test-only path: the unit has
 no shell for anybody): one-shot services and drop-ins, written into the test's copy of slot A and
@@ -587,6 +594,10 @@ async def test_central_orders_an_update_kept_a_broken_one_rolled_back_a_foreign_
         assert f"update_{step}" in names, (step, names)
     assert names.index("update_downloaded") < names.index("update_installed")
     assert names.count("update_running") == 1, names
+    # v2's trial ended well (boot counting, reported by the unit): audited once; v3's never did.
+    kept = [d for kind, d in kinds if kind == "update_marked_good"]
+    assert len(kept) == 1 and kept[0]["version"] == "2" and kept[0]["slot"] == "B", kept
+    assert names.index("update_running") < names.index("update_marked_good")
     assert names.count("update_rolled_back") == 1, names
     assert names.count("update_ordered") == 3, names  # v2, v3, foreign: v3 never ordered again
     assert names.count("update_installed") == 2, names  # v2 and v3; the foreign one never
