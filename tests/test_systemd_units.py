@@ -291,8 +291,8 @@ def test_rauc_runs_in_a_sandbox(tmp_path: Path) -> None:
         "CAP_SYS_ADMIN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_CHOWN CAP_FOWNER"
     ]
     assert {"block-loop rw", "block-device-mapper rw", "char-misc rw"} <= set(s["DeviceAllow"])
-    ab = unit_settings(AB_UNITS / "rauc.service.d/60-update-downloads.conf")
-    assert ab["ReadWritePaths"] == ["-/var/lib/vaka/update"]
+    ab_dropin = unit_settings(AB_UNITS / "rauc.service.d/60-update-downloads.conf")
+    assert ab_dropin["ReadWritePaths"] == ["-/var/lib/vaka/update"]
 
 
 def test_the_ab_card_s_download_partition_units(tmp_path: Path) -> None:
