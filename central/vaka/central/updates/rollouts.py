@@ -7,7 +7,9 @@ Each target unit gets a signed update order (:mod:`vaka.provisioning.updates`), 
 step as an ``update`` event; :meth:`Rollouts.on_event_record` (an ingest hook) keeps the newest
 step per unit and writes it to the audit trail (``update_ordered`` … ``update_running``,
 ``update_refused`` with the reason). A unit that says "ordered" again after it installed and
-rebooted came back on its old system (boot counting went back): ``update_rolled_back``. Once a
+rebooted came back on its old system (boot counting went back): ``update_rolled_back``. A unit
+whose new system ended its trial well says ``marked_good``: ``update_marked_good``, once, after
+``running`` (the state stays ``running``). Once a
 unit runs the ordered version, refused the order or rolled back, its retained order is cleared
 (:meth:`Rollouts.run`) and the unit stops working on it: it does not install the same bundle
 once more.
