@@ -431,14 +431,15 @@ async def https_front(upstream: str, port: int, pki: LocalPki) -> AsyncIterator[
 
 def mount_table(console: str) -> dict[str, list[str]]:
     """The first boot's ``findmnt`` of ``/run`` and the download directory (the status
-    service's): target -> source, type, size in bytes, options."""
+    service's, one console line each, ``[time] findmnt[pid]: TARGET SOURCE FSTYPE SIZE
+    OPTIONS``, other services' lines between them): target -> source, type, size in bytes,
+    options."""
     found = re.search(r"MOUNTS-BEGIN(.*?)MOUNTS-END", plain(console), re.S)
     assert found, "no mount table on the console"
     table = {}
-    for line in found.group(1).splitlines():
+    for line in re.findall(r"findmnt\[\d+\]: (/\S*(?:\s+\S+){4})", found.group(1)):
         fields = line.split()
-        if len(fields) >= 5 and fields[0].startswith("/"):
-            table[fields[0]] = fields[1:5]
+        table[fields[0]] = fields[1:5]
     assert set(table) >= {"/run", "/var/lib/vaka/update"}, found.group(1)
     return table
 
