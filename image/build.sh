@@ -118,6 +118,10 @@ rm -rf "$out/rootfs"
 mkdir -p "$out"
 export VAKA_REPO=$REPO VAKA_HERE=$HERE VAKA_PROFILE=$PROFILE VAKA_BOARD=$BOARD VAKA_VARIANT=$variant
 export VAKA_WHEELS=$work/wheels VAKA_SITE=$site VAKA_PIP_INDEX=$pip_index VAKA_VERSION=$version
+# The A/B card's own files (its download partition): image/overlay-ab, applied by the hook.
+VAKA_AB=0
+((${#disk_args[@]})) && VAKA_AB=1
+export VAKA_AB
 started=$(date +%s)
 echo "build: $variant $version ($ARCH, profile $PROFILE) -> $out/rootfs" >&2
 (IFS=,; mmdebstrap \

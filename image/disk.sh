@@ -21,8 +21,12 @@
 #   2  ext4   slot     partlabel vaka-root-a  slot A, the root file system
 #   3  ext4   slot     partlabel vaka-root-b  slot B, empty until the first update
 #   4  ext4   16 MiB   partlabel vaka-cred    as above
+#   5  ext4   slot     partlabel vaka-data    /var/lib/vaka/update: where the agent downloads an
+#                                       update bundle (created empty, owned by the vaka user)
 # A slot is the root's size and half as much again, so that later roots fit. GRUB loads the
-# kernel and initramfs from the chosen slot's /boot (the kernel is updated with the root).
+# kernel and initramfs from the chosen slot's /boot (the kernel is updated with the root). The
+# download partition is a slot's size: a bundle is one compressed root, so it never outgrows a
+# slot, and RAM (/run, a tenth of it) cannot hold one on a small unit.
 # Extra kernel arguments for both slots: VAKA_KERNEL_ARGS (default console=ttyS0,115200).
 set -euo pipefail
 ab=0
@@ -85,6 +89,16 @@ if command -v debugfs >/dev/null; then
   debugfs -w -R "sif / mode 040700" "$work/cred.img" >/dev/null 2>&1  # tmpfiles.d sets it too
 fi
 
+# --- A/B: the download partition, empty, for the vaka user ------------------------------------
+if [ "$ab" = 1 ]; then
+  slot_mb=$(( (root_mb * 3 / 2 + ALIGN_MB - 1) / ALIGN_MB * ALIGN_MB ))
+  truncate -s "${slot_mb}M" "$work/data.img"
+  mkfs.ext4 -q -L vaka-data -m 0 -E "root_owner=$uid:$gid" "$work/data.img"
+  if command -v debugfs >/dev/null; then
+    debugfs -w -R "sif / mode 040700" "$work/data.img" >/dev/null 2>&1  # tmpfiles.d sets it too
+  fi
+fi
+
 # --- A/B: GRUB and its environment on the ESP, the slots' PARTUUIDs in its script ---------------
 if [ "$ab" = 1 ]; then
   uuid_a=$(cat /proc/sys/kernel/random/uuid)
@@ -95,12 +109,12 @@ fi
 
 # --- the card ----------------------------------------------------------------------------------
 if [ "$ab" = 1 ]; then
-  slot_mb=$(( (root_mb * 3 / 2 + ALIGN_MB - 1) / ALIGN_MB * ALIGN_MB ))
   p1=$ALIGN_MB
   p2=$((p1 + BOOT_MB))
   p3=$((p2 + slot_mb))
   p4=$((p3 + slot_mb))
-  total=$((p4 + CRED_MB + 1))  # and the backup GPT at the end
+  p5=$((p4 + CRED_MB))
+  total=$((p5 + slot_mb + 1))  # and the backup GPT at the end
   linux=0FC63DAF-8483-4772-8E79-3D69D8477DE4
   rm -f "$img"
   truncate -s "${total}M" "$img"
@@ -112,12 +126,14 @@ start=$((p1 * 2048)), size=$((BOOT_MB * 2048)), type=C12A7328-F81F-11D2-BA4B-00A
 start=$((p2 * 2048)), size=$((slot_mb * 2048)), type=$linux, name=vaka-root-a, uuid=$uuid_a
 start=$((p3 * 2048)), size=$((slot_mb * 2048)), type=$linux, name=vaka-root-b, uuid=$uuid_b
 start=$((p4 * 2048)), size=$((CRED_MB * 2048)), type=$linux, name=vaka-cred
+start=$((p5 * 2048)), size=$((slot_mb * 2048)), type=$linux, name=vaka-data
 EOF
   dd if="$work/boot.img" of="$img" bs=1M seek="$p1" conv=notrunc,sparse status=none
   dd if="$work/root.img" of="$img" bs=1M seek="$p2" conv=notrunc,sparse status=none
   dd if="$work/cred.img" of="$img" bs=1M seek="$p4" conv=notrunc,sparse status=none
+  dd if="$work/data.img" of="$img" bs=1M seek="$p5" conv=notrunc,sparse status=none
   echo "disk: $img (${total} MiB, GPT: boot ${BOOT_MB}, slots A and B ${slot_mb} each" \
-    "(root ${root_mb}), credentials ${CRED_MB})" >&2
+    "(root ${root_mb}), credentials ${CRED_MB}, downloads ${slot_mb})" >&2
   exit 0
 fi
 p1=$ALIGN_MB

@@ -108,6 +108,10 @@ ExecStart=-/bin/sh -c 'for try in 1 2 3 4 5 6 7 8 9 10; do \\
   grep -q booted /run/vaka-test-status && break; sleep 3; done; cat /run/vaka-test-status'
 ExecStart=/bin/echo RAUC-STATUS-END
 ExecStart=-/bin/cat /etc/vaka-test-release
+ExecStart=/bin/echo MOUNTS-BEGIN
+ExecStart=-/bin/findmnt -n -b -o TARGET,SOURCE,FSTYPE,SIZE,OPTIONS --mountpoint /run
+ExecStart=-/bin/findmnt -n -b -o TARGET,SOURCE,FSTYPE,SIZE,OPTIONS --mountpoint /var/lib/vaka/update
+ExecStart=/bin/echo MOUNTS-END
 StandardOutput=journal+console
 StandardError=journal+console
 """
@@ -312,3 +316,29 @@ def slot_file(card: Path, partition: str, path: str) -> str:
         check=True,
         timeout=60,
     ).stdout
+
+
+def partition_entries(
+    card: Path, partition: str, path: str = "/"
+) -> dict[str, tuple[int, int, int]]:
+    """A directory of an ext4 partition of ``card``: name -> (mode, uid, gid), ``.`` for the
+    directory itself (debugfs ``ls -p``, read-only)."""
+    start = int(partitions(card)[partition]["start"])  # type: ignore[call-overload]
+    listing = subprocess.run(
+        ["debugfs", "-R", f"ls -p {path}", f"{card}?offset={start * SECTOR}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    entries: dict[str, tuple[int, int, int]] = {}
+    for line in listing.splitlines():
+        fields = line.split("/")  # /inode/mode/uid/gid/name/size/
+        if len(fields) >= 7 and fields[5] not in ("..", ""):
+            entries[fields[5]] = (int(fields[2], 8), int(fields[3]), int(fields[4]))
+    return entries
+
+
+def download_lines(console: str) -> list[str]:
+    """The install helper's lines naming the bundle it checks (its full path)."""
+    return re.findall(r"vaka-update-install: request [0-9a-f]+: checking (\S+)", plain(console))

@@ -388,10 +388,14 @@ OUTBOUND = [
     ("192.0.2.99", 123, "udp", True),  # NTP
     ("192.0.2.99", 5000, "udp", False),  # anything else
     ("192.0.2.99", 443, "tcp", False),
+    ("192.0.2.20", 443, "tcp", True),  # the update bundle server, HTTPS
+    ("2001:db8::20", 443, "tcp", True),  # the same, IPv6
+    ("192.0.2.20", 8443, "tcp", False),  # the bundle server on another port
+    ("192.0.2.10", 443, "tcp", False),  # HTTPS on the broker: only where the site says so
 ]
 
 
-def test_firewall_lets_out_only_broker_turn_dns_ntp(tmp_path: Path) -> None:
+def test_firewall_lets_out_only_broker_bundles_turn_dns_ntp(tmp_path: Path) -> None:
     plan: list[list[object]] = [["out", proto, addr, port] for addr, port, proto, _ in OUTBOUND]
     results = run_probe(tmp_path, RULES, plan)
     assert {o[:3]: r for o, r in zip(OUTBOUND, results, strict=True)} == {

@@ -2,18 +2,25 @@
 boot path with no loop devices: a standalone GRUB on the EFI system partition with RAUC's slot
 selection (image/grub.sh), started by UEFI firmware (OVMF) in QEMU.
 
-One card is built for the module. Offline: the GPT and its partition names, GRUB and its
-environment on the FAT, RAUC's system.conf and keyring in the root. Then the card is powered on:
-GRUB boots slot A (its console line and the try flag it leaves in grubenv say so), the unit comes
-online in a central on this machine, ``rauc status`` in the guest reports slot A booted, and
-boot counting marks the card's own root good. Then one power-on of four boots, every install
-ordered by central on this machine (a roll-out, the signed order on the unit's ``update``
-channel, the bundle from central's bundle path behind an HTTPS front): the unit's agent downloads
-v2 and asks the image's root helper, which has RAUC install it into B and reboots; B on trial,
-online, reporting 2 on slot B, marked good; a broken v3 (its agent does not start) ordered and
-installed into A the same way, marked bad at its health deadline, and the unit back on B by
-itself, which central records as ``rolled_back``; a bundle signed by another authority ordered,
-refused by RAUC in the guest, and the refusal reported with RAUC's reason.
+One card is built for the module. Offline: the GPT and its partition names (the download
+partition ``vaka-data`` last, a slot's size, empty and the vaka user's), GRUB and its environment
+on the FAT, RAUC's system.conf, keyring and sandbox in the root, the units and settings that put
+the agent's downloads on the data partition. Then the card is powered on: GRUB boots slot A
+(its console line and the try flag it leaves in grubenv say so), the unit comes online in a
+central on this machine, ``rauc status`` in the guest reports slot A booted, and boot counting
+marks the card's own root good.
+
+Then one power-on of four boots, every install ordered by central on this machine (a roll-out,
+the signed order on the unit's ``update`` channel, the bundle from central's bundle path behind
+an HTTPS front, the site's bundle server): the guest has the RAM of a small unit (2 GiB: its
+``/run`` could not hold a bundle), and the unit's agent downloads v2 onto the card's data
+partition and asks the image's root helper, which has RAUC install it into B and reboots; B on
+trial, online, reporting 2 on slot B, marked good (audited ``update_marked_good``); a broken v3
+(its agent does not start) ordered and installed into A the same way, marked bad at its health
+deadline, and the unit back on B by itself, which central records as ``rolled_back``; a bundle
+signed by another authority ordered, refused by RAUC in the guest, and the refusal reported with
+RAUC's reason. Each bundle was on the data partition (the helper's line names its path), and the
+partition is empty afterwards.
 
 How the test reads ``rauc status`` and boot counting in the guest (a test-only path: the unit has
 no shell for anybody): one-shot services and drop-ins, written into the test's copy of slot A and
@@ -62,12 +69,14 @@ from tests.abcard import (  # noqa: E402
     ESP,
     SECTOR,
     card_with_identity,
+    download_lines,
     esp_file,
     grubenv,
     helper_dropin,
     make_bundle,
     mark_good_dropin,
     online,
+    partition_entries,
     partitions,
     plain,
     rauc_status,
@@ -90,6 +99,7 @@ from tests.imagetools import (  # noqa: E402
     site_files,
     site_nftables,
     start_qemu_efi,
+    vaka_ids,
 )
 from tests.test_image_bundle import Signer, make_signer  # noqa: E402
 
@@ -111,6 +121,15 @@ def bundle_port() -> int:
     return free_port()
 
 
+def bundle_rules(ruleset: str, port: int) -> str:
+    """The site's bundle server in the ruleset's ``BUNDLE_*`` lines: central's HTTPS front on
+    the QEMU host, on its own port (not one of the broker's)."""
+    ruleset = re.sub(
+        r"(?m)^define BUNDLE_V4 = .*$", f"define BUNDLE_V4 = {{ {QEMU_HOST} }}", ruleset
+    )
+    return re.sub(r"(?m)^define BUNDLE_PORTS = .*$", f"define BUNDLE_PORTS = {{ {port} }}", ruleset)
+
+
 @pytest.fixture(scope="module")
 def built_ab(
     image_pki: LocalPki,
@@ -121,14 +140,16 @@ def built_ab(
 ) -> Iterator[Built]:
     """The amd64 variant with two root slots and GRUB, built once for this module. Its agent
     installs through RAUC although its devices are simulated (QEMU has no camera or GPIO, but
-    real slots), downloads without a rate limit, and may reach central's HTTPS on the host."""
+    real slots), downloads without a rate limit, and may reach central's HTTPS on the host. Its
+    ``download_dir`` is the image's own (the data partition), not the site's."""
     base = tmp_path_factory.mktemp("image-ab")
     site = site_files(image_pki, base / "site", qemu_port)
     shutil.copy(signer.ca, site / "rauc-keyring.pem")
     config = tomllib.loads((site / "agent.toml").read_text())
-    config["update"] = {"installer": "rauc", "max_rate_kbps": 0}
+    bundle_server = f"{QEMU_HOST}:{bundle_port}"
+    config["update"] = {"installer": "rauc", "max_rate_kbps": 0, "servers": [bundle_server]}
     (site / "agent.toml").write_text(tomli_w.dumps(config))
-    (site / "nftables.conf").write_text(site_nftables(qemu_port, bundle_port))
+    (site / "nftables.conf").write_text(bundle_rules(site_nftables(qemu_port), bundle_port))
     out = base / "out"
     try:
         yield build_card(site, out, PROFILE, "--ab")
@@ -139,11 +160,53 @@ def built_ab(
 
 def test_the_card_has_two_slots_grub_and_rauc(built_ab: Built, signer: Signer) -> None:
     parts = partitions(built_ab.disk)
-    assert list(parts) == ["vaka-boot", "vaka-root-a", "vaka-root-b", "vaka-cred"]
+    assert list(parts) == ["vaka-boot", "vaka-root-a", "vaka-root-b", "vaka-cred", "vaka-data"]
     assert parts["vaka-boot"]["type"] == ESP
-    # Both slots the same size, the credentials partition small and last.
+    # Both slots the same size, the credentials partition small.
     assert parts["vaka-root-a"]["size"] == parts["vaka-root-b"]["size"]
     assert int(parts["vaka-cred"]["size"]) * SECTOR == 16 * 2**20  # type: ignore[call-overload]
+    # The download partition last, a slot's size (a bundle is one compressed root), empty and
+    # private to the vaka user, like the credentials partition.
+    assert parts["vaka-data"]["size"] == parts["vaka-root-a"]["size"]
+    uid, gid = vaka_ids(built_ab)
+    data = partition_entries(built_ab.disk, "vaka-data")
+    assert data["."] == (0o40700, uid, gid), data
+    assert set(data) == {".", "lost+found"}, data
+    mount = (built_ab.rootfs / "etc/systemd/system/var-lib-vaka-update.mount").read_text()
+    for line in (
+        "What=/dev/disk/by-partlabel/vaka-data",
+        "Where=/var/lib/vaka/update",
+        "Options=nodev,nosuid,noexec,noatime,errors=remount-ro",
+    ):
+        assert line in mount.splitlines(), line
+    agent_toml = tomllib.loads((built_ab.rootfs / "etc/vaka/agent.toml").read_text())
+    assert agent_toml["update"]["download_dir"] == "/var/lib/vaka/update"
+    assert agent_toml["update"]["installer"] == "rauc"  # the site's own settings stay
+    # The bundle server: the agent's list and the firewall's own lines name the same one.
+    (server,) = agent_toml["update"]["servers"]
+    host, port = server.rsplit(":", 1)
+    rules = (built_ab.rootfs / "etc/nftables.conf").read_text()
+    assert (
+        f"define BUNDLE_V4 = {{ {host} }}" in rules
+        and f"define BUNDLE_PORTS = {{ {port} }}" in rules
+    )
+    assert f"define BROKER_PORTS = {{ {port} }}" not in rules
+    units = built_ab.rootfs / "etc/systemd/system"
+    agent_dropin = (units / "vaka-agent.service.d/60-update-downloads.conf").read_text()
+    assert "ReadWritePaths=/var/lib/vaka/update" in agent_dropin.splitlines()
+    assert "Wants=var-lib-vaka-update.mount" in agent_dropin.splitlines()
+    watch = (units / "vaka-update-install.path.d/60-update-downloads.conf").read_text()
+    assert watch.splitlines()[-2:] == [
+        "PathChanged=", "PathChanged=/var/lib/vaka/update/install.request"
+    ]  # fmt: skip
+    helper = (units / "vaka-update-install.service.d/60-update-downloads.conf").read_text()
+    assert "Environment=VAKA_UPDATE_DIR=/var/lib/vaka/update" in helper.splitlines()
+    rauc_dropins = units / "rauc.service.d"
+    assert "ReadWritePaths=-/var/lib/vaka/update" in (
+        (rauc_dropins / "60-update-downloads.conf").read_text().splitlines()
+    )
+    assert (rauc_dropins / "50-vaka-sandbox.conf").exists()
+    assert (built_ab.rootfs / "var/lib/vaka/update").is_dir()
     # GRUB (a PE file) and its environment: slot A good, B empty, nothing tried yet.
     assert esp_file(built_ab.disk, "EFI/BOOT/BOOTX64.EFI")[:2] == b"MZ"
     assert grubenv(built_ab.disk) == {
@@ -260,6 +323,10 @@ async def test_the_card_boots_slot_a_through_grub_and_comes_online(
 # -- updates ordered by central: v2 kept, a broken v3 rolled back, a foreign bundle refused ----
 
 
+#: The update test's guest RAM: a small unit's (its /run tmpfs, a tenth, is ~200 MB).
+GUEST_MIB = 2048
+
+
 @dataclass(frozen=True)
 class Bundles:
     """The bundles central serves: ``v2``, ``v3`` (broken agent, 60 s deadline) and ``foreign``
@@ -362,6 +429,21 @@ async def https_front(upstream: str, port: int, pki: LocalPki) -> AsyncIterator[
         await client.close()
 
 
+def mount_table(console: str) -> dict[str, list[str]]:
+    """The first boot's ``findmnt`` of ``/run`` and the download directory (the status
+    service's, one console line each, ``[time] findmnt[pid]: TARGET SOURCE FSTYPE SIZE
+    OPTIONS``, other services' lines between them): target -> source, type, size in bytes,
+    options."""
+    found = re.search(r"MOUNTS-BEGIN(.*?)MOUNTS-END", plain(console), re.S)
+    assert found, "no mount table on the console"
+    table = {}
+    for line in re.findall(r"findmnt\[\d+\]: (/\S*(?:\s+\S+){4})", found.group(1)):
+        fields = line.split()
+        table[fields[0]] = fields[1:5]
+    assert set(table) >= {"/run", "/var/lib/vaka/update"}, found.group(1)
+    return table
+
+
 def unit_row(central: CentralService) -> dict[str, Any] | None:
     """The unit's row in central's fleet view of versions (``GET /api/fleet/versions``)."""
     rows = [r for r in central.rollouts.versions() if r["unit"] == UNIT]
@@ -444,7 +526,9 @@ async def test_central_orders_an_update_kept_a_broken_one_rolled_back_a_foreign_
         await central.start()
         async with https_front(central.url, bundle_port, image_pki) as fetched:
             started = time.monotonic()
-            qemu = start_qemu_efi(card, console, reboot=True, memory_mib=6144)
+            # The RAM of a small unit: /run (a tenth of it) cannot hold a bundle, so the
+            # download must go to the data partition.
+            qemu = start_qemu_efi(card, console, reboot=True, memory_mib=GUEST_MIB)
             await until(lambda: online(central), 900, "v1 online from slot A")
             # Updates wait out the night-check hours: a configuration whose night is not now.
             await push_unit_config(
@@ -511,6 +595,10 @@ async def test_central_orders_an_update_kept_a_broken_one_rolled_back_a_foreign_
         assert f"update_{step}" in names, (step, names)
     assert names.index("update_downloaded") < names.index("update_installed")
     assert names.count("update_running") == 1, names
+    # v2's trial ended well (boot counting, reported by the unit): audited once; v3's never did.
+    kept = [d for kind, d in kinds if kind == "update_marked_good"]
+    assert len(kept) == 1 and kept[0]["version"] == "2" and kept[0]["slot"] == "B", kept
+    assert names.index("update_running") < names.index("update_marked_good")
     assert names.count("update_rolled_back") == 1, names
     assert names.count("update_ordered") == 3, names  # v2, v3, foreign: v3 never ordered again
     assert names.count("update_installed") == 2, names  # v2 and v3; the foreign one never
@@ -521,6 +609,22 @@ async def test_central_orders_an_update_kept_a_broken_one_rolled_back_a_foreign_
     for bundle in (bundles.v2, bundles.v3, bundles.foreign):
         sha = bundles.spec(bundle, "x").sha256
         assert paths.count(f"/api/unit/bundles/{sha}") >= 1, (bundle.name, fetched)
+
+    # Where the bundles were: on the data partition, never in /run, which could not hold one.
+    checked = download_lines(log)
+    assert len(checked) == 3, checked  # v2, v3, foreign
+    for path, bundle in zip(checked, (bundles.v2, bundles.v3, bundles.foreign), strict=True):
+        assert path == f"/var/lib/vaka/update/{sha256_of(bundle)}.bundle", (path, bundle.name)
+    mounts = mount_table(log)
+    run_size = int(mounts["/run"][2])
+    assert run_size < bundles.v2.stat().st_size, mounts
+    source, fstype, _, options = mounts["/var/lib/vaka/update"]
+    assert source.startswith("/dev/vda5") and fstype == "ext4", mounts
+    assert {"nodev", "nosuid", "noexec"} <= set(options.split(",")), options
+    print(f"guest /run: {run_size / 2**20:.0f} MiB; downloads: {mounts['/var/lib/vaka/update']}")
+    # Nothing of the updater's left at rest after the last install attempt (the refusal).
+    left = set(partition_entries(card, "vaka-data")) - {".", "lost+found"}
+    assert not left, left
 
     # The guest's side: four boots, A B A B, and what RAUC and boot counting said on each.
     assert boots() == ["A", "B", "A", "B"], log[-12000:]

@@ -131,6 +131,8 @@ def test_an_install_through_the_helper_is_ok_and_the_helper_reboots(helper: Help
     installer.install(path)
     helper.finished(1)
     assert helper.called() == [f"rauc install {path}", "systemctl --no-block reboot"]
+    # Answered: the request is gone (on the A/B card the directory is a disk partition).
+    assert not (helper.downloads / "install.request").exists()
     installer.reboot()  # the helper's job: the agent asks nothing more
     assert helper.called()[-1] == "systemctl --no-block reboot"
     # A second install gets its own answer, not the first one's.
@@ -164,6 +166,7 @@ def test_the_helpers_own_refusal_comes_back(helper: Helper) -> None:
     with pytest.raises(InstallFailed, match=r"the install helper refused the bundle: .*SHA-256"):
         helper.installer().install(path)
     assert helper.called() == []
+    assert not (helper.downloads / "install.request").exists()
 
 
 def test_a_stale_result_is_not_taken_and_no_answer_times_out(tmp_path: Path) -> None:
@@ -199,3 +202,17 @@ def test_rauc_says_why_it_came_back_only_on_the_slot_that_booted(tmp_path: Path)
     assert rauc.came_back() == cause
     cmdline.write_text("ro rauc.slot=A quiet\n")  # a report from another boot of the other slot
     assert rauc.came_back() is None
+
+
+def test_rauc_says_a_trial_ended_well_only_for_the_slot_that_booted(tmp_path: Path) -> None:
+    """vaka-mark-good's report that the booted slot's trial is over (/run/vaka-boot/proven),
+    as the agent reads it before it reports ``marked_good``."""
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text("ro rauc.slot=B quiet\n")
+    report = tmp_path / "proven"
+    rauc = RaucInstaller(request_dir=tmp_path, cmdline=cmdline, proven_report=report)
+    assert rauc.proven() is False  # no report: on trial, or proven before this boot
+    report.write_text("slot=A\n")
+    assert rauc.proven() is False  # another slot's
+    report.write_text("slot=B\n")
+    assert rauc.proven() is True

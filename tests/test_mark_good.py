@@ -64,6 +64,11 @@ class Unit:
         """Where mark-good says which slot failed its trial (``/run/vaka-boot/fallback``)."""
         return self.directory / "vaka-boot" / "fallback"
 
+    @property
+    def proven(self) -> Path:
+        """Where mark-good says a trial ended well (``/run/vaka-boot/proven``)."""
+        return self.directory / "vaka-boot" / "proven"
+
     def report(self) -> dict[str, str]:
         return dict(line.split("=", 1) for line in self.fallback.read_text().splitlines())
 
@@ -81,6 +86,7 @@ class Unit:
             "VAKA_TEST_CALLS": str(self.calls),
             "VAKA_TEST_AGENT_STATUS": str(self.agent_status),
             "VAKA_FALLBACK_REPORT": str(self.fallback),
+            "VAKA_PROVEN_REPORT": str(self.proven),
             **(extra or {}),
         }
         return subprocess.run(
@@ -139,6 +145,7 @@ def test_a_proven_slot_is_marked_good_at_once_even_offline(unit: Unit) -> None:
     assert unit.called() == ["rauc status mark-good booted"]
     assert "slot B is proven" in run.stdout
     assert not unit.fallback.exists()  # nothing failed
+    assert not unit.proven.exists()  # no trial ended: nothing for the agent to report
 
 
 def test_a_trial_of_the_other_slot_does_not_count_for_this_one(unit: Unit) -> None:
@@ -181,6 +188,9 @@ def test_a_slot_on_trial_is_good_once_the_agent_is_online(unit: Unit) -> None:
     assert unit.called() == ["rauc status mark-good booted"]
     assert "VAKA_TRIAL" not in unit.env()
     assert "slot B marked good, its trial is over" in run.stdout
+    # The agent reads it and reports the update's last step (marked_good).
+    assert unit.proven.read_text() == "slot=B\n"
+    assert unit.proven.stat().st_mode & 0o777 == 0o644
 
 
 def test_a_slot_on_trial_whose_agent_stays_offline_is_marked_bad_and_left(unit: Unit) -> None:
@@ -193,6 +203,7 @@ def test_a_slot_on_trial_whose_agent_stays_offline_is_marked_bad_and_left(unit: 
     assert unit.env()["VAKA_TRIAL"] == "B"  # still unproven, should GRUB ever come back to it
     assert unit.env()["VAKA_CAUSE"] == "offline-3"  # for slot A to report
     assert "not online within 3 s: slot B marked bad" in run.stdout
+    assert not unit.proven.exists()
 
 
 def test_nothing_is_counted_without_a_slot_on_the_kernel_command_line(unit: Unit) -> None:

@@ -9,6 +9,10 @@ unit's ``vaka-agent.service`` gives it (``ProtectSystem=strict``, ``RuntimeDirec
 * ``--tmpfs /run/vaka``: its runtime directory (working directory and ``LG_WD``, as in the unit),
   the rest of ``/run`` an empty read-only tmpfs;
 * ``--bind CREDS CREDS``: its credentials directory (key, certificate, signed config);
+* ``--bind DATA DATA``: its ``[update] download_dir`` on a disk, as on the A/B card (the
+  ``vaka-data`` partition, ``ReadWritePaths=/var/lib/vaka/update``): persistent, but only for the
+  updater's own files (``<sha256>.part``, ``<sha256>.bundle``, the install request), never
+  personal data, and emptied once an install attempt is over;
 * ``--dev /dev``, ``--proc /proc``, and the host's network namespace (the broker is on 127.0.0.1).
 
 The unit enrols nothing (its key and certificate are already in CREDS), central pushes it a signed
@@ -16,17 +20,18 @@ config bundle (written as ``config.jws``), a night nurse dials it, receives the 
 hangs up. Then:
 
 * **what the agent can write**: every read-write mount in the agent's own ``mountinfo`` is
-  either CREDS or volatile (tmpfs, devpts, proc...); a probe in an identical sandbox gets
+  CREDS, DATA or volatile (tmpfs, devpts, proc...); a probe in an identical sandbox gets
   ``EROFS`` in ``/``, ``/tmp``, ``/var/tmp``, ``$HOME``, the repository and the unit directory;
 * **before/after listings of every place it can write**: CREDS (from the host, after the agent
   has exited) holds exactly the key and certificate it had, unchanged, plus ``config.jws``
   (mode 0600, no temporary file left); the volatile mounts (``/run/vaka``, ``/dev`` with
   ``/dev/shm``), walked through ``/proc/PID/root`` while the agent still runs after the call, hold
-  exactly what a fresh sandbox holds;
+  exactly what a fresh sandbox holds; DATA holds nothing (a night check downloads nothing);
 * **what it tried to write anywhere**: a Python audit hook in the agent process reports every
   open-for-writing, mkdir, rename, remove, chmod... with its path; none may be outside
-  ``/run/vaka`` and CREDS (a bug that swallows ``EROFS`` silently would show up here). Writes
-  from C code (OpenCV, libav, OpenSSL) are not seen by the hook; the mounts above cover them.
+  ``/run/vaka`` and CREDS, or in DATA under any name but the updater's (a bug that swallows
+  ``EROFS`` silently would show up here). Writes from C code (OpenCV, libav, OpenSSL) are not
+  seen by the hook; the mounts above cover them.
 
 Why not diff the host's ``/tmp`` or the repository: other processes write there while the test
 runs (other test sessions, benchmarks), so such a diff says nothing about the agent; in the
@@ -39,6 +44,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -195,7 +201,7 @@ def probe_main() -> int:
     return 0
 
 
-def bwrap_command(creds: Path, command: list[str], *options: str) -> list[str]:
+def bwrap_command(creds: Path, data: Path, command: list[str], *options: str) -> list[str]:
     """bubblewrap with the agent's view of the file system (see the module docstring)."""
     assert BWRAP is not None
     return [
@@ -209,6 +215,7 @@ def bwrap_command(creds: Path, command: list[str], *options: str) -> list[str]:
         "--tmpfs", str(RUNTIME_DIR),
         "--remount-ro", "/run",
         "--bind", str(creds), str(creds),
+        "--bind", str(data), str(data),
         "--chdir", str(RUNTIME_DIR),
         "--unshare-ipc",
         "--unshare-uts",
@@ -249,11 +256,14 @@ class SandboxedAgent:
         return self.log_path.read_text(errors="replace")
 
 
-def unit_files(broker: Broker, tmp_path: Path) -> tuple[Path, Path]:
-    """The unit's configuration and its credentials directory with key and certificate in it."""
+def unit_files(broker: Broker, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The unit's configuration, its credentials directory with key and certificate in it, and
+    its (empty) download directory on a disk."""
     unit_dir = tmp_path / "unit"
     creds = unit_dir / "credentials"
     creds.mkdir(parents=True, mode=0o700)
+    data = unit_dir / "update"
+    data.mkdir(mode=0o700)
     issued = broker.pki.client(UNIT)
     shutil.copy(issued.cert, creds / CERT_FILE)
     shutil.copy(issued.key, creds / KEY_FILE)
@@ -262,14 +272,15 @@ def unit_files(broker: Broker, tmp_path: Path) -> tuple[Path, Path]:
     del config["broker"]["cert"], config["broker"]["key"]  # default: the credentials directory
     config["storage"] = {"credentials_dir": str(creds)}
     config["trust"] = {"config_key": str(broker.pki.config_keys()[1])}
+    config["update"] = {"download_dir": str(data)}
     path = unit_dir / "agent.toml"
     path.write_text(tomli_w.dumps(config))
-    return path, creds
+    return path, creds, data
 
 
 @contextlib.asynccontextmanager
 async def sandboxed_agent(
-    config: Path, creds: Path, log_path: Path
+    config: Path, creds: Path, data: Path, log_path: Path
 ) -> AsyncIterator[SandboxedAgent]:
     """``vaka-agent --simulate`` inside bubblewrap; stopped with SIGTERM (an orderly stop)."""
     info_r, info_w = os.pipe()
@@ -283,7 +294,7 @@ async def sandboxed_agent(
     command = [sys.executable, "-c", LAUNCHER, "--config", str(config), "--simulate"]
     with log_path.open("ab") as out:
         proc = subprocess.Popen(
-            bwrap_command(creds, command, "--info-fd", str(info_w)),
+            bwrap_command(creds, data, command, "--info-fd", str(info_w)),
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -322,9 +333,20 @@ def write_attempts(log: str) -> list[tuple[str, str]]:
 SINKS = {"/dev/null"}
 
 
-def allowed(path: str, creds: Path) -> bool:
-    """Whether the agent may write ``path``: its runtime directory, its credentials, a sink."""
+#: The only names the agent writes in its download directory on a disk: a bundle's part and
+#: whole file, named by its SHA-256, and the install request (written under a temporary name).
+UPDATER_FILE = re.compile(
+    r"[0-9a-f]{64}\.(part|bundle)|install\.request|\.install\.request\.[0-9a-f]{32}"
+)
+
+
+def allowed(path: str, creds: Path, data: Path) -> bool:
+    """Whether the agent may write ``path``: its runtime directory, its credentials, a sink, and
+    in its download directory the updater's own files only."""
     inside = any(path == str(p) or path.startswith(f"{p}/") for p in (RUNTIME_DIR, creds))
+    if path == str(data) or path.startswith(f"{data}/"):
+        name = path.removeprefix(f"{data}/")
+        return path == str(data) or UPDATER_FILE.fullmatch(name) is not None
     return inside or path in SINKS
 
 
@@ -334,7 +356,7 @@ async def test_night_check_with_a_read_only_file_system_writes_nothing_at_rest(
     central: CentralService,
     tmp_path: Path,
 ) -> None:
-    config, creds = unit_files(broker, tmp_path)
+    config, creds, data = unit_files(broker, tmp_path)
     unit_dir = config.parent
     before_unit_dir = listing(unit_dir, hashes=True)
 
@@ -342,7 +364,7 @@ async def test_night_check_with_a_read_only_file_system_writes_nothing_at_rest(
     # the volatile ones hold before an agent has run in them.
     elsewhere = ["/", "/tmp", "/var/tmp", str(Path.home()), str(REPO), str(unit_dir)]
     probe = subprocess.run(
-        bwrap_command(creds, [sys.executable, "-c", PROBE, json.dumps(elsewhere)]),
+        bwrap_command(creds, data, [sys.executable, "-c", PROBE, json.dumps(elsewhere)]),
         capture_output=True,
         text=True,
         timeout=60,
@@ -351,17 +373,17 @@ async def test_night_check_with_a_read_only_file_system_writes_nothing_at_rest(
     assert probe.returncode == 0, probe.stderr
     fresh = json.loads(probe.stdout)
     assert fresh["tries"] == dict.fromkeys(elsewhere, "EROFS"), fresh["tries"]
-    assert fresh["persistent"] == [str(creds)]
+    assert fresh["persistent"] == sorted([str(creds), str(data)])
     volatile = set(fresh["volatile"])
     assert str(RUNTIME_DIR) in volatile and "/run" not in volatile, volatile
 
     await load_directory(central)
     log_path = tmp_path / "agent.log"
-    async with sandboxed_agent(config, creds, log_path) as agent:
+    async with sandboxed_agent(config, creds, data, log_path) as agent:
         await wait_for(lambda: unit_status(central, UNIT), 20, what=f"unit online\n{agent.log()}")
         # The agent's own view: the same writable mounts as the probe's.
         own_mounts = parse_mountinfo(Path(f"/proc/{agent.pid}/mountinfo").read_text())
-        assert persistent_writable(own_mounts) == {str(creds)}
+        assert persistent_writable(own_mounts) == {str(creds), str(data)}
         assert volatile_writable(own_mounts) == volatile
 
         # Central pushes a signed config bundle: the one file the unit keeps besides its identity.
@@ -410,10 +432,12 @@ async def test_night_check_with_a_read_only_file_system_writes_nothing_at_rest(
     assert set(added) == {f"credentials/{CONFIG_FILE}"}, _diff(before_unit_dir, after_unit_dir)
     assert added[f"credentials/{CONFIG_FILE}"].startswith("file ")
     assert " 0o600" in added[f"credentials/{CONFIG_FILE}"]
+    # The download directory: as empty as it was (the set above also says nothing was added).
+    assert list(data.iterdir()) == []
 
     # What the agent tried to write, anywhere (Python level): only runtime dir and credentials.
     attempts = write_attempts(agent.log())
-    outside = [(event, path) for event, path in attempts if not allowed(path, creds)]
+    outside = [(event, path) for event, path in attempts if not allowed(path, creds, data)]
     assert not outside, f"the agent tried to write outside its two places: {outside}"
     assert any(path.startswith(f"{creds}/") for _, path in attempts), "the hook saw nothing"
 

@@ -245,6 +245,84 @@ def test_update_helper_promises(roots: dict[str, Path]) -> None:
     assert not any("/run" in path for path in agent.get("InaccessiblePaths", []))
 
 
+#: RAUC's service as the image ships it (Debian's rauc has no units): the unit and its sandbox
+#: drop-in (image/overlay), and the A/B card's drop-in for the download partition.
+RAUC_UNITS = REPO / "image/overlay/etc/systemd/system"
+AB_UNITS = REPO / "image/overlay-ab/etc/systemd/system"
+#: rauc.service's exposure in its sandbox (docs/hardening.md): root with CAP_SYS_ADMIN is what
+#: is left (loop and dm-verity devices, mounts, writing the other slot)
+RAUC_LIMIT = 2.1
+
+
+def rauc_root(root: Path, sandbox: bool, ab: bool) -> Path:
+    """A root with the agent's units (``make_root``) and the image's rauc.service."""
+    make_root(root, peers=False)
+    etc = root / "etc/systemd/system"
+    shutil.copy(RAUC_UNITS / "rauc.service", etc)
+    if sandbox:
+        shutil.copytree(RAUC_UNITS / "rauc.service.d", etc / "rauc.service.d")
+    if ab:
+        shutil.copytree(AB_UNITS, etc, dirs_exist_ok=True)
+    for path in ("/usr/bin/rauc", "/usr/libexec/vaka/update-install"):
+        exe = root / path.lstrip("/")
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        exe.write_text("#!/bin/sh\nexit 0\n")
+        exe.chmod(0o755)
+    return root
+
+
+def test_rauc_runs_in_a_sandbox(tmp_path: Path) -> None:
+    """rauc.service's drop-in takes from RAUC what it does not need: the figure, and that the
+    bare unit (RAUC's own, 9.6) would not pass; on the A/B card the same with the download
+    partition writable for it (it takes a bundle over: chown to root, write bits off)."""
+    bare, _ = exposure(rauc_root(tmp_path / "bare", False, False), "rauc.service", 10.0)
+    assert bare > 9
+    for ab in (False, True):
+        root = rauc_root(tmp_path / f"sandboxed-{ab}", True, ab)
+        figure, run = exposure(root, "rauc.service", RAUC_LIMIT)
+        assert figure <= RAUC_LIMIT, run.stdout
+        verified = analyze("verify", f"--root={root}", "rauc.service")
+        assert verified.returncode == 0 and not verified.stderr, verified.stderr
+    s = unit_settings(RAUC_UNITS / "rauc.service.d/50-vaka-sandbox.conf")
+    assert s["PrivateNetwork"] == ["yes"] and s["RestrictAddressFamilies"] == ["AF_UNIX"]
+    assert s["ProtectSystem"] == ["strict"] and s["DevicePolicy"] == ["closed"]
+    assert s["ReadWritePaths"] == ["/run /var/lib/vaka/credentials /boot/firmware"]
+    assert s["CapabilityBoundingSet"] == [
+        "CAP_SYS_ADMIN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_CHOWN CAP_FOWNER"
+    ]
+    assert {"block-loop rw", "block-device-mapper rw", "char-misc rw"} <= set(s["DeviceAllow"])
+    ab_dropin = unit_settings(AB_UNITS / "rauc.service.d/60-update-downloads.conf")
+    assert ab_dropin["ReadWritePaths"] == ["-/var/lib/vaka/update"]
+
+
+def test_the_ab_card_s_download_partition_units(tmp_path: Path) -> None:
+    """The A/B card's mount and the drop-ins that point the agent, the helper and its path
+    unit at it: they verify, and the agent's figure stays within its limit with them."""
+    root = rauc_root(tmp_path / "ab", True, True)
+    for unit in ("var-lib-vaka-update.mount", "vaka-update-install.path", AGENT):
+        run = analyze("verify", f"--root={root}", unit)
+        assert run.returncode == 0 and not run.stdout and not run.stderr, run.stdout + run.stderr
+    figure, run = exposure(root, AGENT, LIMITS[AGENT])
+    assert figure <= LIMITS[AGENT], run.stdout
+    helper, run = exposure(root, "vaka-update-install.service", OTHER_LIMIT)
+    assert helper <= 0.9, run.stdout
+    mount = (AB_UNITS / "var-lib-vaka-update.mount").read_text().splitlines()
+    assert "What=/dev/disk/by-partlabel/vaka-data" in mount
+    assert "Options=nodev,nosuid,noexec,noatime,errors=remount-ro" in mount
+    # The path unit watches the new place only (its list reset first).
+    watch = (AB_UNITS / "vaka-update-install.path.d/60-update-downloads.conf").read_text()
+    assert watch.splitlines()[-2:] == [
+        "PathChanged=",
+        "PathChanged=/var/lib/vaka/update/install.request",
+    ]
+    helper_dropin = unit_settings(
+        AB_UNITS / "vaka-update-install.service.d/60-update-downloads.conf"
+    )
+    assert helper_dropin["Environment"] == ["VAKA_UPDATE_DIR=/var/lib/vaka/update"]
+    agent = unit_settings(AB_UNITS / f"{AGENT}.d/60-update-downloads.conf")
+    assert agent["ReadWritePaths"] == ["/var/lib/vaka/update"]
+
+
 def test_board_watchdog_and_volatile_journal() -> None:
     manager = configparser.ConfigParser()
     manager.read(SYSTEMD / "system.conf.d/50-vaka-watchdog.conf")

@@ -89,3 +89,75 @@ async def test_a_unit_of_an_older_release_saying_ordered_again_is_concluded_roll
     assert len([e for e in entries if e.unit == unit]) == 1
     topic = device_topic(unit, Channel.UPDATE)
     await wait_for(lambda: no_retained(stack, topic), 10, what="the order cleared")
+
+
+async def test_a_kept_update_is_audited_marked_good_once(
+    stack: LocalStack,
+    central: CentralService,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The step after a kept trial: boot counting marks the new system good (the fake's
+    ``mark_good``, vaka-mark-good's report on a unit), the unit says ``marked_good``, central
+    audits ``update_marked_good`` once; the roll-out's state stays ``running``. Said again (an
+    agent restarted in that boot), it is not audited again, nor is ``running``."""
+    path, sha = make_bundle(tmp_path / "bundles", "4.0")
+    unit = "u-upd-good"
+    async with stack.running_unit(
+        unit, interval_s=1, update=update_section(tmp_path, unit)
+    ) as agent:
+        await daytime(central, unit)
+        await wait_for(lambda: agent.config_store.version == 1, 10, what="the config")
+        made = await central.rollouts.create(
+            "t-tech", bundle_spec("4.0", sha, path.stat().st_size), [unit], 100
+        )
+        rollout = made["rollout_id"]
+        await wait_for_audit(central, unit, "update_running")
+        # On trial until boot counting says otherwise: nothing marked good yet.
+        await asyncio.sleep(0.5)
+        marked = await asyncio.to_thread(central.audit.entries, kind="update_marked_good")
+        assert [e for e in marked if e.unit == unit] == []
+        installer(agent).mark_good()
+        detail = await wait_for_audit(central, unit, "update_marked_good")
+        assert detail["version"] == "4.0" and detail["slot"] == "B", detail
+        assert detail["rollout"] == rollout and detail["sha256"] == sha
+        assert "boot counting ended the new system's trial" in str(detail["reason"])
+        status = await asyncio.to_thread(central.rollouts.status, rollout)
+        assert status["units"][0]["state"] == "running"
+        assert "marked good" in str(status["units"][0]["reason"])
+    # The same unit says both again, as a restarted agent would with the order still retained.
+    for step in ("running", "marked_good"):
+        now = time.time()
+        again = {"step": step, "version": "4.0", "rollout": rollout, "sha256": sha, "slot": "B"}
+        central.rollouts.on_event_record(
+            EventRecord(uuid.uuid4().hex, unit, now, now, "update", again)
+        )
+    kinds = [e.kind for e in await asyncio.to_thread(central.audit.entries) if e.unit == unit]
+    assert kinds.count("update_marked_good") == 1, kinds
+    assert kinds.count("update_running") == 1, kinds
+    assert kinds.index("update_running") < kinds.index("update_marked_good")
+
+
+async def test_marked_good_counts_only_after_running(
+    central: CentralService,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A ``marked_good`` before the unit said ``running`` in that roll-out (or for none) is
+    not a kept update: nothing is audited and the state does not move."""
+    path, sha = make_bundle(tmp_path / "bundles", "4.0")
+    unit = "u-upd-early"
+    made = await central.rollouts.create(
+        "t-tech", bundle_spec("4.0", sha, path.stat().st_size), [unit], 100
+    )
+    rollout = made["rollout_id"]
+    for detail in (
+        {"step": "marked_good", "version": "4.0", "rollout": rollout, "sha256": sha},
+        {"step": "marked_good", "version": "4.0", "sha256": sha},
+    ):
+        now = time.time()
+        central.rollouts.on_event_record(
+            EventRecord(uuid.uuid4().hex, unit, now, now, "update", detail)
+        )
+    entries = await asyncio.to_thread(central.audit.entries, kind="update_marked_good")
+    assert [e for e in entries if e.unit == unit] == []
+    status = await asyncio.to_thread(central.rollouts.status, rollout)
+    assert status["units"][0]["state"] == "ordered"

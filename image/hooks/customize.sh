@@ -17,6 +17,7 @@
 #                  ticket-key.pub.pem, config-key.pub.pem, claim.crt, claim.key, technician_keys),
 #                  and rauc-keyring.pem (the update signers' CA, for /etc/rauc/keyring.pem)
 #   VAKA_PIP_INDEX optional: a package index to install the agent's dependencies from
+#   VAKA_AB        1 for the A/B card (build.sh --ab): image/overlay-ab, the download partition
 set -euo pipefail
 root=$1
 # Everything below writes under $root: never let it be the build host's own root.
@@ -111,6 +112,11 @@ fi
 
 # --- the image's own files (fstab, network, sshd, technician account) ------------------------
 cp -a --no-preserve=ownership "$VAKA_HERE/overlay/." "$root/"
+# The A/B card's own: its download partition's mount and what the agent, the install helper and
+# RAUC need to use it (image/disk.sh --ab makes the partition).
+if [ "${VAKA_AB:-0}" = 1 ]; then
+  cp -a --no-preserve=ownership "$VAKA_HERE/overlay-ab/." "$root/"
+fi
 
 # --- the root's version, as the agent reports it (health, and an update order's "running") -----
 # /etc/os-release is a link to /usr/lib/os-release in Debian: the file itself gets the lines.
@@ -163,6 +169,9 @@ fi
 systemd-sysusers --root="$root"
 install -d -m 0755 "$root/var/lib/vaka"
 install -d -m 0700 "$root/var/lib/vaka/credentials"  # the mount point; tmpfiles.d fixes the owner
+if [ "${VAKA_AB:-0}" = 1 ]; then
+  install -d -m 0700 "$root/var/lib/vaka/update"  # the download partition's mount point
+fi
 
 # --- the site: the municipality's broker, pinned keys and claim identity ----------------------
 # Two names are the site's network, not /etc/vaka: nftables.conf (firmware_config's ruleset with
@@ -180,6 +189,17 @@ if [ -n "${VAKA_SITE:-}" ]; then
       *) install -m 0640 "$f" "$root/etc/vaka/" ;;
     esac
   done
+fi
+# The A/B card downloads bundles onto its data partition: the site's agent.toml gets
+# [update] download_dir = "/var/lib/vaka/update" unless it names a directory itself.
+agent_toml=$root/etc/vaka/agent.toml
+if [ "${VAKA_AB:-0}" = 1 ] && [ -f "$agent_toml" ] && ! grep -q '^download_dir *=' "$agent_toml"; then
+  say "agent.toml: update bundles are downloaded to the data partition (/var/lib/vaka/update)"
+  if grep -q '^\[update\] *$' "$agent_toml"; then
+    sed -i '/^\[update\] *$/a download_dir = "/var/lib/vaka/update"' "$agent_toml"
+  else
+    printf '\n[update]\ndownload_dir = "/var/lib/vaka/update"\n' >>"$agent_toml"
+  fi
 fi
 vaka_gid=$(awk -F: '$1 == "vaka" { print $3 }' "$root/etc/group")
 chown -R "0:$vaka_gid" "$root/etc/vaka"

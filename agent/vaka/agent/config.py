@@ -153,6 +153,20 @@ class UpdateSection(_Section):
     #: recording fake under ``--simulate``; ``rauc`` is RAUC even with simulated devices (a card
     #: booted in a virtual machine, which has no camera or GPIO but real slots)
     installer: Literal["auto", "rauc"] = "auto"
+    #: the bundle servers this unit may download from, ``host:port`` as an order's URL names
+    #: them: the unit's firewall (the site's nftables ``BUNDLE_*`` lines) and its
+    #: ``IPAddressAllow=`` let it reach only these. An order for another server is refused before
+    #: any download; loopback (tests) is always allowed
+    servers: list[str] = Field(default_factory=list, max_length=16)
+
+    @field_validator("servers")
+    @classmethod
+    def _host_and_port(cls, servers: list[str]) -> list[str]:
+        for server in servers:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server!r} is not host:port (e.g. updates.example.org:443)")
+        return servers
 
 
 class AgentConfig(_Section):

@@ -79,6 +79,7 @@ class Download:
         if self.bundle.exists() and _sha256_of(self.bundle) == self.wanted.sha256:
             return self.bundle
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._clear_others()
         self._room()
         have = self.part.stat().st_size if self.part.exists() else 0
         if have > self.wanted.size:
@@ -94,6 +95,21 @@ class Download:
         """Remove the part file and the bundle (after an install, or a refusal)."""
         for path in (self.part, self.bundle):
             path.unlink(missing_ok=True)
+
+    def _clear_others(self) -> None:
+        """Remove the parts and bundles of other orders (replaced, withdrawn, or left by an
+        agent that stopped mid-way): the directory holds one bundle at most, and on a disk
+        partition nothing of an order outlives it."""
+        try:
+            for path in self.directory.iterdir():
+                stem, dot, suffix = path.name.partition(".")
+                if not dot or suffix not in ("part", "bundle") or stem == self.wanted.sha256:
+                    continue
+                if len(stem) == 64 and all(c in "0123456789abcdef" for c in stem):
+                    log.info("removing %s of an earlier order", path.name)
+                    path.unlink(missing_ok=True)
+        except OSError as err:
+            log.warning("could not clear %s of earlier downloads: %s", self.directory, err)
 
     def _room(self) -> None:
         have = self.part.stat().st_size if self.part.exists() else 0
@@ -188,6 +204,28 @@ def _sha256_of(path: Path) -> str:
         while block := f.read(1024 * 1024):
             digest.update(block)
     return digest.hexdigest()
+
+
+def unreachable_server(url: str, servers: tuple[str, ...]) -> str | None:
+    """Why this unit cannot download from ``url`` (its server is not one of ``servers``, the
+    ``host:port`` pairs its firewall lets it reach), or ``None``. Loopback is always allowed."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return f"the bundle URL has no valid port ({url[:80]!r})"
+    if _loopback(host):
+        return None
+    named = host if ":" not in host else f"[{host}]"
+    allowed = {s.lower() for s in servers}
+    if f"{named}:{port}" in allowed or f"{host}:{port}" in allowed:
+        return None
+    return (
+        f"the bundle server {named}:{port} is not one this unit may reach "
+        f"(its firewall allows {', '.join(servers) or 'no bundle server'}: "
+        "[update] servers and the site's nftables BUNDLE lines)"
+    )
 
 
 def _loopback(host: str) -> bool:

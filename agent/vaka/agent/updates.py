@@ -18,7 +18,8 @@ installing it once more.
 
 Steps reported (``kind: update``, ``detail.step``): ``ordered``, ``waiting`` (with the
 ``reason``), ``downloaded``, ``refused`` (with the ``reason``), ``installed``, ``rebooting``,
-``running``, ``rolled_back`` (with the ``reason``).
+``running``, ``marked_good`` (boot counting ended the new system's trial: it is kept),
+``rolled_back`` (with the ``reason``).
 """
 
 import asyncio
@@ -33,7 +34,13 @@ from pathlib import Path
 from joserfc.jwk import OKPKey
 
 from vaka.agent.call.state import UnitCall
-from vaka.agent.download import Download, DownloadInterrupted, DownloadRefused, Wanted
+from vaka.agent.download import (
+    Download,
+    DownloadInterrupted,
+    DownloadRefused,
+    Wanted,
+    unreachable_server,
+)
 from vaka.agent.hw.installer import Installer, InstallFailed
 from vaka.agent.link import UnitLink
 from vaka.protocol.backoff import backoff_delay
@@ -69,6 +76,12 @@ class UpdateSettings:
     #: how long a unit back on its old system waits for boot counting's cause (vaka-mark-good
     #: starts after the agent)
     cause_wait_s: float = 30.0
+    #: how long a unit running a new system looks for boot counting's end of its trial (past the
+    #: image's 10-minute health deadline) and how often
+    proven_wait_s: float = 1200.0
+    proven_poll_s: float = 2.0
+    #: the bundle servers (``host:port``) this unit's firewall lets it reach
+    servers: tuple[str, ...] = ()
 
 
 def night_reason(bundle: UnitConfigBundle | None, at: float) -> str | None:
@@ -117,6 +130,8 @@ class Updater:
         self._work: asyncio.Task[None] | None = None
         #: the report of a rollback, once boot counting has said why
         self._came_back_task: asyncio.Task[None] | None = None
+        #: the report of the new system marked good, once boot counting has ended its trial
+        self._proven_task: asyncio.Task[None] | None = None
         link.on(Channel.UPDATE, self.on_order, cleared=self.on_withdrawn)
 
     async def on_order(self, message: AnyMessage) -> None:
@@ -141,6 +156,7 @@ class Updater:
         if running.version == order.version:
             self._note_install(None)
             await self._report(order, "running", slot=running.slot)
+            self._watch_trial(order, running.slot)
             return
         if self._installed_sha() == order.sha256:
             # Boot counting's cause may take a moment (vaka-mark-good starts after the agent):
@@ -149,6 +165,10 @@ class Updater:
                 self._came_back(order, running.slot), name="update-came-back"
             )
             self._came_back_task.add_done_callback(self._finished)
+            return
+        unreachable = unreachable_server(order.url, self.settings.servers)
+        if unreachable is not None:  # the firewall would drop it: refused before any download
+            await self._refuse(order, unreachable)
             return
         if self._installing:
             await self._refuse(order, "another update is being installed; order again later")
@@ -186,10 +206,11 @@ class Updater:
     async def close(self) -> None:
         """Stop any download (the part file stays for the next start)."""
         await self._cancel_work()
-        if self._came_back_task is not None and not self._came_back_task.done():
-            self._came_back_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._came_back_task
+        for task in (self._came_back_task, self._proven_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     async def _cancel_work(self) -> None:
         work, self._work = self._work, None
@@ -246,6 +267,7 @@ class Updater:
         if running.version != order.version:
             return True
         await self._report(order, "running", slot=running.slot)
+        self._watch_trial(order, running.slot)
         return False
 
     async def _until_quiet(self, order: UpdateOrder) -> None:
@@ -304,6 +326,26 @@ class Updater:
         cause = cause or "the new system was not healthy in time and boot counting went back"
         log.warning("update to %s rolled back, on slot %s again: %s", order.version, slot, cause)
         await self._report(order, "rolled_back", reason=f"back on slot {slot}: {cause}")
+
+    def _watch_trial(self, order: UpdateOrder, slot: str | None) -> None:
+        """Report ``marked_good`` once boot counting ends the new system's trial (it waits for
+        the agent to be online first; a task of its own, the link's messages do not wait)."""
+        if self._proven_task is not None and not self._proven_task.done():
+            return
+        self._proven_task = asyncio.create_task(
+            self._until_proven(order, slot), name="update-proven"
+        )
+        self._proven_task.add_done_callback(self._finished)
+
+    async def _until_proven(self, order: UpdateOrder, slot: str | None) -> None:
+        assert self.installer is not None
+        deadline = time.monotonic() + self.settings.proven_wait_s
+        while not await asyncio.to_thread(self.installer.proven):
+            if time.monotonic() >= deadline:
+                return  # a slot proven before this boot, or a trial that failed
+            await asyncio.sleep(self.settings.proven_poll_s)
+        log.warning("update to %s: slot %s marked good, its trial is over", order.version, slot)
+        await self._report(order, "marked_good", slot=slot)
 
     def _installed_sha(self) -> str | None:
         note = self.settings.installed_note

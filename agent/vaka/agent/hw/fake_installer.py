@@ -38,6 +38,7 @@ class FakeInstaller(Installer):
         self.reboots: list[float] = []
         self._next: str | None = None
         self._came_back: str | None = None
+        self._proven = False
 
     def install(self, bundle: Path) -> None:
         data = bundle.read_bytes()
@@ -59,6 +60,15 @@ class FakeInstaller(Installer):
                 )
                 return
             self._running = Running(self._next or self._running.version, _other(self._running.slot))
+            self._proven = False  # the new slot is on trial
+
+    def mark_good(self) -> None:
+        """Boot counting ends the booted slot's trial: the agent was online on it in time."""
+        with self._lock:
+            self._proven = True
+
+    def proven(self) -> bool:
+        return self._proven
 
     def running(self) -> Running:
         return self._running

@@ -60,6 +60,11 @@ class Installer:
         counting went back), as boot counting put it; ``None``: not known (yet)."""
         return None
 
+    def proven(self) -> bool:
+        """Whether boot counting has ended the booted slot's trial in this boot and marked it
+        good (the step after ``running``); ``False``: not (yet), or no trial."""
+        return False
+
 
 class RaucInstaller(Installer):
     """RAUC through the image's root helper: RAUC's D-Bus service and systemd's reboot answer only
@@ -83,6 +88,7 @@ class RaucInstaller(Installer):
         os_release: Path = Path("/etc/os-release"),
         cmdline: Path = Path("/proc/cmdline"),
         fallback: Path = Path("/run/vaka-boot/fallback"),
+        proven_report: Path = Path("/run/vaka-boot/proven"),
     ) -> None:
         self.request_dir = request_dir
         self.result = result
@@ -91,6 +97,7 @@ class RaucInstaller(Installer):
         self.os_release = os_release
         self.cmdline = cmdline
         self.fallback = fallback
+        self.proven_report = proven_report
 
     def install(self, bundle: Path) -> None:
         nonce = secrets.token_hex(16)
@@ -104,6 +111,10 @@ class RaucInstaller(Installer):
             raise InstallFailed(f"could not ask the install helper: {err}") from None
         log.info("asked the install helper to install %s (request %s)", bundle.name, nonce)
         answer = self._answer(nonce)
+        # Answered: the request goes, so that the download directory holds nothing once the
+        # install attempt is over (on the A/B card it is a disk partition). Without an answer it
+        # stays: the helper may still be at work on it.
+        request.unlink(missing_ok=True)
         if answer.get("result") == "ok":
             return
         reason = answer.get("reason") or "no reason given"
@@ -139,6 +150,11 @@ class RaucInstaller(Installer):
         if not report.get("cause") or report.get("booted") != _booted_slot(self.cmdline):
             return None
         return report["cause"]
+
+    def proven(self) -> bool:
+        # vaka-mark-good writes it when the booted slot's trial ends well (/run: this boot only).
+        slot = _read_result(self.proven_report).get("slot")
+        return slot is not None and slot == _booted_slot(self.cmdline)
 
 
 def _read_result(path: Path) -> dict[str, str]:

@@ -207,6 +207,7 @@ def update_settings(config: AgentConfig, device_id: str) -> UpdateSettings:
         update.max_rate_kbps * 1000,
         update.server_ca or config.broker.server_ca,
         installed_note=credentials / "update-installed" if credentials else None,
+        servers=tuple(update.servers),
     )
 
 

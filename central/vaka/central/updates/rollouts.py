@@ -7,7 +7,9 @@ Each target unit gets a signed update order (:mod:`vaka.provisioning.updates`), 
 step as an ``update`` event; :meth:`Rollouts.on_event_record` (an ingest hook) keeps the newest
 step per unit and writes it to the audit trail (``update_ordered`` … ``update_running``,
 ``update_refused`` with the reason). A unit that says "ordered" again after it installed and
-rebooted came back on its old system (boot counting went back): ``update_rolled_back``. Once a
+rebooted came back on its old system (boot counting went back): ``update_rolled_back``. A unit
+whose new system ended its trial well says ``marked_good``: ``update_marked_good``, once, after
+``running`` (the state stays ``running``). Once a
 unit runs the ordered version, refused the order or rolled back, its retained order is cleared
 (:meth:`Rollouts.run`) and the unit stops working on it: it does not install the same bundle
 once more.
@@ -50,6 +52,7 @@ STEPS = (
     "installed",
     "rebooting",
     "running",
+    "marked_good",
     "rolled_back",
 )
 #: the steps after which a unit's order is done with (``rolled_back`` is central's conclusion)
@@ -62,6 +65,9 @@ ROLLED_BACK = (
     "the unit came back on its previous system: the new one was not online within its health "
     "deadline and the unit went back to the old one by itself"
 )
+#: a unit's roll-out state stays ``running`` after ``marked_good`` (boot counting ended the
+#: new system's trial): the reason says it, and that the step was audited already
+MARKED_GOOD = "marked good: boot counting ended the new system's trial, it is kept"
 #: ``await clear(device_id, channel)``: remove the retained message on a unit's channel
 ClearRetained = Callable[[str, Channel], Awaitable[None]]
 
@@ -327,6 +333,8 @@ class Rollouts:
         reason = d.get("reason")
         reason = str(reason)[:200] if reason is not None else None
         if isinstance(rollout, int) and not isinstance(rollout, bool):
+            if step in ("running", "marked_good") and self._said_again(rollout, record, step):
+                return
             if step == "ordered" and self._state(rollout, record.device_id) in CAME_BACK_AFTER:
                 step, reason = "rolled_back", ROLLED_BACK
                 d = {**d, "reason": reason}
@@ -334,8 +342,33 @@ class Rollouts:
                 reason = f"the unit came back on its previous system: {reason or 'no cause given'}"
                 reason = reason[:200]
                 d = {**d, "reason": reason}
-            self._set_state(rollout, record.device_id, str(step), reason)
+            if step == "marked_good":  # the state stays running; the reason says it
+                reason = MARKED_GOOD
+                d = {**d, "reason": reason}
+                step_state = "running"
+            else:
+                step_state = str(step)
+            self._set_state(rollout, record.device_id, step_state, reason)
             if step in FINAL and self._loop is not None:
                 self._loop.call_soon_threadsafe(self._finished, record.device_id)
+        elif step == "marked_good":
+            return  # belongs to no roll-out: nothing to conclude, nothing to audit
         detail = {k: v for k, v in d.items() if k != "step"}
         self.audit.append(f"update_{step}", unit=record.device_id, ts=record.received_at, **detail)
+
+    def _said_again(self, rollout_id: int, record: EventRecord, step: str) -> bool:
+        """``running`` or ``marked_good`` said once more (an agent restarted with the order
+        still retained): audited once only. ``marked_good`` counts only after ``running``.
+        Central clears the order again after a repeated ``running``."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(rollout_units.c.state, rollout_units.c.reason).where(
+                    rollout_units.c.rollout_id == rollout_id,
+                    rollout_units.c.device_id == record.device_id,
+                )
+            ).first()
+        if row is None or row.state != "running":
+            return step == "marked_good"
+        if step == "running" and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._finished, record.device_id)
+        return step == "running" or row.reason == MARKED_GOOD
