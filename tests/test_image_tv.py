@@ -14,6 +14,7 @@ Slow, root, network: only with ``VAKA_IMAGE_TEST=1`` (``make image-test``) (as t
 """
 
 import asyncio
+import itertools
 import os
 import shutil
 import subprocess
@@ -162,12 +163,18 @@ def differs(shot: np.ndarray, expected: np.ndarray) -> float:
 
 
 def home_screen(shot: np.ndarray) -> StaffReach | None:
-    """Which home screen ``shot`` is (night or day), judged below the clock and date, or None."""
+    """Which home screen ``shot`` is (night or day), judged below the clock and date, or None.
+
+    The home screen may also offer the privacy mode and the viewing log, or the citizen's
+    people, as the unit's configuration says: any of those layouts counts."""
     catalog = Catalog(LANGUAGE)
     if shot.shape[:2] != (HEIGHT, WIDTH):
         return None
-    for reach in (StaffReach.NIGHT, StaffReach.DAY):
-        expected = render(Idle(reach=reach), catalog, (WIDTH, HEIGHT))[..., ::-1]
+    for reach, privacy, people in itertools.product(
+        (StaffReach.NIGHT, StaffReach.DAY), (False, True), (False, True)
+    ):
+        idle = Idle(reach=reach, privacy=privacy, people=people)
+        expected = render(idle, catalog, (WIDTH, HEIGHT))[..., ::-1]
         if differs(shot[BELOW_THE_DATE:], expected[BELOW_THE_DATE:]) <= TOLERANCE:
             return reach
     return None
