@@ -127,7 +127,13 @@ def test_short_run_end_to_end() -> None:
     assert calls["picture_shown_ms"]["samples"] == 1
     (each,) = calls["each"]
     assert each["picture_shown"] > 0 and each["staff_first_frame"] > 0
-    assert set(each["staff_timings"]) == {"offer_ready", "answered", "connected", "first_frame"}
+    assert set(each["staff_timings"]) == {
+        "prepared",
+        "offer_ready",
+        "answered",
+        "connected",
+        "first_frame",
+    }
     # Media flowed both ways: the staff heard the unit's 440 Hz tone and saw its video; the
     # unit counted the staff's frames.
     assert hold["staff_video_fps"] > 0 and hold["staff_audio_frames_per_s"] > 0

@@ -6,6 +6,7 @@ connects; the health history is a bounded ring."""
 
 import asyncio
 import datetime as dt
+import threading
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,6 +20,7 @@ from vaka.central.directory.spec import ScheduleSpec
 from vaka.central.fleet.lifecycle import Lifecycle, LifecycleRefused, LifecycleStore
 from vaka.central.fleet.store import HealthUpdate, SqlFleetStore
 from vaka.central.settings.fleet import Thresholds
+from vaka.central.storage.background import THREAD_NAME
 from vaka.central.storage.engine import open_engine
 from vaka.central.units.standing import UnitStanding
 
@@ -177,3 +179,53 @@ def test_two_instances_keep_one_ring_of_the_newest_sample_per_period(db_url: str
         (first if i % 2 == 0 else second).put_health([HealthUpdate("u-cam", at, at, {"n": i})])
     for store in (first, second):
         assert [h.payload["n"] for h in store.health_history("u-cam")] == [9, 7, 5]
+
+
+class _SlowActivation:
+    """A lifecycle store whose ``activate`` waits until released, counting who runs it where."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.running = self.most = self.done = 0
+        self.threads: set[str] = set()
+
+    def activate(self, unit: str) -> bool:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.threads.add(threading.current_thread().name)
+        self.release.wait(30)
+        with self.lock:
+            self.running -= 1
+            self.done += 1
+        return False
+
+
+async def test_units_coming_online_by_the_thousand_leave_the_default_executor_free(
+    db_url: str,
+) -> None:
+    """A restart hands central every unit's "online" at once; their activations wait their turn
+    on one thread of their own, and a night check's permission check (on asyncio's default
+    executor) is not queued behind them."""
+    engine, first, _, _ = scene(db_url)
+    store = _SlowActivation()
+    unit_standing = UnitStanding(store, AuditLog(engine), first.close_for_unit)  # type: ignore[arg-type]
+    try:
+        for n in range(200):  # far more than the default executor's threads
+            unit_standing.on_unit_online(f"u-{n:04d}")
+        # Every default-executor thread would be waiting in activate() if the activations ran
+        # there; this would then never come back.
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "answered"), 20) == "answered"
+        assert store.done == 0  # the first activation still holds its thread
+    finally:
+        store.release.set()
+    for _ in range(600):
+        if store.done == 200:
+            break
+        await asyncio.sleep(0.05)
+    assert store.done == 200
+    assert store.most == 1, "activations ran side by side"
+    (thread,) = store.threads
+    assert thread.startswith(THREAD_NAME)
+    unit_standing.bookkeeping.close()

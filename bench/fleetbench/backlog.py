@@ -106,7 +106,10 @@ async def night_check(staff: StaffClient) -> float:
             await asyncio.sleep(0.2)
     try:
         await call.next_frame(timeout=CALL_TIMEOUT_S)
-        return time.perf_counter() - started
+        took = time.perf_counter() - started
+        # where the set-up's time went, from the staff side (ms from the dial)
+        log(f"night check: {took * 1000:.0f} ms, steps {call.timings.as_ms()}")
+        return took
     finally:
         await call.hangup()
         await asyncio.sleep(0.5)

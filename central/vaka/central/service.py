@@ -43,6 +43,7 @@ from vaka.central.http.deps import Deps
 from vaka.central.messages.desk import MessageDesk
 from vaka.central.messages.viewing_log import ViewingLogDesk
 from vaka.central.settings.config import CentralConfig
+from vaka.central.storage.background import Bookkeeping
 from vaka.central.storage.engine import open_engine
 from vaka.central.storage.migrate import require_current
 from vaka.central.units.provisioner import Provisioner, issuing_ca
@@ -103,15 +104,17 @@ class CentralService:
             config.fleet,
             config.calls.timezone,
         )
+        #: the database work of units coming online, off the default executor
+        self.bookkeeping = Bookkeeping()
         #: the units' lifecycle changes (closing alerts through the watch)
         self.standing = UnitStanding(
-            LifecycleStore(self.engine), self.audit, self.alerts.close_for_unit
+            LifecycleStore(self.engine), self.audit, self.alerts.close_for_unit, self.bookkeeping
         )
         self.privacy, privacy_visits, self.viewing_log = self._privacy()
         self.duty, self.citizen_calls, self.relay = self._calls(ticket_key, notify)
         self.messages = MessageDesk(
             self.engine, self.directory, self.audit, self.config_key, self._publish,
-            config.calls.timezone,
+            config.calls.timezone, bookkeeping=self.bookkeeping,
         )  # fmt: skip
         #: system update roll-outs (orders are signed with the config key)
         self.rollouts = self._rollouts()
@@ -366,6 +369,7 @@ class CentralService:
         await self.citizen_calls.close()
         await self.tv_calls.close()
         await self.ingest.flush()
+        self.bookkeeping.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -36,6 +36,7 @@ class CallTimings:
     """Where the time of a call set-up went (``time.perf_counter`` seconds)."""
 
     started: float = 0.0
+    prepared: float = 0.0  # central allowed the call and sent its ICE servers
     offer_ready: float = 0.0  # local description with gathered candidates
     answered: float = 0.0  # answer from the unit arrived
     connected: float = 0.0  # ICE + DTLS up
@@ -45,7 +46,7 @@ class CallTimings:
         """Each step in milliseconds from :attr:`started`."""
         return {
             name: round((getattr(self, name) - self.started) * 1000, 1)
-            for name in ("offer_ready", "answered", "connected", "first_frame")
+            for name in ("prepared", "offer_ready", "answered", "connected", "first_frame")
             if getattr(self, name)
         }
 

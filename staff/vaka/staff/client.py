@@ -174,6 +174,7 @@ class StaffClient:
         if prepared.get("type") != "prepared":
             await ws.close()
             raise StaffError(f"call refused: {prepared.get('reason', prepared)}")
+        timings.prepared = time.perf_counter()
         servers = [
             *self.ice_servers,
             *relay_servers(prepared.get("ice_servers") or [], self.relay_transport),

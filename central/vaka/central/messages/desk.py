@@ -34,6 +34,7 @@ from vaka.central.messages.requests import (
     MessageRequest,
     resolve_at,
 )
+from vaka.central.storage.background import Bookkeeping
 from vaka.central.storage.tables import assignments, messages, permissions
 from vaka.errors import BadTopic, LinkError
 from vaka.protocol.messages import MessageMessage, MessagePayload
@@ -87,8 +88,11 @@ class MessageDesk:
         publish: PublishToUnit,
         timezone: str = "Europe/Stockholm",
         poll_s: float = 0.5,
+        bookkeeping: Bookkeeping | None = None,
     ) -> None:
         self.engine = engine
+        #: where a unit's missed messages are looked up when it comes online
+        self.bookkeeping = bookkeeping or Bookkeeping()
         self.directory = directory
         self.audit = audit
         self.config_key = config_key
@@ -359,7 +363,7 @@ class MessageDesk:
         """Send the unit's undelivered messages again (it came online); how many. The unit shows
         a message it still has on screen only once."""
         count = 0
-        for mid, token in await asyncio.to_thread(self._undelivered, unit, time.time()):
+        for mid, token in await self.bookkeeping.run(self._undelivered, unit, time.time()):
             try:
                 await self.publish(
                     unit, Channel.MESSAGE, MessageMessage(payload=MessagePayload(token=token))

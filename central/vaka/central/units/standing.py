@@ -22,6 +22,7 @@ from vaka.central.fleet.lifecycle import (
     LifecycleStore,
     check_move,
 )
+from vaka.central.storage.background import Bookkeeping
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,18 @@ CloseAlerts = Callable[[str, str, str | None], Awaitable[int]]
 class UnitStanding:
     """Lifecycle changes with their audit entries and the alerts they close."""
 
-    def __init__(self, store: LifecycleStore, audit: AuditLog, close_alerts: CloseAlerts) -> None:
+    def __init__(
+        self,
+        store: LifecycleStore,
+        audit: AuditLog,
+        close_alerts: CloseAlerts,
+        bookkeeping: Bookkeeping | None = None,
+    ) -> None:
         self.store = store
         self.audit = audit
         self.close_alerts = close_alerts
+        #: where a unit's coming online is written (not the default executor: see there)
+        self.bookkeeping = bookkeeping or Bookkeeping()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def get(self, unit: str) -> LifecycleRecord:
@@ -108,8 +117,8 @@ class UnitStanding:
 
     async def _activate(self, unit: str) -> None:
         try:
-            if await asyncio.to_thread(self.store.activate, unit):
+            if await self.bookkeeping.run(self.store.activate, unit):
                 log.info("unit %s: enrolling -> active (first connection)", unit)
-                await asyncio.to_thread(self.audit.append, "unit_activated", unit=unit)
+                await self.bookkeeping.run(self.audit.append, "unit_activated", unit=unit)
         except Exception:  # a database hiccup: the next birth tries again
             log.exception("could not mark unit %s active", unit)
