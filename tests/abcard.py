@@ -306,16 +306,21 @@ def mark_good_dropin(directory: Path, version: str, deadline: int | None) -> Pat
     return dropin
 
 
-def slot_file(card: Path, partition: str, path: str) -> str:
-    """A file's text in an ext4 partition of ``card`` (debugfs, read-only)."""
+def debugfs_read(card: Path, partition: str, request: str) -> str:
+    """What debugfs answers to ``request`` on an ext4 partition of ``card`` (read-only)."""
     start = int(partitions(card)[partition]["start"])  # type: ignore[call-overload]
     return subprocess.run(
-        ["debugfs", "-R", f"cat {path}", f"{card}?offset={start * SECTOR}"],
+        ["debugfs", "-R", request, f"{card}?offset={start * SECTOR}"],
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     ).stdout
+
+
+def slot_file(card: Path, partition: str, path: str) -> str:
+    """A file's text in an ext4 partition of ``card`` (debugfs, read-only)."""
+    return debugfs_read(card, partition, f"cat {path}")
 
 
 def partition_entries(
@@ -323,14 +328,7 @@ def partition_entries(
 ) -> dict[str, tuple[int, int, int]]:
     """A directory of an ext4 partition of ``card``: name -> (mode, uid, gid), ``.`` for the
     directory itself (debugfs ``ls -p``, read-only)."""
-    start = int(partitions(card)[partition]["start"])  # type: ignore[call-overload]
-    listing = subprocess.run(
-        ["debugfs", "-R", f"ls -p {path}", f"{card}?offset={start * SECTOR}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
+    listing = debugfs_read(card, partition, f"ls -p {path}")
     entries: dict[str, tuple[int, int, int]] = {}
     for line in listing.splitlines():
         fields = line.split("/")  # /inode/mode/uid/gid/name/size/
