@@ -182,32 +182,34 @@ def test_two_instances_keep_one_ring_of_the_newest_sample_per_period(db_url: str
 
 
 class _SlowActivation:
-    """A lifecycle store whose ``activate`` waits until released, counting who runs it where."""
+    """A lifecycle store whose ``activate_many`` waits until released, counting who runs it
+    where, how often and for how many units."""
 
     def __init__(self) -> None:
         self.release = threading.Event()
         self.lock = threading.Lock()
-        self.running = self.most = self.done = 0
+        self.running = self.most = self.done = self.calls = 0
         self.threads: set[str] = set()
 
-    def activate(self, unit: str) -> bool:
+    def activate_many(self, units: list[str]) -> dict[str, bool]:
         with self.lock:
             self.running += 1
+            self.calls += 1
             self.most = max(self.most, self.running)
             self.threads.add(threading.current_thread().name)
         self.release.wait(30)
         with self.lock:
             self.running -= 1
-            self.done += 1
-        return False
+            self.done += len(units)
+        return {}
 
 
 async def test_units_coming_online_by_the_thousand_leave_the_default_executor_free(
     db_url: str,
 ) -> None:
     """A restart hands central every unit's "online" at once; their activations wait their turn
-    on one thread of their own, and a night check's permission check (on asyncio's default
-    executor) is not queued behind them."""
+    on one thread of their own, gathered into a statement or two, and a night check's permission
+    check (on asyncio's default executor) is not queued behind them."""
     engine, first, _, _ = scene(db_url)
     store = _SlowActivation()
     unit_standing = UnitStanding(store, AuditLog(engine), first.close_for_unit)  # type: ignore[arg-type]
@@ -226,6 +228,7 @@ async def test_units_coming_online_by_the_thousand_leave_the_default_executor_fr
         await asyncio.sleep(0.05)
     assert store.done == 200
     assert store.most == 1, "activations ran side by side"
+    assert store.calls <= 2, f"200 units in {store.calls} statements"
     (thread,) = store.threads
     assert thread.startswith(THREAD_NAME)
     unit_standing.bookkeeping.close()

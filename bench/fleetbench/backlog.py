@@ -199,7 +199,8 @@ def restart_with_backlog(bench: Bench, backlog: int, fill_rate: float) -> dict[s
         sampler.start()
 
     during = asyncio.run(logged_in_night_check(bench.central_urls[0], logged_in))
-    log(f"backlog: night check during the drain {during * 1000:.0f} ms")
+    gave_way = bench.central_stats()["calls_first"]
+    log(f"backlog: night check during the drain {during * 1000:.0f} ms; health gave way {gave_way}")
     drained_s = None
     stats: dict[str, Any] = {}
     while time.monotonic() - restarted < 600:

@@ -62,7 +62,7 @@ async def _central(conn: Connection, config: CentralConfig) -> None:
                 return
             kind = request[0]
             if kind == "stats":
-                conn.send(service.ingest.stats())
+                conn.send({**service.ingest.stats(), "link": service.link.stats()})
             elif kind == "window":
                 window = [v * 1000 for v in latencies]
                 latencies.clear()

@@ -72,6 +72,8 @@ class BenchProcesses:
             for k in ("accepted", "written", "pending", "refused_total")
         }
         out["health_latency_ms"] = [a["health_latency_ms"] for a in answers]
+        # how each instance's health connection gave way to calls being set up
+        out["calls_first"] = [a["link"]["calls_first"] for a in answers]
         return out
 
     def central_window(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from vaka.central.alerts.privacy_visit import PrivacyVisits
 from vaka.central.alerts.unplaced import UnplacedCallAlerts
 from vaka.central.alerts.watch import AlertWatch
 from vaka.central.audit.trail import AuditLog
+from vaka.central.broker.calls_first import CallsFirst
 from vaka.central.broker.mqtt import CentralLink
 from vaka.central.calls.citizen import CitizenCallDesk, Notify
 from vaka.central.calls.duty import DutyRoster
@@ -104,8 +105,10 @@ class CentralService:
             config.fleet,
             config.calls.timezone,
         )
+        #: health and the units' bookkeeping give way to calls being set up
+        self.calls_first = CallsFirst(config.mqtt.calls_first_s)
         #: the database work of units coming online, off the default executor
-        self.bookkeeping = Bookkeeping()
+        self.bookkeeping = Bookkeeping(may_run=self.calls_first.free)
         #: the units' lifecycle changes (closing alerts through the watch)
         self.standing = UnitStanding(
             LifecycleStore(self.engine), self.audit, self.alerts.close_for_unit, self.bookkeeping
@@ -126,6 +129,7 @@ class CentralService:
             self.relay.on_signal_out,
             self.provisioner.on_request if self.provisioner else None,
             self.provisioner.on_renew if self.provisioner else None,
+            self.calls_first,
         )
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -237,6 +241,7 @@ class CentralService:
             privacy=self.privacy,
             contacts=self.contact_calls,
             tv_calls=self.tv_calls,
+            calls_first=self.calls_first,
         )
         return duty, desk, relay
 

@@ -59,6 +59,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ from gmqtt.mqtt.constants import MQTTv50
 from gmqtt.mqtt.protocol import MQTTProtocol
 
 from vaka.central.broker.acks import PendingAcks, SessionHost, hand_over, puback_packets
+from vaka.central.broker.calls_first import CallsFirst
 from vaka.errors import LinkError
 from vaka.protocol.backoff import backoff_delay
 from vaka.provisioning.tls import client_tls_context
@@ -92,14 +94,15 @@ COALESCE_BELOW = 16 * 1024
 class _GatedProtocol(MQTTProtocol):
     """gmqtt's protocol, reading only while its gate is open (see the module's text)."""
 
-    def __init__(self, gate: asyncio.Event) -> None:
+    def __init__(self, gate: Callable[[], Awaitable[None]]) -> None:
         super().__init__()
+        #: returns once the connection may read
         self.gate = gate
         #: the socket rests after a small read (see :data:`COALESCE_S`)
         self._resting = False
 
     async def read(self, n: int = -1) -> bytes:
-        await self.gate.wait()
+        await self.gate()
         data: bytes = await super().read(n)
         return data
 
@@ -158,7 +161,7 @@ class _HealthClient(gmqtt.Client):
         # gmqtt's own, with the gated protocol (and no reconnecting state: there is none here)
         self._clear_topics_aliases()
         transport, protocol = await asyncio.get_running_loop().create_connection(
-            lambda: _GatedProtocol(self.session.reading), host, port, ssl=ssl
+            lambda: _GatedProtocol(self.session.may_read), host, port, ssl=ssl
         )
         connection = MQTTConnection(transport, protocol, clean_session, keepalive)
         connection.set_handler(self)
@@ -181,6 +184,7 @@ class HealthSession:
         key: Path,
         filters: list[str],
         session_expiry_s: int,
+        calls_first: CallsFirst | None = None,
     ) -> None:
         self.link = link
         self.identity = identity
@@ -200,6 +204,9 @@ class HealthSession:
         self.reading.set()
         #: how often reading was held (a broker that keeps to the window never makes it grow)
         self.holds = 0
+        #: health gives way to calls being set up (see :mod:`vaka.central.broker.calls_first`)
+        self.calls_first = calls_first or CallsFirst(0)
+        self._hand_over_later: asyncio.Task[None] | None = None
 
     @property
     def unacked(self) -> int:
@@ -238,7 +245,25 @@ class HealthSession:
             self._handing_over = True
             asyncio.get_running_loop().call_soon(self._hand_over_some)
 
+    async def may_read(self) -> None:
+        """Return once the connection may read: no window held, no call being set up."""
+        free = self.calls_first.free
+        while not (self.reading.is_set() and free.is_set()):
+            await self.reading.wait()
+            await free.wait()
+
+    async def _hand_over_when_free(self) -> None:
+        await self.calls_first.free.wait()
+        self._hand_over_later = None
+        self._hand_over_some()
+
     def _hand_over_some(self) -> None:
+        if not self.calls_first.free.is_set():  # a call is being set up: the reports wait
+            if self._hand_over_later is None:
+                self._hand_over_later = asyncio.get_running_loop().create_task(
+                    self._hand_over_when_free()
+                )
+            return
         intake = self._intake
         try:
             for _ in range(min(len(intake), HAND_OVER_PER_TURN)):

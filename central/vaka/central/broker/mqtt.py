@@ -59,6 +59,7 @@ from vaka.central.broker.acks import (
     hand_over,
     puback_packets,
 )
+from vaka.central.broker.calls_first import CallsFirst
 from vaka.central.broker.health_link import HealthSession
 from vaka.central.settings.config import MqttSection
 from vaka.errors import LinkError
@@ -251,8 +252,11 @@ class CentralLink:
         signals: MessageSink | None = None,
         enrolments: MessageSink | None = None,
         renewals: MessageSink | None = None,
+        calls_first: CallsFirst | None = None,
     ) -> None:
         self.settings = settings
+        #: health gives way to calls being set up (see :mod:`vaka.central.broker.calls_first`)
+        self.calls_first = calls_first or CallsFirst(0)
         self.sink = sink
         self.signals = signals
         self.enrolments = enrolments
@@ -277,6 +281,7 @@ class CentralLink:
                     settings.health_key,
                     [health],
                     settings.health_session_expiry_s,
+                    self.calls_first,
                 )
             )
         own = len(self.sessions) > 1
@@ -320,6 +325,8 @@ class CentralLink:
             # times the health connection stopped reading to keep its window (health_link.py)
             "reads_held": sum(s.holds for s in self.sessions if isinstance(s, HealthSession)),
             "sessions": [s.identity for s in self.sessions],
+            # how health gave way to calls being set up (calls_first.py)
+            "calls_first": self.calls_first.stats(),
         }
 
     async def run(self) -> None:

@@ -1,4 +1,5 @@
-"""The caller's first words on a call WebSocket: a ``dial`` (after an optional ``prepare``).
+"""The caller's first words on a call WebSocket: a ``dial`` (after an optional ``prepare``), and
+the ticket's claims for a dial that is allowed (:func:`ticket_claims`).
 
 Reading them has one deadline from the socket's opening and refuses anything that is not a
 valid dial with a reason the staff member can act on (:func:`read_dial_text`,
@@ -14,9 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vaka.central.calls.channel import StaffChannel
 from vaka.central.calls.staff_side import close_with
+from vaka.central.circle.calls import CONTACT_PURPOSE
+from vaka.central.directory.directory import StaffMember
+from vaka.central.directory.policy import Authorization
+from vaka.central.settings.calls import CallLimits
 from vaka.errors import ProtocolError
 from vaka.protocol.messages import describe_problems
 from vaka.protocol.sdp import check_sdp, preferred_fingerprint
+from vaka.provisioning.tickets import TicketClaims
 
 
 class DialRequest(BaseModel):
@@ -66,3 +72,35 @@ def parse_dial(text: str) -> tuple[DialRequest, str, str]:
         raise DialRefused(describe_problems(err, "request")) from None
     except ProtocolError as err:
         raise DialRefused(str(err)) from None
+
+
+def ticket_claims(
+    caller: StaffMember,
+    dial: DialRequest,
+    allowed: Authorization,
+    call_id: str,
+    fingerprint: str,
+    now: float,
+    limits: CallLimits,
+) -> TicketClaims:
+    """The claims of the ticket central signs for an allowed dial."""
+    return TicketClaims(
+        aud=dial.unit,
+        sub=caller.staff_id,
+        name=caller.display_name,
+        role=caller.role,
+        grp=allowed.group,
+        purpose=dial.purpose,
+        cid=call_id,
+        iat=int(now),
+        nbf=int(now),
+        exp=int(now) + limits.ticket_ttl_s,
+        win=allowed.window,
+        maxd=allowed.max_duration_s,
+        fp=fingerprint,
+        brk=allowed.break_glass_reason,
+        req=dial.request if dial.purpose in ("citizen_call", CONTACT_PURPOSE) else None,
+        view=allowed.view,
+        esc=allowed.may_escalate or None,
+        aa=allowed.auto_answer_s,
+    )

@@ -38,11 +38,18 @@ from typing import Any
 from joserfc.jwk import OKPKey
 
 from vaka.central.audit.trail import AuditLog
+from vaka.central.broker.calls_first import MEDIA_SETTLE_S, CallsFirst, SetUpHold
 from vaka.central.broker.mqtt import PublishToUnit
 from vaka.central.calls import reasons
 from vaka.central.calls.channel import StaffChannel
 from vaka.central.calls.citizen import CitizenCallDesk
-from vaka.central.calls.dial import DialRefused, DialRequest, parse_dial, read_dial_text
+from vaka.central.calls.dial import (
+    DialRefused,
+    DialRequest,
+    parse_dial,
+    read_dial_text,
+    ticket_claims,
+)
 from vaka.central.calls.escalation import ViewEscalation
 from vaka.central.calls.in_call import follow
 from vaka.central.calls.prepare import (
@@ -92,6 +99,7 @@ class CallRelay:
         privacy: PrivacyModes | None = None,
         contacts: ContactCalls | None = None,
         tv_calls: TvCalls | None = None,
+        calls_first: CallsFirst | None = None,
     ) -> None:
         self.identity = identity
         self.directory = directory
@@ -114,6 +122,8 @@ class CallRelay:
         self.escalation = ViewEscalation(directory, audit, ticket_key, limits, publish)
         self.contacts = contacts  # the rules of contacts' calls (none: contacts cannot call)
         self.tv_calls = tv_calls  # the TV's calls to contacts (none: the TV cannot call them)
+        #: health gives way while a call is being set up (none: it never does)
+        self.calls_first = calls_first or CallsFirst(0)
 
     # ------------------------------------------------------------ from the units
 
@@ -143,6 +153,15 @@ class CallRelay:
     async def handle(self, ws: StaffChannel, caller: StaffMember) -> None:
         """Run one call with ``caller`` on ``ws`` (the call WebSocket)."""
         call_id = f"{self.identity}.{uuid.uuid4().hex[:16]}"
+        setting_up = self.calls_first.hold()  # until the answer, and the media's first moments
+        try:
+            await self._handle(ws, caller, call_id, setting_up)
+        finally:
+            setting_up.release()
+
+    async def _handle(
+        self, ws: StaffChannel, caller: StaffMember, call_id: str, setting_up: SetUpHold
+    ) -> None:
         dialled = await self._read_dial(ws, caller, asyncio.get_running_loop().time(), call_id)
         if dialled is None:
             return
@@ -167,7 +186,7 @@ class CallRelay:
                 await refuse(ws, reason_of(err), None)
                 return
         unit_relay = await self.relay_credentials.mint(call_id, "unit", expires_at, now)
-        claims = self._claims(caller, dial, allowed, call_id, fingerprint, now)
+        claims = ticket_claims(caller, dial, allowed, call_id, fingerprint, now, self.limits)
         claims = claims.model_copy(update={"rly": relay_claim(unit_relay)})
         ticket = sign_ticket(claims, self.ticket_key)
         await self._audit(
@@ -188,7 +207,7 @@ class CallRelay:
         if contact is not None:
             await contact.call_opened(caller.staff_id, call_id, dial.unit)
         try:
-            await self._run_call(staff, claims, ticket, sdp, queue, fields)
+            await self._run_call(staff, claims, ticket, sdp, queue, fields, setting_up)
         except ConnectionError as err:  # the staff side went while central spoke to it
             log.info("call %s: the caller's channel closed (%s)", call_id, err)
             await self._send_unit(
@@ -271,36 +290,6 @@ class CallRelay:
                 raise CallRefused(blocked)
         return allowed
 
-    def _claims(
-        self,
-        caller: StaffMember,
-        dial: DialRequest,
-        allowed: Authorization,
-        call_id: str,
-        fingerprint: str,
-        now: float,
-    ) -> TicketClaims:
-        return TicketClaims(
-            aud=dial.unit,
-            sub=caller.staff_id,
-            name=caller.display_name,
-            role=caller.role,
-            grp=allowed.group,
-            purpose=dial.purpose,
-            cid=call_id,
-            iat=int(now),
-            nbf=int(now),
-            exp=int(now) + self.limits.ticket_ttl_s,
-            win=allowed.window,
-            maxd=allowed.max_duration_s,
-            fp=fingerprint,
-            brk=allowed.break_glass_reason,
-            req=dial.request if dial.purpose in ("citizen_call", CONTACT_PURPOSE) else None,
-            view=allowed.view,
-            esc=allowed.may_escalate or None,
-            aa=allowed.auto_answer_s,
-        )
-
     async def _accept_citizen_call(
         self, caller: StaffMember, dial: DialRequest | PrepareRequest
     ) -> None:
@@ -323,6 +312,7 @@ class CallRelay:
         sdp: str,
         queue: asyncio.Queue[SignalPayload],
         fields: dict[str, Any],
+        setting_up: SetUpHold,
     ) -> None:
         ws, ring_s = staff.ws, self.limits.ring_timeout_s
         unit, call_id = claims.aud, claims.cid
@@ -336,7 +326,8 @@ class CallRelay:
         try:
             first = await next_said(queue, staff, timeout)
             while isinstance(first, SignalPayload) and first.kind == "state":
-                if not ringing:  # a TV rings before it is answered
+                if not ringing:  # a TV rings before it is answered (by a person: no hurry)
+                    setting_up.release()
                     said = {"type": "ringing", "call_id": call_id, "state": "ringing"}
                     await ws.send_json({**said, "ring_s": ring_s})
                 timeout, ringing = ring_s + RING_GRACE_S, True
@@ -354,6 +345,9 @@ class CallRelay:
         view = claims.view or ("blurred" if claims.purpose == "night_check" else "clear")
         answer = {"type": "answer", "call_id": call_id, "sdp": first.sdp, "view": view}
         await ws.send_json({**answer, "may_escalate": bool(claims.esc)})
+        if not setting_up.held:  # the TV was answered by a person: its media sets up now
+            setting_up = self.calls_first.hold()
+        setting_up.release_after(MEDIA_SETTLE_S)
         await follow(staff, claims, queue, next_said, self._send_unit, self.escalation)
 
     async def _unanswered(

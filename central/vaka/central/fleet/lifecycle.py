@@ -156,17 +156,23 @@ class LifecycleStore:
 
     def activate(self, unit: str, now: float | None = None) -> bool:
         """An enrolling unit connected: it is active; whether this call made it so."""
+        return self.activate_many([unit], now).get(unit, False)
+
+    def activate_many(self, units: list[str], now: float | None = None) -> dict[str, bool]:
+        """Units connected: the enrolling ones among them are active now; ``{unit: True}`` for
+        each that this call made so (one statement for them all)."""
         now = time.time() if now is None else now
         with self.engine.begin() as conn:
             done = conn.execute(
                 update(unit_lifecycle)
                 .where(
-                    unit_lifecycle.c.device_id == unit,
+                    unit_lifecycle.c.device_id.in_(units),
                     unit_lifecycle.c.state == Lifecycle.ENROLLING.value,
                 )
                 .values(state=Lifecycle.ACTIVE.value, since=now, actor=None, reason=None)
-            ).rowcount
-        return bool(done)
+                .returning(unit_lifecycle.c.device_id)
+            ).scalars()
+            return dict.fromkeys(done, True)
 
 
 def _either(states: frozenset[Lifecycle]) -> str:

@@ -34,7 +34,7 @@ from vaka.central.messages.requests import (
     MessageRequest,
     resolve_at,
 )
-from vaka.central.storage.background import Bookkeeping
+from vaka.central.storage.background import Bookkeeping, Gathered
 from vaka.central.storage.tables import assignments, messages, permissions
 from vaka.errors import BadTopic, LinkError
 from vaka.protocol.messages import MessageMessage, MessagePayload
@@ -93,6 +93,10 @@ class MessageDesk:
         self.engine = engine
         #: where a unit's missed messages are looked up when it comes online
         self.bookkeeping = bookkeeping or Bookkeeping()
+        #: the messages units that came online may have missed, looked up in one statement
+        self._missed: Gathered[list[tuple[str, str]]] = Gathered(
+            self.bookkeeping, lambda units: self._undelivered_many(units, time.time()), []
+        )
         self.directory = directory
         self.audit = audit
         self.config_key = config_key
@@ -348,22 +352,31 @@ class MessageDesk:
 
     def _undelivered(self, unit: str, now: float) -> list[tuple[str, str]]:
         """The unit's messages sent but not dealt with yet, and still valid: ``(mid, token)``."""
+        return self._undelivered_many([unit], now).get(unit, [])
+
+    def _undelivered_many(self, units: list[str], now: float) -> dict[str, list[tuple[str, str]]]:
+        """:meth:`_undelivered` of each of ``units`` (those that have any), in one statement."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(messages.c.mid, messages.c.token).where(
-                    messages.c.unit == unit,
+                select(messages.c.unit, messages.c.mid, messages.c.token)
+                .where(
+                    messages.c.unit.in_(units),
                     messages.c.status.in_(("sent", "shown")),
                     messages.c.token.is_not(None),
                     messages.c.exp > now,
                 )
+                .order_by(messages.c.unit, messages.c.send_at)
             ).all()
-        return [(mid, token) for mid, token in rows]
+        found: dict[str, list[tuple[str, str]]] = {}
+        for unit, mid, token in rows:
+            found.setdefault(unit, []).append((mid, token))
+        return found
 
     async def resend(self, unit: str) -> int:
         """Send the unit's undelivered messages again (it came online); how many. The unit shows
         a message it still has on screen only once."""
         count = 0
-        for mid, token in await self.bookkeeping.run(self._undelivered, unit, time.time()):
+        for mid, token in await self._missed(unit):
             try:
                 await self.publish(
                     unit, Channel.MESSAGE, MessageMessage(payload=MessagePayload(token=token))

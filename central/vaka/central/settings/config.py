@@ -51,6 +51,10 @@ class MqttSection(_Section):
     #: restart longer than this is not missed. 0: no session, health only while connected.
     #: The main connection (state, events, signalling) keeps ``session_expiry_s``.
     health_session_expiry_s: int = Field(default=30, ge=0)
+    #: the longest the health connection pauses while calls are being set up (calls first: a
+    #: night check dialled during a backlog's drain gets the CPU); it then reads on for at
+    #: least as long. 0: health never pauses for calls.
+    calls_first_s: float = Field(default=2.0, ge=0, le=10)
 
 
 class HttpSection(_Section):

@@ -22,7 +22,7 @@ from vaka.central.fleet.lifecycle import (
     LifecycleStore,
     check_move,
 )
-from vaka.central.storage.background import Bookkeeping
+from vaka.central.storage.background import Bookkeeping, Gathered
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class UnitStanding:
         self.close_alerts = close_alerts
         #: where a unit's coming online is written (not the default executor: see there)
         self.bookkeeping = bookkeeping or Bookkeeping()
+        #: the units that came online, marked active in one statement per batch
+        self._activated = Gathered(self.bookkeeping, self.store.activate_many, False)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def get(self, unit: str) -> LifecycleRecord:
@@ -117,7 +119,7 @@ class UnitStanding:
 
     async def _activate(self, unit: str) -> None:
         try:
-            if await self.bookkeeping.run(self.store.activate, unit):
+            if await self._activated(unit):
                 log.info("unit %s: enrolling -> active (first connection)", unit)
                 await self.bookkeeping.run(self.audit.append, "unit_activated", unit=unit)
         except Exception:  # a database hiccup: the next birth tries again
