@@ -20,7 +20,7 @@ from vaka.central.directory.spec import ScheduleSpec
 from vaka.central.fleet.lifecycle import Lifecycle, LifecycleRefused, LifecycleStore
 from vaka.central.fleet.store import HealthUpdate, SqlFleetStore
 from vaka.central.settings.fleet import Thresholds
-from vaka.central.storage.background import THREAD_NAME
+from vaka.central.storage.background import THREAD_NAME, Bookkeeping, Gathered
 from vaka.central.storage.engine import open_engine
 from vaka.central.units.standing import UnitStanding
 
@@ -232,3 +232,28 @@ async def test_units_coming_online_by_the_thousand_leave_the_default_executor_fr
     (thread,) = store.threads
     assert thread.startswith(THREAD_NAME)
     unit_standing.bookkeeping.close()
+
+
+async def test_units_asked_about_together_go_to_the_database_in_one_call() -> None:
+    """What units ask while the bookkeeping thread is busy (or in one turn of the loop) goes in
+    one call; a unit asked twice gets the answer once; a failure reaches every caller."""
+    calls: list[list[str]] = []
+
+    def many(units: list[str]) -> dict[str, str]:
+        calls.append(units)
+        if "u-bad" in units:
+            raise RuntimeError("the database is away")
+        return {unit: unit.upper() for unit in units if unit != "u-none"}
+
+    bookkeeping = Bookkeeping()
+    gathered = Gathered(bookkeeping, many, "-")
+    try:
+        answers = await asyncio.gather(*(gathered(u) for u in ["u-a", "u-b", "u-a", "u-none"]))
+        assert answers == ["U-A", "U-B", "-", "-"]
+        assert calls == [["u-a", "u-b", "u-none"]]
+        failed = await asyncio.gather(gathered("u-c"), gathered("u-bad"), return_exceptions=True)
+        assert [str(f) for f in failed] == ["the database is away"] * 2
+        assert await gathered("u-d") == "U-D"  # and the next ones are asked again
+        assert gathered.calls == 3
+    finally:
+        bookkeeping.close()
