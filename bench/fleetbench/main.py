@@ -72,6 +72,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="extra mosquitto.conf line (repeatable), e.g. 'max_inflight_messages 1000'",
     )
     p.add_argument(
+        "--calls-first-s",
+        type=float,
+        default=None,
+        help="central's [mqtt] calls_first_s (default: central's own, 2; 0: health never pauses)",
+    )
+    p.add_argument(
         "--profile-central", default=None, help="write cProfile stats of central's loop here"
     )
     p.add_argument("--seed", type=int, default=1)

@@ -186,6 +186,8 @@ class BenchProcesses:
         mqtt = config.mqtt.model_copy(
             update={"health_session_expiry_s": config.mqtt.session_expiry_s}
         )
+        if self.args.calls_first_s is not None:  # to measure central with health not pausing
+            mqtt = mqtt.model_copy(update={"calls_first_s": self.args.calls_first_s})
         config = config.model_copy(update={"mqtt": mqtt})
         profile = self.args.profile_central
         if profile is not None and identity != "central-1":
