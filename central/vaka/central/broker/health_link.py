@@ -52,6 +52,9 @@ read smaller than :data:`COALESCE_BELOW` the socket rests for :data:`COALESCE_S`
 2000 reports/s central's CPU per report went from 76-89 µs to 56-57 µs (docs/benchmarks.md). A
 backlog's large reads follow each other at once.
 
+**Calls first.** While a call is being set up the connection neither reads nor hands reports to
+ingest (:mod:`vaka.central.broker.calls_first`); what the broker sends waits as above.
+
 gmqtt is pinned (``vaka-central``'s dependencies); tests/test_health_link.py checks the hook.
 """
 

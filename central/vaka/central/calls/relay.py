@@ -22,6 +22,11 @@ Contacts of the citizen call on this path too (role ``contact``, :mod:`vaka.cent
 A caller may first send ``prepare`` to get the call's relay credential before it makes its
 offer (:mod:`vaka.central.calls.prepare`); the ticket then carries the unit's own.
 
+While a call is being set up (from the socket's opening to the unit's answer and
+:data:`~vaka.central.broker.calls_first.MEDIA_SETTLE_S` after it) the relay holds health back
+(:mod:`vaka.central.broker.calls_first`): a restart's backlog of reports does not take the CPU
+the call's set-up needs.
+
 Several central instances may run: each subscribes to ``signal/out`` without sharing and keeps
 only answers to calls whose id it issued (call ids start with the instance's identity). What
 the unit *did* (call started, ended, refused; shutter moved) reaches the audit trail through the
