@@ -3,6 +3,7 @@ central runs as a process that can be frozen and stopped, and teardown is safe t
 
 import asyncio
 import signal
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -11,6 +12,7 @@ import pytest
 from tests.conftest import collecting
 from vaka.devstack.central import unit_status
 from vaka.devstack.polling import wait_for
+from vaka.devstack.process import ChildProcess
 from vaka.devstack.stack import LocalStack
 from vaka.errors import ConfigError
 from vaka.provisioning.localpki import LocalPki
@@ -136,3 +138,19 @@ async def test_two_centrals_share_the_stacks_own_postgresql(pki: LocalPki, tmp_p
         entries = await asyncio.to_thread(second.audit.entries, kind="test")
         assert [e.actor for e in entries] == ["central-1"]
     assert not cluster.exists()
+
+
+def test_a_process_reads_only_its_own_part_of_a_kept_log(tmp_path: Path) -> None:
+    """A demo started again in the same directory appends to the logs of the last one; what a
+    unit announces (its enrolment code) is read from this run's part only."""
+    path = tmp_path / "new-tv.log"
+    path.write_text("enrolment code AAAAA-AAAAA\n")  # what the last run in this directory wrote
+    code = "print('enrolment code BBBBB-BBBBB')"
+    child = ChildProcess("new-tv", [sys.executable, "-c", code], path)
+    child.spawn()
+    assert child.proc.wait(30) == 0
+    assert child.log() == "enrolment code BBBBB-BBBBB\n"
+    child.spawn()  # started again by the same run: both of its parts
+    assert child.proc.wait(30) == 0
+    assert child.log() == "enrolment code BBBBB-BBBBB\n" * 2
+    assert path.read_text().startswith("enrolment code AAAAA-AAAAA\n")  # the old log is kept

@@ -23,6 +23,9 @@ class ChildProcess:
         self.argv = list(argv)
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
+        #: where this process's part of its log begins: a log kept from an earlier run (a demo
+        #: started again in the same directory) is not read as this one's
+        self._log_start: int | None = None
 
     def spawn(self, env: Mapping[str, str] | None = None) -> None:
         """Start the process (appending to its log); a running one is left alone."""
@@ -30,6 +33,8 @@ class ChildProcess:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as out:
+            if self._log_start is None:
+                self._log_start = out.tell()
             self._proc = subprocess.Popen(
                 self.argv,
                 stdout=out,
@@ -59,9 +64,11 @@ class ChildProcess:
         return self._proc.pid if self._proc is not None and self.running else None
 
     def log(self) -> str:
-        """What the process has written so far."""
+        """What the process has written so far (since this object first started it)."""
         try:
-            return self.log_path.read_text(errors="replace")
+            with self.log_path.open("rb") as log_file:
+                log_file.seek(self._log_start or 0)
+                return log_file.read().decode(errors="replace")
         except OSError:
             return ""
 
