@@ -72,6 +72,10 @@ async def test_released_after_the_media_settles_or_never_paused_when_off() -> No
     hold.release_after(0.01)
     await asyncio.wait_for(gate.free.wait(), 10)
     assert not hold.held
+    hold.again()  # a TV answered after ringing: held once more, until released
+    assert not gate.free.is_set() and gate.pauses == 2
+    hold.release()
+    assert gate.free.is_set() and gate.stats()["holding"] == 0
     off = CallsFirst(0)
     off.hold()
     assert off.free.is_set() and off.pauses == 0

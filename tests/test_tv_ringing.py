@@ -40,7 +40,9 @@ async def ringing_central(stack: LocalStack, ring_s: float) -> AsyncIterator[Cen
     from tests.tvunit import tv_directory
 
     config = stack.central_config()
-    config = config.model_copy(update={"calls": CallLimits(ring_timeout_s=ring_s)})
+    # The longest pause of health for a call's set-up: only the ringing ends it (calls_first.py).
+    mqtt = config.mqtt.model_copy(update={"calls_first_s": 10.0})
+    config = config.model_copy(update={"calls": CallLimits(ring_timeout_s=ring_s), "mqtt": mqtt})
     async with running_central(config) as central:
         await asyncio.to_thread(central.directory.load, tv_directory())
         yield central
@@ -116,6 +118,10 @@ async def test_while_a_visit_rings_a_second_call_is_busy_messages_arrive_and_can
         await logged_in(other, OUTSIDER)
         dial = asyncio.create_task(day.dial(TV, purpose="video_visit"))
         await wait_for(lambda: ringing(agent), 10, what="ringing")
+        # A person answers a ringing TV: health is not held back for it meanwhile.
+        gate = central.calls_first
+        await wait_for(lambda: gate.free.is_set(), 5, what="health read while the TV rings")
+        assert gate.pauses == 1 and gate.cut_short == 0
 
         # A second call while the first rings: busy, at once.
         started = time.monotonic()

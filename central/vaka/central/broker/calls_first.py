@@ -32,26 +32,30 @@ class SetUpHold:
     """One call set-up's hold on health; :meth:`release` ends it (safe to call again)."""
 
     def __init__(self, owner: "CallsFirst") -> None:
-        self._owner: CallsFirst | None = owner
+        self._owner = owner
+        #: whether this hold counts now
+        self.held = False
         self._timer: asyncio.TimerHandle | None = None
+        self.again()
 
-    @property
-    def held(self) -> bool:
-        """Whether this hold still counts."""
-        return self._owner is not None
+    def again(self) -> None:
+        """Hold (once more: a TV answered by a person, whose media sets up now)."""
+        if not self.held:
+            self.held = True
+            self._owner._held()
 
     def release(self) -> None:
         """The set-up is done (or gone): health may read on, as far as this call goes."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        owner, self._owner = self._owner, None
-        if owner is not None:
-            owner._released()
+        if self.held:
+            self.held = False
+            self._owner._released()
 
     def release_after(self, seconds: float) -> None:
         """Release in ``seconds`` (the media's first moments), or earlier by :meth:`release`."""
-        if self._owner is not None and self._timer is None:
+        if self.held and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(seconds, self.release)
 
 
@@ -76,10 +80,11 @@ class CallsFirst:
 
     def hold(self) -> SetUpHold:
         """A call's set-up begins: health pauses (within the bounds above) until it is released."""
-        hold = SetUpHold(self)
+        return SetUpHold(self)
+
+    def _held(self) -> None:
         self._holds += 1
         self._update()
-        return hold
 
     def _released(self) -> None:
         self._holds -= 1

@@ -350,8 +350,7 @@ class CallRelay:
         view = claims.view or ("blurred" if claims.purpose == "night_check" else "clear")
         answer = {"type": "answer", "call_id": call_id, "sdp": first.sdp, "view": view}
         await ws.send_json({**answer, "may_escalate": bool(claims.esc)})
-        if not setting_up.held:  # the TV was answered by a person: its media sets up now
-            setting_up = self.calls_first.hold()
+        setting_up.again()  # a TV answered by a person: its media sets up now
         setting_up.release_after(MEDIA_SETTLE_S)
         await follow(staff, claims, queue, next_said, self._send_unit, self.escalation)
 
