@@ -11,8 +11,9 @@ events go on, on their own connection.
 
 The pause is bounded so that calls can never starve health: a pause lasts until the last call
 set-up ends, and at most ``longest_s``; after a pause that long, health reads on for at least as
-long again before calls may pause it once more (health keeps half of central's time at worst,
-three times the fleet's normal rate at the measured capacity). ``longest_s`` 0 turns it off.
+long again before calls may pause it once more. Health keeps half of central's time at worst:
+3000 reports/s of the 6000/s measured, against 667/s from 20 000 units reporting every 30 s.
+``longest_s`` 0 turns it off.
 
 A call's set-up holds (:meth:`CallsFirst.hold`) from the caller's first word to the unit's
 answer, and for :data:`MEDIA_SETTLE_S` after it (the two ends connect and the first frame
