@@ -269,21 +269,24 @@ async def test_a_roll_out_orders_half_the_units_then_all(
     for unit in units:
         await daytime(central, unit)
     http = await technician(central)
-    body = {"version": "2.0", "sha256": sha, "size": path.stat().st_size}
-    async with http.post("/api/updates", json={**body, "profile": "nightcam", "percent": 50}) as r:
-        assert r.status == 200, await r.text()
-        rollout = await r.json()
-    first = [u["unit"] for u in rollout["units"] if u["stage"] == 1]
-    assert first == units[:2]
 
     async def versions() -> dict[str, str | None]:
         async with http.get("/api/fleet/versions") as response:
             rows = (await response.json())["units"]
         return {r["unit"]: r["system_version"] for r in rows if r["unit"] in units}
 
-    async def running(which: list[str]) -> bool:
+    async def running(which: list[str], version: str = "2.0") -> bool:
         now = await versions()
-        return all(now.get(u) == "2.0" for u in which)
+        return all(now.get(u) == version for u in which)
+
+    # Online is the units' state; their version comes with their first health report.
+    await wait_for(lambda: running(units, "1.0"), 30, what="every unit's version reported")
+    body = {"version": "2.0", "sha256": sha, "size": path.stat().st_size}
+    async with http.post("/api/updates", json={**body, "profile": "nightcam", "percent": 50}) as r:
+        assert r.status == 200, await r.text()
+        rollout = await r.json()
+    first = [u["unit"] for u in rollout["units"] if u["stage"] == 1]
+    assert first == units[:2]
 
     await wait_for(lambda: running(first), 40, what="the first stage on 2.0")
     now = await versions()
