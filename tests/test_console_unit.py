@@ -10,6 +10,8 @@ at desktop and phone size, in Swedish and Danish.
   *revoked* and its alert is closed.
 * During a night check a timer runs (mm:ss); afterwards the two outcomes sit on one line and
   "Visit needed" is not green.
+
+Re-enrolling a unit from its page: ``tests/test_console_reenrol.py``.
 """
 
 import asyncio
@@ -18,10 +20,19 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, expect
 
 from tests.browser import new_page, page_errors
 from tests.conftest import TOTP_SECRET
+from tests.consoleunit import (
+    RUNS,
+    VIEWPORTS,
+    WORDS,
+    assert_cards,
+    fits,
+    log_in,
+    no_missing_words,
+)
 from tests.nightcheck import PASSWORD, UNIT, running_agent
 from tests.test_alerts import (
     FAR,
@@ -33,7 +44,7 @@ from tests.test_alerts import (
     watch_schedules,
 )
 from tests.test_console_round import load_round_directory, wait_until_playing
-from tests.test_enrolment import approve, generic_unit, pending_code, technician
+from tests.test_enrolment import generic_unit, pending_code
 from tests.test_notify import WebhookReceiver, webhook_server
 from vaka import otp
 from vaka.central.directory.spec import DirectorySpec
@@ -46,101 +57,6 @@ pytest.register_assert_rewrite("tests.browser")
 
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.timeout(180)
-
-VIEWPORTS = {"phone": (390, 844), "desktop": (1280, 800)}
-RUNS = [("sv", "phone"), ("da", "desktop"), ("da", "phone"), ("sv", "desktop")]
-NO_WORDS = re.compile(r"\b(null|undefined|NaN)\b")
-WORDS = {
-    "sv": {
-        "fleet": "Enheter",
-        "active": "i drift",
-        "suspended": "pausad",
-        "revoked": "spärrad",
-        "decommissioned": "avvecklad",
-        "enrolling": "registreras",
-        "suspend": "Pausa",
-        "resume": "Återuppta",
-        "revoke": "Spärra",
-        "decommission": "Avveckla",
-        "unit": "Enhet",
-        "no_alerts": "Inga öppna larm.",
-        "no_calls": "Inga samtal än.",
-        "round": "Nattillsyn",
-        "visit": "Besök behövs",
-        "well": "Allt väl",
-        "timer": "Samtalstid",
-    },
-    "da": {
-        "fleet": "Enheder",
-        "active": "i drift",
-        "suspended": "sat på pause",
-        "revoked": "spærret",
-        "decommissioned": "udfaset",
-        "enrolling": "tilmeldes",
-        "suspend": "Sæt på pause",
-        "resume": "Genoptag",
-        "revoke": "Spær",
-        "decommission": "Udfas",
-        "unit": "Enhed",
-        "no_alerts": "Ingen åbne alarmer.",
-        "no_calls": "Ingen opkald endnu.",
-        "round": "Nattilsyn",
-        "visit": "Besøg nødvendigt",
-        "well": "Alt vel",
-        "timer": "Opkaldstid",
-    },
-}
-
-
-async def log_in(page: Page, url: str, staff_id: str, code: str | None = None) -> None:
-    await page.goto(url + "/")
-    await page.fill("#staff_id", staff_id)
-    await page.fill("#password", PASSWORD)
-    if code is not None:
-        await page.fill("#totp", code)
-    await page.click("#login-form button[type=submit]")
-    await expect(page.locator("#nav")).to_be_visible()
-
-
-async def fits(page: Page) -> bool:
-    return bool(await page.evaluate("document.documentElement.scrollWidth <= innerWidth"))
-
-
-async def no_missing_words(page: Page, where: str) -> None:
-    text = str(await page.evaluate("document.body.innerText"))
-    found = NO_WORDS.search(text)
-    assert found is None, f"{found.group(0)!r} on {where}: {text[:400]!r}"
-
-
-async def assert_cards(page: Page, selector: str) -> None:
-    """The table at ``selector`` is drawn as cards: no header row, each row a bordered block as
-    wide as the screen allows, one under the other."""
-    layout = await page.evaluate(
-        """(sel) => {
-          const table = document.querySelector(sel);
-          const head = table.querySelector('thead');
-          const rows = [...table.querySelectorAll('tbody tr')];
-          return {
-            head: getComputedStyle(head).display,
-            rows: rows.map((r) => {
-              const s = getComputedStyle(r); const b = r.getBoundingClientRect();
-              return { display: s.display, border: parseFloat(s.borderTopWidth),
-                       left: b.left, right: b.right, top: b.top, bottom: b.bottom };
-            }),
-            width: innerWidth,
-          };
-        }""",
-        selector,
-    )
-    assert layout["head"] == "none", layout
-    assert layout["rows"], layout
-    for row in layout["rows"]:
-        assert row["display"] == "block" and row["border"] >= 2, row
-        assert row["left"] >= 0 and row["right"] <= layout["width"], row
-    tops = [r["top"] for r in layout["rows"]]
-    assert tops == sorted(tops) and all(
-        a["bottom"] <= b["top"] for a, b in zip(layout["rows"], layout["rows"][1:], strict=False)
-    ), layout
 
 
 async def add_staff(central: CentralService) -> None:
@@ -416,73 +332,3 @@ async def test_the_night_check_shows_a_timer_and_one_line_of_outcomes(
     assert await fits(admin)
     await no_missing_words(admin, "the unit page after a night check")
     assert page_errors(admin) == []
-
-
-@pytest.mark.parametrize(("lang", "viewport"), [("da", "desktop"), ("sv", "phone")])
-async def test_re_enrol_from_the_unit_page_brings_the_same_unit_back(
-    broker: Broker, central: CentralService, tmp_path: Path, browser: Browser, lang: str,
-    viewport: str,
-) -> None:  # fmt: skip
-    words = WORDS[lang]
-    page = await new_page(browser, viewport, lang)
-    creds = tmp_path / "creds"
-    async with generic_unit(broker, creds):
-        first = await pending_code(central)
-        async with await technician(central) as http:
-            status, answer = await approve(http, first)
-        assert status == 200, answer
-        unit = answer["unit"]
-        await wait_for(lambda: is_active(central, unit), 20, what=f"{unit} active")
-        # The API log-in above took this step's code: the next one central accepts.
-        codes = otp.CodeSource(TOTP_SECRET, f"{central.url} t-tech")
-        code = codes.next()
-        assert code is not None
-        await log_in(page, central.url, "t-tech", code)
-        codes.accepted()
-        await page.goto(f"{central.url}/#/units/{unit}")
-        await expect(page.locator("#unit-lifecycle")).to_contain_text(words["active"])
-        await page.click("#action-reenrol")
-        await expect(page.locator("#confirm-reenrol")).to_be_visible()
-        await page.fill("#confirm-reason", "nyt kort")
-        await page.click("#confirm-yes")
-        # The unit wipes its key and shows a new code; it stays with its citizen, enrolling.
-        await expect(page.locator("#unit-lifecycle")).to_contain_text(
-            words["enrolling"], timeout=20_000
-        )
-        await wait_for(lambda: new_code(central, first), 30, what="a new code")
-        fresh = await new_code(central, first)
-        assert fresh is not None
-        code = display_code(fresh)
-        form = page.locator("#enrol-again")
-        await expect(form).to_be_visible()
-        await expect(page.locator("#enrol-citizen")).to_have_value("c-9")
-        await page.fill("#enrol-code", code)
-        await page.select_option("#enrol-profile", "nightcam")
-        await page.click("#enrol-submit")
-        await expect(page.locator("#unit-ok")).to_contain_text(unit)
-        await expect(page.locator("#unit-lifecycle")).to_contain_text(
-            words["active"], timeout=25_000
-        )
-        assert await fits(page)
-        await no_missing_words(page, "the re-enrolled unit's page")
-    kinds = [e.kind for e in await asyncio.to_thread(central.audit.entries) if e.unit == unit]
-    assert [k for k in kinds if k.startswith("unit_")] == [
-        "unit_enrolled",
-        "unit_activated",
-        "unit_revoked",
-        "unit_reenrol_ordered",
-        "unit_enrolled",
-        "unit_activated",
-    ]
-    assert await asyncio.to_thread(central.directory.citizen_of, unit) == "c-9"
-    assert page_errors(page) == []
-
-
-async def is_active(central: CentralService, unit: str) -> bool:
-    return (await central.standing.get(unit)).state.value == "active"
-
-
-async def new_code(central: CentralService, old: str) -> str | None:
-    assert central.provisioner is not None
-    pending = await asyncio.to_thread(central.provisioner.queue.pending)
-    return next((e.code for e in pending if e.code != old), None)
