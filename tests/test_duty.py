@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_citizen_call import PASSWORD, UNIT, desk_central, fake_unit, on_duty
+from tests.citizendesk import PASSWORD, UNIT, desk_central, fake_unit, on_duty
 from vaka.devstack.broker import Broker
 from vaka.staff.cli import main
 from vaka.staff.client import StaffClient, StaffError
