@@ -61,7 +61,7 @@ image-test: setup
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	  --no-install-recommends qemu-system-x86 ovmf grub-efi-amd64-bin grub-common mtools >/dev/null; }
 	VAKA_IMAGE_TEST=1 $(VENV)/pytest -v -s tests/test_image.py tests/test_image_units.py \
-	  tests/test_image_tv.py tests/test_image_rauc.py
+	  tests/test_image_tv.py tests/test_image_rauc.py tests/test_image_rauc_update.py
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .vaka-demo
