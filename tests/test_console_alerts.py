@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from tests.conftest import TOTP_SECRET
+from tests.consoleunit import log_in as console_log_in
 from tests.nightcheck import PASSWORD
 from tests.test_alerts import FAR, SOON, central_with_alerts, nightcam, online, watch_schedules
 from tests.test_enrolment import generic_unit, pending_code
@@ -28,16 +29,6 @@ from tests.browser import new_page, page_errors  # noqa: E402
 
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.timeout(120)
-
-
-async def console_log_in(page: Page, url: str, staff_id: str, code: str | None = None) -> None:
-    await page.goto(url + "/")
-    await page.fill("#staff_id", staff_id)
-    await page.fill("#password", PASSWORD)
-    if code is not None:
-        await page.fill("#totp", code)
-    await page.click("#login-form button[type=submit]")
-    await expect(page.locator("#nav")).to_be_visible()
 
 
 async def test_a_unit_down_before_its_check_shows_on_the_fleet_page(
